@@ -1,0 +1,62 @@
+# Quittance: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+RUN := $(UV) run --frozen --no-sync
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.DEFAULT_GOAL := help
+.PHONY: help install up test test-unit test-integration test-e2e lint typecheck asyncapi bench ci clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@# Only Python is assumed: uv comes from PyPI into a private folder.
+	$(PYTHON) -m venv $(TOOLS) || $(PYTHON) -m pip install --quiet --target $(TOOLS)/lib uv==$(UV_VERSION)
+	@if [ -x $(TOOLS)/bin/pip ]; then $(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	 else mkdir -p $(TOOLS)/bin && ln -sf ../lib/bin/uv $(UV); fi
+
+.venv/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml devstack/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+install: .venv/.synced ## Install the workspace (uv, one lock file)
+
+up: install ## Run the whole system on its embedded defaults (Ctrl-C stops it)
+	$(RUN) quittance-devstack up
+
+test: install ## Run the whole suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise)
+	$(RUN) lint-imports
+	$(RUN) pytest
+
+test-unit: install ## Fast tests: pure rules and handler unit tests
+	$(RUN) pytest -m "not integration and not e2e"
+
+test-integration: install ## Tests against the real PostgreSQL and broker
+	$(RUN) pytest -m integration
+
+test-e2e: install ## The four services as processes, driven over HTTP
+	$(RUN) pytest -m e2e
+
+lint: install ## ruff and the services-never-import-each-other check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+
+typecheck: install ## mypy, strict
+	$(RUN) mypy
+
+asyncapi: install ## Regenerate docs/asyncapi.yaml from the contracts and subscribers
+	$(RUN) python -m devstack.asyncapi > docs/asyncapi.yaml
+
+bench: install ## Print one JSON line per metric with its raw-infrastructure baseline (BENCH=name runs one)
+	$(RUN) python -m bench $(BENCH)
+
+ci: lint typecheck test ## What .ci/run does
+
+clean: ## Remove the environment and local data
+	rm -rf .venv $(TOOLS) var

@@ -1,0 +1,74 @@
+"""`quittance-devstack up`: the whole system on its embedded defaults, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devstack.stack import SERVICES, Stack
+
+
+def up(var_dir: Path) -> int:
+    """Start everything, print the URLs, and stop everything on Ctrl-C."""
+    stack = Stack(var_dir=var_dir)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        print("starting PostgreSQL, the Kafka broker and the mail catcher ...", flush=True)
+        stack.start_infrastructure()
+        print("creating databases, running migrations, starting the services ...", flush=True)
+        stack.start_services()
+        print(_banner(stack), flush=True)
+        while not stopping:
+            for name, process in stack.services.items():
+                if not process.alive():
+                    print(f"{name} exited; its log: {process.log_path}\n{process.tail()}", flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        print(f"could not start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("\nstopping ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+    return 0
+
+
+def _banner(stack: Stack) -> str:
+    lines = ["", "Quittance is running. Ctrl-C stops everything.", ""]
+    for spec in SERVICES:
+        lines.append(f"  {spec.name:<14} {stack.service_url(spec.name)}   (/healthz, /metrics)")
+    lines.append(f"  {'billing API':<14} {stack.service_url('billing')}/docs")
+    lines.append(f"  {'web inbox':<14} {stack.mail_url}")
+    lines.append(f"  {'SMTP':<14} smtp://127.0.0.1:{stack.ports.smtp}")
+    lines.append(f"  {'Kafka':<14} {stack.bootstrap_servers}")
+    lines.append(f"  {'PostgreSQL':<14} postgresql://postgres@127.0.0.1:{stack.ports.postgres}/<service>")
+    lines.append(f"  {'exports':<14} {stack.export_dir.resolve()}")
+    lines.append(f"  {'logs':<14} {stack.log_dir.resolve()}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Entry point of `quittance-devstack`."""
+    parser = argparse.ArgumentParser(prog="quittance-devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
+    up_parser.add_argument("--var-dir", type=Path, default=Path("var"))
+    args = parser.parse_args()
+    if args.command == "up":
+        sys.exit(up(args.var_dir))
+
+
+if __name__ == "__main__":
+    main()

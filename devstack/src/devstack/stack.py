@@ -1,0 +1,244 @@
+"""The whole system on one machine: infrastructure, migrations, and the four services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from devstack.broker import EmbeddedBroker
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import ManagedProcess, port_is_open, wait_until
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One of the four services: its package, ASGI factory and default port."""
+
+    name: str
+    port: int
+
+    @property
+    def env_prefix(self) -> str:
+        """Its settings' environment prefix."""
+        return f"{self.name.upper()}_"
+
+    @property
+    def app(self) -> str:
+        """The uvicorn factory path."""
+        return f"{self.name}.main:create_app"
+
+
+SERVICES = (
+    ServiceSpec("billing", 8000),
+    ServiceSpec("notifications", 8001),
+    ServiceSpec("retention", 8002),
+    ServiceSpec("audit", 8003),
+)
+
+
+@dataclass
+class StackPorts:
+    """Where the embedded infrastructure listens."""
+
+    postgres: int = 55432
+    kafka: int = 19092
+    smtp: int = 2525
+    mail_web: int = 8025
+
+
+@dataclass
+class Stack:
+    """Starts and stops everything; `var_dir` holds data, logs, mail and exports."""
+
+    var_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    durable: bool = True
+    topic_prefix: str = ""
+    database_suffix: str = ""
+    postgres_admin_url: str | None = None  # an external server instead of the embedded one
+    kafka_bootstrap: str | None = None  # an external broker instead of the embedded one
+    service_ports: dict[str, int] = field(default_factory=lambda: {s.name: s.port for s in SERVICES})
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    mailcatcher: ManagedProcess | None = None
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where every process writes its log."""
+        return self.var_dir / "logs"
+
+    @property
+    def export_dir(self) -> Path:
+        """The export store shared by the services."""
+        return self.var_dir / "exports"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the mail catcher keeps messages."""
+        return self.var_dir / "mail"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker clients connect to."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.ports.kafka}"
+
+    @property
+    def mail_url(self) -> str:
+        """The web inbox."""
+        return f"http://127.0.0.1:{self.ports.mail_web}"
+
+    def admin_url(self) -> str:
+        """A libpq URL for creating databases."""
+        if self.postgres_admin_url:
+            return self.postgres_admin_url
+        assert self.postgres is not None
+        return self.postgres.url("postgres", driver="postgresql")
+
+    def database_url(self, service: str) -> str:
+        """The asyncpg URL of a service's own database."""
+        base = self.admin_url().rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        return f"{base}/{service}{self.database_suffix}"
+
+    def service_url(self, service: str) -> str:
+        """Where a service's HTTP server answers."""
+        return f"http://127.0.0.1:{self.service_ports[service]}"
+
+    # infrastructure
+
+    def start_infrastructure(self) -> None:
+        """Start PostgreSQL, the broker and the mail catcher (those not given from outside)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.postgres_admin_url is None:
+            _require_free(self.ports.postgres, "PostgreSQL")
+            self.postgres = EmbeddedPostgres(
+                self.var_dir / "postgres", port=self.ports.postgres, log_dir=self.log_dir,
+                durable=self.durable,
+            )
+            self.postgres.start()
+        if self.kafka_bootstrap is None:
+            _require_free(self.ports.kafka, "the Kafka broker")
+            self.broker = EmbeddedBroker(port=self.ports.kafka, log_dir=self.log_dir)
+            self.broker.start()
+        _require_free(self.ports.smtp, "SMTP")
+        _require_free(self.ports.mail_web, "the web inbox")
+        self.mailcatcher = ManagedProcess(
+            "mailcatcher",
+            [sys.executable, "-m", "devstack.mailcatcher", "--smtp-port", str(self.ports.smtp),
+             "--http-port", str(self.ports.mail_web), "--store", str(self.mail_dir)],
+            log_path=self.log_dir / "mailcatcher.log",
+        )
+        self.mailcatcher.start()
+        wait_until(lambda: port_is_open(self.ports.smtp) and port_is_open(self.ports.mail_web),
+                   timeout=30, what="the mail catcher")
+
+    def create_databases(self, names: Iterable[str]) -> None:
+        """Create each service's database if it does not exist."""
+        asyncio.run(create_databases(self.admin_url(), [f"{n}{self.database_suffix}" for n in names]))
+
+    # services
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment that points a service at this stack."""
+        prefix = f"{service.upper()}_"
+        env = {
+            f"{prefix}ENVIRONMENT": "development",
+            f"{prefix}DATABASE_URL": self.database_url(service),
+            f"{prefix}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            f"{prefix}KAFKA__TOPIC_PREFIX": self.topic_prefix,
+            f"{prefix}EXPORT_STORE_PATH": str(self.export_dir.resolve()),
+            f"{prefix}LOG_LEVEL": "INFO",
+        }
+        if service == "notifications":
+            env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
+            env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)
+        return env
+
+    def migrate(self, service: str) -> None:
+        """Run a service's migrations the way production does: its own command, its own env."""
+        result = subprocess.run(
+            [sys.executable, "-m", f"{service}.main", "migrate"],
+            env={**_base_env(), **self.service_env(service)}, capture_output=True, text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{service} migrations failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_service(self, service: str) -> ManagedProcess:
+        """Start one service under uvicorn and wait for its /healthz."""
+        port = self.service_ports[service]
+        _require_free(port, service)
+        process = ManagedProcess(
+            service,
+            [sys.executable, "-m", "uvicorn", f"{service}.main:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            log_path=self.log_dir / f"{service}.log",
+            env=self.service_env(service),
+        )
+        process.start()
+        self.services[service] = process
+        self.wait_healthy(service)
+        return process
+
+    def wait_healthy(self, service: str, timeout: float = 60) -> None:
+        """Wait until a service answers 200 on /healthz."""
+        process = self.services[service]
+
+        def healthy() -> bool:
+            if not process.alive():
+                raise RuntimeError(f"{service} exited:\n{process.tail()}")
+            try:
+                return httpx.get(f"{self.service_url(service)}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=timeout, what=service)
+
+    def start_services(self) -> None:
+        """Migrate and start the four services."""
+        self.create_databases(s.name for s in SERVICES)
+        for spec in SERVICES:
+            self.migrate(spec.name)
+        for spec in SERVICES:
+            self.start_service(spec.name)
+
+    def stop(self) -> None:
+        """Stop the services, then the infrastructure."""
+        for process in reversed(list(self.services.values())):
+            process.stop()
+        if self.mailcatcher is not None:
+            self.mailcatcher.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+async def create_databases(admin_url: str, names: Iterable[str]) -> None:
+    """CREATE DATABASE for each name not yet on the server."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        existing = {r["datname"] for r in await connection.fetch("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in existing:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def _require_free(port: int, what: str) -> None:
+    if port_is_open(port):
+        raise RuntimeError(f"port {port} for {what} is already in use; stop what holds it")
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

@@ -1,0 +1,1 @@
+"""Quittance billing service."""

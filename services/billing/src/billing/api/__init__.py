@@ -1,0 +1,1 @@
+"""Billing's HTTP API: routers, dependencies and RFC 9457 problem details."""

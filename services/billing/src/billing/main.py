@@ -1,0 +1,95 @@
+"""Billing's entry points: `create_app(settings)` for uvicorn, and `python -m billing.main migrate|serve`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from billing.api.problems import install_problem_handlers
+from billing.api.routes import router as api_router
+from billing.handlers import create_router
+from billing.services import BillingService
+from billing.settings import BillingSettings
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_runtime
+from shared.telemetry import Telemetry
+
+SERVICE = "billing"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def create_app(settings: BillingSettings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
+    """Build the billing app; the lifespan connects the broker and starts the outbox relay."""
+    settings = settings or BillingSettings()
+    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
+    service = BillingService(sessions=runtime.sessions, outbox=runtime.outbox,
+                             export_store=ExportStore(settings.export_store_path),
+                             max_grant_hours=settings.max_grant_hours)
+    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    app = FastAPI(title="Quittance billing", version="0.1.0", lifespan=lifespan,
+                  description="The public billing API. Errors are RFC 9457 problem details.")
+    app.state.settings = settings
+    app.state.service = service
+    app.state.engine = runtime.engine
+    app.state.broker = runtime.broker
+    app.state.telemetry = runtime.telemetry
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(api_router)
+    if settings.tls_certfile is not None:
+        app.middleware("http")(_strict_transport_security)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=runtime.telemetry.tracer_provider,
+                                       excluded_urls="healthz,metrics")
+    return app
+
+
+async def _strict_transport_security(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Response:
+    """HSTS on every response when billing serves HTTPS (TLS)."""
+    response: Response = await call_next(request)
+    response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    return response
+
+
+def migrate(settings: BillingSettings | None = None) -> None:
+    """Bring billing's database to the newest schema."""
+    upgrade_database(MIGRATIONS_DIR, (settings or BillingSettings()).database_url)
+
+
+def cli() -> None:
+    """`migrate` the database or `serve` the API (HTTPS when a certificate is set)."""
+    parser = argparse.ArgumentParser(prog="python -m billing.main")
+    parser.add_argument("command", choices=["migrate", "serve"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    if args.command == "migrate":
+        migrate()
+        return
+    import ssl
+
+    import uvicorn
+
+    settings = BillingSettings()
+    uvicorn.run(
+        "billing.main:create_app", factory=True, host=args.host, port=args.port,
+        ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER, proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    cli()

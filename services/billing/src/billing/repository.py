@@ -1,0 +1,156 @@
+"""Billing's queries; every one that touches customer data is scoped to an account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, text, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.models import (
+    AccessGrant,
+    Account,
+    ApiKey,
+    AppUser,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    StaffMember,
+)
+from shared.contracts import AccessPurpose
+
+# Deletion order for a purge: children before parents.
+ACCOUNT_SCOPED_TABLES: tuple[Any, ...] = (
+    InvoiceLine, Invoice, Customer, AccessGrant, ApiKey, AppUser,
+)
+
+
+class BillingRepository:
+    """Reads and writes billing's tables inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, *rows: Any) -> None:
+        """Stage new rows."""
+        self.session.add_all(rows)
+
+    async def flush(self) -> None:
+        """Send staged rows so later statements see them."""
+        await self.session.flush()
+
+    async def get_account(self, account_id: UUID) -> Account | None:
+        """An account by id."""
+        return await self.session.get(Account, account_id)
+
+    async def take_invoice_number(self, account_id: UUID) -> int:
+        """Reserve the account's next invoice number; the row lock keeps numbering gapless."""
+        result = await self.session.execute(
+            update(Account)
+            .where(col(Account.id) == account_id)
+            .values(next_invoice_number=col(Account.next_invoice_number) + 1)
+            .returning(col(Account.next_invoice_number))
+        )
+        return int(result.scalar_one()) - 1
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """An unrevoked API key by its hash."""
+        result = await self.session.exec(
+            select(ApiKey).where(ApiKey.key_hash == key_hash, col(ApiKey.revoked_at).is_(None))
+        )
+        return result.first()
+
+    async def get_user(self, user_id: UUID) -> AppUser | None:
+        """A user by id."""
+        return await self.session.get(AppUser, user_id)
+
+    async def get_staff(self, staff_id: UUID) -> StaffMember | None:
+        """A staff member by id."""
+        return await self.session.get(StaffMember, staff_id)
+
+    async def find_staff_by_email(self, email: str) -> StaffMember | None:
+        """A staff member by work email."""
+        return (await self.session.exec(select(StaffMember).where(StaffMember.email == email))).first()
+
+    async def account_owner(self, account_id: UUID) -> AppUser:
+        """The account's owner."""
+        result = await self.session.exec(
+            select(AppUser).where(AppUser.account_id == account_id, AppUser.role == "owner")
+        )
+        return result.one()
+
+    async def get_customer(self, account_id: UUID, customer_id: UUID) -> Customer | None:
+        """A customer of the account."""
+        result = await self.session.exec(
+            select(Customer).where(Customer.account_id == account_id, Customer.id == customer_id)
+        )
+        return result.first()
+
+    async def list_customers(self, account_id: UUID, *, limit: int, offset: int) -> list[Customer]:
+        """The account's customers, oldest first."""
+        result = await self.session.exec(
+            select(Customer)
+            .where(Customer.account_id == account_id)
+            .order_by(col(Customer.created_at), col(Customer.id))
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(result.all())
+
+    async def get_invoice(
+        self, account_id: UUID, invoice_id: UUID, *, for_update: bool = False
+    ) -> Invoice | None:
+        """An invoice of the account, optionally locked for a state change."""
+        query = select(Invoice).where(Invoice.account_id == account_id, Invoice.id == invoice_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.exec(query)).first()
+
+    async def invoice_lines(self, invoice_id: UUID) -> list[InvoiceLine]:
+        """An invoice's lines in order."""
+        result = await self.session.exec(
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id == invoice_id)
+            .order_by(col(InvoiceLine.position))
+        )
+        return list(result.all())
+
+    async def active_grant(
+        self, *, account_id: UUID, staff_id: UUID, purpose: AccessPurpose, at: datetime
+    ) -> AccessGrant | None:
+        """A grant that lets the staff member read the account for the purpose now."""
+        result = await self.session.exec(
+            select(AccessGrant).where(
+                AccessGrant.account_id == account_id,
+                AccessGrant.staff_id == staff_id,
+                AccessGrant.purpose == purpose,
+                col(AccessGrant.revoked_at).is_(None),
+                col(AccessGrant.expires_at) > at,
+            )
+        )
+        return result.first()
+
+    async def rows_of(self, table: Any, account_id: UUID) -> list[Any]:
+        """Every row of an account-scoped table for the account."""
+        result = await self.session.exec(select(table).where(table.account_id == account_id))
+        return list(result.all())
+
+    async def delete_account(self, account_id: UUID) -> int:
+        """Delete every row about the account; return how many."""
+        deleted = 0
+        for table in ACCOUNT_SCOPED_TABLES:
+            result = await self.session.execute(
+                delete(table).where(col(table.account_id) == account_id)
+            )
+            deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        result = await self.session.execute(delete(Account).where(col(Account.id) == account_id))
+        return deleted + int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def lock_account(self, account_id: UUID) -> None:
+        """Serialise changes to one account (purge against late writes)."""
+        await self.session.execute(
+            text("SELECT 1 FROM account WHERE id = :id FOR UPDATE"), {"id": account_id}
+        )

@@ -1,0 +1,29 @@
+"""Billing settings: `BILLING_` environment variables, nested with `__`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
+
+
+class BillingSettings(ServiceSettings):
+    """Where billing's database and broker are, and its secrets."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default=embedded_database_url("billing"), description="Billing's own database."
+    )
+    operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Bearer token of the operator who registers staff members.",
+    )
+    tls_certfile: Path | None = Field(default=None, description="Serve HTTPS with this cert.")
+    tls_keyfile: Path | None = Field(default=None, description="Key of tls_certfile.")
+    max_grant_hours: int = Field(default=72, ge=1, description="Longest staff access grant.")

@@ -1,0 +1,1 @@
+"""Quittance notifications service."""

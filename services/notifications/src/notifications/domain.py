@@ -1,0 +1,56 @@
+"""What notifications may send and how it reads; pure functions, no I/O."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from shared.contracts import ExportAssembled, InvoiceIssued
+
+
+class MessageKind(StrEnum):
+    """The closed list of transactional kinds (USE): there is no marketing kind, by construction."""
+
+    INVOICE = "invoice"
+    STATEMENT = "statement"
+    PAYMENT_REMINDER = "payment-reminder"
+    ACCOUNT_EXPORT = "account-export"
+
+
+class EmailStatus(StrEnum):
+    """Whether the mail server has accepted the message."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+
+
+def message_id_for(event_id: UUID, domain: str) -> str:
+    """The Message-ID of the email an event causes: the same event, the same id, always."""
+    return f"<{event_id}@{domain}>"
+
+
+def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
+    """Subject and plain-text body of an issued invoice."""
+    lines = "\n".join(
+        f"  {line.description}: {line.quantity} x {line.unit_price} = {line.amount} {event.currency}"
+        for line in event.lines
+    )
+    body = (
+        f"Dear {event.customer.name},\n\n"
+        f"{event.seller_name} has issued invoice {event.number} dated {event.issue_date}.\n\n"
+        f"{lines}\n\n"
+        f"Total due: {event.total} {event.currency}, by {event.due_date}.\n\n"
+        "This is a transactional message about your invoice.\n"
+    )
+    return f"Invoice {event.number} from {event.seller_name}", body
+
+
+def export_email(event: ExportAssembled) -> tuple[str, str]:
+    """Subject and body of the email that carries the termination export (TERMINATION)."""
+    body = (
+        f"Hello,\n\nThe contract of {event.account_name} with Quittance has ended.\n"
+        "Attached is the record of all your information: CSV files (structured fields in JSON)\n"
+        f"and a manifest. SHA-256 of the bundle: {event.sha256}\n\n"
+        "All your records will now be purged from our systems.\n"
+    )
+    return f"Your Quittance data export for {event.account_name}", body

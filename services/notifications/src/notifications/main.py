@@ -1,0 +1,46 @@
+"""Notifications' entry points: `create_app(settings)` for uvicorn, `python -m notifications.main migrate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from faststream.asgi import AsgiFastStream
+
+from notifications.handlers import create_router
+from notifications.mailer import SmtpMailer
+from notifications.services import NotificationsService
+from notifications.settings import NotificationsSettings
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.telemetry import Telemetry
+
+SERVICE = "notifications"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def create_app(
+    settings: NotificationsSettings | None = None, *, telemetry: Telemetry | None = None
+) -> AsgiFastStream:
+    """Build the notifications app: subscribers, outbox relay, queued-email sweeper."""
+    settings = settings or NotificationsSettings()
+    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
+    service = NotificationsService(
+        sessions=runtime.sessions, outbox=runtime.outbox,
+        mailer=SmtpMailer(settings.smtp, runtime.telemetry),
+        export_store=ExportStore(settings.export_store_path), settings=settings,
+    )
+    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+    return create_consumer_app(runtime, background=[service.run_sweeper])
+
+
+def migrate(settings: NotificationsSettings | None = None) -> None:
+    """Bring notifications' database to the newest schema."""
+    upgrade_database(MIGRATIONS_DIR, (settings or NotificationsSettings()).database_url)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["migrate"]:
+        sys.exit("usage: python -m notifications.main migrate  (serve with uvicorn --factory)")
+    migrate()

@@ -1,0 +1,39 @@
+"""Notifications settings: `NOTIFICATIONS_` environment variables, nested with `__`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import EMBEDDED_SMTP_PORT, ServiceSettings, embedded_database_url
+
+
+class SmtpSettings(BaseModel):
+    """The mail server notifications hands email to."""
+
+    host: str = Field(default="127.0.0.1", description="SMTP host.")
+    port: int = Field(default=EMBEDDED_SMTP_PORT, description="SMTP port.")
+    username: str | None = Field(default=None, description="SMTP user, if the server asks.")
+    password: SecretStr | None = Field(default=None, description="SMTP password.")
+    start_tls: bool = Field(default=False, description="Upgrade with STARTTLS (TLS clause).")
+    use_tls: bool = Field(default=False, description="Implicit TLS (port 465).")
+    timeout_s: float = Field(default=10.0, description="Per-command timeout.")
+
+
+class NotificationsSettings(ServiceSettings):
+    """Where notifications' database, broker and mail server are."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFICATIONS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default=embedded_database_url("notifications"), description="Notifications' own database."
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sender: str = Field(default="Quittance <no-reply@quittance.example>", description="From header.")
+    message_id_domain: str = Field(default="quittance.example", description="Right side of Message-IDs.")
+    resend_after_s: float = Field(
+        default=30.0, ge=0.1, description="A queued email this old is retried by the sweeper."
+    )
+    sweep_interval_s: float = Field(default=5.0, ge=0.1, description="How often queued email is retried.")

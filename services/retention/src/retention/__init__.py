@@ -1,0 +1,1 @@
+"""Quittance retention service."""

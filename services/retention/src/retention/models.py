@@ -1,0 +1,59 @@
+"""Retention's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Column, DateTime, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from retention.domain import SagaStatus
+
+
+class RetentionTable(SQLModel, registry=registry()):
+    """Base of retention's tables; its metadata is retention's alone."""
+
+
+def _timestamp() -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class TerminationSaga(RetentionTable, table=True):
+    """A termination in progress; deleted when every participant has purged."""
+
+    __tablename__ = "termination_saga"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = Field(unique=True)
+    status: SagaStatus = Field(default=SagaStatus.EXPORTING)
+    account_name: str
+    owner_email: str
+    export_key: str
+    participants: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    slices: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    purged: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    bundle_key: str | None = None
+    bundle_sha256: str | None = None
+    terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime | None = Field(default=None, sa_column=_timestamp())
+
+
+class PurgeCertificate(RetentionTable, table=True):
+    """Proof that an account was exported and purged everywhere; names the account only by keyed hash."""
+
+    __tablename__ = "purge_certificate"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    saga_id: UUID = Field(unique=True)
+    account_reference: str = Field(index=True)
+    services: dict[str, int] = Field(sa_column=Column(JSONB, nullable=False))
+    bundle_sha256: str
+    terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    delivered_at: datetime = Field(sa_type=DateTime(timezone=True))
+    completed_at: datetime = Field(sa_type=DateTime(timezone=True))
+    digest: str

@@ -1,0 +1,1 @@
+"""Quittance contracts and infrastructure glue shared by every service; no business logic."""

@@ -1,0 +1,55 @@
+"""The event contracts: one CloudEvents envelope and a versioned model per event type."""
+
+from shared.contracts.envelope import (
+    SPEC_VERSION,
+    Envelope,
+    EventData,
+    new_envelope,
+    personal_data,
+)
+from shared.contracts.events import (
+    EVENT_TYPES,
+    AccessActor,
+    AccessPurpose,
+    AccountPurged,
+    AccountTerminated,
+    DataAccessed,
+    ExportAssembled,
+    ExportDelivered,
+    ExportFile,
+    ExportRequested,
+    ExportSliceWritten,
+    InvoiceIssued,
+    InvoiceLine,
+    IssuedInvoiceCustomer,
+    PurgeCompleted,
+    PurgeRequested,
+)
+from shared.contracts.topics import TOPICS, Topic, dead_letter_topic
+
+__all__ = [
+    "EVENT_TYPES",
+    "SPEC_VERSION",
+    "TOPICS",
+    "AccessActor",
+    "AccessPurpose",
+    "AccountPurged",
+    "AccountTerminated",
+    "DataAccessed",
+    "Envelope",
+    "EventData",
+    "ExportAssembled",
+    "ExportDelivered",
+    "ExportFile",
+    "ExportRequested",
+    "ExportSliceWritten",
+    "InvoiceIssued",
+    "InvoiceLine",
+    "IssuedInvoiceCustomer",
+    "PurgeCompleted",
+    "PurgeRequested",
+    "Topic",
+    "dead_letter_topic",
+    "new_envelope",
+    "personal_data",
+]

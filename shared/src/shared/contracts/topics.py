@@ -1,0 +1,61 @@
+"""Every topic, who writes it and who reads it; one event type per topic, keyed by account id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic: its name (= the event type it carries), producers, consumers and purpose."""
+
+    name: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    purpose: str
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
+    Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
+    Topic("account.terminated", ("billing",), ("retention",), "Start the termination saga."),
+    Topic(
+        "export.requested",
+        ("retention",),
+        ("billing", "notifications", "audit"),
+        "Each service writes its slice of the account to the export store.",
+    ),
+    Topic(
+        "export.slice_written",
+        ("billing", "notifications", "audit"),
+        ("retention",),
+        "A slice is in the export store.",
+    ),
+    Topic("export.assembled", ("retention",), ("notifications",), "Send the CSV bundle."),
+    Topic("export.delivered", ("notifications",), ("retention",), "The bundle was emailed."),
+    Topic(
+        "purge.requested",
+        ("retention",),
+        ("billing", "notifications", "audit"),
+        "Delete everything about the account.",
+    ),
+    Topic(
+        "purge.completed",
+        ("billing", "notifications", "audit"),
+        ("retention",),
+        "A service confirms its purge.",
+    ),
+    Topic("account.purged", ("retention",), (), "The purge certificate was issued."),
+)
+
+
+def dead_letter_topic(name: str) -> str:
+    """Return the dead-letter topic of a topic."""
+    return f"{name}{DEAD_LETTER_SUFFIX}"
+
+
+def all_topic_names() -> list[str]:
+    """Every topic and its dead-letter topic."""
+    return [n for t in TOPICS for n in (t.name, dead_letter_topic(t.name))]

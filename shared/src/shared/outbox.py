@@ -1,0 +1,155 @@
+"""The transactional outbox: events written with the state change, then published by a relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from opentelemetry import propagate, trace
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.contracts import Envelope, EventData, new_envelope
+from shared.delivery import OUTBOX_CHANNEL, OutboxMessage
+from shared.kafka import create_producer
+from shared.settings import KafkaSettings
+from shared.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE_HEADER = "content-type"
+
+
+class Outbox:
+    """Writes events into the outbox table inside the caller's transaction."""
+
+    def __init__(self, *, source: str, kafka: KafkaSettings) -> None:
+        self.source = source
+        self.kafka = kafka
+
+    def add(self, session: AsyncSession, data: EventData) -> Envelope[Any]:
+        """Stage an event in the session's transaction; the relay publishes it after commit."""
+        envelope = new_envelope(data, source=self.source)
+        headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
+        propagate.inject(headers)  # the trace of the request that caused the event
+        session.add(
+            OutboxMessage(
+                event_id=envelope.id,
+                topic=self.kafka.topic(envelope.type),
+                key=envelope.subject,
+                payload=envelope.model_dump_json().encode(),
+                headers=headers,
+            )
+        )
+        return envelope
+
+
+_SELECT_BATCH = text(
+    "SELECT seq, topic, key, payload, headers FROM outbox_message "
+    "ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_DELETE_SENT = text("DELETE FROM outbox_message WHERE seq = ANY(:seqs)")
+
+
+class OutboxRelay:
+    """Publishes outbox rows in batches; a row is deleted only after the broker acknowledged it."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        kafka: KafkaSettings,
+        telemetry: Telemetry,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.25,
+    ) -> None:
+        self.engine = engine
+        self.kafka = kafka
+        self.telemetry = telemetry
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._producer = create_producer(kafka, client_id=f"{telemetry.service}-relay")
+        self._tracer = telemetry.tracer(__name__)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        """Connect the producer, listen for new rows and start relaying."""
+        await self._producer.start()
+        self._listener = await asyncpg.connect(_asyncpg_dsn(self.engine))
+        await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+        self._task = asyncio.create_task(self._run(), name=f"{self.telemetry.service}-relay")
+
+    async def stop(self) -> None:
+        """Stop after the batch in flight."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
+        await self._producer.stop()
+
+    def wake(self) -> None:
+        """Look for rows now rather than at the next poll."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval_s
+        while True:
+            self._wake.clear()  # before reading, so a commit during the batch is not missed
+            try:
+                sent = await self.relay_batch()
+                backoff = self.poll_interval_s
+            except Exception:
+                log.exception("outbox relay batch failed; retrying in %.2fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if sent < self.batch_size:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                except TimeoutError:
+                    pass
+
+    async def relay_batch(self) -> int:
+        """Publish one batch and delete its rows once acknowledged; return how many."""
+        async with self.engine.begin() as connection:
+            rows = (await connection.execute(_SELECT_BATCH, {"limit": self.batch_size})).all()
+            if not rows:
+                return 0
+            with self.telemetry.delivery.relay_batch_seconds.time():
+                await self._publish(rows)
+                await connection.execute(_DELETE_SENT, {"seqs": [row.seq for row in rows]})
+        for row in rows:
+            self.telemetry.delivery.relayed.labels(row.topic).inc()
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        deliveries = []
+        for row in rows:
+            parent = propagate.extract(row.headers)
+            with self._tracer.start_as_current_span(
+                f"{row.topic} publish", context=parent, kind=trace.SpanKind.PRODUCER
+            ):
+                headers = dict(row.headers)
+                propagate.inject(headers)  # the consumer's span follows the relay's
+                deliveries.append(
+                    await self._producer.send(
+                        row.topic,
+                        value=row.payload,
+                        key=row.key.encode(),
+                        headers=[(k, str(v).encode()) for k, v in headers.items()],
+                    )
+                )
+        await asyncio.gather(*deliveries)
+
+
+def _asyncpg_dsn(engine: AsyncEngine) -> str:
+    url = make_url(engine.url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)

@@ -1,0 +1,81 @@
+"""Settings every service shares: where Postgres, Kafka and the collector are, and the run mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedded stack (`make up`) listens here; unset settings point at it.
+EMBEDDED_POSTGRES_PORT = 55432
+EMBEDDED_KAFKA_PORT = 19092
+EMBEDDED_SMTP_PORT = 2525
+EMBEDDED_MAIL_WEB_PORT = 8025
+
+DEVELOPMENT_SECRET_PREFIX = "dev-only-"
+
+
+def embedded_database_url(database: str) -> str:
+    """Return the asyncpg URL of a database on the embedded PostgreSQL server."""
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{EMBEDDED_POSTGRES_PORT}/{database}"
+
+
+class KafkaSettings(BaseModel):
+    """How a service reaches the Kafka-protocol broker."""
+
+    bootstrap_servers: str = Field(
+        default=f"127.0.0.1:{EMBEDDED_KAFKA_PORT}", description="host:port[,host:port]"
+    )
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name; tests use it to isolate runs."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="SSL or SASL_SSL in production (TLS clause)."
+    )
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS.")
+    partitions: int = Field(default=3, ge=1, description="Partitions for topics this stack creates.")
+    max_attempts: int = Field(
+        default=3, ge=1, description="Handler attempts before a message is dead-lettered."
+    )
+    retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay, doubled.")
+
+    def topic(self, name: str) -> str:
+        """Return the physical topic name for a logical one."""
+        return f"{self.topic_prefix}{name}"
+
+
+class ServiceSettings(BaseSettings):
+    """The settings common to the four services; each subclass sets its env prefix."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="Development defaults are refused in production."
+    )
+    database_url: str = Field(description="SQLAlchemy URL of this service's own database.")
+    database_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    export_store_path: Path = Field(
+        default=Path("var/exports"), description="Where export slices and bundles are written."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint for traces; unset keeps traces in-process."
+    )
+    log_level: str = Field(default="INFO", description="Root log level.")
+    relay_batch_size: int = Field(default=500, ge=1, description="Outbox rows sent per batch.")
+    relay_poll_interval_s: float = Field(
+        default=0.25, ge=0.01, description="Outbox poll when nothing woke the relay."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_outside_development(self) -> ServiceSettings:
+        if self.environment == "development":
+            return self
+        for name, value in self:
+            if isinstance(value, SecretStr) and value.get_secret_value().startswith(
+                DEVELOPMENT_SECRET_PREFIX
+            ):
+                raise ValueError(f"{name} still holds its development default")
+        return self
