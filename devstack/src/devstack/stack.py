@@ -171,8 +171,8 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError(f"{service} migrations failed:\n{result.stdout}\n{result.stderr}")
 
-    def start_service(self, service: str) -> ManagedProcess:
-        """Start one service under uvicorn and wait for its /healthz."""
+    def start_service(self, service: str, *, wait: bool = True) -> ManagedProcess:
+        """Start one service under uvicorn and (unless told not to) wait for its /healthz."""
         port = self.service_ports[service]
         _require_free(port, service)
         process = ManagedProcess(
@@ -184,7 +184,8 @@ class Stack:
         )
         process.start()
         self.services[service] = process
-        self.wait_healthy(service)
+        if wait:
+            self.wait_healthy(service)
         return process
 
     def wait_healthy(self, service: str, timeout: float = 60) -> None:
@@ -207,7 +208,9 @@ class Stack:
         for spec in SERVICES:
             self.migrate(spec.name)
         for spec in SERVICES:
-            self.start_service(spec.name)
+            self.start_service(spec.name, wait=False)
+        for spec in SERVICES:
+            self.wait_healthy(spec.name)
 
     def stop(self) -> None:
         """Stop the services, then the infrastructure."""

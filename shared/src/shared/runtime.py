@@ -51,10 +51,6 @@ class ServiceRuntime(Generic[SettingsT]):
         await self.engine.dispose()
         self.telemetry.shutdown()
 
-    def count_duplicate(self, consumer: str) -> None:
-        """Count a redelivered event the inbox recognised."""
-        self.telemetry.delivery.duplicates_skipped.labels(consumer).inc()
-
 
 def create_runtime(
     name: str,

@@ -1,40 +1,30 @@
-"""Audit's Kafka subscribers."""
+"""Audit's event handlers."""
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaRouter
-
 from audit.services import AuditService
 from shared.contracts import DataAccessed, Envelope, ExportRequested, PurgeRequested
-from shared.kafka import subscriber_options
-from shared.runtime import ServiceRuntime
-from shared.settings import ServiceSettings
-
-SERVICE = "audit"
+from shared.routing import EventRoutes
+from shared.telemetry import Telemetry
 
 
-def create_router(*, service: AuditService, runtime: ServiceRuntime[ServiceSettings]) -> KafkaRouter:
-    """Subscribe audit to data accesses and the saga's requests."""
-    router = KafkaRouter()
-    kafka = runtime.settings.kafka
-    options = subscriber_options(group_id=SERVICE)
+def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes:
+    """What audit does with the events it consumes."""
+    routes = EventRoutes("audit", telemetry)
 
-    @router.subscriber(kafka.topic("data.accessed"), **options)
-    async def on_data_accessed(event: Envelope[DataAccessed]) -> None:
+    @routes.on(DataAccessed)
+    async def on_data_accessed(event: Envelope[DataAccessed], consumer: str) -> bool:
         """Append the access to the account's trail."""
-        if not await service.record_access(event=event, consumer="audit.on_data_accessed"):
-            runtime.count_duplicate("audit.on_data_accessed")
+        return await service.record_access(event=event, consumer=consumer)
 
-    @router.subscriber(kafka.topic("export.requested"), **options)
-    async def on_export_requested(event: Envelope[ExportRequested]) -> None:
+    @routes.on(ExportRequested)
+    async def on_export_requested(event: Envelope[ExportRequested], consumer: str) -> bool:
         """Write the account's trail to the export store."""
-        if not await service.export_account(event=event, consumer="audit.on_export_requested"):
-            runtime.count_duplicate("audit.on_export_requested")
+        return await service.export_account(event=event, consumer=consumer)
 
-    @router.subscriber(kafka.topic("purge.requested"), **options)
-    async def on_purge_requested(event: Envelope[PurgeRequested]) -> None:
+    @routes.on(PurgeRequested)
+    async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
         """Delete the account's trail and confirm."""
-        if not await service.purge_account(event=event, consumer="audit.on_purge_requested"):
-            runtime.count_duplicate("audit.on_purge_requested")
+        return await service.purge_account(event=event, consumer=consumer)
 
-    return router
+    return routes

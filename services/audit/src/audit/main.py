@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from audit.handlers import create_router
+from audit.handlers import create_routes
 from audit.services import AuditService
 from audit.settings import AuditSettings
 from shared.export_store import ExportStore
@@ -27,7 +27,7 @@ def create_app(
     runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
     service = AuditService(sessions=runtime.sessions, outbox=runtime.outbox,
                            export_store=ExportStore(settings.export_store_path))
-    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
     return create_consumer_app(runtime)
 
 

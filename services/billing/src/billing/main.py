@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from billing.api.problems import install_problem_handlers
 from billing.api.routes import router as api_router
-from billing.handlers import create_router
+from billing.handlers import create_routes
 from billing.services import BillingService
 from billing.settings import BillingSettings
 from shared.export_store import ExportStore
@@ -32,7 +32,7 @@ def create_app(settings: BillingSettings | None = None, *, telemetry: Telemetry 
     service = BillingService(sessions=runtime.sessions, outbox=runtime.outbox,
                              export_store=ExportStore(settings.export_store_path),
                              max_grant_hours=settings.max_grant_hours)
-    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

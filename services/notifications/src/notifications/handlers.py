@@ -1,52 +1,43 @@
-"""Notifications' Kafka subscribers."""
+"""Notifications' event handlers."""
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaRouter
-
 from notifications.services import NotificationsService
 from shared.contracts import Envelope, ExportAssembled, ExportRequested, InvoiceIssued, PurgeRequested
-from shared.kafka import subscriber_options
-from shared.runtime import ServiceRuntime
-from shared.settings import ServiceSettings
-
-SERVICE = "notifications"
+from shared.routing import EventRoutes
+from shared.telemetry import Telemetry
 
 
-def create_router(*, service: NotificationsService, runtime: ServiceRuntime[ServiceSettings]) -> KafkaRouter:
-    """Subscribe notifications to invoices, export bundles, and the saga's requests."""
-    router = KafkaRouter()
-    kafka = runtime.settings.kafka
-    options = subscriber_options(group_id=SERVICE)
+def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:
+    """What notifications does with the events it consumes."""
+    routes = EventRoutes("notifications", telemetry)
 
-    @router.subscriber(kafka.topic("invoice.issued"), **options)
-    async def on_invoice_issued(event: Envelope[InvoiceIssued]) -> None:
+    @routes.on(InvoiceIssued)
+    async def on_invoice_issued(event: Envelope[InvoiceIssued], consumer: str) -> bool:
         """Email the invoice to the customer, once."""
-        email_id = await service.queue_invoice_email(event=event, consumer="notifications.on_invoice_issued")
+        email_id = await service.queue_invoice_email(event=event, consumer=consumer)
         if email_id is None:
-            runtime.count_duplicate("notifications.on_invoice_issued")
-            return
-        await service.deliver(email_id)  # a failure leaves it queued for the sweeper
+            return False
+        await service.deliver(email_id)  # if the server refuses, the sweeper retries
+        return True
 
-    @router.subscriber(kafka.topic("export.assembled"), **options)
-    async def on_export_assembled(event: Envelope[ExportAssembled]) -> None:
+    @routes.on(ExportAssembled)
+    async def on_export_assembled(event: Envelope[ExportAssembled], consumer: str) -> bool:
         """Email the export bundle to the account owner."""
-        email_id = await service.queue_export_email(event=event, consumer="notifications.on_export_assembled")
+        email_id = await service.queue_export_email(event=event, consumer=consumer)
         if email_id is None:
-            runtime.count_duplicate("notifications.on_export_assembled")
-            return
+            return False
         await service.deliver(email_id)
+        return True
 
-    @router.subscriber(kafka.topic("export.requested"), **options)
-    async def on_export_requested(event: Envelope[ExportRequested]) -> None:
+    @routes.on(ExportRequested)
+    async def on_export_requested(event: Envelope[ExportRequested], consumer: str) -> bool:
         """Write the account's email records to the export store."""
-        if not await service.export_account(event=event, consumer="notifications.on_export_requested"):
-            runtime.count_duplicate("notifications.on_export_requested")
+        return await service.export_account(event=event, consumer=consumer)
 
-    @router.subscriber(kafka.topic("purge.requested"), **options)
-    async def on_purge_requested(event: Envelope[PurgeRequested]) -> None:
+    @routes.on(PurgeRequested)
+    async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
         """Delete the account's email records and confirm."""
-        if not await service.purge_account(event=event, consumer="notifications.on_purge_requested"):
-            runtime.count_duplicate("notifications.on_purge_requested")
+        return await service.purge_account(event=event, consumer=consumer)
 
-    return router
+    return routes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from notifications.handlers import create_router
+from notifications.handlers import create_routes
 from notifications.mailer import SmtpMailer
 from notifications.services import NotificationsService
 from notifications.settings import NotificationsSettings
@@ -31,7 +31,7 @@ def create_app(
         mailer=SmtpMailer(settings.smtp, runtime.telemetry),
         export_store=ExportStore(settings.export_store_path), settings=settings,
     )
-    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
     return create_consumer_app(runtime, background=[service.run_sweeper])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from retention.handlers import create_router
+from retention.handlers import create_routes
 from retention.services import RetentionService
 from retention.settings import RetentionSettings
 from shared.export_store import ExportStore
@@ -30,7 +30,7 @@ def create_app(
         export_store=ExportStore(settings.export_store_path), participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
     )
-    runtime.broker.include_router(create_router(service=service, runtime=runtime))  # type: ignore[arg-type]
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
     return create_consumer_app(runtime)
 
 
