@@ -28,6 +28,7 @@ DLQ_REASON_HEADER = "x-dead-letter-reason"
 DLQ_KIND_HEADER = "x-dead-letter-kind"
 DLQ_CONSUMER_HEADER = "x-dead-letter-consumer"
 DLQ_ORIGIN_HEADER = "x-dead-letter-origin"
+DLQ_CONTENT_TYPE_HEADER = "x-dead-letter-content-type"
 
 Publish = Callable[..., Awaitable[Any]]
 
@@ -51,8 +52,12 @@ class DeadLetterPolicy:
         if self.publish is None:
             raise RuntimeError("dead-letter publisher not bound to a broker")
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        original_type = headers.pop("content-type", "")
         headers.update(
             {
+                # The bytes may be anything; readers of the dead letters must not parse them blindly.
+                "content-type": "application/octet-stream",
+                DLQ_CONTENT_TYPE_HEADER: original_type,
                 DLQ_REASON_HEADER: reason[:2000],
                 DLQ_KIND_HEADER: kind,
                 DLQ_CONSUMER_HEADER: self.consumer,

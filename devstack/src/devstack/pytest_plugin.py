@@ -1,0 +1,101 @@
+"""Pytest fixtures for real servers: PostgreSQL, a Kafka-protocol broker and an SMTP server.
+
+By default they are the embedded ones, started once per test session. External servers:
+`QUITTANCE_TEST_POSTGRES_URL` (an admin libpq URL; tests create their own databases) and
+`QUITTANCE_TEST_KAFKA_BOOTSTRAP`. `QUITTANCE_TEST_BACKEND=testcontainers` starts PostgreSQL and
+Kafka containers instead, where a Docker engine exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.processes import free_port
+from devstack.stack import SERVICES, Stack, StackPorts, create_databases
+from devstack.testing import MailCatcher
+
+
+def _testcontainers() -> tuple[str, str, list[Any]]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    postgres = PostgresContainer("postgres:17-alpine", driver=None).start()
+    kafka = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft().start()
+    return postgres.get_connection_url(), kafka.get_bootstrap_server(), [postgres, kafka]
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The servers every integration test uses, started once."""
+    postgres_url = os.environ.get("QUITTANCE_TEST_POSTGRES_URL")
+    kafka = os.environ.get("QUITTANCE_TEST_KAFKA_BOOTSTRAP")
+    containers: list[Any] = []
+    if os.environ.get("QUITTANCE_TEST_BACKEND") == "testcontainers":
+        postgres_url, kafka, containers = _testcontainers()
+    stack = Stack(
+        var_dir=tmp_path_factory.mktemp("stack"),
+        ports=StackPorts(postgres=free_port(), kafka=free_port(), smtp=free_port(), mail_web=free_port()),
+        durable=False, postgres_admin_url=postgres_url, kafka_bootstrap=kafka,
+        database_suffix=f"_{uuid.uuid4().hex[:8]}",
+        service_ports={s.name: free_port() for s in SERVICES},
+    )
+    try:
+        stack.start_infrastructure()
+        yield stack
+    finally:
+        stack.stop()
+        for container in containers:
+            container.stop()
+
+
+@pytest.fixture(scope="session")
+def mail(infrastructure: Stack) -> MailCatcher:
+    """The SMTP server's received mail."""
+    return MailCatcher(infrastructure.mail_url)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infrastructure: Stack) -> str:
+    """The broker's bootstrap servers."""
+    return infrastructure.bootstrap_servers
+
+
+_migrated: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def migrated_database(infrastructure: Stack) -> Any:
+    """A function returning the URL of a service's test database, created and migrated once."""
+
+    def database(service: str) -> str:
+        if service not in _migrated:
+            name = f"{service}_it_{uuid.uuid4().hex[:8]}"
+            asyncio.run(create_databases(infrastructure.admin_url(), [name]))
+            url = infrastructure.database_url(service).rsplit("/", 1)[0] + f"/{name}"
+            _run_migrations(service, url)
+            _migrated[service] = url
+        return _migrated[service]
+
+    return database
+
+
+def _run_migrations(service: str, url: str) -> None:
+    from shared.migrations import upgrade_database
+
+    import importlib
+
+    main = importlib.import_module(f"{service}.main")
+    upgrade_database(Path(main.MIGRATIONS_DIR), url)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic namespace, so tests never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:10]}."
