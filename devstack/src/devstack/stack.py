@@ -212,10 +212,15 @@ class Stack:
         for spec in SERVICES:
             self.wait_healthy(spec.name)
 
-    def stop(self) -> None:
-        """Stop the services, then the infrastructure."""
+    def stop_services(self) -> None:
+        """Stop the four services, leaving the infrastructure running."""
         for process in reversed(list(self.services.values())):
             process.stop()
+        self.services.clear()
+
+    def stop(self) -> None:
+        """Stop the services, then the infrastructure."""
+        self.stop_services()
         if self.mailcatcher is not None:
             self.mailcatcher.stop()
         if self.broker is not None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import httpx
+from asgi_lifespan import LifespanManager
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
@@ -57,23 +59,45 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 30, interval:
         await asyncio.sleep(interval)
 
 
-async def read_topic(bootstrap: str, topic: str, *, count: int, timeout: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read `count` records from a topic from the beginning (a fresh consumer group)."""
+async def read_topic(
+    bootstrap: str, topic: str, *, count: int, key: str | None = None, timeout: float = 30
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read records (with the given key, if any) from the start of a topic until `count` arrived.
+
+    No consumer group: the reader takes every partition itself, so it starts at once.
+    """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"test-reader-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout
     try:
         while len(records) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
+            batch = await consumer.getmany(timeout_ms=200)
             for partition_records in batch.values():
-                records.extend(partition_records)
+                records.extend(
+                    r for r in partition_records if key is None or (r.key or b"").decode() == key)
     finally:
         await consumer.stop()
     return records
+
+
+async def read_events(
+    bootstrap: str, topic: str, *, count: int, key: str | None = None, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Like read_topic, decoded as JSON envelopes."""
+    return [json.loads(r.value) for r in await read_topic(bootstrap, topic, count=count, key=key, timeout=timeout)]
+
+
+@asynccontextmanager
+async def running(app: Any, base_url: str = "http://service") -> AsyncIterator[httpx.AsyncClient]:
+    """Run an ASGI app's lifespan in-process and talk to it over HTTP."""
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,

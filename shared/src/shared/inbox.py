@@ -15,5 +15,6 @@ _CLAIM = text(
 
 async def claim_event(session: AsyncSession, *, consumer: str, event_id: UUID) -> bool:
     """Record the event as handled by consumer; False if it already was (a redelivery)."""
-    result = await session.execute(_CLAIM, {"consumer": consumer, "event_id": event_id})
+    connection = await session.connection()  # raw SQL runs in the session's transaction
+    result = await connection.execute(_CLAIM, {"consumer": consumer, "event_id": event_id})
     return result.scalar_one_or_none() is not None

@@ -19,7 +19,8 @@ class AuditRepository:
 
     async def lock_chain(self, account_id: UUID) -> None:
         """Serialise appends to one account's chain for the rest of the transaction."""
-        await self.session.execute(
+        connection = await self.session.connection()
+        await connection.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": str(account_id)})
 
     async def chain_head(self, account_id: UUID) -> AccessLogEntry | None:
@@ -38,12 +39,12 @@ class AuditRepository:
 
     async def count(self, account_id: UUID) -> int:
         """How many entries the account has."""
-        result = await self.session.execute(
+        result = await self.session.exec(
             select(func.count()).select_from(AccessLogEntry).where(AccessLogEntry.account_id == account_id))
-        return int(result.scalar_one())
+        return int(result.one())
 
     async def delete_account(self, account_id: UUID) -> int:
         """Delete the account's chain; return how many entries."""
-        result = await self.session.execute(
+        result = await self.session.exec(
             delete(AccessLogEntry).where(col(AccessLogEntry.account_id) == account_id))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

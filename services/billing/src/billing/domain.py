@@ -45,6 +45,17 @@ def minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency.upper(), 2)
 
 
+def to_minor_unit(amount: Decimal, currency: str) -> Decimal:
+    """An amount at exactly the currency's decimal places, as invoices print it."""
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def plain_decimal(value: Decimal) -> Decimal:
+    """A quantity or unit price without trailing zeros (2.5000 -> 2.5), never in exponent form."""
+    stripped = value.normalize()
+    return stripped.quantize(Decimal(1)) if stripped == stripped.to_integral() else stripped
+
+
 def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
     """quantity x unit price, rounded half up to the currency's minor unit."""
     exponent = Decimal(1).scaleb(-minor_units(currency))

@@ -48,7 +48,7 @@ class BillingRepository:
 
     async def take_invoice_number(self, account_id: UUID) -> int:
         """Reserve the account's next invoice number; the row lock keeps numbering gapless."""
-        result = await self.session.execute(
+        result = await self.session.exec(
             update(Account)
             .where(col(Account.id) == account_id)
             .values(next_invoice_number=col(Account.next_invoice_number) + 1)
@@ -142,15 +142,16 @@ class BillingRepository:
         """Delete every row about the account; return how many."""
         deleted = 0
         for table in ACCOUNT_SCOPED_TABLES:
-            result = await self.session.execute(
+            result = await self.session.exec(
                 delete(table).where(col(table.account_id) == account_id)
             )
             deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        result = await self.session.execute(delete(Account).where(col(Account.id) == account_id))
+        result = await self.session.exec(delete(Account).where(col(Account.id) == account_id))
         return deleted + int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def lock_account(self, account_id: UUID) -> None:
         """Serialise changes to one account (purge against late writes)."""
-        await self.session.execute(
+        connection = await self.session.connection()
+        await connection.execute(
             text("SELECT 1 FROM account WHERE id = :id FOR UPDATE"), {"id": account_id}
         )

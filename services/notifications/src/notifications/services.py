@@ -119,7 +119,7 @@ class NotificationsService:
                 await self.mailer.send(sender=self.settings.sender, recipient=email.recipient,
                                        mime=email.mime)
             except Exception as exc:
-                await session.execute(
+                await session.exec(
                     update(OutgoingEmail).where(col(OutgoingEmail.id) == email_id)
                     .values(attempts=OutgoingEmail.attempts + 1, last_error=str(exc)[:500]))
                 log.warning("email %s not accepted yet: %s", email_id, exc)
@@ -181,7 +181,7 @@ class NotificationsService:
         async with transaction(self.sessions) as session:
             if not await claim_event(session, consumer=consumer, event_id=event.id):
                 return False
-            result = await session.execute(
+            result = await session.exec(
                 delete(OutgoingEmail).where(col(OutgoingEmail.account_id) == event.data.account_id))
             self.outbox.add(session, PurgeCompleted(
                 account_id=event.data.account_id, saga_id=event.data.saga_id, service=SERVICE,

@@ -26,6 +26,7 @@ from billing.models import (
     StaffRegistered,
     UserPublic,
 )
+from billing.domain import plain_decimal, to_minor_unit
 from billing.services import IssuedInvoice
 from shared.contracts import AccessPurpose
 from shared.health import health_report
@@ -34,9 +35,17 @@ router = APIRouter()
 
 
 def _invoice(issued: IssuedInvoice) -> InvoicePublic:
+    invoice, currency = issued.invoice, issued.invoice.currency
     return InvoicePublic(
-        **issued.invoice.model_dump(include=set(InvoicePublic.model_fields) - {"lines"}),
-        lines=[InvoiceLinePublic.model_validate(line) for line in issued.lines],
+        **invoice.model_dump(include=set(InvoicePublic.model_fields) - {"lines", "total"}),
+        total=to_minor_unit(invoice.total, currency),
+        lines=[
+            InvoiceLinePublic(position=line.position, description=line.description,
+                              quantity=plain_decimal(line.quantity),
+                              unit_price=plain_decimal(line.unit_price),
+                              amount=to_minor_unit(line.amount, currency))
+            for line in issued.lines
+        ],
     )
 
 

@@ -1,0 +1,162 @@
+"""Transactional outbox, relay and inbox against the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from opentelemetry import trace
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devstack.stack import Stack, create_databases
+from devstack.testing import eventually, read_topic
+from shared.contracts import PurgeRequested
+from shared.db import create_engine, create_session_factory, transaction
+from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
+from shared.inbox import claim_event
+from shared.kafka import ensure_topics
+from shared.outbox import Outbox, OutboxRelay
+from shared.settings import KafkaSettings
+from shared.telemetry import create_telemetry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def engine(infrastructure: Stack) -> AsyncIterator[AsyncEngine]:
+    name = f"delivery_{uuid.uuid4().hex[:8]}"
+    await create_databases(infrastructure.admin_url(), [name])
+    engine = create_engine(infrastructure.database_url("x").rsplit("/", 1)[0] + f"/{name}")
+    async with engine.begin() as connection:
+        await connection.run_sync(DeliveryTable.metadata.create_all)
+        for statement in CREATE_OUTBOX_NOTIFY_SQL:
+            await connection.execute(text(statement))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    await ensure_topics(settings, ["purge.requested"])
+    return settings
+
+
+async def _empty(engine: AsyncEngine) -> bool:
+    return await _outbox_rows(engine) == 0
+
+
+async def _outbox_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(text("SELECT count(*) FROM outbox_message"))).scalar_one())
+
+
+async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_then_clears_them(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
+    telemetry = create_telemetry("outbox-test")
+    outbox = Outbox(source="outbox-test", kafka=kafka)
+    sessions = create_session_factory(engine)
+    account_id = uuid.uuid4()
+    sagas = [uuid.uuid4() for _ in range(40)]
+    tracer = telemetry.tracer("test")
+    with tracer.start_as_current_span("request") as span:
+        async with transaction(sessions) as session:
+            for saga in sagas:
+                outbox.add(session, PurgeRequested(account_id=account_id, saga_id=saga))
+        trace_id = format(span.get_span_context().trace_id, "032x")
+
+    relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=16)
+    await relay.start()
+    try:
+        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
+                                   count=40, key=str(account_id))
+        remaining = await eventually(
+            lambda: _empty(engine), timeout=10, what="the outbox emptied")
+    finally:
+        await relay.stop()
+
+    assert [json.loads(r.value)["data"]["saga_id"] for r in records] == [str(s) for s in sagas]
+    assert {r.key for r in records} == {str(account_id).encode()}
+    traceparents = {dict(r.headers)["traceparent"].decode().split("-")[1] for r in records}
+    assert traceparents == {trace_id}, "the consumer's trace continues the request's"
+    assert remaining is True
+
+
+async def test_a_rolled_back_state_change_publishes_nothing(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+    outbox = Outbox(source="outbox-test", kafka=kafka)
+    sessions = create_session_factory(engine)
+    account_id = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+            raise RuntimeError("the state change failed")
+    assert await _outbox_rows(engine) == 0
+
+
+async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
+    telemetry = create_telemetry("outbox-test")
+    outbox = Outbox(source="outbox-test", kafka=kafka)
+    sessions = create_session_factory(engine)
+    async with transaction(sessions) as session:
+        outbox.add(session, PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
+    relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry)
+    await relay._producer.start()
+    await relay._producer.stop()  # the broker can no longer be reached through it
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any send failure will do
+        await relay.relay_batch()
+    assert await _outbox_rows(engine) == 1
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM outbox_message"))
+
+
+async def test_the_inbox_claims_an_event_once_per_consumer(engine: AsyncEngine) -> None:
+    sessions = create_session_factory(engine)
+    event_id = uuid.uuid4()
+    async with transaction(sessions) as session:
+        assert await claim_event(session, consumer="a", event_id=event_id)
+    async with transaction(sessions) as session:
+        assert not await claim_event(session, consumer="a", event_id=event_id)
+        assert await claim_event(session, consumer="b", event_id=event_id)
+
+
+async def test_an_inbox_claim_rolls_back_with_the_effect(engine: AsyncEngine) -> None:
+    sessions = create_session_factory(engine)
+    event_id = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            await claim_event(session, consumer="a", event_id=event_id)
+            raise RuntimeError("effect failed")
+    async with transaction(sessions) as session:
+        assert await claim_event(session, consumer="a", event_id=event_id), "redelivery is handled"
+
+
+async def test_concurrent_relays_never_publish_a_row_twice(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+    telemetry = create_telemetry("outbox-test")
+    outbox = Outbox(source="outbox-test", kafka=kafka)
+    sessions = create_session_factory(engine)
+    account_id = uuid.uuid4()
+    async with transaction(sessions) as session:
+        for _ in range(200):
+            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+    relays = [OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=10) for _ in range(3)]
+    for relay in relays:
+        await relay.start()
+    try:
+        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
+                                   count=200, key=str(account_id))
+        await asyncio.sleep(1)  # give any duplicate time to arrive
+        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
+                                   count=201, key=str(account_id), timeout=2)
+    finally:
+        for relay in relays:
+            await relay.stop()
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert len(ids) == 200
+    assert len(set(ids)) == 200
