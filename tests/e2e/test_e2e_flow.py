@@ -1,4 +1,4 @@
-"""The whole system as a user drives it over HTTP, checked at the SMTP server and in every database."""
+"""The system driven over HTTP, checked at the SMTP server and in every database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-
 from devstack.stack import SERVICES, Stack
 from devstack.testing import MailCatcher, eventually, produce, read_topic, rows_mentioning
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
@@ -37,17 +36,31 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
     owner_email = f"owner-{tag}@acme.example.com"
     customer_email = f"buyer-{tag}@buyer.example.com"
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
-        opened = await api.post("/accounts", json={"name": f"Acme {tag}", "owner": {"name": "Ada", "email": owner_email}})
+        opened = await api.post(
+            "/accounts",
+            json={"name": f"Acme {tag}", "owner": {"name": "Ada", "email": owner_email}},
+        )
         assert opened.status_code == 201, opened.text
         account_id = opened.json()["account"]["id"]
         owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
-        customer = (await api.post("/customers", headers=owner, json={"name": f"Bob {tag}", "email": customer_email})).json()
+        customer = (
+            await api.post(
+                "/customers", headers=owner, json={"name": f"Bob {tag}", "email": customer_email}
+            )
+        ).json()
 
         numbers = []
         for amount in ("100", "250.50"):
-            draft = await api.post("/invoices", headers=owner, json={
-                "customer_id": customer["id"], "currency": "EUR", "due_date": "2030-01-31",
-                "lines": [{"description": "Consulting", "quantity": "1", "unit_price": amount}]})
+            draft = await api.post(
+                "/invoices",
+                headers=owner,
+                json={
+                    "customer_id": customer["id"],
+                    "currency": "EUR",
+                    "due_date": "2030-01-31",
+                    "lines": [{"description": "Consulting", "quantity": "1", "unit_price": amount}],
+                },
+            )
             issued = await api.post(f"/invoices/{draft.json()['id']}/issue", headers=owner)
             assert issued.status_code == 200, issued.text
             numbers.append(issued.json()["number"])
@@ -59,19 +72,41 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
         assert sorted(m["subject"].split()[1] for m in invoice_mail) == sorted(numbers)
         assert len({m["message_id"] for m in invoice_mail}) == 2
 
-        # A named staff member reads a customer under a grant; the audit trail keeps it with its purpose.
-        staff = (await api.post("/staff", headers=OPERATOR, json={"name": "Sam Support", "email": f"sam-{tag}@quittance.example.com"})).json()
-        grant = await api.post("/access-grants", headers=owner, json={
-            "staff_id": staff["staff"]["id"], "purpose": "support", "reason": f"TICKET-{tag}",
-            "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()})
+        # A named staff member reads under a grant; the audit trail keeps the read and its purpose.
+        staff = (
+            await api.post(
+                "/staff",
+                headers=OPERATOR,
+                json={"name": "Sam Support", "email": f"sam-{tag}@quittance.example.com"},
+            )
+        ).json()
+        grant = await api.post(
+            "/access-grants",
+            headers=owner,
+            json={
+                "staff_id": staff["staff"]["id"],
+                "purpose": "support",
+                "reason": f"TICKET-{tag}",
+                "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            },
+        )
         assert grant.status_code == 201, grant.text
-        read = await api.get(f"/staff/accounts/{account_id}/customers/{customer['id']}",
-                             params={"purpose": "support"}, headers={"Authorization": f"Bearer {staff['api_key']}"})
+        read = await api.get(
+            f"/staff/accounts/{account_id}/customers/{customer['id']}",
+            params={"purpose": "support"},
+            headers={"Authorization": f"Bearer {staff['api_key']}"},
+        )
         assert read.status_code == 200
 
-        trail = await eventually(lambda: _fetch(system, "audit",
-            "SELECT actor_name, purpose, reason FROM access_log_entry WHERE account_id = $1", uuid.UUID(account_id)),
-            what="the access reached the audit trail")
+        trail = await eventually(
+            lambda: _fetch(
+                system,
+                "audit",
+                "SELECT actor_name, purpose, reason FROM access_log_entry WHERE account_id = $1",
+                uuid.UUID(account_id),
+            ),
+            what="the access reached the audit trail",
+        )
         assert [tuple(r) for r in trail] == [("Sam Support", "support", f"TICKET-{tag}")]
 
         # The owner terminates: the export is emailed, then every service purges.
@@ -81,7 +116,10 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
     messages = await mail.wait_for(lambda ms: any(owner_email in m["to"] for m in ms), timeout=60)
     export_mail = next(m for m in messages if owner_email in m["to"])
     attachment = export_mail["attachments"][0]
-    zipped = httpx.get(f"{system.mail_url}/messages/{export_mail['id']}/attachments/{attachment['index']}").content
+    zipped = await asyncio.to_thread(
+        httpx.get,
+        f"{system.mail_url}/messages/{export_mail['id']}/attachments/{attachment['index']}",
+    ).content
     bundle = zipfile.ZipFile(io.BytesIO(zipped))
     customers = list(csv.DictReader(io.StringIO(bundle.read("billing-customer.csv").decode())))
     invoices = list(csv.DictReader(io.StringIO(bundle.read("billing-invoice.csv").decode())))
@@ -90,25 +128,52 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
     assert "Consulting" in invoices[0]["lines"], "invoice lines travel as a JSON field"
     assert "manifest.json" in bundle.namelist()
 
-    certificates = await eventually(lambda: _fetch(system, "retention",
-        "SELECT services FROM purge_certificate"), timeout=60, what="the purge certificate")
+    certificates = await eventually(
+        lambda: _fetch(system, "retention", "SELECT services FROM purge_certificate"),
+        timeout=60,
+        what="the purge certificate",
+    )
     assert certificates
     for spec in SERVICES:
         assert await rows_mentioning(system.database_url(spec.name), account_id) == {}, spec.name
 
 
-async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(system: Stack) -> None:
+async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
+    system: Stack,
+) -> None:
     """A message that fails validation goes to <topic>.dlq with a reason; the consumer goes on."""
     topic = system.topic_prefix + "data.accessed"
     account_id = uuid.uuid4()
-    await produce(system.bootstrap_servers, topic, b'{"type": "data.accessed", "data": {"purpose": 7}}',
-                  key=str(account_id).encode(), headers=[("content-type", b"application/json")])
-    valid = new_envelope(DataAccessed(
-        account_id=account_id, access_id=uuid.uuid4(), actor=AccessActor.STAFF, actor_id="s-1",
-        actor_name="Sam", purpose=AccessPurpose.SECURITY, reason="INC-7", grant_id=None,
-        resource_type="customer", resource_id="c-1", accessed_at=datetime.now(UTC)), source="billing")
-    await produce(system.bootstrap_servers, topic, valid.model_dump_json().encode(),
-                  key=str(account_id).encode(), headers=[("content-type", b"application/json")])
+    await produce(
+        system.bootstrap_servers,
+        topic,
+        b'{"type": "data.accessed", "data": {"purpose": 7}}',
+        key=str(account_id).encode(),
+        headers=[("content-type", b"application/json")],
+    )
+    valid = new_envelope(
+        DataAccessed(
+            account_id=account_id,
+            access_id=uuid.uuid4(),
+            actor=AccessActor.STAFF,
+            actor_id="s-1",
+            actor_name="Sam",
+            purpose=AccessPurpose.SECURITY,
+            reason="INC-7",
+            grant_id=None,
+            resource_type="customer",
+            resource_id="c-1",
+            accessed_at=datetime.now(UTC),
+        ),
+        source="billing",
+    )
+    await produce(
+        system.bootstrap_servers,
+        topic,
+        valid.model_dump_json().encode(),
+        key=str(account_id).encode(),
+        headers=[("content-type", b"application/json")],
+    )
 
     dead = await read_topic(system.bootstrap_servers, topic + ".dlq", count=1, key=str(account_id))
     assert len(dead) == 1
@@ -116,7 +181,10 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(sy
     assert "ValidationError" in headers["x-dead-letter-reason"]
     assert headers["x-dead-letter-consumer"] == "audit"
     assert dead[0].value == b'{"type": "data.accessed", "data": {"purpose": 7}}'
-    rows = await eventually(lambda: _fetch(system, "audit",
-        "SELECT reason FROM access_log_entry WHERE account_id = $1", account_id),
-        what="the valid event after the dead letter was handled")
+    rows = await eventually(
+        lambda: _fetch(
+            system, "audit", "SELECT reason FROM access_log_entry WHERE account_id = $1", account_id
+        ),
+        what="the valid event after the dead letter was handled",
+    )
     assert [r["reason"] for r in rows] == ["INC-7"]

@@ -29,8 +29,16 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = ManagedProcess(
             "tansu",
-            [str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                str(TANSU),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             log_path=self.log_dir / "tansu.log",
         )
         self.process.start()

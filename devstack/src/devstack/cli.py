@@ -30,7 +30,9 @@ def up(var_dir: Path) -> int:
         while not stopping:
             for name, process in stack.services.items():
                 if not process.alive():
-                    print(f"{name} exited; its log: {process.log_path}\n{process.tail()}", flush=True)
+                    print(
+                        f"{name} exited; its log: {process.log_path}\n{process.tail()}", flush=True
+                    )
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -53,7 +55,9 @@ def _banner(stack: Stack) -> str:
     lines.append(f"  {'web inbox':<14} {stack.mail_url}")
     lines.append(f"  {'SMTP':<14} smtp://127.0.0.1:{stack.ports.smtp}")
     lines.append(f"  {'Kafka':<14} {stack.bootstrap_servers}")
-    lines.append(f"  {'PostgreSQL':<14} postgresql://postgres@127.0.0.1:{stack.ports.postgres}/<service>")
+    lines.append(
+        f"  {'PostgreSQL':<14} postgresql://postgres@127.0.0.1:{stack.ports.postgres}/<service>"
+    )
     lines.append(f"  {'exports':<14} {stack.export_dir.resolve()}")
     lines.append(f"  {'logs':<14} {stack.log_dir.resolve()}")
     return "\n".join(lines)

@@ -44,7 +44,7 @@ class Mailbox:
     def load(self, number: int) -> EmailMessage:
         """Parse a stored message."""
         raw = (self.folder / f"{number}.eml").read_bytes()
-        message: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
+        message: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)
         return message
 
     def summary(self, number: int) -> dict[str, Any]:
@@ -61,8 +61,12 @@ class Mailbox:
             "headers": {k: str(v) for k, v in message.items()},
             "text": body.get_content() if body is not None else "",
             "attachments": [
-                {"index": i, "filename": part.get_filename(), "content_type": part.get_content_type(),
-                 "size": len(part.get_payload(decode=True) or b"")}
+                {
+                    "index": i,
+                    "filename": part.get_filename(),
+                    "content_type": part.get_content_type(),
+                    "size": len(part.get_payload(decode=True) or b""),
+                }
                 for i, part in enumerate(message.iter_attachments())
             ],
         }
@@ -81,7 +85,7 @@ class _Handler:
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         self.mailbox.store(raw, list(envelope.rcpt_tos))
@@ -97,7 +101,8 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
         handler = _Handler(mailbox)
         server = await loop.create_server(
             lambda: SMTP(handler, hostname="quittance-mailcatcher", data_size_limit=50 << 20),
-            host=smtp_host, port=smtp_port,
+            host=smtp_host,
+            port=smtp_port,
         )
         yield
         server.close()
@@ -105,8 +110,9 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
 
     async def inbox(request: Request) -> HTMLResponse:
         rows = "".join(
-            f"<tr><td>{m['id']}</td><td><a href='/messages/{m['id']}'>{html.escape(m['subject'] or '')}</a>"
-            f"</td><td>{html.escape(', '.join(m['to']))}</td><td>{html.escape(m['date'] or '')}</td>"
+            f"<tr><td>{m['id']}</td><td><a href='/messages/{m['id']}'>"
+            f"{html.escape(m['subject'] or '')}</a></td><td>{html.escape(', '.join(m['to']))}</td>"
+            f"<td>{html.escape(m['date'] or '')}</td>"
             f"<td>{len(m['attachments'])}</td></tr>"
             for m in reversed(mailbox.all())
         )
@@ -119,10 +125,12 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
     async def message_page(request: Request) -> HTMLResponse:
         m = mailbox.summary(int(request.path_params["number"]))
         headers = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in m["headers"].items()
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in m["headers"].items()
         )
         files = "".join(
-            f"<li><a href='/messages/{m['id']}/attachments/{a['index']}'>{html.escape(a['filename'] or 'file')}"
+            f"<li><a href='/messages/{m['id']}/attachments/{a['index']}'>"
+            f"{html.escape(a['filename'] or 'file')}"
             f"</a> ({a['size']} bytes)</li>"
             for a in m["attachments"]
         )
@@ -137,7 +145,9 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
         return Response(
             part.get_payload(decode=True),
             media_type=part.get_content_type(),
-            headers={"content-disposition": f"attachment; filename={part.get_filename() or 'file'}"},
+            headers={
+                "content-disposition": f"attachment; filename={part.get_filename() or 'file'}"
+            },
         )
 
     async def api_messages(request: Request) -> JSONResponse:

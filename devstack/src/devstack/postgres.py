@@ -59,18 +59,40 @@ class EmbeddedPostgres:
         user = _prepare_for_root(self.datadir)
         if not (self.datadir / "PG_VERSION").exists():
             subprocess.run(
-                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                 "--auth=trust", "--encoding=utf8", "--no-sync"],
-                check=True, capture_output=True, user=user,
+                [
+                    str(POSTGRES_BIN_PATH / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=utf8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                user=user,
             )
         stale_pid = self.datadir / "postmaster.pid"
         if stale_pid.exists() and not port_is_open(self.port):
             stale_pid.unlink()  # left by a killed server; nothing listens any more
         self.process = ManagedProcess(
             "postgres",
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.datadir),
-             "-c", "max_connections=300", "-c", f"fsync={'on' if self.durable else 'off'}"],
+            [
+                str(POSTGRES_BIN_PATH / "postgres"),
+                "-D",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.datadir),
+                "-c",
+                "max_connections=300",
+                "-c",
+                f"fsync={'on' if self.durable else 'off'}",
+            ],
             log_path=self.log_dir / "postgres.log",
             user=user,
         )

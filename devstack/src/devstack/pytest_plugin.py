@@ -41,8 +41,12 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         postgres_url, kafka, containers = _testcontainers()
     stack = Stack(
         var_dir=tmp_path_factory.mktemp("stack"),
-        ports=StackPorts(postgres=free_port(), kafka=free_port(), smtp=free_port(), mail_web=free_port()),
-        durable=False, postgres_admin_url=postgres_url, kafka_bootstrap=kafka,
+        ports=StackPorts(
+            postgres=free_port(), kafka=free_port(), smtp=free_port(), mail_web=free_port()
+        ),
+        durable=False,
+        postgres_admin_url=postgres_url,
+        kafka_bootstrap=kafka,
         database_suffix=f"_{uuid.uuid4().hex[:8]}",
         service_ports={s.name: free_port() for s in SERVICES},
     )
@@ -87,9 +91,9 @@ def migrated_database(infrastructure: Stack) -> Any:
 
 
 def _run_migrations(service: str, url: str) -> None:
-    from shared.migrations import upgrade_database
-
     import importlib
+
+    from shared.migrations import upgrade_database
 
     main = importlib.import_module(f"{service}.main")
     upgrade_database(Path(main.MIGRATIONS_DIR), url)

@@ -1,4 +1,4 @@
-"""The whole system on one machine: infrastructure, migrations, and the four services as processes."""
+"""The whole system on one machine: infrastructure, migrations, and the four services."""
 
 from __future__ import annotations
 
@@ -64,7 +64,9 @@ class Stack:
     database_suffix: str = ""
     postgres_admin_url: str | None = None  # an external server instead of the embedded one
     kafka_bootstrap: str | None = None  # an external broker instead of the embedded one
-    service_ports: dict[str, int] = field(default_factory=lambda: {s.name: s.port for s in SERVICES})
+    service_ports: dict[str, int] = field(
+        default_factory=lambda: {s.name: s.port for s in SERVICES}
+    )
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     mailcatcher: ManagedProcess | None = None
@@ -104,7 +106,9 @@ class Stack:
 
     def database_url(self, service: str) -> str:
         """The asyncpg URL of a service's own database."""
-        base = self.admin_url().rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        base = (
+            self.admin_url().rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        )
         return f"{base}/{service}{self.database_suffix}"
 
     def service_url(self, service: str) -> str:
@@ -119,7 +123,9 @@ class Stack:
         if self.postgres_admin_url is None:
             _require_free(self.ports.postgres, "PostgreSQL")
             self.postgres = EmbeddedPostgres(
-                self.var_dir / "postgres", port=self.ports.postgres, log_dir=self.log_dir,
+                self.var_dir / "postgres",
+                port=self.ports.postgres,
+                log_dir=self.log_dir,
                 durable=self.durable,
             )
             self.postgres.start()
@@ -131,17 +137,31 @@ class Stack:
         _require_free(self.ports.mail_web, "the web inbox")
         self.mailcatcher = ManagedProcess(
             "mailcatcher",
-            [sys.executable, "-m", "devstack.mailcatcher", "--smtp-port", str(self.ports.smtp),
-             "--http-port", str(self.ports.mail_web), "--store", str(self.mail_dir)],
+            [
+                sys.executable,
+                "-m",
+                "devstack.mailcatcher",
+                "--smtp-port",
+                str(self.ports.smtp),
+                "--http-port",
+                str(self.ports.mail_web),
+                "--store",
+                str(self.mail_dir),
+            ],
             log_path=self.log_dir / "mailcatcher.log",
         )
         self.mailcatcher.start()
-        wait_until(lambda: port_is_open(self.ports.smtp) and port_is_open(self.ports.mail_web),
-                   timeout=30, what="the mail catcher")
+        wait_until(
+            lambda: port_is_open(self.ports.smtp) and port_is_open(self.ports.mail_web),
+            timeout=30,
+            what="the mail catcher",
+        )
 
     def create_databases(self, names: Iterable[str]) -> None:
         """Create each service's database if it does not exist."""
-        asyncio.run(create_databases(self.admin_url(), [f"{n}{self.database_suffix}" for n in names]))
+        asyncio.run(
+            create_databases(self.admin_url(), [f"{n}{self.database_suffix}" for n in names])
+        )
 
     # services
 
@@ -165,7 +185,9 @@ class Stack:
         """Run a service's migrations the way production does: its own command, its own env."""
         result = subprocess.run(
             [sys.executable, "-m", f"{service}.main", "migrate"],
-            env={**_base_env(), **self.service_env(service)}, capture_output=True, text=True,
+            env={**_base_env(), **self.service_env(service)},
+            capture_output=True,
+            text=True,
             check=False,
         )
         if result.returncode != 0:
@@ -177,8 +199,18 @@ class Stack:
         _require_free(port, service)
         process = ManagedProcess(
             service,
-            [sys.executable, "-m", "uvicorn", f"{service}.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"{service}.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             log_path=self.log_dir / f"{service}.log",
             env=self.service_env(service),
         )
@@ -196,7 +228,9 @@ class Stack:
             if not process.alive():
                 raise RuntimeError(f"{service} exited:\n{process.tail()}")
             try:
-                return httpx.get(f"{self.service_url(service)}/healthz", timeout=2).status_code == 200
+                return (
+                    httpx.get(f"{self.service_url(service)}/healthz", timeout=2).status_code == 200
+                )
             except httpx.HTTPError:
                 return False
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from asgi_lifespan import LifespanManager
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from asgi_lifespan import LifespanManager
 
 
 class MailCatcher:
@@ -33,7 +33,9 @@ class MailCatcher:
         """Messages addressed to one recipient."""
         return [m for m in self.messages() if address in m["to"]]
 
-    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30
+    ) -> list[dict[str, Any]]:
         """Poll until predicate holds for the message list, or fail with what was there."""
         deadline = time.monotonic() + timeout
         while True:
@@ -41,11 +43,15 @@ class MailCatcher:
             if predicate(messages):
                 return messages
             if time.monotonic() > deadline:
-                raise AssertionError(f"mail condition not met in {timeout}s; got {len(messages)} messages")
+                raise AssertionError(
+                    f"mail condition not met in {timeout}s; got {len(messages)} messages"
+                )
             await asyncio.sleep(0.2)
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = "condition"
+) -> Any:
     """Await an async or sync check until it returns a truthy value; fail after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,7 +73,10 @@ async def read_topic(
     No consumer group: the reader takes every partition itself, so it starts at once.
     """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -78,7 +87,8 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for partition_records in batch.values():
                 records.extend(
-                    r for r in partition_records if key is None or (r.key or b"").decode() == key)
+                    r for r in partition_records if key is None or (r.key or b"").decode() == key
+                )
     finally:
         await consumer.stop()
     return records
@@ -88,7 +98,10 @@ async def read_events(
     bootstrap: str, topic: str, *, count: int, key: str | None = None, timeout: float = 30
 ) -> list[dict[str, Any]]:
     """Like read_topic, decoded as JSON envelopes."""
-    return [json.loads(r.value) for r in await read_topic(bootstrap, topic, count=count, key=key, timeout=timeout)]
+    return [
+        json.loads(r.value)
+        for r in await read_topic(bootstrap, topic, count=count, key=key, timeout=timeout)
+    ]
 
 
 @asynccontextmanager
@@ -100,8 +113,14 @@ async def running(app: Any, base_url: str = "http://service") -> AsyncIterator[h
             yield client
 
 
-async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """Produce one raw record and wait for the acknowledgement."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -116,12 +135,19 @@ async def rows_mentioning(database_url: str, needle: str) -> dict[str, int]:
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     connection = await asyncpg.connect(dsn)
     try:
-        tables = [r["tablename"] for r in await connection.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r["tablename"]
+            for r in await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        ]
         found: dict[str, int] = {}
         for table in tables:
             count = await connection.fetchval(
-                f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE $1', f"%{needle}%")
+                # Table names come from pg_tables, not from input.
+                f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE $1',  # noqa: S608
+                f"%{needle}%",
+            )
             if count:
                 found[table] = count
         return found

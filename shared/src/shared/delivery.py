@@ -28,9 +28,7 @@ class OutboxMessage(DeliveryTable, table=True):
     topic: str = Field(description="Physical topic name.")
     key: str = Field(description="Kafka key: the account id.")
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    headers: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONB, nullable=False)
-    )
+    headers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     created_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -42,7 +42,9 @@ def asgi_health_routes(
     @get(include_in_schema=False)
     async def metrics(scope: Any) -> AsgiResponse:
         return AsgiResponse(
-            generate_latest(registry), status_code=200, headers={"content-type": CONTENT_TYPE_LATEST}
+            generate_latest(registry),
+            status_code=200,
+            headers={"content-type": CONTENT_TYPE_LATEST},
         )
 
     return [("/healthz", healthz), ("/metrics", metrics)]

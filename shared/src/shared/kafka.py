@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ class DeadLetterPolicy:
         original_type = headers.pop("content-type", "")
         headers.update(
             {
-                # The bytes may be anything; readers of the dead letters must not parse them blindly.
+                # The bytes may be anything: readers of dead letters must not parse them blindly.
                 "content-type": "application/octet-stream",
                 DLQ_CONTENT_TYPE_HEADER: original_type,
                 DLQ_REASON_HEADER: reason[:2000],
@@ -112,7 +113,7 @@ def _describe(exc: BaseException) -> str:
 def create_broker(
     *, service: str, kafka: KafkaSettings, telemetry: Telemetry, dead_letters: DeadLetterPolicy
 ) -> KafkaBroker:
-    """A broker whose consumers trace, count, retry and dead-letter, and whose publishes wait for acks=all."""
+    """A broker whose consumers trace, count, retry and dead-letter; publishes wait for acks=all."""
     broker = KafkaBroker(
         kafka.bootstrap_servers,
         client_id=service,
@@ -182,11 +183,9 @@ async def ensure_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 await admin.create_topics(
                     [NewTopic(n, kafka.partitions, 1) for n in missing], timeout_ms=10_000
                 )
-            except TopicAlreadyExistsError:
-                pass  # another service created it first
     finally:
         await admin.close()

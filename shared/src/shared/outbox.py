@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -112,10 +113,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if sent < self.batch_size:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-                except TimeoutError:
-                    pass
 
     async def relay_batch(self) -> int:
         """Publish one batch and delete its rows once acknowledged; return how many."""

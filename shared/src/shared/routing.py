@@ -35,12 +35,15 @@ class EventRoutes:
         self.telemetry = telemetry
         self._routes: dict[str, _Route] = {}
 
-    def on(self, model: type[DataT]) -> Callable[[Callable[[Envelope[DataT], str], Awaitable[bool]]], Handler]:
-        """Register the handler of one event type; its inbox consumer name is `<service>.<handler>`."""
+    def on(
+        self, model: type[DataT]
+    ) -> Callable[[Callable[[Envelope[DataT], str], Awaitable[bool]]], Handler]:
+        """Register the handler of one event type; its inbox consumer is `<service>.<handler>`."""
 
         def register(handler: Callable[[Envelope[DataT], str], Awaitable[bool]]) -> Handler:
             self._routes[model.event_type] = _Route(
-                model, handler, f"{self.service}.{handler.__name__}")
+                model, handler, f"{self.service}.{handler.__name__}"
+            )
             return handler
 
         return register

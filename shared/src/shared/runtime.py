@@ -1,4 +1,4 @@
-"""The wiring every service shares: telemetry, database, outbox, broker and relay, started together."""
+"""The wiring every service shares: telemetry, database, outbox, broker and relay."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.health import asgi_health_routes
 from shared.db import SessionFactory, create_engine, create_session_factory
+from shared.health import asgi_health_routes
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
@@ -66,18 +66,31 @@ def create_runtime(
     telemetry = telemetry or create_telemetry(name, otlp_endpoint=settings.otlp_endpoint)
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     dead_letters = DeadLetterPolicy(
-        consumer=name, telemetry=telemetry, max_attempts=settings.kafka.max_attempts,
+        consumer=name,
+        telemetry=telemetry,
+        max_attempts=settings.kafka.max_attempts,
         retry_backoff_s=settings.kafka.retry_backoff_s,
     )
-    broker = create_broker(service=name, kafka=settings.kafka, telemetry=telemetry,
-                           dead_letters=dead_letters)
-    relay = OutboxRelay(engine=engine, kafka=settings.kafka, telemetry=telemetry,
-                        batch_size=settings.relay_batch_size,
-                        poll_interval_s=settings.relay_poll_interval_s)
+    broker = create_broker(
+        service=name, kafka=settings.kafka, telemetry=telemetry, dead_letters=dead_letters
+    )
+    relay = OutboxRelay(
+        engine=engine,
+        kafka=settings.kafka,
+        telemetry=telemetry,
+        batch_size=settings.relay_batch_size,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
     return ServiceRuntime(
-        name=name, settings=settings, telemetry=telemetry, engine=engine,
-        sessions=create_session_factory(engine), outbox=Outbox(source=name, kafka=settings.kafka),
-        broker=broker, relay=relay, topics=tuple(topics),
+        name=name,
+        settings=settings,
+        telemetry=telemetry,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        outbox=Outbox(source=name, kafka=settings.kafka),
+        broker=broker,
+        relay=relay,
+        topics=tuple(topics),
     )
 
 
@@ -86,8 +99,6 @@ def consumed_and_produced(service: str) -> tuple[str, ...]:
     from shared.contracts import TOPICS
 
     return tuple(t.name for t in TOPICS if service in t.producers or service in t.consumers)
-
-
 
 
 def create_consumer_app(

@@ -14,7 +14,7 @@ EMBEDDED_KAFKA_PORT = 19092
 EMBEDDED_SMTP_PORT = 2525
 EMBEDDED_MAIL_WEB_PORT = 8025
 
-DEVELOPMENT_SECRET_PREFIX = "dev-only-"
+DEVELOPMENT_SECRET_PREFIX = "dev-only-"  # noqa: S105 - the marker of defaults to refuse
 
 
 def embedded_database_url(database: str) -> str:
@@ -35,7 +35,9 @@ class KafkaSettings(BaseModel):
         default="PLAINTEXT", description="SSL or SASL_SSL in production (TLS clause)."
     )
     ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS.")
-    partitions: int = Field(default=3, ge=1, description="Partitions for topics this stack creates.")
+    partitions: int = Field(
+        default=3, ge=1, description="Partitions for topics this stack creates."
+    )
     max_attempts: int = Field(
         default=3, ge=1, description="Handler attempts before a message is dead-lettered."
     )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
@@ -27,19 +27,26 @@ class DeliveryMetrics:
 
     def __post_init__(self) -> None:
         self.relayed = Counter(
-            "outbox_relayed_events", "Events the outbox relay published", ["topic"],
+            "outbox_relayed_events",
+            "Events the outbox relay published",
+            ["topic"],
             registry=self.registry,
         )
         self.relay_batch_seconds = Histogram(
-            "outbox_relay_batch_seconds", "Time to publish and clear one outbox batch",
+            "outbox_relay_batch_seconds",
+            "Time to publish and clear one outbox batch",
             registry=self.registry,
         )
         self.dead_lettered = Counter(
-            "dead_lettered_messages", "Messages sent to a dead-letter topic", ["topic", "kind"],
+            "dead_lettered_messages",
+            "Messages sent to a dead-letter topic",
+            ["topic", "kind"],
             registry=self.registry,
         )
         self.duplicates_skipped = Counter(
-            "inbox_duplicates_skipped", "Redelivered events the inbox recognised", ["consumer"],
+            "inbox_duplicates_skipped",
+            "Redelivered events the inbox recognised",
+            ["consumer"],
             registry=self.registry,
         )
 

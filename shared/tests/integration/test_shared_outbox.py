@@ -8,10 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from opentelemetry import trace
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from devstack.stack import Stack, create_databases
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
@@ -22,6 +18,8 @@ from shared.kafka import ensure_topics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +50,9 @@ async def _empty(engine: AsyncEngine) -> bool:
 
 async def _outbox_rows(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        return int((await connection.execute(text("SELECT count(*) FROM outbox_message"))).scalar_one())
+        return int(
+            (await connection.execute(text("SELECT count(*) FROM outbox_message"))).scalar_one()
+        )
 
 
 async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_then_clears_them(
@@ -73,10 +73,10 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
     relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=16)
     await relay.start()
     try:
-        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
-                                   count=40, key=str(account_id))
-        remaining = await eventually(
-            lambda: _empty(engine), timeout=10, what="the outbox emptied")
+        records = await read_topic(
+            kafka.bootstrap_servers, kafka.topic("purge.requested"), count=40, key=str(account_id)
+        )
+        remaining = await eventually(lambda: _empty(engine), timeout=10, what="the outbox emptied")
     finally:
         await relay.stop()
 
@@ -87,14 +87,20 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
     assert remaining is True
 
 
-async def test_a_rolled_back_state_change_publishes_nothing(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+async def test_a_rolled_back_state_change_publishes_nothing(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
     account_id = uuid.uuid4()
-    with pytest.raises(RuntimeError):
+
+    async def change_that_fails() -> None:
         async with transaction(sessions) as session:
             outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await change_that_fails()
     assert await _outbox_rows(engine) == 0
 
 
@@ -129,15 +135,21 @@ async def test_the_inbox_claims_an_event_once_per_consumer(engine: AsyncEngine) 
 async def test_an_inbox_claim_rolls_back_with_the_effect(engine: AsyncEngine) -> None:
     sessions = create_session_factory(engine)
     event_id = uuid.uuid4()
-    with pytest.raises(RuntimeError):
+
+    async def effect_that_fails() -> None:
         async with transaction(sessions) as session:
             await claim_event(session, consumer="a", event_id=event_id)
             raise RuntimeError("effect failed")
+
+    with pytest.raises(RuntimeError):
+        await effect_that_fails()
     async with transaction(sessions) as session:
         assert await claim_event(session, consumer="a", event_id=event_id), "redelivery is handled"
 
 
-async def test_concurrent_relays_never_publish_a_row_twice(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+async def test_concurrent_relays_never_publish_a_row_twice(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
@@ -145,15 +157,24 @@ async def test_concurrent_relays_never_publish_a_row_twice(engine: AsyncEngine, 
     async with transaction(sessions) as session:
         for _ in range(200):
             outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
-    relays = [OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=10) for _ in range(3)]
+    relays = [
+        OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=10)
+        for _ in range(3)
+    ]
     for relay in relays:
         await relay.start()
     try:
-        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
-                                   count=200, key=str(account_id))
+        records = await read_topic(
+            kafka.bootstrap_servers, kafka.topic("purge.requested"), count=200, key=str(account_id)
+        )
         await asyncio.sleep(1)  # give any duplicate time to arrive
-        records = await read_topic(kafka.bootstrap_servers, kafka.topic("purge.requested"),
-                                   count=201, key=str(account_id), timeout=2)
+        records = await read_topic(
+            kafka.bootstrap_servers,
+            kafka.topic("purge.requested"),
+            count=201,
+            key=str(account_id),
+            timeout=2,
+        )
     finally:
         for relay in relays:
             await relay.stop()

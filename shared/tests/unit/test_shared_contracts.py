@@ -1,4 +1,4 @@
-"""The event contracts: described fields, marked personal data, and an envelope that checks itself."""
+"""The event contracts: described fields, marked personal data, a self-checking envelope."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
-
 from shared.contracts import (
     EVENT_TYPES,
     TOPICS,
@@ -61,7 +60,9 @@ def test_every_event_type_has_its_topic() -> None:
 
 def test_envelope_carries_cloudevents_attributes_and_the_account_as_subject() -> None:
     account_id = uuid4()
-    envelope = new_envelope(PurgeRequested(account_id=account_id, saga_id=uuid4()), source="retention")
+    envelope = new_envelope(
+        PurgeRequested(account_id=account_id, saga_id=uuid4()), source="retention"
+    )
     wire = envelope.model_dump(mode="json")
     assert wire["specversion"] == "1.0"
     assert wire["type"] == "purge.requested"

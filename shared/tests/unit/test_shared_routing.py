@@ -8,7 +8,6 @@ from uuid import uuid4
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-
 from shared.contracts import Envelope, PurgeRequested, new_envelope
 from shared.kafka import DeadLetterPolicy, create_broker
 from shared.routing import EventRoutes
@@ -21,10 +20,16 @@ def _purge() -> bytes:
     return event.model_dump_json().encode()
 
 
-def _wire(*, max_attempts: int = 3, fail_times: int = 0) -> tuple[KafkaBroker, list[Any], list[Any]]:
+def _wire(
+    *, max_attempts: int = 3, fail_times: int = 0
+) -> tuple[KafkaBroker, list[Any], list[Any]]:
     telemetry = create_telemetry("unit")
-    kafka = KafkaSettings(bootstrap_servers="localhost:9", max_attempts=max_attempts, retry_backoff_s=0)
-    policy = DeadLetterPolicy(consumer="unit", telemetry=telemetry, max_attempts=max_attempts, retry_backoff_s=0)
+    kafka = KafkaSettings(
+        bootstrap_servers="localhost:9", max_attempts=max_attempts, retry_backoff_s=0
+    )
+    policy = DeadLetterPolicy(
+        consumer="unit", telemetry=telemetry, max_attempts=max_attempts, retry_backoff_s=0
+    )
     broker = create_broker(service="unit", kafka=kafka, telemetry=telemetry, dead_letters=policy)
     handled: list[Any] = []
     dead: list[Any] = []
@@ -51,7 +56,9 @@ def _wire(*, max_attempts: int = 3, fail_times: int = 0) -> tuple[KafkaBroker, l
 async def test_a_valid_event_reaches_its_handler_with_its_consumer_name() -> None:
     broker, handled, dead = _wire()
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(_purge(), "purge.requested", headers={"content-type": "application/json"})
+        await test_broker.publish(
+            _purge(), "purge.requested", headers={"content-type": "application/json"}
+        )
     assert len(handled) == 1
     assert handled[0][1] == "unit.on_purge_requested"
     assert dead == []
@@ -68,8 +75,12 @@ async def test_a_valid_event_reaches_its_handler_with_its_consumer_name() -> Non
 async def test_invalid_messages_are_dead_lettered_with_a_reason(body: bytes, reason: str) -> None:
     broker, handled, dead = _wire()
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(body, "purge.requested", headers={"content-type": "application/json"})
-        await test_broker.publish(_purge(), "purge.requested", headers={"content-type": "application/json"})
+        await test_broker.publish(
+            body, "purge.requested", headers={"content-type": "application/json"}
+        )
+        await test_broker.publish(
+            _purge(), "purge.requested", headers={"content-type": "application/json"}
+        )
     assert len(dead) == 1
     assert reason in dead[0].headers["x-dead-letter-reason"]
     assert dead[0].headers["x-dead-letter-kind"] == "invalid"
@@ -80,7 +91,9 @@ async def test_invalid_messages_are_dead_lettered_with_a_reason(body: bytes, rea
 async def test_a_transient_failure_is_retried_and_then_handled() -> None:
     broker, handled, dead = _wire(max_attempts=3, fail_times=2)
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(_purge(), "purge.requested", headers={"content-type": "application/json"})
+        await test_broker.publish(
+            _purge(), "purge.requested", headers={"content-type": "application/json"}
+        )
     assert len(handled) == 1
     assert dead == []
 
@@ -88,8 +101,13 @@ async def test_a_transient_failure_is_retried_and_then_handled() -> None:
 async def test_a_handler_that_keeps_failing_is_dead_lettered_after_its_attempts() -> None:
     broker, handled, dead = _wire(max_attempts=2, fail_times=99)
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(_purge(), "purge.requested", headers={"content-type": "application/json"})
+        await test_broker.publish(
+            _purge(), "purge.requested", headers={"content-type": "application/json"}
+        )
     assert handled == []
     assert len(dead) == 1
     assert dead[0].headers["x-dead-letter-kind"] == "failed"
-    assert "failed 2 times: RuntimeError: database unavailable" in dead[0].headers["x-dead-letter-reason"]
+    assert (
+        "failed 2 times: RuntimeError: database unavailable"
+        in dead[0].headers["x-dead-letter-reason"]
+    )

@@ -1,4 +1,4 @@
-"""Audit' entry points: `create_app(settings)` for uvicorn, `python -m audit.main migrate`."""
+"""Audit's entry points: `create_app(settings)` and `python -m audit.main migrate`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
-
-from audit.handlers import create_routes
-from audit.services import AuditService
-from audit.settings import AuditSettings
 from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.telemetry import Telemetry
+
+from audit.handlers import create_routes
+from audit.services import AuditService
+from audit.settings import AuditSettings
 
 SERVICE = "audit"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -24,10 +24,17 @@ def create_app(
 ) -> AsgiFastStream:
     """Build the audit app: subscribers and outbox relay."""
     settings = settings or AuditSettings()
-    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
-    service = AuditService(sessions=runtime.sessions, outbox=runtime.outbox,
-                           export_store=ExportStore(settings.export_store_path))
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
+    runtime = create_runtime(
+        SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
+    )
+    service = AuditService(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        export_store=ExportStore(settings.export_store_path),
+    )
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+        runtime.broker, settings.kafka
+    )
     return create_consumer_app(runtime)
 
 

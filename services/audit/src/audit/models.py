@@ -43,8 +43,19 @@ class AccessLogEntry(AuditTable, table=True):
     )
 
     HASHED_FIELDS: ClassVar[tuple[str, ...]] = (
-        "account_id", "sequence", "event_id", "access_id", "actor", "actor_id", "actor_name",
-        "purpose", "reason", "grant_id", "resource_type", "resource_id", "accessed_at",
+        "account_id",
+        "sequence",
+        "event_id",
+        "access_id",
+        "actor",
+        "actor_id",
+        "actor_name",
+        "purpose",
+        "reason",
+        "grant_id",
+        "resource_type",
+        "resource_id",
+        "accessed_at",
     )
 
     def hashed_fields(self) -> dict[str, Any]:

@@ -21,30 +21,41 @@ class AuditRepository:
         """Serialise appends to one account's chain for the rest of the transaction."""
         connection = await self.session.connection()
         await connection.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": str(account_id)})
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": str(account_id)},
+        )
 
     async def chain_head(self, account_id: UUID) -> AccessLogEntry | None:
         """The account's newest entry."""
         result = await self.session.exec(
-            select(AccessLogEntry).where(AccessLogEntry.account_id == account_id)
-            .order_by(col(AccessLogEntry.sequence).desc()).limit(1))
+            select(AccessLogEntry)
+            .where(AccessLogEntry.account_id == account_id)
+            .order_by(col(AccessLogEntry.sequence).desc())
+            .limit(1)
+        )
         return result.first()
 
     async def entries(self, account_id: UUID) -> list[AccessLogEntry]:
         """The account's chain in order."""
         result = await self.session.exec(
-            select(AccessLogEntry).where(AccessLogEntry.account_id == account_id)
-            .order_by(col(AccessLogEntry.sequence)))
+            select(AccessLogEntry)
+            .where(AccessLogEntry.account_id == account_id)
+            .order_by(col(AccessLogEntry.sequence))
+        )
         return list(result.all())
 
     async def count(self, account_id: UUID) -> int:
         """How many entries the account has."""
         result = await self.session.exec(
-            select(func.count()).select_from(AccessLogEntry).where(AccessLogEntry.account_id == account_id))
+            select(func.count())
+            .select_from(AccessLogEntry)
+            .where(AccessLogEntry.account_id == account_id)
+        )
         return int(result.one())
 
     async def delete_account(self, account_id: UUID) -> int:
         """Delete the account's chain; return how many entries."""
         result = await self.session.exec(
-            delete(AccessLogEntry).where(col(AccessLogEntry.account_id) == account_id))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            delete(AccessLogEntry).where(col(AccessLogEntry.account_id) == account_id)
+        )
+        return int(result.rowcount or 0)

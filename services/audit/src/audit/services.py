@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from audit.domain import GENESIS_HASH, entry_hash, first_broken_link
-from audit.models import AccessLogEntry
-from audit.repository import AuditRepository
 from shared.contracts import (
     DataAccessed,
     Envelope,
@@ -20,13 +17,19 @@ from shared.export_store import ExportStore
 from shared.inbox import claim_event
 from shared.outbox import Outbox
 
+from audit.domain import GENESIS_HASH, entry_hash, first_broken_link
+from audit.models import AccessLogEntry
+from audit.repository import AuditRepository
+
 SERVICE = "audit"
 
 
 class AuditService:
     """The access trail."""
 
-    def __init__(self, *, sessions: SessionFactory, outbox: Outbox, export_store: ExportStore) -> None:
+    def __init__(
+        self, *, sessions: SessionFactory, outbox: Outbox, export_store: ExportStore
+    ) -> None:
         self.sessions = sessions
         self.outbox = outbox
         self.export_store = export_store
@@ -41,12 +44,21 @@ class AuditService:
             await repo.lock_chain(access.account_id)
             head = await repo.chain_head(access.account_id)
             entry = AccessLogEntry(
-                account_id=access.account_id, sequence=(head.sequence + 1) if head else 1,
-                event_id=event.id, access_id=access.access_id, actor=access.actor,
-                actor_id=access.actor_id, actor_name=access.actor_name, purpose=access.purpose,
-                reason=access.reason, grant_id=access.grant_id, resource_type=access.resource_type,
-                resource_id=access.resource_id, accessed_at=access.accessed_at,
-                previous_hash=head.entry_hash if head else GENESIS_HASH, entry_hash="",
+                account_id=access.account_id,
+                sequence=(head.sequence + 1) if head else 1,
+                event_id=event.id,
+                access_id=access.access_id,
+                actor=access.actor,
+                actor_id=access.actor_id,
+                actor_name=access.actor_name,
+                purpose=access.purpose,
+                reason=access.reason,
+                grant_id=access.grant_id,
+                resource_type=access.resource_type,
+                resource_id=access.resource_id,
+                accessed_at=access.accessed_at,
+                previous_hash=head.entry_hash if head else GENESIS_HASH,
+                entry_hash="",
             )
             entry.entry_hash = entry_hash(entry.previous_hash, entry.hashed_fields())
             session.add(entry)
@@ -61,7 +73,8 @@ class AuditService:
         """The sequence of the first tampered entry of the account, or None if the chain holds."""
         entries = await self.access_log(account_id)
         return first_broken_link(
-            (e.sequence, e.previous_hash, e.entry_hash, e.hashed_fields()) for e in entries)
+            (e.sequence, e.previous_hash, e.entry_hash, e.hashed_fields()) for e in entries
+        )
 
     async def export_account(self, *, event: Envelope[ExportRequested], consumer: str) -> bool:
         """Write the account's access trail to the export store."""
@@ -71,10 +84,20 @@ class AuditService:
                 return False
             entries = await AuditRepository(session).entries(request.account_id)
             file = self.export_store.write_slice(
-                export_key=request.export_key, service=SERVICE, record_type="data_access",
-                records=[e.model_dump(mode="json", exclude={"id"}) for e in entries])
-            self.outbox.add(session, ExportSliceWritten(
-                account_id=request.account_id, saga_id=request.saga_id, service=SERVICE, files=[file]))
+                export_key=request.export_key,
+                service=SERVICE,
+                record_type="data_access",
+                records=[e.model_dump(mode="json", exclude={"id"}) for e in entries],
+            )
+            self.outbox.add(
+                session,
+                ExportSliceWritten(
+                    account_id=request.account_id,
+                    saga_id=request.saga_id,
+                    service=SERVICE,
+                    files=[file],
+                ),
+            )
         return True
 
     async def purge_account(self, *, event: Envelope[PurgeRequested], consumer: str) -> bool:
@@ -85,7 +108,13 @@ class AuditService:
             repo = AuditRepository(session)
             await repo.lock_chain(event.data.account_id)
             deleted = await repo.delete_account(event.data.account_id)
-            self.outbox.add(session, PurgeCompleted(
-                account_id=event.data.account_id, saga_id=event.data.saga_id, service=SERVICE,
-                rows_deleted=deleted))
+            self.outbox.add(
+                session,
+                PurgeCompleted(
+                    account_id=event.data.account_id,
+                    saga_id=event.data.saga_id,
+                    service=SERVICE,
+                    rows_deleted=deleted,
+                ),
+            )
         return True

@@ -7,8 +7,18 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 # ISO 4217 minor units that differ from 2.
-_MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3,
-                "JOD": 3, "TND": 3}
+_MINOR_UNITS = {
+    "JPY": 0,
+    "KRW": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "VND": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "TND": 3,
+}
 
 # 13-19 digits, optionally split by single spaces or dashes: how card numbers are typed.
 _CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")

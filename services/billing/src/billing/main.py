@@ -1,4 +1,4 @@
-"""Billing's entry points: `create_app(settings)` for uvicorn, and `python -m billing.main migrate|serve`."""
+"""Billing's entry points: `create_app(settings)` and `python -m billing.main migrate|serve`."""
 
 from __future__ import annotations
 
@@ -10,29 +10,38 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_runtime
+from shared.telemetry import Telemetry
 
 from billing.api.problems import install_problem_handlers
 from billing.api.routes import router as api_router
 from billing.handlers import create_routes
 from billing.services import BillingService
 from billing.settings import BillingSettings
-from shared.export_store import ExportStore
-from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_runtime
-from shared.telemetry import Telemetry
 
 SERVICE = "billing"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def create_app(settings: BillingSettings | None = None, *, telemetry: Telemetry | None = None) -> FastAPI:
+def create_app(
+    settings: BillingSettings | None = None, *, telemetry: Telemetry | None = None
+) -> FastAPI:
     """Build the billing app; the lifespan connects the broker and starts the outbox relay."""
     settings = settings or BillingSettings()
-    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
-    service = BillingService(sessions=runtime.sessions, outbox=runtime.outbox,
-                             export_store=ExportStore(settings.export_store_path),
-                             max_grant_hours=settings.max_grant_hours)
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
+    runtime = create_runtime(
+        SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
+    )
+    service = BillingService(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        export_store=ExportStore(settings.export_store_path),
+        max_grant_hours=settings.max_grant_hours,
+    )
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+        runtime.broker, settings.kafka
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,8 +49,12 @@ def create_app(settings: BillingSettings | None = None, *, telemetry: Telemetry 
         yield
         await runtime.stop()
 
-    app = FastAPI(title="Quittance billing", version="0.1.0", lifespan=lifespan,
-                  description="The public billing API. Errors are RFC 9457 problem details.")
+    app = FastAPI(
+        title="Quittance billing",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="The public billing API. Errors are RFC 9457 problem details.",
+    )
     app.state.settings = settings
     app.state.service = service
     app.state.engine = runtime.engine
@@ -52,12 +65,15 @@ def create_app(settings: BillingSettings | None = None, *, telemetry: Telemetry 
     app.include_router(api_router)
     if settings.tls_certfile is not None:
         app.middleware("http")(_strict_transport_security)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=runtime.telemetry.tracer_provider,
-                                       excluded_urls="healthz,metrics")
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=runtime.telemetry.tracer_provider, excluded_urls="healthz,metrics"
+    )
     return app
 
 
-async def _strict_transport_security(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Response:
+async def _strict_transport_security(
+    request: Request, call_next: Callable[[Request], Awaitable[Any]]
+) -> Response:
     """HSTS on every response when billing serves HTTPS (TLS)."""
     response: Response = await call_next(request)
     response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
@@ -85,9 +101,14 @@ def cli() -> None:
 
     settings = BillingSettings()
     uvicorn.run(
-        "billing.main:create_app", factory=True, host=args.host, port=args.port,
-        ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
-        ssl_version=ssl.PROTOCOL_TLS_SERVER, proxy_headers=True,
+        "billing.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        proxy_headers=True,
     )
 
 

@@ -9,12 +9,12 @@ from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import AfterValidator, ConfigDict, EmailStr, field_validator
+from shared.contracts import AccessPurpose
 from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint, func
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from billing.domain import AccountStatus, InvoiceStatus, Role, contains_card_number
-from shared.contracts import AccessPurpose
 
 
 def _refuse_card_numbers(value: str) -> str:
@@ -167,8 +167,9 @@ class AccountCreate(_Schema):
     """Open an account."""
 
     name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Company name.")
-    plan: str = pydantic.Field(default="standard", pattern="^(free|standard|enterprise)$",
-                      description="Subscription plan.")
+    plan: str = pydantic.Field(
+        default="standard", pattern="^(free|standard|enterprise)$", description="Subscription plan."
+    )
     owner: OwnerCreate = pydantic.Field(description="The first user, with the owner role.")
 
 
@@ -255,7 +256,9 @@ class CustomerCreate(_Schema):
 
     name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Customer's name.")
     email: EmailStr = pydantic.Field(description="Where invoices are sent.")
-    address: SafeText | None = pydantic.Field(default=None, max_length=1000, description="Postal address.")
+    address: SafeText | None = pydantic.Field(
+        default=None, max_length=1000, description="Postal address."
+    )
 
 
 class CustomerPublic(_Schema):
@@ -271,9 +274,15 @@ class CustomerPublic(_Schema):
 class InvoiceLineCreate(_Schema):
     """One line of a draft invoice."""
 
-    description: SafeText = pydantic.Field(min_length=1, max_length=1000, description="What is billed.")
-    quantity: Decimal = pydantic.Field(gt=0, max_digits=14, decimal_places=4, description="How many.")
-    unit_price: Decimal = pydantic.Field(ge=0, max_digits=14, decimal_places=4, description="Price each.")
+    description: SafeText = pydantic.Field(
+        min_length=1, max_length=1000, description="What is billed."
+    )
+    quantity: Decimal = pydantic.Field(
+        gt=0, max_digits=14, decimal_places=4, description="How many."
+    )
+    unit_price: Decimal = pydantic.Field(
+        ge=0, max_digits=14, decimal_places=4, description="Price each."
+    )
 
 
 class InvoiceCreate(_Schema):
@@ -282,7 +291,9 @@ class InvoiceCreate(_Schema):
     customer_id: UUID = pydantic.Field(description="The customer invoiced.")
     currency: str = pydantic.Field(pattern="^[A-Z]{3}$", description="ISO 4217 code.")
     due_date: date = pydantic.Field(description="Payment due date.")
-    lines: list[InvoiceLineCreate] = pydantic.Field(min_length=1, max_length=500, description="Lines.")
+    lines: list[InvoiceLineCreate] = pydantic.Field(
+        min_length=1, max_length=500, description="Lines."
+    )
 
 
 class InvoiceLinePublic(_Schema):

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from shared.contracts import AccessPurpose
 from sqlalchemy import delete, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,11 +21,15 @@ from billing.models import (
     InvoiceLine,
     StaffMember,
 )
-from shared.contracts import AccessPurpose
 
 # Deletion order for a purge: children before parents.
 ACCOUNT_SCOPED_TABLES: tuple[Any, ...] = (
-    InvoiceLine, Invoice, Customer, AccessGrant, ApiKey, AppUser,
+    InvoiceLine,
+    Invoice,
+    Customer,
+    AccessGrant,
+    ApiKey,
+    AppUser,
 )
 
 
@@ -73,7 +78,9 @@ class BillingRepository:
 
     async def find_staff_by_email(self, email: str) -> StaffMember | None:
         """A staff member by work email."""
-        return (await self.session.exec(select(StaffMember).where(StaffMember.email == email))).first()
+        return (
+            await self.session.exec(select(StaffMember).where(StaffMember.email == email))
+        ).first()
 
     async def account_owner(self, account_id: UUID) -> AppUser:
         """The account's owner."""
@@ -145,9 +152,9 @@ class BillingRepository:
             result = await self.session.exec(
                 delete(table).where(col(table.account_id) == account_id)
             )
-            deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            deleted += int(result.rowcount or 0)
         result = await self.session.exec(delete(Account).where(col(Account.id) == account_id))
-        return deleted + int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return deleted + int(result.rowcount or 0)
 
     async def lock_account(self, account_id: UUID) -> None:
         """Serialise changes to one account (purge against late writes)."""

@@ -9,6 +9,25 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
+from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
+    AccountTerminated,
+    DataAccessed,
+    Envelope,
+    ExportRequested,
+    ExportSliceWritten,
+    InvoiceIssued,
+    IssuedInvoiceCustomer,
+    PurgeCompleted,
+    PurgeRequested,
+)
+from shared.contracts import InvoiceLine as IssuedLine
+from shared.db import SessionFactory, transaction
+from shared.export_store import ExportStore
+from shared.inbox import claim_event
+from shared.outbox import Outbox
+
 from billing.domain import (
     AccountStatus,
     InvoiceStateError,
@@ -35,24 +54,6 @@ from billing.models import (
     StaffMember,
 )
 from billing.repository import BillingRepository
-from shared.contracts import (
-    AccessActor,
-    AccessPurpose,
-    AccountTerminated,
-    DataAccessed,
-    Envelope,
-    ExportRequested,
-    ExportSliceWritten,
-    InvoiceIssued,
-    IssuedInvoiceCustomer,
-    PurgeCompleted,
-    PurgeRequested,
-)
-from shared.contracts import InvoiceLine as IssuedLine
-from shared.db import SessionFactory, transaction
-from shared.export_store import ExportStore
-from shared.inbox import claim_event
-from shared.outbox import Outbox
 
 SERVICE = "billing"
 API_KEY_PREFIX = "qk_"
@@ -131,8 +132,14 @@ def _new_api_key() -> str:
 class BillingService:
     """The billing use cases."""
 
-    def __init__(self, *, sessions: SessionFactory, outbox: Outbox, export_store: ExportStore,
-                 max_grant_hours: int = 72) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        outbox: Outbox,
+        export_store: ExportStore,
+        max_grant_hours: int = 72,
+    ) -> None:
         self.sessions = sessions
         self.outbox = outbox
         self.export_store = export_store
@@ -146,8 +153,12 @@ class BillingService:
         async with transaction(self.sessions) as session:
             repo = BillingRepository(session)
             account = Account(name=request.name, plan=request.plan)
-            owner = AppUser(account_id=account.id, name=request.owner.name,
-                            email=str(request.owner.email), role=Role.OWNER)
+            owner = AppUser(
+                account_id=account.id,
+                name=request.owner.name,
+                email=str(request.owner.email),
+                role=Role.OWNER,
+            )
             repo.add(account)
             await repo.flush()
             repo.add(owner)
@@ -179,14 +190,17 @@ class BillingService:
                 staff = await repo.get_staff(key.staff_id)
                 assert staff is not None
                 return Principal(kind="staff", name=staff.name, staff_id=staff.id)
-            assert key.user_id is not None and key.account_id is not None
+            assert key.user_id is not None
+            assert key.account_id is not None
             user = await repo.get_user(key.user_id)
             account = await repo.get_account(key.account_id)
-            assert user is not None and account is not None
+            assert user is not None
+            assert account is not None
             if account.status is not AccountStatus.ACTIVE:
                 raise PermissionDeniedError("the account is terminated")
-            return Principal(kind="user", name=user.name, account_id=account.id,
-                             user_id=user.id, role=user.role)
+            return Principal(
+                kind="user", name=user.name, account_id=account.id, user_id=user.id, role=user.role
+            )
 
     async def get_account(self, *, principal: Principal) -> Account:
         """The caller's account."""
@@ -209,10 +223,15 @@ class BillingService:
             account.status = AccountStatus.TERMINATED
             account.terminated_at = _now()
             repo.add(account)
-            self.outbox.add(session, AccountTerminated(
-                account_id=account.id, account_name=account.name, owner_email=owner.email,
-                terminated_at=account.terminated_at,
-            ))
+            self.outbox.add(
+                session,
+                AccountTerminated(
+                    account_id=account.id,
+                    account_name=account.name,
+                    owner_email=owner.email,
+                    terminated_at=account.terminated_at,
+                ),
+            )
         return account
 
     # ------------------------------------------------------------ customers and invoices
@@ -220,17 +239,25 @@ class BillingService:
     async def create_customer(self, *, principal: Principal, request: CustomerCreate) -> Customer:
         """Add a customer to the caller's account."""
         account_id = principal.require_user()
-        customer = Customer(account_id=account_id, name=request.name, email=str(request.email),
-                            address=request.address)
+        customer = Customer(
+            account_id=account_id,
+            name=request.name,
+            email=str(request.email),
+            address=request.address,
+        )
         async with transaction(self.sessions) as session:
             BillingRepository(session).add(customer)
         return customer
 
-    async def list_customers(self, *, principal: Principal, limit: int, offset: int) -> list[Customer]:
+    async def list_customers(
+        self, *, principal: Principal, limit: int, offset: int
+    ) -> list[Customer]:
         """The caller's customers."""
         account_id = principal.require_user()
         async with self.sessions() as session:
-            return await BillingRepository(session).list_customers(account_id, limit=limit, offset=offset)
+            return await BillingRepository(session).list_customers(
+                account_id, limit=limit, offset=offset
+            )
 
     async def get_customer(self, *, principal: Principal, customer_id: UUID) -> Customer:
         """One of the caller's customers."""
@@ -246,15 +273,25 @@ class BillingService:
         account_id = principal.require_user()
         invoice_id = uuid4()
         lines = [
-            InvoiceLine(invoice_id=invoice_id, account_id=account_id, position=index,
-                        description=line.description, quantity=line.quantity,
-                        unit_price=line.unit_price,
-                        amount=line_amount(line.quantity, line.unit_price, request.currency))
+            InvoiceLine(
+                invoice_id=invoice_id,
+                account_id=account_id,
+                position=index,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line_amount(line.quantity, line.unit_price, request.currency),
+            )
             for index, line in enumerate(request.lines, start=1)
         ]
-        invoice = Invoice(id=invoice_id, account_id=account_id, customer_id=request.customer_id,
-                          currency=request.currency, due_date=request.due_date,
-                          total=invoice_total([line.amount for line in lines]))
+        invoice = Invoice(
+            id=invoice_id,
+            account_id=account_id,
+            customer_id=request.customer_id,
+            currency=request.currency,
+            due_date=request.due_date,
+            total=invoice_total([line.amount for line in lines]),
+        )
         async with transaction(self.sessions) as session:
             repo = BillingRepository(session)
             if await repo.get_customer(account_id, request.customer_id) is None:
@@ -288,44 +325,68 @@ class BillingService:
                 raise ConflictError(str(exc), field="status") from exc
             account = await repo.get_account(account_id)
             customer = await repo.get_customer(account_id, invoice.customer_id)
-            assert account is not None and customer is not None
+            assert account is not None
+            assert customer is not None
             invoice.number = format_invoice_number(await repo.take_invoice_number(account_id))
             invoice.status = InvoiceStatus.ISSUED
             invoice.issue_date = date.today()
             invoice.issued_at = _now()
             repo.add(invoice)
             lines = await repo.invoice_lines(invoice.id)
-            self.outbox.add(session, InvoiceIssued(
-                account_id=account_id, invoice_id=invoice.id, number=invoice.number,
-                seller_name=account.name,
-                customer=IssuedInvoiceCustomer(customer_id=customer.id, name=customer.name,
-                                               email=customer.email),
-                currency=invoice.currency,
-                lines=[IssuedLine(description=line.description, quantity=line.quantity,
-                                  unit_price=line.unit_price, amount=line.amount) for line in lines],
-                total=invoice.total, issue_date=invoice.issue_date, due_date=invoice.due_date,
-            ))
+            self.outbox.add(
+                session,
+                InvoiceIssued(
+                    account_id=account_id,
+                    invoice_id=invoice.id,
+                    number=invoice.number,
+                    seller_name=account.name,
+                    customer=IssuedInvoiceCustomer(
+                        customer_id=customer.id, name=customer.name, email=customer.email
+                    ),
+                    currency=invoice.currency,
+                    lines=[
+                        IssuedLine(
+                            description=line.description,
+                            quantity=line.quantity,
+                            unit_price=line.unit_price,
+                            amount=line.amount,
+                        )
+                        for line in lines
+                    ],
+                    total=invoice.total,
+                    issue_date=invoice.issue_date,
+                    due_date=invoice.due_date,
+                ),
+            )
         return IssuedInvoice(invoice, lines)
 
     # ------------------------------------------------------------ staff access
 
-    async def open_access_grant(self, *, principal: Principal, request: AccessGrantCreate) -> AccessGrant:
-        """The account lets a named staff member read its data for a purpose (STAFF-ACCESS, SUPPORT-DATA)."""
+    async def open_access_grant(
+        self, *, principal: Principal, request: AccessGrantCreate
+    ) -> AccessGrant:
+        """Let a named staff member read the account for a purpose (STAFF-ACCESS, SUPPORT-DATA)."""
         account_id = principal.require_user(Role.OWNER, Role.ADMIN)
         assert principal.user_id is not None
         now = _now()
         if request.expires_at <= now:
             raise InvalidReferenceError("must be in the future", field="expires_at")
         if request.expires_at > now + timedelta(hours=self.max_grant_hours):
-            raise InvalidReferenceError(f"at most {self.max_grant_hours} hours ahead",
-                                        field="expires_at")
+            raise InvalidReferenceError(
+                f"at most {self.max_grant_hours} hours ahead", field="expires_at"
+            )
         async with transaction(self.sessions) as session:
             repo = BillingRepository(session)
             if await repo.get_staff(request.staff_id) is None:
                 raise InvalidReferenceError("no such staff member", field="staff_id")
-            grant = AccessGrant(account_id=account_id, staff_id=request.staff_id,
-                                purpose=request.purpose, reason=request.reason,
-                                granted_by_user_id=principal.user_id, expires_at=request.expires_at)
+            grant = AccessGrant(
+                account_id=account_id,
+                staff_id=request.staff_id,
+                purpose=request.purpose,
+                reason=request.reason,
+                granted_by_user_id=principal.user_id,
+                expires_at=request.expires_at,
+            )
             repo.add(grant)
         return grant
 
@@ -338,20 +399,32 @@ class BillingService:
         now = _now()
         async with transaction(self.sessions) as session:
             repo = BillingRepository(session)
-            grant = await repo.active_grant(account_id=account_id, staff_id=principal.staff_id,
-                                            purpose=purpose, at=now)
+            grant = await repo.active_grant(
+                account_id=account_id, staff_id=principal.staff_id, purpose=purpose, at=now
+            )
             if grant is None:
                 raise PermissionDeniedError(
-                    "no active access grant for this staff member, account and purpose")
+                    "no active access grant for this staff member, account and purpose"
+                )
             customer = await repo.get_customer(account_id, customer_id)
             if customer is None:
                 raise NotFoundError("no such customer in this account")
-            self.outbox.add(session, DataAccessed(
-                account_id=account_id, access_id=uuid4(), actor=AccessActor.STAFF,
-                actor_id=str(principal.staff_id), actor_name=principal.name, purpose=purpose,
-                reason=grant.reason, grant_id=grant.id, resource_type="customer",
-                resource_id=str(customer_id), accessed_at=now,
-            ))
+            self.outbox.add(
+                session,
+                DataAccessed(
+                    account_id=account_id,
+                    access_id=uuid4(),
+                    actor=AccessActor.STAFF,
+                    actor_id=str(principal.staff_id),
+                    actor_name=principal.name,
+                    purpose=purpose,
+                    reason=grant.reason,
+                    grant_id=grant.id,
+                    resource_type="customer",
+                    resource_id=str(customer_id),
+                    accessed_at=now,
+                ),
+            )
         return customer
 
     # ------------------------------------------------------------ termination saga steps
@@ -367,28 +440,64 @@ class BillingService:
             account = await repo.get_account(request.account_id)
             accounts = [_record(account)] if account is not None else []
             files.append(self._write(request, "account", accounts))
-            files.append(self._write(request, "user", [
-                _record(u) for u in await repo.rows_of(AppUser, request.account_id)]))
-            files.append(self._write(request, "customer", [
-                _record(c) for c in await repo.rows_of(Customer, request.account_id)]))
+            files.append(
+                self._write(
+                    request,
+                    "user",
+                    [_record(u) for u in await repo.rows_of(AppUser, request.account_id)],
+                )
+            )
+            files.append(
+                self._write(
+                    request,
+                    "customer",
+                    [_record(c) for c in await repo.rows_of(Customer, request.account_id)],
+                )
+            )
             lines_by_invoice: dict[UUID, list[dict[str, Any]]] = {}
             for line in await repo.rows_of(InvoiceLine, request.account_id):
                 lines_by_invoice.setdefault(line.invoice_id, []).append(
-                    _record(line, drop=("invoice_id", "account_id", "id")))
-            files.append(self._write(request, "invoice", [
-                {**_record(i), "lines": sorted(lines_by_invoice.get(i.id, []),
-                                               key=lambda x: x["position"])}
-                for i in await repo.rows_of(Invoice, request.account_id)]))
-            files.append(self._write(request, "access_grant", [
-                _record(g) for g in await repo.rows_of(AccessGrant, request.account_id)]))
-            self.outbox.add(session, ExportSliceWritten(
-                account_id=request.account_id, saga_id=request.saga_id, service=SERVICE,
-                files=files))
+                    _record(line, drop=("invoice_id", "account_id", "id"))
+                )
+            files.append(
+                self._write(
+                    request,
+                    "invoice",
+                    [
+                        {
+                            **_record(i),
+                            "lines": sorted(
+                                lines_by_invoice.get(i.id, []), key=lambda x: x["position"]
+                            ),
+                        }
+                        for i in await repo.rows_of(Invoice, request.account_id)
+                    ],
+                )
+            )
+            files.append(
+                self._write(
+                    request,
+                    "access_grant",
+                    [_record(g) for g in await repo.rows_of(AccessGrant, request.account_id)],
+                )
+            )
+            self.outbox.add(
+                session,
+                ExportSliceWritten(
+                    account_id=request.account_id,
+                    saga_id=request.saga_id,
+                    service=SERVICE,
+                    files=files,
+                ),
+            )
         return True
 
-    def _write(self, request: ExportRequested, record_type: str, records: list[dict[str, Any]]) -> Any:
-        return self.export_store.write_slice(export_key=request.export_key, service=SERVICE,
-                                             record_type=record_type, records=records)
+    def _write(
+        self, request: ExportRequested, record_type: str, records: list[dict[str, Any]]
+    ) -> Any:
+        return self.export_store.write_slice(
+            export_key=request.export_key, service=SERVICE, record_type=record_type, records=records
+        )
 
     async def purge_account(self, *, event: Envelope[PurgeRequested], consumer: str) -> bool:
         """Delete every row about the account and confirm; False if already done."""
@@ -398,9 +507,15 @@ class BillingService:
             repo = BillingRepository(session)
             await repo.lock_account(event.data.account_id)
             deleted = await repo.delete_account(event.data.account_id)
-            self.outbox.add(session, PurgeCompleted(
-                account_id=event.data.account_id, saga_id=event.data.saga_id, service=SERVICE,
-                rows_deleted=deleted))
+            self.outbox.add(
+                session,
+                PurgeCompleted(
+                    account_id=event.data.account_id,
+                    saga_id=event.data.saga_id,
+                    service=SERVICE,
+                    rows_deleted=deleted,
+                ),
+            )
         return True
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from billing.main import create_app
 from billing.settings import BillingSettings
 from devstack.testing import running
@@ -24,11 +23,15 @@ def billing_database(migrated_database: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def billing_settings(billing_database: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> BillingSettings:
+def billing_settings(
+    billing_database: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> BillingSettings:
     return BillingSettings(
         environment="test",
         database_url=billing_database,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:8]}."),
+        kafka=KafkaSettings(
+            bootstrap_servers=kafka_bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:8]}."
+        ),
         export_store_path=tmp_path_factory.mktemp("exports"),
         operator_token="test-operator-token",  # type: ignore[arg-type]
     )
@@ -44,8 +47,13 @@ async def api(billing_settings: BillingSettings) -> AsyncIterator[httpx.AsyncCli
 async def account(api: httpx.AsyncClient) -> dict[str, Any]:
     """A fresh account with its owner's credentials."""
     suffix = uuid.uuid4().hex[:6]
-    response = await api.post("/accounts", json={
-        "name": f"Acme {suffix}", "owner": {"name": "Ada Owner", "email": f"ada-{suffix}@acme.example.com"}})
+    response = await api.post(
+        "/accounts",
+        json={
+            "name": f"Acme {suffix}",
+            "owner": {"name": "Ada Owner", "email": f"ada-{suffix}@acme.example.com"},
+        },
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
@@ -54,8 +62,11 @@ async def account(api: httpx.AsyncClient) -> dict[str, Any]:
 
 @pytest.fixture
 async def customer(api: httpx.AsyncClient, account: dict[str, Any]) -> dict[str, Any]:
-    response = await api.post("/customers", headers=account["headers"],
-                              json={"name": "Bob Buyer", "email": "bob@buyer.example.com"})
+    response = await api.post(
+        "/customers",
+        headers=account["headers"],
+        json={"name": "Bob Buyer", "email": "bob@buyer.example.com"},
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -63,8 +74,12 @@ async def customer(api: httpx.AsyncClient, account: dict[str, Any]) -> dict[str,
 
 def invoice_body(customer_id: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "customer_id": customer_id, "currency": "EUR", "due_date": "2030-01-31",
-        "lines": [{"description": f"Line {i}", "quantity": "2", "unit_price": "10.005"} for i in range(5)],
+        "customer_id": customer_id,
+        "currency": "EUR",
+        "due_date": "2030-01-31",
+        "lines": [
+            {"description": f"Line {i}", "quantity": "2", "unit_price": "10.005"} for i in range(5)
+        ],
     } | overrides
 
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import OPERATOR, invoice_body
-
 from billing.settings import BillingSettings
+from conftest import OPERATOR, invoice_body
 from devstack.testing import read_events, rows_mentioning
 
 pytestmark = pytest.mark.integration
@@ -43,12 +42,20 @@ async def test_invalid_input_is_a_problem_naming_each_field_and_stores_nothing(
 
 
 async def test_no_pan_a_card_number_in_any_text_field_is_refused_and_never_stored(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any],
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
     billing_settings: BillingSettings,
 ) -> None:
     headers = account["headers"]
-    body = _problem(await api.post("/customers", headers=headers, json={
-        "name": "Carol", "email": "carol@example.com", "address": f"card {CARD}"}), 422)
+    body = _problem(
+        await api.post(
+            "/customers",
+            headers=headers,
+            json={"name": "Carol", "email": "carol@example.com", "address": f"card {CARD}"},
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "address"
     assert "card number" in body["errors"][0]["message"]
     lines = invoice_body(customer["id"])
@@ -62,17 +69,26 @@ async def test_no_pan_a_card_number_in_any_text_field_is_refused_and_never_store
 async def test_least_access_an_account_cannot_reach_another_accounts_customers(
     api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
 ) -> None:
-    other = await api.post("/accounts", json={"name": "Other", "owner": {
-        "name": "Eve", "email": f"eve-{uuid.uuid4().hex[:6]}@other.example.com"}})
+    other = await api.post(
+        "/accounts",
+        json={
+            "name": "Other",
+            "owner": {"name": "Eve", "email": f"eve-{uuid.uuid4().hex[:6]}@other.example.com"},
+        },
+    )
     other_headers = {"Authorization": f"Bearer {other.json()['api_key']}"}
     _problem(await api.get(f"/customers/{customer['id']}", headers=other_headers), 404)
-    body = _problem(await api.post("/invoices", headers=other_headers, json=invoice_body(customer["id"])), 422)
+    body = _problem(
+        await api.post("/invoices", headers=other_headers, json=invoice_body(customer["id"])), 422
+    )
     assert body["errors"][0]["field"] == "customer_id"
     assert (await api.get("/customers", headers=other_headers)).json() == []
 
 
 async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any],
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
     billing_settings: BillingSettings,
 ) -> None:
     headers = account["headers"]
@@ -90,9 +106,12 @@ async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
     again = await api.post(f"/invoices/{draft.json()['id']}/issue", headers=headers)
     assert _problem(again, 409)["errors"][0]["field"] == "status"
 
-    events = await read_events(billing_settings.kafka.bootstrap_servers,
-                               billing_settings.kafka.topic("invoice.issued"), count=3,
-                               key=account["account"]["id"])
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("invoice.issued"),
+        count=3,
+        key=account["account"]["id"],
+    )
     assert [e["data"]["number"] for e in events] == numbers
     assert events[0]["subject"] == account["account"]["id"]
     assert events[0]["data"]["customer"]["email"] == "bob@buyer.example.com"
@@ -100,21 +119,34 @@ async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
 
 
 async def _staff(api: httpx.AsyncClient) -> dict[str, Any]:
-    response = await api.post("/staff", headers=OPERATOR, json={
-        "name": "Sam Support", "email": f"sam-{uuid.uuid4().hex[:6]}@quittance.example.com"})
+    response = await api.post(
+        "/staff",
+        headers=OPERATOR,
+        json={"name": "Sam Support", "email": f"sam-{uuid.uuid4().hex[:6]}@quittance.example.com"},
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
     return body
 
 
-async def test_only_the_operator_registers_staff(api: httpx.AsyncClient, account: dict[str, Any]) -> None:
-    _problem(await api.post("/staff", headers=account["headers"], json={
-        "name": "Mallory", "email": "mallory@example.com"}), 401)
+async def test_only_the_operator_registers_staff(
+    api: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    _problem(
+        await api.post(
+            "/staff",
+            headers=account["headers"],
+            json={"name": "Mallory", "email": "mallory@example.com"},
+        ),
+        401,
+    )
 
 
 async def test_staff_access_without_a_grant_is_refused_and_with_one_is_audited(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any],
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
     billing_settings: BillingSettings,
 ) -> None:
     staff = await _staff(api)
@@ -123,22 +155,38 @@ async def test_staff_access_without_a_grant_is_refused_and_with_one_is_audited(
     _problem(await api.get(path, params={"purpose": "support"}, headers=staff["headers"]), 403)
 
     expires = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-    grant = await api.post("/access-grants", headers=account["headers"], json={
-        "staff_id": staff["staff"]["id"], "purpose": "support", "reason": "TICKET-42", "expires_at": expires})
+    grant = await api.post(
+        "/access-grants",
+        headers=account["headers"],
+        json={
+            "staff_id": staff["staff"]["id"],
+            "purpose": "support",
+            "reason": "TICKET-42",
+            "expires_at": expires,
+        },
+    )
     assert grant.status_code == 201, grant.text
 
     # PURPOSE: a purpose outside the grant, or outside the closed list, is refused.
-    _problem(await api.get(path, params={"purpose": "billing-operations"}, headers=staff["headers"]), 403)
-    body = _problem(await api.get(path, params={"purpose": "marketing"}, headers=staff["headers"]), 422)
+    _problem(
+        await api.get(path, params={"purpose": "billing-operations"}, headers=staff["headers"]), 403
+    )
+    body = _problem(
+        await api.get(path, params={"purpose": "marketing"}, headers=staff["headers"]), 422
+    )
     assert body["errors"][0]["field"] == "purpose"
 
     read = await api.get(path, params={"purpose": "support"}, headers=staff["headers"])
     assert read.status_code == 200
     assert read.json()["email"] == "bob@buyer.example.com"
 
-    events = await read_events(billing_settings.kafka.bootstrap_servers,
-                               billing_settings.kafka.topic("data.accessed"), count=2, key=account_id,
-                               timeout=5)
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("data.accessed"),
+        count=2,
+        key=account_id,
+        timeout=5,
+    )
     assert len(events) == 1, "only the allowed read is recorded"
     access = events[0]["data"]
     assert access["actor"] == "staff"
@@ -154,15 +202,47 @@ async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_pers
 ) -> None:
     staff = await _staff(api)
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    body = _problem(await api.post("/access-grants", headers=account["headers"], json={
-        "staff_id": staff["staff"]["id"], "purpose": "support", "reason": "T-1", "expires_at": past}), 422)
+    body = _problem(
+        await api.post(
+            "/access-grants",
+            headers=account["headers"],
+            json={
+                "staff_id": staff["staff"]["id"],
+                "purpose": "support",
+                "reason": "T-1",
+                "expires_at": past,
+            },
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "expires_at"
     far = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    _problem(await api.post("/access-grants", headers=account["headers"], json={
-        "staff_id": staff["staff"]["id"], "purpose": "support", "reason": "T-1", "expires_at": far}), 422)
-    body = _problem(await api.post("/access-grants", headers=account["headers"], json={
-        "staff_id": str(uuid.uuid4()), "purpose": "support", "reason": "T-1",
-        "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}), 422)
+    _problem(
+        await api.post(
+            "/access-grants",
+            headers=account["headers"],
+            json={
+                "staff_id": staff["staff"]["id"],
+                "purpose": "support",
+                "reason": "T-1",
+                "expires_at": far,
+            },
+        ),
+        422,
+    )
+    body = _problem(
+        await api.post(
+            "/access-grants",
+            headers=account["headers"],
+            json={
+                "staff_id": str(uuid.uuid4()),
+                "purpose": "support",
+                "reason": "T-1",
+                "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            },
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "staff_id"
 
 
@@ -172,9 +252,12 @@ async def test_termination_emits_account_terminated_and_closes_the_api(
     response = await api.post("/account/termination", headers=account["headers"])
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "terminated"
-    events = await read_events(billing_settings.kafka.bootstrap_servers,
-                               billing_settings.kafka.topic("account.terminated"), count=1,
-                               key=account["account"]["id"])
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("account.terminated"),
+        count=1,
+        key=account["account"]["id"],
+    )
     assert events[0]["data"]["owner_email"] == account["owner"]["email"]
     _problem(await api.get("/customers", headers=account["headers"]), 403)
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from billing.domain import (
     InvoiceStateError,
     InvoiceStatus,
@@ -18,6 +15,8 @@ from billing.domain import (
     line_amount,
     luhn_valid,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ def message_id_for(event_id: UUID, domain: str) -> str:
 def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
     """Subject and plain-text body of an issued invoice."""
     lines = "\n".join(
-        f"  {line.description}: {line.quantity} x {line.unit_price} = {line.amount} {event.currency}"
+        f"  {line.description}: {line.quantity} x {line.unit_price}"
+        f" = {line.amount} {event.currency}"
         for line in event.lines
     )
     body = (

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from notifications.services import NotificationsService
-from shared.contracts import Envelope, ExportAssembled, ExportRequested, InvoiceIssued, PurgeRequested
+from shared.contracts import (
+    Envelope,
+    ExportAssembled,
+    ExportRequested,
+    InvoiceIssued,
+    PurgeRequested,
+)
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
+
+from notifications.services import NotificationsService
 
 
 def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiosmtplib
 from opentelemetry import trace
+from shared.telemetry import Telemetry
 
 from notifications.settings import SmtpSettings
-from shared.telemetry import Telemetry
 
 
 class SmtpMailer:
@@ -27,7 +27,9 @@ class SmtpMailer:
                 hostname=self.settings.host,
                 port=self.settings.port,
                 username=self.settings.username,
-                password=self.settings.password.get_secret_value() if self.settings.password else None,
+                password=self.settings.password.get_secret_value()
+                if self.settings.password
+                else None,
                 start_tls=self.settings.start_tls,
                 use_tls=self.settings.use_tls,
                 timeout=self.settings.timeout_s,

@@ -1,4 +1,4 @@
-"""Notifications' entry points: `create_app(settings)` for uvicorn, `python -m notifications.main migrate`."""
+"""Notifications' entry points: `create_app(settings)`, `python -m notifications.main migrate`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.telemetry import Telemetry
 
 from notifications.handlers import create_routes
 from notifications.mailer import SmtpMailer
 from notifications.services import NotificationsService
 from notifications.settings import NotificationsSettings
-from shared.export_store import ExportStore
-from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
-from shared.telemetry import Telemetry
 
 SERVICE = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -25,13 +25,19 @@ def create_app(
 ) -> AsgiFastStream:
     """Build the notifications app: subscribers, outbox relay, queued-email sweeper."""
     settings = settings or NotificationsSettings()
-    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
-    service = NotificationsService(
-        sessions=runtime.sessions, outbox=runtime.outbox,
-        mailer=SmtpMailer(settings.smtp, runtime.telemetry),
-        export_store=ExportStore(settings.export_store_path), settings=settings,
+    runtime = create_runtime(
+        SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
+    service = NotificationsService(
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        mailer=SmtpMailer(settings.smtp, runtime.telemetry),
+        export_store=ExportStore(settings.export_store_path),
+        settings=settings,
+    )
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+        runtime.broker, settings.kafka
+    )
     return create_consumer_app(runtime, background=[service.run_sweeper])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from shared.settings import EMBEDDED_SMTP_PORT, ServiceSettings, embedded_database_url
 
 
@@ -31,9 +30,15 @@ class NotificationsSettings(ServiceSettings):
         default=embedded_database_url("notifications"), description="Notifications' own database."
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
-    sender: str = Field(default="Quittance <no-reply@quittance.example>", description="From header.")
-    message_id_domain: str = Field(default="quittance.example", description="Right side of Message-IDs.")
+    sender: str = Field(
+        default="Quittance <no-reply@quittance.example>", description="From header."
+    )
+    message_id_domain: str = Field(
+        default="quittance.example", description="Right side of Message-IDs."
+    )
     resend_after_s: float = Field(
         default=30.0, ge=0.1, description="A queued email this old is retried by the sweeper."
     )
-    sweep_interval_s: float = Field(default=5.0, ge=0.1, description="How often queued email is retried.")
+    sweep_interval_s: float = Field(
+        default=5.0, ge=0.1, description="How often queued email is retried."
+    )

@@ -24,11 +24,20 @@ def test_the_same_event_always_gets_the_same_message_id() -> None:
 
 def test_invoice_email_states_number_total_and_due_date() -> None:
     event = InvoiceIssued(
-        account_id=uuid4(), invoice_id=uuid4(), number="INV-000007", seller_name="Acme",
+        account_id=uuid4(),
+        invoice_id=uuid4(),
+        number="INV-000007",
+        seller_name="Acme",
         customer=IssuedInvoiceCustomer(customer_id=uuid4(), name="Bob", email="bob@example.com"),
         currency="EUR",
-        lines=[InvoiceLine(description="Work", quantity=Decimal(2), unit_price=Decimal(5), amount=Decimal(10))],
-        total=Decimal(10), issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31),
+        lines=[
+            InvoiceLine(
+                description="Work", quantity=Decimal(2), unit_price=Decimal(5), amount=Decimal(10)
+            )
+        ],
+        total=Decimal(10),
+        issue_date=date(2026, 1, 1),
+        due_date=date(2026, 1, 31),
     )
     subject, body = invoice_email(event)
     assert "INV-000007" in subject

@@ -63,7 +63,7 @@ def records_to_csv(records: Iterable[Mapping[str, Any]]) -> str:
 
 
 def account_reference(account_id: UUID, key: bytes) -> str:
-    """A keyed hash of the account id: the certificate proves the purge without naming the account."""
+    """A keyed hash of the account id: the certificate proves the purge without naming it."""
     return hmac.new(key, str(account_id).encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Retention' entry points: `create_app(settings)` for uvicorn, `python -m retention.main migrate`."""
+"""Retention's entry points: `create_app(settings)` and `python -m retention.main migrate`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
-
-from retention.handlers import create_routes
-from retention.services import RetentionService
-from retention.settings import RetentionSettings
 from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.telemetry import Telemetry
+
+from retention.handlers import create_routes
+from retention.services import RetentionService
+from retention.settings import RetentionSettings
 
 SERVICE = "retention"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -24,13 +24,19 @@ def create_app(
 ) -> AsgiFastStream:
     """Build the retention app: the termination saga's subscribers and outbox relay."""
     settings = settings or RetentionSettings()
-    runtime = create_runtime(SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry)
+    runtime = create_runtime(
+        SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
+    )
     service = RetentionService(
-        sessions=runtime.sessions, outbox=runtime.outbox,
-        export_store=ExportStore(settings.export_store_path), participants=settings.participants,
+        sessions=runtime.sessions,
+        outbox=runtime.outbox,
+        export_store=ExportStore(settings.export_store_path),
+        participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(runtime.broker, settings.kafka)
+    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+        runtime.broker, settings.kafka
+    )
     return create_consumer_app(runtime)
 
 

@@ -44,7 +44,7 @@ class TerminationSaga(RetentionTable, table=True):
 
 
 class PurgeCertificate(RetentionTable, table=True):
-    """Proof that an account was exported and purged everywhere; names the account only by keyed hash."""
+    """Proof that an account was exported and purged everywhere; names it only by keyed hash."""
 
     __tablename__ = "purge_certificate"
 

@@ -10,11 +10,6 @@ import zipfile
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from retention.domain import SagaStatus, account_reference, certificate_digest, records_to_csv
-from retention.models import PurgeCertificate, TerminationSaga
 from shared.contracts import (
     AccountPurged,
     AccountTerminated,
@@ -30,6 +25,11 @@ from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore, sha256_file
 from shared.inbox import claim_event
 from shared.outbox import Outbox
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from retention.domain import SagaStatus, account_reference, certificate_digest, records_to_csv
+from retention.models import PurgeCertificate, TerminationSaga
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,15 @@ log = logging.getLogger(__name__)
 class RetentionService:
     """Runs termination sagas, one per account, each step in one transaction with its events."""
 
-    def __init__(self, *, sessions: SessionFactory, outbox: Outbox, export_store: ExportStore,
-                 participants: list[str], certificate_key: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        outbox: Outbox,
+        export_store: ExportStore,
+        participants: list[str],
+        certificate_key: bytes,
+    ) -> None:
         self.sessions = sessions
         self.outbox = outbox
         self.export_store = export_store
@@ -47,7 +54,8 @@ class RetentionService:
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
-            select(TerminationSaga).where(TerminationSaga.id == saga_id).with_for_update())
+            select(TerminationSaga).where(TerminationSaga.id == saga_id).with_for_update()
+        )
         return result.first()
 
     async def start_termination(self, *, event: Envelope[AccountTerminated], consumer: str) -> bool:
@@ -57,13 +65,21 @@ class RetentionService:
             if not await claim_event(session, consumer=consumer, event_id=event.id):
                 return False
             saga = TerminationSaga(
-                account_id=terminated.account_id, account_name=terminated.account_name,
-                owner_email=terminated.owner_email, participants=self.participants,
-                terminated_at=terminated.terminated_at, export_key="")
+                account_id=terminated.account_id,
+                account_name=terminated.account_name,
+                owner_email=terminated.owner_email,
+                participants=self.participants,
+                terminated_at=terminated.terminated_at,
+                export_key="",
+            )
             saga.export_key = f"termination-{saga.id}"
             session.add(saga)
-            self.outbox.add(session, ExportRequested(
-                account_id=saga.account_id, saga_id=saga.id, export_key=saga.export_key))
+            self.outbox.add(
+                session,
+                ExportRequested(
+                    account_id=saga.account_id, saga_id=saga.id, export_key=saga.export_key
+                ),
+            )
         return True
 
     async def record_slice(self, *, event: Envelope[ExportSliceWritten], consumer: str) -> bool:
@@ -80,10 +96,17 @@ class RetentionService:
             if set(saga.slices) >= set(saga.participants):
                 saga.bundle_key, saga.bundle_sha256 = self._assemble(saga)
                 saga.status = SagaStatus.DELIVERING
-                self.outbox.add(session, ExportAssembled(
-                    account_id=saga.account_id, saga_id=saga.id, bundle_key=saga.bundle_key,
-                    sha256=saga.bundle_sha256, account_name=saga.account_name,
-                    recipient_email=saga.owner_email))
+                self.outbox.add(
+                    session,
+                    ExportAssembled(
+                        account_id=saga.account_id,
+                        saga_id=saga.id,
+                        bundle_key=saga.bundle_key,
+                        sha256=saga.bundle_sha256,
+                        account_name=saga.account_name,
+                        recipient_email=saga.owner_email,
+                    ),
+                )
             session.add(saga)
         return True
 
@@ -91,7 +114,9 @@ class RetentionService:
         """Write the ZIP of CSVs (one per service and record type) with a hashed manifest."""
         manifest: dict[str, object] = {
             "format": "RFC 4180 CSV, UTF-8; structured fields are canonical JSON",
-            "account_id": str(saga.account_id), "saga_id": str(saga.id), "files": [],
+            "account_id": str(saga.account_id),
+            "saga_id": str(saga.id),
+            "files": [],
         }
         files: list[dict[str, object]] = []
         buffer = io.BytesIO()
@@ -99,12 +124,18 @@ class RetentionService:
             for service in sorted(saga.slices):
                 for file in sorted(saga.slices[service], key=lambda f: f["name"]):
                     records = self.export_store.read_slice(
-                        export_key=saga.export_key, service=service, name=file["name"])
+                        export_key=saga.export_key, service=service, name=file["name"]
+                    )
                     name = f"{service}-{file['record_type']}.csv"
                     content = records_to_csv(records).encode()
                     bundle.writestr(name, content)
-                    files.append({"name": name, "records": len(records),
-                                  "sha256": hashlib.sha256(content).hexdigest()})
+                    files.append(
+                        {
+                            "name": name,
+                            "records": len(records),
+                            "sha256": hashlib.sha256(content).hexdigest(),
+                        }
+                    )
             manifest["files"] = files
             bundle.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
         key = f"{saga.export_key}/quittance-export-{saga.account_id}.zip"
@@ -148,20 +179,33 @@ class RetentionService:
             certificate = self._certificate(saga)
             session.add(certificate)
             await session.delete(saga)
-            self.outbox.add(session, AccountPurged(
-                account_id=saga.account_id, saga_id=saga.id, certificate_id=certificate.id,
-                services=sorted(saga.purged)))
+            self.outbox.add(
+                session,
+                AccountPurged(
+                    account_id=saga.account_id,
+                    saga_id=saga.id,
+                    certificate_id=certificate.id,
+                    services=sorted(saga.purged),
+                ),
+            )
         return True
 
     def _certificate(self, saga: TerminationSaga) -> PurgeCertificate:
-        assert saga.bundle_sha256 is not None and saga.delivered_at is not None
+        assert saga.bundle_sha256 is not None
+        assert saga.delivered_at is not None
         certificate = PurgeCertificate(
             saga_id=saga.id,
             account_reference=account_reference(saga.account_id, self.certificate_key),
-            services=dict(sorted(saga.purged.items())), bundle_sha256=saga.bundle_sha256,
-            terminated_at=saga.terminated_at, delivered_at=saga.delivered_at,
-            completed_at=datetime.now(UTC), digest="")
-        certificate.digest = certificate_digest(certificate.model_dump(mode="json", exclude={"digest"}))
+            services=dict(sorted(saga.purged.items())),
+            bundle_sha256=saga.bundle_sha256,
+            terminated_at=saga.terminated_at,
+            delivered_at=saga.delivered_at,
+            completed_at=datetime.now(UTC),
+            digest="",
+        )
+        certificate.digest = certificate_digest(
+            certificate.model_dump(mode="json", exclude={"digest"})
+        )
         return certificate
 
     async def certificate_for(self, account_id: UUID) -> PurgeCertificate | None:
@@ -169,5 +213,6 @@ class RetentionService:
         reference = account_reference(account_id, self.certificate_key)
         async with self.sessions() as session:
             result = await session.exec(
-                select(PurgeCertificate).where(PurgeCertificate.account_reference == reference))
+                select(PurgeCertificate).where(PurgeCertificate.account_reference == reference)
+            )
             return result.first()

@@ -15,7 +15,7 @@ def test_termination_structured_values_become_canonical_json_cells() -> None:
 
 
 def test_termination_cells_that_spreadsheets_would_run_are_neutralised() -> None:
-    assert csv_cell("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
+    assert csv_cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
     assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
     assert csv_cell("-12.50") == "-12.50", "negative numbers stay numbers"
 

@@ -38,7 +38,9 @@ class Envelope(BaseModel, Generic[DataT]):
 
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version.")
     id: UUID = Field(default_factory=uuid4, description="Unique event id; the inbox key.")
-    source: str = Field(description="URI reference of the emitting service, e.g. /quittance/billing")
+    source: str = Field(
+        description="URI reference of the emitting service, e.g. /quittance/billing"
+    )
     type: str = Field(description="Event type, e.g. invoice.issued")
     time: datetime = Field(description="When the fact happened (UTC).")
     subject: str = Field(description="The account id the event is about.")
@@ -60,7 +62,9 @@ class Envelope(BaseModel, Generic[DataT]):
 
 def new_envelope(data: DataT, *, source: str, time: datetime | None = None) -> Envelope[DataT]:
     """Wrap an event payload in a fresh envelope with a new id."""
-    return Envelope[type(data)](  # type: ignore[misc]
+    # Parametrise by the payload's own class, so it serialises with all its fields.
+    envelope_class: type[Envelope[DataT]] = Envelope.__class_getitem__(type(data))  # type: ignore[assignment]
+    return envelope_class(
         source=f"/quittance/{source}",
         type=data.event_type,
         time=time or datetime.now(UTC),

@@ -49,7 +49,9 @@ class InvoiceLine(_Part):
     description: str = personal_data("Line text; user-submitted, may name people.")
     quantity: Decimal = Field(description="Quantity, a decimal string.")
     unit_price: Decimal = Field(description="Price per unit in the invoice currency.")
-    amount: Decimal = Field(description="quantity x unit_price, rounded to the currency's minor unit.")
+    amount: Decimal = Field(
+        description="quantity x unit_price, rounded to the currency's minor unit."
+    )
 
 
 class InvoiceIssued(EventData):

@@ -11,7 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from billing.services import BillingService, NotAuthenticatedError, Principal
 from billing.settings import BillingSettings
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from account opening or staff registration.")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key from account opening or staff registration."
+)
 
 
 def get_service(request: Request) -> BillingService:
