@@ -51,7 +51,7 @@ typecheck: install ## mypy, strict
 	$(RUN) mypy
 
 asyncapi: install ## Regenerate docs/asyncapi.yaml from the contracts and subscribers
-	$(RUN) python -m devstack.asyncapi > docs/asyncapi.yaml
+	$(RUN) python -m shared.asyncapi > docs/asyncapi.yaml
 
 bench: install ## Print one JSON line per metric with its raw-infrastructure baseline (BENCH=name runs one)
 	$(RUN) python -m bench $(BENCH)

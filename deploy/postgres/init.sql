@@ -1,0 +1,5 @@
+-- One database per service: a service owns its data (ARCHITECTURE rule 1).
+CREATE DATABASE billing;
+CREATE DATABASE notifications;
+CREATE DATABASE retention;
+CREATE DATABASE audit;

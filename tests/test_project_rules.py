@@ -1,0 +1,125 @@
+"""Rules of the project as a whole: boundaries, generated documents, deployment, settings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from shared.asyncapi import render
+from shared.contracts import TOPICS
+from shared.telemetry import create_telemetry
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("billing", "notifications", "retention", "audit")
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert path is not None, f"{name} is not installed in the environment"
+    return path
+
+
+def test_services_never_import_each_other() -> None:
+    result = subprocess.run(
+        [_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Services never import each other KEPT" in result.stdout
+
+
+def test_the_committed_asyncapi_document_is_the_generated_one() -> None:
+    committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
+    assert committed == render(), "run `make asyncapi` and commit docs/asyncapi.yaml"
+
+
+def test_docker_compose_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            _tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "docker-compose.yml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_has_a_dockerfile_the_compose_file_builds() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for service in SERVICES:
+        assert (ROOT / "services" / service / "Dockerfile").is_file()
+        assert f"dockerfile: services/{service}/Dockerfile" in compose
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_consumes_exactly_the_topics_the_catalogue_gives_it(service: str) -> None:
+    handlers = __import__(f"{service}.handlers", fromlist=["create_routes"])
+    no_service: Any = None  # registration only: no handler runs
+    routes = handlers.create_routes(service=no_service, telemetry=create_telemetry("rules"))
+    expected = sorted(t.name for t in TOPICS if service in t.consumers)
+    assert routes.event_types == expected
+
+
+@pytest.mark.parametrize(
+    ("module", "settings_class", "env"),
+    [
+        ("billing.settings", "BillingSettings", {}),
+        ("retention.settings", "RetentionSettings", {}),
+    ],
+)
+def test_development_secrets_are_refused_outside_development(
+    module: str, settings_class: str, env: dict[str, str]
+) -> None:
+    settings = getattr(__import__(module, fromlist=[settings_class]), settings_class)
+    assert settings(environment="development")
+    with pytest.raises(ValidationError, match="development default"):
+        settings(environment="production")
+
+
+def test_production_settings_accept_real_secrets() -> None:
+    from billing.settings import BillingSettings
+    from retention.settings import RetentionSettings
+
+    assert BillingSettings(environment="production", operator_token="a-real-secret")  # type: ignore[arg-type]
+    assert RetentionSettings(environment="production", certificate_key="another-secret")  # type: ignore[arg-type]
+
+
+SETTINGS = {
+    "billing": "BillingSettings",
+    "notifications": "NotificationsSettings",
+    "retention": "RetentionSettings",
+    "audit": "AuditSettings",
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_address_can_be_set_from_the_environment(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = service.upper()
+    monkeypatch.setenv(f"{prefix}_DATABASE_URL", "postgresql+asyncpg://u@db.example:5432/x")
+    monkeypatch.setenv(f"{prefix}_KAFKA__BOOTSTRAP_SERVERS", "kafka.example:9093")
+    module = __import__(f"{service}.settings", fromlist=[SETTINGS[service]])
+    settings = getattr(module, SETTINGS[service])()
+    assert settings.database_url == "postgresql+asyncpg://u@db.example:5432/x"
+    assert settings.kafka.bootstrap_servers == "kafka.example:9093"
+
+
+def test_notifications_smtp_address_can_be_set_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from notifications.settings import NotificationsSettings
+
+    monkeypatch.setenv("NOTIFICATIONS_SMTP__HOST", "smtp.example")
+    monkeypatch.setenv("NOTIFICATIONS_SMTP__PORT", "587")
+    settings = NotificationsSettings()
+    assert (settings.smtp.host, settings.smtp.port) == ("smtp.example", 587)
