@@ -103,3 +103,34 @@ def _run_migrations(service: str, url: str) -> None:
 def topic_prefix() -> str:
     """A fresh topic namespace, so tests never see each other's messages."""
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture(scope="module")
+def module_topic_prefix() -> str:
+    """A topic namespace for the tests of one module that share a running service."""
+    return f"m{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture(scope="module")
+def service_env(
+    infrastructure: Stack,
+    migrated_database: Any,
+    module_topic_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Any:
+    """Settings keyword arguments that point a service at the test servers."""
+    from shared.settings import KafkaSettings
+
+    def kwargs(service: str) -> dict[str, Any]:
+        return {
+            "environment": "test",
+            "database_url": migrated_database(service),
+            "kafka": KafkaSettings(
+                bootstrap_servers=infrastructure.bootstrap_servers,
+                topic_prefix=module_topic_prefix,
+                retry_backoff_s=0.05,
+            ),
+            "export_store_path": tmp_path_factory.mktemp(f"{service}-exports"),
+        }
+
+    return kwargs

@@ -1,0 +1,107 @@
+"""Audit against the real database and broker: the trail is appended once and tamper-evident."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from audit.main import create_app
+from audit.services import AuditService
+from audit.settings import AuditSettings
+from devstack.testing import eventually, produce, running
+from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
+from shared.db import create_engine, create_session_factory
+from shared.outbox import Outbox
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(service_env: Callable[[str], dict[str, Any]]) -> AuditSettings:
+    return AuditSettings(**service_env("audit"))
+
+
+@pytest.fixture(scope="module")
+async def audit(settings: AuditSettings) -> AsyncIterator[AuditService]:
+    engine = create_engine(settings.database_url)
+    service = AuditService(
+        sessions=create_session_factory(engine),
+        outbox=Outbox(source="audit", kafka=settings.kafka),
+        export_store=None,
+    )  # type: ignore[arg-type]
+    async with running(create_app(settings)):
+        yield service
+    await engine.dispose()
+
+
+def _access(account_id: uuid.UUID, purpose: AccessPurpose, reason: str) -> Any:
+    return new_envelope(
+        DataAccessed(
+            account_id=account_id,
+            access_id=uuid.uuid4(),
+            actor=AccessActor.STAFF,
+            actor_id="staff-1",
+            actor_name="Sam Support",
+            purpose=purpose,
+            reason=reason,
+            grant_id=uuid.uuid4(),
+            resource_type="customer",
+            resource_id="c-1",
+            accessed_at=datetime.now(UTC),
+        ),
+        source="billing",
+    )
+
+
+async def _publish(settings: AuditSettings, envelope: Any) -> None:
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("data.accessed"),
+        envelope.model_dump_json().encode(),
+        key=envelope.subject.encode(),
+        headers=[("content-type", b"application/json")],
+    )
+
+
+async def test_staff_access_each_access_is_recorded_once_with_its_purpose(
+    audit: AuditService, settings: AuditSettings
+) -> None:
+    account_id = uuid.uuid4()
+    first = _access(account_id, AccessPurpose.SUPPORT, "TICKET-1")
+    await _publish(settings, first)
+    await _publish(settings, first)  # redelivered
+    await _publish(settings, _access(account_id, AccessPurpose.LEGAL, "COURT-ORDER-9"))
+    entries = await eventually(lambda: _entries(audit, account_id, 2), what="two entries")
+    assert [(e.sequence, e.purpose, e.reason) for e in entries] == [
+        (1, "support", "TICKET-1"),
+        (2, "legal", "COURT-ORDER-9"),
+    ]
+    assert await audit.verify_chain(account_id) is None
+
+
+async def _entries(audit: AuditService, account_id: uuid.UUID, count: int) -> Any:
+    entries = await audit.access_log(account_id)
+    return entries if len(entries) >= count else None
+
+
+async def test_staff_access_a_row_edited_in_the_database_is_detected(
+    audit: AuditService, settings: AuditSettings
+) -> None:
+    account_id = uuid.uuid4()
+    for number in range(3):
+        await _publish(settings, _access(account_id, AccessPurpose.SUPPORT, f"TICKET-{number}"))
+    await eventually(lambda: _entries(audit, account_id, 3), what="three entries")
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        await connection.execute(
+            "UPDATE access_log_entry SET purpose = 'security' WHERE account_id = $1 AND sequence = 2",
+            account_id,
+        )
+    finally:
+        await connection.close()
+    assert await audit.verify_chain(account_id) == 2

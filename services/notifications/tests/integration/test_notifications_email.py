@@ -1,0 +1,135 @@
+"""Notifications against the real database, broker and SMTP server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from devstack.stack import Stack
+from devstack.testing import MailCatcher, eventually, produce, read_events, running
+from notifications.main import create_app
+from notifications.settings import NotificationsSettings, SmtpSettings
+from shared.contracts import (
+    InvoiceIssued,
+    InvoiceLine,
+    IssuedInvoiceCustomer,
+    PurgeRequested,
+    new_envelope,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(
+    service_env: Callable[[str], dict[str, Any]], infrastructure: Stack
+) -> NotificationsSettings:
+    return NotificationsSettings(
+        **service_env("notifications"),
+        smtp=SmtpSettings(host="127.0.0.1", port=infrastructure.ports.smtp),
+        resend_after_s=0.5,
+        sweep_interval_s=0.2,
+    )
+
+
+@pytest.fixture(scope="module")
+async def notifications(settings: NotificationsSettings) -> AsyncIterator[None]:
+    async with running(create_app(settings)):
+        yield
+
+
+def _invoice(email: str) -> InvoiceIssued:
+    return InvoiceIssued(
+        account_id=uuid.uuid4(),
+        invoice_id=uuid.uuid4(),
+        number="INV-000042",
+        seller_name="Acme",
+        customer=IssuedInvoiceCustomer(customer_id=uuid.uuid4(), name="Bob", email=email),
+        currency="EUR",
+        lines=[
+            InvoiceLine(
+                description="Work", quantity=Decimal(1), unit_price=Decimal(9), amount=Decimal(9)
+            )
+        ],
+        total=Decimal(9),
+        issue_date=date(2030, 1, 1),
+        due_date=date(2030, 1, 31),
+    )
+
+
+async def _publish(settings: NotificationsSettings, envelope: Any) -> None:
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic(envelope.type),
+        envelope.model_dump_json().encode(),
+        key=envelope.subject.encode(),
+        headers=[("content-type", b"application/json")],
+    )
+
+
+async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_redelivered(
+    notifications: None, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    email = f"bob-{uuid.uuid4().hex[:8]}@example.com"
+    envelope = new_envelope(_invoice(email), source="billing")
+    await _publish(settings, envelope)
+    await _publish(settings, envelope)  # at-least-once delivery: the same event again
+    await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
+    await eventually(lambda: _sent_count(settings, email), what="both deliveries handled")
+    received = mail.to(email)
+    assert len(received) == 1
+    assert received[0]["message_id"] == f"<{envelope.id}@{settings.message_id_domain}>"
+    assert received[0]["headers"]["Auto-Submitted"] == "auto-generated"
+    assert "INV-000042" in received[0]["subject"]
+
+
+async def _sent_count(settings: NotificationsSettings, email: str) -> bool:
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        return bool(
+            await connection.fetchval(
+                "SELECT count(*) FROM outgoing_email WHERE recipient = $1 AND status = 'SENT' "
+                "AND mime IS NULL",
+                email,
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def test_purge_deletes_the_accounts_email_records_and_confirms(
+    notifications: None, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
+    invoice = _invoice(email)
+    await _publish(settings, new_envelope(invoice, source="billing"))
+    await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
+    saga_id = uuid.uuid4()
+    await _publish(
+        settings,
+        new_envelope(
+            PurgeRequested(account_id=invoice.account_id, saga_id=saga_id), source="retention"
+        ),
+    )
+    confirmations = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("purge.completed"),
+        count=1,
+        key=str(invoice.account_id),
+    )
+    assert confirmations[0]["data"] == {
+        "account_id": str(invoice.account_id),
+        "saga_id": str(saga_id),
+        "service": "notifications",
+        "rows_deleted": 1,
+    }
+    from devstack.testing import rows_mentioning
+
+    assert await rows_mentioning(settings.database_url, str(invoice.account_id)) == {}

@@ -1,0 +1,138 @@
+"""The termination saga against the real database and broker, with participants played by the test."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from devstack.testing import produce, read_events, rows_mentioning, running
+from retention.main import create_app
+from retention.settings import RetentionSettings
+from shared.contracts import (
+    AccountTerminated,
+    ExportDelivered,
+    ExportSliceWritten,
+    PurgeCompleted,
+    new_envelope,
+)
+from shared.export_store import ExportStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
+    return RetentionSettings(**service_env("retention"), certificate_key="test-certificate-key")  # type: ignore[arg-type]
+
+
+async def _publish(settings: RetentionSettings, data: Any, source: str) -> None:
+    envelope = new_envelope(data, source=source)
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic(envelope.type),
+        envelope.model_dump_json().encode(),
+        key=envelope.subject.encode(),
+        headers=[("content-type", b"application/json")],
+    )
+
+
+async def _next(settings: RetentionSettings, topic: str, account_id: uuid.UUID) -> dict[str, Any]:
+    events = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic(topic),
+        count=1,
+        key=str(account_id),
+        timeout=60,
+    )
+    assert events, f"no {topic} for the account"
+    data: dict[str, Any] = events[0]["data"]
+    return data
+
+
+async def test_termination_exports_delivers_purges_and_certifies_across_a_restart(
+    settings: RetentionSettings,
+) -> None:
+    account_id = uuid.uuid4()
+    store = ExportStore(settings.export_store_path)
+    async with running(create_app(settings)):
+        await _publish(
+            settings,
+            AccountTerminated(
+                account_id=account_id,
+                account_name="Acme",
+                owner_email="ada@acme.example.com",
+                terminated_at=datetime.now(UTC),
+            ),
+            "billing",
+        )
+        request = await _next(settings, "export.requested", account_id)
+        saga_id = uuid.UUID(request["saga_id"])
+        slices = {
+            "billing": (
+                "customer",
+                [{"name": "=cmd()", "email": "bob@x.example", "tags": {"vip": True}}],
+            ),
+            "notifications": ("email", [{"subject": "Invoice INV-1"}]),
+            "audit": ("data_access", [{"purpose": "support"}]),
+        }
+        for service, (record_type, records) in slices.items():
+            file = store.write_slice(
+                export_key=request["export_key"],
+                service=service,
+                record_type=record_type,
+                records=records,
+            )
+            await _publish(
+                settings,
+                ExportSliceWritten(
+                    account_id=account_id, saga_id=saga_id, service=service, files=[file]
+                ),
+                service,
+            )
+        assembled = await _next(settings, "export.assembled", account_id)
+
+    assert assembled["recipient_email"] == "ada@acme.example.com"
+    bundle = zipfile.ZipFile(store.path(assembled["bundle_key"]))
+    assert sorted(bundle.namelist()) == [
+        "audit-data_access.csv",
+        "billing-customer.csv",
+        "manifest.json",
+        "notifications-email.csv",
+    ]
+    row = next(csv.DictReader(io.StringIO(bundle.read("billing-customer.csv").decode())))
+    assert row["name"] == "'=cmd()", "formula-safe"
+    assert json.loads(row["tags"]) == {"vip": True}, "structured fields are JSON"
+    manifest = json.loads(bundle.read("manifest.json"))
+    assert {f["name"]: f["records"] for f in manifest["files"]}["billing-customer.csv"] == 1
+
+    # Retention was down while the export was delivered: the saga resumes from its table.
+    await _publish(
+        settings,
+        ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
+        "notifications",
+    )
+    async with running(create_app(settings)):
+        await _next(settings, "purge.requested", account_id)
+        for service in ("billing", "notifications", "audit"):
+            await _publish(
+                settings,
+                PurgeCompleted(
+                    account_id=account_id, saga_id=saga_id, service=service, rows_deleted=3
+                ),
+                service,
+            )
+        purged = await _next(settings, "account.purged", account_id)
+
+    assert purged["services"] == ["audit", "billing", "notifications"]
+    assert await rows_mentioning(settings.database_url, str(account_id)) == {}
+    assert await rows_mentioning(settings.database_url, str(purged["certificate_id"])) == {
+        "purge_certificate": 1
+    }
