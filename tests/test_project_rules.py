@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from shared.asyncapi import render
 from shared.contracts import TOPICS
 from shared.telemetry import create_telemetry

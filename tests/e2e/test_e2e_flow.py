@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+
 from devstack.stack import SERVICES, Stack
 from devstack.testing import MailCatcher, eventually, produce, read_topic, rows_mentioning
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
@@ -116,11 +117,11 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
     messages = await mail.wait_for(lambda ms: any(owner_email in m["to"] for m in ms), timeout=60)
     export_mail = next(m for m in messages if owner_email in m["to"])
     attachment = export_mail["attachments"][0]
-    zipped = await asyncio.to_thread(
-        httpx.get,
-        f"{system.mail_url}/messages/{export_mail['id']}/attachments/{attachment['index']}",
-    ).content
-    bundle = zipfile.ZipFile(io.BytesIO(zipped))
+    async with httpx.AsyncClient(base_url=system.mail_url) as inbox:
+        download = await inbox.get(
+            f"/messages/{export_mail['id']}/attachments/{attachment['index']}"
+        )
+    bundle = zipfile.ZipFile(io.BytesIO(download.content))
     customers = list(csv.DictReader(io.StringIO(bundle.read("billing-customer.csv").decode())))
     invoices = list(csv.DictReader(io.StringIO(bundle.read("billing-invoice.csv").decode())))
     assert [c["email"] for c in customers] == [customer_email]
@@ -188,3 +189,60 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
         what="the valid event after the dead letter was handled",
     )
     assert [r["reason"] for r in rows] == ["INC-7"]
+
+
+async def test_killing_notifications_mid_flow_loses_no_email(
+    system: Stack, mail: MailCatcher
+) -> None:
+    """kill -9 while invoices are being emailed: after a restart every invoice is emailed.
+
+    A crash after the SMTP server accepted a message and before its row was marked sent can
+    repeat that message, with the same Message-ID; nothing else can be doubled.
+    """
+    tag = uuid.uuid4().hex[:8]
+    customer_email = f"crash-{tag}@buyer.example.com"
+    invoices = 30
+    async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
+        opened = await api.post(
+            "/accounts",
+            json={
+                "name": f"Crash {tag}",
+                "owner": {"name": "Ada", "email": f"o-{tag}@acme.example.com"},
+            },
+        )
+        owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        customer = (
+            await api.post(
+                "/customers", headers=owner, json={"name": "Bob", "email": customer_email}
+            )
+        ).json()
+        drafts = [
+            (
+                await api.post(
+                    "/invoices",
+                    headers=owner,
+                    json={
+                        "customer_id": customer["id"],
+                        "currency": "EUR",
+                        "due_date": "2030-01-31",
+                        "lines": [{"description": "Work", "quantity": "1", "unit_price": "1"}],
+                    },
+                )
+            ).json()["id"]
+            for _ in range(invoices)
+        ]
+        for index, draft in enumerate(drafts):
+            assert (await api.post(f"/invoices/{draft}/issue", headers=owner)).status_code == 200
+            if index == 5:
+                await mail.wait_for(lambda ms: any(customer_email in m["to"] for m in ms))
+                system.services["notifications"].kill()
+
+    await asyncio.to_thread(system.start_service, "notifications")
+    received = await mail.wait_for(
+        lambda ms: len({m["message_id"] for m in ms if customer_email in m["to"]}) >= invoices,
+        timeout=90,
+    )
+    mine = [m for m in received if customer_email in m["to"]]
+    assert len({m["subject"] for m in mine}) == invoices, "every invoice was emailed"
+    assert len({m["message_id"] for m in mine}) == invoices
+    assert len(mine) <= invoices + 1, "at most the one message in flight at the kill repeats"

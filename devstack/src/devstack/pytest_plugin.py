@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +79,18 @@ _migrated: dict[str, str] = {}
 def migrated_database(infrastructure: Stack) -> Any:
     """A function returning the URL of a service's test database, created and migrated once."""
 
+    def create_and_migrate(service: str) -> str:
+        name = f"{service}_it_{uuid.uuid4().hex[:8]}"
+        asyncio.run(create_databases(infrastructure.admin_url(), [name]))
+        url = infrastructure.database_url(service).rsplit("/", 1)[0] + f"/{name}"
+        _run_migrations(service, url)
+        return url
+
     def database(service: str) -> str:
         if service not in _migrated:
-            name = f"{service}_it_{uuid.uuid4().hex[:8]}"
-            asyncio.run(create_databases(infrastructure.admin_url(), [name]))
-            url = infrastructure.database_url(service).rsplit("/", 1)[0] + f"/{name}"
-            _run_migrations(service, url)
-            _migrated[service] = url
+            # In a thread: callers may be inside a running event loop, and migrations run their own.
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                _migrated[service] = worker.submit(create_and_migrate, service).result()
         return _migrated[service]
 
     return database

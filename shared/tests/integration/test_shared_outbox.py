@@ -8,6 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from devstack.stack import Stack, create_databases
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
@@ -18,8 +21,6 @@ from shared.kafka import ensure_topics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+
 from shared.contracts import Envelope, PurgeRequested, new_envelope
 from shared.kafka import DeadLetterPolicy, create_broker
 from shared.routing import EventRoutes

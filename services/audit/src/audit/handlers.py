@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from audit.services import AuditService
 from shared.contracts import DataAccessed, Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-
-from audit.services import AuditService
 
 
 def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes:

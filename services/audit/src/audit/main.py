@@ -6,14 +6,14 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
-from shared.export_store import ExportStore
-from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
-from shared.telemetry import Telemetry
 
 from audit.handlers import create_routes
 from audit.services import AuditService
 from audit.settings import AuditSettings
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.telemetry import Telemetry
 
 SERVICE = "audit"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"

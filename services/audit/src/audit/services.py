@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from audit.domain import GENESIS_HASH, entry_hash, first_broken_link
+from audit.models import AccessLogEntry
+from audit.repository import AuditRepository
 from shared.contracts import (
     DataAccessed,
     Envelope,
@@ -16,10 +19,6 @@ from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore
 from shared.inbox import claim_event
 from shared.outbox import Outbox
-
-from audit.domain import GENESIS_HASH, entry_hash, first_broken_link
-from audit.models import AccessLogEntry
-from audit.repository import AuditRepository
 
 SERVICE = "audit"
 

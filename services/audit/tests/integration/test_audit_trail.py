@@ -99,7 +99,8 @@ async def test_staff_access_a_row_edited_in_the_database_is_detected(
     connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     try:
         await connection.execute(
-            "UPDATE access_log_entry SET purpose = 'security' WHERE account_id = $1 AND sequence = 2",
+            "UPDATE access_log_entry SET purpose = 'security' "
+            "WHERE account_id = $1 AND sequence = 2",
             account_id,
         )
     finally:

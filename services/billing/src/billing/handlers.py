@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from billing.services import BillingService
 from shared.contracts import Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-
-from billing.services import BillingService
 
 
 def create_routes(*, service: BillingService, telemetry: Telemetry) -> EventRoutes:

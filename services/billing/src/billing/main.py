@@ -10,16 +10,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from shared.export_store import ExportStore
-from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_runtime
-from shared.telemetry import Telemetry
 
 from billing.api.problems import install_problem_handlers
 from billing.api.routes import router as api_router
 from billing.handlers import create_routes
 from billing.services import BillingService
 from billing.settings import BillingSettings
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_runtime
+from shared.telemetry import Telemetry
 
 SERVICE = "billing"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"

@@ -9,12 +9,12 @@ from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import AfterValidator, ConfigDict, EmailStr, field_validator
-from shared.contracts import AccessPurpose
 from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint, func
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from billing.domain import AccountStatus, InvoiceStatus, Role, contains_card_number
+from shared.contracts import AccessPurpose
 
 
 def _refuse_card_numbers(value: str) -> str:

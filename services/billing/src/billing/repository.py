@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.contracts import AccessPurpose
 from sqlalchemy import delete, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +20,7 @@ from billing.models import (
     InvoiceLine,
     StaffMember,
 )
+from shared.contracts import AccessPurpose
 
 # Deletion order for a purge: children before parents.
 ACCOUNT_SCOPED_TABLES: tuple[Any, ...] = (

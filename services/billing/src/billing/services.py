@@ -9,25 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-from shared.contracts import (
-    AccessActor,
-    AccessPurpose,
-    AccountTerminated,
-    DataAccessed,
-    Envelope,
-    ExportRequested,
-    ExportSliceWritten,
-    InvoiceIssued,
-    IssuedInvoiceCustomer,
-    PurgeCompleted,
-    PurgeRequested,
-)
-from shared.contracts import InvoiceLine as IssuedLine
-from shared.db import SessionFactory, transaction
-from shared.export_store import ExportStore
-from shared.inbox import claim_event
-from shared.outbox import Outbox
-
 from billing.domain import (
     AccountStatus,
     InvoiceStateError,
@@ -54,6 +35,24 @@ from billing.models import (
     StaffMember,
 )
 from billing.repository import BillingRepository
+from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
+    AccountTerminated,
+    DataAccessed,
+    Envelope,
+    ExportRequested,
+    ExportSliceWritten,
+    InvoiceIssued,
+    IssuedInvoiceCustomer,
+    PurgeCompleted,
+    PurgeRequested,
+)
+from shared.contracts import InvoiceLine as IssuedLine
+from shared.db import SessionFactory, transaction
+from shared.export_store import ExportStore
+from shared.inbox import claim_event
+from shared.outbox import Outbox
 
 SERVICE = "billing"
 API_KEY_PREFIX = "qk_"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
 
 

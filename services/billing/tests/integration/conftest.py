@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from billing.main import create_app
 from billing.settings import BillingSettings
 from devstack.testing import running

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from billing.settings import BillingSettings
 from conftest import OPERATOR, invoice_body
+
+from billing.settings import BillingSettings
 from devstack.testing import read_events, rows_mentioning
 
 pytestmark = pytest.mark.integration

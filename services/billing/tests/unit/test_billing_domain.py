@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from billing.domain import (
     InvoiceStateError,
     InvoiceStatus,
@@ -15,8 +18,6 @@ from billing.domain import (
     line_amount,
     luhn_valid,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

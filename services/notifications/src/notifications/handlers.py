@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from notifications.services import NotificationsService
 from shared.contracts import (
     Envelope,
     ExportAssembled,
@@ -11,8 +12,6 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-
-from notifications.services import NotificationsService
 
 
 def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiosmtplib
 from opentelemetry import trace
-from shared.telemetry import Telemetry
 
 from notifications.settings import SmtpSettings
+from shared.telemetry import Telemetry
 
 
 class SmtpMailer:

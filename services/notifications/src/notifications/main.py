@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
-from shared.export_store import ExportStore
-from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
-from shared.telemetry import Telemetry
 
 from notifications.handlers import create_routes
 from notifications.mailer import SmtpMailer
 from notifications.services import NotificationsService
 from notifications.settings import NotificationsSettings
+from shared.export_store import ExportStore
+from shared.migrations import upgrade_database
+from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.telemetry import Telemetry
 
 SERVICE = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"

@@ -11,6 +11,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+
+from notifications.domain import (
+    EmailStatus,
+    MessageKind,
+    export_email,
+    invoice_email,
+    message_id_for,
+)
+from notifications.mailer import SmtpMailer
+from notifications.models import OutgoingEmail
+from notifications.settings import NotificationsSettings
 from shared.contracts import (
     Envelope,
     ExportAssembled,
@@ -25,19 +38,6 @@ from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore
 from shared.inbox import claim_event
 from shared.outbox import Outbox
-from sqlalchemy import delete, update
-from sqlmodel import col, select
-
-from notifications.domain import (
-    EmailStatus,
-    MessageKind,
-    export_email,
-    invoice_email,
-    message_id_for,
-)
-from notifications.mailer import SmtpMailer
-from notifications.models import OutgoingEmail
-from notifications.settings import NotificationsSettings
 
 SERVICE = "notifications"
 log = logging.getLogger(__name__)

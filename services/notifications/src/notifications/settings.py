@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import EMBEDDED_SMTP_PORT, ServiceSettings, embedded_database_url
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from retention.services import RetentionService
 from shared.contracts import (
     AccountTerminated,
     Envelope,
@@ -11,8 +12,6 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-
-from retention.services import RetentionService
 
 
 def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRoutes:

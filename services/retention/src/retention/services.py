@@ -10,6 +10,11 @@ import zipfile
 from datetime import UTC, datetime
 from uuid import UUID
 
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from retention.domain import SagaStatus, account_reference, certificate_digest, records_to_csv
+from retention.models import PurgeCertificate, TerminationSaga
 from shared.contracts import (
     AccountPurged,
     AccountTerminated,
@@ -25,11 +30,6 @@ from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore, sha256_file
 from shared.inbox import claim_event
 from shared.outbox import Outbox
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from retention.domain import SagaStatus, account_reference, certificate_digest, records_to_csv
-from retention.models import PurgeCertificate, TerminationSaga
 
 log = logging.getLogger(__name__)
 

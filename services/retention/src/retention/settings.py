@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
 
 

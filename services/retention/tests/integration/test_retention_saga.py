@@ -1,4 +1,4 @@
-"""The termination saga against the real database and broker, with participants played by the test."""
+"""The termination saga on the real database and broker; the test plays the participants."""
 
 from __future__ import annotations
 

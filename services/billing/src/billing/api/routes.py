@@ -8,8 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from shared.contracts import AccessPurpose
-from shared.health import health_report
 
 from billing.api.dependencies import PrincipalDep, ServiceDep, require_operator
 from billing.domain import plain_decimal, to_minor_unit
@@ -30,6 +28,8 @@ from billing.models import (
     UserPublic,
 )
 from billing.services import IssuedInvoice
+from shared.contracts import AccessPurpose
+from shared.health import health_report
 
 router = APIRouter()
 
