@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.contracts import EVENT_TYPES, TOPICS, Envelope
@@ -40,16 +41,18 @@ def _message_name(event_type: str) -> str:
 
 def build_document() -> dict[str, Any]:
     """Build the document as a plain dict."""
-    envelopes = [(Envelope[model], "serialization") for model in EVENT_TYPES.values()]  # type: ignore[valid-type]
+    models = list(EVENT_TYPES.values())
+    envelopes: list[tuple[type[BaseModel], Literal["serialization"]]] = [
+        (Envelope.__class_getitem__(model), "serialization") for model in models
+    ]
     keys, definitions = models_json_schema(envelopes, ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(sorted(definitions.get("$defs", {}).items()))
     messages: dict[str, Any] = {}
-    for (model, _), schema_ref in zip(envelopes, keys.values(), strict=True):
-        event_type = model.model_fields["data"].annotation.event_type  # type: ignore[union-attr]
-        messages[_message_name(event_type)] = {
-            "name": event_type,
-            "title": _message_name(event_type),
-            "summary": (model.model_fields["data"].annotation.__doc__ or "").strip(),  # type: ignore[union-attr]
+    for model, schema_ref in zip(models, keys.values(), strict=True):
+        messages[model.__name__] = {
+            "name": model.event_type,
+            "title": model.__name__,
+            "summary": (model.__doc__ or "").strip(),
             "contentType": "application/json",
             "headers": _TRACE_HEADERS,
             "bindings": _KEY_BINDING,
