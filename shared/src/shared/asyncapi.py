@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel
@@ -43,7 +43,8 @@ def build_document() -> dict[str, Any]:
     """Build the document as a plain dict."""
     models = list(EVENT_TYPES.values())
     envelopes: list[tuple[type[BaseModel], Literal["serialization"]]] = [
-        (Envelope.__class_getitem__(model), "serialization") for model in models
+        (cast("type[BaseModel]", Envelope.__class_getitem__(model)), "serialization")
+        for model in models
     ]
     keys, definitions = models_json_schema(envelopes, ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(sorted(definitions.get("$defs", {}).items()))
