@@ -15,6 +15,9 @@ import httpx
 from devstack.broker import EmbeddedBroker
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import ManagedProcess, port_is_open, wait_until
+from shared.contracts import TOPICS
+from shared.kafka import ensure_topics
+from shared.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -236,8 +239,16 @@ class Stack:
 
         wait_until(healthy, timeout=timeout, what=service)
 
+    def create_topics(self) -> None:
+        """Create every topic of the catalogue and its dead-letter topic."""
+        kafka = KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers, topic_prefix=self.topic_prefix
+        )
+        asyncio.run(ensure_topics(kafka, [topic.name for topic in TOPICS]))
+
     def start_services(self) -> None:
-        """Migrate and start the four services."""
+        """Create topics and databases, migrate, and start the four services."""
+        self.create_topics()
         self.create_databases(s.name for s in SERVICES)
         for spec in SERVICES:
             self.migrate(spec.name)

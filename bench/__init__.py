@@ -1,0 +1,1 @@
+"""`make bench`: each metric beside its raw-infrastructure baseline, same run, same servers."""

@@ -1,0 +1,61 @@
+"""Run the benchmarks and print one JSON line per metric; `python -m bench [name]` runs one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from typing import Any
+from pathlib import Path
+
+from bench.api import bench_api_issue_invoice
+from bench.relay import bench_relay
+from devstack.processes import free_port
+from devstack.stack import SERVICES, Stack, StackPorts
+
+Result = tuple[str, float, str, str, float]
+BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, Result]]] = {
+    "relay_events_per_s": bench_relay,
+    "api_issue_invoice_per_s": bench_api_issue_invoice,
+}
+
+
+def main() -> None:
+    """Start the servers once, run the chosen benchmarks, print their lines."""
+    chosen = sys.argv[1:] or list(BENCHES)
+    unknown = set(chosen) - set(BENCHES)
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(BENCHES)}")
+    with tempfile.TemporaryDirectory(prefix="quittance-bench-") as var:
+        stack = Stack(
+            var_dir=Path(var),
+            ports=StackPorts(free_port(), free_port(), free_port(), free_port()),
+            service_ports={s.name: free_port() for s in SERVICES},
+        )
+        stack.start_infrastructure()
+        try:
+            for name in chosen:
+                metric, value, unit, baseline_metric, baseline_value = asyncio.run(
+                    BENCHES[name](stack)
+                )
+                print(
+                    json.dumps(
+                        {
+                            "metric": metric,
+                            "value": round(value, 1),
+                            "unit": unit,
+                            "baseline_metric": baseline_metric,
+                            "baseline_value": round(baseline_value, 1),
+                            "ratio": round(value / baseline_value, 3),
+                        }
+                    ),
+                    flush=True,
+                )
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
