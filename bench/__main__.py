@@ -7,8 +7,8 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from bench.api import bench_api_issue_invoice
 from bench.relay import bench_relay

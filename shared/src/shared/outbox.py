@@ -130,23 +130,46 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
-        deliveries = []
-        for row in rows:
-            parent = propagate.extract(row.headers)
-            with self._tracer.start_as_current_span(
-                f"{row.topic} publish", context=parent, kind=trace.SpanKind.PRODUCER
-            ):
-                headers = dict(row.headers)
-                propagate.inject(headers)  # the consumer's span follows the relay's
-                deliveries.append(
-                    await self._producer.send(
-                        row.topic,
-                        value=row.payload,
-                        key=row.key.encode(),
-                        headers=[(k, str(v).encode()) for k, v in headers.items()],
-                    )
+        # One span per batch, linked to each message's creator (OpenTelemetry messaging
+        # conventions for batch publishing). Each message keeps the traceparent of the request
+        # that caused it, so the consumer continues that request's trace.
+        links = [link for row in rows[:MAX_SPAN_LINKS] if (link := _creation_link(row.headers))]
+        with self._tracer.start_as_current_span(
+            "outbox publish",
+            kind=trace.SpanKind.PRODUCER,
+            links=links,
+            attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(rows)},
+        ):
+            deliveries = [
+                await self._producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.key.encode(),
+                    headers=[(k, str(v).encode()) for k, v in row.headers.items()],
                 )
-        await asyncio.gather(*deliveries)
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+
+
+MAX_SPAN_LINKS = 128  # OpenTelemetry's default limit of links per span
+
+
+def _creation_link(headers: dict[str, Any]) -> trace.Link | None:
+    """A link to the span that wrote the message, read from its W3C traceparent."""
+    parts = str(headers.get("traceparent", "")).split("-")
+    if len(parts) != 4:
+        return None
+    try:
+        context = trace.SpanContext(
+            trace_id=int(parts[1], 16),
+            span_id=int(parts[2], 16),
+            is_remote=True,
+            trace_flags=trace.TraceFlags(int(parts[3], 16)),
+        )
+    except ValueError:
+        return None
+    return trace.Link(context) if context.is_valid else None
 
 
 def _asyncpg_dsn(engine: AsyncEngine) -> str:

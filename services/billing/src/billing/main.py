@@ -66,7 +66,10 @@ def create_app(
     if settings.tls_certfile is not None:
         app.middleware("http")(_strict_transport_security)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=runtime.telemetry.tracer_provider, excluded_urls="healthz,metrics"
+        app,
+        tracer_provider=runtime.telemetry.tracer_provider,
+        excluded_urls="healthz,metrics",
+        exclude_spans=["receive", "send"],  # one server span per request, not one per chunk
     )
     return app
 

@@ -61,16 +61,19 @@ class BillingRepository:
         )
         return int(result.scalar_one()) - 1
 
-    async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        """An unrevoked API key by its hash."""
+    async def find_credential(
+        self, key_hash: str
+    ) -> tuple[ApiKey, AppUser | None, Account | None, StaffMember | None] | None:
+        """An unrevoked API key by its hash, with its user and account or its staff member."""
         result = await self.session.exec(
-            select(ApiKey).where(ApiKey.key_hash == key_hash, col(ApiKey.revoked_at).is_(None))
+            select(ApiKey, AppUser, Account, StaffMember)
+            .outerjoin(AppUser, col(AppUser.id) == col(ApiKey.user_id))
+            .outerjoin(Account, col(Account.id) == col(ApiKey.account_id))
+            .outerjoin(StaffMember, col(StaffMember.id) == col(ApiKey.staff_id))
+            .where(ApiKey.key_hash == key_hash, col(ApiKey.revoked_at).is_(None))
         )
-        return result.first()
-
-    async def get_user(self, user_id: UUID) -> AppUser | None:
-        """A user by id."""
-        return await self.session.get(AppUser, user_id)
+        row = result.first()
+        return None if row is None else (row[0], row[1], row[2], row[3])
 
     async def get_staff(self, staff_id: UUID) -> StaffMember | None:
         """A staff member by id."""

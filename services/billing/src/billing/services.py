@@ -181,25 +181,19 @@ class BillingService:
     async def authenticate(self, *, api_key: str) -> Principal:
         """Resolve a bearer API key to its user or staff member."""
         async with self.sessions() as session:
-            repo = BillingRepository(session)
-            key = await repo.find_api_key(_hash_key(api_key))
-            if key is None:
-                raise NotAuthenticatedError("unknown or revoked API key")
-            if key.staff_id is not None:
-                staff = await repo.get_staff(key.staff_id)
-                assert staff is not None
-                return Principal(kind="staff", name=staff.name, staff_id=staff.id)
-            assert key.user_id is not None
-            assert key.account_id is not None
-            user = await repo.get_user(key.user_id)
-            account = await repo.get_account(key.account_id)
-            assert user is not None
-            assert account is not None
-            if account.status is not AccountStatus.ACTIVE:
-                raise PermissionDeniedError("the account is terminated")
-            return Principal(
-                kind="user", name=user.name, account_id=account.id, user_id=user.id, role=user.role
-            )
+            credential = await BillingRepository(session).find_credential(_hash_key(api_key))
+        if credential is None:
+            raise NotAuthenticatedError("unknown or revoked API key")
+        _, user, account, staff = credential
+        if staff is not None:
+            return Principal(kind="staff", name=staff.name, staff_id=staff.id)
+        assert user is not None
+        assert account is not None
+        if account.status is not AccountStatus.ACTIVE:
+            raise PermissionDeniedError("the account is terminated")
+        return Principal(
+            kind="user", name=user.name, account_id=account.id, user_id=user.id, role=user.role
+        )
 
     async def get_account(self, *, principal: Principal) -> Account:
         """The caller's account."""
@@ -326,12 +320,13 @@ class BillingService:
             customer = await repo.get_customer(account_id, invoice.customer_id)
             assert account is not None
             assert customer is not None
+            lines = await repo.invoice_lines(invoice.id)
+            # The numbering lock is taken last: from here to commit, only writes remain.
             invoice.number = format_invoice_number(await repo.take_invoice_number(account_id))
             invoice.status = InvoiceStatus.ISSUED
             invoice.issue_date = date.today()
             invoice.issued_at = _now()
             repo.add(invoice)
-            lines = await repo.invoice_lines(invoice.id)
             self.outbox.add(
                 session,
                 InvoiceIssued(
