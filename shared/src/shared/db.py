@@ -14,7 +14,11 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the service's async engine."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout; connections are recycled instead, and a
+    # dropped one fails its statement, which the caller's retry (HTTP client, consumer) repeats.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_pre_ping=False
+    )
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -119,6 +119,20 @@ class BillingRepository:
             query = query.with_for_update()
         return (await self.session.exec(query)).first()
 
+    async def invoice_for_issue(
+        self, account_id: UUID, invoice_id: UUID
+    ) -> tuple[Invoice, Account, Customer] | None:
+        """An invoice locked for issuing, with its account and customer, in one query."""
+        result = await self.session.exec(
+            select(Invoice, Account, Customer)
+            .join(Account, col(Account.id) == col(Invoice.account_id))
+            .join(Customer, col(Customer.id) == col(Invoice.customer_id))
+            .where(Invoice.account_id == account_id, Invoice.id == invoice_id)
+            .with_for_update(of=Invoice)
+        )
+        row = result.first()
+        return None if row is None else (row[0], row[1], row[2])
+
     async def invoice_lines(self, invoice_id: UUID) -> list[InvoiceLine]:
         """An invoice's lines in order."""
         result = await self.session.exec(

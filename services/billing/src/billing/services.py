@@ -289,9 +289,7 @@ class BillingService:
             repo = BillingRepository(session)
             if await repo.get_customer(account_id, request.customer_id) is None:
                 raise InvalidReferenceError("no such customer in this account", field="customer_id")
-            repo.add(invoice)
-            await repo.flush()
-            repo.add(*lines)
+            repo.add(invoice, *lines)  # the unit of work inserts them in foreign-key order
         return IssuedInvoice(invoice, lines)
 
     async def get_invoice(self, *, principal: Principal, invoice_id: UUID) -> IssuedInvoice:
@@ -309,17 +307,14 @@ class BillingService:
         account_id = principal.require_user()
         async with transaction(self.sessions) as session:
             repo = BillingRepository(session)
-            invoice = await repo.get_invoice(account_id, invoice_id, for_update=True)
-            if invoice is None:
+            found = await repo.invoice_for_issue(account_id, invoice_id)
+            if found is None:
                 raise NotFoundError("no such invoice in this account")
+            invoice, account, customer = found
             try:
                 ensure_issuable(invoice.status)
             except InvoiceStateError as exc:
                 raise ConflictError(str(exc), field="status") from exc
-            account = await repo.get_account(account_id)
-            customer = await repo.get_customer(account_id, invoice.customer_id)
-            assert account is not None
-            assert customer is not None
             lines = await repo.invoice_lines(invoice.id)
             # The numbering lock is taken last: from here to commit, only writes remain.
             invoice.number = format_invoice_number(await repo.take_invoice_number(account_id))
