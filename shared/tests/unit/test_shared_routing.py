@@ -22,7 +22,7 @@ def _purge() -> bytes:
 
 
 def _wire(
-    *, max_attempts: int = 3, fail_times: int = 0
+    *, max_attempts: int = 3, fail_times: int = 0, error: Exception | None = None
 ) -> tuple[KafkaBroker, list[Any], list[Any]]:
     telemetry = create_telemetry("unit")
     kafka = KafkaSettings(
@@ -41,7 +41,7 @@ def _wire(
     async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
         calls["n"] += 1
         if calls["n"] <= fail_times:
-            raise RuntimeError("database unavailable")
+            raise error or RuntimeError("handler bug")
         handled.append((event, consumer))
         return True
 
@@ -108,7 +108,20 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_after_its_attempts(
     assert handled == []
     assert len(dead) == 1
     assert dead[0].headers["x-dead-letter-kind"] == "failed"
-    assert (
-        "failed 2 times: RuntimeError: database unavailable"
-        in dead[0].headers["x-dead-letter-reason"]
-    )
+    assert "failed 2 times: RuntimeError: handler bug" in dead[0].headers["x-dead-letter-reason"]
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [ConnectionRefusedError(111, "connection refused"), TimeoutError("no answer")],
+    ids=["refused", "timeout"],
+)
+async def test_a_server_outage_never_dead_letters_a_good_message(outage: Exception) -> None:
+    broker, handled, dead = _wire(max_attempts=1, fail_times=99, error=outage)
+    async with TestKafkaBroker(broker) as test_broker:
+        with pytest.raises(type(outage)):  # nacked: Kafka redelivers it from the same offset
+            await test_broker.publish(
+                _purge(), "purge.requested", headers={"content-type": "application/json"}
+            )
+    assert handled == []
+    assert dead == []
