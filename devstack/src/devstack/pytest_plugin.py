@@ -8,7 +8,6 @@ Kafka containers instead, where a Docker engine exists.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,13 +18,14 @@ from typing import Any
 import pytest
 
 from devstack.processes import free_port
-from devstack.stack import SERVICES, Stack, StackPorts, create_databases
+from devstack.stack import SERVICES, Stack, StackPorts
 from devstack.testing import MailCatcher
 
 
 def _testcontainers() -> tuple[str, str, list[Any]]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    # testcontainers 4.15 moved its modules under testcontainers.community.
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     postgres = PostgresContainer("postgres:17-alpine", driver=None).start()
     kafka = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft().start()
@@ -55,6 +55,9 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.start_infrastructure()
         yield stack
     finally:
+        stack.stop_services()
+        if postgres_url is not None:  # a server we do not own: leave it as we found it
+            stack.drop_created_databases()
         stack.stop()
         for container in containers:
             container.stop()
@@ -81,7 +84,7 @@ def migrated_database(infrastructure: Stack) -> Any:
 
     def create_and_migrate(service: str) -> str:
         name = f"{service}_it_{uuid.uuid4().hex[:8]}"
-        asyncio.run(create_databases(infrastructure.admin_url(), [name]))
+        infrastructure.create_databases([name], suffixed=False)
         url = infrastructure.database_url(service).rsplit("/", 1)[0] + f"/{name}"
         _run_migrations(service, url)
         return url

@@ -74,6 +74,7 @@ class Stack:
     broker: EmbeddedBroker | None = None
     mailcatcher: ManagedProcess | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    created_databases: list[str] = field(default_factory=list)
 
     @property
     def log_dir(self) -> Path:
@@ -160,11 +161,18 @@ class Stack:
             what="the mail catcher",
         )
 
-    def create_databases(self, names: Iterable[str]) -> None:
-        """Create each service's database if it does not exist."""
-        asyncio.run(
-            create_databases(self.admin_url(), [f"{n}{self.database_suffix}" for n in names])
-        )
+    def create_databases(self, names: Iterable[str], *, suffixed: bool = True) -> list[str]:
+        """Create databases that do not exist yet; returns their full names."""
+        full = [f"{n}{self.database_suffix}" if suffixed else n for n in names]
+        asyncio.run(create_databases(self.admin_url(), full))
+        self.created_databases.extend(n for n in full if n not in self.created_databases)
+        return full
+
+    def drop_created_databases(self) -> None:
+        """Drop every database this stack created (on a server it does not own)."""
+        if self.created_databases:
+            asyncio.run(drop_databases(self.admin_url(), self.created_databases))
+            self.created_databases.clear()
 
     # services
 
@@ -282,6 +290,16 @@ async def create_databases(admin_url: str, names: Iterable[str]) -> None:
         for name in names:
             if name not in existing:
                 await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_databases(admin_url: str, names: Iterable[str]) -> None:
+    """DROP DATABASE each name, closing its connections first."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        for name in names:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
 

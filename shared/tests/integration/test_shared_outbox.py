@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack.stack import Stack, create_databases
+from devstack.stack import Stack
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
 from shared.db import create_engine, create_session_factory, transaction
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 async def engine(infrastructure: Stack) -> AsyncIterator[AsyncEngine]:
     name = f"delivery_{uuid.uuid4().hex[:8]}"
-    await create_databases(infrastructure.admin_url(), [name])
+    await asyncio.to_thread(infrastructure.create_databases, [name], suffixed=False)
     engine = create_engine(infrastructure.database_url("x").rsplit("/", 1)[0] + f"/{name}")
     async with engine.begin() as connection:
         await connection.run_sync(DeliveryTable.metadata.create_all)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +13,6 @@ from billing.main import create_app
 from billing.settings import BillingSettings
 from devstack.testing import running
 from shared.settings import KafkaSettings
-
-OPERATOR = {"Authorization": "Bearer test-operator-token"}
 
 
 @pytest.fixture(scope="session")
@@ -71,18 +68,3 @@ async def customer(api: httpx.AsyncClient, account: dict[str, Any]) -> dict[str,
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def invoice_body(customer_id: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "customer_id": customer_id,
-        "currency": "EUR",
-        "due_date": "2030-01-31",
-        "lines": [
-            {"description": f"Line {i}", "quantity": "2", "unit_price": "10.005"} for i in range(5)
-        ],
-    } | overrides
-
-
-def export_path(settings: BillingSettings) -> Path:
-    return Path(settings.export_store_path)

@@ -8,13 +8,24 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import OPERATOR, invoice_body
 
 from billing.settings import BillingSettings
 from devstack.testing import read_events, rows_mentioning
 
 pytestmark = pytest.mark.integration
 CARD = "4111 1111 1111 1111"
+OPERATOR = {"Authorization": "Bearer test-operator-token"}
+
+
+def invoice_body(customer_id: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "currency": "EUR",
+        "due_date": "2030-01-31",
+        "lines": [
+            {"description": f"Line {i}", "quantity": "2", "unit_price": "10.005"} for i in range(5)
+        ],
+    } | overrides
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
