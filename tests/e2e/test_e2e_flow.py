@@ -139,6 +139,17 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
         assert await rows_mentioning(system.database_url(spec.name), account_id) == {}, spec.name
 
 
+async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
+    """Consumer-only services too: /healthz checks database and broker, /metrics is Prometheus."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for spec in SERVICES:
+            health = await client.get(f"{system.service_url(spec.name)}/healthz")
+            assert health.status_code == 200, spec.name
+            assert health.json()["checks"] == {"database": "ok", "kafka": "ok"}
+            metrics = await client.get(f"{system.service_url(spec.name)}/metrics")
+            assert "outbox_relayed_events" in metrics.text, spec.name
+
+
 async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
     system: Stack,
 ) -> None:
