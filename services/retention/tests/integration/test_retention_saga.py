@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.testing import produce, read_events, rows_mentioning, running
+from devstack.testing import eventually, produce, read_events, rows_mentioning, running
 from retention.main import create_app
 from retention.settings import RetentionSettings
 from shared.contracts import (
@@ -132,7 +132,11 @@ async def test_termination_exports_delivers_purges_and_certifies_across_a_restar
         purged = await _next(settings, "account.purged", account_id)
 
     assert purged["services"] == ["audit", "billing", "notifications"]
-    assert await rows_mentioning(settings.database_url, str(account_id)) == {}
+
+    async def nothing_left() -> bool:  # account.purged leaves the outbox once acknowledged
+        return await rows_mentioning(settings.database_url, str(account_id)) == {}
+
+    await eventually(nothing_left, timeout=15, what="no row about the account")
     assert await rows_mentioning(settings.database_url, str(purged["certificate_id"])) == {
         "purge_certificate": 1
     }
