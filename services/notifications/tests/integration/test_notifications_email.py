@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from devstack.stack import Stack
@@ -38,9 +39,9 @@ def settings(
 
 
 @pytest.fixture(scope="module")
-async def notifications(settings: NotificationsSettings) -> AsyncIterator[None]:
-    async with running(create_app(settings)):
-        yield
+async def notifications(settings: NotificationsSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(settings)) as client:
+        yield client
 
 
 def _invoice(email: str) -> InvoiceIssued:
@@ -73,14 +74,23 @@ async def _publish(settings: NotificationsSettings, envelope: Any) -> None:
 
 
 async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_redelivered(
-    notifications: None, settings: NotificationsSettings, mail: MailCatcher
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
     email = f"bob-{uuid.uuid4().hex[:8]}@example.com"
     envelope = new_envelope(_invoice(email), source="billing")
     await _publish(settings, envelope)
     await _publish(settings, envelope)  # at-least-once delivery: the same event again
     await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
-    await eventually(lambda: _sent_count(settings, email), what="both deliveries handled")
+
+    async def redelivery_recognised() -> bool:
+        metrics = (await notifications.get("/metrics")).text
+        return (
+            'inbox_duplicates_skipped_total{consumer="notifications.on_invoice_issued"} 1.0'
+            in metrics
+        )
+
+    await eventually(redelivery_recognised, what="the inbox recognised the redelivery")
+    assert await _sent_and_minimised(settings, email) == 1, "one row, sent, body dropped"
     received = mail.to(email)
     assert len(received) == 1
     assert received[0]["message_id"] == f"<{envelope.id}@{settings.message_id_domain}>"
@@ -88,12 +98,12 @@ async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_rede
     assert "INV-000042" in received[0]["subject"]
 
 
-async def _sent_count(settings: NotificationsSettings, email: str) -> bool:
+async def _sent_and_minimised(settings: NotificationsSettings, email: str) -> int:
     import asyncpg
 
     connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     try:
-        return bool(
+        return int(
             await connection.fetchval(
                 "SELECT count(*) FROM outgoing_email WHERE recipient = $1 AND status = 'SENT' "
                 "AND mime IS NULL",
@@ -105,7 +115,7 @@ async def _sent_count(settings: NotificationsSettings, email: str) -> bool:
 
 
 async def test_purge_deletes_the_accounts_email_records_and_confirms(
-    notifications: None, settings: NotificationsSettings, mail: MailCatcher
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
     email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
     invoice = _invoice(email)
