@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -74,7 +75,7 @@ class OutboxRelay:
         self.telemetry = telemetry
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
-        self._producer = create_producer(kafka, client_id=f"{telemetry.service}-relay")
+        self._producer: AIOKafkaProducer | None = None  # made in start(): it needs the loop
         self._tracer = telemetry.tracer(__name__)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,6 +83,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         """Connect the producer, listen for new rows and start relaying."""
+        self._producer = create_producer(self.kafka, client_id=f"{self.telemetry.service}-relay")
         await self._producer.start()
         self._listener = await asyncpg.connect(_asyncpg_dsn(self.engine))
         await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
@@ -94,7 +96,8 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._listener is not None:
             await self._listener.close()
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     def wake(self) -> None:
         """Look for rows now rather than at the next poll."""
@@ -130,6 +133,8 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
+        if self._producer is None:
+            raise RuntimeError("the relay is not started")
         # One span per batch, linked to each message's creator (OpenTelemetry messaging
         # conventions for batch publishing). Each message keeps the traceparent of the request
         # that caused it, so the consumer continues that request's trace.

@@ -111,13 +111,17 @@ async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
-    async with transaction(sessions) as session:
-        outbox.add(session, PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
     relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry)
-    await relay._producer.start()
-    await relay._producer.stop()  # the broker can no longer be reached through it
-    with pytest.raises(Exception):  # noqa: B017, PT011 - any send failure will do
-        await relay.relay_batch()
+    await relay.start()
+    assert relay._producer is not None
+    await relay._producer.stop()  # the broker is gone, as far as the relay can tell
+    try:
+        async with transaction(sessions) as session:
+            outbox.add(session, PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
+        with pytest.raises(Exception):  # noqa: B017, PT011 - any send failure will do
+            await relay.relay_batch()
+    finally:
+        await relay.stop()
     assert await _outbox_rows(engine) == 1
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM outbox_message"))

@@ -110,6 +110,8 @@ def cli() -> None:
         port=args.port,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
+        # Python 3.10+ server contexts refuse anything below TLS 1.2 (TLS clause); the suite
+        # checks it against the running server (test_billing_tls).
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
         proxy_headers=True,
     )
