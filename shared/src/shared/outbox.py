@@ -80,14 +80,36 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        self._leads = False
 
     async def start(self) -> None:
-        """Connect the producer, listen for new rows and start relaying."""
+        """Connect the producer and start relaying once this relay leads."""
         self._producer = create_producer(self.kafka, client_id=f"{self.telemetry.service}-relay")
         await self._producer.start()
+        self._task = asyncio.create_task(self._run(), name=f"{self.telemetry.service}-relay")
+
+    @property
+    def leading(self) -> bool:
+        """Whether this relay holds the leader lock and publishes."""
+        return self._listener is not None and not self._listener.is_closed() and self._leads
+
+    async def _lead(self) -> None:
+        """Hold the service's outbox leader lock before publishing anything.
+
+        Two relays publishing at once could let a later batch overtake an earlier one and
+        break per-account order; one leads, the others wait. The lock belongs to the LISTEN
+        connection, so a crashed leader's lock is freed with its connection.
+        """
+        self._leads = False
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
         self._listener = await asyncpg.connect(_asyncpg_dsn(self.engine))
         await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
-        self._task = asyncio.create_task(self._run(), name=f"{self.telemetry.service}-relay")
+        acquire = "SELECT pg_try_advisory_lock($1)"
+        while not await self._listener.fetchval(acquire, LEADER_LOCK):  # noqa: ASYNC110 - a lock held elsewhere
+            await asyncio.sleep(self.poll_interval_s)
+        self._leads = True
+        log.info("%s outbox relay leads", self.telemetry.service)
 
     async def stop(self) -> None:
         """Stop after the batch in flight."""
@@ -108,6 +130,8 @@ class OutboxRelay:
         while True:
             self._wake.clear()  # before reading, so a commit during the batch is not missed
             try:
+                if not self.leading:
+                    await self._lead()
                 sent = await self.relay_batch()
                 backoff = self.poll_interval_s
             except Exception:
@@ -157,6 +181,7 @@ class OutboxRelay:
             await asyncio.gather(*deliveries)
 
 
+LEADER_LOCK = 0x51_7E_0B_0C  # advisory lock key; each service has its own database
 MAX_SPAN_LINKS = 128  # OpenTelemetry's default limit of links per span
 
 

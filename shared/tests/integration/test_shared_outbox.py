@@ -186,3 +186,31 @@ async def test_concurrent_relays_never_publish_a_row_twice(
     ids = [json.loads(r.value)["id"] for r in records]
     assert len(ids) == 200
     assert len(set(ids)) == 200
+
+
+async def test_one_relay_leads_and_a_standby_takes_over_when_it_stops(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
+    """Two instances of a service: one relay publishes (per-account order), the other waits."""
+    telemetry = create_telemetry("outbox-test")
+    outbox = Outbox(source="outbox-test", kafka=kafka)
+    sessions = create_session_factory(engine)
+    first = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, poll_interval_s=0.05)
+    second = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, poll_interval_s=0.05)
+    await first.start()
+    await eventually(lambda: first.leading, timeout=10, what="the first relay leads")
+    await second.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert not second.leading, "only one relay leads"
+        await first.stop()
+        await eventually(lambda: second.leading, timeout=10, what="the standby takes over")
+        account_id = uuid.uuid4()
+        async with transaction(sessions) as session:
+            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+        records = await read_topic(
+            kafka.bootstrap_servers, kafka.topic("purge.requested"), count=1, key=str(account_id)
+        )
+        assert len(records) == 1
+    finally:
+        await second.stop()
