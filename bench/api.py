@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from decimal import Decimal
@@ -22,6 +23,7 @@ INVOICES = 1500
 WARMUP = 100
 CONCURRENCY = 32
 POOL = 10
+WORKERS = int(os.environ.get("BENCH_BILLING_WORKERS", "1"))
 LINES = [{"description": f"Line {i}", "quantity": "2", "unit_price": "10.50"} for i in range(5)]
 
 
@@ -147,7 +149,7 @@ async def bench_api_issue_invoice(stack: Stack) -> tuple[str, float, str, str, f
     stack.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
     await asyncio.to_thread(stack.create_databases, ["billing"])
     await asyncio.to_thread(stack.migrate, "billing")
-    await asyncio.to_thread(stack.start_service, "billing")
+    await asyncio.to_thread(stack.start_service, "billing", workers=WORKERS)
     try:
         value, account_id, customer_id = await _api(stack)
     finally:

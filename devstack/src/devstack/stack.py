@@ -204,8 +204,8 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError(f"{service} migrations failed:\n{result.stdout}\n{result.stderr}")
 
-    def start_service(self, service: str, *, wait: bool = True) -> ManagedProcess:
-        """Start one service under uvicorn and (unless told not to) wait for its /healthz."""
+    def start_service(self, service: str, *, wait: bool = True, workers: int = 1) -> ManagedProcess:
+        """Start one service under uvicorn (N worker processes) and wait for its /healthz."""
         port = self.service_ports[service]
         _require_free(port, service)
         process = ManagedProcess(
@@ -221,6 +221,8 @@ class Stack:
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--workers",
+                str(workers),
             ],
             log_path=self.log_dir / f"{service}.log",
             env=self.service_env(service),
