@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -22,20 +23,10 @@ from shared.settings import KafkaSettings
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One of the four services: its package, ASGI factory and default port."""
+    """One of the four services: its package name and default port."""
 
     name: str
     port: int
-
-    @property
-    def env_prefix(self) -> str:
-        """Its settings' environment prefix."""
-        return f"{self.name.upper()}_"
-
-    @property
-    def app(self) -> str:
-        """The uvicorn factory path."""
-        return f"{self.name}.main:create_app"
 
 
 SERVICES = (
@@ -196,7 +187,7 @@ class Stack:
         """Run a service's migrations the way production does: its own command, its own env."""
         result = subprocess.run(
             [sys.executable, "-m", f"{service}.main", "migrate"],
-            env={**_base_env(), **self.service_env(service)},
+            env={**os.environ, **self.service_env(service)},
             capture_output=True,
             text=True,
             check=False,
@@ -309,9 +300,3 @@ async def drop_databases(admin_url: str, names: Iterable[str]) -> None:
 def _require_free(port: int, what: str) -> None:
     if port_is_open(port):
         raise RuntimeError(f"port {port} for {what} is already in use; stop what holds it")
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

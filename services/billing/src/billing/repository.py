@@ -110,13 +110,9 @@ class BillingRepository:
         )
         return list(result.all())
 
-    async def get_invoice(
-        self, account_id: UUID, invoice_id: UUID, *, for_update: bool = False
-    ) -> Invoice | None:
-        """An invoice of the account, optionally locked for a state change."""
+    async def get_invoice(self, account_id: UUID, invoice_id: UUID) -> Invoice | None:
+        """An invoice of the account."""
         query = select(Invoice).where(Invoice.account_id == account_id, Invoice.id == invoice_id)
-        if for_update:
-            query = query.with_for_update()
         return (await self.session.exec(query)).first()
 
     async def invoice_for_issue(

@@ -108,8 +108,8 @@ class Principal:
 
 
 @dataclass(frozen=True)
-class IssuedInvoice:
-    """An invoice with its lines."""
+class InvoiceWithLines:
+    """An invoice (draft or issued) with its lines."""
 
     invoice: Invoice
     lines: list[InvoiceLine]
@@ -261,7 +261,9 @@ class BillingService:
             raise NotFoundError("no such customer in this account")
         return customer
 
-    async def draft_invoice(self, *, principal: Principal, request: InvoiceCreate) -> IssuedInvoice:
+    async def draft_invoice(
+        self, *, principal: Principal, request: InvoiceCreate
+    ) -> InvoiceWithLines:
         """Create a draft invoice for one of the caller's customers."""
         account_id = principal.require_user()
         invoice_id = uuid4()
@@ -290,9 +292,9 @@ class BillingService:
             if await repo.get_customer(account_id, request.customer_id) is None:
                 raise InvalidReferenceError("no such customer in this account", field="customer_id")
             repo.add(invoice, *lines)  # the unit of work inserts them in foreign-key order
-        return IssuedInvoice(invoice, lines)
+        return InvoiceWithLines(invoice, lines)
 
-    async def get_invoice(self, *, principal: Principal, invoice_id: UUID) -> IssuedInvoice:
+    async def get_invoice(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """One of the caller's invoices with its lines."""
         account_id = principal.require_user()
         async with self.sessions() as session:
@@ -300,9 +302,9 @@ class BillingService:
             invoice = await repo.get_invoice(account_id, invoice_id)
             if invoice is None:
                 raise NotFoundError("no such invoice in this account")
-            return IssuedInvoice(invoice, await repo.invoice_lines(invoice_id))
+            return InvoiceWithLines(invoice, await repo.invoice_lines(invoice_id))
 
-    async def issue_invoice(self, *, principal: Principal, invoice_id: UUID) -> IssuedInvoice:
+    async def issue_invoice(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """Number a draft, fix its issue date, and emit `invoice.issued` with it."""
         account_id = principal.require_user()
         async with transaction(self.sessions) as session:
@@ -347,7 +349,7 @@ class BillingService:
                     due_date=invoice.due_date,
                 ),
             )
-        return IssuedInvoice(invoice, lines)
+        return InvoiceWithLines(invoice, lines)
 
     # ------------------------------------------------------------ staff access
 

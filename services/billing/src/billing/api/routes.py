@@ -27,15 +27,15 @@ from billing.models import (
     StaffRegistered,
     UserPublic,
 )
-from billing.services import IssuedInvoice
+from billing.services import InvoiceWithLines
 from shared.contracts import AccessPurpose
 from shared.health import health_report
 
 router = APIRouter()
 
 
-def _invoice(issued: IssuedInvoice) -> InvoicePublic:
-    invoice, currency = issued.invoice, issued.invoice.currency
+def _invoice(found: InvoiceWithLines) -> InvoicePublic:
+    invoice, currency = found.invoice, found.invoice.currency
     return InvoicePublic(
         **invoice.model_dump(include=set(InvoicePublic.model_fields) - {"lines", "total"}),
         total=to_minor_unit(invoice.total, currency),
@@ -47,7 +47,7 @@ def _invoice(issued: IssuedInvoice) -> InvoicePublic:
                 unit_price=plain_decimal(line.unit_price),
                 amount=to_minor_unit(line.amount, currency),
             )
-            for line in issued.lines
+            for line in found.lines
         ],
     )
 
