@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.stack import SERVICES, Stack
+from devstack.stack import SERVICES, Stack, StackPorts
 
 
-def up(var_dir: Path) -> int:
+def up(var_dir: Path, ports: StackPorts, service_ports: dict[str, int]) -> int:
     """Start everything, print the URLs, and stop everything on Ctrl-C."""
-    stack = Stack(var_dir=var_dir)
+    stack = Stack(var_dir=var_dir, ports=ports, service_ports=service_ports)
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -69,9 +69,18 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--var-dir", type=Path, default=Path("var"))
+    defaults = StackPorts()
+    for name in ("postgres", "kafka", "smtp", "mail_web"):
+        up_parser.add_argument(
+            f"--{name.replace('_', '-')}-port", type=int, default=getattr(defaults, name)
+        )
+    for spec in SERVICES:
+        up_parser.add_argument(f"--{spec.name}-port", type=int, default=spec.port)
     args = parser.parse_args()
     if args.command == "up":
-        sys.exit(up(args.var_dir))
+        ports = StackPorts(args.postgres_port, args.kafka_port, args.smtp_port, args.mail_web_port)
+        service_ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in SERVICES}
+        sys.exit(up(args.var_dir, ports, service_ports))
 
 
 if __name__ == "__main__":
