@@ -121,10 +121,6 @@ class OutboxRelay:
         if self._producer is not None:
             await self._producer.stop()
 
-    def wake(self) -> None:
-        """Look for rows now rather than at the next poll."""
-        self._wake.set()
-
     async def _run(self) -> None:
         backoff = self.poll_interval_s
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,15 +43,6 @@ class AuditRepository:
             .order_by(col(AccessLogEntry.sequence))
         )
         return list(result.all())
-
-    async def count(self, account_id: UUID) -> int:
-        """How many entries the account has."""
-        result = await self.session.exec(
-            select(func.count())
-            .select_from(AccessLogEntry)
-            .where(AccessLogEntry.account_id == account_id)
-        )
-        return int(result.one())
 
     async def delete_account(self, account_id: UUID) -> int:
         """Delete the account's chain; return how many entries."""

@@ -54,8 +54,3 @@ TOPICS: tuple[Topic, ...] = (
 def dead_letter_topic(name: str) -> str:
     """Return the dead-letter topic of a topic."""
     return f"{name}{DEAD_LETTER_SUFFIX}"
-
-
-def all_topic_names() -> list[str]:
-    """Every topic and its dead-letter topic."""
-    return [n for t in TOPICS for n in (t.name, dead_letter_topic(t.name))]
