@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running
+from retention.domain import certificate_digest
 from retention.main import create_app
+from retention.services import RetentionService
 from retention.settings import RetentionSettings
 from shared.contracts import (
     AccountTerminated,
@@ -23,7 +25,9 @@ from shared.contracts import (
     PurgeCompleted,
     new_envelope,
 )
+from shared.db import create_engine, create_session_factory
 from shared.export_store import ExportStore
+from shared.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +144,23 @@ async def test_termination_exports_delivers_purges_and_certifies_across_a_restar
     assert await rows_mentioning(settings.database_url, str(purged["certificate_id"])) == {
         "purge_certificate": 1
     }
+
+    # The certificate is found from the account id alone (by its keyed hash) and verifies.
+    engine = create_engine(settings.database_url)
+    try:
+        service = RetentionService(
+            sessions=create_session_factory(engine),
+            outbox=Outbox(source="retention", kafka=settings.kafka),
+            export_store=store,
+            participants=settings.participants,
+            certificate_key=settings.certificate_key.get_secret_value().encode(),
+        )
+        certificate = await service.certificate_for(account_id)
+    finally:
+        await engine.dispose()
+    assert certificate is not None
+    assert str(certificate.id) == purged["certificate_id"]
+    assert certificate.services == {"audit": 3, "billing": 3, "notifications": 3}
+    assert certificate.digest == certificate_digest(
+        certificate.model_dump(mode="json", exclude={"digest"})
+    )
