@@ -164,7 +164,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
     await produce(
         system.bootstrap_servers,
         topic,
-        b'{"type": "data.accessed", "data": {"purpose": 7}}',
+        b'{"type": "data.accessed", "source": "/quittance/billing", "data": {"purpose": 7}}',
         key=str(account_id).encode(),
         headers=[("content-type", b"application/json")],
     )
@@ -197,7 +197,10 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert "ValidationError" in headers["x-dead-letter-reason"]
     assert headers["x-dead-letter-consumer"] == "audit"
-    assert dead[0].value == b'{"type": "data.accessed", "data": {"purpose": 7}}'
+    assert (
+        dead[0].value
+        == b'{"type": "data.accessed", "source": "/quittance/billing", "data": {"purpose": 7}}'
+    )
     rows = await eventually(
         lambda: _fetch(
             system, "audit", "SELECT reason FROM access_log_entry WHERE account_id = $1", account_id

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from asgi_lifespan import LifespanManager
+
+from shared.contracts import Envelope, EventData, new_envelope
 
 
 class MailCatcher:
@@ -153,3 +156,61 @@ async def rows_mentioning(database_url: str, needle: str) -> dict[str, int]:
         return found
     finally:
         await connection.close()
+
+
+class RecordingWork:
+    """A unit of work for handler unit tests: no database; what it would commit is recorded."""
+
+    def __init__(self, units: RecordingUnits) -> None:
+        self._units = units
+        self.claims: list[tuple[str, UUID]] = []
+        self.staged: list[Envelope[Any]] = []
+        self.after_commit_actions: list[Callable[[], Awaitable[object]]] = []
+
+    @property
+    def session(self) -> Any:
+        """Handler unit tests fake the service: a handler that reaches the database fails here."""
+        raise AssertionError("a handler unit test has no database; fake the service")
+
+    def emit(self, data: EventData, *, replayable: bool = True) -> Envelope[Any]:
+        """Stage an event as the real unit of work does."""
+        envelope = new_envelope(data, source=self._units.source)
+        self.staged.append(envelope)
+        return envelope
+
+    def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run after the recorded commit."""
+        self.after_commit_actions.append(action)
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        """Claim in the in-memory inbox (as of the last commit)."""
+        if (consumer, event_id) in self._units.inbox:
+            return False
+        self.claims.append((consumer, event_id))
+        return True
+
+
+class RecordingUnits:
+    """Opens RecordingWork units; commits add claims to `inbox` and events to `emitted`."""
+
+    def __init__(self, source: str = "unit") -> None:
+        self.source = source
+        self.inbox: set[tuple[str, UUID]] = set()
+        self.emitted: list[Envelope[Any]] = []
+        self.commits = 0
+        self.rollbacks = 0
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[RecordingWork]:
+        """A unit that commits on success and forgets everything on error."""
+        work = RecordingWork(self)
+        try:
+            yield work
+        except BaseException:
+            self.rollbacks += 1
+            raise
+        self.inbox.update(work.claims)
+        self.emitted.extend(work.staged)
+        self.commits += 1
+        for action in work.after_commit_actions:
+            await action()

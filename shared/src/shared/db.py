@@ -17,7 +17,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # No pre-ping: it costs a round trip per checkout; connections are recycled instead, and a
     # dropped one fails its statement, which the caller's retry (HTTP client, consumer) repeats.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_pre_ping=False
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        pool_pre_ping=False,
+        hide_parameters=True,  # errors and logs must never carry the personal data in a query
     )
 
 

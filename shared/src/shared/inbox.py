@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 _CLAIM = text(
@@ -18,3 +19,25 @@ async def claim_event(session: AsyncSession, *, consumer: str, event_id: UUID) -
     connection = await session.connection()  # raw SQL runs in the session's transaction
     result = await connection.execute(_CLAIM, {"consumer": consumer, "event_id": event_id})
     return result.scalar_one_or_none() is not None
+
+
+_PRUNE = text(
+    "DELETE FROM inbox_message WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM inbox_message WHERE handled_at < now() - make_interval(secs => :age) "
+    "LIMIT :limit))"
+)
+
+
+async def prune_inbox(engine: AsyncEngine, *, older_than_s: float, batch: int = 5000) -> int:
+    """Forget handled events older than the window, in small batches; return how many.
+
+    The window must outlast the topics' retention: an event can only come back while the
+    broker still holds it, so an older claim guards nothing.
+    """
+    pruned = 0
+    while True:
+        async with engine.begin() as connection:
+            result = await connection.execute(_PRUNE, {"age": older_than_s, "limit": batch})
+        pruned += int(result.rowcount or 0)
+        if (result.rowcount or 0) < batch:
+            return pruned

@@ -38,26 +38,63 @@ class PermanentError(Exception):
     """A message that no retry will ever handle; dead-lettered at once."""
 
 
+# Errors that say something about the message or what it names (a missing file, a refused
+# header), never about a server: no retry can help, so they go to the dead-letter topic at once.
+_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    PermanentError,
+    ValidationError,
+    ValueError,  # JSON and Unicode decoding errors among them
+    LookupError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
 def is_infrastructure_outage(exc: BaseException) -> bool:
-    """Whether the error says a server is unreachable, which is no fault of the message."""
+    """Whether the error says a server (database, broker, mail, disk) is unavailable."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+    if isinstance(exc, _PERMANENT_ERRORS):
+        return False
     if isinstance(exc, OSError | TimeoutError | InterfaceError | OperationalError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
+    module, name = type(exc).__module__, type(exc).__name__
+    if module.startswith("asyncpg") and ("Connection" in name or "CannotConnect" in name):
+        return True
+    if module.startswith("aiokafka") and ("Connection" in name or "Timeout" in name):
+        return True
+    return module.startswith("aiosmtplib") and ("Connect" in name or "Disconnected" in name)
+
+
+def classify(exc: BaseException) -> str:
+    """`outage` (redeliver with growing backoff), `invalid` (dead-letter now), or `failed`."""
+    if isinstance(exc, _PERMANENT_ERRORS):
+        return "invalid"
+    if is_infrastructure_outage(exc):
+        return "outage"
+    return "failed"
 
 
 @dataclass
 class DeadLetterPolicy:
-    """Retries a failing handler, then sends the message to `<topic>.dlq` with the reason."""
+    """Retries a failing handler, then sends the message to `<topic>.dlq` with the reason.
+
+    An outage is never the message's fault: it is redelivered, waiting longer each time, and
+    counted so that /healthz can tell a message that keeps coming back.
+    """
 
     consumer: str
     telemetry: Telemetry
     max_attempts: int = 3
     retry_backoff_s: float = 0.2
+    max_backoff_s: float = 30.0
+    redelivery_alarm: int = 5
     publish: Publish | None = field(default=None, repr=False)
+    redeliveries: dict[tuple[str, int, int], int] = field(default_factory=dict, repr=False)
 
     async def dead_letter(self, record: Any, *, kind: str, reason: str) -> None:
         """Publish the original bytes to the dead-letter topic; raises if the broker refuses."""
@@ -82,6 +119,26 @@ class DeadLetterPolicy:
         self.telemetry.delivery.dead_lettered.labels(record.topic, kind).inc()
         log.warning("dead-lettered %s from %s: %s", kind, record.topic, reason)
 
+    def redelivered(self, record: Any) -> int:
+        """Count one more redelivery of a record after an outage; return the count."""
+        origin = (record.topic, record.partition, record.offset)
+        if origin not in self.redeliveries and len(self.redeliveries) >= 1000:
+            self.redeliveries.pop(next(iter(self.redeliveries)))  # keep the map bounded
+        self.redeliveries[origin] = self.redeliveries.get(origin, 0) + 1
+        return self.redeliveries[origin]
+
+    def settled(self, record: Any) -> None:
+        """The record was handled or dead-lettered: forget its redeliveries."""
+        self.redeliveries.pop((record.topic, record.partition, record.offset), None)
+
+    def stuck(self) -> list[str]:
+        """Records redelivered at least `redelivery_alarm` times (for /healthz)."""
+        return [
+            f"{topic}/{partition}/{offset}"
+            for (topic, partition, offset), count in self.redeliveries.items()
+            if count >= self.redelivery_alarm
+        ]
+
     def middleware(self, msg: Any, /, *, context: Any) -> BaseMiddleware[Any, Any]:
         """FastStream middleware factory."""
         return _DeadLetterMiddleware(msg, context=context, policy=self)
@@ -94,38 +151,58 @@ class _DeadLetterMiddleware(BaseMiddleware[Any, Any]):
 
     async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
         record = msg.raw_message
+        policy = self.policy
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await call_next(msg)
-            except (ValidationError, ValueError, PermanentError) as exc:
-                # A body that does not match its contract never will: no retries.
-                await self.policy.dead_letter(record, kind="invalid", reason=_describe(exc))
-                return None
+                result = await call_next(msg)
             except Exception as exc:
-                if is_infrastructure_outage(exc):
-                    # Never dead-letter a good message because a server is down: wait, then
-                    # nack so it is redelivered; /healthz shows the outage meanwhile.
+                kind = classify(exc)
+                if kind == "outage":
+                    # Never dead-letter a good message because a server is down: wait longer
+                    # each time the same record comes back, then nack so it is redelivered.
+                    count = policy.redelivered(record)
+                    delay = min(policy.retry_backoff_s * 2**count, policy.max_backoff_s)
                     log.warning(
-                        "server unavailable, message will be redelivered: %s", _describe(exc)
+                        "server unavailable (redelivery %d, next in %.1fs): %s",
+                        count,
+                        delay,
+                        _describe(exc),
                     )
-                    await asyncio.sleep(min(self.policy.retry_backoff_s * 2**attempt, 5.0))
+                    await asyncio.sleep(delay)
                     raise
-                if attempt >= self.policy.max_attempts:
-                    reason = f"failed {attempt} times: {_describe(exc)}"
-                    await self.policy.dead_letter(record, kind="failed", reason=reason)
+                if kind == "invalid" or attempt >= policy.max_attempts:
+                    reason = (
+                        _describe(exc)
+                        if kind == "invalid"
+                        else (f"failed {attempt} times: {_describe(exc)}")
+                    )
+                    await policy.dead_letter(record, kind=kind, reason=reason)
+                    policy.settled(record)
                     return None
                 log.warning("handler failed (attempt %d): %s", attempt, _describe(exc))
-                await asyncio.sleep(self.policy.retry_backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(policy.retry_backoff_s * 2 ** (attempt - 1))
+            else:
+                policy.settled(record)
+                return result
 
 
 def _describe(exc: BaseException) -> str:
+    """Why a message failed, without the values it carried (dead letters and logs are read)."""
+    from sqlalchemy.exc import DBAPIError
+
     if isinstance(exc, ValidationError):
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         return f"ValidationError: {problems}"
+    if isinstance(exc, DBAPIError):
+        # Database messages quote parameters and key values: keep the kind and the SQLSTATE.
+        original = exc.orig if exc.orig is not None else exc
+        return f"{type(original).__name__} (SQLSTATE {getattr(original, 'sqlstate', '?')})"
+    if type(exc).__module__.startswith("asyncpg"):
+        return f"{type(exc).__name__} (SQLSTATE {getattr(exc, 'sqlstate', '?')})"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.contracts import Envelope, EventData, new_envelope
+from shared.contracts import Envelope
 from shared.delivery import OUTBOX_CHANNEL, OutboxMessage
 from shared.kafka import create_producer
 from shared.settings import KafkaSettings
@@ -28,27 +28,32 @@ CONTENT_TYPE_HEADER = "content-type"
 
 
 class Outbox:
-    """Writes events into the outbox table inside the caller's transaction."""
+    """Writes staged events into the outbox table inside the caller's transaction."""
 
     def __init__(self, *, source: str, kafka: KafkaSettings) -> None:
         self.source = source
         self.kafka = kafka
 
-    def add(self, session: AsyncSession, data: EventData) -> Envelope[Any]:
-        """Stage an event in the session's transaction; the relay publishes it after commit."""
-        envelope = new_envelope(data, source=self.source)
+    async def write(
+        self, session: AsyncSession, staged: Sequence[tuple[Envelope[Any], bool]]
+    ) -> None:
+        """Add the rows of staged events to the session's transaction; the relay publishes them."""
+        if not staged:
+            return
         headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
-        propagate.inject(headers)  # the trace of the request that caused the event
-        session.add(
-            OutboxMessage(
-                event_id=envelope.id,
-                topic=self.kafka.topic(envelope.type),
-                key=envelope.subject,
-                payload=envelope.model_dump_json().encode(),
-                headers=headers,
-            )
+        propagate.inject(headers)  # the trace of the request that caused the events
+        session.add_all(
+            [
+                OutboxMessage(
+                    event_id=envelope.id,
+                    topic=self.kafka.topic(envelope.type),
+                    key=envelope.subject,
+                    payload=envelope.model_dump_json().encode(),
+                    headers=headers,
+                )
+                for envelope, _replayable in staged
+            ]
         )
-        return envelope
 
 
 _SELECT_BATCH = text(

@@ -1,4 +1,5 @@
-"""One consumer per service: it reads all the service's topics and dispatches on the event type."""
+"""The dispatcher: one consumer per service decodes each message once and runs its handler in a
+unit of work that claims the event in the inbox, so no handler can forget idempotency."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.contracts import Envelope, EventData
+from shared.contracts import TOPICS, Envelope, EventData
+from shared.contracts.envelope import producer_of
 from shared.kafka import PermanentError, subscriber_options
 from shared.settings import KafkaSettings
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork, Work
 
 DataT = TypeVar("DataT", bound=EventData)
-Handler = Callable[[Envelope[Any], str], Awaitable[bool]]
-"""A handler gets the event and its consumer name; it returns False for a redelivery it skipped."""
+Handler = Callable[[Envelope[Any], Work], Awaitable[None]]
+"""A handler gets the typed event and the unit of work it runs in; the dispatcher commits."""
+
+_PRODUCERS: dict[str, tuple[str, ...]] = {topic.name: topic.producers for topic in TOPICS}
 
 
 @dataclass(frozen=True)
@@ -28,19 +33,24 @@ class _Route:
 
 
 class EventRoutes:
-    """The event types a service handles, each with its handler."""
+    """The event types a service handles, each with its handler, and the dispatch between them."""
 
-    def __init__(self, service: str, telemetry: Telemetry) -> None:
+    def __init__(
+        self, service: str, telemetry: Telemetry, units: UnitsOfWork | None = None
+    ) -> None:
         self.service = service
         self.telemetry = telemetry
+        self.units = units
         self._routes: dict[str, _Route] = {}
 
     def on(
         self, model: type[DataT]
-    ) -> Callable[[Callable[[Envelope[DataT], str], Awaitable[bool]]], Handler]:
+    ) -> Callable[[Callable[[Envelope[DataT], Work], Awaitable[None]]], Handler]:
         """Register the handler of one event type; its inbox consumer is `<service>.<handler>`."""
 
-        def register(handler: Callable[[Envelope[DataT], str], Awaitable[bool]]) -> Handler:
+        def register(handler: Callable[[Envelope[DataT], Work], Awaitable[None]]) -> Handler:
+            if model.event_type in self._routes:
+                raise ValueError(f"{self.service} already handles {model.event_type}")
             self._routes[model.event_type] = _Route(
                 model, handler, f"{self.service}.{handler.__name__}"
             )
@@ -53,17 +63,37 @@ class EventRoutes:
         """The event types (= topic names) this service consumes."""
         return sorted(self._routes)
 
-    async def dispatch(self, body: bytes) -> None:
-        """Validate a message against its contract and run its handler; invalid input raises."""
+    def consumer_of(self, event_type: str) -> str:
+        """The inbox consumer name of an event type's handler."""
+        return self._routes[event_type].consumer
+
+    def decode(self, body: bytes) -> tuple[_Route, Envelope[Any]]:
+        """Parse and validate a message against its contract, once; invalid input raises."""
         raw = json.loads(body)  # ValueError: dead-lettered as invalid
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             raise PermanentError("not a CloudEvents envelope: no 'type'")
         route = self._routes.get(raw["type"])
         if route is None:
             raise PermanentError(f"no handler for event type {raw['type']!r}")
+        producer = producer_of(str(raw.get("source", "")))
+        if producer not in _PRODUCERS.get(route.model.event_type, ()):
+            raise PermanentError(
+                f"source {raw.get('source')!r} is not a declared producer of {raw['type']!r}"
+            )
         event = Envelope[route.model].model_validate(raw)  # type: ignore[name-defined]
-        if not await route.handler(event, route.consumer):
-            self.telemetry.delivery.duplicates_skipped.labels(route.consumer).inc()
+        return route, event
+
+    async def dispatch(self, body: bytes) -> bool:
+        """Handle one message in a unit of work; False if the inbox knew it (a redelivery)."""
+        if self.units is None:
+            raise RuntimeError(f"{self.service}'s routes are not bound to a unit of work")
+        route, event = self.decode(body)
+        async with self.units() as work:
+            if not await work.claim(route.consumer, event.id):
+                self.telemetry.delivery.duplicates_skipped.labels(route.consumer).inc()
+                return False
+            await route.handler(event, work)
+        return True
 
     def subscribe(self, broker: KafkaBroker, kafka: KafkaSettings) -> None:
         """Add the service's single subscriber, in the consumer group named after the service."""
@@ -73,4 +103,13 @@ class EventRoutes:
             await self.dispatch(message.body)
 
         on_event.__name__ = f"{self.service}_events"
-        broker.subscriber(*topics, **subscriber_options(group_id=self.service))(on_event)
+        broker.subscriber(
+            *topics,
+            decoder=_raw_body,  # the dispatcher parses once; FastStream must not parse first
+            **subscriber_options(group_id=self.service),
+        )(on_event)
+
+
+def _raw_body(message: Any) -> Any:
+    """FastStream decoder that leaves the body as bytes."""
+    return message.body

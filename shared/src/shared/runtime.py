@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.health import asgi_health_routes
+from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry, configure_logging, create_telemetry
+from shared.unit_of_work import UnitOfWorkFactory
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 log = logging.getLogger(__name__)
@@ -33,23 +35,55 @@ class ServiceRuntime(Generic[SettingsT]):
     engine: AsyncEngine
     sessions: SessionFactory
     outbox: Outbox
+    units: UnitOfWorkFactory
     broker: KafkaBroker
+    dead_letters: DeadLetterPolicy
     relay: OutboxRelay
     topics: tuple[str, ...] = field(default=())
+
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Create missing topics, connect the broker (and its subscribers), start the relay."""
         await ensure_topics(self.settings.kafka, self.topics)
         await self.broker.start()
-        await self.relay.start()
+        await self.start_background()
         log.info("%s started", self.name)
+
+    async def start_background(self) -> None:
+        """Start the relay, housekeeping and the service's own background jobs."""
+        await self.relay.start()
+        jobs = [self.housekeeping, *self.background]
+        self._tasks.extend(asyncio.create_task(job(), name=job.__name__) for job in jobs)
+
+    async def stop_background(self) -> None:
+        """Stop background jobs and the relay."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.relay.stop()
 
     async def stop(self) -> None:
         """Stop relaying, consuming, and close connections."""
-        await self.relay.stop()
+        await self.stop_background()
         await self.broker.stop()
         await self.engine.dispose()
         self.telemetry.shutdown()
+
+    async def housekeeping(self) -> None:
+        """Prune the inbox past its window, now and then; a failure waits for the next round."""
+        while True:
+            try:
+                pruned = await prune_inbox(
+                    self.engine, older_than_s=self.settings.inbox_retention_s
+                )
+                if pruned:
+                    log.info("pruned %d inbox entries past their window", pruned)
+            except Exception:
+                log.exception("inbox pruning failed; trying again next round")
+            await asyncio.sleep(self.settings.housekeeping_interval_s)
 
 
 def create_runtime(
@@ -81,14 +115,18 @@ def create_runtime(
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
     )
+    sessions = create_session_factory(engine)
+    outbox = Outbox(source=name, kafka=settings.kafka)
     return ServiceRuntime(
         name=name,
         settings=settings,
         telemetry=telemetry,
         engine=engine,
-        sessions=create_session_factory(engine),
-        outbox=Outbox(source=name, kafka=settings.kafka),
+        sessions=sessions,
+        outbox=outbox,
+        units=UnitOfWorkFactory(sessions=sessions, outbox=outbox),
         broker=broker,
+        dead_letters=dead_letters,
         relay=relay,
         topics=tuple(topics),
     )
@@ -112,7 +150,7 @@ def create_consumer_app(
         asgi_routes=asgi_health_routes(runtime.engine, runtime.broker, runtime.telemetry.registry),
         logger=logging.getLogger(runtime.name),
     )
-    tasks: list[asyncio.Task[None]] = []
+    runtime.background.extend(background)
 
     @app.on_startup
     async def create_topics() -> None:
@@ -120,15 +158,11 @@ def create_consumer_app(
 
     @app.after_startup
     async def start_relay() -> None:
-        await runtime.relay.start()
-        tasks.extend(asyncio.create_task(job()) for job in background)
+        await runtime.start_background()
 
     @app.on_shutdown
     async def stop_relay() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runtime.relay.stop()
+        await runtime.stop_background()
 
     @app.after_shutdown
     async def close() -> None:

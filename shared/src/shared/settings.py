@@ -70,6 +70,14 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval_s: float = Field(
         default=0.25, ge=0.01, description="Outbox poll when nothing woke the relay."
     )
+    inbox_retention_s: float = Field(
+        default=14 * 24 * 3600,
+        gt=0,
+        description="How long a handled event id is remembered; longer than topic retention.",
+    )
+    housekeeping_interval_s: float = Field(
+        default=3600, gt=0, description="How often the inbox (and other windows) are pruned."
+    )
 
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> ServiceSettings:

@@ -21,6 +21,7 @@ from shared.kafka import ensure_topics
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
+from shared.unit_of_work import UnitOfWorkFactory
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +63,14 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
     sagas = [uuid.uuid4() for _ in range(40)]
     tracer = telemetry.tracer("test")
     with tracer.start_as_current_span("request") as span:
-        async with transaction(sessions) as session:
+        async with units() as work:
             for saga in sagas:
-                outbox.add(session, PurgeRequested(account_id=account_id, saga_id=saga))
+                work.emit(PurgeRequested(account_id=account_id, saga_id=saga))
         trace_id = format(span.get_span_context().trace_id, "032x")
 
     relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=16)
@@ -93,11 +95,12 @@ async def test_a_rolled_back_state_change_publishes_nothing(
 ) -> None:
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
 
     async def change_that_fails() -> None:
-        async with transaction(sessions) as session:
-            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+        async with units() as work:
+            work.emit(PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
             raise RuntimeError("the state change failed")
 
     with pytest.raises(RuntimeError):
@@ -111,13 +114,14 @@ async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry)
     await relay.start()
     assert relay._producer is not None
     await relay._producer.stop()  # the broker is gone, as far as the relay can tell
     try:
-        async with transaction(sessions) as session:
-            outbox.add(session, PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
+        async with units() as work:
+            work.emit(PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
         with pytest.raises(Exception):  # noqa: B017, PT011 - any send failure will do
             await relay.relay_batch()
     finally:
@@ -158,10 +162,11 @@ async def test_concurrent_relays_never_publish_a_row_twice(
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
-    async with transaction(sessions) as session:
+    async with units() as work:
         for _ in range(200):
-            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+            work.emit(PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
     relays = [
         OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, batch_size=10)
         for _ in range(3)
@@ -195,6 +200,7 @@ async def test_one_relay_leads_and_a_standby_takes_over_when_it_stops(
     telemetry = create_telemetry("outbox-test")
     outbox = Outbox(source="outbox-test", kafka=kafka)
     sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     first = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, poll_interval_s=0.05)
     second = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, poll_interval_s=0.05)
     await first.start()
@@ -206,8 +212,8 @@ async def test_one_relay_leads_and_a_standby_takes_over_when_it_stops(
         await first.stop()
         await eventually(lambda: second.leading, timeout=10, what="the standby takes over")
         account_id = uuid.uuid4()
-        async with transaction(sessions) as session:
-            outbox.add(session, PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
+        async with units() as work:
+            work.emit(PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
         records = await read_topic(
             kafka.bootstrap_servers, kafka.topic("purge.requested"), count=1, key=str(account_id)
         )

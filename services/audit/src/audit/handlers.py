@@ -6,25 +6,28 @@ from audit.services import AuditService
 from shared.contracts import DataAccessed, Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork, Work
 
 
-def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: AuditService, telemetry: Telemetry, units: UnitsOfWork | None = None
+) -> EventRoutes:
     """What audit does with the events it consumes."""
-    routes = EventRoutes("audit", telemetry)
+    routes = EventRoutes("audit", telemetry, units)
 
     @routes.on(DataAccessed)
-    async def on_data_accessed(event: Envelope[DataAccessed], consumer: str) -> bool:
+    async def on_data_accessed(event: Envelope[DataAccessed], work: Work) -> None:
         """Append the access to the account's trail."""
-        return await service.record_access(event=event, consumer=consumer)
+        await service.record_access(event=event, work=work)
 
     @routes.on(ExportRequested)
-    async def on_export_requested(event: Envelope[ExportRequested], consumer: str) -> bool:
+    async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
         """Write the account's trail to the export store."""
-        return await service.export_account(event=event, consumer=consumer)
+        await service.export_account(request=event.data, work=work)
 
     @routes.on(PurgeRequested)
-    async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
         """Delete the account's trail and confirm."""
-        return await service.purge_account(event=event, consumer=consumer)
+        await service.purge_account(request=event.data, work=work)
 
     return routes

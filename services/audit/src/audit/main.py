@@ -29,10 +29,9 @@ def create_app(
     )
     service = AuditService(
         sessions=runtime.sessions,
-        outbox=runtime.outbox,
         export_store=ExportStore(settings.export_store_path),
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
         runtime.broker, settings.kafka
     )
     return create_consumer_app(runtime)

@@ -15,10 +15,9 @@ from shared.contracts import (
     PurgeCompleted,
     PurgeRequested,
 )
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory
 from shared.export_store import ExportStore
-from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.unit_of_work import Work
 
 SERVICE = "audit"
 
@@ -26,42 +25,35 @@ SERVICE = "audit"
 class AuditService:
     """The access trail."""
 
-    def __init__(
-        self, *, sessions: SessionFactory, outbox: Outbox, export_store: ExportStore
-    ) -> None:
+    def __init__(self, *, sessions: SessionFactory, export_store: ExportStore) -> None:
         self.sessions = sessions
-        self.outbox = outbox
         self.export_store = export_store
 
-    async def record_access(self, *, event: Envelope[DataAccessed], consumer: str) -> bool:
-        """Append an access to the account's chain (STAFF-ACCESS, PURPOSE); False if seen before."""
+    async def record_access(self, *, event: Envelope[DataAccessed], work: Work) -> None:
+        """Append an access to the account's chain (STAFF-ACCESS, PURPOSE)."""
         access = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            repo = AuditRepository(session)
-            await repo.lock_chain(access.account_id)
-            head = await repo.chain_head(access.account_id)
-            entry = AccessLogEntry(
-                account_id=access.account_id,
-                sequence=(head.sequence + 1) if head else 1,
-                event_id=event.id,
-                access_id=access.access_id,
-                actor=access.actor,
-                actor_id=access.actor_id,
-                actor_name=access.actor_name,
-                purpose=access.purpose,
-                reason=access.reason,
-                grant_id=access.grant_id,
-                resource_type=access.resource_type,
-                resource_id=access.resource_id,
-                accessed_at=access.accessed_at,
-                previous_hash=head.entry_hash if head else GENESIS_HASH,
-                entry_hash="",
-            )
-            entry.entry_hash = entry_hash(entry.previous_hash, entry.hashed_fields())
-            session.add(entry)
-        return True
+        repo = AuditRepository(work.session)
+        await repo.lock_chain(access.account_id)
+        head = await repo.chain_head(access.account_id)
+        entry = AccessLogEntry(
+            account_id=access.account_id,
+            sequence=(head.sequence + 1) if head else 1,
+            event_id=event.id,
+            access_id=access.access_id,
+            actor=access.actor,
+            actor_id=access.actor_id,
+            actor_name=access.actor_name,
+            purpose=access.purpose,
+            reason=access.reason,
+            grant_id=access.grant_id,
+            resource_type=access.resource_type,
+            resource_id=access.resource_id,
+            accessed_at=access.accessed_at,
+            previous_hash=head.entry_hash if head else GENESIS_HASH,
+            entry_hash="",
+        )
+        entry.entry_hash = entry_hash(entry.previous_hash, entry.hashed_fields())
+        repo.session.add(entry)
 
     async def access_log(self, account_id: UUID) -> list[AccessLogEntry]:
         """The account's trail, oldest first."""
@@ -75,45 +67,34 @@ class AuditService:
             (e.sequence, e.previous_hash, e.entry_hash, e.hashed_fields()) for e in entries
         )
 
-    async def export_account(self, *, event: Envelope[ExportRequested], consumer: str) -> bool:
+    async def export_account(self, *, request: ExportRequested, work: Work) -> None:
         """Write the account's access trail to the export store."""
-        request = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            entries = await AuditRepository(session).entries(request.account_id)
-            file = self.export_store.write_slice(
-                export_key=request.export_key,
+        entries = await AuditRepository(work.session).entries(request.account_id)
+        file = self.export_store.write_slice(
+            export_key=request.export_key,
+            service=SERVICE,
+            record_type="data_access",
+            records=[e.model_dump(mode="json", exclude={"id"}) for e in entries],
+        )
+        work.emit(
+            ExportSliceWritten(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
                 service=SERVICE,
-                record_type="data_access",
-                records=[e.model_dump(mode="json", exclude={"id"}) for e in entries],
-            )
-            self.outbox.add(
-                session,
-                ExportSliceWritten(
-                    account_id=request.account_id,
-                    saga_id=request.saga_id,
-                    service=SERVICE,
-                    files=[file],
-                ),
-            )
-        return True
+                files=[file],
+            ),
+        )
 
-    async def purge_account(self, *, event: Envelope[PurgeRequested], consumer: str) -> bool:
+    async def purge_account(self, *, request: PurgeRequested, work: Work) -> None:
         """Delete the account's trail and confirm."""
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            repo = AuditRepository(session)
-            await repo.lock_chain(event.data.account_id)
-            deleted = await repo.delete_account(event.data.account_id)
-            self.outbox.add(
-                session,
-                PurgeCompleted(
-                    account_id=event.data.account_id,
-                    saga_id=event.data.saga_id,
-                    service=SERVICE,
-                    rows_deleted=deleted,
-                ),
-            )
-        return True
+        repo = AuditRepository(work.session)
+        await repo.lock_chain(request.account_id)
+        deleted = await repo.delete_account(request.account_id)
+        work.emit(
+            PurgeCompleted(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                service=SERVICE,
+                rows_deleted=deleted,
+            ),
+        )

@@ -16,7 +16,6 @@ from audit.settings import AuditSettings
 from devstack.testing import eventually, produce, running
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
 from shared.db import create_engine, create_session_factory
-from shared.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,6 @@ async def audit(settings: AuditSettings) -> AsyncIterator[AuditService]:
     engine = create_engine(settings.database_url)
     service = AuditService(
         sessions=create_session_factory(engine),
-        outbox=Outbox(source="audit", kafka=settings.kafka),
         export_store=None,
     )  # type: ignore[arg-type]
     async with running(create_app(settings)):

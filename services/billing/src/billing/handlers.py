@@ -6,20 +6,23 @@ from billing.services import BillingService
 from shared.contracts import Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork, Work
 
 
-def create_routes(*, service: BillingService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: BillingService, telemetry: Telemetry, units: UnitsOfWork | None = None
+) -> EventRoutes:
     """What billing does with the events it consumes."""
-    routes = EventRoutes("billing", telemetry)
+    routes = EventRoutes("billing", telemetry, units)
 
     @routes.on(ExportRequested)
-    async def on_export_requested(event: Envelope[ExportRequested], consumer: str) -> bool:
+    async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
         """Write billing's slice of the account to the export store."""
-        return await service.export_account(event=event, consumer=consumer)
+        await service.export_account(request=event.data, work=work)
 
     @routes.on(PurgeRequested)
-    async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
         """Delete every row about the account and confirm."""
-        return await service.purge_account(event=event, consumer=consumer)
+        await service.purge_account(request=event.data, work=work)
 
     return routes

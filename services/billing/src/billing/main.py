@@ -35,11 +35,11 @@ def create_app(
     )
     service = BillingService(
         sessions=runtime.sessions,
-        outbox=runtime.outbox,
+        units=runtime.units,
         export_store=ExportStore(settings.export_store_path),
         max_grant_hours=settings.max_grant_hours,
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
         runtime.broker, settings.kafka
     )
 

@@ -40,7 +40,6 @@ from shared.contracts import (
     AccessPurpose,
     AccountTerminated,
     DataAccessed,
-    Envelope,
     ExportRequested,
     ExportSliceWritten,
     InvoiceIssued,
@@ -49,10 +48,9 @@ from shared.contracts import (
     PurgeRequested,
 )
 from shared.contracts import InvoiceLine as IssuedLine
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory
 from shared.export_store import ExportStore
-from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.unit_of_work import UnitsOfWork, Work
 
 SERVICE = "billing"
 API_KEY_PREFIX = "qk_"
@@ -135,12 +133,12 @@ class BillingService:
         self,
         *,
         sessions: SessionFactory,
-        outbox: Outbox,
+        units: UnitsOfWork,
         export_store: ExportStore,
         max_grant_hours: int = 72,
     ) -> None:
         self.sessions = sessions
-        self.outbox = outbox
+        self.units = units
         self.export_store = export_store
         self.max_grant_hours = max_grant_hours
 
@@ -149,8 +147,8 @@ class BillingService:
     async def open_account(self, *, request: AccountCreate) -> tuple[Account, AppUser, str]:
         """Create an account, its owner and the owner's API key."""
         api_key = _new_api_key()
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             account = Account(name=request.name, plan=request.plan)
             owner = AppUser(
                 account_id=account.id,
@@ -168,8 +166,8 @@ class BillingService:
     async def register_staff(self, *, request: StaffCreate) -> tuple[StaffMember, str]:
         """Register a named staff member and give them an API key."""
         api_key = _new_api_key()
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             if await repo.find_staff_by_email(str(request.email)) is not None:
                 raise ConflictError("a staff member with this email exists", field="email")
             staff = StaffMember(name=request.name, email=str(request.email))
@@ -206,8 +204,8 @@ class BillingService:
     async def terminate_account(self, *, principal: Principal) -> Account:
         """End the contract: the termination saga exports, delivers, then purges (TERMINATION)."""
         account_id = principal.require_user(Role.OWNER)
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             account = await repo.get_account(account_id)
             assert account is not None
             if account.status is AccountStatus.TERMINATED:
@@ -216,8 +214,7 @@ class BillingService:
             account.status = AccountStatus.TERMINATED
             account.terminated_at = _now()
             repo.add(account)
-            self.outbox.add(
-                session,
+            work.emit(
                 AccountTerminated(
                     account_id=account.id,
                     account_name=account.name,
@@ -238,8 +235,8 @@ class BillingService:
             email=str(request.email),
             address=request.address,
         )
-        async with transaction(self.sessions) as session:
-            BillingRepository(session).add(customer)
+        async with self.units() as work:
+            BillingRepository(work.session).add(customer)
         return customer
 
     async def list_customers(
@@ -287,8 +284,8 @@ class BillingService:
             due_date=request.due_date,
             total=invoice_total([line.amount for line in lines]),
         )
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             if await repo.get_customer(account_id, request.customer_id) is None:
                 raise InvalidReferenceError("no such customer in this account", field="customer_id")
             repo.add(invoice, *lines)  # the unit of work inserts them in foreign-key order
@@ -307,8 +304,8 @@ class BillingService:
     async def issue_invoice(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """Number a draft, fix its issue date, and emit `invoice.issued` with it."""
         account_id = principal.require_user()
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             found = await repo.invoice_for_issue(account_id, invoice_id)
             if found is None:
                 raise NotFoundError("no such invoice in this account")
@@ -324,8 +321,7 @@ class BillingService:
             invoice.issue_date = date.today()
             invoice.issued_at = _now()
             repo.add(invoice)
-            self.outbox.add(
-                session,
+            work.emit(
                 InvoiceIssued(
                     account_id=account_id,
                     invoice_id=invoice.id,
@@ -366,8 +362,8 @@ class BillingService:
             raise InvalidReferenceError(
                 f"at most {self.max_grant_hours} hours ahead", field="expires_at"
             )
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             if await repo.get_staff(request.staff_id) is None:
                 raise InvalidReferenceError("no such staff member", field="staff_id")
             grant = AccessGrant(
@@ -388,8 +384,8 @@ class BillingService:
         if principal.kind != "staff" or principal.staff_id is None:
             raise PermissionDeniedError("only staff members read through this route")
         now = _now()
-        async with transaction(self.sessions) as session:
-            repo = BillingRepository(session)
+        async with self.units() as work:
+            repo = BillingRepository(work.session)
             grant = await repo.active_grant(
                 account_id=account_id, staff_id=principal.staff_id, purpose=purpose, at=now
             )
@@ -400,8 +396,7 @@ class BillingService:
             customer = await repo.get_customer(account_id, customer_id)
             if customer is None:
                 raise NotFoundError("no such customer in this account")
-            self.outbox.add(
-                session,
+            work.emit(
                 DataAccessed(
                     account_id=account_id,
                     access_id=uuid4(),
@@ -420,68 +415,62 @@ class BillingService:
 
     # ------------------------------------------------------------ termination saga steps
 
-    async def export_account(self, *, event: Envelope[ExportRequested], consumer: str) -> bool:
-        """Write billing's slice of the account to the export store; False if already done."""
-        request = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            repo = BillingRepository(session)
-            files = []
-            account = await repo.get_account(request.account_id)
-            accounts = [_record(account)] if account is not None else []
-            files.append(self._write(request, "account", accounts))
-            files.append(
-                self._write(
-                    request,
-                    "user",
-                    [_record(u) for u in await repo.rows_of(AppUser, request.account_id)],
-                )
+    async def export_account(self, *, request: ExportRequested, work: Work) -> None:
+        """Write billing's slice of the account to the export store."""
+        repo = BillingRepository(work.session)
+        files = []
+        account = await repo.get_account(request.account_id)
+        accounts = [_record(account)] if account is not None else []
+        files.append(self._write(request, "account", accounts))
+        files.append(
+            self._write(
+                request,
+                "user",
+                [_record(u) for u in await repo.rows_of(AppUser, request.account_id)],
             )
-            files.append(
-                self._write(
-                    request,
-                    "customer",
-                    [_record(c) for c in await repo.rows_of(Customer, request.account_id)],
-                )
+        )
+        files.append(
+            self._write(
+                request,
+                "customer",
+                [_record(c) for c in await repo.rows_of(Customer, request.account_id)],
             )
-            lines_by_invoice: dict[UUID, list[dict[str, Any]]] = {}
-            for line in await repo.rows_of(InvoiceLine, request.account_id):
-                lines_by_invoice.setdefault(line.invoice_id, []).append(
-                    _record(line, drop=("invoice_id", "account_id", "id"))
-                )
-            files.append(
-                self._write(
-                    request,
-                    "invoice",
-                    [
-                        {
-                            **_record(i),
-                            "lines": sorted(
-                                lines_by_invoice.get(i.id, []), key=lambda x: x["position"]
-                            ),
-                        }
-                        for i in await repo.rows_of(Invoice, request.account_id)
-                    ],
-                )
+        )
+        lines_by_invoice: dict[UUID, list[dict[str, Any]]] = {}
+        for line in await repo.rows_of(InvoiceLine, request.account_id):
+            lines_by_invoice.setdefault(line.invoice_id, []).append(
+                _record(line, drop=("invoice_id", "account_id", "id"))
             )
-            files.append(
-                self._write(
-                    request,
-                    "access_grant",
-                    [_record(g) for g in await repo.rows_of(AccessGrant, request.account_id)],
-                )
+        files.append(
+            self._write(
+                request,
+                "invoice",
+                [
+                    {
+                        **_record(i),
+                        "lines": sorted(
+                            lines_by_invoice.get(i.id, []), key=lambda x: x["position"]
+                        ),
+                    }
+                    for i in await repo.rows_of(Invoice, request.account_id)
+                ],
             )
-            self.outbox.add(
-                session,
-                ExportSliceWritten(
-                    account_id=request.account_id,
-                    saga_id=request.saga_id,
-                    service=SERVICE,
-                    files=files,
-                ),
+        )
+        files.append(
+            self._write(
+                request,
+                "access_grant",
+                [_record(g) for g in await repo.rows_of(AccessGrant, request.account_id)],
             )
-        return True
+        )
+        work.emit(
+            ExportSliceWritten(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                service=SERVICE,
+                files=files,
+            ),
+        )
 
     def _write(
         self, request: ExportRequested, record_type: str, records: list[dict[str, Any]]
@@ -490,24 +479,19 @@ class BillingService:
             export_key=request.export_key, service=SERVICE, record_type=record_type, records=records
         )
 
-    async def purge_account(self, *, event: Envelope[PurgeRequested], consumer: str) -> bool:
-        """Delete every row about the account and confirm; False if already done."""
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            repo = BillingRepository(session)
-            await repo.lock_account(event.data.account_id)
-            deleted = await repo.delete_account(event.data.account_id)
-            self.outbox.add(
-                session,
-                PurgeCompleted(
-                    account_id=event.data.account_id,
-                    saga_id=event.data.saga_id,
-                    service=SERVICE,
-                    rows_deleted=deleted,
-                ),
-            )
-        return True
+    async def purge_account(self, *, request: PurgeRequested, work: Work) -> None:
+        """Delete every row about the account and confirm."""
+        repo = BillingRepository(work.session)
+        await repo.lock_account(request.account_id)
+        deleted = await repo.delete_account(request.account_id)
+        work.emit(
+            PurgeCompleted(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                service=SERVICE,
+                rows_deleted=deleted,
+            ),
+        )
 
 
 def _record(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -12,38 +12,35 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork, Work
 
 
-def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: NotificationsService, telemetry: Telemetry, units: UnitsOfWork | None = None
+) -> EventRoutes:
     """What notifications does with the events it consumes."""
-    routes = EventRoutes("notifications", telemetry)
+    routes = EventRoutes("notifications", telemetry, units)
 
     @routes.on(InvoiceIssued)
-    async def on_invoice_issued(event: Envelope[InvoiceIssued], consumer: str) -> bool:
-        """Email the invoice to the customer, once."""
-        email_id = await service.queue_invoice_email(event=event, consumer=consumer)
-        if email_id is None:
-            return False
-        await service.deliver(email_id)  # if the server refuses, the sweeper retries
-        return True
+    async def on_invoice_issued(event: Envelope[InvoiceIssued], work: Work) -> None:
+        """Queue the invoice email, once; it is sent after commit (the sweeper retries)."""
+        email_id = await service.queue_invoice_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(ExportAssembled)
-    async def on_export_assembled(event: Envelope[ExportAssembled], consumer: str) -> bool:
-        """Email the export bundle to the account owner."""
-        email_id = await service.queue_export_email(event=event, consumer=consumer)
-        if email_id is None:
-            return False
-        await service.deliver(email_id)
-        return True
+    async def on_export_assembled(event: Envelope[ExportAssembled], work: Work) -> None:
+        """Queue the email that carries the export bundle to the account owner."""
+        email_id = await service.queue_export_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(ExportRequested)
-    async def on_export_requested(event: Envelope[ExportRequested], consumer: str) -> bool:
+    async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
         """Write the account's email records to the export store."""
-        return await service.export_account(event=event, consumer=consumer)
+        await service.export_account(request=event.data, work=work)
 
     @routes.on(PurgeRequested)
-    async def on_purge_requested(event: Envelope[PurgeRequested], consumer: str) -> bool:
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
         """Delete the account's email records and confirm."""
-        return await service.purge_account(event=event, consumer=consumer)
+        await service.purge_account(request=event.data, work=work)
 
     return routes

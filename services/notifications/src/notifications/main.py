@@ -30,12 +30,12 @@ def create_app(
     )
     service = NotificationsService(
         sessions=runtime.sessions,
-        outbox=runtime.outbox,
+        units=runtime.units,
         mailer=SmtpMailer(settings.smtp, runtime.telemetry),
         export_store=ExportStore(settings.export_store_path),
         settings=settings,
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
         runtime.broker, settings.kafka
     )
     return create_consumer_app(runtime, background=[service.run_sweeper])

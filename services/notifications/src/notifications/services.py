@@ -34,10 +34,9 @@ from shared.contracts import (
     PurgeCompleted,
     PurgeRequested,
 )
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory
 from shared.export_store import ExportStore
-from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.unit_of_work import UnitsOfWork, Work
 
 SERVICE = "notifications"
 log = logging.getLogger(__name__)
@@ -50,13 +49,13 @@ class NotificationsService:
         self,
         *,
         sessions: SessionFactory,
-        outbox: Outbox,
+        units: UnitsOfWork,
         mailer: SmtpMailer,
         export_store: ExportStore,
         settings: NotificationsSettings,
     ) -> None:
         self.sessions = sessions
-        self.outbox = outbox
+        self.units = units
         self.mailer = mailer
         self.export_store = export_store
         self.settings = settings
@@ -87,10 +86,8 @@ class NotificationsService:
             )
         return bytes(message)
 
-    async def queue_invoice_email(
-        self, *, event: Envelope[InvoiceIssued], consumer: str
-    ) -> UUID | None:
-        """Queue the invoice email with the inbox claim; None if the event was handled before."""
+    async def queue_invoice_email(self, *, event: Envelope[InvoiceIssued], work: Work) -> UUID:
+        """Queue the invoice email in the handler's unit of work."""
         invoice = event.data
         subject, body = invoice_email(invoice)
         message_id = message_id_for(event.id, self.settings.message_id_domain)
@@ -104,15 +101,10 @@ class NotificationsService:
                 message_id=message_id, recipient=invoice.customer.email, subject=subject, body=body
             ),
         )
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return None
-            session.add(email)
+        work.session.add(email)
         return email.id
 
-    async def queue_export_email(
-        self, *, event: Envelope[ExportAssembled], consumer: str
-    ) -> UUID | None:
+    async def queue_export_email(self, *, event: Envelope[ExportAssembled], work: Work) -> UUID:
         """Queue the email that carries the export bundle to the account owner."""
         export = event.data
         subject, body = export_email(export)
@@ -132,15 +124,13 @@ class NotificationsService:
                 attachment=self.export_store.path(export.bundle_key),
             ),
         )
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return None
-            session.add(email)
+        work.session.add(email)
         return email.id
 
     async def deliver(self, email_id: UUID) -> bool:
         """Send one queued email under a row lock; False if it is sent or being sent elsewhere."""
-        async with transaction(self.sessions) as session:
+        async with self.units() as work:
+            session = work.session
             email = (
                 await session.exec(
                     select(OutgoingEmail)
@@ -169,8 +159,7 @@ class NotificationsService:
             email.mime = None  # minimisation: the body is not kept once delivered
             session.add(email)
             if email.kind is MessageKind.ACCOUNT_EXPORT and email.saga_id is not None:
-                self.outbox.add(
-                    session,
+                work.emit(
                     ExportDelivered(
                         account_id=email.account_id,
                         saga_id=email.saga_id,
@@ -207,49 +196,38 @@ class NotificationsService:
             except Exception:
                 log.exception("email sweep failed")
 
-    async def export_account(self, *, event: Envelope[ExportRequested], consumer: str) -> bool:
+    async def export_account(self, *, request: ExportRequested, work: Work) -> None:
         """Write the account's email records (not their bodies) to the export store."""
-        request = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            emails = (
-                await session.exec(
-                    select(OutgoingEmail).where(OutgoingEmail.account_id == request.account_id)
-                )
-            ).all()
-            records: list[dict[str, Any]] = [
-                e.model_dump(mode="json", exclude={"mime", "last_error"}) for e in emails
-            ]
-            file = self.export_store.write_slice(
-                export_key=request.export_key, service=SERVICE, record_type="email", records=records
+        emails = (
+            await work.session.exec(
+                select(OutgoingEmail).where(OutgoingEmail.account_id == request.account_id)
             )
-            self.outbox.add(
-                session,
-                ExportSliceWritten(
-                    account_id=request.account_id,
-                    saga_id=request.saga_id,
-                    service=SERVICE,
-                    files=[file],
-                ),
-            )
-        return True
+        ).all()
+        records: list[dict[str, Any]] = [
+            e.model_dump(mode="json", exclude={"mime", "last_error"}) for e in emails
+        ]
+        file = self.export_store.write_slice(
+            export_key=request.export_key, service=SERVICE, record_type="email", records=records
+        )
+        work.emit(
+            ExportSliceWritten(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                service=SERVICE,
+                files=[file],
+            ),
+        )
 
-    async def purge_account(self, *, event: Envelope[PurgeRequested], consumer: str) -> bool:
+    async def purge_account(self, *, request: PurgeRequested, work: Work) -> None:
         """Delete every email record of the account and confirm."""
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            result = await session.exec(
-                delete(OutgoingEmail).where(col(OutgoingEmail.account_id) == event.data.account_id)
-            )
-            self.outbox.add(
-                session,
-                PurgeCompleted(
-                    account_id=event.data.account_id,
-                    saga_id=event.data.saga_id,
-                    service=SERVICE,
-                    rows_deleted=int(result.rowcount or 0),
-                ),
-            )
-        return True
+        result = await work.session.exec(
+            delete(OutgoingEmail).where(col(OutgoingEmail.account_id) == request.account_id)
+        )
+        work.emit(
+            PurgeCompleted(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                service=SERVICE,
+                rows_deleted=int(result.rowcount or 0),
+            ),
+        )

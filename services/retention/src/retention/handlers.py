@@ -12,30 +12,33 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork, Work
 
 
-def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: RetentionService, telemetry: Telemetry, units: UnitsOfWork | None = None
+) -> EventRoutes:
     """What retention does with the events it consumes."""
-    routes = EventRoutes("retention", telemetry)
+    routes = EventRoutes("retention", telemetry, units)
 
     @routes.on(AccountTerminated)
-    async def on_account_terminated(event: Envelope[AccountTerminated], consumer: str) -> bool:
+    async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:
         """Start the termination saga."""
-        return await service.start_termination(event=event, consumer=consumer)
+        await service.start_termination(terminated=event.data, work=work)
 
     @routes.on(ExportSliceWritten)
-    async def on_export_slice_written(event: Envelope[ExportSliceWritten], consumer: str) -> bool:
+    async def on_export_slice_written(event: Envelope[ExportSliceWritten], work: Work) -> None:
         """Collect a slice; assemble and send the bundle when all are in."""
-        return await service.record_slice(event=event, consumer=consumer)
+        await service.record_slice(written=event.data, work=work)
 
     @routes.on(ExportDelivered)
-    async def on_export_delivered(event: Envelope[ExportDelivered], consumer: str) -> bool:
+    async def on_export_delivered(event: Envelope[ExportDelivered], work: Work) -> None:
         """Start the purge once the customer was sent their export."""
-        return await service.record_delivery(event=event, consumer=consumer)
+        await service.record_delivery(delivered=event.data, work=work)
 
     @routes.on(PurgeCompleted)
-    async def on_purge_completed(event: Envelope[PurgeCompleted], consumer: str) -> bool:
+    async def on_purge_completed(event: Envelope[PurgeCompleted], work: Work) -> None:
         """Collect a purge confirmation; certify when all are in."""
-        return await service.record_purge(event=event, consumer=consumer)
+        await service.record_purge(purged=event.data, work=work)
 
     return routes

@@ -29,12 +29,11 @@ def create_app(
     )
     service = RetentionService(
         sessions=runtime.sessions,
-        outbox=runtime.outbox,
         export_store=ExportStore(settings.export_store_path),
         participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
     )
-    create_routes(service=service, telemetry=runtime.telemetry).subscribe(
+    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
         runtime.broker, settings.kafka
     )
     return create_consumer_app(runtime)

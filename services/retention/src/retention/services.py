@@ -18,7 +18,6 @@ from retention.models import PurgeCertificate, TerminationSaga
 from shared.contracts import (
     AccountPurged,
     AccountTerminated,
-    Envelope,
     ExportAssembled,
     ExportDelivered,
     ExportRequested,
@@ -26,10 +25,9 @@ from shared.contracts import (
     PurgeCompleted,
     PurgeRequested,
 )
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory
 from shared.export_store import ExportStore, sha256_file
-from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.unit_of_work import Work
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +39,11 @@ class RetentionService:
         self,
         *,
         sessions: SessionFactory,
-        outbox: Outbox,
         export_store: ExportStore,
         participants: list[str],
         certificate_key: bytes,
     ) -> None:
         self.sessions = sessions
-        self.outbox = outbox
         self.export_store = export_store
         self.participants = sorted(participants)
         self.certificate_key = certificate_key
@@ -58,57 +54,47 @@ class RetentionService:
         )
         return result.first()
 
-    async def start_termination(self, *, event: Envelope[AccountTerminated], consumer: str) -> bool:
+    async def start_termination(self, *, terminated: AccountTerminated, work: Work) -> None:
         """Open the saga and ask every participant for its slice (TERMINATION)."""
-        terminated = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            saga = TerminationSaga(
-                account_id=terminated.account_id,
-                account_name=terminated.account_name,
-                owner_email=terminated.owner_email,
-                participants=self.participants,
-                terminated_at=terminated.terminated_at,
-                export_key="",
-            )
-            saga.export_key = f"termination-{saga.id}"
-            session.add(saga)
-            self.outbox.add(
-                session,
-                ExportRequested(
-                    account_id=saga.account_id, saga_id=saga.id, export_key=saga.export_key
+        session = work.session
+        saga = TerminationSaga(
+            account_id=terminated.account_id,
+            account_name=terminated.account_name,
+            owner_email=terminated.owner_email,
+            participants=self.participants,
+            terminated_at=terminated.terminated_at,
+            export_key="",
+        )
+        saga.export_key = f"termination-{saga.id}"
+        session.add(saga)
+        work.emit(
+            ExportRequested(
+                account_id=saga.account_id, saga_id=saga.id, export_key=saga.export_key
+            ),
+        )
+
+    async def record_slice(self, *, written: ExportSliceWritten, work: Work) -> None:
+        """Note a participant's slice; when all are in, assemble the bundle and have it sent."""
+        session = work.session
+        saga = await self._saga(session, written.saga_id)
+        if saga is None or saga.status is not SagaStatus.EXPORTING:
+            log.warning("slice for saga %s that is not exporting; ignored", written.saga_id)
+            return
+        saga.slices = {**saga.slices, written.service: [f.model_dump() for f in written.files]}
+        if set(saga.slices) >= set(saga.participants):
+            saga.bundle_key, saga.bundle_sha256 = self._assemble(saga)
+            saga.status = SagaStatus.DELIVERING
+            work.emit(
+                ExportAssembled(
+                    account_id=saga.account_id,
+                    saga_id=saga.id,
+                    bundle_key=saga.bundle_key,
+                    sha256=saga.bundle_sha256,
+                    account_name=saga.account_name,
+                    recipient_email=saga.owner_email,
                 ),
             )
-        return True
-
-    async def record_slice(self, *, event: Envelope[ExportSliceWritten], consumer: str) -> bool:
-        """Note a participant's slice; when all are in, assemble the bundle and have it sent."""
-        written = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            saga = await self._saga(session, written.saga_id)
-            if saga is None or saga.status is not SagaStatus.EXPORTING:
-                log.warning("slice for saga %s that is not exporting; ignored", written.saga_id)
-                return True
-            saga.slices = {**saga.slices, written.service: [f.model_dump() for f in written.files]}
-            if set(saga.slices) >= set(saga.participants):
-                saga.bundle_key, saga.bundle_sha256 = self._assemble(saga)
-                saga.status = SagaStatus.DELIVERING
-                self.outbox.add(
-                    session,
-                    ExportAssembled(
-                        account_id=saga.account_id,
-                        saga_id=saga.id,
-                        bundle_key=saga.bundle_key,
-                        sha256=saga.bundle_sha256,
-                        account_name=saga.account_name,
-                        recipient_email=saga.owner_email,
-                    ),
-                )
-            session.add(saga)
-        return True
+        session.add(saga)
 
     def _assemble(self, saga: TerminationSaga) -> tuple[str, str]:
         """Write the ZIP of CSVs (one per service and record type) with a hashed manifest."""
@@ -148,47 +134,38 @@ class RetentionService:
             self.export_store.remove(f"{saga.export_key}/{service}")  # slices served their purpose
         return key, sha256_file(path)
 
-    async def record_delivery(self, *, event: Envelope[ExportDelivered], consumer: str) -> bool:
+    async def record_delivery(self, *, delivered: ExportDelivered, work: Work) -> None:
         """The customer has their export: ask every participant to purge."""
-        delivered = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            saga = await self._saga(session, delivered.saga_id)
-            if saga is None or saga.status is not SagaStatus.DELIVERING:
-                return True
-            saga.status = SagaStatus.PURGING
-            saga.delivered_at = datetime.now(UTC)
-            session.add(saga)
-            self.outbox.add(session, PurgeRequested(account_id=saga.account_id, saga_id=saga.id))
-        return True
+        session = work.session
+        saga = await self._saga(session, delivered.saga_id)
+        if saga is None or saga.status is not SagaStatus.DELIVERING:
+            return
+        saga.status = SagaStatus.PURGING
+        saga.delivered_at = datetime.now(UTC)
+        session.add(saga)
+        work.emit(PurgeRequested(account_id=saga.account_id, saga_id=saga.id))
 
-    async def record_purge(self, *, event: Envelope[PurgeCompleted], consumer: str) -> bool:
+    async def record_purge(self, *, purged: PurgeCompleted, work: Work) -> None:
         """Note a participant's purge; when all have purged, certify and forget the saga."""
-        purged = event.data
-        async with transaction(self.sessions) as session:
-            if not await claim_event(session, consumer=consumer, event_id=event.id):
-                return False
-            saga = await self._saga(session, purged.saga_id)
-            if saga is None or saga.status is not SagaStatus.PURGING:
-                return True
-            saga.purged = {**saga.purged, purged.service: purged.rows_deleted}
-            if set(saga.purged) < set(saga.participants):
-                session.add(saga)
-                return True
-            certificate = self._certificate(saga)
-            session.add(certificate)
-            await session.delete(saga)
-            self.outbox.add(
-                session,
-                AccountPurged(
-                    account_id=saga.account_id,
-                    saga_id=saga.id,
-                    certificate_id=certificate.id,
-                    services=sorted(saga.purged),
-                ),
-            )
-        return True
+        session = work.session
+        saga = await self._saga(session, purged.saga_id)
+        if saga is None or saga.status is not SagaStatus.PURGING:
+            return
+        saga.purged = {**saga.purged, purged.service: purged.rows_deleted}
+        if set(saga.purged) < set(saga.participants):
+            session.add(saga)
+            return
+        certificate = self._certificate(saga)
+        session.add(certificate)
+        await session.delete(saga)
+        work.emit(
+            AccountPurged(
+                account_id=saga.account_id,
+                saga_id=saga.id,
+                certificate_id=certificate.id,
+                services=sorted(saga.purged),
+            ),
+        )
 
     def _certificate(self, saga: TerminationSaga) -> PurgeCertificate:
         assert saga.bundle_sha256 is not None

@@ -27,7 +27,6 @@ from shared.contracts import (
 )
 from shared.db import create_engine, create_session_factory
 from shared.export_store import ExportStore
-from shared.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +149,6 @@ async def test_termination_exports_delivers_purges_and_certifies_across_a_restar
     try:
         service = RetentionService(
             sessions=create_session_factory(engine),
-            outbox=Outbox(source="retention", kafka=settings.kafka),
             export_store=store,
             participants=settings.participants,
             certificate_key=settings.certificate_key.get_secret_value().encode(),

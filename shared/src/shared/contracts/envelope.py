@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SPEC_VERSION = "1.0"
 PERSONAL_DATA_MARK = "x-personal-data"
+SOURCE_PREFIX = "/quittance/"
+
+
+def source_of(service: str) -> str:
+    """The CloudEvents source of a service's events."""
+    return f"{SOURCE_PREFIX}{service}"
+
+
+def producer_of(source: str) -> str:
+    """The service named by a CloudEvents source, or "" when it is not one of ours."""
+    return source.removeprefix(SOURCE_PREFIX) if source.startswith(SOURCE_PREFIX) else ""
 
 
 def personal_data(description: str, **kwargs: Any) -> Any:
@@ -59,13 +70,18 @@ class Envelope(BaseModel, Generic[DataT]):
             raise ValueError("subject must be the payload's account_id")
         return self
 
+    @property
+    def producer(self) -> str:
+        """The service that emitted the event (the dispatcher checks it is the declared one)."""
+        return producer_of(self.source)
+
 
 def new_envelope(data: DataT, *, source: str, time: datetime | None = None) -> Envelope[DataT]:
     """Wrap an event payload in a fresh envelope with a new id."""
     # Parametrise by the payload's own class, so it serialises with all its fields.
     envelope_class: type[Envelope[DataT]] = Envelope.__class_getitem__(type(data))  # type: ignore[assignment]
     return envelope_class(
-        source=f"/quittance/{source}",
+        source=source_of(source),
         type=data.event_type,
         time=time or datetime.now(UTC),
         subject=str(data.account_id),

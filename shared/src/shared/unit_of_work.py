@@ -1,0 +1,101 @@
+"""The unit of work: one transaction for a state change, the events it emits and its inbox claim."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+from uuid import UUID
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.contracts import Envelope, EventData, new_envelope
+from shared.db import SessionFactory
+from shared.inbox import claim_event
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], Awaitable[object]]
+
+
+class Work(Protocol):
+    """What a handler or use case gets: a session, a way to emit events, and after-commit work."""
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's session."""
+        ...
+
+    def emit(self, data: EventData, *, replayable: bool = True) -> Envelope[Any]:
+        """Stage an event; it is written to the outbox in this transaction."""
+        ...
+
+    def after_commit(self, action: AfterCommit) -> None:
+        """Run action once the transaction committed (for effects that must not precede it)."""
+        ...
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        """Record an event as handled by consumer; False if it already was."""
+        ...
+
+
+class UnitOfWork:
+    """A transaction in progress; events are staged and written to the outbox before commit."""
+
+    def __init__(self, session: AsyncSession, source: str) -> None:
+        self._session = session
+        self._source = source
+        self.staged: list[tuple[Envelope[Any], bool]] = []
+        self.after_commit_actions: list[AfterCommit] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's session."""
+        return self._session
+
+    def emit(self, data: EventData, *, replayable: bool = True) -> Envelope[Any]:
+        """Stage an event; it is written to the outbox in this transaction."""
+        envelope = new_envelope(data, source=self._source)
+        self.staged.append((envelope, replayable))
+        return envelope
+
+    def after_commit(self, action: AfterCommit) -> None:
+        """Run action once the transaction committed (for effects that must not precede it)."""
+        self.after_commit_actions.append(action)
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        """Record an event as handled by consumer; False if it already was."""
+        return await claim_event(self._session, consumer=consumer, event_id=event_id)
+
+
+class UnitsOfWork(Protocol):
+    """Opens units of work; the dispatcher and every use case go through one."""
+
+    def __call__(self) -> Any:
+        """An async context manager yielding a Work."""
+        ...
+
+
+class UnitOfWorkFactory:
+    """Opens a transaction, hands out a UnitOfWork, writes its events, commits, then runs hooks."""
+
+    def __init__(self, *, sessions: SessionFactory, outbox: Outbox) -> None:
+        self.sessions = sessions
+        self.outbox = outbox
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work: committed on exit, rolled back (with nothing emitted) on error."""
+        async with self.sessions() as session, session.begin():
+            work = UnitOfWork(session, self.outbox.source)
+            yield work
+            await self.outbox.write(session, work.staged)
+        for action in work.after_commit_actions:
+            try:
+                await action()
+            except Exception:
+                # The state change is committed; after-commit work has its own way back
+                # (a sweeper, a deadline, the next purge), so it must not undo the handling.
+                log.exception("after-commit action failed; its sweeper will retry")
