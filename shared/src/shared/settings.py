@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,17 @@ class KafkaSettings(BaseModel):
         return f"{self.topic_prefix}{name}"
 
 
+def development_secrets(model: BaseModel, prefix: str = "") -> Iterator[str]:
+    """Yield the dotted names of secrets, nested models included, still at a development default."""
+    for name, value in model:
+        if isinstance(value, SecretStr) and value.get_secret_value().startswith(
+            DEVELOPMENT_SECRET_PREFIX
+        ):
+            yield f"{prefix}{name}"
+        elif isinstance(value, BaseModel):
+            yield from development_secrets(value, f"{prefix}{name}.")
+
+
 class ServiceSettings(BaseSettings):
     """The settings common to the four services; each subclass sets its env prefix."""
 
@@ -75,9 +87,7 @@ class ServiceSettings(BaseSettings):
     def _refuse_development_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "development":
             return self
-        for name, value in self:
-            if isinstance(value, SecretStr) and value.get_secret_value().startswith(
-                DEVELOPMENT_SECRET_PREFIX
-            ):
-                raise ValueError(f"{name} still holds its development default")
+        defaults = list(development_secrets(self))
+        if defaults:
+            raise ValueError(f"still at their development default: {', '.join(defaults)}")
         return self
