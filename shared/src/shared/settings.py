@@ -109,6 +109,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(description="SQLAlchemy URL of this service's own database.")
     database_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    keystore: KeyStoreSettings = Field(default_factory=KeyStoreSettings)
     export_store_path: Path = Field(
         default=Path("var/exports"), description="Where export slices and bundles are written."
     )

@@ -166,7 +166,6 @@ async def test_termination_destroying_through_the_cache_evicts_the_key_at_once()
 
 
 class _BillingLike(ServiceSettings):
-    keystore: KeyStoreSettings = KeyStoreSettings()
     model_config = SettingsConfigDict(env_prefix="BILLING_", env_nested_delimiter="__")
 
 

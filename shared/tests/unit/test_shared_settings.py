@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, KeyStoreSettings, ServiceSettings
+
+URL = "postgresql+asyncpg://x/y"
+REAL_KEYSTORE = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
 
 
 class _Vault(BaseModel):
@@ -22,14 +25,19 @@ class _Settings(ServiceSettings):
 
 
 def test_a_nested_development_secret_is_refused_outside_development() -> None:
-    assert _Settings(database_url="postgresql+asyncpg://x/y", environment="development")
+    assert _Settings(database_url=URL, environment="development")
     for environment in ("test", "production"):
         with pytest.raises(ValidationError, match=r"development default: nested\.vault\.token"):
-            _Settings(database_url="postgresql+asyncpg://x/y", environment=environment)
+            _Settings(database_url=URL, environment=environment, keystore=REAL_KEYSTORE)
+
+
+def test_every_nested_development_secret_is_named() -> None:
+    with pytest.raises(ValidationError, match=r"keystore\.master_key, nested\.vault\.token"):
+        _Settings(database_url=URL, environment="production")
 
 
 def test_a_nested_real_secret_is_accepted_in_production() -> None:
     nested = _Nested(vault=_Vault(token=SecretStr("a-real-token")))
     assert _Settings(
-        database_url="postgresql+asyncpg://x/y", environment="production", nested=nested
+        database_url=URL, environment="production", nested=nested, keystore=REAL_KEYSTORE
     )
