@@ -28,6 +28,7 @@ __all__ = [
     "CachedKeyStore",
     "KeyStore",
     "KeyStoreSettings",
+    "KeyUnwrapError",
     "KeyWrapper",
     "LocalKeyWrapper",
     "MemoryKeyStore",
@@ -45,6 +46,17 @@ CREATE TABLE IF NOT EXISTS account_data_key (
     created_at timestamptz DEFAULT now()
 )
 """
+
+
+class KeyUnwrapError(Exception):
+    """A stored key exists but cannot be unwrapped: a wrong master key or an altered row.
+
+    Deliberately not a KeyDestroyedError: a misconfiguration must not pass for a purge.
+    """
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"data key {key_id} could not be unwrapped")
+        self.key_id = key_id
 
 
 class KeyStore(Protocol):
@@ -79,7 +91,7 @@ class KeyWrapper(Protocol):
         ...
 
     async def unwrap(self, account_id: UUID, key_id: str, wrapped: bytes) -> bytes:
-        """Return the data key; raise KeyDestroyedError when it can no longer be unwrapped."""
+        """Return the data key; KeyDestroyedError if forgotten, KeyUnwrapError if it fails."""
         ...
 
     async def forget(self, account_id: UUID) -> None:
@@ -125,7 +137,7 @@ class LocalKeyWrapper:
                 wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _binding(account_id, key_id)
             )
         except InvalidTag:
-            raise KeyDestroyedError(key_id) from None
+            raise KeyUnwrapError(key_id) from None
 
     async def forget(self, account_id: UUID) -> None:
         """Nothing to forget: the shared master key stays."""
@@ -184,19 +196,28 @@ class VaultTransitKeyWrapper:
                 {"ciphertext": wrapped.decode()},
             )
         except httpx.HTTPStatusError as error:
-            # Transit answers 400 ("encryption key not found") once the key is deleted.
-            if error.response.status_code in (400, 404):
+            if error.response.status_code != 400:
+                raise
+            # Transit answers 400 both for a deleted key and for an altered ciphertext.
+            if not await self._key_exists(account_id):
                 raise KeyDestroyedError(key_id) from None
-            raise
+            raise KeyUnwrapError(key_id) from None
         return base64.b64decode(answer["data"]["plaintext"])
+
+    async def _key_exists(self, account_id: UUID) -> bool:
+        read = await self._client.get(
+            f"{self._base}/keys/{self.key_name(account_id)}", headers=self._headers
+        )
+        if read.status_code == 404:
+            return False
+        read.raise_for_status()
+        return True
 
     async def forget(self, account_id: UUID) -> None:
         """Allow deletion of the account's Transit key, then delete it."""
-        name = self.key_name(account_id)
-        read = await self._client.get(f"{self._base}/keys/{name}", headers=self._headers)
-        if read.status_code == 404:
+        if not await self._key_exists(account_id):
             return  # already forgotten
-        read.raise_for_status()
+        name = self.key_name(account_id)
         await self._call("POST", f"keys/{name}/config", {"deletion_allowed": True})
         await self._call("DELETE", f"keys/{name}")
 

@@ -15,6 +15,7 @@ from shared.crypto import DataKey, KeyDestroyedError, new_data_key
 from shared.keystore import (
     CachedKeyStore,
     KeyStoreSettings,
+    KeyUnwrapError,
     LocalKeyWrapper,
     MemoryKeyStore,
     PostgresKeyStore,
@@ -37,10 +38,17 @@ async def test_local_wrapper_round_trips_and_binds_the_wrapped_key_to_its_accoun
     wrapped = await wrapper.wrap(ACCOUNT, key.key_id, key.secret)
     assert key.secret not in wrapped
     assert await wrapper.unwrap(ACCOUNT, key.key_id, wrapped) == key.secret
-    with pytest.raises(KeyDestroyedError):
+    with pytest.raises(KeyUnwrapError):
         await wrapper.unwrap(uuid.uuid4(), key.key_id, wrapped)
-    with pytest.raises(KeyDestroyedError):
+
+
+async def test_a_wrong_master_key_is_an_unwrap_error_not_a_destroyed_key() -> None:
+    """A misconfigured master key must not pass for a purge (which would drop events)."""
+    key = new_data_key()
+    wrapped = await LocalKeyWrapper(b"the master key").wrap(ACCOUNT, key.key_id, key.secret)
+    with pytest.raises(KeyUnwrapError) as caught:
         await LocalKeyWrapper(b"another master key").unwrap(ACCOUNT, key.key_id, wrapped)
+    assert not isinstance(caught.value, KeyDestroyedError)
 
 
 def test_a_32_byte_master_key_is_used_as_is_and_others_are_stretched_with_hkdf() -> None:
@@ -103,6 +111,17 @@ async def test_termination_a_wrapped_key_copy_is_unreadable_once_vault_forgets_t
     await wrapper.forget(ACCOUNT)  # idempotent
     with pytest.raises(KeyDestroyedError):
         await wrapper.unwrap(ACCOUNT, key.key_id, backup)
+
+
+async def test_an_altered_vault_ciphertext_is_an_unwrap_error_while_the_key_exists(
+    transit: tuple[FakeTransit, VaultTransitKeyWrapper],
+) -> None:
+    _, wrapper = transit
+    key = new_data_key()
+    wrapped = await wrapper.wrap(ACCOUNT, key.key_id, key.secret)
+    altered = wrapped[:-4] + (b"AAAA" if not wrapped.endswith(b"AAAA") else b"BBBB")
+    with pytest.raises(KeyUnwrapError):
+        await wrapper.unwrap(ACCOUNT, key.key_id, altered)
 
 
 async def test_the_vault_wrapper_surfaces_refusals_other_than_a_missing_key() -> None:
