@@ -16,7 +16,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 
@@ -103,6 +103,12 @@ def personal_paths(model: type[BaseModel]) -> tuple[str, ...]:
             inner, is_list = nested
             prefix = f"{name}[]" if is_list else name
             paths.extend(f"{prefix}.{path}" for path in personal_paths(inner))
+        elif any(personal_paths(inner) for inner in _models_inside(info.annotation)):
+            # Silently skipping them would put personal data on the wire in plaintext.
+            raise TypeError(
+                f"{model.__name__}.{name}: personal fields inside this type have no path syntax;"
+                " mark the whole field with personal_data(...)"
+            )
     return tuple(paths)
 
 
@@ -120,6 +126,13 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel], bool] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     return None
+
+
+def _models_inside(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _models_inside(argument)
 
 
 # A compiled path set: field name -> (is a list of objects, children; None marks a sealed leaf).
@@ -193,7 +206,7 @@ def _associated_data(aad: bytes, path: str) -> bytes:
 
 
 def encrypt_personal(
-    data: Mapping[str, Any], paths: tuple[str, ...], key: DataKey, *, aad: bytes
+    data: Mapping[str, Any], paths: Sequence[str], key: DataKey, *, aad: bytes
 ) -> dict[str, Any]:
     """Return a copy of JSON-able ``data`` with every personal value sealed; None stays None."""
     cipher = key.cipher
@@ -207,7 +220,7 @@ def encrypt_personal(
         sealed = nonce + cipher.encrypt(nonce, plaintext, _associated_data(aad, path))
         return prefix + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
-    return _replace(data, _compile(paths), seal)
+    return _replace(data, _compile(tuple(paths)), seal)
 
 
 def _split(path: str, value: Any) -> tuple[str, bytes] | None:
@@ -228,10 +241,10 @@ def _split(path: str, value: Any) -> tuple[str, bytes] | None:
     return parts[2], sealed
 
 
-def key_ids_in(data: Mapping[str, Any], paths: tuple[str, ...]) -> set[str]:
+def key_ids_in(data: Mapping[str, Any], paths: Sequence[str]) -> set[str]:
     """Return the ids of the keys that sealed the personal values in ``data``."""
     found: set[str] = set()
-    for _path, value in _leaves(data, _compile(paths)):
+    for _path, value in _leaves(data, _compile(tuple(paths))):
         if isinstance(value, str) and value.startswith(WIRE_PREFIX):
             key_id = value[len(WIRE_PREFIX) :].split(":", 1)[0]
             if key_id:
@@ -240,10 +253,10 @@ def key_ids_in(data: Mapping[str, Any], paths: tuple[str, ...]) -> set[str]:
 
 
 async def decrypt_personal(
-    data: Mapping[str, Any], paths: tuple[str, ...], keys: KeySource, *, aad: bytes
+    data: Mapping[str, Any], paths: Sequence[str], keys: KeySource, *, aad: bytes
 ) -> dict[str, Any]:
     """Return a copy of ``data`` with every sealed personal value opened; plaintext is refused."""
-    trie = _compile(paths)
+    trie = _compile(tuple(paths))
     # Check every field's form before any key lookup: plaintext is refused even for purged keys.
     needed = {parsed[0] for path, value in _leaves(data, trie) if (parsed := _split(path, value))}
     resolved = {key_id: await _resolve(keys, key_id) for key_id in sorted(needed)}

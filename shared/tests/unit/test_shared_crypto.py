@@ -162,6 +162,28 @@ def test_personal_paths_recurse_through_optional_and_lists() -> None:
     assert set(personal_paths(Holder)) == {"main.name", "others[].name", "notes"}
 
 
+def test_personal_fields_in_a_shape_without_path_syntax_are_refused_not_skipped() -> None:
+    class Person(BaseModel):
+        name: str = personal_data("A name.")
+
+    class Company(BaseModel):
+        vat: str
+
+    class ByUnion(BaseModel):
+        payer: Person | Company
+
+    class ByDict(BaseModel):
+        people: dict[str, Person]
+
+    class Whole(BaseModel):
+        people: dict[str, Person] = personal_data("Sealed as one value.")
+
+    for model in (ByUnion, ByDict):
+        with pytest.raises(TypeError, match="personal_data"):
+            personal_paths(model)
+    assert personal_paths(Whole) == ("people",)
+
+
 @pytest.mark.parametrize("event_type", list(EVENT_TYPES))
 async def test_termination_every_event_type_round_trips_without_plaintext_on_the_wire(
     event_type: str,
