@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from shared.asyncapi import render
 from shared.contracts import TOPICS
+from shared.settings import KeyStoreSettings
 from shared.telemetry import create_telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,8 +91,17 @@ def test_production_settings_accept_real_secrets() -> None:
     from billing.settings import BillingSettings
     from retention.settings import RetentionSettings
 
-    assert BillingSettings(environment="production", operator_token="a-real-secret")  # type: ignore[arg-type]
-    assert RetentionSettings(environment="production", certificate_key="another-secret")  # type: ignore[arg-type]
+    keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
+    assert BillingSettings(
+        environment="production",
+        operator_token="a-real-secret",  # type: ignore[arg-type]
+        keystore=keystore,
+    )
+    assert RetentionSettings(
+        environment="production",
+        certificate_key="another-secret",  # type: ignore[arg-type]
+        keystore=keystore,
+    )
 
 
 SETTINGS = {
@@ -109,10 +119,12 @@ def test_every_address_can_be_set_from_the_environment(
     prefix = service.upper()
     monkeypatch.setenv(f"{prefix}_DATABASE_URL", "postgresql+asyncpg://u@db.example:5432/x")
     monkeypatch.setenv(f"{prefix}_KAFKA__BOOTSTRAP_SERVERS", "kafka.example:9093")
+    monkeypatch.setenv(f"{prefix}_KEYSTORE__URL", "postgresql://u@keys.example:5432/keystore")
     module = __import__(f"{service}.settings", fromlist=[SETTINGS[service]])
     settings = getattr(module, SETTINGS[service])()
     assert settings.database_url == "postgresql+asyncpg://u@db.example:5432/x"
     assert settings.kafka.bootstrap_servers == "kafka.example:9093"
+    assert settings.keystore.url == "postgresql://u@keys.example:5432/keystore"
 
 
 def test_notifications_smtp_address_can_be_set_from_the_environment(

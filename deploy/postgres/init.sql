@@ -3,3 +3,5 @@ CREATE DATABASE billing;
 CREATE DATABASE notifications;
 CREATE DATABASE retention;
 CREATE DATABASE audit;
+-- The per-account event keys (TERMINATION): one key store that every service reaches.
+CREATE DATABASE keystore;

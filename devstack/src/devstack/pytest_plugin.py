@@ -99,6 +99,24 @@ def migrated_database(infrastructure: Stack) -> Any:
     return database
 
 
+@pytest.fixture(scope="session")
+def keystore_url(infrastructure: Stack) -> str:
+    """The libpq URL of one key-store database that every service under test shares."""
+    name = f"keystore_it_{uuid.uuid4().hex[:8]}"
+    infrastructure.create_databases([name], suffixed=False)
+    return infrastructure.admin_url().rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def keystore_settings(keystore_url: str) -> Any:
+    """Key-store settings for services under test: the shared database, a test master key."""
+    from pydantic import SecretStr
+
+    from shared.settings import KeyStoreSettings
+
+    return KeyStoreSettings(url=keystore_url, master_key=SecretStr("test-keystore-master-key"))
+
+
 def _run_migrations(service: str, url: str) -> None:
     import importlib
 
@@ -125,6 +143,7 @@ def service_env(
     infrastructure: Stack,
     migrated_database: Any,
     module_topic_prefix: str,
+    keystore_settings: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Any:
     """Settings keyword arguments that point a service at the test servers."""
@@ -140,6 +159,7 @@ def service_env(
                 retry_backoff_s=0.05,
             ),
             "export_store_path": tmp_path_factory.mktemp(f"{service}-exports"),
+            "keystore": keystore_settings,
         }
 
     return kwargs

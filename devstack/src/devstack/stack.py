@@ -106,6 +106,10 @@ class Stack:
         )
         return f"{base}/{service}{self.database_suffix}"
 
+    def keystore_url(self) -> str:
+        """The libpq URL of the key-store database every service shares (TERMINATION)."""
+        return f"{self.admin_url().rsplit('/', 1)[0]}/keystore{self.database_suffix}"
+
     def service_url(self, service: str) -> str:
         """Where a service's HTTP server answers."""
         return f"http://127.0.0.1:{self.service_ports[service]}"
@@ -175,6 +179,7 @@ class Stack:
             f"{prefix}DATABASE_URL": self.database_url(service),
             f"{prefix}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap_servers,
             f"{prefix}KAFKA__TOPIC_PREFIX": self.topic_prefix,
+            f"{prefix}KEYSTORE__URL": self.keystore_url(),
             f"{prefix}EXPORT_STORE_PATH": str(self.export_dir.resolve()),
             f"{prefix}LOG_LEVEL": "INFO",
         }
@@ -251,6 +256,7 @@ class Stack:
         """Create topics and databases, migrate, and start the four services."""
         self.create_topics()
         self.create_databases(s.name for s in SERVICES)
+        self.create_databases(["keystore"])
         for spec in SERVICES:
             self.migrate(spec.name)
         for spec in SERVICES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,55 @@ class KafkaSettings(BaseModel):
         return f"{self.topic_prefix}{name}"
 
 
+class KeyStoreSettings(BaseModel):
+    """Where the per-account event keys live (TERMINATION): one key store for all services."""
+
+    backend: Literal["postgres", "vault"] = Field(
+        default="postgres",
+        description="Who wraps the stored keys: the master key below, or Vault Transit.",
+    )
+    url: str = Field(
+        default=embedded_database_url("keystore").replace("+asyncpg", "", 1),
+        description="libpq URL of the key-store database, shared by every service.",
+    )
+    master_key: SecretStr | None = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}keystore-master-key"),
+        description=(
+            "Wraps the stored keys with the postgres backend; used as is when exactly 32 "
+            "bytes (UTF-8), otherwise stretched to 32 bytes with HKDF-SHA256. Unused with vault."
+        ),
+    )
+    vault_url: str | None = Field(
+        default=None, description="Vault address, e.g. https://vault:8200"
+    )
+    vault_token: SecretStr | None = Field(default=None, description="Vault token for Transit.")
+    vault_mount: str = Field(default="transit", description="Mount path of the Transit engine.")
+    cache_ttl_s: float = Field(
+        default=60, ge=0, description="How long a service keeps a key in memory after a read."
+    )
+
+    @model_validator(mode="after")
+    def _backend_has_what_it_needs(self) -> KeyStoreSettings:
+        if self.backend == "vault":
+            if not self.vault_url or self.vault_token is None:
+                raise ValueError("the vault backend needs vault_url and vault_token")
+            self.master_key = None  # not used, so not kept, and its default is not refused
+        elif self.master_key is None:
+            raise ValueError("the postgres backend needs master_key")
+        return self
+
+
+def development_secrets(model: BaseModel, prefix: str = "") -> Iterator[str]:
+    """Yield the dotted names of secrets, nested models included, still at a development default."""
+    for name, value in model:
+        if isinstance(value, SecretStr) and value.get_secret_value().startswith(
+            DEVELOPMENT_SECRET_PREFIX
+        ):
+            yield f"{prefix}{name}"
+        elif isinstance(value, BaseModel):
+            yield from development_secrets(value, f"{prefix}{name}.")
+
+
 class ServiceSettings(BaseSettings):
     """The settings common to the four services; each subclass sets its env prefix."""
 
@@ -59,6 +109,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(description="SQLAlchemy URL of this service's own database.")
     database_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    keystore: KeyStoreSettings = Field(default_factory=KeyStoreSettings)
     export_store_path: Path = Field(
         default=Path("var/exports"), description="Where export slices and bundles are written."
     )
@@ -83,9 +134,7 @@ class ServiceSettings(BaseSettings):
     def _refuse_development_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "development":
             return self
-        for name, value in self:
-            if isinstance(value, SecretStr) and value.get_secret_value().startswith(
-                DEVELOPMENT_SECRET_PREFIX
-            ):
-                raise ValueError(f"{name} still holds its development default")
+        defaults = list(development_secrets(self))
+        if defaults:
+            raise ValueError(f"still at their development default: {', '.join(defaults)}")
         return self

@@ -12,7 +12,7 @@ import pytest
 from billing.main import create_app
 from billing.settings import BillingSettings
 from devstack.testing import running
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, KeyStoreSettings
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,10 @@ def billing_database(migrated_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="module")
 def billing_settings(
-    billing_database: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    billing_database: str,
+    kafka_bootstrap: str,
+    keystore_settings: KeyStoreSettings,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> BillingSettings:
     return BillingSettings(
         environment="test",
@@ -32,6 +35,7 @@ def billing_settings(
         ),
         export_store_path=tmp_path_factory.mktemp("exports"),
         operator_token="test-operator-token",  # type: ignore[arg-type]
+        keystore=keystore_settings,
     )
 
 

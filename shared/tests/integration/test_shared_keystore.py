@@ -1,0 +1,124 @@
+"""The Postgres key store against a real PostgreSQL: one key per account, gone after the purge."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from devstack.fake_transit import FakeTransit
+from devstack.stack import Stack
+from shared.crypto import KeyDestroyedError
+from shared.keystore import LocalKeyWrapper, PostgresKeyStore, VaultTransitKeyWrapper
+
+pytestmark = pytest.mark.integration
+
+MASTER_KEY = b"integration-test master key"
+
+
+@pytest.fixture(scope="module")
+async def keystore_database(infrastructure: Stack) -> str:
+    """A key-store database of this module's own."""
+    name = f"keystore_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(infrastructure.create_databases, [name], suffixed=False)
+    return infrastructure.admin_url().rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+async def store(keystore_database: str) -> AsyncIterator[PostgresKeyStore]:
+    store = PostgresKeyStore(keystore_database, LocalKeyWrapper(MASTER_KEY))
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def _rows_about(url: str, account_id: uuid.UUID) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(
+            "SELECT * FROM account_data_key WHERE account_id = $1", account_id
+        )
+        return rows
+    finally:
+        await connection.close()
+
+
+async def test_termination_twenty_concurrent_writers_get_one_key(
+    store: PostgresKeyStore, keystore_database: str
+) -> None:
+    account_id = uuid.uuid4()
+    keys = await asyncio.gather(*(store.key_for_writing(account_id) for _ in range(20)))
+    assert len({key.key_id for key in keys}) == 1
+    assert len({key.secret for key in keys}) == 1
+    assert len(await _rows_about(keystore_database, account_id)) == 1
+
+
+async def test_termination_destroy_leaves_no_row_and_the_key_unreadable(
+    store: PostgresKeyStore, keystore_database: str
+) -> None:
+    account_id = uuid.uuid4()
+    key = await store.key_for_writing(account_id)
+
+    assert await store.destroy(account_id) == [key.key_id]
+
+    assert await _rows_about(keystore_database, account_id) == []
+    with pytest.raises(KeyDestroyedError):
+        await store.key(key.key_id)
+    assert await store.destroy(account_id) == [], "idempotent"
+
+
+async def test_termination_another_service_reads_the_same_key(
+    store: PostgresKeyStore, keystore_database: str
+) -> None:
+    account_id = uuid.uuid4()
+    written = await store.key_for_writing(account_id)
+    other_service = PostgresKeyStore(keystore_database, LocalKeyWrapper(MASTER_KEY))
+    await other_service.start()
+    try:
+        assert await other_service.key(written.key_id) == written
+        assert await other_service.key_for_writing(account_id) == written
+    finally:
+        await other_service.close()
+
+
+async def test_termination_the_table_holds_wrapped_keys_only(
+    store: PostgresKeyStore, keystore_database: str
+) -> None:
+    account_id = uuid.uuid4()
+    key = await store.key_for_writing(account_id)
+    [row] = await _rows_about(keystore_database, account_id)
+    assert row["key_id"] == key.key_id
+    assert key.secret not in bytes(row["wrapped"])
+    assert key.secret.hex().encode() not in bytes(row["wrapped"])
+
+
+async def test_termination_a_restored_backup_row_is_unreadable_after_vault_forgets_the_account(
+    keystore_database: str,
+) -> None:
+    """With the Vault adapter (against a fake Transit API), a backup copy of the row dies too."""
+    transit = FakeTransit(token="test-vault-token")
+    async with httpx.AsyncClient(transport=transit.transport()) as client:
+        wrapper = VaultTransitKeyWrapper("http://vault.test", "test-vault-token", client=client)
+        store = PostgresKeyStore(keystore_database, wrapper)
+        await store.start()
+        try:
+            account_id = uuid.uuid4()
+            key = await store.key_for_writing(account_id)
+            [backup] = await _rows_about(keystore_database, account_id)
+
+            await store.destroy(account_id)
+            await store.pool.execute(
+                "INSERT INTO account_data_key (key_id, account_id, wrapped) VALUES ($1, $2, $3)",
+                backup["key_id"],
+                backup["account_id"],
+                backup["wrapped"],
+            )
+
+            with pytest.raises(KeyDestroyedError):
+                await store.key(key.key_id)
+        finally:
+            await store.close()

@@ -1,0 +1,378 @@
+"""Crypto-shredding of event fields: sealed with the account key, unreadable once it is gone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from shared.contracts import (
+    EVENT_TYPES,
+    AccessActor,
+    AccessPurpose,
+    AccountPurged,
+    AccountTerminated,
+    DataAccessed,
+    EventData,
+    ExportAssembled,
+    ExportDelivered,
+    ExportFile,
+    ExportRequested,
+    ExportSliceWritten,
+    InvoiceIssued,
+    InvoiceLine,
+    IssuedInvoiceCustomer,
+    PurgeCompleted,
+    PurgeRequested,
+    personal_data,
+)
+from shared.crypto import (
+    WIRE_PREFIX,
+    DataKey,
+    FieldDecryptionError,
+    KeyDestroyedError,
+    TamperedFieldError,
+    UnencryptedPersonalFieldError,
+    decrypt_personal,
+    encrypt_personal,
+    key_ids_in,
+    new_data_key,
+    personal_paths,
+)
+
+ACCOUNT = uuid.uuid4()
+SAGA = uuid.uuid4()
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+SECRET_WORDS = ("Zoë Secretperson", "zoe@private.example", "Therapy for Zoë", "Secret GmbH")
+
+
+def _invoice(lines: int = 2) -> InvoiceIssued:
+    return InvoiceIssued(
+        account_id=ACCOUNT,
+        invoice_id=uuid.uuid4(),
+        number="2025-0001",
+        seller_name="Secret GmbH",
+        customer=IssuedInvoiceCustomer(
+            customer_id=uuid.uuid4(), name="Zoë Secretperson", email="zoe@private.example"
+        ),
+        currency="EUR",
+        lines=[
+            InvoiceLine(
+                description=f"Therapy for Zoë {n}",
+                quantity=Decimal("1"),
+                unit_price=Decimal("10.00"),
+                amount=Decimal("10.00"),
+            )
+            for n in range(lines)
+        ],
+        total=Decimal(10 * lines),
+        issue_date=date(2025, 1, 2),
+        due_date=date(2025, 2, 1),
+    )
+
+
+SAMPLES: dict[str, EventData] = {
+    "invoice.issued": _invoice(),
+    "account.terminated": AccountTerminated(
+        account_id=ACCOUNT,
+        account_name="Secret GmbH",
+        owner_email="zoe@private.example",
+        terminated_at=NOW,
+    ),
+    "data.accessed": DataAccessed(
+        account_id=ACCOUNT,
+        access_id=uuid.uuid4(),
+        actor=AccessActor.STAFF,
+        actor_id="s-1",
+        actor_name="Zoë Secretperson",
+        purpose=AccessPurpose.SUPPORT,
+        reason="ticket 1",
+        grant_id=None,
+        resource_type="customer",
+        resource_id="c-1",
+        accessed_at=NOW,
+    ),
+    "export.requested": ExportRequested(account_id=ACCOUNT, saga_id=SAGA, export_key="k"),
+    "export.slice_written": ExportSliceWritten(
+        account_id=ACCOUNT,
+        saga_id=SAGA,
+        service="billing",
+        files=[ExportFile(name="a.csv", record_type="invoice", records=1, sha256="00")],
+    ),
+    "export.assembled": ExportAssembled(
+        account_id=ACCOUNT,
+        saga_id=SAGA,
+        bundle_key="b.zip",
+        sha256="00",
+        account_name="Secret GmbH",
+        recipient_email="zoe@private.example",
+    ),
+    "export.delivered": ExportDelivered(account_id=ACCOUNT, saga_id=SAGA, message_id="<m@x>"),
+    "purge.requested": PurgeRequested(account_id=ACCOUNT, saga_id=SAGA),
+    "purge.completed": PurgeCompleted(
+        account_id=ACCOUNT, saga_id=SAGA, service="billing", rows_deleted=3
+    ),
+    "account.purged": AccountPurged(
+        account_id=ACCOUNT, saga_id=SAGA, certificate_id=uuid.uuid4(), services=["billing"]
+    ),
+}
+
+
+def _aad(event_type: str, event_id: uuid.UUID | None = None) -> bytes:
+    return f"{event_id or uuid.UUID(int=1)}|{event_type}".encode()
+
+
+def _sealed_invoice(key: DataKey, aad: bytes | None = None) -> dict[str, Any]:
+    data = _invoice().model_dump(mode="json")
+    return encrypt_personal(
+        data, personal_paths(InvoiceIssued), key, aad=aad or _aad("invoice.issued")
+    )
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert set(SAMPLES) == set(EVENT_TYPES)
+
+
+def test_termination_invoice_issued_personal_paths_cover_nested_fields() -> None:
+    assert set(personal_paths(InvoiceIssued)) >= {
+        "seller_name",
+        "customer.name",
+        "customer.email",
+        "lines[].description",
+    }
+    assert personal_paths(InvoiceIssued) is personal_paths(InvoiceIssued), "cached"
+
+
+def test_personal_paths_recurse_through_optional_and_lists() -> None:
+    class Person(BaseModel):
+        name: str = personal_data("A name.")
+        age: int
+
+    class Holder(BaseModel):
+        main: Person | None = None
+        others: list[Person] = []
+        notes: list[str] = personal_data("Free text, sealed as one value.", default=[])
+
+    assert set(personal_paths(Holder)) == {"main.name", "others[].name", "notes"}
+
+
+def test_personal_fields_in_a_shape_without_path_syntax_are_refused_not_skipped() -> None:
+    class Person(BaseModel):
+        name: str = personal_data("A name.")
+
+    class Company(BaseModel):
+        vat: str
+
+    class ByUnion(BaseModel):
+        payer: Person | Company
+
+    class ByDict(BaseModel):
+        people: dict[str, Person]
+
+    class Whole(BaseModel):
+        people: dict[str, Person] = personal_data("Sealed as one value.")
+
+    for model in (ByUnion, ByDict):
+        with pytest.raises(TypeError, match="personal_data"):
+            personal_paths(model)
+    assert personal_paths(Whole) == ("people",)
+
+
+@pytest.mark.parametrize("event_type", list(EVENT_TYPES))
+async def test_termination_every_event_type_round_trips_without_plaintext_on_the_wire(
+    event_type: str,
+) -> None:
+    model = EVENT_TYPES[event_type]
+    data = SAMPLES[event_type].model_dump(mode="json")
+    paths = personal_paths(model)
+    key = new_data_key()
+
+    sealed = encrypt_personal(data, paths, key, aad=_aad(event_type))
+    wire = json.dumps(sealed, ensure_ascii=False)
+    opened = await decrypt_personal(sealed, paths, {key.key_id: key}, aad=_aad(event_type))
+
+    assert opened == data
+    assert model.model_validate(opened) == SAMPLES[event_type]
+    assert not any(word in wire for word in SECRET_WORDS)
+    assert key_ids_in(sealed, paths) == ({key.key_id} if paths else set())
+    assert data == SAMPLES[event_type].model_dump(mode="json"), "the input is not mutated"
+
+
+def test_sealed_values_have_the_wire_form_and_differ_each_time() -> None:
+    key = new_data_key()
+    first, second = _sealed_invoice(key), _sealed_invoice(key)
+    assert first["customer"]["name"].startswith(f"{WIRE_PREFIX}{key.key_id}:")
+    assert "=" not in first["customer"]["name"], "base64url without padding"
+    assert first["customer"]["name"] != second["customer"]["name"]
+    assert first["lines"][0]["description"] != first["lines"][1]["description"]
+    assert first["number"] == "2025-0001", "other fields are untouched"
+    assert first["total"] == "20"
+
+
+async def test_none_stays_none_and_any_json_value_round_trips() -> None:
+    class Sample(BaseModel):
+        nickname: str | None = personal_data("Optional.")
+        tags: list[str] = personal_data("A list.")
+        extra: dict[str, int] = personal_data("An object.")
+
+    data = {"nickname": None, "tags": ["a", "ü"], "extra": {"n": 1}}
+    key = new_data_key()
+    sealed = encrypt_personal(data, personal_paths(Sample), key, aad=b"x")
+    assert sealed["nickname"] is None
+    assert await decrypt_personal(sealed, personal_paths(Sample), {key.key_id: key}, aad=b"x") == (
+        data
+    )
+
+
+async def test_termination_a_ciphertext_moved_to_another_field_fails() -> None:
+    key = new_data_key()
+    sealed = _sealed_invoice(key)
+    sealed["customer"]["email"] = sealed["customer"]["name"]
+    with pytest.raises(TamperedFieldError) as caught:
+        await decrypt_personal(
+            sealed, personal_paths(InvoiceIssued), {key.key_id: key}, aad=_aad("invoice.issued")
+        )
+    assert caught.value.path == "customer.email"
+
+
+async def test_a_ciphertext_moved_to_another_line_fails() -> None:
+    key = new_data_key()
+    sealed = _sealed_invoice(key)
+    lines = sealed["lines"]
+    lines[0]["description"], lines[1]["description"] = (
+        lines[1]["description"],
+        lines[0]["description"],
+    )
+    with pytest.raises(TamperedFieldError, match=r"lines\[0\]\.description"):
+        await decrypt_personal(
+            sealed, personal_paths(InvoiceIssued), {key.key_id: key}, aad=_aad("invoice.issued")
+        )
+
+
+async def test_termination_a_ciphertext_moved_to_another_event_fails() -> None:
+    key = new_data_key()
+    one = _sealed_invoice(key, aad=_aad("invoice.issued", uuid.uuid4()))
+    other = _sealed_invoice(key, aad=_aad("invoice.issued", uuid.uuid4()))
+    other["customer"]["name"] = one["customer"]["name"]
+    with pytest.raises(TamperedFieldError):
+        await decrypt_personal(
+            other, personal_paths(InvoiceIssued), {key.key_id: key}, aad=_aad("invoice.issued")
+        )
+
+
+def _flip_byte(wire: str, position: int) -> str:
+    prefix, encoded = wire.rsplit(":", 1)
+    sealed = bytearray(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    sealed[position] ^= 0x01
+    return f"{prefix}:{base64.urlsafe_b64encode(bytes(sealed)).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("position", [0, 12, -1], ids=["nonce", "ciphertext", "tag"])
+async def test_termination_a_flipped_byte_fails(position: int) -> None:
+    key = new_data_key()
+    sealed = _sealed_invoice(key)
+    sealed["seller_name"] = _flip_byte(sealed["seller_name"], position)
+    with pytest.raises(TamperedFieldError):
+        await decrypt_personal(
+            sealed, personal_paths(InvoiceIssued), {key.key_id: key}, aad=_aad("invoice.issued")
+        )
+
+
+@pytest.mark.parametrize("wire", ["enc:v1:", "enc:v1:k", "enc:v1:k:", "enc:v1:k:!!", "enc:v9:k:AA"])
+async def test_malformed_wire_values_are_tampered(wire: str) -> None:
+    sealed = _sealed_invoice(new_data_key())
+    sealed["seller_name"] = wire
+    with pytest.raises(TamperedFieldError):
+        await decrypt_personal(sealed, personal_paths(InvoiceIssued), {}, aad=b"x")
+
+
+async def test_termination_a_destroyed_key_makes_every_copy_unreadable() -> None:
+    key = new_data_key()
+    store = {key.key_id: key}
+    sealed = _sealed_invoice(key)
+    paths = personal_paths(InvoiceIssued)
+    opened = await decrypt_personal(sealed, paths, store, aad=_aad("invoice.issued"))
+    assert opened["seller_name"] == "Secret GmbH"
+
+    del store[key.key_id]  # the purge destroys the account's key
+
+    with pytest.raises(KeyDestroyedError) as caught:
+        await decrypt_personal(sealed, paths, store, aad=_aad("invoice.issued"))
+    assert caught.value.key_id == key.key_id
+
+
+@pytest.mark.parametrize("plaintext", ["Zoë Secretperson", 42, ["Zoë"], {"n": "Zoë"}])
+async def test_termination_a_consumer_refuses_plaintext_personal_data(plaintext: Any) -> None:
+    key = new_data_key()
+    sealed = _sealed_invoice(key)
+    sealed["customer"]["name"] = plaintext
+    with pytest.raises(UnencryptedPersonalFieldError) as caught:
+        await decrypt_personal(
+            sealed, personal_paths(InvoiceIssued), {key.key_id: key}, aad=_aad("invoice.issued")
+        )
+    assert caught.value.path == "customer.name"
+
+
+async def test_plaintext_is_refused_before_any_key_lookup() -> None:
+    sealed = _invoice().model_dump(mode="json")  # never sealed at all
+    with pytest.raises(UnencryptedPersonalFieldError):
+        await decrypt_personal(sealed, personal_paths(InvoiceIssued), {}, aad=b"x")
+
+
+async def test_error_messages_never_contain_field_values() -> None:
+    key = new_data_key()
+    paths = personal_paths(InvoiceIssued)
+    plaintext, tampered, orphaned = (_sealed_invoice(key) for _ in range(3))
+    plaintext["customer"]["name"] = "Zoë Secretperson"
+    tampered["seller_name"] = _flip_byte(tampered["seller_name"], 12)
+    cases: list[tuple[dict[str, Any], dict[str, DataKey]]] = [
+        (plaintext, {key.key_id: key}),
+        (tampered, {key.key_id: key}),
+        (orphaned, {}),
+    ]
+    errors: list[FieldDecryptionError] = []
+    for data, keys in cases:
+        with pytest.raises(FieldDecryptionError) as caught:
+            await decrypt_personal(data, paths, keys, aad=_aad("invoice.issued"))
+        errors.append(caught.value)
+
+    assert [type(e) for e in errors] == [
+        UnencryptedPersonalFieldError,
+        TamperedFieldError,
+        KeyDestroyedError,
+    ]
+    for error in errors:
+        text = f"{error!s} {error!r} {error.__cause__!r} {error.__context__!r}"
+        assert not any(word in text for word in SECRET_WORDS)
+
+
+def test_data_key_repr_hides_the_secret() -> None:
+    key = new_data_key()
+    assert key.secret.hex() not in repr(key)
+    assert repr(key.secret) not in repr(key)
+    assert key.key_id in repr(key)
+
+
+def test_data_key_refuses_a_short_secret() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        DataKey("k", b"short")
+
+
+def test_the_cipher_is_built_once_per_key() -> None:
+    key = new_data_key()
+    assert key.cipher is key.cipher
+
+
+async def test_an_unstored_key_from_a_callable_store_propagates_key_destroyed() -> None:
+    async def lookup(key_id: str) -> DataKey:
+        raise KeyDestroyedError(key_id)
+
+    sealed = _sealed_invoice(new_data_key())
+    with pytest.raises(KeyDestroyedError):
+        await decrypt_personal(sealed, personal_paths(InvoiceIssued), lookup, aad=b"x")

@@ -1,0 +1,43 @@
+"""Settings: development defaults of secrets are refused outside development, nested ones too."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, KeyStoreSettings, ServiceSettings
+
+URL = "postgresql+asyncpg://x/y"
+REAL_KEYSTORE = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
+
+
+class _Vault(BaseModel):
+    token: SecretStr = Field(default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}token"))
+    spare: SecretStr | None = None
+
+
+class _Nested(BaseModel):
+    vault: _Vault = Field(default_factory=_Vault)
+
+
+class _Settings(ServiceSettings):
+    nested: _Nested = Field(default_factory=_Nested)
+
+
+def test_a_nested_development_secret_is_refused_outside_development() -> None:
+    assert _Settings(database_url=URL, environment="development")
+    for environment in ("test", "production"):
+        with pytest.raises(ValidationError, match=r"development default: nested\.vault\.token"):
+            _Settings(database_url=URL, environment=environment, keystore=REAL_KEYSTORE)
+
+
+def test_every_nested_development_secret_is_named() -> None:
+    with pytest.raises(ValidationError, match=r"keystore\.master_key, nested\.vault\.token"):
+        _Settings(database_url=URL, environment="production")
+
+
+def test_a_nested_real_secret_is_accepted_in_production() -> None:
+    nested = _Nested(vault=_Vault(token=SecretStr("a-real-token")))
+    assert _Settings(
+        database_url=URL, environment="production", nested=nested, keystore=REAL_KEYSTORE
+    )
