@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from devstack.stack import SERVICES, Stack
-from devstack.testing import MailCatcher, eventually, produce, read_topic, rows_mentioning
+from devstack.testing import MailCatcher, eventually, produce, read_topic, rows_mentioning, sealed
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
+from shared.settings import KeyStoreSettings
 
 pytestmark = pytest.mark.e2e
 OPERATOR = {"Authorization": "Bearer dev-only-operator-token"}
@@ -187,7 +188,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
     await produce(
         system.bootstrap_servers,
         topic,
-        valid.model_dump_json().encode(),
+        await sealed(valid, KeyStoreSettings(url=system.keystore_url())),
         key=str(account_id).encode(),
         headers=[("content-type", b"application/json")],
     )

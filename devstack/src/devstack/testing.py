@@ -16,7 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from asgi_lifespan import LifespanManager
 
-from shared.contracts import Envelope, EventData, new_envelope
+from shared.contracts import EVENT_TYPES, Envelope, EventData, new_envelope
+from shared.crypto import decrypt_personal, personal_paths
+from shared.keystore import create_key_store
+from shared.outbox import event_aad, seal_envelope
+from shared.settings import KeyStoreSettings
 
 
 class MailCatcher:
@@ -98,13 +102,32 @@ async def read_topic(
 
 
 async def read_events(
-    bootstrap: str, topic: str, *, count: int, key: str | None = None, timeout: float = 30
+    bootstrap: str,
+    topic: str,
+    *,
+    count: int,
+    key: str | None = None,
+    timeout: float = 30,
+    keystore: KeyStoreSettings | None = None,
 ) -> list[dict[str, Any]]:
-    """Like read_topic, decoded as JSON envelopes."""
-    return [
+    """Like read_topic, decoded as JSON envelopes; personal fields opened when given the keys."""
+    events = [
         json.loads(r.value)
         for r in await read_topic(bootstrap, topic, count=count, key=key, timeout=timeout)
     ]
+    if keystore is None:
+        return events
+    keys = create_key_store(keystore)
+    await keys.start()
+    try:
+        for event in events:
+            paths = personal_paths(EVENT_TYPES[event["type"]])
+            if paths:
+                aad = event_aad(event["type"], event["id"], event["subject"])
+                event["data"] = await decrypt_personal(event["data"], paths, keys.key, aad=aad)
+    finally:
+        await keys.close()
+    return events
 
 
 @asynccontextmanager
@@ -214,3 +237,15 @@ class RecordingUnits:
         self.commits += 1
         for action in work.after_commit_actions:
             await action()
+
+
+async def sealed(envelope: Envelope[Any], keystore: KeyStoreSettings) -> bytes:
+    """An event's wire bytes as a service's outbox writes them: personal fields sealed."""
+    keys = create_key_store(keystore)
+    await keys.start()
+    try:
+        needs_key = bool(personal_paths(envelope.data.__class__))
+        key = await keys.key_for_writing(envelope.data.account_id) if needs_key else None
+        return seal_envelope(envelope, key)
+    finally:
+        await keys.close()

@@ -19,6 +19,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
+from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,6 +55,14 @@ class TamperedFieldError(FieldDecryptionError):
         self.path = path
 
 
+class ForeignKeyError(FieldDecryptionError):
+    """A field was sealed with a key that belongs to another account: a forgery."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"data key {key_id} belongs to another account")
+        self.key_id = key_id
+
+
 class UnencryptedPersonalFieldError(FieldDecryptionError):
     """A personal field arrived in plaintext; consumers refuse it."""
 
@@ -68,6 +77,7 @@ class DataKey:
 
     key_id: str
     secret: bytes = field(repr=False)
+    account_id: UUID | None = None
 
     def __post_init__(self) -> None:
         if len(self.secret) != KEY_BYTES:
@@ -81,9 +91,9 @@ class DataKey:
         return AESGCM(self.secret)
 
 
-def new_data_key() -> DataKey:
-    """Return a fresh random data key with a random id."""
-    return DataKey(key_id=os.urandom(16).hex(), secret=os.urandom(KEY_BYTES))
+def new_data_key(account_id: UUID | None = None) -> DataKey:
+    """Return a fresh random data key with a random id, for an account."""
+    return DataKey(key_id=os.urandom(16).hex(), secret=os.urandom(KEY_BYTES), account_id=account_id)
 
 
 # --- which fields are personal -------------------------------------------------------------

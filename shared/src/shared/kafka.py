@@ -20,6 +20,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from pydantic import ValidationError
 
 from shared.contracts.topics import dead_letter_topic
+from shared.crypto import FieldDecryptionError
 from shared.settings import KafkaSettings
 from shared.telemetry import Telemetry
 
@@ -49,6 +50,7 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     NotADirectoryError,
     PermissionError,
+    FieldDecryptionError,  # a personal field unsealed, or sealed for another event
 )
 
 
@@ -58,6 +60,8 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
 
     if isinstance(exc, _PERMANENT_ERRORS):
         return False
+    if type(exc).__name__ == "KeyUnwrapError":
+        return True  # a misconfigured key store must not make good events look purged
     if isinstance(exc, OSError | TimeoutError | InterfaceError | OperationalError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:

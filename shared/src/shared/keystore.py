@@ -251,7 +251,12 @@ class PostgresKeyStore:
         """Open the pool and create the table if missing."""
         if self._pool is None:
             self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
-            await self._pool.execute(CREATE_TABLE_SQL)
+            async with self._pool.acquire() as connection, connection.transaction():
+                # Services start together: CREATE TABLE IF NOT EXISTS alone races in the catalog.
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('account_data_key'))"
+                )
+                await connection.execute(CREATE_TABLE_SQL)
 
     async def close(self) -> None:
         """Close the pool and the wrapper's client."""
@@ -264,7 +269,7 @@ class PostgresKeyStore:
         """Return the account's key, creating it once however many callers race."""
         row = await self._row_for_account(account_id)
         if row is None:
-            candidate = new_data_key()
+            candidate = new_data_key(account_id)
             wrapped = await self._wrapper.wrap(account_id, candidate.key_id, candidate.secret)
             await self.pool.execute(
                 "INSERT INTO account_data_key (key_id, account_id, wrapped) VALUES ($1, $2, $3)"
@@ -304,7 +309,7 @@ class PostgresKeyStore:
         )
 
     async def _unwrap(self, account_id: UUID, key_id: str, wrapped: bytes) -> DataKey:
-        return DataKey(key_id, await self._wrapper.unwrap(account_id, key_id, wrapped))
+        return DataKey(key_id, await self._wrapper.unwrap(account_id, key_id, wrapped), account_id)
 
 
 class MemoryKeyStore:
@@ -321,7 +326,7 @@ class MemoryKeyStore:
 
     async def key_for_writing(self, account_id: UUID) -> DataKey:
         """Return the account's key, creating it on first use."""
-        return self._by_account.setdefault(account_id, new_data_key())
+        return self._by_account.setdefault(account_id, new_data_key(account_id))
 
     async def key(self, key_id: str) -> DataKey:
         """Return a key by id, or raise KeyDestroyedError."""

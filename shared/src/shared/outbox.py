@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope
+from shared.crypto import DataKey, encrypt_personal, personal_paths
 from shared.delivery import OUTBOX_CHANNEL, OutboxMessage
 from shared.kafka import create_producer
+from shared.keystore import KeyStore
 from shared.settings import KafkaSettings
 from shared.telemetry import Telemetry
 
@@ -27,12 +30,38 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE_HEADER = "content-type"
 
 
-class Outbox:
-    """Writes staged events into the outbox table inside the caller's transaction."""
+def event_aad(event_type: str, event_id: str, subject: str) -> bytes:
+    """What a sealed personal field is bound to: its event's type, id and account."""
+    return f"{event_type}|{event_id}|{subject}".encode()
 
-    def __init__(self, *, source: str, kafka: KafkaSettings) -> None:
+
+def seal_envelope(envelope: Envelope[Any], key: DataKey | None) -> bytes:
+    """The envelope's wire bytes, with its personal fields sealed with the account's key."""
+    document = envelope.model_dump(mode="json")
+    paths = personal_paths(envelope.data.__class__)
+    if paths:
+        if key is None:
+            raise ValueError(f"{envelope.type} has personal fields: it needs the account's key")
+        document["data"] = encrypt_personal(
+            document["data"],
+            paths,
+            key,
+            aad=event_aad(envelope.type, str(envelope.id), envelope.subject),
+        )
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Outbox:
+    """Writes staged events into the outbox table inside the caller's transaction.
+
+    Personal fields are sealed here with the account's key (crypto-shredding), so neither the
+    outbox row nor any copy on the broker holds them readable once the key is destroyed.
+    """
+
+    def __init__(self, *, source: str, kafka: KafkaSettings, keys: KeyStore) -> None:
         self.source = source
         self.kafka = kafka
+        self.keys = keys
 
     async def write(
         self, session: AsyncSession, staged: Sequence[tuple[Envelope[Any], bool]]
@@ -42,18 +71,21 @@ class Outbox:
             return
         headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
         propagate.inject(headers)  # the trace of the request that caused the events
-        session.add_all(
-            [
+        rows = []
+        for envelope, _replayable in staged:
+            key = None
+            if personal_paths(envelope.data.__class__):
+                key = await self.keys.key_for_writing(envelope.data.account_id)
+            rows.append(
                 OutboxMessage(
                     event_id=envelope.id,
                     topic=self.kafka.topic(envelope.type),
                     key=envelope.subject,
-                    payload=envelope.model_dump_json().encode(),
+                    payload=seal_envelope(envelope, key),
                     headers=headers,
                 )
-                for envelope, _replayable in staged
-            ]
-        )
+            )
+        session.add_all(rows)
 
 
 _SELECT_BATCH = text(

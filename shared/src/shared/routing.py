@@ -4,16 +4,27 @@ unit of work that claims the event in the inbox, so no handler can forget idempo
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from uuid import UUID
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from shared.contracts import TOPICS, Envelope, EventData
 from shared.contracts.envelope import producer_of
+from shared.crypto import (
+    DataKey,
+    ForeignKeyError,
+    KeyDestroyedError,
+    decrypt_personal,
+    personal_paths,
+)
 from shared.kafka import PermanentError, subscriber_options
+from shared.keystore import KeyStore
+from shared.outbox import event_aad
 from shared.settings import KafkaSettings
 from shared.telemetry import Telemetry
 from shared.unit_of_work import UnitsOfWork, Work
@@ -22,6 +33,7 @@ DataT = TypeVar("DataT", bound=EventData)
 Handler = Callable[[Envelope[Any], Work], Awaitable[None]]
 """A handler gets the typed event and the unit of work it runs in; the dispatcher commits."""
 
+log = logging.getLogger(__name__)
 _PRODUCERS: dict[str, tuple[str, ...]] = {topic.name: topic.producers for topic in TOPICS}
 
 
@@ -35,13 +47,18 @@ class _Route:
 class EventRoutes:
     """The event types a service handles, each with its handler, and the dispatch between them."""
 
-    def __init__(
-        self, service: str, telemetry: Telemetry, units: UnitsOfWork | None = None
-    ) -> None:
+    def __init__(self, service: str, telemetry: Telemetry) -> None:
         self.service = service
         self.telemetry = telemetry
-        self.units = units
+        self.units: UnitsOfWork | None = None
+        self.keys: KeyStore | None = None
         self._routes: dict[str, _Route] = {}
+
+    def bind(self, *, units: UnitsOfWork, keys: KeyStore) -> EventRoutes:
+        """Give the dispatcher its unit-of-work factory and the key store that opens events."""
+        self.units = units
+        self.keys = keys
+        return self
 
     def on(
         self, model: type[DataT]
@@ -67,8 +84,12 @@ class EventRoutes:
         """The inbox consumer name of an event type's handler."""
         return self._routes[event_type].consumer
 
-    def decode(self, body: bytes) -> tuple[_Route, Envelope[Any]]:
-        """Parse and validate a message against its contract, once; invalid input raises."""
+    async def decode(self, body: bytes) -> tuple[_Route, Envelope[Any]]:
+        """Parse, open and validate a message against its contract, once; invalid input raises.
+
+        A personal field that is missing its seal, or whose seal fails, is refused: only a
+        holder of the account's key can write one (a forged event cannot).
+        """
         raw = json.loads(body)  # ValueError: dead-lettered as invalid
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             raise PermanentError("not a CloudEvents envelope: no 'type'")
@@ -80,6 +101,15 @@ class EventRoutes:
             raise PermanentError(
                 f"source {raw.get('source')!r} is not a declared producer of {raw['type']!r}"
             )
+        paths = personal_paths(route.model)
+        if paths and isinstance(raw.get("data"), dict):
+            if self.keys is None:
+                raise RuntimeError(f"{self.service}'s routes have no key store")
+            subject = str(raw.get("subject"))
+            aad = event_aad(raw["type"], str(raw.get("id")), subject)
+            raw["data"] = await decrypt_personal(
+                raw["data"], paths, _keys_of_account(self.keys, subject), aad=aad
+            )
         event = Envelope[route.model].model_validate(raw)  # type: ignore[name-defined]
         return route, event
 
@@ -87,13 +117,30 @@ class EventRoutes:
         """Handle one message in a unit of work; False if the inbox knew it (a redelivery)."""
         if self.units is None:
             raise RuntimeError(f"{self.service}'s routes are not bound to a unit of work")
-        route, event = self.decode(body)
+        try:
+            route, event = await self.decode(body)
+        except KeyDestroyedError:
+            # The account was purged and its key destroyed: the event can never be read again.
+            # That is the promise working, not a fault; remember it and go on.
+            await self._record_unreadable(body)
+            return False
         async with self.units() as work:
             if not await work.claim(route.consumer, event.id):
                 self.telemetry.delivery.duplicates_skipped.labels(route.consumer).inc()
                 return False
             await route.handler(event, work)
         return True
+
+    async def _record_unreadable(self, body: bytes) -> None:
+        raw = json.loads(body)
+        route = self._routes[raw["type"]]
+        assert self.units is not None
+        async with self.units() as work:
+            await work.claim(route.consumer, UUID(str(raw["id"])))
+        self.telemetry.delivery.unreadable_events.labels(route.model.event_type).inc()
+        log.info(
+            "%s event %s of a purged account skipped: its key is destroyed", raw["type"], raw["id"]
+        )
 
     def subscribe(self, broker: KafkaBroker, kafka: KafkaSettings) -> None:
         """Add the service's single subscriber, in the consumer group named after the service."""
@@ -108,6 +155,18 @@ class EventRoutes:
             decoder=_raw_body,  # the dispatcher parses once; FastStream must not parse first
             **subscriber_options(group_id=self.service),
         )(on_event)
+
+
+def _keys_of_account(keys: KeyStore, subject: str) -> Callable[[str], Awaitable[DataKey]]:
+    """Key lookup that refuses another account's key: a tenant cannot forge for another."""
+
+    async def lookup(key_id: str) -> DataKey:
+        key = await keys.key(key_id)
+        if str(key.account_id) != subject:
+            raise ForeignKeyError(key_id)
+        return key
+
+    return lookup
 
 
 def _raw_body(message: Any) -> Any:

@@ -16,7 +16,9 @@ from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.health import asgi_health_routes
 from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
+from shared.keystore import KeyStore, create_key_store
 from shared.outbox import Outbox, OutboxRelay
+from shared.routing import EventRoutes
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry, configure_logging, create_telemetry
 from shared.unit_of_work import UnitOfWorkFactory
@@ -34,6 +36,7 @@ class ServiceRuntime(Generic[SettingsT]):
     telemetry: Telemetry
     engine: AsyncEngine
     sessions: SessionFactory
+    keys: KeyStore
     outbox: Outbox
     units: UnitOfWorkFactory
     broker: KafkaBroker
@@ -47,6 +50,7 @@ class ServiceRuntime(Generic[SettingsT]):
     async def start(self) -> None:
         """Create missing topics, connect the broker (and its subscribers), start the relay."""
         await ensure_topics(self.settings.kafka, self.topics)
+        await self.keys.start()
         await self.broker.start()
         await self.start_background()
         log.info("%s started", self.name)
@@ -69,8 +73,13 @@ class ServiceRuntime(Generic[SettingsT]):
         """Stop relaying, consuming, and close connections."""
         await self.stop_background()
         await self.broker.stop()
+        await self.keys.close()
         await self.engine.dispose()
         self.telemetry.shutdown()
+
+    def consume(self, routes: EventRoutes) -> None:
+        """Subscribe the service's routes, dispatching through its units of work and key store."""
+        routes.bind(units=self.units, keys=self.keys).subscribe(self.broker, self.settings.kafka)
 
     async def housekeeping(self) -> None:
         """Prune the inbox past its window, now and then; a failure waits for the next round."""
@@ -116,13 +125,15 @@ def create_runtime(
         poll_interval_s=settings.relay_poll_interval_s,
     )
     sessions = create_session_factory(engine)
-    outbox = Outbox(source=name, kafka=settings.kafka)
+    keys = create_key_store(settings.keystore)
+    outbox = Outbox(source=name, kafka=settings.kafka, keys=keys)
     return ServiceRuntime(
         name=name,
         settings=settings,
         telemetry=telemetry,
         engine=engine,
         sessions=sessions,
+        keys=keys,
         outbox=outbox,
         units=UnitOfWorkFactory(sessions=sessions, outbox=outbox),
         broker=broker,
@@ -155,6 +166,7 @@ def create_consumer_app(
     @app.on_startup
     async def create_topics() -> None:
         await ensure_topics(runtime.settings.kafka, runtime.topics)
+        await runtime.keys.start()
 
     @app.after_startup
     async def start_relay() -> None:
@@ -166,6 +178,7 @@ def create_consumer_app(
 
     @app.after_shutdown
     async def close() -> None:
+        await runtime.keys.close()
         await runtime.engine.dispose()
         runtime.telemetry.shutdown()
 

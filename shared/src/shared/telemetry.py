@@ -24,8 +24,15 @@ class DeliveryMetrics:
     relay_batch_seconds: Histogram = field(init=False)
     dead_lettered: Counter = field(init=False)
     duplicates_skipped: Counter = field(init=False)
+    unreadable_events: Counter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.unreadable_events = Counter(
+            "events_unreadable_key_destroyed",
+            "Events skipped because their account was purged and its key destroyed",
+            ["type"],
+            registry=self.registry,
+        )
         self.relayed = Counter(
             "outbox_relayed_events",
             "Events the outbox relay published",

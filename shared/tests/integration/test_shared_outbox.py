@@ -18,6 +18,7 @@ from shared.db import create_engine, create_session_factory, transaction
 from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
 from shared.inbox import claim_event
 from shared.kafka import ensure_topics
+from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
@@ -61,7 +62,7 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
     engine: AsyncEngine, kafka: KafkaSettings
 ) -> None:
     telemetry = create_telemetry("outbox-test")
-    outbox = Outbox(source="outbox-test", kafka=kafka)
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
     sessions = create_session_factory(engine)
     units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
@@ -93,7 +94,7 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
 async def test_a_rolled_back_state_change_publishes_nothing(
     engine: AsyncEngine, kafka: KafkaSettings
 ) -> None:
-    outbox = Outbox(source="outbox-test", kafka=kafka)
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
     sessions = create_session_factory(engine)
     units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
@@ -112,7 +113,7 @@ async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
     engine: AsyncEngine, kafka: KafkaSettings
 ) -> None:
     telemetry = create_telemetry("outbox-test")
-    outbox = Outbox(source="outbox-test", kafka=kafka)
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
     sessions = create_session_factory(engine)
     units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     relay = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry)
@@ -160,7 +161,7 @@ async def test_concurrent_relays_never_publish_a_row_twice(
     engine: AsyncEngine, kafka: KafkaSettings
 ) -> None:
     telemetry = create_telemetry("outbox-test")
-    outbox = Outbox(source="outbox-test", kafka=kafka)
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
     sessions = create_session_factory(engine)
     units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     account_id = uuid.uuid4()
@@ -198,7 +199,7 @@ async def test_one_relay_leads_and_a_standby_takes_over_when_it_stops(
 ) -> None:
     """Two instances of a service: one relay publishes (per-account order), the other waits."""
     telemetry = create_telemetry("outbox-test")
-    outbox = Outbox(source="outbox-test", kafka=kafka)
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
     sessions = create_session_factory(engine)
     units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     first = OutboxRelay(engine=engine, kafka=kafka, telemetry=telemetry, poll_interval_s=0.05)

@@ -4,6 +4,7 @@ made by the dispatcher, classified errors, dead letters and declared producers."
 from __future__ import annotations
 
 import errno
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -12,8 +13,16 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from devstack.testing import RecordingUnits
-from shared.contracts import Envelope, PurgeCompleted, PurgeRequested, new_envelope
+from shared.contracts import (
+    AccountTerminated,
+    Envelope,
+    PurgeCompleted,
+    PurgeRequested,
+    new_envelope,
+)
 from shared.kafka import DeadLetterPolicy, classify, create_broker
+from shared.keystore import MemoryKeyStore
+from shared.outbox import seal_envelope
 from shared.routing import EventRoutes
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
@@ -44,7 +53,8 @@ class _Wiring:
         self.units = RecordingUnits(source="billing")
         self.handled: list[Envelope[Any]] = []
         self.dead: list[Any] = []
-        routes = EventRoutes("billing", self.telemetry, self.units)
+        self.keys = MemoryKeyStore()
+        routes = EventRoutes("billing", self.telemetry).bind(units=self.units, keys=self.keys)
         calls = {"n": 0}
 
         @routes.on(PurgeRequested)
@@ -62,9 +72,13 @@ class _Wiring:
                 )
             )
 
+        @routes.on(AccountTerminated)
+        async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:
+            self.handled.append(event)
+
         routes.subscribe(self.broker, kafka)
 
-        @self.broker.subscriber("purge.requested.dlq")
+        @self.broker.subscriber("purge.requested.dlq", "account.terminated.dlq")
         async def dead_letters(body: Any, message: KafkaMessage) -> None:
             self.dead.append(message)
 
@@ -205,3 +219,64 @@ def test_the_backoff_grows_across_redeliveries_and_a_stuck_record_is_reported() 
     assert policy.stuck() == ["invoice.issued/0/42"]
     policy.settled(Record())
     assert policy.stuck() == []
+
+
+def _terminated(account_id: Any = None) -> Any:
+    return new_envelope(
+        AccountTerminated(
+            account_id=account_id or uuid4(),
+            account_name="Acme Ltd",
+            owner_email="ada@acme.example.com",
+            terminated_at=datetime.now(UTC),
+        ),
+        source="billing",
+    )
+
+
+async def test_sealed_personal_fields_reach_the_handler_opened() -> None:
+    """TERMINATION: personal fields travel sealed with the account's key, handlers see them."""
+    wiring = _Wiring()
+    event = _terminated()
+    key = await wiring.keys.key_for_writing(event.data.account_id)
+    body = seal_envelope(event, key)
+    assert b"ada@acme.example.com" not in body
+    assert b"Acme Ltd" not in body
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish(body, "account.terminated", headers=JSON)
+    assert [e.data.owner_email for e in wiring.handled] == ["ada@acme.example.com"]
+
+
+async def test_a_plaintext_or_forged_personal_field_is_dead_lettered() -> None:
+    """Only a holder of the account's key can write an event with personal fields."""
+    wiring = _Wiring()
+    plaintext = _terminated()
+    other_account_key = await wiring.keys.key_for_writing(uuid4())
+    forged = seal_envelope(_terminated(), other_account_key)  # sealed, but with another key id
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish(
+            plaintext.model_dump_json().encode(), "account.terminated", headers=JSON
+        )
+        await broker.publish(forged, "account.terminated", headers=JSON)
+    assert wiring.handled == []
+    reasons = [d.headers["x-dead-letter-reason"] for d in wiring.dead]
+    assert "not encrypted" in reasons[0]
+    assert "belongs to another account" in reasons[1]
+    assert all("ada@acme" not in reason for reason in reasons)
+
+
+async def test_an_event_whose_key_was_destroyed_is_recorded_and_skipped() -> None:
+    """After a purge the key is gone: the consumer records the event and moves on."""
+    wiring = _Wiring()
+    event = _terminated()
+    body = seal_envelope(event, await wiring.keys.key_for_writing(event.data.account_id))
+    await wiring.keys.destroy(event.data.account_id)
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish(body, "account.terminated", headers=JSON)
+        await broker.publish(_purge(), "purge.requested", headers=JSON)
+    assert [e.type for e in wiring.handled] == ["purge.requested"], "the consumer went on"
+    assert wiring.dead == []
+    assert ("billing.on_account_terminated", event.id) in wiring.units.inbox
+    skipped = wiring.telemetry.registry.get_sample_value(
+        "events_unreadable_key_destroyed_total", {"type": "account.terminated"}
+    )
+    assert skipped == 1.0

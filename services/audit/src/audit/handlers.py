@@ -6,14 +6,12 @@ from audit.services import AuditService
 from shared.contracts import DataAccessed, Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-from shared.unit_of_work import UnitsOfWork, Work
+from shared.unit_of_work import Work
 
 
-def create_routes(
-    *, service: AuditService, telemetry: Telemetry, units: UnitsOfWork | None = None
-) -> EventRoutes:
+def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes:
     """What audit does with the events it consumes."""
-    routes = EventRoutes("audit", telemetry, units)
+    routes = EventRoutes("audit", telemetry)
 
     @routes.on(DataAccessed)
     async def on_data_accessed(event: Envelope[DataAccessed], work: Work) -> None:

@@ -31,9 +31,7 @@ def create_app(
         sessions=runtime.sessions,
         export_store=ExportStore(settings.export_store_path),
     )
-    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
-        runtime.broker, settings.kafka
-    )
+    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
     return create_consumer_app(runtime)
 
 

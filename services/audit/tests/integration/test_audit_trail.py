@@ -13,7 +13,7 @@ import pytest
 from audit.main import create_app
 from audit.services import AuditService
 from audit.settings import AuditSettings
-from devstack.testing import eventually, produce, running
+from devstack.testing import eventually, produce, running, sealed
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
 from shared.db import create_engine, create_session_factory
 
@@ -60,7 +60,7 @@ async def _publish(settings: AuditSettings, envelope: Any) -> None:
     await produce(
         settings.kafka.bootstrap_servers,
         settings.kafka.topic("data.accessed"),
-        envelope.model_dump_json().encode(),
+        await sealed(envelope, settings.keystore),
         key=envelope.subject.encode(),
         headers=[("content-type", b"application/json")],
     )

@@ -6,14 +6,12 @@ from billing.services import BillingService
 from shared.contracts import Envelope, ExportRequested, PurgeRequested
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-from shared.unit_of_work import UnitsOfWork, Work
+from shared.unit_of_work import Work
 
 
-def create_routes(
-    *, service: BillingService, telemetry: Telemetry, units: UnitsOfWork | None = None
-) -> EventRoutes:
+def create_routes(*, service: BillingService, telemetry: Telemetry) -> EventRoutes:
     """What billing does with the events it consumes."""
-    routes = EventRoutes("billing", telemetry, units)
+    routes = EventRoutes("billing", telemetry)
 
     @routes.on(ExportRequested)
     async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:

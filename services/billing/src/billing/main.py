@@ -39,9 +39,7 @@ def create_app(
         export_store=ExportStore(settings.export_store_path),
         max_grant_hours=settings.max_grant_hours,
     )
-    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
-        runtime.broker, settings.kafka
-    )
+    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

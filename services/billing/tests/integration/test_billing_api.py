@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from billing.settings import BillingSettings
-from devstack.testing import read_events, rows_mentioning
+from devstack.testing import read_events, read_topic, rows_mentioning
 
 pytestmark = pytest.mark.integration
 CARD = "4111 1111 1111 1111"
@@ -125,11 +126,21 @@ async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
         billing_settings.kafka.topic("invoice.issued"),
         count=3,
         key=account["account"]["id"],
+        keystore=billing_settings.keystore,
     )
     assert [e["data"]["number"] for e in events] == numbers
     assert events[0]["subject"] == account["account"]["id"]
     assert events[0]["data"]["customer"]["email"] == "bob@buyer.example.com"
     assert len(events[0]["data"]["lines"]) == 5
+    # TERMINATION: on the wire the personal fields are sealed with the account's key.
+    raw = await read_topic(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("invoice.issued"),
+        count=3,
+        key=account["account"]["id"],
+    )
+    assert not [r for r in raw if b"bob@buyer.example.com" in r.value or b"Bob Buyer" in r.value]
+    assert json.loads(raw[0].value)["data"]["customer"]["email"].startswith("enc:v1:")
 
 
 async def _staff(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -200,6 +211,7 @@ async def test_staff_access_without_a_grant_is_refused_and_with_one_is_audited(
         count=2,
         key=account_id,
         timeout=5,
+        keystore=billing_settings.keystore,
     )
     assert len(events) == 1, "only the allowed read is recorded"
     access = events[0]["data"]
@@ -271,6 +283,7 @@ async def test_termination_emits_account_terminated_and_closes_the_api(
         billing_settings.kafka.topic("account.terminated"),
         count=1,
         key=account["account"]["id"],
+        keystore=billing_settings.keystore,
     )
     assert events[0]["data"]["owner_email"] == account["owner"]["email"]
     _problem(await api.get("/customers", headers=account["headers"]), 403)

@@ -12,14 +12,12 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-from shared.unit_of_work import UnitsOfWork, Work
+from shared.unit_of_work import Work
 
 
-def create_routes(
-    *, service: NotificationsService, telemetry: Telemetry, units: UnitsOfWork | None = None
-) -> EventRoutes:
+def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:
     """What notifications does with the events it consumes."""
-    routes = EventRoutes("notifications", telemetry, units)
+    routes = EventRoutes("notifications", telemetry)
 
     @routes.on(InvoiceIssued)
     async def on_invoice_issued(event: Envelope[InvoiceIssued], work: Work) -> None:

@@ -35,9 +35,7 @@ def create_app(
         export_store=ExportStore(settings.export_store_path),
         settings=settings,
     )
-    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
-        runtime.broker, settings.kafka
-    )
+    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
     return create_consumer_app(runtime, background=[service.run_sweeper])
 
 

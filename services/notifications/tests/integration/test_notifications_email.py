@@ -12,7 +12,15 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from devstack.testing import MailCatcher, eventually, produce, read_events, rows_mentioning, running
+from devstack.testing import (
+    MailCatcher,
+    eventually,
+    produce,
+    read_events,
+    rows_mentioning,
+    running,
+    sealed,
+)
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.contracts import (
@@ -67,7 +75,7 @@ async def _publish(settings: NotificationsSettings, envelope: Any) -> None:
     await produce(
         settings.kafka.bootstrap_servers,
         settings.kafka.topic(envelope.type),
-        envelope.model_dump_json().encode(),
+        await sealed(envelope, settings.keystore),
         key=envelope.subject.encode(),
         headers=[("content-type", b"application/json")],
     )

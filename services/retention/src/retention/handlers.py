@@ -12,14 +12,12 @@ from shared.contracts import (
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
-from shared.unit_of_work import UnitsOfWork, Work
+from shared.unit_of_work import Work
 
 
-def create_routes(
-    *, service: RetentionService, telemetry: Telemetry, units: UnitsOfWork | None = None
-) -> EventRoutes:
+def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRoutes:
     """What retention does with the events it consumes."""
-    routes = EventRoutes("retention", telemetry, units)
+    routes = EventRoutes("retention", telemetry)
 
     @routes.on(AccountTerminated)
     async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:

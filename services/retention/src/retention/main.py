@@ -33,9 +33,7 @@ def create_app(
         participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
     )
-    create_routes(service=service, telemetry=runtime.telemetry, units=runtime.units).subscribe(
-        runtime.broker, settings.kafka
-    )
+    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
     return create_consumer_app(runtime)
 
 

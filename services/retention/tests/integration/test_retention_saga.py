@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.testing import eventually, produce, read_events, rows_mentioning, running
+from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
 from retention.domain import certificate_digest
 from retention.main import create_app
 from retention.services import RetentionService
@@ -41,7 +41,7 @@ async def _publish(settings: RetentionSettings, data: Any, source: str) -> None:
     await produce(
         settings.kafka.bootstrap_servers,
         settings.kafka.topic(envelope.type),
-        envelope.model_dump_json().encode(),
+        await sealed(envelope, settings.keystore),
         key=envelope.subject.encode(),
         headers=[("content-type", b"application/json")],
     )
@@ -54,6 +54,7 @@ async def _next(settings: RetentionSettings, topic: str, account_id: uuid.UUID) 
         count=1,
         key=str(account_id),
         timeout=60,
+        keystore=settings.keystore,
     )
     assert events, f"no {topic} for the account"
     data: dict[str, Any] = events[0]["data"]
