@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from devstack.testing import RecordingParticipant
 from shared.asyncapi import render
 from shared.contracts import TOPICS
 from shared.settings import KeyStoreSettings
@@ -62,13 +63,67 @@ def test_every_service_has_a_dockerfile_the_compose_file_builds() -> None:
         assert f"dockerfile: services/{service}/Dockerfile" in compose
 
 
+def _routes(service: str) -> Any:
+    """A service's routes, registered with stand-ins (registration runs no handler)."""
+    handlers = __import__(f"{service}.handlers", fromlist=["create_routes"])
+    kwargs: dict[str, Any] = {"telemetry": create_telemetry("rules")}
+    if service != "billing":
+        kwargs["service"] = None
+    if service != "retention":
+        data_map = __import__(f"{service}.data_map", fromlist=["DATA_MAP"]).DATA_MAP
+        kwargs["participant"] = RecordingParticipant(data_map).kit
+    return handlers.create_routes(**kwargs)
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_consumes_exactly_the_topics_the_catalogue_gives_it(service: str) -> None:
-    handlers = __import__(f"{service}.handlers", fromlist=["create_routes"])
-    no_service: Any = None  # registration only: no handler runs
-    routes = handlers.create_routes(service=no_service, telemetry=create_telemetry("rules"))
     expected = sorted(t.name for t in TOPICS if service in t.consumers)
-    assert routes.event_types == expected
+    assert _routes(service).event_types == expected
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_termination_every_table_with_account_data_is_in_the_data_map_with_every_column(
+    service: str,
+) -> None:
+    """TERMINATION: export and purge derive from the map, so nothing may be missing from it."""
+    data_map = __import__(f"{service}.data_map", fromlist=["DATA_MAP"]).DATA_MAP
+    models = __import__(f"{service}.models", fromlist=["x"])
+    base = next(
+        value
+        for name, value in vars(models).items()
+        if name.endswith("Table") and isinstance(value, type) and hasattr(value, "metadata")
+    )
+    assert data_map.service == service
+    assert data_map.problems(base.metadata) == []
+
+
+def test_termination_the_data_map_check_finds_an_undeclared_table_and_column() -> None:
+    """The completeness check above can fail: a new table or column is caught."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from shared.data_map import AccountDataMap, RetentionCategory, account_table
+
+    metadata = MetaData()
+    note = Table(
+        "note",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("account_id", Integer),
+        Column("secret", String),
+    )
+    Table("attachment", metadata, Column("id", Integer, primary_key=True))
+    data_map = AccountDataMap(
+        service="x",
+        tables=(
+            account_table(
+                note, retention=RetentionCategory.CONTRACT, exported=("id", "account_id")
+            ),
+        ),
+    )
+    assert data_map.problems(metadata) == [
+        "note.secret: not declared (export it, or withhold it with a reason)",
+        "attachment: not in the data map (declare it, or say why it is not)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,6 +155,7 @@ def test_production_settings_accept_real_secrets() -> None:
     assert RetentionSettings(
         environment="production",
         certificate_key="another-secret",  # type: ignore[arg-type]
+        operator_token="a-third-secret",  # type: ignore[arg-type]
         keystore=keystore,
     )
 

@@ -74,7 +74,7 @@ class Stack:
 
     @property
     def export_dir(self) -> Path:
-        """The export store shared by the services."""
+        """Where each service has its own export store (a folder per service, none shared)."""
         return self.var_dir / "exports"
 
     @property
@@ -180,7 +180,7 @@ class Stack:
             f"{prefix}KAFKA__BOOTSTRAP_SERVERS": self.bootstrap_servers,
             f"{prefix}KAFKA__TOPIC_PREFIX": self.topic_prefix,
             f"{prefix}KEYSTORE__URL": self.keystore_url(),
-            f"{prefix}EXPORT_STORE_PATH": str(self.export_dir.resolve()),
+            f"{prefix}EXPORT_STORE_PATH": str((self.export_dir / service).resolve()),
             f"{prefix}LOG_LEVEL": "INFO",
         }
         if service == "notifications":

@@ -1,15 +1,18 @@
-"""The export store: where services write their slices of an account and retention the bundle."""
+"""A service's own export store: where it spools its slice, and retention assembles the bundle.
+
+Each service has its own store (a folder by default); nothing is shared between services. Keys
+are relative paths, `<saga id>/...`, so a whole termination is removed with its folder.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from shared.contracts import ExportFile
+from typing import IO, Any
 
 
 def canonical_json(value: Any) -> str:
@@ -27,46 +30,53 @@ def sha256_file(path: Path) -> str:
 
 
 class ExportStore:
-    """A folder tree: `<export_key>/<service>/<record_type>.jsonl` and `<export_key>/<bundle>`."""
+    """A folder tree of export files; writes are atomic, keys cannot leave the folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path(self, key: str) -> Path:
         """Resolve a key inside the store, refusing any that would leave it."""
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if path == root or not path.is_relative_to(root):
             raise ValueError(f"export key escapes the store: {key!r}")
         return path
 
-    def write_slice(
-        self, *, export_key: str, service: str, record_type: str, records: Iterable[dict[str, Any]]
-    ) -> ExportFile:
-        """Write one record type of a service's slice as JSON Lines; rewriting is harmless."""
-        folder = self.path(f"{export_key}/{service}")
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"{record_type}.jsonl"
-        partial = folder / f".{name}.partial"
-        count = 0
-        with partial.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(canonical_json(record) + "\n")
-                count += 1
-        partial.replace(folder / name)  # atomic: a reader never sees half a file
-        return ExportFile(
-            name=name, record_type=record_type, records=count, sha256=sha256_file(folder / name)
-        )
+    @contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        """Write a file; it appears under its key only once complete (a reader never sees half)."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with partial.open("wb") as handle:
+                yield handle
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
 
-    def read_slice(self, *, export_key: str, service: str, name: str) -> list[dict[str, Any]]:
-        """Read back a slice file's records."""
-        path = self.path(f"{export_key}/{service}/{name}")
-        with path.open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+    def write_bytes(self, key: str, content: bytes) -> None:
+        """Write a small file atomically; rewriting the same content is harmless."""
+        with self.writer(key) as handle:
+            handle.write(content)
+
+    def reader(self, key: str) -> IO[bytes]:
+        """Open a file for reading; FileNotFoundError if it is not there."""
+        return self.path(key).open("rb")
+
+    def exists(self, key: str) -> bool:
+        """Whether a file is there."""
+        return self.path(key).is_file()
 
     def remove(self, key: str) -> None:
-        """Delete a file or folder of the store."""
+        """Delete a file or a folder of the store; nothing there is fine."""
         path = self.path(key)
         if path.is_dir():
-            shutil.rmtree(path)
+            shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def files(self) -> list[Path]:
+        """Every file in the store (for tests and operators)."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else []

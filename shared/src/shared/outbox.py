@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -77,15 +77,18 @@ class Outbox:
             if personal_paths(envelope.data.__class__):
                 key = await self.keys.key_for_writing(envelope.data.account_id)
             rows.append(
-                OutboxMessage(
-                    event_id=envelope.id,
-                    topic=self.kafka.topic(envelope.type),
-                    key=envelope.subject,
-                    payload=seal_envelope(envelope, key),
-                    headers=headers,
-                )
+                {
+                    "event_id": envelope.id,
+                    "topic": self.kafka.topic(envelope.type),
+                    "key": envelope.subject,
+                    "payload": seal_envelope(envelope, key),
+                    "headers": headers,
+                }
             )
-        session.add_all(rows)
+        # A Core insert, not ORM objects: the session keeps nothing, so a handler that emits
+        # thousands of events (an export's chunks) holds none of them in memory.
+        connection = await session.connection()
+        await connection.execute(insert(OutboxMessage), rows)
 
 
 _SELECT_BATCH = text(

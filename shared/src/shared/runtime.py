@@ -6,18 +6,28 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.data_map import AccountDataMap
 from shared.db import SessionFactory, create_engine, create_session_factory
-from shared.health import asgi_health_routes
+from shared.export_store import ExportStore
+from shared.health import (
+    Check,
+    ConsumerProgress,
+    HealthCheck,
+    asgi_health_routes,
+    health_report,
+)
 from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
 from shared.keystore import KeyStore, create_key_store
 from shared.outbox import Outbox, OutboxRelay
+from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry, configure_logging, create_telemetry
@@ -37,6 +47,7 @@ class ServiceRuntime(Generic[SettingsT]):
     engine: AsyncEngine
     sessions: SessionFactory
     keys: KeyStore
+    store: ExportStore
     outbox: Outbox
     units: UnitOfWorkFactory
     broker: KafkaBroker
@@ -45,6 +56,8 @@ class ServiceRuntime(Generic[SettingsT]):
     topics: tuple[str, ...] = field(default=())
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    extra_checks: list[HealthCheck] = field(default_factory=list)
+    progress: ConsumerProgress = field(default_factory=ConsumerProgress)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -76,6 +89,29 @@ class ServiceRuntime(Generic[SettingsT]):
         await self.keys.close()
         await self.engine.dispose()
         self.telemetry.shutdown()
+
+    @property
+    def health_checks(self) -> list[HealthCheck]:
+        """What /healthz checks beyond the database and broker answering."""
+
+        async def consumer() -> Check:
+            return await self.progress.check(self.broker)
+
+        async def redeliveries() -> Check:
+            stuck = self.dead_letters.stuck()
+            if stuck:
+                return Check("redeliveries", False, f"redelivered past the limit: {stuck[:5]}")
+            return Check("redeliveries", True)
+
+        return [consumer, redeliveries, *self.extra_checks]
+
+    async def health(self) -> tuple[bool, dict[str, str]]:
+        """The health report."""
+        return await health_report(self.engine, self.broker, self.health_checks)
+
+    def participant(self, data_map: AccountDataMap) -> Participant:
+        """The service's part in terminations, derived from its account data map."""
+        return Participant(data_map=data_map, engine=self.engine, store=self.store)
 
     def consume(self, routes: EventRoutes) -> None:
         """Subscribe the service's routes, dispatching through its units of work and key store."""
@@ -134,6 +170,7 @@ def create_runtime(
         engine=engine,
         sessions=sessions,
         keys=keys,
+        store=ExportStore(settings.export_store_path or Path("var/exports") / name),
         outbox=outbox,
         units=UnitOfWorkFactory(sessions=sessions, outbox=outbox),
         broker=broker,
@@ -154,11 +191,19 @@ def create_consumer_app(
     runtime: ServiceRuntime[SettingsT],
     *,
     background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
+    routes: Iterable[tuple[str, Any]] = (),
+    health_checks: Iterable[HealthCheck] = (),
 ) -> AsgiFastStream:
     """The ASGI app of a consumer-only service: subscribers, relay, `/healthz` and `/metrics`."""
+    runtime.extra_checks.extend(health_checks)
     app = AsgiFastStream(
         runtime.broker,
-        asgi_routes=asgi_health_routes(runtime.engine, runtime.broker, runtime.telemetry.registry),
+        asgi_routes=[
+            *asgi_health_routes(
+                runtime.engine, runtime.broker, runtime.telemetry.registry, runtime.health_checks
+            ),
+            *routes,
+        ],
         logger=logging.getLogger(runtime.name),
     )
     runtime.background.extend(background)

@@ -110,8 +110,9 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     keystore: KeyStoreSettings = Field(default_factory=KeyStoreSettings)
-    export_store_path: Path = Field(
-        default=Path("var/exports"), description="Where export slices and bundles are written."
+    export_store_path: Path | None = Field(
+        default=None,
+        description="This service's own export store; unset: var/exports/<service>.",
     )
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint for traces; unset keeps traces in-process."

@@ -36,6 +36,10 @@ class Work(Protocol):
         """Run action once the transaction committed (for effects that must not precede it)."""
         ...
 
+    async def flush(self) -> None:
+        """Write the events staged so far to the outbox now (still uncommitted), freeing memory."""
+        ...
+
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
         ...
@@ -44,9 +48,10 @@ class Work(Protocol):
 class UnitOfWork:
     """A transaction in progress; events are staged and written to the outbox before commit."""
 
-    def __init__(self, session: AsyncSession, source: str) -> None:
+    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
         self._session = session
-        self._source = source
+        self._outbox = outbox
+        self._source = outbox.source
         self.staged: list[tuple[Envelope[Any], bool]] = []
         self.after_commit_actions: list[AfterCommit] = []
 
@@ -64,6 +69,11 @@ class UnitOfWork:
     def after_commit(self, action: AfterCommit) -> None:
         """Run action once the transaction committed (for effects that must not precede it)."""
         self.after_commit_actions.append(action)
+
+    async def flush(self) -> None:
+        """Write the events staged so far to the outbox now (still uncommitted), freeing memory."""
+        await self._outbox.write(self._session, self.staged)
+        self.staged.clear()
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
@@ -89,9 +99,9 @@ class UnitOfWorkFactory:
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work: committed on exit, rolled back (with nothing emitted) on error."""
         async with self.sessions() as session, session.begin():
-            work = UnitOfWork(session, self.outbox.source)
+            work = UnitOfWork(session, self.outbox)
             yield work
-            await self.outbox.write(session, work.staged)
+            await work.flush()
         for action in work.after_commit_actions:
             try:
                 await action()

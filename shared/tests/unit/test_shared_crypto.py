@@ -21,9 +21,11 @@ from shared.contracts import (
     DataAccessed,
     EventData,
     ExportAssembled,
+    ExportBundleChunk,
     ExportDelivered,
     ExportFile,
     ExportRequested,
+    ExportSliceChunk,
     ExportSliceWritten,
     InvoiceIssued,
     InvoiceLine,
@@ -98,26 +100,38 @@ SAMPLES: dict[str, EventData] = {
         resource_id="c-1",
         accessed_at=NOW,
     ),
-    "export.requested": ExportRequested(account_id=ACCOUNT, saga_id=SAGA, export_key="k"),
+    "export.requested": ExportRequested(account_id=ACCOUNT, saga_id=SAGA),
+    "export.slice_chunk": ExportSliceChunk(
+        account_id=ACCOUNT,
+        saga_id=SAGA,
+        transfer_id=SAGA,
+        file="a.csv",
+        index=0,
+        content="Zoe Private,zoe@private.example",
+    ),
     "export.slice_written": ExportSliceWritten(
         account_id=ACCOUNT,
         saga_id=SAGA,
-        service="billing",
-        files=[ExportFile(name="a.csv", record_type="invoice", records=1, sha256="00")],
+        transfer_id=SAGA,
+        files=[ExportFile(name="a.csv", record_type="invoice", records=1, sha256="00", chunks=1)],
+    ),
+    "export.bundle_chunk": ExportBundleChunk(
+        account_id=ACCOUNT, saga_id=SAGA, transfer_id=SAGA, index=0, content="Secret GmbH"
     ),
     "export.assembled": ExportAssembled(
         account_id=ACCOUNT,
         saga_id=SAGA,
-        bundle_key="b.zip",
+        transfer_id=SAGA,
+        chunks=1,
+        file_name="b.zip",
+        size=2,
         sha256="00",
         account_name="Secret GmbH",
         recipient_email="zoe@private.example",
     ),
     "export.delivered": ExportDelivered(account_id=ACCOUNT, saga_id=SAGA, message_id="<m@x>"),
     "purge.requested": PurgeRequested(account_id=ACCOUNT, saga_id=SAGA),
-    "purge.completed": PurgeCompleted(
-        account_id=ACCOUNT, saga_id=SAGA, service="billing", rows_deleted=3
-    ),
+    "purge.completed": PurgeCompleted(account_id=ACCOUNT, saga_id=SAGA, rows_deleted=3),
     "account.purged": AccountPurged(
         account_id=ACCOUNT, saga_id=SAGA, certificate_id=uuid.uuid4(), services=["billing"]
     ),

@@ -67,7 +67,6 @@ class _Wiring:
                 PurgeCompleted(
                     account_id=event.data.account_id,
                     saga_id=event.data.saga_id,
-                    service="billing",
                     rows_deleted=0,
                 )
             )

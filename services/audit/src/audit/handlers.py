@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from audit.services import AuditService
-from shared.contracts import DataAccessed, Envelope, ExportRequested, PurgeRequested
+from shared.contracts import DataAccessed, Envelope
+from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
 from shared.unit_of_work import Work
 
 
-def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: AuditService, participant: Participant, telemetry: Telemetry
+) -> EventRoutes:
     """What audit does with the events it consumes."""
     routes = EventRoutes("audit", telemetry)
 
@@ -18,14 +21,5 @@ def create_routes(*, service: AuditService, telemetry: Telemetry) -> EventRoutes
         """Append the access to the account's trail."""
         await service.record_access(event=event, work=work)
 
-    @routes.on(ExportRequested)
-    async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
-        """Write the account's trail to the export store."""
-        await service.export_account(request=event.data, work=work)
-
-    @routes.on(PurgeRequested)
-    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
-        """Delete the account's trail and confirm."""
-        await service.purge_account(request=event.data, work=work)
-
+    participant.register(routes)
     return routes

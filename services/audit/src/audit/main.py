@@ -7,10 +7,10 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
+from audit.data_map import DATA_MAP
 from audit.handlers import create_routes
 from audit.services import AuditService
 from audit.settings import AuditSettings
-from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.telemetry import Telemetry
@@ -27,11 +27,11 @@ def create_app(
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
-    service = AuditService(
-        sessions=runtime.sessions,
-        export_store=ExportStore(settings.export_store_path),
+    service = AuditService(sessions=runtime.sessions)
+    participant = runtime.participant(DATA_MAP)
+    runtime.consume(
+        create_routes(service=service, participant=participant, telemetry=runtime.telemetry)
     )
-    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
     return create_consumer_app(runtime)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import delete, text
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,10 +43,3 @@ class AuditRepository:
             .order_by(col(AccessLogEntry.sequence))
         )
         return list(result.all())
-
-    async def delete_account(self, account_id: UUID) -> int:
-        """Delete the account's chain; return how many entries."""
-        result = await self.session.exec(
-            delete(AccessLogEntry).where(col(AccessLogEntry.account_id) == account_id)
-        )
-        return int(result.rowcount or 0)

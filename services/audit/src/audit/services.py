@@ -10,13 +10,8 @@ from audit.repository import AuditRepository
 from shared.contracts import (
     DataAccessed,
     Envelope,
-    ExportRequested,
-    ExportSliceWritten,
-    PurgeCompleted,
-    PurgeRequested,
 )
 from shared.db import SessionFactory
-from shared.export_store import ExportStore
 from shared.unit_of_work import Work
 
 SERVICE = "audit"
@@ -25,9 +20,8 @@ SERVICE = "audit"
 class AuditService:
     """The access trail."""
 
-    def __init__(self, *, sessions: SessionFactory, export_store: ExportStore) -> None:
+    def __init__(self, *, sessions: SessionFactory) -> None:
         self.sessions = sessions
-        self.export_store = export_store
 
     async def record_access(self, *, event: Envelope[DataAccessed], work: Work) -> None:
         """Append an access to the account's chain (STAFF-ACCESS, PURPOSE)."""
@@ -65,36 +59,4 @@ class AuditService:
         entries = await self.access_log(account_id)
         return first_broken_link(
             (e.sequence, e.previous_hash, e.entry_hash, e.hashed_fields()) for e in entries
-        )
-
-    async def export_account(self, *, request: ExportRequested, work: Work) -> None:
-        """Write the account's access trail to the export store."""
-        entries = await AuditRepository(work.session).entries(request.account_id)
-        file = self.export_store.write_slice(
-            export_key=request.export_key,
-            service=SERVICE,
-            record_type="data_access",
-            records=[e.model_dump(mode="json", exclude={"id"}) for e in entries],
-        )
-        work.emit(
-            ExportSliceWritten(
-                account_id=request.account_id,
-                saga_id=request.saga_id,
-                service=SERVICE,
-                files=[file],
-            ),
-        )
-
-    async def purge_account(self, *, request: PurgeRequested, work: Work) -> None:
-        """Delete the account's trail and confirm."""
-        repo = AuditRepository(work.session)
-        await repo.lock_chain(request.account_id)
-        deleted = await repo.delete_account(request.account_id)
-        work.emit(
-            PurgeCompleted(
-                account_id=request.account_id,
-                saga_id=request.saga_id,
-                service=SERVICE,
-                rows_deleted=deleted,
-            ),
         )

@@ -28,10 +28,7 @@ def settings(service_env: Callable[[str], dict[str, Any]]) -> AuditSettings:
 @pytest.fixture(scope="module")
 async def audit(settings: AuditSettings) -> AsyncIterator[AuditService]:
     engine = create_engine(settings.database_url)
-    service = AuditService(
-        sessions=create_session_factory(engine),
-        export_store=None,
-    )  # type: ignore[arg-type]
+    service = AuditService(sessions=create_session_factory(engine))
     async with running(create_app(settings)):
         yield service
     await engine.dispose()

@@ -13,10 +13,10 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from billing.api.problems import install_problem_handlers
 from billing.api.routes import router as api_router
+from billing.data_map import DATA_MAP
 from billing.handlers import create_routes
 from billing.services import BillingService
 from billing.settings import BillingSettings
-from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
 from shared.telemetry import Telemetry
@@ -36,10 +36,10 @@ def create_app(
     service = BillingService(
         sessions=runtime.sessions,
         units=runtime.units,
-        export_store=ExportStore(settings.export_store_path),
         max_grant_hours=settings.max_grant_hours,
     )
-    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
+    participant = runtime.participant(DATA_MAP)
+    runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

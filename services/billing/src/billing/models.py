@@ -23,8 +23,17 @@ def _refuse_card_numbers(value: str) -> str:
     return value
 
 
-SafeText = Annotated[str, AfterValidator(_refuse_card_numbers)]
-"""Free text that is refused if it holds a card number (NO-PAN)."""
+def _refuse_control_characters(value: str) -> str:
+    # A CR or LF in a name would otherwise end up in a mail header, a NUL in the database.
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+SafeText = Annotated[
+    str, AfterValidator(_refuse_control_characters), AfterValidator(_refuse_card_numbers)
+]
+"""Free text refused if it holds control characters or a card number (NO-PAN)."""
 
 
 class BillingTable(SQLModel, registry=registry()):
@@ -204,7 +213,7 @@ class AccountOpened(_Schema):
 class StaffCreate(_Schema):
     """Register a staff member (operator only)."""
 
-    name: str = pydantic.Field(min_length=1, max_length=200, description="Full name.")
+    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Full name.")
     email: EmailStr = pydantic.Field(description="Work email.")
 
 

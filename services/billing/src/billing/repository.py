@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,16 +21,6 @@ from billing.models import (
     StaffMember,
 )
 from shared.contracts import AccessPurpose
-
-# Deletion order for a purge: children before parents.
-ACCOUNT_SCOPED_TABLES: tuple[Any, ...] = (
-    InvoiceLine,
-    Invoice,
-    Customer,
-    AccessGrant,
-    ApiKey,
-    AppUser,
-)
 
 
 class BillingRepository:
@@ -47,9 +37,9 @@ class BillingRepository:
         """Send staged rows so later statements see them."""
         await self.session.flush()
 
-    async def get_account(self, account_id: UUID) -> Account | None:
-        """An account by id."""
-        return await self.session.get(Account, account_id)
+    async def get_account(self, account_id: UUID, *, for_update: bool = False) -> Account | None:
+        """An account by id, locked for the transaction if asked."""
+        return await self.session.get(Account, account_id, with_for_update=for_update)
 
     async def take_invoice_number(self, account_id: UUID) -> int:
         """Reserve the account's next invoice number; the row lock keeps numbering gapless."""
@@ -152,26 +142,3 @@ class BillingRepository:
             )
         )
         return result.first()
-
-    async def rows_of(self, table: Any, account_id: UUID) -> list[Any]:
-        """Every row of an account-scoped table for the account."""
-        result = await self.session.exec(select(table).where(table.account_id == account_id))
-        return list(result.all())
-
-    async def delete_account(self, account_id: UUID) -> int:
-        """Delete every row about the account; return how many."""
-        deleted = 0
-        for table in ACCOUNT_SCOPED_TABLES:
-            result = await self.session.exec(
-                delete(table).where(col(table.account_id) == account_id)
-            )
-            deleted += int(result.rowcount or 0)
-        result = await self.session.exec(delete(Account).where(col(Account.id) == account_id))
-        return deleted + int(result.rowcount or 0)
-
-    async def lock_account(self, account_id: UUID) -> None:
-        """Serialise changes to one account (purge against late writes)."""
-        connection = await self.session.connection()
-        await connection.execute(
-            text("SELECT 1 FROM account WHERE id = :id FOR UPDATE"), {"id": account_id}
-        )

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID, uuid4
 
 from billing.domain import (
@@ -40,17 +40,12 @@ from shared.contracts import (
     AccessPurpose,
     AccountTerminated,
     DataAccessed,
-    ExportRequested,
-    ExportSliceWritten,
     InvoiceIssued,
     IssuedInvoiceCustomer,
-    PurgeCompleted,
-    PurgeRequested,
 )
 from shared.contracts import InvoiceLine as IssuedLine
 from shared.db import SessionFactory
-from shared.export_store import ExportStore
-from shared.unit_of_work import UnitsOfWork, Work
+from shared.unit_of_work import UnitsOfWork
 
 SERVICE = "billing"
 API_KEY_PREFIX = "qk_"
@@ -134,12 +129,10 @@ class BillingService:
         *,
         sessions: SessionFactory,
         units: UnitsOfWork,
-        export_store: ExportStore,
         max_grant_hours: int = 72,
     ) -> None:
         self.sessions = sessions
         self.units = units
-        self.export_store = export_store
         self.max_grant_hours = max_grant_hours
 
     # ------------------------------------------------------------ accounts and credentials
@@ -206,7 +199,8 @@ class BillingService:
         account_id = principal.require_user(Role.OWNER)
         async with self.units() as work:
             repo = BillingRepository(work.session)
-            account = await repo.get_account(account_id)
+            # Locked: two termination requests at once make one saga, not two.
+            account = await repo.get_account(account_id, for_update=True)
             assert account is not None
             if account.status is AccountStatus.TERMINATED:
                 raise ConflictError("the account is already terminated")
@@ -412,88 +406,3 @@ class BillingService:
                 ),
             )
         return customer
-
-    # ------------------------------------------------------------ termination saga steps
-
-    async def export_account(self, *, request: ExportRequested, work: Work) -> None:
-        """Write billing's slice of the account to the export store."""
-        repo = BillingRepository(work.session)
-        files = []
-        account = await repo.get_account(request.account_id)
-        accounts = [_record(account)] if account is not None else []
-        files.append(self._write(request, "account", accounts))
-        files.append(
-            self._write(
-                request,
-                "user",
-                [_record(u) for u in await repo.rows_of(AppUser, request.account_id)],
-            )
-        )
-        files.append(
-            self._write(
-                request,
-                "customer",
-                [_record(c) for c in await repo.rows_of(Customer, request.account_id)],
-            )
-        )
-        lines_by_invoice: dict[UUID, list[dict[str, Any]]] = {}
-        for line in await repo.rows_of(InvoiceLine, request.account_id):
-            lines_by_invoice.setdefault(line.invoice_id, []).append(
-                _record(line, drop=("invoice_id", "account_id", "id"))
-            )
-        files.append(
-            self._write(
-                request,
-                "invoice",
-                [
-                    {
-                        **_record(i),
-                        "lines": sorted(
-                            lines_by_invoice.get(i.id, []), key=lambda x: x["position"]
-                        ),
-                    }
-                    for i in await repo.rows_of(Invoice, request.account_id)
-                ],
-            )
-        )
-        files.append(
-            self._write(
-                request,
-                "access_grant",
-                [_record(g) for g in await repo.rows_of(AccessGrant, request.account_id)],
-            )
-        )
-        work.emit(
-            ExportSliceWritten(
-                account_id=request.account_id,
-                saga_id=request.saga_id,
-                service=SERVICE,
-                files=files,
-            ),
-        )
-
-    def _write(
-        self, request: ExportRequested, record_type: str, records: list[dict[str, Any]]
-    ) -> Any:
-        return self.export_store.write_slice(
-            export_key=request.export_key, service=SERVICE, record_type=record_type, records=records
-        )
-
-    async def purge_account(self, *, request: PurgeRequested, work: Work) -> None:
-        """Delete every row about the account and confirm."""
-        repo = BillingRepository(work.session)
-        await repo.lock_account(request.account_id)
-        deleted = await repo.delete_account(request.account_id)
-        work.emit(
-            PurgeCompleted(
-                account_id=request.account_id,
-                saga_id=request.saga_id,
-                service=SERVICE,
-                rows_deleted=deleted,
-            ),
-        )
-
-
-def _record(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A row as an export record: its columns, without credentials."""
-    return {k: v for k, v in row.model_dump(mode="json").items() if k not in drop}

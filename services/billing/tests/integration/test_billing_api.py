@@ -292,7 +292,12 @@ async def test_termination_emits_account_terminated_and_closes_the_api(
 async def test_health_checks_the_database_and_the_broker(api: httpx.AsyncClient) -> None:
     response = await api.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "kafka": "ok"}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "kafka": "ok",
+        "consumer": "lag 0",
+        "redeliveries": "ok",
+    }
     metrics = await api.get("/metrics")
     assert "outbox_relayed_events" in metrics.text
 

@@ -24,6 +24,11 @@ class EmailStatus(StrEnum):
     SENT = "sent"
 
 
+def header_value(value: str) -> str:
+    """A header value no input can break: control characters (CR, LF, NUL...) become spaces."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value).strip()
+
+
 def message_id_for(event_id: UUID, domain: str) -> str:
     """The Message-ID of the email an event causes: the same event, the same id, always."""
     return f"<{event_id}@{domain}>"
@@ -51,7 +56,7 @@ def export_email(event: ExportAssembled) -> tuple[str, str]:
     body = (
         f"Hello,\n\nThe contract of {event.account_name} with Quittance has ended.\n"
         "Attached is the record of all your information: CSV files (structured fields in JSON)\n"
-        f"and a manifest. SHA-256 of the bundle: {event.sha256}\n\n"
+        f"and a manifest. SHA-256 of the bundle ({event.size} bytes): {event.sha256}\n\n"
         "All your records will now be purged from our systems.\n"
     )
     return f"Your Quittance data export for {event.account_name}", body

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from notifications.services import NotificationsService
-from shared.contracts import (
-    Envelope,
-    ExportAssembled,
-    ExportRequested,
-    InvoiceIssued,
-    PurgeRequested,
-)
+from shared.contracts import Envelope, ExportAssembled, ExportBundleChunk, InvoiceIssued
+from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
 from shared.unit_of_work import Work
 
 
-def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: NotificationsService, participant: Participant, telemetry: Telemetry
+) -> EventRoutes:
     """What notifications does with the events it consumes."""
     routes = EventRoutes("notifications", telemetry)
 
@@ -31,14 +28,10 @@ def create_routes(*, service: NotificationsService, telemetry: Telemetry) -> Eve
         email_id = await service.queue_export_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
 
-    @routes.on(ExportRequested)
-    async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
-        """Write the account's email records to the export store."""
-        await service.export_account(request=event.data, work=work)
+    @routes.on(ExportBundleChunk)
+    async def on_export_bundle_chunk(event: Envelope[ExportBundleChunk], work: Work) -> None:
+        """Keep a piece of the export bundle."""
+        await service.receive_bundle_chunk(chunk=event.data, work=work)
 
-    @routes.on(PurgeRequested)
-    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
-        """Delete the account's email records and confirm."""
-        await service.purge_account(request=event.data, work=work)
-
+    participant.register(routes)
     return routes

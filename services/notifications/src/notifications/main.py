@@ -7,11 +7,11 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
+from notifications.data_map import DATA_MAP
 from notifications.handlers import create_routes
 from notifications.mailer import SmtpMailer
 from notifications.services import NotificationsService
 from notifications.settings import NotificationsSettings
-from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.telemetry import Telemetry
@@ -32,10 +32,13 @@ def create_app(
         sessions=runtime.sessions,
         units=runtime.units,
         mailer=SmtpMailer(settings.smtp, runtime.telemetry),
-        export_store=ExportStore(settings.export_store_path),
+        export_store=runtime.store,
         settings=settings,
     )
-    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
+    participant = runtime.participant(DATA_MAP)
+    runtime.consume(
+        create_routes(service=service, participant=participant, telemetry=runtime.telemetry)
+    )
     return create_consumer_app(runtime, background=[service.run_sweeper])
 
 

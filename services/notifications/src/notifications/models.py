@@ -29,7 +29,13 @@ class OutgoingEmail(NotificationsTable, table=True):
     subject: str
     status: EmailStatus = Field(default=EmailStatus.QUEUED, index=True)
     mime: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    saga_id: UUID | None = None
+    saga_id: UUID | None = Field(default=None, index=True)
+    attachment_transfer_id: UUID | None = Field(
+        default=None, description="The bundle's chunks this email waits for, if any."
+    )
+    attachment_chunks: int | None = None
+    attachment_name: str | None = None
+    attachment_sha256: str | None = None
     attempts: int = Field(default=0)
     last_error: str | None = None
     created_at: datetime | None = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date
@@ -24,12 +26,15 @@ from devstack.testing import (
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.contracts import (
+    ExportAssembled,
+    ExportBundleChunk,
     InvoiceIssued,
     InvoiceLine,
     IssuedInvoiceCustomer,
     PurgeRequested,
     new_envelope,
 )
+from shared.export_store import ExportStore
 
 pytestmark = pytest.mark.integration
 
@@ -145,11 +150,67 @@ async def test_purge_deletes_the_accounts_email_records_and_confirms(
     assert confirmations[0]["data"] == {
         "account_id": str(invoice.account_id),
         "saga_id": str(saga_id),
-        "service": "notifications",
         "rows_deleted": 1,
     }
+    assert confirmations[0]["source"] == "/quittance/notifications"
 
     async def nothing_left() -> bool:  # the confirmation leaves the outbox once acknowledged
         return await rows_mentioning(settings.database_url, str(invoice.account_id)) == {}
 
     await eventually(nothing_left, timeout=15, what="no row about the account")
+
+
+async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whatever_the_name(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    """TERMINATION: the bundle reaches the owner once, attached, even when retention asks twice
+    and the company name carries a line break meant to inject a header."""
+    owner = f"ada-{uuid.uuid4().hex[:8]}@acme.example.com"
+    account_id, saga_id, transfer_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    bundle = b"PK-not-really-a-zip-" * 5000
+    pieces = [bundle[i : i + 30_000] for i in range(0, len(bundle), 30_000)]
+    assembled = ExportAssembled(
+        account_id=account_id,
+        saga_id=saga_id,
+        transfer_id=transfer_id,
+        chunks=len(pieces),
+        file_name="quittance-export.zip",
+        size=len(bundle),
+        sha256=hashlib.sha256(bundle).hexdigest(),
+        account_name="Acme\r\nBcc: everyone@example.com",
+        recipient_email=owner,
+    )
+    # The request to mail it overtakes the chunks (another topic): the email waits for them.
+    await _publish(settings, new_envelope(assembled, source="retention"))
+    for index, piece in enumerate(pieces):
+        chunk = ExportBundleChunk(
+            account_id=account_id,
+            saga_id=saga_id,
+            transfer_id=transfer_id,
+            index=index,
+            content=base64.b64encode(piece).decode(),
+        )
+        await _publish(settings, new_envelope(chunk, source="retention"))
+    messages = await mail.wait_for(lambda ms: any(owner in m["to"] for m in ms), timeout=30)
+    received = [m for m in messages if owner in m["to"]]
+    assert len(received) == 1
+    assert "Bcc" not in received[0]["headers"]
+    attachment = received[0]["attachments"][0]
+    assert attachment["filename"] == "quittance-export.zip"
+    async with httpx.AsyncClient(base_url=mail.url) as inbox:
+        content = (
+            await inbox.get(f"/messages/{received[0]['id']}/attachments/{attachment['index']}")
+        ).content
+    assert content == bundle
+
+    # Retention missed the confirmation and asks again: confirmed again, not mailed again.
+    await _publish(settings, new_envelope(assembled, source="retention"))
+    delivered = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("export.delivered"),
+        count=2,
+        key=str(account_id),
+    )
+    assert len(delivered) == 2
+    assert len(mail.to(owner)) == 1
+    assert ExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]

@@ -42,3 +42,17 @@ def test_invoice_email_states_number_total_and_due_date() -> None:
     subject, body = invoice_email(event)
     assert "INV-000007" in subject
     assert "Total due: 10 EUR, by 2026-01-31" in body
+
+
+def test_termination_no_name_can_break_a_mail_header() -> None:
+    """A CR/LF in a company name must not add a header or stall the export email."""
+    from email.message import EmailMessage
+
+    from notifications.domain import header_value
+
+    hostile = "Acme\r\nBcc: everyone@example.com\x00\x1b"
+    message = EmailMessage()
+    message["Subject"] = header_value(f"Your export for {hostile}")
+    rendered = bytes(message)
+    assert b"\r\nBcc:" not in rendered
+    assert header_value(hostile) == "Acme  Bcc: everyone@example.com"

@@ -7,6 +7,7 @@ from shared.contracts import (
     AccountTerminated,
     Envelope,
     ExportDelivered,
+    ExportSliceChunk,
     ExportSliceWritten,
     PurgeCompleted,
 )
@@ -24,10 +25,15 @@ def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRo
         """Start the termination saga."""
         await service.start_termination(terminated=event.data, work=work)
 
+    @routes.on(ExportSliceChunk)
+    async def on_export_slice_chunk(event: Envelope[ExportSliceChunk], work: Work) -> None:
+        """Keep a piece of a participant's slice."""
+        await service.receive_slice_chunk(event=event, work=work)
+
     @routes.on(ExportSliceWritten)
     async def on_export_slice_written(event: Envelope[ExportSliceWritten], work: Work) -> None:
         """Collect a slice; assemble and send the bundle when all are in."""
-        await service.record_slice(written=event.data, work=work)
+        await service.record_slice(event=event, work=work)
 
     @routes.on(ExportDelivered)
     async def on_export_delivered(event: Envelope[ExportDelivered], work: Work) -> None:
@@ -37,6 +43,6 @@ def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRo
     @routes.on(PurgeCompleted)
     async def on_purge_completed(event: Envelope[PurgeCompleted], work: Work) -> None:
         """Collect a purge confirmation; certify when all are in."""
-        await service.record_purge(purged=event.data, work=work)
+        await service.record_purge(event=event, work=work)
 
     return routes

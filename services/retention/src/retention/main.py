@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
+from retention.api import saga_routes, sagas_health
 from retention.handlers import create_routes
-from retention.services import RetentionService
+from retention.services import RetentionService, SagaTiming
 from retention.settings import RetentionSettings
-from shared.export_store import ExportStore
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.telemetry import Telemetry
@@ -29,12 +30,27 @@ def create_app(
     )
     service = RetentionService(
         sessions=runtime.sessions,
-        export_store=ExportStore(settings.export_store_path),
+        units=runtime.units,
+        store=runtime.store,
+        keys=runtime.keys,
         participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
+        timing=SagaTiming(
+            step_timeout=timedelta(seconds=settings.step_timeout_s),
+            max_attempts=settings.max_step_attempts,
+        ),
     )
     runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
-    return create_consumer_app(runtime)
+
+    async def watch_deadlines() -> None:
+        await service.run_deadline_watch(settings.deadline_check_interval_s)
+
+    return create_consumer_app(
+        runtime,
+        background=[watch_deadlines],
+        routes=saga_routes(service, settings.operator_token.get_secret_value()),
+        health_checks=[sagas_health(service)],
+    )
 
 
 def migrate(settings: RetentionSettings | None = None) -> None:

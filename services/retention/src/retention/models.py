@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Column, DateTime, func
+from sqlalchemy import BigInteger, Column, DateTime, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -23,7 +23,7 @@ def _timestamp() -> Column[datetime]:
 
 
 class TerminationSaga(RetentionTable, table=True):
-    """A termination in progress; deleted when every participant has purged."""
+    """A termination in progress; deleted when its certificate is issued."""
 
     __tablename__ = "termination_saga"
 
@@ -32,14 +32,21 @@ class TerminationSaga(RetentionTable, table=True):
     status: SagaStatus = Field(default=SagaStatus.EXPORTING)
     account_name: str
     owner_email: str
-    export_key: str
     participants: list[str] = Field(sa_column=Column(JSONB, nullable=False))
     slices: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     purged: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
-    bundle_key: str | None = None
+    bundle_transfer_id: UUID | None = None
     bundle_sha256: str | None = None
+    bundle_size: int | None = Field(default=None, sa_type=BigInteger)
     terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    step_attempt: int = Field(default=1, description="Requests sent for the current step.")
+    step_deadline_at: datetime = Field(
+        sa_type=DateTime(timezone=True), description="When the current step is overdue."
+    )
+    needs_attention: str | None = Field(
+        default=None, description="Why a person must look: set when retries are used up."
+    )
     created_at: datetime | None = Field(default=None, sa_column=_timestamp())
 
 
@@ -52,6 +59,9 @@ class PurgeCertificate(RetentionTable, table=True):
     saga_id: UUID = Field(unique=True)
     account_reference: str = Field(index=True)
     services: dict[str, int] = Field(sa_column=Column(JSONB, nullable=False))
+    destroyed_keys: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
     bundle_sha256: str
     terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered_at: datetime = Field(sa_type=DateTime(timezone=True))

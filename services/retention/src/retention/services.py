@@ -1,52 +1,79 @@
-"""The termination saga: export every slice, send the CSV bundle, purge everywhere, certify."""
+"""The termination saga: collect every slice, send the CSV bundle, purge everywhere, certify."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
-import io
 import json
 import logging
 import zipfile
-from datetime import UTC, datetime
-from uuid import UUID
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from retention.domain import SagaStatus, account_reference, certificate_digest, records_to_csv
+from retention.domain import SagaStatus, account_reference, certificate_digest
 from retention.models import PurgeCertificate, TerminationSaga
 from shared.contracts import (
     AccountPurged,
     AccountTerminated,
+    Envelope,
     ExportAssembled,
+    ExportBundleChunk,
     ExportDelivered,
     ExportRequested,
+    ExportSliceChunk,
     ExportSliceWritten,
     PurgeCompleted,
     PurgeRequested,
 )
 from shared.db import SessionFactory
-from shared.export_store import ExportStore, sha256_file
-from shared.unit_of_work import Work
+from shared.export_store import ExportStore
+from shared.keystore import KeyStore
+from shared.participant import unpack
+from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
 
+BUNDLE_NAME = "quittance-export.zip"
+BUNDLE_CHUNK_BYTES = 384 * 1024  # in base64 and sealed, a chunk stays well below 1 MB
+FLUSH_EVERY = 8
+
+
+@dataclass(frozen=True)
+class SagaTiming:
+    """How long a step may take, and how often it is asked for before a person must look."""
+
+    step_timeout: timedelta
+    max_attempts: int
+
 
 class RetentionService:
-    """Runs termination sagas, one per account, each step in one transaction with its events."""
+    """Runs termination sagas, one per account, each step in one unit of work with its events."""
 
     def __init__(
         self,
         *,
         sessions: SessionFactory,
-        export_store: ExportStore,
+        units: UnitsOfWork,
+        store: ExportStore,
+        keys: KeyStore,
         participants: list[str],
         certificate_key: bytes,
+        timing: SagaTiming,
     ) -> None:
         self.sessions = sessions
-        self.export_store = export_store
+        self.units = units
+        self.store = store
+        self.keys = keys
         self.participants = sorted(participants)
         self.certificate_key = certificate_key
+        self.timing = timing
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
@@ -54,110 +81,198 @@ class RetentionService:
         )
         return result.first()
 
+    def _next_step(self, saga: TerminationSaga, status: SagaStatus) -> None:
+        saga.status = status
+        saga.step_attempt = 1
+        saga.step_deadline_at = datetime.now(UTC) + self.timing.step_timeout
+
+    # ------------------------------------------------------------------ export
+
     async def start_termination(self, *, terminated: AccountTerminated, work: Work) -> None:
         """Open the saga and ask every participant for its slice (TERMINATION)."""
-        session = work.session
+        existing = await work.session.exec(
+            select(TerminationSaga).where(TerminationSaga.account_id == terminated.account_id)
+        )
+        if existing.first() is not None:
+            log.warning("a termination of this account is already running; this one is ignored")
+            return
         saga = TerminationSaga(
             account_id=terminated.account_id,
             account_name=terminated.account_name,
             owner_email=terminated.owner_email,
             participants=self.participants,
             terminated_at=terminated.terminated_at,
-            export_key="",
+            step_deadline_at=datetime.now(UTC) + self.timing.step_timeout,
         )
-        saga.export_key = f"termination-{saga.id}"
-        session.add(saga)
-        work.emit(
-            ExportRequested(
-                account_id=saga.account_id, saga_id=saga.id, export_key=saga.export_key
-            ),
-        )
+        work.session.add(saga)
+        work.emit(ExportRequested(account_id=saga.account_id, saga_id=saga.id))
 
-    async def record_slice(self, *, written: ExportSliceWritten, work: Work) -> None:
-        """Note a participant's slice; when all are in, assemble the bundle and have it sent."""
-        session = work.session
-        saga = await self._saga(session, written.saga_id)
+    async def receive_slice_chunk(self, *, event: Envelope[ExportSliceChunk], work: Work) -> None:
+        """Keep a chunk of a participant's slice; assemble when it was the last one missing."""
+        chunk = event.data
+        key = _chunk_key(chunk.saga_id, event.producer, chunk.transfer_id, chunk.file, chunk.index)
+        await asyncio.to_thread(self.store.write_bytes, key, unpack(chunk.content))
+        await self._assemble_if_complete(chunk.saga_id, work)
+
+    async def record_slice(self, *, event: Envelope[ExportSliceWritten], work: Work) -> None:
+        """Note which files a participant sent; assemble when every slice is complete."""
+        written = event.data
+        saga = await self._saga(work.session, written.saga_id)
         if saga is None or saga.status is not SagaStatus.EXPORTING:
-            log.warning("slice for saga %s that is not exporting; ignored", written.saga_id)
+            log.info("a slice for a saga that is not exporting; ignored")
             return
-        saga.slices = {**saga.slices, written.service: [f.model_dump() for f in written.files]}
-        if set(saga.slices) >= set(saga.participants):
-            saga.bundle_key, saga.bundle_sha256 = self._assemble(saga)
-            saga.status = SagaStatus.DELIVERING
-            work.emit(
-                ExportAssembled(
-                    account_id=saga.account_id,
-                    saga_id=saga.id,
-                    bundle_key=saga.bundle_key,
-                    sha256=saga.bundle_sha256,
-                    account_name=saga.account_name,
-                    recipient_email=saga.owner_email,
-                ),
-            )
-        session.add(saga)
+        saga.slices = {
+            **saga.slices,
+            event.producer: {
+                "transfer_id": str(written.transfer_id),
+                "files": [f.model_dump() for f in written.files],
+            },
+        }
+        work.session.add(saga)
+        await self._assemble_if_complete(saga.id, work, saga=saga)
 
-    def _assemble(self, saga: TerminationSaga) -> tuple[str, str]:
+    async def _assemble_if_complete(
+        self, saga_id: UUID, work: Work, *, saga: TerminationSaga | None = None
+    ) -> None:
+        saga = saga or await self._saga(work.session, saga_id)
+        if saga is None or saga.status is not SagaStatus.EXPORTING:
+            return
+        if set(saga.slices) < set(saga.participants) or not await asyncio.to_thread(
+            self._all_chunks_present, saga
+        ):
+            return
+        try:
+            size, sha256 = await asyncio.to_thread(self._assemble, saga)
+        except _CorruptSliceError as exc:
+            # A chunk did not add up to what its participant hashed: ask for that slice again.
+            log.error("slice of %s failed its checksum; asking for it again", exc.service)
+            saga.slices = {k: v for k, v in saga.slices.items() if k != exc.service}
+            saga.step_attempt += 1
+            work.session.add(saga)
+            work.emit(
+                ExportRequested(
+                    account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt
+                )
+            )
+            return
+        await self._send_bundle(saga, size=size, sha256=sha256, work=work)
+        work.after_commit(self._remover(f"{saga.id}/slices"))
+
+    def _all_chunks_present(self, saga: TerminationSaga) -> bool:
+        return all(
+            self.store.exists(
+                _chunk_key(saga.id, service, slice_["transfer_id"], file["name"], index)
+            )
+            for service, slice_ in saga.slices.items()
+            for file in slice_["files"]
+            for index in range(file["chunks"])
+        )
+
+    def _assemble(self, saga: TerminationSaga) -> tuple[int, str]:
         """Write the ZIP of CSVs (one per service and record type) with a hashed manifest."""
-        manifest: dict[str, object] = {
-            "format": "RFC 4180 CSV, UTF-8; structured fields are canonical JSON",
-            "account_id": str(saga.account_id),
+        manifest: dict[str, Any] = {
+            "format": "RFC 4180 CSV, UTF-8, with a header row; structured fields are JSON",
             "saga_id": str(saga.id),
+            "terminated_at": saga.terminated_at.isoformat(),
             "files": [],
         }
-        files: list[dict[str, object]] = []
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        key = f"{saga.id}/bundle/{BUNDLE_NAME}"
+        with (
+            self.store.writer(key) as handle,
+            zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zip_,
+        ):
             for service in sorted(saga.slices):
-                for file in sorted(saga.slices[service], key=lambda f: f["name"]):
-                    records = self.export_store.read_slice(
-                        export_key=saga.export_key, service=service, name=file["name"]
-                    )
+                slice_ = saga.slices[service]
+                for file in sorted(slice_["files"], key=lambda f: f["name"]):
                     name = f"{service}-{file['record_type']}.csv"
-                    content = records_to_csv(records).encode()
-                    bundle.writestr(name, content)
-                    files.append(
-                        {
-                            "name": name,
-                            "records": len(records),
-                            "sha256": hashlib.sha256(content).hexdigest(),
-                        }
+                    digest = hashlib.sha256()
+                    with zip_.open(name, "w", force_zip64=True) as entry:
+                        for index in range(file["chunks"]):
+                            chunk_key = _chunk_key(
+                                saga.id, service, slice_["transfer_id"], file["name"], index
+                            )
+                            with self.store.reader(chunk_key) as chunk:
+                                content = chunk.read()
+                            digest.update(content)
+                            entry.write(content)
+                    if digest.hexdigest() != file["sha256"]:
+                        raise _CorruptSliceError(service)
+                    manifest["files"].append(
+                        {"name": name, "records": file["records"], "sha256": file["sha256"]}
                     )
-            manifest["files"] = files
-            bundle.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-        key = f"{saga.export_key}/quittance-export-{saga.account_id}.zip"
-        path = self.export_store.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(buffer.getvalue())
-        partial.replace(path)
-        for service in saga.slices:
-            self.export_store.remove(f"{saga.export_key}/{service}")  # slices served their purpose
-        return key, sha256_file(path)
+            zip_.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+        path = self.store.path(key)
+        digest = hashlib.sha256()
+        with path.open("rb") as bundle:
+            for block in iter(lambda: bundle.read(1 << 20), b""):
+                digest.update(block)
+        return path.stat().st_size, digest.hexdigest()
+
+    async def _send_bundle(
+        self, saga: TerminationSaga, *, size: int, sha256: str, work: Work
+    ) -> None:
+        """Send the bundle to notifications as sealed chunks, then the request to mail it."""
+        transfer_id = uuid4()
+        chunks = 0
+        with self.store.reader(f"{saga.id}/bundle/{BUNDLE_NAME}") as bundle:
+            while block := await asyncio.to_thread(bundle.read, BUNDLE_CHUNK_BYTES):
+                work.emit(
+                    ExportBundleChunk(
+                        account_id=saga.account_id,
+                        saga_id=saga.id,
+                        transfer_id=transfer_id,
+                        index=chunks,
+                        content=base64.b64encode(block).decode("ascii"),
+                    )
+                )
+                chunks += 1
+                if chunks % FLUSH_EVERY == 0:
+                    await work.flush()
+        saga.bundle_transfer_id, saga.bundle_size, saga.bundle_sha256 = transfer_id, size, sha256
+        self._next_step(saga, SagaStatus.DELIVERING)
+        work.session.add(saga)
+        work.emit(
+            ExportAssembled(
+                account_id=saga.account_id,
+                saga_id=saga.id,
+                transfer_id=transfer_id,
+                chunks=max(chunks, 1),
+                file_name=BUNDLE_NAME,
+                size=size,
+                sha256=sha256,
+                account_name=saga.account_name,
+                recipient_email=saga.owner_email,
+            )
+        )
+
+    # ------------------------------------------------------------------ delivery and purge
 
     async def record_delivery(self, *, delivered: ExportDelivered, work: Work) -> None:
         """The customer has their export: ask every participant to purge."""
-        session = work.session
-        saga = await self._saga(session, delivered.saga_id)
+        saga = await self._saga(work.session, delivered.saga_id)
         if saga is None or saga.status is not SagaStatus.DELIVERING:
             return
-        saga.status = SagaStatus.PURGING
+        self._next_step(saga, SagaStatus.PURGING)
         saga.delivered_at = datetime.now(UTC)
-        session.add(saga)
+        work.session.add(saga)
         work.emit(PurgeRequested(account_id=saga.account_id, saga_id=saga.id))
 
-    async def record_purge(self, *, purged: PurgeCompleted, work: Work) -> None:
-        """Note a participant's purge; when all have purged, certify and forget the saga."""
-        session = work.session
-        saga = await self._saga(session, purged.saga_id)
+    async def record_purge(self, *, event: Envelope[PurgeCompleted], work: Work) -> None:
+        """Note a participant's purge; when all have purged, destroy the key and certify."""
+        purged = event.data
+        saga = await self._saga(work.session, purged.saga_id)
         if saga is None or saga.status is not SagaStatus.PURGING:
             return
-        saga.purged = {**saga.purged, purged.service: purged.rows_deleted}
+        saga.purged = {**saga.purged, event.producer: purged.rows_deleted}
         if set(saga.purged) < set(saga.participants):
-            session.add(saga)
+            work.session.add(saga)
             return
-        certificate = self._certificate(saga)
-        session.add(certificate)
-        await session.delete(saga)
+        # Every copy of the account's events, in topics, dead letters and backups, becomes
+        # unreadable now; destroying twice (a redelivery) is harmless.
+        destroyed = await self.keys.destroy(saga.account_id)
+        certificate = self._certificate(saga, destroyed)
+        work.session.add(certificate)
+        await work.session.delete(saga)
         work.emit(
             AccountPurged(
                 account_id=saga.account_id,
@@ -165,15 +280,18 @@ class RetentionService:
                 certificate_id=certificate.id,
                 services=sorted(saga.purged),
             ),
+            replayable=False,
         )
+        work.after_commit(self._remover(str(saga.id)))  # the bundle goes with the saga
 
-    def _certificate(self, saga: TerminationSaga) -> PurgeCertificate:
+    def _certificate(self, saga: TerminationSaga, destroyed_keys: list[str]) -> PurgeCertificate:
         assert saga.bundle_sha256 is not None
         assert saga.delivered_at is not None
         certificate = PurgeCertificate(
             saga_id=saga.id,
             account_reference=account_reference(saga.account_id, self.certificate_key),
             services=dict(sorted(saga.purged.items())),
+            destroyed_keys=sorted(destroyed_keys),
             bundle_sha256=saga.bundle_sha256,
             terminated_at=saga.terminated_at,
             delivered_at=saga.delivered_at,
@@ -185,11 +303,128 @@ class RetentionService:
         )
         return certificate
 
-    async def certificate_for(self, account_id: UUID) -> PurgeCertificate | None:
-        """The purge certificate of an account, found by its keyed reference."""
-        reference = account_reference(account_id, self.certificate_key)
+    # ------------------------------------------------------------------ deadlines
+
+    async def chase_overdue_steps(self, now: datetime | None = None) -> int:
+        """Ask again for every overdue step; past its attempts, mark the saga for a person."""
+        now = now or datetime.now(UTC)
+        chased = 0
+        async with self.units() as work:
+            overdue = await work.session.exec(
+                select(TerminationSaga)
+                .where(
+                    col(TerminationSaga.step_deadline_at) < now,
+                    col(TerminationSaga.needs_attention).is_(None),
+                )
+                .order_by(col(TerminationSaga.step_deadline_at))
+                .limit(100)
+                .with_for_update(skip_locked=True)
+            )
+            for saga in overdue.all():
+                chased += 1
+                if saga.step_attempt >= self.timing.max_attempts:
+                    saga.needs_attention = (
+                        f"{saga.status} step overdue after {saga.step_attempt} requests; "
+                        f"waiting for {', '.join(self._missing(saga)) or 'nothing'}"
+                    )
+                    log.error(
+                        "termination saga %s needs a person: %s", saga.id, saga.needs_attention
+                    )
+                else:
+                    saga.step_attempt += 1
+                    saga.step_deadline_at = now + self.timing.step_timeout
+                    self._request_again(saga, work)
+                work.session.add(saga)
+        return chased
+
+    def waiting_for(self, saga: TerminationSaga) -> list[str]:
+        """The services the saga's current step still waits for."""
+        return self._missing(saga)
+
+    def _missing(self, saga: TerminationSaga) -> list[str]:
+        done: dict[str, Any] = {
+            SagaStatus.EXPORTING: saga.slices,
+            SagaStatus.PURGING: saga.purged,
+        }.get(saga.status, {})
+        if saga.status is SagaStatus.DELIVERING:
+            return ["notifications"]
+        return sorted(set(saga.participants) - set(done))
+
+    def _request_again(self, saga: TerminationSaga, work: Work) -> None:
+        log.warning("saga %s: %s step overdue, asking again", saga.id, saga.status)
+        if saga.status is SagaStatus.EXPORTING:
+            work.emit(
+                ExportRequested(
+                    account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt
+                )
+            )
+        elif saga.status is SagaStatus.DELIVERING:
+            work.after_commit(self._resender(saga.id))
+        else:
+            work.emit(
+                PurgeRequested(
+                    account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt
+                )
+            )
+
+    def _resender(self, saga_id: UUID) -> Callable[[], Awaitable[None]]:
+        async def resend() -> None:
+            async with self.units() as work:
+                saga = await self._saga(work.session, saga_id)
+                if saga is None or saga.status is not SagaStatus.DELIVERING:
+                    return
+                assert saga.bundle_size is not None
+                assert saga.bundle_sha256 is not None
+                await self._send_bundle(
+                    saga, size=saga.bundle_size, sha256=saga.bundle_sha256, work=work
+                )
+
+        return resend
+
+    async def sagas(self) -> list[TerminationSaga]:
+        """Every saga in flight, those needing a person first (for operators)."""
         async with self.sessions() as session:
             result = await session.exec(
-                select(PurgeCertificate).where(PurgeCertificate.account_reference == reference)
+                select(TerminationSaga).order_by(
+                    col(TerminationSaga.needs_attention).is_(None),
+                    col(TerminationSaga.step_deadline_at),
+                )
             )
-            return result.first()
+            return list(result.all())
+
+    async def run_deadline_watch(self, interval_s: float) -> None:
+        """Forever: chase overdue steps (instances skip each other's locked rows)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.chase_overdue_steps()
+            except Exception:
+                log.exception("chasing overdue saga steps failed; trying again")
+
+    def _remover(self, key: str) -> Callable[[], Awaitable[None]]:
+        async def remove() -> None:
+            await asyncio.to_thread(self.store.remove, key)
+
+        return remove
+
+
+class _CorruptSliceError(Exception):
+    def __init__(self, service: str) -> None:
+        super().__init__(service)
+        self.service = service
+
+
+def _chunk_key(saga_id: UUID, service: str, transfer_id: Any, file: str, index: int) -> str:
+    return f"{saga_id}/slices/{service}/{transfer_id}/{file}.{index:06d}"
+
+
+async def certificate_for(
+    sessions: SessionFactory, *, account_id: UUID, certificate_key: bytes
+) -> PurgeCertificate | None:
+    """The purge certificate of an account, found by its keyed reference."""
+    reference = account_reference(account_id, certificate_key)
+    async with sessions() as session:
+        result = await session.exec(
+            select(PurgeCertificate).where(PurgeCertificate.account_reference == reference)
+        )
+        return result.first()

@@ -26,3 +26,16 @@ class RetentionSettings(ServiceSettings):
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}certificate-key"),
         description="Keys the account reference in purge certificates (HMAC-SHA256).",
     )
+    step_timeout_s: float = Field(
+        default=600, gt=0, description="How long a saga step may take before it is retried."
+    )
+    max_step_attempts: int = Field(
+        default=3, ge=1, description="Requests per step before the saga needs a person."
+    )
+    deadline_check_interval_s: float = Field(
+        default=5, gt=0, description="How often overdue saga steps are looked for."
+    )
+    operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Bearer token operators use to list sagas in flight.",
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import json
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,24 +19,33 @@ import pytest
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
 from retention.domain import certificate_digest
 from retention.main import create_app
-from retention.services import RetentionService
+from retention.services import certificate_for
 from retention.settings import RetentionSettings
 from shared.contracts import (
     AccountTerminated,
     ExportDelivered,
+    ExportFile,
+    ExportSliceChunk,
     ExportSliceWritten,
     PurgeCompleted,
     new_envelope,
 )
+from shared.crypto import KeyDestroyedError
 from shared.db import create_engine, create_session_factory
 from shared.export_store import ExportStore
+from shared.keystore import create_key_store
 
 pytestmark = pytest.mark.integration
+PARTICIPANTS = ("billing", "notifications", "audit")
 
 
 @pytest.fixture(scope="module")
 def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
-    return RetentionSettings(**service_env("retention"), certificate_key="test-certificate-key")  # type: ignore[arg-type]
+    return RetentionSettings(
+        **service_env("retention"),
+        certificate_key="test-certificate-key",  # type: ignore[arg-type]
+        operator_token="test-operator-token",  # type: ignore[arg-type]
+    )
 
 
 async def _publish(settings: RetentionSettings, data: Any, source: str) -> None:
@@ -47,75 +59,143 @@ async def _publish(settings: RetentionSettings, data: Any, source: str) -> None:
     )
 
 
-async def _next(settings: RetentionSettings, topic: str, account_id: uuid.UUID) -> dict[str, Any]:
+async def _events(
+    settings: RetentionSettings, topic: str, account_id: uuid.UUID, count: int = 1
+) -> list[dict[str, Any]]:
     events = await read_events(
         settings.kafka.bootstrap_servers,
         settings.kafka.topic(topic),
-        count=1,
+        count=count,
         key=str(account_id),
         timeout=60,
         keystore=settings.keystore,
     )
-    assert events, f"no {topic} for the account"
-    data: dict[str, Any] = events[0]["data"]
-    return data
+    assert len(events) >= count, f"no {topic} for the account"
+    return [event["data"] for event in events]
 
 
-async def test_termination_exports_delivers_purges_and_certifies_across_a_restart(
+async def _terminate(settings: RetentionSettings, account_id: uuid.UUID) -> None:
+    await _publish(
+        settings,
+        AccountTerminated(
+            account_id=account_id,
+            account_name="Acme",
+            owner_email="ada@acme.example.com",
+            terminated_at=datetime.now(UTC),
+        ),
+        "billing",
+    )
+
+
+async def _send_slice(
+    settings: RetentionSettings,
+    *,
+    service: str,
+    account_id: uuid.UUID,
+    saga_id: uuid.UUID,
+    files: dict[str, bytes],
+    chunk_bytes: int = 40,
+    summary_first: bool = False,
+    corrupt: bool = False,
+) -> None:
+    """Play a participant: its files as chunks, then the summary (or the other way round)."""
+    transfer_id = uuid.uuid4()
+    chunks: list[ExportSliceChunk] = []
+    summary: list[ExportFile] = []
+    for name, content in files.items():
+        pieces = [content[i : i + chunk_bytes] for i in range(0, len(content), chunk_bytes)]
+        for index, piece in enumerate(pieces):
+            if corrupt and index == 0:
+                piece = piece.upper()
+            chunks.append(
+                ExportSliceChunk(
+                    account_id=account_id,
+                    saga_id=saga_id,
+                    transfer_id=transfer_id,
+                    file=name,
+                    index=index,
+                    content=base64.b64encode(zlib.compress(piece)).decode(),
+                )
+            )
+        summary.append(
+            ExportFile(
+                name=name,
+                record_type=name.removesuffix(".csv"),
+                records=content.count(b"\r\n") - 1,
+                sha256=hashlib.sha256(content).hexdigest(),
+                chunks=len(pieces),
+            )
+        )
+    written = ExportSliceWritten(
+        account_id=account_id, saga_id=saga_id, transfer_id=transfer_id, files=summary
+    )
+    if summary_first:
+        await _publish(settings, written, service)
+    for chunk in chunks:
+        await _publish(settings, chunk, service)
+    if not summary_first:
+        await _publish(settings, written, service)
+
+
+SLICES = {
+    "billing": {"customer.csv": b'id,name,tags\r\n1,\'=cmd(),"{""vip"":true}"\r\n'},
+    "notifications": {"email.csv": b"id,subject\r\n1,Invoice INV-1\r\n"},
+    "audit": {"data_access.csv": b"id,purpose\r\n1,support\r\n2,legal\r\n"},
+}
+
+
+async def _bundle(settings: RetentionSettings, account_id: uuid.UUID) -> zipfile.ZipFile:
+    assembled = (await _events(settings, "export.assembled", account_id))[-1]
+    chunks = await _events(settings, "export.bundle_chunk", account_id, assembled["chunks"])
+    mine = sorted(
+        (c for c in chunks if c["transfer_id"] == assembled["transfer_id"]),
+        key=lambda c: c["index"],
+    )
+    content = b"".join(base64.b64decode(c["content"]) for c in mine)
+    assert hashlib.sha256(content).hexdigest() == assembled["sha256"]
+    assert assembled["recipient_email"] == "ada@acme.example.com"
+    return zipfile.ZipFile(io.BytesIO(content))
+
+
+async def test_termination_collects_chunked_slices_delivers_purges_and_certifies_across_a_restart(
     settings: RetentionSettings,
 ) -> None:
     account_id = uuid.uuid4()
-    store = ExportStore(settings.export_store_path)
+    store = ExportStore(settings.export_store_path)  # type: ignore[arg-type]
     async with running(create_app(settings)):
-        await _publish(
-            settings,
-            AccountTerminated(
-                account_id=account_id,
-                account_name="Acme",
-                owner_email="ada@acme.example.com",
-                terminated_at=datetime.now(UTC),
-            ),
-            "billing",
-        )
-        request = await _next(settings, "export.requested", account_id)
+        await _terminate(settings, account_id)
+        await _terminate(settings, account_id)  # a second termination of the account: one saga
+        request = (await _events(settings, "export.requested", account_id))[0]
         saga_id = uuid.UUID(request["saga_id"])
-        slices = {
-            "billing": (
-                "customer",
-                [{"name": "=cmd()", "email": "bob@x.example", "tags": {"vip": True}}],
-            ),
-            "notifications": ("email", [{"subject": "Invoice INV-1"}]),
-            "audit": ("data_access", [{"purpose": "support"}]),
-        }
-        for service, (record_type, records) in slices.items():
-            file = store.write_slice(
-                export_key=request["export_key"],
-                service=service,
-                record_type=record_type,
-                records=records,
-            )
-            await _publish(
+        for service, files in SLICES.items():
+            # The summary may overtake its chunks (another topic): the saga waits for both.
+            await _send_slice(
                 settings,
-                ExportSliceWritten(
-                    account_id=account_id, saga_id=saga_id, service=service, files=[file]
-                ),
-                service,
+                service=service,
+                account_id=account_id,
+                saga_id=saga_id,
+                files=files,
+                summary_first=service == "audit",
             )
-        assembled = await _next(settings, "export.assembled", account_id)
+        bundle = await _bundle(settings, account_id)
 
-    assert assembled["recipient_email"] == "ada@acme.example.com"
-    bundle = zipfile.ZipFile(store.path(assembled["bundle_key"]))
     assert sorted(bundle.namelist()) == [
         "audit-data_access.csv",
         "billing-customer.csv",
         "manifest.json",
         "notifications-email.csv",
     ]
+    assert bundle.read("billing-customer.csv") == SLICES["billing"]["customer.csv"]
     row = next(csv.DictReader(io.StringIO(bundle.read("billing-customer.csv").decode())))
-    assert row["name"] == "'=cmd()", "formula-safe"
+    assert row["name"] == "'=cmd()"
     assert json.loads(row["tags"]) == {"vip": True}, "structured fields are JSON"
     manifest = json.loads(bundle.read("manifest.json"))
-    assert {f["name"]: f["records"] for f in manifest["files"]}["billing-customer.csv"] == 1
+    assert {f["name"]: f["records"] for f in manifest["files"]} == {
+        "audit-data_access.csv": 2,
+        "billing-customer.csv": 1,
+        "notifications-email.csv": 1,
+    }
+    assert not [p for p in store.files() if "/slices/" in str(p)], "slices dropped after commit"
 
     # Retention was down while the export was delivered: the saga resumes from its table.
     await _publish(
@@ -124,42 +204,120 @@ async def test_termination_exports_delivers_purges_and_certifies_across_a_restar
         "notifications",
     )
     async with running(create_app(settings)):
-        await _next(settings, "purge.requested", account_id)
-        for service in ("billing", "notifications", "audit"):
+        await _events(settings, "purge.requested", account_id)
+        for service in PARTICIPANTS:
             await _publish(
                 settings,
-                PurgeCompleted(
-                    account_id=account_id, saga_id=saga_id, service=service, rows_deleted=3
-                ),
+                PurgeCompleted(account_id=account_id, saga_id=saga_id, rows_deleted=3),
                 service,
             )
-        purged = await _next(settings, "account.purged", account_id)
+        purged = (await _events(settings, "account.purged", account_id))[0]
 
     assert purged["services"] == ["audit", "billing", "notifications"]
 
-    async def nothing_left() -> bool:  # account.purged leaves the outbox once acknowledged
+    async def nothing_left() -> bool:
         return await rows_mentioning(settings.database_url, str(account_id)) == {}
 
     await eventually(nothing_left, timeout=15, what="no row about the account")
     assert await rows_mentioning(settings.database_url, str(purged["certificate_id"])) == {
         "purge_certificate": 1
     }
+    assert store.files() == [], "no bundle or slice left in retention's store"
+
+    # The account's key is destroyed: every copy of its events is unreadable from now on.
+    keys = create_key_store(settings.keystore)
+    await keys.start()
+    try:
+        with pytest.raises(KeyDestroyedError):
+            await keys.key(str(purged["certificate_id"]))  # any id: the account has none left
+        assert await keys.destroy(account_id) == [], "nothing was left to destroy"
+    finally:
+        await keys.close()
 
     # The certificate is found from the account id alone (by its keyed hash) and verifies.
     engine = create_engine(settings.database_url)
     try:
-        service = RetentionService(
-            sessions=create_session_factory(engine),
-            export_store=store,
-            participants=settings.participants,
+        certificate = await certificate_for(
+            create_session_factory(engine),
+            account_id=account_id,
             certificate_key=settings.certificate_key.get_secret_value().encode(),
         )
-        certificate = await service.certificate_for(account_id)
     finally:
         await engine.dispose()
     assert certificate is not None
     assert str(certificate.id) == purged["certificate_id"]
     assert certificate.services == {"audit": 3, "billing": 3, "notifications": 3}
+    assert len(certificate.destroyed_keys) == 1
     assert certificate.digest == certificate_digest(
         certificate.model_dump(mode="json", exclude={"digest"})
     )
+
+
+async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(
+    settings: RetentionSettings,
+) -> None:
+    account_id = uuid.uuid4()
+    async with running(create_app(settings)):
+        await _terminate(settings, account_id)
+        saga_id = uuid.UUID((await _events(settings, "export.requested", account_id))[0]["saga_id"])
+        for service, files in SLICES.items():
+            await _send_slice(
+                settings,
+                service=service,
+                account_id=account_id,
+                saga_id=saga_id,
+                files=files,
+                corrupt=service == "billing",
+            )
+        requests = await _events(settings, "export.requested", account_id, count=2)
+        assert [r["attempt"] for r in requests] == [1, 2]
+        await _send_slice(
+            settings,
+            service="billing",
+            account_id=account_id,
+            saga_id=saga_id,
+            files=SLICES["billing"],
+        )
+        bundle = await _bundle(settings, account_id)
+    assert bundle.read("billing-customer.csv") == SLICES["billing"]["customer.csv"]
+
+
+async def test_termination_an_overdue_step_is_asked_again_then_shown_as_needing_a_person(
+    settings: RetentionSettings,
+) -> None:
+    """The saga never stalls silently: deadline, retry, then a person, in the API and health."""
+    impatient = settings.model_copy(
+        update={"step_timeout_s": 0.5, "max_step_attempts": 2, "deadline_check_interval_s": 0.2}
+    )
+    account_id = uuid.uuid4()
+    async with running(create_app(impatient)) as client:
+        await _terminate(impatient, account_id)
+        requests = await _events(impatient, "export.requested", account_id, count=2)
+        assert [r["attempt"] for r in requests] == [1, 2], "the export was asked for again"
+
+        async def needs_person() -> Any:
+            response = await client.get(
+                "/sagas", headers={"Authorization": "Bearer test-operator-token"}
+            )
+            mine = [s for s in response.json() if s["saga_id"] == requests[0]["saga_id"]]
+            return mine if mine and mine[0]["needs_attention"] else None
+
+        sagas = await eventually(needs_person, timeout=15, what="the saga needs a person")
+        assert sagas[0]["waiting_for"] == ["audit", "billing", "notifications"]
+        assert "Acme" not in json.dumps(sagas), "operators see ids and steps, not whose"
+        health = await client.get("/healthz")
+        assert health.status_code == 503
+        assert "need a person" in health.json()["checks"]["sagas"]
+        assert (await client.get("/sagas")).status_code == 401
+    await _clear_saga(impatient, account_id)
+
+
+async def _clear_saga(settings: RetentionSettings, account_id: uuid.UUID) -> None:
+    """Leave the module's database healthy for the next test."""
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        await connection.execute("DELETE FROM termination_saga WHERE account_id = $1", account_id)
+    finally:
+        await connection.close()

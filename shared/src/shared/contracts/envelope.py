@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SPEC_VERSION = "1.0"
 PERSONAL_DATA_MARK = "x-personal-data"
+ENCRYPTION_MARK = "x-encrypted"
+ENCRYPTION_FORM = (
+    "AES-256-GCM with the account's data key, bound to the event's type, id and account; "
+    "on the wire: enc:v1:<key id>:<base64url(nonce, ciphertext, tag)>. The purge destroys the key."
+)
 SOURCE_PREFIX = "/quittance/"
 
 
@@ -24,8 +29,12 @@ def producer_of(source: str) -> str:
 
 
 def personal_data(description: str, **kwargs: Any) -> Any:
-    """Declare a field that holds personal data; the mark shows in the JSON schema."""
-    return Field(description=description, json_schema_extra={PERSONAL_DATA_MARK: True}, **kwargs)
+    """Declare a field that holds personal data: the outbox seals it, the schema says so."""
+    return Field(
+        description=description,
+        json_schema_extra={PERSONAL_DATA_MARK: True, ENCRYPTION_MARK: ENCRYPTION_FORM},
+        **kwargs,
+    )
 
 
 class EventData(BaseModel):

@@ -90,7 +90,7 @@ class DataAccessed(EventData):
     actor_id: str = Field(description="Staff member or integration id.")
     actor_name: str = personal_data("Name of the staff member or integration.")
     purpose: AccessPurpose = Field(description="Why the data was read, from the closed list.")
-    reason: str = Field(description="Ticket or reason given on the grant.")
+    reason: str = personal_data("Ticket or reason given on the grant; free text.")
     grant_id: UUID | None = Field(description="Access grant that allowed the read.")
     resource_type: str = Field(description="What was read, e.g. customer.")
     resource_id: str = Field(description="Id of what was read.")
@@ -98,31 +98,55 @@ class DataAccessed(EventData):
 
 
 class ExportRequested(EventData):
-    """Retention asks every service to write its slice of the account's records."""
+    """Retention asks every participant to send its slice of the account's records."""
 
     event_type = "export.requested"
 
     saga_id: UUID = Field(description="The termination saga.")
-    export_key: str = Field(description="Folder in the export store for this export.")
+    attempt: int = Field(default=1, ge=1, description="1, then more when a deadline passed.")
 
 
 class ExportFile(_Part):
-    """One file a service wrote into the export store."""
+    """One CSV file of a participant's slice."""
 
-    name: str = Field(description="File name inside the service's slice folder.")
+    name: str = Field(description="File name, e.g. invoice.csv.")
     record_type: str = Field(description="Kind of record, e.g. invoice.")
-    records: int = Field(ge=0, description="Records in the file.")
-    sha256: str = Field(description="Hex SHA-256 of the file.")
+    records: int = Field(ge=0, description="Records (rows after the header) in the file.")
+    sha256: str = Field(description="Hex SHA-256 of the CSV bytes.")
+    chunks: int = Field(ge=0, description="How many chunks carry it.")
+
+
+class ExportSliceChunk(EventData):
+    """A piece of one CSV file of a participant's slice, on its way to retention."""
+
+    event_type = "export.slice_chunk"
+
+    saga_id: UUID = Field(description="The termination saga.")
+    transfer_id: UUID = Field(description="One sending of a slice; a retry sends another.")
+    file: str = Field(description="The file the chunk belongs to.")
+    index: int = Field(ge=0, description="Position of the chunk in the file.")
+    content: str = personal_data("Base64 of the zlib-compressed CSV bytes of the chunk.")
 
 
 class ExportSliceWritten(EventData):
-    """A service wrote its slice of an account's records to the export store."""
+    """A participant sent every chunk of its slice; the producer is the participant."""
 
     event_type = "export.slice_written"
 
     saga_id: UUID = Field(description="The termination saga.")
-    service: str = Field(description="The service that wrote the slice.")
-    files: list[ExportFile] = Field(description="What it wrote.")
+    transfer_id: UUID = Field(description="The sending the files belong to.")
+    files: list[ExportFile] = Field(description="What it sent.")
+
+
+class ExportBundleChunk(EventData):
+    """A piece of the assembled bundle, on its way to notifications."""
+
+    event_type = "export.bundle_chunk"
+
+    saga_id: UUID = Field(description="The termination saga.")
+    transfer_id: UUID = Field(description="One sending of the bundle.")
+    index: int = Field(ge=0, description="Position of the chunk in the bundle.")
+    content: str = personal_data("Base64 of the bundle's bytes in this chunk.")
 
 
 class ExportAssembled(EventData):
@@ -131,7 +155,10 @@ class ExportAssembled(EventData):
     event_type = "export.assembled"
 
     saga_id: UUID = Field(description="The termination saga.")
-    bundle_key: str = Field(description="Path of the bundle inside the export store.")
+    transfer_id: UUID = Field(description="The sending of the bundle's chunks.")
+    chunks: int = Field(ge=1, description="How many chunks carry the bundle.")
+    file_name: str = Field(description="Name of the attachment, e.g. quittance-export.zip.")
+    size: int = Field(ge=0, description="Size of the bundle in bytes.")
     sha256: str = Field(description="Hex SHA-256 of the bundle.")
     account_name: str = personal_data("Company name for the covering email.")
     recipient_email: str = personal_data("Where the bundle is sent.")
@@ -147,25 +174,25 @@ class ExportDelivered(EventData):
 
 
 class PurgeRequested(EventData):
-    """Retention asks every service to delete everything about the account."""
+    """Retention asks every participant to delete everything about the account."""
 
     event_type = "purge.requested"
 
     saga_id: UUID = Field(description="The termination saga.")
+    attempt: int = Field(default=1, ge=1, description="1, then more when a deadline passed.")
 
 
 class PurgeCompleted(EventData):
-    """A service deleted everything it held about the account."""
+    """A participant deleted everything it held about the account; the producer is it."""
 
     event_type = "purge.completed"
 
     saga_id: UUID = Field(description="The termination saga.")
-    service: str = Field(description="The service that purged.")
     rows_deleted: int = Field(ge=0, description="Rows it deleted.")
 
 
 class AccountPurged(EventData):
-    """Every service confirmed the purge; the certificate is kept by retention."""
+    """Every participant confirmed the purge; retention keeps the certificate."""
 
     event_type = "account.purged"
 
@@ -181,7 +208,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         AccountTerminated,
         DataAccessed,
         ExportRequested,
+        ExportSliceChunk,
         ExportSliceWritten,
+        ExportBundleChunk,
         ExportAssembled,
         ExportDelivered,
         PurgeRequested,

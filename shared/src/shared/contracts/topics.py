@@ -1,4 +1,9 @@
-"""Every topic, who writes it and who reads it; one event type per topic, keyed by account id."""
+"""Every topic, who writes it and who reads it; one event type per topic, keyed by account id.
+
+A topic's producers are declared: the dispatcher dead-letters an event whose source is not one
+of them. The saga's replies (slices, purge confirmations) are written by each participant, and
+the producer, not a payload field, says which participant answered.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,22 @@ TOPICS: tuple[Topic, ...] = (
         "Each service writes its slice of the account to the export store.",
     ),
     Topic(
+        "export.slice_chunk",
+        ("billing", "notifications", "audit"),
+        ("retention",),
+        "A piece of a participant's CSV slice (sealed with the account's key).",
+    ),
+    Topic(
         "export.slice_written",
         ("billing", "notifications", "audit"),
         ("retention",),
-        "A slice is in the export store.",
+        "A participant sent its whole slice.",
+    ),
+    Topic(
+        "export.bundle_chunk",
+        ("retention",),
+        ("notifications",),
+        "A piece of the assembled bundle (sealed with the account's key).",
     ),
     Topic("export.assembled", ("retention",), ("notifications",), "Send the CSV bundle."),
     Topic("export.delivered", ("notifications",), ("retention",), "The bundle was emailed."),

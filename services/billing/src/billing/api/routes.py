@@ -29,7 +29,6 @@ from billing.models import (
 )
 from billing.services import InvoiceWithLines
 from shared.contracts import AccessPurpose
-from shared.health import health_report
 
 router = APIRouter()
 
@@ -179,8 +178,8 @@ async def read_customer_as_staff(
 
 @router.get("/healthz", include_in_schema=False)
 async def healthz(request: Request) -> JSONResponse:
-    """200 when the database and the broker answer."""
-    healthy, checks = await health_report(request.app.state.engine, request.app.state.broker)
+    """200 when the database and broker answer, the consumer progresses and the relay publishes."""
+    healthy, checks = await request.app.state.runtime.health()
     body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if healthy else 503)
 

@@ -1,0 +1,67 @@
+"""Audit's handlers on the in-memory broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from audit.data_map import DATA_MAP
+from audit.handlers import create_routes
+from devstack.testing import HandlerHarness, RecordingParticipant
+from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
+    DataAccessed,
+    Envelope,
+    ExportRequested,
+    PurgeRequested,
+)
+from shared.telemetry import create_telemetry
+
+
+class _Trail:
+    def __init__(self) -> None:
+        self.recorded: list[Envelope[DataAccessed]] = []
+
+    async def record_access(self, *, event: Envelope[DataAccessed], work: Any) -> None:
+        self.recorded.append(event)
+
+
+def _harness() -> tuple[HandlerHarness, _Trail, RecordingParticipant]:
+    trail, participant = _Trail(), RecordingParticipant(DATA_MAP)
+    routes = create_routes(
+        service=trail,  # type: ignore[arg-type]
+        participant=participant.kit,
+        telemetry=create_telemetry("audit"),
+    )
+    return HandlerHarness(routes, service="audit"), trail, participant
+
+
+async def test_staff_access_each_data_access_is_recorded_once_with_its_actor_opened() -> None:
+    """STAFF-ACCESS, PURPOSE: the handler gets the access with the actor's name readable."""
+    harness, trail, _ = _harness()
+    access = DataAccessed(
+        account_id=uuid4(),
+        access_id=uuid4(),
+        actor=AccessActor.STAFF,
+        actor_id="s-1",
+        actor_name="Sam Support",
+        purpose=AccessPurpose.SUPPORT,
+        reason="TICKET-1",
+        grant_id=uuid4(),
+        resource_type="customer",
+        resource_id="c-1",
+        accessed_at=datetime.now(UTC),
+    )
+    await harness.deliver((access, "billing"), repeat=3)
+    assert [e.data for e in trail.recorded] == [access]
+    assert harness.dead == []
+
+
+async def test_termination_audit_exports_and_purges_through_the_kit() -> None:
+    harness, _, participant = _harness()
+    export = ExportRequested(account_id=uuid4(), saga_id=uuid4())
+    purge = PurgeRequested(account_id=export.account_id, saga_id=export.saga_id)
+    await harness.deliver((export, "retention"), (purge, "retention"))
+    assert participant.calls == [("export", export), ("purge", purge)]

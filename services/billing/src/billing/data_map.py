@@ -1,0 +1,98 @@
+"""Billing's account data map: every table holding account data, in purge order."""
+
+from __future__ import annotations
+
+from billing.models import AccessGrant, Account, ApiKey, AppUser, Customer, Invoice, InvoiceLine
+from shared.data_map import AccountDataMap, RetentionCategory, account_table
+
+CONTRACT = RetentionCategory.CONTRACT
+
+DATA_MAP = AccountDataMap(
+    service="billing",
+    tables=(
+        account_table(
+            InvoiceLine,
+            retention=CONTRACT,
+            exported=(
+                "id",
+                "invoice_id",
+                "account_id",
+                "position",
+                "description",
+                "quantity",
+                "unit_price",
+                "amount",
+            ),
+            personal=("description",),
+            order_by=("invoice_id", "position"),
+        ),
+        account_table(
+            Invoice,
+            retention=CONTRACT,
+            exported=(
+                "id",
+                "account_id",
+                "customer_id",
+                "number",
+                "status",
+                "currency",
+                "total",
+                "issue_date",
+                "due_date",
+                "created_at",
+                "issued_at",
+            ),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            Customer,
+            retention=CONTRACT,
+            exported=("id", "account_id", "name", "email", "address", "created_at"),
+            personal=("name", "email", "address"),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            AccessGrant,
+            retention=CONTRACT,
+            exported=(
+                "id",
+                "account_id",
+                "staff_id",
+                "purpose",
+                "reason",
+                "granted_by_user_id",
+                "expires_at",
+                "revoked_at",
+                "created_at",
+            ),
+            personal=("reason",),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            ApiKey,
+            retention=RetentionCategory.CREDENTIALS,
+            exported=("id", "account_id", "user_id", "staff_id", "created_at", "revoked_at"),
+            withheld={"key_hash": "a credential's hash is never handed out"},
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            AppUser,
+            record_type="user",
+            retention=CONTRACT,
+            exported=("id", "account_id", "name", "email", "role", "created_at"),
+            personal=("name", "email"),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            Account,
+            retention=CONTRACT,
+            account_column="id",
+            exported=("id", "name", "plan", "status", "created_at", "terminated_at"),
+            withheld={"next_invoice_number": "an internal counter, shown by the invoice numbers"},
+            personal=("name",),
+        ),
+    ),
+    not_account_data={
+        "staff_member": "Quittance's own employees, not a customer's data",
+    },
+)

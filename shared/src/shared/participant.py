@@ -1,0 +1,283 @@
+"""The participant kit: how a service exports and purges an account, derived from its data map.
+
+Export and purge read the same declaration, so what a service exports and what it deletes
+cannot drift apart. The export streams each table with `COPY ... TO STDOUT` into the service's
+own export store (the database writes the CSV, memory stays flat, the event loop keeps serving),
+then sends it to retention as chunks sealed with the account's key. The purge deletes in the
+declared order, in one transaction with its confirmation, and vacuums afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+from uuid import UUID, uuid4
+
+from sqlalchemy import String, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.contracts import (
+    Envelope,
+    ExportFile,
+    ExportRequested,
+    ExportSliceChunk,
+    ExportSliceWritten,
+    PurgeCompleted,
+    PurgeRequested,
+)
+from shared.data_map import AccountDataMap, AccountTable
+from shared.export_store import ExportStore
+from shared.routing import EventRoutes
+from shared.unit_of_work import Work
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 512 * 1024  # CSV bytes per chunk: compressed, sealed and in base64 it stays < 1 MB
+FLUSH_EVERY = 8  # chunks staged before they are written to the outbox: memory stays flat
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"  # a spreadsheet runs such a cell as a formula
+_NUMBER_PATTERN = r"^[-+]?[0-9]+(\.[0-9]+)?$"
+
+
+class PurgeGuard(Protocol):
+    """Says why an account must not be purged now (a legal hold), or None."""
+
+    async def purge_blocked(self, account_id: UUID) -> str | None:
+        """The reason the purge must wait, or None."""
+        ...
+
+
+class PurgeBlockedError(Exception):
+    """The account may not be purged now; the saga waits and shows why."""
+
+
+@dataclass(frozen=True)
+class SliceFile:
+    """A CSV file of a slice, written to the store."""
+
+    key: str
+    file: ExportFile
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _export_column(table: AccountTable, name: str) -> str:
+    """A column as exported: text that a spreadsheet would run as a formula is neutralised."""
+    column = table.table.c[name]
+    quoted = _quote(name)
+    if isinstance(column.type, String):
+        return (
+            f"CASE WHEN {quoted}::text ~ '{_FORMULA_PATTERN}' "
+            f"AND {quoted}::text !~ '{_NUMBER_PATTERN}' "
+            f"THEN '''' || {quoted}::text ELSE {quoted}::text END AS {quoted}"
+        )
+    return quoted
+
+
+def export_query(table: AccountTable) -> str:
+    """The SELECT that COPY streams for one table of an account ($1 is the account id)."""
+    columns = ", ".join(_export_column(table, name) for name in table.exported)
+    order = ", ".join(_quote(name) for name in table.order_by)
+    return (
+        f"SELECT {columns} FROM {_quote(table.name)} "  # noqa: S608 - names come from the data map
+        f"WHERE {_quote(table.account_column)} = $1 ORDER BY {order}"
+    )
+
+
+class _CsvSink:
+    """Receives COPY output: RFC 4180 line ends, hashed as it is written."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    async def __call__(self, data: bytes) -> None:
+        # Text fields refuse control characters at input, so every LF ends a row.
+        data = data.replace(b"\n", b"\r\n")
+        self.digest.update(data)
+        self.handle.write(data)
+
+
+class Participant:
+    """Exports and purges one service's account data as its data map declares."""
+
+    def __init__(
+        self,
+        *,
+        data_map: AccountDataMap,
+        engine: AsyncEngine,
+        store: ExportStore,
+        guard: PurgeGuard | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        self.data_map = data_map
+        self.engine = engine
+        self.store = store
+        self.guard = guard
+        self.chunk_bytes = chunk_bytes
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def service(self) -> str:
+        """The service taking part."""
+        return self.data_map.service
+
+    def register(self, routes: EventRoutes) -> None:
+        """Add the service's export and purge handlers to its routes."""
+
+        @routes.on(ExportRequested)
+        async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
+            """Send this service's slice of the account to retention."""
+            await self.export(event.data, work)
+
+        @routes.on(PurgeRequested)
+        async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+            """Delete everything this service holds about the account and confirm."""
+            await self.purge(event.data, work)
+
+    # ------------------------------------------------------------------ export
+
+    async def export(self, request: ExportRequested, work: Work) -> None:
+        """Write the slice to the store, send it as sealed chunks, then drop the spool."""
+        transfer_id = uuid4()
+        folder = f"{request.saga_id}/{transfer_id}"
+        written = await self.write_slice(request.account_id, folder)
+        files: list[ExportFile] = []
+        for part in written:
+            chunks = await self._send_file(request, transfer_id, part, work)
+            files.append(part.file.model_copy(update={"chunks": chunks}))
+        work.emit(
+            ExportSliceWritten(
+                account_id=request.account_id,
+                saga_id=request.saga_id,
+                transfer_id=transfer_id,
+                files=files,
+            )
+        )
+        work.after_commit(self._remover(folder))  # the chunks are in the outbox now
+
+    async def write_slice(self, account_id: UUID, folder: str) -> list[SliceFile]:
+        """COPY every exported table of the account into CSV files, from one snapshot."""
+        written: list[SliceFile] = []
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            async with driver.transaction(isolation="repeatable_read", readonly=True):
+                await driver.execute("SET LOCAL TIME ZONE 'UTC'")
+                for table in self.data_map.exported_tables:
+                    key = f"{folder}/{table.record_type}.csv"
+                    with self.store.writer(key) as handle:
+                        sink = _CsvSink(handle)
+                        status = await driver.copy_from_query(
+                            export_query(table),
+                            account_id,
+                            output=sink,
+                            format="csv",
+                            header=True,
+                        )
+                    written.append(
+                        SliceFile(
+                            key=key,
+                            file=ExportFile(
+                                name=f"{table.record_type}.csv",
+                                record_type=table.record_type,
+                                records=int(str(status).rsplit(" ", 1)[-1]),
+                                sha256=sink.digest.hexdigest(),
+                                chunks=0,
+                            ),
+                        )
+                    )
+        return written
+
+    async def _send_file(
+        self, request: ExportRequested, transfer_id: UUID, part: SliceFile, work: Work
+    ) -> int:
+        index = 0
+        with self.store.reader(part.key) as handle:
+            while chunk := await asyncio.to_thread(handle.read, self.chunk_bytes):
+                content = await asyncio.to_thread(_pack, chunk)
+                work.emit(
+                    ExportSliceChunk(
+                        account_id=request.account_id,
+                        saga_id=request.saga_id,
+                        transfer_id=transfer_id,
+                        file=part.file.name,
+                        index=index,
+                        content=content,
+                    )
+                )
+                index += 1
+                if index % FLUSH_EVERY == 0:
+                    await work.flush()
+        return index
+
+    # ------------------------------------------------------------------ purge
+
+    async def purge(self, request: PurgeRequested, work: Work) -> None:
+        """Delete every mapped row of the account, children first, and confirm in one commit."""
+        await self.ensure_purge_allowed(request.account_id)
+        deleted = 0
+        connection = await work.session.connection()
+        for table in self.data_map.tables:
+            result: Any = await connection.execute(
+                text(
+                    f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map
+                    f"WHERE {_quote(table.account_column)} = :account_id"
+                ),
+                {"account_id": request.account_id},
+            )
+            deleted += int(result.rowcount or 0)
+        work.emit(
+            PurgeCompleted(
+                account_id=request.account_id, saga_id=request.saga_id, rows_deleted=deleted
+            )
+        )
+        work.after_commit(self._remover(str(request.saga_id)))
+        work.after_commit(self._vacuum_later)
+
+    async def ensure_purge_allowed(self, account_id: UUID) -> None:
+        """The one place every deletion of an account passes: legal holds are checked here."""
+        if self.guard is None:
+            return
+        reason = await self.guard.purge_blocked(account_id)
+        if reason is not None:
+            raise PurgeBlockedError(reason)
+
+    async def _vacuum_later(self) -> None:
+        """Vacuum the purged tables in the background, so dead tuples do not linger."""
+        task = asyncio.create_task(self.vacuum(), name=f"{self.service}-vacuum")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def vacuum(self) -> None:
+        """VACUUM every mapped table (outside a transaction, as VACUUM requires)."""
+        try:
+            async with self.engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                for table in self.data_map.tables:
+                    await autocommit.execute(text(f"VACUUM {_quote(table.name)}"))
+        except Exception:
+            log.exception("vacuum after purge failed; autovacuum will get there")
+
+    def _remover(self, key: str) -> Callable[[], Awaitable[None]]:
+        async def remove() -> None:
+            await asyncio.to_thread(self.store.remove, key)
+
+        return remove
+
+
+def _pack(chunk: bytes) -> str:
+    """A chunk as it travels: zlib-compressed (CSV shrinks several times), then base64."""
+    return base64.b64encode(zlib.compress(chunk, 1)).decode("ascii")
+
+
+def unpack(content: str) -> bytes:
+    """The CSV bytes of a chunk."""
+    return zlib.decompress(base64.b64decode(content))
