@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,18 @@ import httpx
 import pytest
 
 from devstack.stack import SERVICES, Stack
-from devstack.testing import MailCatcher, eventually, produce, read_topic, rows_mentioning, sealed
+from devstack.testing import (
+    MailCatcher,
+    eventually,
+    open_event,
+    produce,
+    read_all_topics,
+    read_topic,
+    rows_mentioning,
+    sealed,
+)
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
+from shared.crypto import KeyDestroyedError
 from shared.settings import KeyStoreSettings
 
 pytestmark = pytest.mark.e2e
@@ -272,3 +283,132 @@ async def test_killing_notifications_mid_flow_loses_no_email(
     assert len({m["subject"] for m in mine}) == invoices, "every invoice was emailed"
     assert len({m["message_id"] for m in mine}) == invoices
     assert len(mine) <= invoices + 1, "at most the one message in flight at the kill repeats"
+
+
+async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_logs(
+    system: Stack, mail: MailCatcher
+) -> None:
+    """TERMINATION: marked personal values planted everywhere they can go; after the
+    certificate none is readable in any database, topic (from offset zero), export store or log
+    line, and the account's events can no longer be opened."""
+    tag = uuid.uuid4().hex[:10]
+    mark = f"PII{tag}"
+    owner_email = f"{mark.lower()}-owner@acme.example.com"
+    customer_email = f"{mark.lower()}-buyer@buyer.example.com"
+    async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
+        opened = await api.post(
+            "/accounts",
+            json={"name": f"Acme {mark}", "owner": {"name": f"Ada {mark}", "email": owner_email}},
+        )
+        account_id = opened.json()["account"]["id"]
+        owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        customer = (
+            await api.post(
+                "/customers",
+                headers=owner,
+                json={"name": f"Bob {mark}", "email": customer_email, "address": f"1 {mark} St"},
+            )
+        ).json()
+        for _ in range(3):
+            draft = await api.post(
+                "/invoices",
+                headers=owner,
+                json={
+                    "customer_id": customer["id"],
+                    "currency": "EUR",
+                    "due_date": "2030-01-31",
+                    "lines": [
+                        {"description": f"Work for {mark}", "quantity": "2", "unit_price": "9"}
+                    ],
+                },
+            )
+            assert (
+                await api.post(f"/invoices/{draft.json()['id']}/issue", headers=owner)
+            ).is_success
+        staff = (
+            await api.post(
+                "/staff",
+                headers=OPERATOR,
+                json={"name": "Sam Support", "email": f"sam-{tag}@quittance.example.com"},
+            )
+        ).json()
+        await api.post(
+            "/access-grants",
+            headers=owner,
+            json={
+                "staff_id": staff["staff"]["id"],
+                "purpose": "support",
+                "reason": f"TICKET {mark}",
+                "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            },
+        )
+        read = await api.get(
+            f"/staff/accounts/{account_id}/customers/{customer['id']}",
+            params={"purpose": "support"},
+            headers={"Authorization": f"Bearer {staff['api_key']}"},
+        )
+        assert read.status_code == 200
+        await mail.wait_for(lambda ms: len([m for m in ms if customer_email in m["to"]]) >= 3)
+        await eventually(
+            lambda: _fetch(
+                system,
+                "audit",
+                "SELECT 1 FROM access_log_entry WHERE account_id = $1",
+                uuid.UUID(account_id),
+            ),
+            what="the staff read reached the audit trail",
+        )
+        assert (await api.post("/account/termination", headers=owner)).status_code == 202
+
+    export = await mail.wait_for(lambda ms: any(owner_email in m["to"] for m in ms), timeout=60)
+    assert next(m for m in export if owner_email in m["to"])["attachments"]
+
+    async def certified() -> bool:
+        sagas = await _fetch(
+            system,
+            "retention",
+            "SELECT 1 FROM termination_saga WHERE account_id = $1",
+            uuid.UUID(account_id),
+        )
+        return not sagas and bool(
+            await _fetch(system, "retention", "SELECT 1 FROM purge_certificate")
+        )
+
+    await eventually(certified, timeout=60, what="the purge certificate")
+
+    # Every database, the key store's included.
+    for database in [*(spec.name for spec in SERVICES), "keystore"]:
+        url = system.database_url(database)
+
+        async def clean(url: str = url) -> bool:
+            return (
+                await rows_mentioning(url, mark) == {}
+                and await rows_mentioning(url, account_id) == {}
+            )
+
+        await eventually(clean, timeout=15, what=f"nothing about the account in {database}")
+
+    # Every topic, dead letters included, from offset zero: nothing readable, nothing openable.
+    records = await read_all_topics(system.bootstrap_servers, system.topic_prefix)
+    assert records, "the topics were read"
+    readable = [
+        r.topic for r in records if mark.encode() in r.value or mark.lower().encode() in r.value
+    ]
+    assert readable == [], "a personal value is readable in a topic"
+    keystore = KeyStoreSettings(url=system.keystore_url())
+    mine = [r for r in records if (r.key or b"").decode() == account_id]
+    assert len(mine) > 10
+    sealed_events = [r for r in mine if b'"enc:v1:' in r.value]
+    assert sealed_events, "the account's personal fields travelled sealed"
+    for record in sealed_events:
+        with pytest.raises(KeyDestroyedError):
+            await open_event(json.loads(record.value), keystore)
+
+    # Every export store, and every log line.
+    leftovers = [p for p in system.export_dir.rglob("*") if p.is_file()]
+    assert [p for p in leftovers if mark.encode() in p.read_bytes()] == []
+    assert leftovers == [], "no bundle, slice or chunk is left in any export store"
+    for log in system.log_dir.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert mark not in text, f"a personal value in {log.name}"
+        assert mark.lower() not in text, f"a personal address in {log.name}"

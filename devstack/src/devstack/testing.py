@@ -119,17 +119,23 @@ async def read_events(
     ]
     if keystore is None:
         return events
+    return [await open_event(event, keystore) for event in events]
+
+
+async def open_event(event: dict[str, Any], keystore: KeyStoreSettings) -> dict[str, Any]:
+    """An envelope read from a topic with its personal fields opened (KeyDestroyedError if
+    the account was purged)."""
+    paths = personal_paths(EVENT_TYPES[event["type"]])
+    if not paths:
+        return event
     keys = create_key_store(keystore)
     await keys.start()
     try:
-        for event in events:
-            paths = personal_paths(EVENT_TYPES[event["type"]])
-            if paths:
-                aad = event_aad(event["type"], event["id"], event["subject"])
-                event["data"] = await decrypt_personal(event["data"], paths, keys.key, aad=aad)
+        aad = event_aad(event["type"], event["id"], event["subject"])
+        data = await decrypt_personal(event["data"], paths, keys.key, aad=aad)
     finally:
         await keys.close()
-    return events
+    return {**event, "data": data}
 
 
 @asynccontextmanager
@@ -324,3 +330,38 @@ class RecordingParticipant:
             self.calls.append((what, request))
 
         return record
+
+
+async def read_all_topics(
+    bootstrap: str, prefix: str, *, quiet_s: float = 1.5, timeout: float = 30
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of every topic whose name starts with prefix, from offset zero."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    last_record = time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - last_record < quiet_s:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                if partition_records:
+                    last_record = time.monotonic()
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
