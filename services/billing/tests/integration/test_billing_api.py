@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -287,6 +288,42 @@ async def test_termination_emits_account_terminated_and_closes_the_api(
     )
     assert events[0]["data"]["owner_email"] == account["owner"]["email"]
     _problem(await api.get("/customers", headers=account["headers"]), 403)
+
+
+@pytest.mark.parametrize("control", ["\r\n", "\n", "\x00", "\x1b", "\x85"])
+async def test_termination_a_control_character_in_a_name_is_refused_naming_the_field(
+    api: httpx.AsyncClient, control: str
+) -> None:
+    """A line break in a name would break the mail header of the export: refused at input."""
+    response = await api.post(
+        "/accounts",
+        json={
+            "name": f"Acme{control}Bcc: all@example.com",
+            "owner": {"name": "Ada", "email": "ada@acme.example.com"},
+        },
+    )
+    body = _problem(response, 422)
+    assert body["errors"][0]["field"] == "name"
+    assert "control characters" in body["errors"][0]["message"]
+
+
+async def test_termination_two_requests_at_once_terminate_once(
+    api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
+) -> None:
+    """Two termination requests racing make one account.terminated, hence one saga."""
+    first, second = await asyncio.gather(
+        api.post("/account/termination", headers=account["headers"]),
+        api.post("/account/termination", headers=account["headers"]),
+    )
+    assert sorted([first.status_code, second.status_code]) in ([202, 403], [202, 409])
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("account.terminated"),
+        count=2,
+        key=account["account"]["id"],
+        timeout=3,
+    )
+    assert len(events) == 1
 
 
 async def test_health_checks_the_database_and_the_broker(api: httpx.AsyncClient) -> None:

@@ -1,0 +1,128 @@
+"""/healthz tells the truth on the real broker: a stuck consumer and a message that keeps
+coming back are reported, not only whether the database and broker answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from devstack.stack import Stack
+from devstack.testing import eventually, produce
+from shared.contracts import Envelope, PurgeRequested, new_envelope
+from shared.db import create_engine
+from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
+from shared.health import ConsumerProgress
+from shared.routing import EventRoutes
+from shared.runtime import ServiceRuntime, create_runtime
+from shared.settings import KafkaSettings, KeyStoreSettings, ServiceSettings
+from shared.unit_of_work import Work
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def database_url(infrastructure: Stack) -> str:
+    name = f"health_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(infrastructure.create_databases, [name], suffixed=False)
+    url = infrastructure.database_url("x").rsplit("/", 1)[0] + f"/{name}"
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(DeliveryTable.metadata.create_all)
+        for statement in CREATE_OUTBOX_NOTIFY_SQL:
+            await connection.execute(text(statement))
+    await engine.dispose()
+    return url
+
+
+@pytest.fixture
+async def runtime_with(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, keystore_settings: KeyStoreSettings
+) -> AsyncIterator[Callable[[Any], Any]]:
+    started: list[ServiceRuntime[ServiceSettings]] = []
+
+    async def start(handler: Any) -> ServiceRuntime[ServiceSettings]:
+        settings = ServiceSettings(
+            environment="test",
+            database_url=database_url,
+            kafka=KafkaSettings(
+                bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, retry_backoff_s=0.01
+            ),
+            keystore=keystore_settings,
+        )
+        runtime = create_runtime(
+            "billing", settings, topics=["purge.requested"], configure_logs=False
+        )
+        runtime.progress = ConsumerProgress(stall_after_s=1.0)
+        routes = EventRoutes("billing", runtime.telemetry)
+        routes.on(PurgeRequested)(handler)
+        runtime.consume(routes)
+        await runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        await runtime.stop()
+
+
+async def _purges(settings: ServiceSettings, count: int) -> None:
+    for _ in range(count):
+        envelope = new_envelope(
+            PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()), source="retention"
+        )
+        await produce(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic("purge.requested"),
+            envelope.model_dump_json().encode(),
+            key=envelope.subject.encode(),
+            headers=[("content-type", b"application/json")],
+        )
+
+
+async def test_a_consumer_with_lag_and_no_progress_is_reported_unhealthy(
+    runtime_with: Callable[[Any], Any],
+) -> None:
+    release = asyncio.Event()
+
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+        await release.wait()  # a handler stuck on something that never answers
+
+    runtime = await runtime_with(on_purge_requested)
+    await _purges(runtime.settings, 5)
+
+    async def stalled() -> Any:
+        healthy, checks = await runtime.health()
+        return checks if not healthy and "no progress" in checks["consumer"] else None
+
+    checks = await eventually(stalled, timeout=30, what="the stall was reported")
+    assert checks["database"] == "ok"
+    assert checks["kafka"] == "ok", "the servers answer; the consumer is what is wrong"
+    release.set()
+
+    async def recovered() -> bool:
+        healthy, _ = await runtime.health()
+        return healthy
+
+    await eventually(recovered, timeout=30, what="health recovered once the consumer moved")
+
+
+async def test_a_message_that_keeps_coming_back_is_reported_unhealthy(
+    runtime_with: Callable[[Any], Any],
+) -> None:
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+        raise ConnectionRefusedError(111, "the payment gateway is down")
+
+    runtime = await runtime_with(on_purge_requested)
+    await _purges(runtime.settings, 1)
+
+    async def stuck() -> Any:
+        healthy, checks = await runtime.health()
+        return checks if not healthy and checks["redeliveries"] != "ok" else None
+
+    checks = await eventually(stuck, timeout=30, what="the redeliveries were reported")
+    assert "redelivered past the limit" in checks["redeliveries"]
