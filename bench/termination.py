@@ -1,0 +1,371 @@
+"""The termination of a large account, end to end, on the four services as processes.
+
+One account holds about a million records across billing, notifications and audit, seeded
+straight into their databases. The owner terminates it; the clock runs until the purge
+certificate exists. Meanwhile another account's `GET /account` is timed (the API must keep
+answering during the export) and every service's RSS is sampled.
+
+Baselines, same run, same servers: plain `COPY (SELECT ...) TO STDOUT` of the same rows with
+asyncpg (the export's floor), and the same `GET /account` while nothing else runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+
+from devstack.stack import SERVICES, Stack
+
+Result = tuple[str, float, str, str, float]
+
+SCALE = float(os.environ.get("BENCH_TERMINATION_SCALE", "1"))
+CUSTOMERS = int(1_000 * SCALE)
+INVOICES = int(100_000 * SCALE)
+LINES_PER_INVOICE = 5
+EMAILS = int(100_000 * SCALE)
+ACCESSES = int(299_000 * SCALE)
+PROBE_CONCURRENCY = 4
+
+
+def _dsn(stack: Stack, service: str) -> str:
+    return stack.database_url(service).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _seed_billing(stack: Stack, account_id: uuid.UUID) -> int:
+    connection = await asyncpg.connect(_dsn(stack, "billing"))
+    try:
+        now = datetime.now(UTC)
+        customers = [
+            (uuid.uuid4(), account_id, f"Customer {i}", f"c{i}@bench.example.com", None, now)
+            for i in range(CUSTOMERS)
+        ]
+        await connection.copy_records_to_table(
+            "customer",
+            records=customers,
+            columns=["id", "account_id", "name", "email", "address", "created_at"],
+        )
+        invoices: list[tuple[Any, ...]] = []
+        lines: list[tuple[Any, ...]] = []
+        for number in range(INVOICES):
+            invoice_id = uuid.uuid4()
+            invoices.append(
+                (
+                    invoice_id,
+                    account_id,
+                    customers[number % CUSTOMERS][0],
+                    f"INV-{number + 1:06d}",
+                    "ISSUED",
+                    "EUR",
+                    105,
+                    now.date(),
+                    (now + timedelta(days=30)).date(),
+                    now,
+                    now,
+                )
+            )
+            lines.extend(
+                (uuid.uuid4(), invoice_id, account_id, position, f"Work item {position}", 1, 21, 21)
+                for position in range(1, LINES_PER_INVOICE + 1)
+            )
+        await connection.copy_records_to_table(
+            "invoice",
+            records=invoices,
+            columns=[
+                "id",
+                "account_id",
+                "customer_id",
+                "number",
+                "status",
+                "currency",
+                "total",
+                "issue_date",
+                "due_date",
+                "created_at",
+                "issued_at",
+            ],
+        )
+        await connection.copy_records_to_table(
+            "invoice_line",
+            records=lines,
+            columns=[
+                "id",
+                "invoice_id",
+                "account_id",
+                "position",
+                "description",
+                "quantity",
+                "unit_price",
+                "amount",
+            ],
+        )
+        await connection.execute("ANALYZE")
+        return len(customers) + len(invoices) + len(lines)
+    finally:
+        await connection.close()
+
+
+async def _seed_notifications(stack: Stack, account_id: uuid.UUID) -> int:
+    connection = await asyncpg.connect(_dsn(stack, "notifications"))
+    try:
+        now = datetime.now(UTC)
+        await connection.copy_records_to_table(
+            "outgoing_email",
+            records=[
+                (
+                    uuid.uuid4(),
+                    account_id,
+                    "INVOICE",
+                    f"<{uuid.uuid4()}@bench>",
+                    f"c{i}@bench.example.com",
+                    f"Invoice INV-{i:06d}",
+                    "SENT",
+                    1,
+                    now,
+                    now,
+                )
+                for i in range(EMAILS)
+            ],
+            columns=[
+                "id",
+                "account_id",
+                "kind",
+                "message_id",
+                "recipient",
+                "subject",
+                "status",
+                "attempts",
+                "created_at",
+                "sent_at",
+            ],
+        )
+        await connection.execute("ANALYZE")
+        return EMAILS
+    finally:
+        await connection.close()
+
+
+async def _seed_audit(stack: Stack, account_id: uuid.UUID) -> int:
+    connection = await asyncpg.connect(_dsn(stack, "audit"))
+    try:
+        now = datetime.now(UTC)
+        await connection.copy_records_to_table(
+            "access_log_entry",
+            records=[
+                (
+                    uuid.uuid4(),
+                    account_id,
+                    sequence,
+                    uuid.uuid4(),
+                    uuid.uuid4(),
+                    "staff",
+                    "s-1",
+                    "Sam Support",
+                    "support",
+                    f"TICKET-{sequence}",
+                    "customer",
+                    "c-1",
+                    now,
+                    "0" * 64,
+                    "0" * 64,
+                    now,
+                )
+                for sequence in range(1, ACCESSES + 1)
+            ],
+            columns=[
+                "id",
+                "account_id",
+                "sequence",
+                "event_id",
+                "access_id",
+                "actor",
+                "actor_id",
+                "actor_name",
+                "purpose",
+                "reason",
+                "resource_type",
+                "resource_id",
+                "accessed_at",
+                "previous_hash",
+                "entry_hash",
+                "recorded_at",
+            ],
+        )
+        await connection.execute("ANALYZE")
+        return ACCESSES
+    finally:
+        await connection.close()
+
+
+_COPY_TABLES = {
+    "billing": ["account", "app_user", "api_key", "access_grant", "customer", "invoice"],
+    "notifications": ["outgoing_email"],
+    "audit": ["access_log_entry"],
+}
+
+
+async def _raw_copy_out(stack: Stack, account_id: uuid.UUID) -> tuple[int, float]:
+    """Plain COPY of the account's rows of every exported table, to nowhere: rows, seconds."""
+    rows = 0
+    started = time.perf_counter()
+    for service, tables in {
+        **_COPY_TABLES,
+        "billing": [*_COPY_TABLES["billing"], "invoice_line"],
+    }.items():
+        connection = await asyncpg.connect(_dsn(stack, service))
+        try:
+            for table in tables:
+                column = "id" if table == "account" else "account_id"
+                status = await connection.copy_from_query(
+                    f"SELECT * FROM {table} WHERE {column} = $1",  # noqa: S608 - fixed names
+                    account_id,
+                    output=_discard,
+                    format="csv",
+                    header=True,
+                )
+                rows += int(status.rsplit(" ", 1)[-1])
+        finally:
+            await connection.close()
+    return rows, time.perf_counter() - started
+
+
+async def _discard(_: bytes) -> None:
+    return None
+
+
+async def _open_account(api: httpx.AsyncClient, name: str) -> tuple[uuid.UUID, dict[str, str]]:
+    opened = (
+        await api.post(
+            "/accounts",
+            json={"name": name, "owner": {"name": "Ada", "email": f"ada@{name}.example.com"}},
+        )
+    ).json()
+    return uuid.UUID(opened["account"]["id"]), {"Authorization": f"Bearer {opened['api_key']}"}
+
+
+async def _probe(
+    api: httpx.AsyncClient, headers: dict[str, str], stop: asyncio.Event
+) -> list[float]:
+    """Time GET /account until stop is set."""
+    latencies: list[float] = []
+
+    async def one_client() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = await api.get("/account", headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET /account answered {response.status_code}")
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one_client() for _ in range(PROBE_CONCURRENCY)))
+    return latencies
+
+
+def _p99(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=100)[98]
+
+
+async def _sample_rss(stack: Stack, stop: asyncio.Event) -> float:
+    """The largest RSS (MB) of any service (with its worker children) until stop is set."""
+    processes = {}
+    for spec in SERVICES:
+        root = psutil.Process(stack.services[spec.name].pid)
+        processes[spec.name] = [root, *root.children(recursive=True)]
+    peak = 0.0
+    while not stop.is_set():
+        for group in processes.values():
+            try:
+                rss = sum(p.memory_info().rss for p in group) / 1e6
+            except psutil.Error:
+                continue
+            peak = max(peak, rss)
+        await asyncio.sleep(0.05)
+    return peak
+
+
+async def _saga_status(stack: Stack, account_id: uuid.UUID) -> str | None:
+    connection = await asyncpg.connect(_dsn(stack, "retention"))
+    try:
+        status: str | None = await connection.fetchval(
+            "SELECT status::text FROM termination_saga WHERE account_id = $1", account_id
+        )
+        return status
+    finally:
+        await connection.close()
+
+
+async def _certificates(stack: Stack) -> int:
+    connection = await asyncpg.connect(_dsn(stack, "retention"))
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM purge_certificate"))
+    finally:
+        await connection.close()
+
+
+async def bench_termination(stack: Stack) -> list[Result]:
+    """termination_1m_records_s, export_rows_per_s, export_peak_rss_mb, api_p99_during_export_ms."""
+    stack.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await asyncio.to_thread(stack.start_services)
+    try:
+        async with httpx.AsyncClient(base_url=stack.service_url("billing"), timeout=60) as api:
+            account_id, owner = await _open_account(api, "large")
+            _, bystander = await _open_account(api, "bystander")
+            seeded = 3 + sum(
+                await asyncio.gather(
+                    _seed_billing(stack, account_id),
+                    _seed_notifications(stack, account_id),
+                    _seed_audit(stack, account_id),
+                )
+            )
+            copied, copy_s = await _raw_copy_out(stack, account_id)
+
+            stop = asyncio.Event()
+            idle_probe = asyncio.create_task(_probe(api, bystander, stop))
+            await asyncio.sleep(5)
+            stop.set()
+            idle = await idle_probe
+            idle_rss_stop = asyncio.Event()
+            idle_rss = asyncio.create_task(_sample_rss(stack, idle_rss_stop))
+            await asyncio.sleep(1)
+            idle_rss_stop.set()
+            idle_peak = await idle_rss
+
+            stop = asyncio.Event()
+            busy_probe = asyncio.create_task(_probe(api, bystander, stop))
+            rss = asyncio.create_task(_sample_rss(stack, stop))
+            certificates = await _certificates(stack)
+            started = time.perf_counter()
+            response = await api.post("/account/termination", headers=owner)
+            if response.status_code != 202:
+                raise RuntimeError(response.text)
+            exported_at = None
+            while await _certificates(stack) == certificates:
+                if exported_at is None and await _saga_status(stack, account_id) in (
+                    "DELIVERING",
+                    "PURGING",
+                ):
+                    exported_at = time.perf_counter()
+                if time.perf_counter() - started > 600:
+                    raise RuntimeError("no certificate within 10 minutes")
+                await asyncio.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            stop.set()
+            busy, peak = await busy_probe, await rss
+    finally:
+        stack.stop_services()
+    export_s = (exported_at or time.perf_counter()) - started
+    return [
+        ("termination_1m_records_s", elapsed, "s", "raw_copy_out_s", copy_s),
+        ("export_rows_per_s", seeded / export_s, "rows/s", "copy_out_rows_per_s", copied / copy_s),
+        ("export_peak_rss_mb", peak, "MB", "idle_peak_rss_mb", idle_peak),
+        ("api_p99_during_export_ms", _p99(busy), "ms", "api_p99_idle_ms", _p99(idle)),
+    ]
