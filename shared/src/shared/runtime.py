@@ -74,12 +74,16 @@ def create_runtime(
     broker = create_broker(
         service=name, kafka=settings.kafka, telemetry=telemetry, dead_letters=dead_letters
     )
+    topics = tuple(topics)
     relay = OutboxRelay(
         engine=engine,
         kafka=settings.kafka,
         telemetry=telemetry,
+        topics=topics,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
+        replay_window_s=settings.relay_replay_window_s,
+        broker_check_interval_s=settings.relay_broker_check_interval_s,
     )
     return ServiceRuntime(
         name=name,
@@ -90,7 +94,7 @@ def create_runtime(
         outbox=Outbox(source=name, kafka=settings.kafka),
         broker=broker,
         relay=relay,
-        topics=tuple(topics),
+        topics=topics,
     )
 
 

@@ -42,6 +42,12 @@ class KafkaSettings(BaseModel):
         default=3, ge=1, description="Handler attempts before a message is dead-lettered."
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay, doubled.")
+    max_message_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest record the broker accepts (Kafka's message.max.bytes); larger "
+        "events are refused when added to the outbox, and the producer refuses them too.",
+    )
 
     def topic(self, name: str) -> str:
         """Return the physical topic name for a logical one."""
@@ -69,6 +75,18 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, description="Outbox rows sent per batch.")
     relay_poll_interval_s: float = Field(
         default=0.25, ge=0.01, description="Outbox poll when nothing woke the relay."
+    )
+    relay_replay_window_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long acknowledged outbox rows are kept, to be published again if the "
+        "broker forgets them (a restarted in-memory broker, a lost topic).",
+    )
+    relay_broker_check_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the leading relay checks that the broker still holds what it "
+        "acknowledged (also checked after every failed batch).",
     )
 
     @model_validator(mode="after")
