@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -92,6 +93,28 @@ class Outbox:
         check_event_size(message.payload, headers, self.kafka.max_message_bytes)
         session.add(message)
         return envelope
+
+
+_FORGET_KEPT = text(
+    "DELETE FROM outbox_message WHERE key = :key "
+    "AND (published_at IS NOT NULL OR parked_at IS NOT NULL)"
+)
+_NEVER_KEEP = text(
+    "UPDATE outbox_message SET replayable = false WHERE key = :key AND published_at IS NULL"
+)
+
+
+async def forget_account_events(session: AsyncSession, *, account_id: UUID) -> int:
+    """Delete an account's events kept for replay or parked; its waiting ones won't be kept.
+
+    A purge calls it in its own transaction: nothing about the account stays in the outbox,
+    and a broker that forgot can never be sent the account's events again.
+    """
+    connection = await session.connection()
+    key = {"key": str(account_id)}
+    deleted = (await connection.execute(_FORGET_KEPT, key)).rowcount
+    await connection.execute(_NEVER_KEEP, key)
+    return int(deleted)
 
 
 class UnpublishableError(Exception):

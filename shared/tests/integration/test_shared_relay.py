@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
 from shared.db import create_session_factory, transaction
-from shared.outbox import Outbox, OutboxRelay, _asyncpg_dsn
+from shared.outbox import Outbox, OutboxRelay, _asyncpg_dsn, forget_account_events
 from shared.settings import KafkaSettings
 from shared.telemetry import create_telemetry
 
@@ -299,3 +299,31 @@ async def test_health_tells_a_relay_that_cannot_publish_from_a_standby(
     finally:
         await standby.stop()
         await leader.stop()
+
+
+async def test_a_purge_forgets_the_accounts_kept_and_parked_events_and_keeps_no_new_ones(
+    delivery_database: DeliveryDatabase, kafka: KafkaSettings
+) -> None:
+    engine = await delivery_database()
+    purged, other = uuid.uuid4(), uuid.uuid4()
+    await _add_events(engine, kafka, [purged, other], per_account=3)
+    async with engine.begin() as connection:  # published, then one of each account parked
+        await connection.execute(text("UPDATE outbox_message SET published_at = now()"))
+    await _insert_raw(engine, topic="bad topic", key=str(purged), payload=b"x", headers="{}")
+    await _insert_raw(engine, topic="bad topic", key=str(other), payload=b"x", headers="{}")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE outbox_message SET parked_at = now() WHERE published_at IS NULL")
+        )
+    await _add_events(engine, kafka, [purged, other], per_account=1)  # still waiting
+
+    sessions = create_session_factory(engine)
+    async with transaction(sessions) as session:
+        assert await forget_account_events(session, account_id=purged) == 4
+
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT key, replayable FROM outbox_message"))).all()
+    assert [(key, replayable) for key, replayable in rows if key == str(purged)] == [
+        (str(purged), False)
+    ], "only the waiting event is left, and it goes once acknowledged"
+    assert len([key for key, _ in rows if key == str(other)]) == 5, "other accounts untouched"

@@ -18,7 +18,7 @@ from shared.contracts import (
 from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore
 from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.outbox import Outbox, forget_account_events
 
 SERVICE = "audit"
 
@@ -107,6 +107,8 @@ class AuditService:
             repo = AuditRepository(session)
             await repo.lock_chain(event.data.account_id)
             deleted = await repo.delete_account(event.data.account_id)
+            # Purged: its confirmation is not kept for replay, nor is anything else about it.
+            await forget_account_events(session, account_id=event.data.account_id)
             self.outbox.add(
                 session,
                 PurgeCompleted(
@@ -115,5 +117,6 @@ class AuditService:
                     service=SERVICE,
                     rows_deleted=deleted,
                 ),
+                replayable=False,
             )
         return True

@@ -52,7 +52,7 @@ from shared.contracts import InvoiceLine as IssuedLine
 from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore
 from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.outbox import Outbox, forget_account_events
 
 SERVICE = "billing"
 API_KEY_PREFIX = "qk_"
@@ -498,6 +498,8 @@ class BillingService:
             repo = BillingRepository(session)
             await repo.lock_account(event.data.account_id)
             deleted = await repo.delete_account(event.data.account_id)
+            # Purged: its confirmation is not kept for replay, nor is anything else about it.
+            await forget_account_events(session, account_id=event.data.account_id)
             self.outbox.add(
                 session,
                 PurgeCompleted(
@@ -506,6 +508,7 @@ class BillingService:
                     service=SERVICE,
                     rows_deleted=deleted,
                 ),
+                replayable=False,
             )
         return True
 

@@ -37,7 +37,7 @@ from shared.contracts import (
 from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore
 from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.outbox import Outbox, forget_account_events
 
 SERVICE = "notifications"
 log = logging.getLogger(__name__)
@@ -243,6 +243,8 @@ class NotificationsService:
             result = await session.exec(
                 delete(OutgoingEmail).where(col(OutgoingEmail.account_id) == event.data.account_id)
             )
+            # Purged: its confirmation is not kept for replay, nor is anything else about it.
+            await forget_account_events(session, account_id=event.data.account_id)
             self.outbox.add(
                 session,
                 PurgeCompleted(
@@ -251,5 +253,6 @@ class NotificationsService:
                     service=SERVICE,
                     rows_deleted=int(result.rowcount or 0),
                 ),
+                replayable=False,
             )
         return True

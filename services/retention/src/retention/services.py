@@ -29,7 +29,7 @@ from shared.contracts import (
 from shared.db import SessionFactory, transaction
 from shared.export_store import ExportStore, sha256_file
 from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.outbox import Outbox, forget_account_events
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ class RetentionService:
             certificate = self._certificate(saga)
             session.add(certificate)
             await session.delete(saga)
+            # The saga is over: its events about the account are not kept for replay.
+            await forget_account_events(session, account_id=saga.account_id)
             self.outbox.add(
                 session,
                 AccountPurged(
@@ -187,6 +189,7 @@ class RetentionService:
                     certificate_id=certificate.id,
                     services=sorted(saga.purged),
                 ),
+                replayable=False,
             )
         return True
 
