@@ -192,11 +192,18 @@ def create_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer
 
 
 def subscriber_options(*, group_id: str) -> dict[str, Any]:
-    """Offsets are committed only after the handler (and so its transaction) finished."""
+    """Offsets are committed only after the handler (and so its transaction) finished.
+
+    A broker that lost its memory (a restarted Tansu) lost the group and its offsets too:
+    the consumer's next heartbeat is refused (unknown member), it rejoins, finds no
+    committed offset and starts from the earliest record, where the relay's replay of the
+    forgotten events begins. Commits of the old generation fail and those messages come
+    again; the inbox absorbs them.
+    """
     return {
         "group_id": group_id,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "auto_offset_reset": "earliest",
+        "auto_offset_reset": "earliest",  # never "latest": a new broker's replay would be skipped
     }
 
 
