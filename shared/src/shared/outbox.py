@@ -14,12 +14,7 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import (
-    InvalidTopicError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    UnsupportedForMessageFormatError,
-)
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate, trace
 from sqlalchemy import text
@@ -125,15 +120,11 @@ class UnpublishableError(Exception):
         self.kind = kind
 
 
-# Errors of one record that no retry cures; anything else (the broker down, a leader moving,
-# a timeout) fails the batch, which is retried with backoff.
-_REFUSED_FOR_GOOD = (
-    UnpublishableError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    InvalidTopicError,
-    UnsupportedForMessageFormatError,
-)
+# Errors of one record that no retry cures. Anything else (the broker down, a leader moving,
+# a timeout, a broker configured to refuse whole producer batches or record headers) fails
+# the batch, which is retried with backoff and shows in health(): parking would then take
+# rows that another configuration would accept.
+_REFUSED_FOR_GOOD = (UnpublishableError, MessageSizeTooLargeError, InvalidTopicError)
 
 LEADER_LOCK = 0x51_7E_0B_0C  # advisory lock keys; each service has its own database
 FENCE_LOCK = 0x51_7E_0B_0D
@@ -578,19 +569,19 @@ class OutboxRelay:
         async with self.engine.begin() as connection:
             await connection.execute(_FENCE_WAIT, {"key": FENCE_LOCK})  # no batch in flight
             replayed = (await connection.execute(_REPLAY)).rowcount
-        self._acked.clear()
-        if replayed or self._recoveries:
-            self._recoveries += 1
-            self.telemetry.delivery.broker_recoveries.inc()
-            self.telemetry.delivery.republished.inc(replayed)
-            log.warning(
-                "the broker lost what it acknowledged (%s): topics re-created, "
-                "%d events of the replay window will be published again",
-                reason,
-                replayed,
-            )
-        else:
+        acknowledged_before, self._acked = bool(self._acked), {}
+        if not (replayed or acknowledged_before):  # a first start: topics were just missing
             log.info("created the missing topics (%s)", reason)
+            return
+        self._recoveries += 1
+        self.telemetry.delivery.broker_recoveries.inc()
+        self.telemetry.delivery.republished.inc(replayed)
+        log.warning(
+            "the broker lost what it acknowledged (%s): topics re-created, "
+            "%d events of the replay window will be published again",
+            reason,
+            replayed,
+        )
 
     async def _load_acked(self) -> None:
         """Learn the last acknowledged records from the rows kept, whoever published them."""
@@ -658,7 +649,7 @@ def _record_headers(row: Any) -> list[tuple[str, bytes]]:
 def _park_kind(exc: BaseException) -> str:
     if isinstance(exc, UnpublishableError):
         return exc.kind
-    if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+    if isinstance(exc, MessageSizeTooLargeError):
         return "too_large"
     if isinstance(exc, InvalidTopicError):
         return "invalid_topic"
