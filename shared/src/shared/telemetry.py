@@ -39,7 +39,7 @@ class DeliveryMetrics:
         )
         self.relay_batch_seconds = Histogram(
             "outbox_relay_batch_seconds",
-            "Time to publish and clear one outbox batch",
+            "Time from handing an outbox batch to the producer to its last acknowledgement",
             registry=self.registry,
         )
         self.parked = Counter(
