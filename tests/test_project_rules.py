@@ -192,3 +192,15 @@ def test_notifications_smtp_address_can_be_set_from_the_environment(
     monkeypatch.setenv("NOTIFICATIONS_SMTP__PORT", "587")
     settings = NotificationsSettings()
     assert (settings.smtp.host, settings.smtp.port) == ("smtp.example", 587)
+
+
+def test_termination_no_two_services_share_a_volume_in_the_compose_file() -> None:
+    """Each service has its own export store: nothing one writes can be read by another."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    owners: dict[str, list[str]] = {}
+    for service in SERVICES:
+        for volume in compose["services"][service].get("volumes", []):
+            owners.setdefault(str(volume).split(":", 1)[0], []).append(service)
+    assert {volume: names for volume, names in owners.items() if len(names) > 1} == {}

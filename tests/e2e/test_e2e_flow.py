@@ -168,6 +168,7 @@ async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
             assert checks["database"] == "ok"
             assert checks["kafka"] == "ok"
             assert checks["redeliveries"] == "ok"
+            assert checks["relay"] == "ok"
             assert checks["consumer"].startswith("lag ")
             metrics = await client.get(f"{system.service_url(spec.name)}/metrics")
             assert "outbox_relayed_events" in metrics.text, spec.name

@@ -100,7 +100,7 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
         loop = asyncio.get_running_loop()
         handler = _Handler(mailbox)
         server = await loop.create_server(
-            lambda: SMTP(handler, hostname="quittance-mailcatcher", data_size_limit=50 << 20),
+            lambda: SMTP(handler, hostname="quittance-mailcatcher", data_size_limit=256 << 20),
             host=smtp_host,
             port=smtp_port,
         )

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import (
+    IncompatibleBrokerVersion,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+    UnsupportedVersionError,
+)
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.kafka import KafkaBroker
@@ -218,6 +226,7 @@ def create_broker(
         kafka.bootstrap_servers,
         client_id=service,
         acks="all",
+        max_request_size=kafka.max_message_bytes,
         enable_idempotence=False,  # Tansu refuses it; the inbox makes redelivery harmless
         security=_security(kafka),
         middlewares=[
@@ -256,36 +265,209 @@ def create_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer
         acks="all",
         linger_ms=2,
         max_batch_size=256 * 1024,
+        # The client refuses a larger record itself; a broker would refuse it anyway.
+        max_request_size=kafka.max_message_bytes,
         security_protocol=kafka.security_protocol,
         ssl_context=ssl_context(kafka),
     )
 
 
-def subscriber_options(*, group_id: str) -> dict[str, Any]:
-    """Offsets are committed only after the handler (and so its transaction) finished."""
+def subscriber_options(*, group_id: str, fetch_max_wait_ms: int = 50) -> dict[str, Any]:
+    """Offsets are committed only after the handler (and so its transaction) finished.
+
+    A broker that lost its memory (a restarted Tansu) lost the group and its offsets too:
+    the consumer's next heartbeat is refused (unknown member), it rejoins, finds no
+    committed offset and starts from the earliest record, where the relay's replay of the
+    forgotten events begins. Commits of the old generation fail and those messages come
+    again; the inbox absorbs them.
+    """
     return {
         "group_id": group_id,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "auto_offset_reset": "earliest",
+        "auto_offset_reset": "earliest",  # never "latest": a new broker's replay would be skipped
+        # Tansu answers a fetch only when its wait ends, not when a record arrives: with
+        # Kafka's 500 ms default a saga advanced two steps a second. Real Kafka long-polls
+        # either way; a short wait costs it a few more idle fetches.
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+    }
+
+
+def topic_names(kafka: KafkaSettings, names: Iterable[str]) -> list[str]:
+    """The physical names of logical topics and of their dead-letter topics."""
+    return sorted({kafka.topic(n) for name in names for n in (name, dead_letter_topic(name))})
+
+
+# Kafka's own rule for topic names; a broker refuses any other name.
+_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def is_valid_topic_name(name: str) -> bool:
+    """Whether a Kafka broker would accept this topic name."""
+    return bool(_LEGAL_TOPIC_NAME.fullmatch(name)) and name not in {".", ".."}
+
+
+def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers,
+        security_protocol=kafka.security_protocol,
+        ssl_context=ssl_context(kafka),
+    )
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
+    # Metadata for all topics: naming topics would make Tansu (and a Kafka with
+    # auto.create.topics.enable) create the missing ones with its default partitions.
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in await admin.describe_topics()
+        if not t["error_code"]
     }
 
 
 async def ensure_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
     """Create the topics (and their dead-letter topics) that do not exist yet."""
-    wanted = sorted({kafka.topic(n) for name in names for n in (name, dead_letter_topic(name))})
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers,
-        security_protocol=kafka.security_protocol,
-        ssl_context=ssl_context(kafka),
-    )
+    await create_topics(kafka, topic_names(kafka, names))
+
+
+async def create_topics(kafka: KafkaSettings, physical_names: Iterable[str]) -> None:
+    """Create missing topics with the declared partitions; add partitions to those with fewer."""
+    wanted = sorted(set(physical_names))
+    if not wanted:
+        return
+    admin = _admin(kafka)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
+        existing = await _partition_counts(admin)
         missing = [n for n in wanted if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 await admin.create_topics(
                     [NewTopic(n, kafka.partitions, 1) for n in missing], timeout_ms=10_000
                 )
+        short = {n: existing[n] for n in wanted if 0 < existing.get(n, 0) < kafka.partitions}
+        if short:
+            await _add_partitions(admin, short, kafka.partitions)
     finally:
         await admin.close()
+
+
+async def _add_partitions(admin: AIOKafkaAdminClient, short: dict[str, int], wanted: int) -> None:
+    # A topic auto-created by a broker that forgot it has the broker's default partitions.
+    try:
+        await admin.create_partitions({n: NewPartitions(total_count=wanted) for n in short})
+    except (IncompatibleBrokerVersion, UnsupportedVersionError):
+        # Tansu 0.6 cannot add partitions; keys still keep their order on fewer partitions.
+        log.warning(
+            "the broker cannot add partitions; topics keep fewer than %d: %s", wanted, short
+        )
+
+
+@dataclass(frozen=True)
+class AckedRecord:
+    """The last record the broker acknowledged on a partition: where it is, and its digest."""
+
+    offset: int
+    digest: bytes
+
+
+def record_digest(value: bytes) -> bytes:
+    """A short fingerprint of a record value, to recognise it when read back."""
+    return hashlib.blake2b(value, digest_size=16).digest()
+
+
+class BrokerProbe:
+    """Tells whether the broker still holds what it acknowledged, or is a new one that forgot.
+
+    Tansu keeps everything in memory and reports the same cluster id after a restart, and
+    its ListOffsets answers are wrong; so besides the cluster id and the declared topics, the
+    probe reads back the last record acknowledged on each partition, as a consumer would.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, *, topics: Iterable[str], timeout_s: float = 10.0
+    ) -> None:
+        self.kafka = kafka
+        self.timeout_s = timeout_s
+        self._cluster_id: str | None = None
+        # Partitions each declared topic should have at least: declared, then as last seen,
+        # so a topic that cannot be given more partitions is reported once, not forever.
+        self._partitions: dict[str, int] = dict.fromkeys(topics, kafka.partitions)
+
+    @property
+    def topics(self) -> list[str]:
+        """The physical topics this probe expects to exist."""
+        return sorted(self._partitions)
+
+    async def forgotten(self, acked: Mapping[TopicPartition, AckedRecord]) -> str | None:
+        """Why the broker is not the one that acknowledged these records, or None."""
+        admin = _admin(self.kafka)
+        await admin.start()
+        try:
+            cluster_id = (await admin.describe_cluster())["cluster_id"]
+            partitions = await _partition_counts(admin)
+        finally:
+            await admin.close()
+        if self._cluster_id is not None and cluster_id != self._cluster_id:
+            reason = f"the cluster id changed from {self._cluster_id} to {cluster_id}"
+            self._cluster_id = cluster_id
+            return reason
+        self._cluster_id = cluster_id
+        reasons = []
+        for topic, expected in self._partitions.items():
+            if topic not in partitions:
+                reasons.append(f"topic {topic} is missing")
+            elif partitions[topic] < expected:
+                reasons.append(f"topic {topic} has {partitions[topic]} partitions, not {expected}")
+            if topic in partitions:
+                self._partitions[topic] = partitions[topic]
+        reasons.extend(f"topic {tp.topic} is missing" for tp in acked if tp.topic not in partitions)
+        if reasons:
+            return "; ".join(sorted(set(reasons)))
+        return await self._records_forgotten(acked)
+
+    async def _records_forgotten(self, acked: Mapping[TopicPartition, AckedRecord]) -> str | None:
+        if not acked:
+            return None
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",  # an offset out of range is the answer, not a reason to move
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=self.kafka.max_message_bytes + 64 * 1024,
+            security_protocol=self.kafka.security_protocol,
+            ssl_context=ssl_context(self.kafka),
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(acked))
+            for tp, record in acked.items():
+                consumer.seek(tp, record.offset)
+            return await self._read_back(consumer, dict(acked))
+        finally:
+            await consumer.stop()
+
+    async def _read_back(
+        self, consumer: AIOKafkaConsumer, pending: dict[TopicPartition, AckedRecord]
+    ) -> str | None:
+        deadline = time.monotonic() + self.timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read back {len(pending)} partitions")
+            try:
+                batch = await consumer.getmany(*pending, timeout_ms=200, max_records=len(pending))
+            except OffsetOutOfRangeError as exc:
+                return f"the acknowledged offsets {exc.args[0]} are out of range"
+            for tp, records in batch.items():
+                expected = pending.pop(tp)
+                first = records[0]
+                if first.offset != expected.offset or record_digest(first.value) != expected.digest:
+                    return f"{tp.topic}/{tp.partition} holds another record at {expected.offset}"
+            for tp, expected in list(pending.items()):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and highwater <= expected.offset:
+                    return (
+                        f"{tp.topic}/{tp.partition} ends at {highwater}, before the record "
+                        f"acknowledged at {expected.offset}"
+                    )
+        return None

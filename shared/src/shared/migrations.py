@@ -70,3 +70,58 @@ def drop_outbox_notify_trigger() -> None:
 
     for statement in DROP_OUTBOX_NOTIFY_SQL:
         op.execute(statement)
+
+
+def upgrade_delivery_for_replay() -> None:
+    """In a revision's upgrade(): the outbox keeps published events for a replay window,
+    parks the unpublishable, and is searched by account; the inbox is pruned by age."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.add_column(
+        "outbox_message",
+        sa.Column("replayable", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
+    op.add_column("outbox_message", sa.Column("published_at", sa.DateTime(timezone=True)))
+    op.add_column("outbox_message", sa.Column("kafka_partition", sa.Integer()))
+    op.add_column("outbox_message", sa.Column("kafka_offset", sa.BigInteger()))
+    op.add_column("outbox_message", sa.Column("parked_at", sa.DateTime(timezone=True)))
+    op.add_column("outbox_message", sa.Column("park_reason", sa.Text()))
+    op.create_index(
+        "ix_outbox_message_unpublished",
+        "outbox_message",
+        ["seq"],
+        postgresql_where=sa.text("published_at IS NULL AND parked_at IS NULL"),
+    )
+    op.create_index(
+        "ix_outbox_message_parked",
+        "outbox_message",
+        ["seq"],
+        postgresql_where=sa.text("parked_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_outbox_message_published",
+        "outbox_message",
+        ["published_at"],
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
+    op.create_index("ix_outbox_message_key", "outbox_message", ["key"])
+    op.create_index("ix_inbox_message_handled_at", "inbox_message", ["handled_at"])
+
+
+def downgrade_delivery_for_replay() -> None:
+    """In a revision's downgrade(): undo upgrade_delivery_for_replay."""
+    from alembic import op
+
+    op.drop_index("ix_inbox_message_handled_at", table_name="inbox_message")
+    for index in ("key", "published", "parked", "unpublished"):
+        op.drop_index(f"ix_outbox_message_{index}", table_name="outbox_message")
+    for column in (
+        "park_reason",
+        "parked_at",
+        "kafka_offset",
+        "kafka_partition",
+        "published_at",
+        "replayable",
+    ):
+        op.drop_column("outbox_message", column)

@@ -33,6 +33,7 @@ from shared.contracts import (
 )
 from shared.data_map import AccountDataMap, AccountTable
 from shared.export_store import ExportStore
+from shared.outbox import forget_account_events
 from shared.routing import EventRoutes
 from shared.unit_of_work import Work
 
@@ -234,10 +235,14 @@ class Participant:
                 {"account_id": request.account_id},
             )
             deleted += int(result.rowcount or 0)
+        # The outbox keeps published events for replay: the account's go too, and the
+        # confirmation itself is deleted as soon as the broker has it.
+        deleted += await forget_account_events(work.session, account_id=request.account_id)
         work.emit(
             PurgeCompleted(
                 account_id=request.account_id, saga_id=request.saga_id, rows_deleted=deleted
-            )
+            ),
+            replayable=False,
         )
         work.after_commit(self._remover(str(request.saga_id)))
         work.after_commit(self._vacuum_later)

@@ -153,7 +153,7 @@ class EventRoutes:
         broker.subscriber(
             *topics,
             decoder=_raw_body,  # the dispatcher parses once; FastStream must not parse first
-            **subscriber_options(group_id=self.service),
+            **subscriber_options(group_id=self.service, fetch_max_wait_ms=kafka.fetch_max_wait_ms),
         )(on_event)
 
 

@@ -34,6 +34,7 @@ from shared.telemetry import Telemetry, configure_logging, create_telemetry
 from shared.unit_of_work import UnitOfWorkFactory
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+RELAY_STALL_S = 10.0  # a relay failing to publish for this long makes the service unhealthy
 log = logging.getLogger(__name__)
 
 
@@ -103,7 +104,20 @@ class ServiceRuntime(Generic[SettingsT]):
                 return Check("redeliveries", False, f"redelivered past the limit: {stuck[:5]}")
             return Check("redeliveries", True)
 
-        return [consumer, redeliveries, *self.extra_checks]
+        async def relay() -> Check:
+            state = self.relay.health()
+            if not state["publishing"] and state["stalled_s"] > RELAY_STALL_S:
+                return Check(
+                    "relay",
+                    False,
+                    f"cannot publish for {state['stalled_s']:.0f}s "
+                    f"({state['consecutive_failures']} failures): {state['last_error']}",
+                )
+            if state["parked"]:
+                return Check("relay", True, f"{state['role']}, {state['parked']} parked")
+            return Check("relay", True)
+
+        return [consumer, redeliveries, relay, *self.extra_checks]
 
     async def health(self) -> tuple[bool, dict[str, str]]:
         """The health report."""
@@ -153,12 +167,16 @@ def create_runtime(
     broker = create_broker(
         service=name, kafka=settings.kafka, telemetry=telemetry, dead_letters=dead_letters
     )
+    topics = tuple(topics)
     relay = OutboxRelay(
         engine=engine,
         kafka=settings.kafka,
         telemetry=telemetry,
+        topics=topics,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
+        replay_window_s=settings.relay_replay_window_s,
+        broker_check_interval_s=settings.relay_broker_check_interval_s,
     )
     sessions = create_session_factory(engine)
     keys = create_key_store(settings.keystore)
@@ -176,7 +194,7 @@ def create_runtime(
         broker=broker,
         dead_letters=dead_letters,
         relay=relay,
-        topics=tuple(topics),
+        topics=topics,
     )
 
 

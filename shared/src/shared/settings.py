@@ -39,10 +39,19 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(
         default=3, ge=1, description="Partitions for topics this stack creates."
     )
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=5000, description="How long a consumer's fetch waits for records."
+    )
     max_attempts: int = Field(
         default=3, ge=1, description="Handler attempts before a message is dead-lettered."
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay, doubled.")
+    max_message_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest record the broker accepts (Kafka's message.max.bytes); larger "
+        "events are refused when added to the outbox, and the producer refuses them too.",
+    )
 
     def topic(self, name: str) -> str:
         """Return the physical topic name for a logical one."""
@@ -129,6 +138,18 @@ class ServiceSettings(BaseSettings):
     )
     housekeeping_interval_s: float = Field(
         default=3600, gt=0, description="How often the inbox (and other windows) are pruned."
+    )
+    relay_replay_window_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long acknowledged outbox rows are kept, to be published again if the "
+        "broker forgets them (a restarted in-memory broker, a lost topic).",
+    )
+    relay_broker_check_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the leading relay checks that the broker still holds what it "
+        "acknowledged (also checked after every failed batch).",
     )
 
     @model_validator(mode="after")

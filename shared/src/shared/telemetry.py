@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -22,6 +22,11 @@ class DeliveryMetrics:
     registry: CollectorRegistry
     relayed: Counter = field(init=False)
     relay_batch_seconds: Histogram = field(init=False)
+    parked: Counter = field(init=False)
+    backlog: Gauge = field(init=False)
+    oldest_unpublished_age: Gauge = field(init=False)
+    broker_recoveries: Counter = field(init=False)
+    republished: Counter = field(init=False)
     dead_lettered: Counter = field(init=False)
     duplicates_skipped: Counter = field(init=False)
     unreadable_events: Counter = field(init=False)
@@ -41,7 +46,33 @@ class DeliveryMetrics:
         )
         self.relay_batch_seconds = Histogram(
             "outbox_relay_batch_seconds",
-            "Time to publish and clear one outbox batch",
+            "Time from handing an outbox batch to the producer to its last acknowledgement",
+            registry=self.registry,
+        )
+        self.parked = Counter(
+            "outbox_parked_events",
+            "Outbox events parked because no broker will ever accept them (alert on any)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.backlog = Gauge(
+            "outbox_backlog_events",
+            "Outbox events waiting to be published (counted up to 100000)",
+            registry=self.registry,
+        )
+        self.oldest_unpublished_age = Gauge(
+            "outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest outbox event still waiting to be published",
+            registry=self.registry,
+        )
+        self.broker_recoveries = Counter(
+            "outbox_broker_recoveries",
+            "Times the relay found that the broker had forgotten acknowledged events",
+            registry=self.registry,
+        )
+        self.republished = Counter(
+            "outbox_republished_events",
+            "Acknowledged events published again because the broker had forgotten them",
             registry=self.registry,
         )
         self.dead_lettered = Counter(

@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack.stack import Stack
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
-from shared.db import create_engine, create_session_factory, transaction
-from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
+from shared.db import create_session_factory, transaction
 from shared.inbox import claim_event
-from shared.kafka import ensure_topics
 from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
@@ -27,38 +24,28 @@ from shared.unit_of_work import UnitOfWorkFactory
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def engine(infrastructure: Stack) -> AsyncIterator[AsyncEngine]:
-    name = f"delivery_{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(infrastructure.create_databases, [name], suffixed=False)
-    engine = create_engine(infrastructure.database_url("x").rsplit("/", 1)[0] + f"/{name}")
-    async with engine.begin() as connection:
-        await connection.run_sync(DeliveryTable.metadata.create_all)
-        for statement in CREATE_OUTBOX_NOTIFY_SQL:
-            await connection.execute(text(statement))
-    yield engine
-    await engine.dispose()
+async def _all_published(engine: AsyncEngine) -> bool:
+    return await _waiting_rows(engine) == 0
 
 
-@pytest.fixture
-async def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
-    await ensure_topics(settings, ["purge.requested"])
-    return settings
-
-
-async def _empty(engine: AsyncEngine) -> bool:
-    return await _outbox_rows(engine) == 0
-
-
-async def _outbox_rows(engine: AsyncEngine) -> int:
+async def _waiting_rows(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        return int(
-            (await connection.execute(text("SELECT count(*) FROM outbox_message"))).scalar_one()
+        query = (
+            "SELECT count(*) FROM outbox_message WHERE published_at IS NULL AND parked_at IS NULL"
         )
+        return int((await connection.execute(text(query))).scalar_one())
 
 
-async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_then_clears_them(
+async def _rows_of(engine: AsyncEngine, account_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text("SELECT * FROM outbox_message WHERE key = :key ORDER BY seq"),
+            {"key": str(account_id)},
+        )
+        return [dict(row) for row in result.mappings()]
+
+
+async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_and_marks_them(
     engine: AsyncEngine, kafka: KafkaSettings
 ) -> None:
     telemetry = create_telemetry("outbox-test")
@@ -80,7 +67,7 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
         records = await read_topic(
             kafka.bootstrap_servers, kafka.topic("purge.requested"), count=40, key=str(account_id)
         )
-        remaining = await eventually(lambda: _empty(engine), timeout=10, what="the outbox emptied")
+        await eventually(lambda: _all_published(engine), timeout=10, what="all rows published")
     finally:
         await relay.stop()
 
@@ -88,7 +75,10 @@ async def test_relay_publishes_committed_events_in_order_with_keys_and_trace_the
     assert {r.key for r in records} == {str(account_id).encode()}
     traceparents = {dict(r.headers)["traceparent"].decode().split("-")[1] for r in records}
     assert traceparents == {trace_id}, "the consumer's trace continues the request's"
-    assert remaining is True
+    rows = await _rows_of(engine, account_id)
+    assert all(row["published_at"] is not None for row in rows), "kept for the replay window"
+    where = [(row["kafka_partition"], row["kafka_offset"]) for row in rows]
+    assert where == [(r.partition, r.offset) for r in records], "each row knows its offset"
 
 
 async def test_a_rolled_back_state_change_publishes_nothing(
@@ -106,7 +96,7 @@ async def test_a_rolled_back_state_change_publishes_nothing(
 
     with pytest.raises(RuntimeError):
         await change_that_fails()
-    assert await _outbox_rows(engine) == 0
+    assert await _rows_of(engine, account_id) == []
 
 
 async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
@@ -120,14 +110,16 @@ async def test_rows_stay_in_the_outbox_until_the_broker_acknowledges(
     await relay.start()
     assert relay._producer is not None
     await relay._producer.stop()  # the broker is gone, as far as the relay can tell
+    account_id = uuid.uuid4()
     try:
         async with units() as work:
-            work.emit(PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
+            work.emit(PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()))
         with pytest.raises(Exception):  # noqa: B017, PT011 - any send failure will do
             await relay.relay_batch()
     finally:
         await relay.stop()
-    assert await _outbox_rows(engine) == 1
+    rows = await _rows_of(engine, account_id)
+    assert [(row["published_at"], row["parked_at"]) for row in rows] == [(None, None)]
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM outbox_message"))
 

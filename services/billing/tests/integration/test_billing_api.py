@@ -334,6 +334,7 @@ async def test_health_checks_the_database_and_the_broker(api: httpx.AsyncClient)
         "kafka": "ok",
         "consumer": "lag 0",
         "redeliveries": "ok",
+        "relay": "ok",
     }
     metrics = await api.get("/metrics")
     assert "outbox_relayed_events" in metrics.text

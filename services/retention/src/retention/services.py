@@ -35,6 +35,7 @@ from shared.contracts import (
 from shared.db import SessionFactory
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
+from shared.outbox import forget_account_events
 from shared.participant import unpack
 from shared.unit_of_work import UnitsOfWork, Work
 
@@ -273,6 +274,7 @@ class RetentionService:
         certificate = self._certificate(saga, destroyed)
         work.session.add(certificate)
         await work.session.delete(saga)
+        await forget_account_events(work.session, account_id=saga.account_id)
         work.emit(
             AccountPurged(
                 account_id=saga.account_id,
