@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,16 @@ class ExportStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def count(self, folder: str) -> int:
+        """How many files a folder holds directly (0 if it does not exist); one directory read."""
+        try:
+            with os.scandir(self.path(folder)) as entries:
+                return sum(
+                    1 for entry in entries if entry.is_file() and not entry.name.startswith(".")
+                )
+        except FileNotFoundError:
+            return 0
 
     def files(self) -> list[Path]:
         """Every file in the store (for tests and operators)."""

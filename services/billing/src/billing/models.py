@@ -92,7 +92,7 @@ class ApiKey(BillingTable, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     key_hash: str = Field(unique=True)
     account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
-    user_id: UUID | None = Field(default=None, foreign_key="app_user.id")
+    user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
     staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id")
     created_at: datetime | None = Field(default=None, sa_column=_created_at())
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
@@ -108,7 +108,7 @@ class AccessGrant(BillingTable, table=True):
     staff_id: UUID = Field(foreign_key="staff_member.id")
     purpose: AccessPurpose
     reason: str
-    granted_by_user_id: UUID = Field(foreign_key="app_user.id")
+    granted_by_user_id: UUID = Field(foreign_key="app_user.id", index=True)
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = Field(default=None, sa_column=_created_at())
@@ -132,7 +132,7 @@ class Invoice(BillingTable, table=True):
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     account_id: UUID = Field(foreign_key="account.id", index=True)
-    customer_id: UUID = Field(foreign_key="customer.id")
+    customer_id: UUID = Field(foreign_key="customer.id", index=True)
     number: str | None = None
     status: InvoiceStatus = Field(default=InvoiceStatus.DRAFT)
     currency: str = Field(max_length=3)
