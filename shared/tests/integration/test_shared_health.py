@@ -126,3 +126,23 @@ async def test_a_message_that_keeps_coming_back_is_reported_unhealthy(
 
     checks = await eventually(stuck, timeout=30, what="the redeliveries were reported")
     assert "redelivered past the limit" in checks["redeliveries"]
+
+
+async def test_a_relay_that_cannot_publish_is_reported_unhealthy(
+    runtime_with: Callable[[Any], Any],
+) -> None:
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+        return None
+
+    runtime = await runtime_with(on_purge_requested)
+    assert runtime.relay._producer is not None
+    await runtime.relay._producer.stop()  # the broker is gone, as far as the relay can tell
+    async with runtime.units() as work:
+        work.emit(PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4()))
+
+    async def relay_down() -> Any:
+        healthy, checks = await runtime.health()
+        return checks if not healthy and checks["relay"].startswith("cannot publish") else None
+
+    checks = await eventually(relay_down, timeout=40, what="the relay's failure was reported")
+    assert checks["database"] == "ok"

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
 from shared.db import create_session_factory, transaction
-from shared.inbox import claim_event
+from shared.inbox import claim_event, prune_inbox
 from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import KafkaSettings
@@ -213,3 +213,24 @@ async def test_one_relay_leads_and_a_standby_takes_over_when_it_stops(
         assert len(records) == 1
     finally:
         await second.stop()
+
+
+async def test_the_inbox_forgets_claims_older_than_its_window_only(engine: AsyncEngine) -> None:
+    """Handled event ids are pruned past the window (longer than the topics keep events)."""
+    sessions = create_session_factory(engine)
+    old, recent = uuid.uuid4(), uuid.uuid4()
+    async with transaction(sessions) as session:
+        assert await claim_event(session, consumer="prune", event_id=old)
+        assert await claim_event(session, consumer="prune", event_id=recent)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE inbox_message SET handled_at = now() - interval '20 days' "
+                "WHERE event_id = :id"
+            ),
+            {"id": old},
+        )
+    assert await prune_inbox(engine, older_than_s=14 * 24 * 3600, batch=1) >= 1
+    async with transaction(sessions) as session:
+        assert await claim_event(session, consumer="prune", event_id=old), "forgotten"
+        assert not await claim_event(session, consumer="prune", event_id=recent), "kept"

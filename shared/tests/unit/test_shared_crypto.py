@@ -113,7 +113,17 @@ SAMPLES: dict[str, EventData] = {
         account_id=ACCOUNT,
         saga_id=SAGA,
         transfer_id=SAGA,
-        files=[ExportFile(name="a.csv", record_type="invoice", records=1, sha256="00", chunks=1)],
+        files=[
+            ExportFile(
+                name="a.csv",
+                record_type="invoice",
+                records=1,
+                sha256="00",
+                crc32=0,
+                size=0,
+                chunks=1,
+            )
+        ],
     ),
     "export.bundle_chunk": ExportBundleChunk(
         account_id=ACCOUNT, saga_id=SAGA, transfer_id=SAGA, index=0, content="Secret GmbH"

@@ -7,8 +7,8 @@ import base64
 import hashlib
 import json
 import logging
-import zipfile
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,10 +33,10 @@ from shared.contracts import (
     PurgeRequested,
 )
 from shared.db import SessionFactory
+from shared.deflate import Zip64Writer
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
 from shared.outbox import forget_account_events
-from shared.participant import unpack
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class RetentionService:
         """Keep a chunk of a participant's slice; assemble when it was the last one missing."""
         chunk = event.data
         key = _chunk_key(chunk.saga_id, event.producer, chunk.transfer_id, chunk.file, chunk.index)
-        await asyncio.to_thread(self.store.write_bytes, key, unpack(chunk.content))
+        # Kept deflated as it came: the bundle takes these bytes without compressing again.
+        await asyncio.to_thread(self.store.write_bytes, key, base64.b64decode(chunk.content))
         await self._assemble_if_complete(chunk.saga_id, work)
 
     async def record_slice(self, *, event: Envelope[ExportSliceWritten], work: Work) -> None:
@@ -168,7 +169,11 @@ class RetentionService:
         )
 
     def _assemble(self, saga: TerminationSaga) -> tuple[int, str]:
-        """Write the ZIP of CSVs (one per service and record type) with a hashed manifest."""
+        """Write the ZIP of CSVs (one per service and table) with a manifest, streaming.
+
+        The participants' deflate pieces go into the ZIP as they are; each file is inflated
+        once on the way only to check it against the CRC-32 its participant computed.
+        """
         manifest: dict[str, Any] = {
             "format": "RFC 4180 CSV, UTF-8, with a header row; structured fields are JSON",
             "saga_id": str(saga.id),
@@ -176,36 +181,45 @@ class RetentionService:
             "files": [],
         }
         key = f"{saga.id}/bundle/{BUNDLE_NAME}"
-        with (
-            self.store.writer(key) as handle,
-            zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zip_,
-        ):
+        with self.store.writer(key) as handle:
+            bundle = Zip64Writer(handle)
             for service in sorted(saga.slices):
                 slice_ = saga.slices[service]
                 for file in sorted(slice_["files"], key=lambda f: f["name"]):
-                    name = f"{service}-{file['record_type']}.csv"
-                    digest = hashlib.sha256()
-                    with zip_.open(name, "w", force_zip64=True) as entry:
-                        for index in range(file["chunks"]):
-                            chunk_key = _chunk_key(
-                                saga.id, service, slice_["transfer_id"], file["name"], index
-                            )
-                            with self.store.reader(chunk_key) as chunk:
-                                content = chunk.read()
-                            digest.update(content)
-                            entry.write(content)
-                    if digest.hexdigest() != file["sha256"]:
+                    check = _InflatingCheck()
+                    bundle.add_deflated(
+                        f"{service}-{file['record_type']}.csv",
+                        check.through(self._pieces(saga, service, slice_, file)),
+                        crc32=file["crc32"],
+                        size=file["size"],
+                    )
+                    if not check.matches(crc32=file["crc32"], size=file["size"]):
                         raise _CorruptSliceError(service)
                     manifest["files"].append(
-                        {"name": name, "records": file["records"], "sha256": file["sha256"]}
+                        {
+                            "name": f"{service}-{file['record_type']}.csv",
+                            "records": file["records"],
+                            "sha256": file["sha256"],
+                        }
                     )
-            zip_.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+            bundle.add_bytes(
+                "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode()
+            )
+            bundle.close()
         path = self.store.path(key)
         digest = hashlib.sha256()
-        with path.open("rb") as bundle:
-            for block in iter(lambda: bundle.read(1 << 20), b""):
+        with path.open("rb") as written:
+            for block in iter(lambda: written.read(1 << 20), b""):
                 digest.update(block)
         return path.stat().st_size, digest.hexdigest()
+
+    def _pieces(
+        self, saga: TerminationSaga, service: str, slice_: dict[str, Any], file: dict[str, Any]
+    ) -> Iterator[bytes]:
+        for index in range(file["chunks"]):
+            chunk_key = _chunk_key(saga.id, service, slice_["transfer_id"], file["name"], index)
+            with self.store.reader(chunk_key) as chunk:
+                yield chunk.read()
 
     async def _send_bundle(
         self, saga: TerminationSaga, *, size: int, sha256: str, work: Work
@@ -406,6 +420,32 @@ class RetentionService:
             await asyncio.to_thread(self.store.remove, key)
 
         return remove
+
+
+class _InflatingCheck:
+    """Inflates deflate pieces as they pass, to check them against a CRC-32 and a size."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(-15)
+        self._crc32 = 0
+        self._size = 0
+        self._broken = False
+
+    def through(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """Yield the pieces unchanged, checking each on the way."""
+        for piece in pieces:
+            try:
+                content = self._inflater.decompress(piece)
+            except zlib.error:
+                self._broken = True
+                content = b""
+            self._crc32 = zlib.crc32(content, self._crc32)
+            self._size += len(content)
+            yield piece
+
+    def matches(self, *, crc32: int, size: int) -> bool:
+        """Whether what passed inflates to the announced content."""
+        return not self._broken and self._crc32 == crc32 and self._size == size
 
 
 class _CorruptSliceError(Exception):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
 from retention.domain import certificate_digest
@@ -32,6 +33,7 @@ from shared.contracts import (
 )
 from shared.crypto import KeyDestroyedError
 from shared.db import create_engine, create_session_factory
+from shared.deflate import deflate_piece
 from shared.export_store import ExportStore
 from shared.keystore import create_key_store
 
@@ -114,7 +116,7 @@ async def _send_slice(
                     transfer_id=transfer_id,
                     file=name,
                     index=index,
-                    content=base64.b64encode(zlib.compress(piece)).decode(),
+                    content=base64.b64encode(deflate_piece(piece)).decode(),
                 )
             )
         summary.append(
@@ -123,6 +125,8 @@ async def _send_slice(
                 record_type=name.removesuffix(".csv"),
                 records=content.count(b"\r\n") - 1,
                 sha256=hashlib.sha256(content).hexdigest(),
+                crc32=zlib.crc32(content),
+                size=len(content),
                 chunks=len(pieces),
             )
         )
@@ -321,3 +325,114 @@ async def _clear_saga(settings: RetentionSettings, account_id: uuid.UUID) -> Non
         await connection.execute("DELETE FROM termination_saga WHERE account_id = $1", account_id)
     finally:
         await connection.close()
+
+
+async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
+    settings: RetentionSettings,
+) -> None:
+    """The stall this fixes: slices deleted before the commit, then the commit lost, left the
+    saga waiting forever for files that were gone. Slices now go only after the commit."""
+    from datetime import timedelta
+
+    from retention.models import TerminationSaga
+    from retention.services import RetentionService, SagaTiming
+    from shared.keystore import create_key_store
+    from shared.outbox import Outbox
+    from shared.unit_of_work import UnitOfWorkFactory
+
+    engine = create_engine(settings.database_url)
+    keys = create_key_store(settings.keystore)
+    await keys.start()
+    sessions = create_session_factory(engine)
+    units = UnitOfWorkFactory(
+        sessions=sessions, outbox=Outbox(source="retention", kafka=settings.kafka, keys=keys)
+    )
+    store = ExportStore(settings.export_store_path)  # type: ignore[arg-type]
+    service = RetentionService(
+        sessions=sessions,
+        units=units,
+        store=store,
+        keys=keys,
+        participants=list(PARTICIPANTS),
+        certificate_key=b"test",
+        timing=SagaTiming(step_timeout=timedelta(hours=1), max_attempts=3),
+    )
+    account_id = uuid.uuid4()
+    try:
+        async with units() as work:
+            await service.start_termination(
+                terminated=AccountTerminated(
+                    account_id=account_id,
+                    account_name="Acme",
+                    owner_email="ada@acme.example.com",
+                    terminated_at=datetime.now(UTC),
+                ),
+                work=work,
+            )
+        async with sessions() as session:
+            saga = (
+                await session.exec(
+                    select(TerminationSaga).where(TerminationSaga.account_id == account_id)
+                )
+            ).one()
+        summaries = {}
+        for service_name, files in SLICES.items():
+            [(name, content)] = files.items()
+            transfer_id = uuid.uuid4()
+            chunk = ExportSliceChunk(
+                account_id=account_id,
+                saga_id=saga.id,
+                transfer_id=transfer_id,
+                file=name,
+                index=0,
+                content=base64.b64encode(deflate_piece(content)).decode(),
+            )
+            async with units() as work:
+                await service.receive_slice_chunk(
+                    event=new_envelope(chunk, source=service_name), work=work
+                )
+            summaries[service_name] = new_envelope(
+                ExportSliceWritten(
+                    account_id=account_id,
+                    saga_id=saga.id,
+                    transfer_id=transfer_id,
+                    files=[
+                        ExportFile(
+                            name=name,
+                            record_type=name.removesuffix(".csv"),
+                            records=1,
+                            sha256=hashlib.sha256(content).hexdigest(),
+                            crc32=zlib.crc32(content),
+                            size=len(content),
+                            chunks=1,
+                        )
+                    ],
+                ),
+                source=service_name,
+            )
+        async with units() as work:
+            await service.record_slice(event=summaries["billing"], work=work)
+            await service.record_slice(event=summaries["notifications"], work=work)
+
+        slices = f"{saga.id}/slices"
+
+        async def assemble_then_die() -> None:
+            async with units() as work:
+                await service.record_slice(event=summaries["audit"], work=work)  # assembles
+                raise RuntimeError("the process died before the commit")
+
+        with pytest.raises(RuntimeError):
+            await assemble_then_die()
+        assert store.count(f"{slices}/audit/{summaries['audit'].data.transfer_id}") == 1, (
+            "the slices survived the lost commit"
+        )
+        async with units() as work:  # the event comes again
+            await service.record_slice(event=summaries["audit"], work=work)
+        async with sessions() as session:
+            saga = await session.get(TerminationSaga, saga.id)
+        assert saga is not None
+        assert saga.status == "delivering"
+        assert not store.path(slices).exists(), "dropped once the assembly committed"
+    finally:
+        await keys.close()
+        await engine.dispose()

@@ -66,7 +66,15 @@ async def test_termination_every_step_reaches_the_saga_once_with_its_producer() 
         saga_id=saga_id,
         transfer_id=transfer_id,
         files=[
-            ExportFile(name="invoice.csv", record_type="invoice", records=0, sha256="0", chunks=1)
+            ExportFile(
+                name="invoice.csv",
+                record_type="invoice",
+                records=0,
+                sha256="0",
+                crc32=0,
+                size=0,
+                chunks=1,
+            )
         ],
     )
     delivered = ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>")

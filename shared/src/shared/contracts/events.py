@@ -113,6 +113,8 @@ class ExportFile(_Part):
     record_type: str = Field(description="Kind of record, e.g. invoice.")
     records: int = Field(ge=0, description="Records (rows after the header) in the file.")
     sha256: str = Field(description="Hex SHA-256 of the CSV bytes.")
+    crc32: int = Field(ge=0, description="CRC-32 of the CSV bytes (what the ZIP entry states).")
+    size: int = Field(ge=0, description="Size of the CSV in bytes.")
     chunks: int = Field(ge=0, description="How many chunks carry it.")
 
 
@@ -125,7 +127,10 @@ class ExportSliceChunk(EventData):
     transfer_id: UUID = Field(description="One sending of a slice; a retry sends another.")
     file: str = Field(description="The file the chunk belongs to.")
     index: int = Field(ge=0, description="Position of the chunk in the file.")
-    content: str = personal_data("Base64 of the zlib-compressed CSV bytes of the chunk.")
+    content: str = personal_data(
+        "Base64 of the chunk's CSV bytes as raw deflate ending on a byte boundary (sync flush), "
+        "so that a file's chunks joined are one deflate stream."
+    )
 
 
 class ExportSliceWritten(EventData):
