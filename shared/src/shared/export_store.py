@@ -6,11 +6,12 @@ are relative paths, `<saga id>/...`, so a whole termination is removed with its 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -77,6 +78,14 @@ class ExportStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def removal(self, key: str) -> Callable[[], Awaitable[None]]:
+        """An after-commit action that removes a file or folder off the event loop."""
+
+        async def remove() -> None:
+            await asyncio.to_thread(self.remove, key)
+
+        return remove
 
     def count(self, folder: str) -> int:
         """How many files a folder holds directly (0 if it does not exist); one directory read."""

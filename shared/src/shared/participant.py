@@ -14,7 +14,6 @@ import base64
 import hashlib
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from uuid import UUID, uuid4
@@ -167,7 +166,7 @@ class Participant:
                 files=files,
             )
         )
-        work.after_commit(self._remover(folder))  # the chunks are in the outbox now
+        work.after_commit(self.store.removal(folder))  # the chunks are in the outbox now
 
     async def write_slice(self, account_id: UUID, folder: str) -> list[SliceFile]:
         """COPY every exported table of the account into CSV files, from one snapshot."""
@@ -251,7 +250,7 @@ class Participant:
             ),
             replayable=False,
         )
-        work.after_commit(self._remover(str(request.saga_id)))
+        work.after_commit(self.store.removal(str(request.saga_id)))
         work.after_commit(self._vacuum_later)
 
     async def ensure_purge_allowed(self, account_id: UUID) -> None:
@@ -277,12 +276,6 @@ class Participant:
                     await autocommit.execute(text(f"VACUUM {_quote(table.name)}"))
         except Exception:
             log.exception("vacuum after purge failed; autovacuum will get there")
-
-    def _remover(self, key: str) -> Callable[[], Awaitable[None]]:
-        async def remove() -> None:
-            await asyncio.to_thread(self.store.remove, key)
-
-        return remove
 
 
 def _pack(chunk: bytes) -> str:

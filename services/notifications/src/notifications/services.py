@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -223,7 +222,8 @@ class NotificationsService:
             email.mime = None  # minimisation: the body is not kept once delivered
             session.add(email)
             if email.kind is MessageKind.ACCOUNT_EXPORT and email.saga_id is not None:
-                work.after_commit(self._remover(str(email.saga_id)))  # the bundle went out
+                # The bundle went out: notifications' copy goes once this commits.
+                work.after_commit(self.export_store.removal(str(email.saga_id)))
                 work.emit(
                     ExportDelivered(
                         account_id=email.account_id,
@@ -260,12 +260,6 @@ class NotificationsService:
                 await self.deliver_due()
             except Exception:
                 log.exception("email sweep failed")
-
-    def _remover(self, key: str) -> Callable[[], Awaitable[None]]:
-        async def remove() -> None:
-            await asyncio.to_thread(self.export_store.remove, key)
-
-        return remove
 
 
 def _chunk_key(saga_id: UUID, transfer_id: object, index: int) -> str:

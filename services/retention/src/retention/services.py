@@ -158,7 +158,7 @@ class RetentionService:
             )
             return
         await self._send_bundle(saga, size=size, sha256=sha256, work=work)
-        work.after_commit(self._remover(f"{saga.id}/slices"))
+        work.after_commit(self.store.removal(f"{saga.id}/slices"))
 
     def _all_chunks_present(self, saga: TerminationSaga) -> bool:
         # One directory read per slice, not a look-up per chunk: this runs for every chunk.
@@ -296,7 +296,7 @@ class RetentionService:
             ),
             replayable=False,
         )
-        work.after_commit(self._remover(str(saga.id)))  # the bundle goes with the saga
+        work.after_commit(self.store.removal(str(saga.id)))  # the bundle goes with the saga
 
     def _certificate(self, saga: TerminationSaga, destroyed_keys: list[str]) -> PurgeCertificate:
         assert saga.bundle_sha256 is not None
@@ -414,12 +414,6 @@ class RetentionService:
                 await self.chase_overdue_steps()
             except Exception:
                 log.exception("chasing overdue saga steps failed; trying again")
-
-    def _remover(self, key: str) -> Callable[[], Awaitable[None]]:
-        async def remove() -> None:
-            await asyncio.to_thread(self.store.remove, key)
-
-        return remove
 
 
 class _InflatingCheck:
