@@ -44,6 +44,11 @@ class TerminationSaga(RetentionTable, table=True):
     step_deadline_at: datetime = Field(
         sa_type=DateTime(timezone=True), description="When the current step is overdue."
     )
+    destroyed_keys: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default="[]"),
+        description="The account's data keys, destroyed once the export was delivered.",
+    )
     needs_attention: str | None = Field(
         default=None, description="Why a person must look: set when retries are used up."
     )

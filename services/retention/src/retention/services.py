@@ -265,13 +265,20 @@ class RetentionService:
         saga = await self._saga(work.session, delivered.saga_id)
         if saga is None or saga.status is not SagaStatus.DELIVERING:
             return
+        # The customer has everything; nobody needs to read the account's events again. The
+        # key goes now, before the purges: every copy of those events (topics, dead letters,
+        # broker backups) becomes unreadable, and an event that reaches a participant late
+        # can no longer put a row back after its purge. Destroying twice is harmless.
+        saga.destroyed_keys = sorted(
+            {*saga.destroyed_keys, *await self.keys.destroy(saga.account_id)}
+        )
         self._next_step(saga, SagaStatus.PURGING)
         saga.delivered_at = datetime.now(UTC)
         work.session.add(saga)
         work.emit(PurgeRequested(account_id=saga.account_id, saga_id=saga.id))
 
     async def record_purge(self, *, event: Envelope[PurgeCompleted], work: Work) -> None:
-        """Note a participant's purge; when all have purged, destroy the key and certify."""
+        """Note a participant's purge; when all have purged, certify and forget the saga."""
         purged = event.data
         saga = await self._saga(work.session, purged.saga_id)
         if saga is None or saga.status is not SagaStatus.PURGING:
@@ -280,10 +287,7 @@ class RetentionService:
         if set(saga.purged) < set(saga.participants):
             work.session.add(saga)
             return
-        # Every copy of the account's events, in topics, dead letters and backups, becomes
-        # unreadable now; destroying twice (a redelivery) is harmless.
-        destroyed = await self.keys.destroy(saga.account_id)
-        certificate = self._certificate(saga, destroyed)
+        certificate = self._certificate(saga, saga.destroyed_keys)
         work.session.add(certificate)
         await work.session.delete(saga)
         await forget_account_events(work.session, account_id=saga.account_id)

@@ -209,6 +209,13 @@ async def test_termination_collects_chunked_slices_delivers_purges_and_certifies
     )
     async with running(create_app(settings)):
         await _events(settings, "purge.requested", account_id)
+        # The key went with the delivery, before any purge: a late event can't be opened.
+        keys = create_key_store(settings.keystore)
+        await keys.start()
+        try:
+            assert await keys.destroy(account_id) == [], "already destroyed"
+        finally:
+            await keys.close()
         for service in PARTICIPANTS:
             await _publish(
                 settings,
