@@ -147,7 +147,7 @@ async def _baseline(url: str, account_id: str, customer_id: str) -> float:
 async def bench_api_issue_invoice(stack: Stack) -> tuple[str, float, str, str, float]:
     """Start billing as a process, time the API, then the raw transactions on its database."""
     stack.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
-    await asyncio.to_thread(stack.create_databases, ["billing"])
+    await asyncio.to_thread(stack.create_databases, ["billing", "keystore"])
     await asyncio.to_thread(stack.migrate, "billing")
     await asyncio.to_thread(stack.start_service, "billing", workers=WORKERS)
     try:
