@@ -178,7 +178,7 @@ class Participant:
                 await driver.execute("SET LOCAL TIME ZONE 'UTC'")
                 for table in self.data_map.exported_tables:
                     key = f"{folder}/{table.record_type}.csv"
-                    with self.store.writer(key) as handle:
+                    async with self.store.async_writer(key) as handle:
                         sink = _CsvSink(handle)
                         status = await driver.copy_from_query(
                             export_query(table),
@@ -207,7 +207,7 @@ class Participant:
         self, request: ExportRequested, transfer_id: UUID, part: SliceFile, work: Work
     ) -> int:
         index = 0
-        with self.store.reader(part.key) as handle:
+        with await asyncio.to_thread(self.store.reader, part.key) as handle:
             while chunk := await asyncio.to_thread(handle.read, self.chunk_bytes):
                 content = await asyncio.to_thread(_pack, chunk)
                 work.emit(

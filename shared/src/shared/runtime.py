@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from faststream.asgi import AsgiFastStream
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.data_map import AccountDataMap
 from shared.db import SessionFactory, create_engine, create_session_factory
-from shared.export_store import ExportStore
+from shared.export_store import ExportStore, create_export_store
 from shared.health import (
     Check,
     ConsumerProgress,
@@ -188,7 +187,7 @@ def create_runtime(
         engine=engine,
         sessions=sessions,
         keys=keys,
-        store=ExportStore(settings.export_store_path or Path("var/exports") / name),
+        store=create_export_store(settings, name),
         outbox=outbox,
         units=UnitOfWorkFactory(sessions=sessions, outbox=outbox),
         broker=broker,

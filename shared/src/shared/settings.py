@@ -96,6 +96,38 @@ class KeyStoreSettings(BaseModel):
         return self
 
 
+class ExportStoreSettings(BaseModel):
+    """Where a service keeps its export files: its folder, or an S3-compatible bucket if set."""
+
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Bucket of this service's export store; unset: the folder export_store_path.",
+    )
+    s3_prefix: str | None = Field(
+        default=None,
+        description="Key prefix inside the bucket; unset: the service's name, so services "
+        "sharing a bucket never share objects. Empty: the whole bucket (one per service).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="URL of an S3-compatible server (MinIO, Ceph, ...), addressed path-style; "
+        "unset: AWS S3.",
+    )
+    s3_region: str | None = Field(default=None, description="Region; unset: boto3's default.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key id; unset: boto3's credential chain (env, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret access key, with s3_access_key_id."
+    )
+
+    @model_validator(mode="after")
+    def _keys_come_in_pairs(self) -> ExportStoreSettings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("s3_access_key_id and s3_secret_access_key are set together")
+        return self
+
+
 def development_secrets(model: BaseModel, prefix: str = "") -> Iterator[str]:
     """Yield the dotted names of secrets, nested models included, still at a development default."""
     for name, value in model:
@@ -122,6 +154,10 @@ class ServiceSettings(BaseSettings):
     export_store_path: Path | None = Field(
         default=None,
         description="This service's own export store; unset: var/exports/<service>.",
+    )
+    export_store: ExportStoreSettings = Field(
+        default_factory=ExportStoreSettings,
+        description="An S3-compatible export store instead of the folder, when a bucket is set.",
     )
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint for traces; unset keeps traces in-process."

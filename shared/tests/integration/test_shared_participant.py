@@ -22,7 +22,7 @@ from shared.crypto import decrypt_personal, personal_paths
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 from shared.db import create_engine, create_session_factory
 from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
-from shared.export_store import ExportStore
+from shared.export_store import FolderExportStore
 from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, event_aad
 from shared.participant import Participant, unpack
@@ -105,7 +105,7 @@ async def test_termination_export_streams_the_declared_columns_as_safe_rfc4180_c
     account_id, other = uuid.uuid4(), uuid.uuid4()
     await _seed(engine, account_id, HOSTILE)
     await _seed(engine, other, ["someone else's note"])
-    kit = Participant(data_map=DATA_MAP, engine=engine, store=ExportStore(tmp_path))
+    kit = Participant(data_map=DATA_MAP, engine=engine, store=FolderExportStore(tmp_path))
     [written] = await kit.write_slice(account_id, "saga/transfer")
     content = (tmp_path / written.key).read_bytes()
 
@@ -135,7 +135,7 @@ async def test_termination_export_sends_sealed_chunks_that_add_up_to_the_file_th
     keys = MemoryKeyStore()
     outbox = Outbox(source="billing", kafka=KafkaSettings(), keys=keys)
     units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
-    store = ExportStore(tmp_path)
+    store = FolderExportStore(tmp_path)
     kit = Participant(data_map=DATA_MAP, engine=engine, store=store, chunk_bytes=10_000)
     request = ExportRequested(account_id=account_id, saga_id=uuid.uuid4())
     async with units() as work:
@@ -181,7 +181,7 @@ async def test_termination_purge_deletes_the_accounts_rows_only_confirms_and_vac
     await _seed(engine, other, ["theirs"])
     outbox = Outbox(source="billing", kafka=KafkaSettings(), keys=MemoryKeyStore())
     units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
-    kit = Participant(data_map=DATA_MAP, engine=engine, store=ExportStore(tmp_path))
+    kit = Participant(data_map=DATA_MAP, engine=engine, store=FolderExportStore(tmp_path))
     saga_id = uuid.uuid4()
     (tmp_path / str(saga_id)).mkdir()
     (tmp_path / str(saga_id) / "left-over.csv").write_text("spool")

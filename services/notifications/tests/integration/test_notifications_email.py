@@ -34,7 +34,7 @@ from shared.contracts import (
     PurgeRequested,
     new_envelope,
 )
-from shared.export_store import ExportStore
+from shared.export_store import FolderExportStore
 
 pytestmark = pytest.mark.integration
 
@@ -213,4 +213,4 @@ async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whate
     )
     assert len(delivered) == 2
     assert len(mail.to(owner)) == 1
-    assert ExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]
+    assert FolderExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import zlib
@@ -206,12 +205,7 @@ class RetentionService:
                 "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode()
             )
             bundle.close()
-        path = self.store.path(key)
-        digest = hashlib.sha256()
-        with path.open("rb") as written:
-            for block in iter(lambda: written.read(1 << 20), b""):
-                digest.update(block)
-        return path.stat().st_size, digest.hexdigest()
+        return self.store.size(key), self.store.sha256(key)
 
     def _pieces(
         self, saga: TerminationSaga, service: str, slice_: dict[str, Any], file: dict[str, Any]
@@ -227,7 +221,8 @@ class RetentionService:
         """Send the bundle to notifications as sealed chunks, then the request to mail it."""
         transfer_id = uuid4()
         chunks = 0
-        with self.store.reader(f"{saga.id}/bundle/{BUNDLE_NAME}") as bundle:
+        key = f"{saga.id}/bundle/{BUNDLE_NAME}"
+        with await asyncio.to_thread(self.store.reader, key) as bundle:
             while block := await asyncio.to_thread(bundle.read, BUNDLE_CHUNK_BYTES):
                 work.emit(
                     ExportBundleChunk(

@@ -34,7 +34,7 @@ from shared.contracts import (
 from shared.crypto import KeyDestroyedError
 from shared.db import create_engine, create_session_factory
 from shared.deflate import deflate_piece
-from shared.export_store import ExportStore
+from shared.export_store import FolderExportStore
 from shared.keystore import create_key_store
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,7 @@ async def test_termination_collects_chunked_slices_delivers_purges_and_certifies
     settings: RetentionSettings,
 ) -> None:
     account_id = uuid.uuid4()
-    store = ExportStore(settings.export_store_path)  # type: ignore[arg-type]
+    store = FolderExportStore(settings.export_store_path)  # type: ignore[arg-type]
     async with running(create_app(settings)):
         await _terminate(settings, account_id)
         await _terminate(settings, account_id)  # a second termination of the account: one saga
@@ -354,7 +354,7 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
     units = UnitOfWorkFactory(
         sessions=sessions, outbox=Outbox(source="retention", kafka=settings.kafka, keys=keys)
     )
-    store = ExportStore(settings.export_store_path)  # type: ignore[arg-type]
+    store = FolderExportStore(settings.export_store_path)  # type: ignore[arg-type]
     service = RetentionService(
         sessions=sessions,
         units=units,
