@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from shared.contracts.topics import dead_letter_topic
 from shared.crypto import FieldDecryptionError
+from shared.errors import describe
 from shared.settings import KafkaSettings
 from shared.telemetry import Telemetry
 
@@ -79,7 +80,25 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
         return True
     if module.startswith("aiokafka") and ("Connection" in name or "Timeout" in name):
         return True
-    return module.startswith("aiosmtplib") and ("Connect" in name or "Disconnected" in name)
+    if module.startswith("aiosmtplib") and ("Connect" in name or "Disconnected" in name):
+        return True
+    return _http_store_unavailable(exc)
+
+
+def _http_store_unavailable(exc: BaseException) -> bool:
+    """The key store (Vault) or an S3 export store out of reach, or answering 5xx."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    if type(exc).__module__.startswith("botocore"):
+        if any(part in type(exc).__name__ for part in ("Connect", "Timeout", "Endpoint")):
+            return True
+        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return isinstance(status, int) and (status >= 500 or status in (429, 503))
+    return False
 
 
 def classify(exc: BaseException) -> str:
@@ -202,20 +221,7 @@ class _DeadLetterMiddleware(BaseMiddleware[Any, Any]):
 
 def _describe(exc: BaseException) -> str:
     """Why a message failed, without the values it carried (dead letters and logs are read)."""
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        return f"ValidationError: {problems}"
-    if isinstance(exc, DBAPIError):
-        # Database messages quote parameters and key values: keep the kind and the SQLSTATE.
-        original = exc.orig if exc.orig is not None else exc
-        return f"{type(original).__name__} (SQLSTATE {getattr(original, 'sqlstate', '?')})"
-    if type(exc).__module__.startswith("asyncpg"):
-        return f"{type(exc).__name__} (SQLSTATE {getattr(exc, 'sqlstate', '?')})"
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 def create_broker(

@@ -9,6 +9,7 @@ account, so every sealed copy in topics, dead-letter topics and backups becomes 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 from typing import Any, Protocol, TypeVar
@@ -44,8 +45,17 @@ CREATE TABLE IF NOT EXISTS account_data_key (
     account_id uuid NOT NULL UNIQUE,
     wrapped bytea NOT NULL,
     created_at timestamptz DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS destroyed_account (
+    account_hash text PRIMARY KEY,
+    destroyed_at timestamptz DEFAULT now()
 )
 """
+
+
+def account_hash(account_id: UUID) -> str:
+    """How the key store remembers a purged account: a hash, never the id itself."""
+    return hashlib.sha256(b"quittance-destroyed-account|" + account_id.bytes).hexdigest()
 
 
 class KeyUnwrapError(Exception):
@@ -71,7 +81,14 @@ class KeyStore(Protocol):
         ...
 
     async def destroy(self, account_id: UUID) -> list[str]:
-        """Destroy every key of the account; return their ids. Idempotent."""
+        """Destroy every key of the account; return their ids. Idempotent.
+
+        A destroyed account never gets a key again: key_for_writing raises KeyDestroyedError.
+        """
+        ...
+
+    def evict(self, account_id: UUID) -> None:
+        """Forget any copy of the account's keys held in this process."""
         ...
 
     async def start(self) -> None:
@@ -269,6 +286,11 @@ class PostgresKeyStore:
         """Return the account's key, creating it once however many callers race."""
         row = await self._row_for_account(account_id)
         if row is None:
+            if await self.pool.fetchval(
+                "SELECT 1 FROM destroyed_account WHERE account_hash = $1", account_hash(account_id)
+            ):
+                # A purged account never gets a key again: nothing new about it can be sealed.
+                raise KeyDestroyedError(f"account {account_hash(account_id)[:12]}")
             candidate = new_data_key(account_id)
             wrapped = await self._wrapper.wrap(account_id, candidate.key_id, candidate.secret)
             await self.pool.execute(
@@ -296,12 +318,20 @@ class PostgresKeyStore:
 
     async def destroy(self, account_id: UUID) -> list[str]:
         """Delete the account's key row, then have the wrapper forget the account."""
-        rows = await self.pool.fetch(
-            "DELETE FROM account_data_key WHERE account_id = $1 RETURNING key_id", account_id
-        )
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO destroyed_account (account_hash) VALUES ($1) ON CONFLICT DO NOTHING",
+                account_hash(account_id),
+            )
+            rows = await connection.fetch(
+                "DELETE FROM account_data_key WHERE account_id = $1 RETURNING key_id", account_id
+            )
         # Called even when no row is left, so a retry after a failed forget completes it.
         await self._wrapper.forget(account_id)
         return [row["key_id"] for row in rows]
+
+    def evict(self, account_id: UUID) -> None:
+        """Nothing is held in memory here."""
 
     async def _row_for_account(self, account_id: UUID) -> Any:
         return await self.pool.fetchrow(
@@ -317,6 +347,7 @@ class MemoryKeyStore:
 
     def __init__(self) -> None:
         self._by_account: dict[UUID, DataKey] = {}
+        self._destroyed: set[UUID] = set()
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -325,7 +356,9 @@ class MemoryKeyStore:
         """Nothing to close."""
 
     async def key_for_writing(self, account_id: UUID) -> DataKey:
-        """Return the account's key, creating it on first use."""
+        """Return the account's key, creating it on first use (never after destroy)."""
+        if account_id in self._destroyed:
+            raise KeyDestroyedError(str(account_id))
         return self._by_account.setdefault(account_id, new_data_key(account_id))
 
     async def key(self, key_id: str) -> DataKey:
@@ -336,9 +369,13 @@ class MemoryKeyStore:
         raise KeyDestroyedError(key_id)
 
     async def destroy(self, account_id: UUID) -> list[str]:
-        """Forget the account's key."""
+        """Forget the account's key, for good."""
+        self._destroyed.add(account_id)
         key = self._by_account.pop(account_id, None)
         return [] if key is None else [key.key_id]
+
+    def evict(self, account_id: UUID) -> None:
+        """Nothing is cached here."""
 
 
 _Name = TypeVar("_Name", str, UUID)
@@ -390,11 +427,18 @@ class CachedKeyStore:
         try:
             destroyed = await self.inner.destroy(account_id)
         finally:
-            evicted = self._by_account.pop(account_id, None)
-            stale = set(destroyed) | ({evicted[1].key_id} if evicted else set())
-            for key_id in stale:
+            self.evict(account_id)
+            for key_id in destroyed:
                 self._by_id.pop(key_id, None)
         return destroyed
+
+    def evict(self, account_id: UUID) -> None:
+        """Drop this process's copies of the account's keys (another service destroyed them)."""
+        evicted = self._by_account.pop(account_id, None)
+        if evicted is not None:
+            self._by_id.pop(evicted[1].key_id, None)
+        for key_id in [k for k, (_, key) in self._by_id.items() if key.account_id == account_id]:
+            self._by_id.pop(key_id, None)
 
     def _fresh(self, cache: dict[_Name, tuple[float, DataKey]], name: _Name) -> DataKey | None:
         entry = cache.get(name)

@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts import Envelope
 from shared.crypto import DataKey, encrypt_personal, personal_paths
 from shared.delivery import OUTBOX_CHANNEL, OutboxMessage
+from shared.errors import describe
 from shared.kafka import (
     AckedRecord,
     BrokerProbe,
@@ -205,6 +206,10 @@ _MARK_PUBLISHED = text(
     "WHERE m.seq = a.seq"
 )
 _DELETE_SENT = text("DELETE FROM outbox_message WHERE seq = ANY(:seqs)")
+# A purge may have made a row not replayable while it was being sent: it goes, not kept.
+_DELETE_NO_LONGER_REPLAYABLE = text(
+    "DELETE FROM outbox_message WHERE seq = ANY(:seqs) AND NOT replayable"
+)
 _PARK = text(
     "UPDATE outbox_message AS m SET parked_at = now(), park_reason = a.reason "
     "FROM unnest(CAST(:seqs AS bigint[]), CAST(:reasons AS text[])) AS a(seq, reason) "
@@ -217,7 +222,7 @@ _PRUNE = text(
 )
 _REPLAY = text(
     "UPDATE outbox_message SET published_at = NULL, kafka_partition = NULL, kafka_offset = NULL "
-    "WHERE published_at IS NOT NULL"
+    "WHERE published_at IS NOT NULL AND replayable"
 )
 _LAST_ACKED = text(
     "SELECT DISTINCT ON (topic, kafka_partition) topic, kafka_partition, kafka_offset, payload, "
@@ -393,7 +398,7 @@ class OutboxRelay:
                 backoff = self.poll_interval_s
             except Exception as exc:
                 self._failures += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._last_error = _describe(exc)
                 self._suspect = True  # the broker may come back as a new one
                 log.exception("outbox relay batch failed; retrying in %.2fs", backoff)
                 await asyncio.sleep(backoff)
@@ -508,6 +513,9 @@ class OutboxRelay:
                     "partitions": [meta.partition for _, meta in kept],
                     "offsets": [meta.offset for _, meta in kept],
                 },
+            )
+            await connection.execute(
+                _DELETE_NO_LONGER_REPLAYABLE, {"seqs": [row["seq"] for row, _ in kept]}
             )
         once = [row["seq"] for row, _ in outcome.acked if not row["replayable"]]
         if once:
@@ -707,8 +715,11 @@ def _park_kind(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    # Kafka clients' messages name sizes and settings, never a record's content.
-    return f"{type(exc).__name__}: {exc}"[:500]
+    # Kafka clients' messages name sizes and settings, never a record's content; the database's
+    # can quote key values, so those keep only their kind and SQLSTATE.
+    if type(exc).__module__.startswith("aiokafka"):
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return describe(exc)
 
 
 def _creation_link(headers: Any) -> trace.Link | None:

@@ -33,6 +33,7 @@ from shared.contracts import (
 from shared.data_map import AccountDataMap, AccountTable
 from shared.deflate import deflate_piece, inflate_pieces
 from shared.export_store import ExportStore
+from shared.keystore import KeyStore
 from shared.outbox import forget_account_events
 from shared.routing import EventRoutes
 from shared.unit_of_work import Work
@@ -119,12 +120,14 @@ class Participant:
         data_map: AccountDataMap,
         engine: AsyncEngine,
         store: ExportStore,
+        keys: KeyStore | None = None,
         guard: PurgeGuard | None = None,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.data_map = data_map
         self.engine = engine
         self.store = store
+        self.keys = keys
         self.guard = guard
         self.chunk_bytes = chunk_bytes
         self._background: set[asyncio.Task[None]] = set()
@@ -251,6 +254,10 @@ class Participant:
             replayable=False,
         )
         work.after_commit(self.store.removal(str(request.saga_id)))
+        if self.keys is not None:
+            # Retention destroyed the key when the export was delivered; a copy cached here
+            # would still open a late event of the account and put a row back.
+            self.keys.evict(request.account_id)
         work.after_commit(self._vacuum_later)
 
     async def ensure_purge_allowed(self, account_id: UUID) -> None:

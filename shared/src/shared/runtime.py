@@ -124,7 +124,7 @@ class ServiceRuntime(Generic[SettingsT]):
 
     def participant(self, data_map: AccountDataMap) -> Participant:
         """The service's part in terminations, derived from its account data map."""
-        return Participant(data_map=data_map, engine=self.engine, store=self.store)
+        return Participant(data_map=data_map, engine=self.engine, store=self.store, keys=self.keys)
 
     def consume(self, routes: EventRoutes) -> None:
         """Subscribe the service's routes, dispatching through its units of work and key store."""

@@ -122,3 +122,17 @@ async def test_termination_a_restored_backup_row_is_unreadable_after_vault_forge
                 await store.key(key.key_id)
         finally:
             await store.close()
+
+
+async def test_termination_a_destroyed_account_never_gets_a_key_again(
+    store: PostgresKeyStore,
+) -> None:
+    """TERMINATION: after the purge nothing new about the account can be sealed, and the key
+    store remembers the account only by a hash."""
+    account_id = uuid.uuid4()
+    await store.key_for_writing(account_id)
+    await store.destroy(account_id)
+    with pytest.raises(KeyDestroyedError):
+        await store.key_for_writing(account_id)
+    rows = await store.pool.fetch("SELECT * FROM destroyed_account")
+    assert all(str(account_id) not in str(dict(row)) for row in rows)

@@ -387,6 +387,10 @@ class BillingService:
                 raise PermissionDeniedError(
                     "no active access grant for this staff member, account and purpose"
                 )
+            account = await repo.get_account(account_id)
+            if account is None or account.status is not AccountStatus.ACTIVE:
+                # A terminated account is being exported and purged: nobody reads it any more.
+                raise PermissionDeniedError("the account is terminated")
             customer = await repo.get_customer(account_id, customer_id)
             if customer is None:
                 raise NotFoundError("no such customer in this account")

@@ -34,6 +34,7 @@ from shared.contracts import (
     InvoiceIssued,
 )
 from shared.db import SessionFactory
+from shared.errors import describe
 from shared.export_store import ExportStore
 from shared.unit_of_work import UnitsOfWork, Work
 
@@ -211,10 +212,10 @@ class NotificationsService:
                 await session.exec(
                     update(OutgoingEmail)
                     .where(col(OutgoingEmail.id) == email_id)
-                    .values(attempts=OutgoingEmail.attempts + 1, last_error=str(exc)[:500])
+                    .values(attempts=OutgoingEmail.attempts + 1, last_error=describe(exc))
                 )
                 # The server's text may quote the address: the log keeps only the kind.
-                log.warning("email %s not accepted yet: %s", email_id, type(exc).__name__)
+                log.warning("email %s not accepted yet: %s", email_id, describe(exc))
                 return False
             email.status = EmailStatus.SENT
             email.sent_at = datetime.now(UTC)
