@@ -31,7 +31,7 @@ class OutgoingEmail(NotificationsTable, table=True):
     mime: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     saga_id: UUID | None = Field(default=None, index=True)
     attachment_transfer_id: UUID | None = Field(
-        default=None, description="The bundle's chunks this email waits for, if any."
+        default=None, index=True, description="The bundle's chunks this email waits for, if any."
     )
     attachment_chunks: int | None = None
     attachment_name: str | None = None
