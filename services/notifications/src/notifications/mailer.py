@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import aiosmtplib
 from opentelemetry import trace
 
@@ -15,6 +18,13 @@ class SmtpMailer:
     def __init__(self, settings: SmtpSettings, telemetry: Telemetry) -> None:
         self.settings = settings
         self.tracer = telemetry.tracer(__name__)
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        """A client span for a send made elsewhere (the streamed one, in a thread)."""
+        with self.tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute("server.address", self.settings.host)
+            yield
 
     async def send(self, *, sender: str, recipient: str, mime: bytes) -> None:
         """Deliver raw MIME bytes to one recipient; raises if the server refuses."""

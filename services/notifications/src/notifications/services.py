@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from notifications.bulk_mail import compose_with_attachment, send_file
 from notifications.domain import (
     EmailStatus,
     MessageKind,
@@ -153,40 +155,58 @@ class NotificationsService:
         if waiting is not None:
             work.after_commit(lambda: self.deliver(waiting))
 
-    def _attachment(self, email: OutgoingEmail) -> bytes | None:
-        """The bundle, once all its chunks are here and it hashes as announced; else None."""
+    def _bundle_pieces(self, email: OutgoingEmail) -> list[str] | None:
+        """The keys of the bundle's chunks, in order, once all are here; else None."""
         assert email.saga_id is not None
         assert email.attachment_chunks is not None
-        keys = [
+        folder = f"{email.saga_id}/bundle/{email.attachment_transfer_id}"
+        if self.export_store.count(folder) < email.attachment_chunks:
+            return None
+        return [
             _chunk_key(email.saga_id, email.attachment_transfer_id, index)
             for index in range(email.attachment_chunks)
         ]
-        if not all(self.export_store.exists(key) for key in keys):
-            return None
-        content = bytearray()
+
+    def _read(self, keys: list[str]) -> Iterator[bytes]:
         for key in keys:
             with self.export_store.reader(key) as chunk:
-                content += chunk.read()
-        if hashlib.sha256(content).hexdigest() != email.attachment_sha256:
-            log.error("the export bundle of saga %s does not match its hash", email.saga_id)
-            return None
-        return bytes(content)
+                yield chunk.read()
 
-    def _with_attachment(self, email: OutgoingEmail) -> bytes | None:
+    def _send_with_attachment(self, email: OutgoingEmail, keys: list[str]) -> bool:
+        """Compose the message into a temporary file and stream it to the server (a thread)."""
+        assert email.mime is not None
+        with tempfile.NamedTemporaryFile(suffix=".eml") as composed:
+            sha256 = compose_with_attachment(
+                mime=email.mime,
+                filename=email.attachment_name or "quittance-export.zip",
+                pieces=self._read(keys),
+                out=composed,
+            )
+            composed.flush()
+            if sha256 != email.attachment_sha256:
+                log.error("the export bundle of saga %s does not match its hash", email.saga_id)
+                return False
+            send_file(
+                self.settings.smtp,
+                sender=self.settings.sender,
+                recipient=email.recipient,
+                path=Path(composed.name),
+            )
+        return True
+
+    async def _send(self, email: OutgoingEmail) -> bool:
+        """Hand the email to the server; False while its attachment is still arriving."""
         assert email.mime is not None
         if email.attachment_transfer_id is None:
-            return email.mime
-        attachment = self._attachment(email)
-        if attachment is None:
-            return None
-        message = message_from_bytes(email.mime, policy=policy.default)
-        message.add_attachment(
-            attachment,
-            maintype="application",
-            subtype="zip",
-            filename=email.attachment_name or "quittance-export.zip",
-        )
-        return bytes(message)
+            await self.mailer.send(
+                sender=self.settings.sender, recipient=email.recipient, mime=email.mime
+            )
+            return True
+        keys = await asyncio.to_thread(self._bundle_pieces, email)
+        if keys is None:
+            return False  # the bundle is still arriving; its last chunk sends the email
+        with self.mailer.span():
+            return await asyncio.to_thread(self._send_with_attachment, email, keys)
 
     async def deliver(self, email_id: UUID) -> bool:
         """Send one queued email under a row lock; False if it is sent or being sent elsewhere."""
@@ -201,13 +221,9 @@ class NotificationsService:
             ).first()
             if email is None:
                 return False
-            mime = await asyncio.to_thread(self._with_attachment, email)
-            if mime is None:
-                return False  # the bundle is still arriving; its last chunk sends the email
             try:
-                await self.mailer.send(
-                    sender=self.settings.sender, recipient=email.recipient, mime=mime
-                )
+                if not await self._send(email):
+                    return False
             except Exception as exc:
                 await session.exec(
                     update(OutgoingEmail)

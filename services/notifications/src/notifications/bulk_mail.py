@@ -1,0 +1,94 @@
+"""A large attachment goes out without holding the message in memory.
+
+The message is composed into a file (the attachment base64-encoded block by block from the
+export store's chunks), then handed to the SMTP server line by line from that file, so a
+50 MB export costs notifications a few hundred kilobytes of memory, not several copies of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import smtplib
+import ssl
+from collections.abc import Iterable
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import IO
+
+from notifications.settings import SmtpSettings
+
+_PLACEHOLDER = b"QUITTANCE-ATTACHMENT-PLACEHOLDER"
+_BASE64_BLOCK = 57 * 1024  # 57 bytes make one 76-character base64 line
+_SEND_BUFFER = 256 * 1024
+
+
+def compose_with_attachment(
+    *, mime: bytes, filename: str, pieces: Iterable[bytes], out: IO[bytes]
+) -> str:
+    """Write `mime` (a text message) with the pieces attached as one file; return its SHA-256."""
+    message = message_from_bytes(mime, policy=policy.SMTP)
+    message.add_attachment(_PLACEHOLDER, maintype="application", subtype="zip", filename=filename)
+    rendered = message.as_bytes(policy=policy.SMTP)
+    marker = base64.encodebytes(_PLACEHOLDER).replace(b"\n", b"\r\n")
+    prefix, suffix = rendered.split(marker, 1)
+    out.write(prefix)
+    digest = hashlib.sha256()
+    carry = b""
+    for piece in pieces:
+        digest.update(piece)
+        carry += piece
+        whole = len(carry) - len(carry) % _BASE64_BLOCK
+        if whole:
+            out.write(base64.encodebytes(carry[:whole]).replace(b"\n", b"\r\n"))
+            carry = carry[whole:]
+    if carry:
+        out.write(base64.encodebytes(carry).replace(b"\n", b"\r\n"))
+    out.write(suffix)
+    return digest.hexdigest()
+
+
+def send_file(settings: SmtpSettings, *, sender: str, recipient: str, path: Path) -> None:
+    """Send a composed message from a file over SMTP, streaming DATA (blocking: run in a thread)."""
+    password = settings.password.get_secret_value() if settings.password else None
+    smtp: smtplib.SMTP
+    if settings.use_tls:
+        smtp = smtplib.SMTP_SSL(
+            settings.host,
+            settings.port,
+            timeout=settings.timeout_s,
+            context=ssl.create_default_context(),
+        )
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
+    with smtp:
+        smtp.ehlo()
+        if settings.start_tls:
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if settings.username and password:
+            smtp.login(settings.username, password)
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        buffer = bytearray()
+        with path.open("rb") as message:
+            for line in message:
+                if line.startswith(b"."):
+                    buffer += b"."  # RFC 5321 dot-stuffing
+                buffer += line
+                if len(buffer) >= _SEND_BUFFER:
+                    smtp.send(bytes(buffer))
+                    buffer.clear()
+        if not buffer.endswith(b"\r\n"):
+            buffer += b"\r\n"
+        smtp.send(bytes(buffer) + b".\r\n")
+        code, reply = smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
