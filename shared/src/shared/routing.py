@@ -80,10 +80,6 @@ class EventRoutes:
         """The event types (= topic names) this service consumes."""
         return sorted(self._routes)
 
-    def consumer_of(self, event_type: str) -> str:
-        """The inbox consumer name of an event type's handler."""
-        return self._routes[event_type].consumer
-
     async def decode(self, body: bytes) -> tuple[_Route, Envelope[Any]]:
         """Parse, open and validate a message against its contract, once; invalid input raises.
 

@@ -14,8 +14,6 @@ from shared.contracts import (
 from shared.db import SessionFactory
 from shared.unit_of_work import Work
 
-SERVICE = "audit"
-
 
 class AuditService:
     """The access trail."""

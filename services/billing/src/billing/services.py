@@ -47,7 +47,6 @@ from shared.contracts import InvoiceLine as IssuedLine
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
-SERVICE = "billing"
 API_KEY_PREFIX = "qk_"
 
 
