@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,6 +30,9 @@ import httpx
 import psutil
 
 from devstack.stack import SERVICES, Stack
+from shared.db import create_engine
+from shared.export_store import FolderExportStore
+from shared.participant import Participant
 
 Result = tuple[str, float, str, str, float]
 
@@ -33,7 +42,8 @@ INVOICES = int(100_000 * SCALE)
 LINES_PER_INVOICE = 5
 EMAILS = int(100_000 * SCALE)
 ACCESSES = int(299_000 * SCALE)
-PROBE_CONCURRENCY = 2  # two clients, one request each 20 ms: enough samples for a p99
+PROBE_CONCURRENCY = 2  # two clients, one request each 50 ms: ~40 a second, enough for a p99
+PROBE_PAUSE_S = 0.05  # the probe must not be the load: on two cores it would starve the export
 
 
 def _dsn(stack: Stack, service: str) -> str:
@@ -241,6 +251,32 @@ async def _discard(_: bytes) -> None:
     return None
 
 
+async def _kit_export(stack: Stack, account_id: uuid.UUID) -> tuple[int, float]:
+    """Each service's slice written by the participant kit, in turn: rows, seconds.
+
+    What the baseline's COPY does plus what the kit adds: formula neutralisation in the
+    query, RFC 4180 line ends, SHA-256 and CRC-32, and the file in an export store.
+    """
+    from audit.data_map import DATA_MAP as AUDIT
+    from billing.data_map import DATA_MAP as BILLING
+    from notifications.data_map import DATA_MAP as NOTIFICATIONS
+
+    rows, seconds = 0, 0.0
+    with tempfile.TemporaryDirectory(prefix="quittance-bench-export-") as folder:
+        for data_map in (BILLING, NOTIFICATIONS, AUDIT):
+            engine = create_engine(stack.database_url(data_map.service))
+            try:
+                store = FolderExportStore(Path(folder) / data_map.service)
+                kit = Participant(data_map=data_map, engine=engine, store=store)
+                started = time.perf_counter()
+                written = await kit.write_slice(account_id, "bench")
+                seconds += time.perf_counter() - started
+                rows += sum(part.file.records for part in written)
+            finally:
+                await engine.dispose()
+    return rows, seconds
+
+
 async def _open_account(api: httpx.AsyncClient, name: str) -> tuple[uuid.UUID, dict[str, str]]:
     opened = (
         await api.post(
@@ -264,7 +300,7 @@ async def _probe(
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200:
                 raise RuntimeError(f"GET /account answered {response.status_code}")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(PROBE_PAUSE_S)
 
     await asyncio.gather(*(one_client() for _ in range(PROBE_CONCURRENCY)))
     return latencies
@@ -288,31 +324,79 @@ async def _sample_rss(stack: Stack, stop: asyncio.Event) -> float:
             except psutil.Error:
                 continue
             peak = max(peak, rss)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
     return peak
 
 
-async def _saga_state(stack: Stack, account_id: uuid.UUID) -> tuple[str | None, int]:
+async def _saga_state(watch: asyncpg.Connection, account_id: uuid.UUID) -> tuple[str | None, int]:
     """The saga's status and how many participants' slice summaries it has."""
-    connection = await asyncpg.connect(_dsn(stack, "retention"))
-    try:
-        row = await connection.fetchrow(
-            "SELECT status::text AS status, "
-            "(SELECT count(*) FROM jsonb_object_keys(slices)) AS slices "
-            "FROM termination_saga WHERE account_id = $1",
-            account_id,
+    row = await watch.fetchrow(
+        "SELECT status::text AS status, "
+        "(SELECT count(*) FROM jsonb_object_keys(slices)) AS slices "
+        "FROM termination_saga WHERE account_id = $1",
+        account_id,
+    )
+    return (None, 0) if row is None else (row["status"], int(row["slices"]))
+
+
+async def _certificates(watch: asyncpg.Connection) -> int:
+    return int(await watch.fetchval("SELECT count(*) FROM purge_certificate"))
+
+
+def _cpu_by_command() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, summed by a short command name."""
+    spent: dict[str, float] = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        times = process.info["cpu_times"]
+        if times is None:
+            continue
+        name = next(
+            (s.name for s in SERVICES if f"{s.name}.main" in cmdline),
+            "mailcatcher"
+            if "mailcatcher" in cmdline
+            else "postgres"
+            if "postgres" in cmdline
+            else "tansu"
+            if "tansu" in cmdline
+            else "bench"
+            if "bench" in cmdline
+            else "other",
         )
-        return (None, 0) if row is None else (row["status"], int(row["slices"]))
-    finally:
-        await connection.close()
+        spent[name] = spent.get(name, 0.0) + times.user + times.system
+    return spent
 
 
-async def _certificates(stack: Stack) -> int:
-    connection = await asyncpg.connect(_dsn(stack, "retention"))
-    try:
-        return int(await connection.fetchval("SELECT count(*) FROM purge_certificate"))
-    finally:
-        await connection.close()
+def _cpu_spent(before: dict[str, float]) -> dict[str, float]:
+    after = _cpu_by_command()
+    return {k: round(v - before.get(k, 0.0), 1) for k, v in sorted(after.items())}
+
+
+def _start_profilers(stack: Stack) -> list[subprocess.Popen[bytes]]:
+    """With BENCH_PROFILE=<py-spy binary>, record each service's profile in the temp folder."""
+    py_spy = os.environ.get("BENCH_PROFILE")
+    if not py_spy:
+        return []
+    return [
+        subprocess.Popen(  # noqa: S603 - a binary the person running the bench named
+            [
+                py_spy,
+                "record",
+                "--subprocesses",
+                "--rate",
+                "50",
+                "--format",
+                "speedscope",
+                "-o",
+                str(Path(tempfile.gettempdir()) / f"termination-{spec.name}.json"),
+                "--pid",
+                str(stack.services[spec.name].pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for spec in SERVICES
+    ]
 
 
 async def bench_termination(stack: Stack) -> list[Result]:
@@ -331,10 +415,11 @@ async def bench_termination(stack: Stack) -> list[Result]:
                 )
             )
             copied, copy_s = await _raw_copy_out(stack, account_id)
+            exported, kit_s = await _kit_export(stack, account_id)
 
             stop = asyncio.Event()
             idle_probe = asyncio.create_task(_probe(api, bystander, stop))
-            await asyncio.sleep(5)
+            await asyncio.sleep(10)
             stop.set()
             idle = await idle_probe
             idle_rss_stop = asyncio.Event()
@@ -346,15 +431,21 @@ async def bench_termination(stack: Stack) -> list[Result]:
             stop = asyncio.Event()
             busy_probe = asyncio.create_task(_probe(api, bystander, stop))
             rss = asyncio.create_task(_sample_rss(stack, stop))
-            certificates = await _certificates(stack)
+            # One connection for watching: a new one per poll would cost the server a process.
+            watch = await asyncpg.connect(_dsn(stack, "retention"))
+            certificates = await _certificates(watch)
+            profilers = _start_profilers(stack)
+            cpu_before = _cpu_by_command()
             started = time.perf_counter()
             response = await api.post("/account/termination", headers=owner)
             if response.status_code != 202:
                 raise RuntimeError(response.text)
             exported_at = sliced_at = None
-            while await _certificates(stack) == certificates:
+            phases: dict[str, float] = {}
+            while await _certificates(watch) == certificates:
+                status, slices = await _saga_state(watch, account_id)
+                phases.setdefault(f"{status}/{slices}", time.perf_counter() - started)
                 if exported_at is None:
-                    status, slices = await _saga_state(stack, account_id)
                     if sliced_at is None and (slices == 3 or status not in (None, "EXPORTING")):
                         sliced_at = time.perf_counter()
                     if status in ("DELIVERING", "PURGING"):
@@ -363,24 +454,36 @@ async def bench_termination(stack: Stack) -> list[Result]:
                     raise RuntimeError("no certificate within 10 minutes")
                 await asyncio.sleep(0.1)
             elapsed = time.perf_counter() - started
+            await watch.close()
+            # Where the time went (the first moment each saga state was seen), for whoever tunes it.
+            print(f"termination phases (s): {phases}", file=sys.stderr, flush=True)
+            print(f"cpu seconds: {_cpu_spent(cpu_before)}", file=sys.stderr, flush=True)
+            if keep := os.environ.get("BENCH_KEEP_LOGS"):
+                shutil.copytree(stack.log_dir, keep, dirs_exist_ok=True)
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait()
             stop.set()
             busy, peak = await busy_probe, await rss
     finally:
         stack.stop_services()
     export_s = (exported_at or time.perf_counter()) - started
     sliced_s = (sliced_at or time.perf_counter()) - started
+    copy_rate = copied / copy_s
     return [
         ("termination_1m_records_s", elapsed, "s", "raw_copy_out_s", copy_s),
-        # From the termination to the bundle assembled in retention (all of the export).
-        ("export_rows_per_s", seeded / export_s, "rows/s", "copy_out_rows_per_s", copied / copy_s),
-        # From the termination until every participant has sent its whole slice.
+        # Each service's slice written by the kit, against COPY of the same rows.
+        ("export_rows_per_s", exported / kit_s, "rows/s", "copy_out_rows_per_s", copy_rate),
+        # The whole pipeline: from the termination until every slice is at retention...
         (
-            "slice_export_rows_per_s",
+            "slices_at_retention_rows_per_s",
             seeded / sliced_s,
             "rows/s",
             "copy_out_rows_per_s",
-            copied / copy_s,
+            copy_rate,
         ),
+        # ... and until the bundle is assembled and on its way to notifications.
+        ("bundle_rows_per_s", seeded / export_s, "rows/s", "copy_out_rows_per_s", copy_rate),
         ("export_peak_rss_mb", peak, "MB", "idle_peak_rss_mb", idle_peak),
         ("api_p99_during_export_ms", _p99(busy), "ms", "api_p99_idle_ms", _p99(idle)),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -216,6 +216,12 @@ class RecordingWork:
     async def flush(self) -> None:
         """Nothing to write: staged events are recorded at commit."""
 
+    async def publish_now(self, data: Sequence[EventData]) -> list[Envelope[Any]]:
+        """Record bulk pieces as published at once, as the real broker would have them."""
+        envelopes = [new_envelope(item, source=self._units.source) for item in data]
+        self._units.published.extend(envelopes)
+        return envelopes
+
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Claim in the in-memory inbox (as of the last commit)."""
         if (consumer, event_id) in self._units.inbox:
@@ -231,6 +237,7 @@ class RecordingUnits:
         self.source = source
         self.inbox: set[tuple[str, UUID]] = set()
         self.emitted: list[Envelope[Any]] = []
+        self.published: list[Envelope[Any]] = []  # bulk pieces: out even if the unit rolls back
         self.commits = 0
         self.rollbacks = 0
 

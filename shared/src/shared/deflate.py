@@ -25,6 +25,46 @@ def deflate_piece(data: bytes, level: int = LEVEL) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
+READ_BYTES = 64 * 1024  # input per step; a piece overshoots its size by at most about this
+
+
+class DeflateChunker:
+    """Cuts a file into deflate pieces of about `size` compressed bytes, each inflatable alone.
+
+    One compressor runs over the whole file (CSV compresses better in long runs); a full flush
+    ends each piece on a byte boundary with the history reset, so the pieces concatenate into
+    one stream and any one of them inflates without the others.
+    """
+
+    def __init__(self, handle: IO[bytes], size: int, level: int = LEVEL) -> None:
+        self.handle = handle
+        self.size = size
+        self.read_bytes = min(READ_BYTES, size)
+        self.compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+        self.done = False
+
+    def next_piece(self) -> bytes | None:
+        """The next piece, or None once the file is used up."""
+        if self.done:
+            return None
+        out: list[bytes] = []
+        length = consumed = 0
+        # Stop while the output still has room for a read's worth, plus what zlib holds back.
+        while consumed == 0 or length + 2 * self.read_bytes <= self.size:
+            block = self.handle.read(self.read_bytes)
+            if not block:
+                self.done = True
+                break
+            consumed += len(block)
+            data = self.compressor.compress(block)
+            out.append(data)
+            length += len(data)
+        if consumed == 0:
+            return None
+        out.append(self.compressor.flush(zlib.Z_FULL_FLUSH))
+        return b"".join(out)
+
+
 def inflate_pieces(pieces: list[bytes]) -> bytes:
     """The bytes deflated into pieces (for checks and tests)."""
     return zlib.decompress(b"".join(pieces) + FINAL_BLOCK, -15)

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -94,10 +94,31 @@ class Outbox:
     outbox row nor any copy on the broker holds them readable once the key is destroyed.
     """
 
-    def __init__(self, *, source: str, kafka: KafkaSettings, keys: KeyStore) -> None:
+    def __init__(
+        self,
+        *,
+        source: str,
+        kafka: KafkaSettings,
+        keys: KeyStore,
+        producer: Callable[[], AIOKafkaProducer] | None = None,
+    ) -> None:
         self.source = source
         self.kafka = kafka
         self.keys = keys
+        self._producer = producer
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
+        propagate.inject(headers)  # the trace of the request that caused the events
+        return headers
+
+    async def _seal(self, envelope: Envelope[Any], *, bulk: bool = False) -> bytes:
+        key = None
+        if personal_paths(envelope.data.__class__):
+            key = await self.keys.key_for_writing(envelope.data.account_id)
+        if bulk:
+            return await asyncio.to_thread(seal_envelope, envelope, key)  # keeps the loop free
+        return seal_envelope(envelope, key)
 
     async def write(
         self, session: AsyncSession, staged: Sequence[tuple[Envelope[Any], bool]]
@@ -109,14 +130,10 @@ class Outbox:
         """
         if not staged:
             return
-        headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
-        propagate.inject(headers)  # the trace of the request that caused the events
+        headers = self._headers()
         rows = []
         for envelope, replayable in staged:
-            key = None
-            if personal_paths(envelope.data.__class__):
-                key = await self.keys.key_for_writing(envelope.data.account_id)
-            payload = seal_envelope(envelope, key)
+            payload = await self._seal(envelope)
             check_event_size(payload, headers, self.kafka.max_message_bytes)
             rows.append(
                 {
@@ -132,6 +149,34 @@ class Outbox:
         # thousands of events (an export's chunks) holds none of them in memory.
         connection = await session.connection()
         await connection.execute(insert(OutboxMessage), rows)
+
+    async def publish_now(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        """Seal and publish events straight to the broker, returning once it has them all.
+
+        For the pieces of a bulk transfer (an export's chunks), never for a state change: they
+        skip the outbox table, so tens of megabytes are not written, read, marked and deleted
+        in the database. Whoever sends them announces the transfer with an outbox event after
+        this returns; pieces of a transfer never announced (a crash) are never assembled, and a
+        transfer lost with a broker's memory is asked for again at its step's deadline.
+        """
+        if self._producer is None:
+            raise RuntimeError("this outbox has no producer for direct publishing")
+        producer = self._producer()
+        headers = self._headers()
+        record_headers = [(k, v.encode()) for k, v in headers.items()]
+        deliveries = []
+        for envelope in envelopes:
+            payload = await self._seal(envelope, bulk=True)
+            check_event_size(payload, headers, self.kafka.max_message_bytes)
+            deliveries.append(
+                await producer.send(
+                    self.kafka.topic(envelope.type),
+                    value=payload,
+                    key=envelope.subject.encode(),
+                    headers=record_headers,
+                )
+            )
+        await asyncio.gather(*deliveries)
 
 
 _FORGET_KEPT = text(
@@ -324,6 +369,13 @@ class OutboxRelay:
         self._recoveries = 0
         self._fenced_out = 0
         self._stats = _Stats()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The relay's producer (acks=all), which direct publishing shares."""
+        if self._producer is None:
+            raise RuntimeError("the relay is not started")
+        return self._producer
 
     async def start(self) -> None:
         """Connect the producer and start relaying once this relay leads."""

@@ -3,7 +3,9 @@
 Export and purge read the same declaration, so what a service exports and what it deletes
 cannot drift apart. The export streams each table with `COPY ... TO STDOUT` into the service's
 own export store (the database writes the CSV, memory stays flat, the event loop keeps serving),
-then sends it to retention as chunks sealed with the account's key. The purge deletes in the
+then publishes it to retention as deflated chunks sealed with the account's key, straight to
+the broker (tens of megabytes have no business in the outbox table); the outbox event that
+announces the slice follows once the broker has every chunk. The purge deletes in the
 declared order, in one transaction with its confirmation, and vacuums afterwards.
 """
 
@@ -31,7 +33,7 @@ from shared.contracts import (
     PurgeRequested,
 )
 from shared.data_map import AccountDataMap, AccountTable
-from shared.deflate import deflate_piece, inflate_pieces
+from shared.deflate import DeflateChunker, inflate_pieces
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
 from shared.outbox import forget_account_events
@@ -40,8 +42,8 @@ from shared.unit_of_work import Work
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 512 * 1024  # CSV bytes per chunk: compressed, sealed and in base64 it stays < 1 MB
-FLUSH_EVERY = 8  # chunks staged before they are written to the outbox: memory stays flat
+CHUNK_BYTES = 448 * 1024  # deflated bytes per chunk: in base64, sealed, it stays < 1 MB
+PUBLISH_EVERY = 8  # chunks in flight at once: memory stays flat
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"  # a spreadsheet runs such a cell as a formula
 _NUMBER_PATTERN = r"^[-+]?[0-9]+(\.[0-9]+)?$"
 
@@ -209,23 +211,27 @@ class Participant:
     async def _send_file(
         self, request: ExportRequested, transfer_id: UUID, part: SliceFile, work: Work
     ) -> int:
+        """Publish the file as sealed chunks, a few at a time; returns how many."""
         index = 0
+        batch: list[ExportSliceChunk] = []
         with await asyncio.to_thread(self.store.reader, part.key) as handle:
-            while chunk := await asyncio.to_thread(handle.read, self.chunk_bytes):
-                content = await asyncio.to_thread(_pack, chunk)
-                work.emit(
+            chunker = DeflateChunker(handle, self.chunk_bytes)
+            while (piece := await asyncio.to_thread(chunker.next_piece)) is not None:
+                batch.append(
                     ExportSliceChunk(
                         account_id=request.account_id,
                         saga_id=request.saga_id,
                         transfer_id=transfer_id,
                         file=part.file.name,
                         index=index,
-                        content=content,
+                        content=base64.b64encode(piece).decode("ascii"),
                     )
                 )
                 index += 1
-                if index % FLUSH_EVERY == 0:
-                    await work.flush()
+                if len(batch) == PUBLISH_EVERY:
+                    await work.publish_now(batch)
+                    batch = []
+        await work.publish_now(batch)
         return index
 
     # ------------------------------------------------------------------ purge
@@ -285,11 +291,6 @@ class Participant:
             log.exception("vacuum after purge failed; autovacuum will get there")
 
 
-def _pack(chunk: bytes) -> str:
-    """A chunk as it travels: a deflate piece (CSV shrinks severalfold), then base64."""
-    return base64.b64encode(deflate_piece(chunk)).decode("ascii")
-
-
 def unpack(content: str) -> bytes:
-    """The CSV bytes of a chunk."""
+    """The CSV bytes of one chunk (each chunk inflates on its own)."""
     return inflate_pieces([base64.b64decode(content)])

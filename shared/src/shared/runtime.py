@@ -179,7 +179,7 @@ def create_runtime(
     )
     sessions = create_session_factory(engine)
     keys = create_key_store(settings.keystore)
-    outbox = Outbox(source=name, kafka=settings.kafka, keys=keys)
+    outbox = Outbox(source=name, kafka=settings.kafka, keys=keys, producer=lambda: relay.producer)
     return ServiceRuntime(
         name=name,
         settings=settings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from uuid import UUID
@@ -40,6 +40,14 @@ class Work(Protocol):
         """Write the events staged so far to the outbox now (still uncommitted), freeing memory."""
         ...
 
+    async def publish_now(self, data: Sequence[EventData]) -> list[Envelope[Any]]:
+        """Publish the pieces of a bulk transfer straight to the broker, whatever the commit.
+
+        Only for pieces that an emitted event announces once they are all out (see
+        `Outbox.publish_now`): without that event, the receiver never assembles them.
+        """
+        ...
+
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
         ...
@@ -74,6 +82,12 @@ class UnitOfWork:
         """Write the events staged so far to the outbox now (still uncommitted), freeing memory."""
         await self._outbox.write(self._session, self.staged)
         self.staged.clear()
+
+    async def publish_now(self, data: Sequence[EventData]) -> list[Envelope[Any]]:
+        """Publish the pieces of a bulk transfer straight to the broker, whatever the commit."""
+        envelopes = [new_envelope(item, source=self._source) for item in data]
+        await self._outbox.publish_now(envelopes)
+        return envelopes
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""

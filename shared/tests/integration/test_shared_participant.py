@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import hashlib
 import io
@@ -16,13 +17,14 @@ from sqlalchemy import JSON, Column, DateTime, MetaData, Numeric, Table, Text, U
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.stack import Stack
-from devstack.testing import eventually
+from devstack.testing import eventually, read_topic
 from shared.contracts import ExportRequested, ExportSliceChunk, PurgeRequested
 from shared.crypto import decrypt_personal, personal_paths
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 from shared.db import create_engine, create_session_factory
 from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
 from shared.export_store import FolderExportStore
+from shared.kafka import create_producer, ensure_topics
 from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, event_aad
 from shared.participant import Participant, unpack
@@ -127,19 +129,26 @@ async def test_termination_export_streams_the_declared_columns_as_safe_rfc4180_c
     assert rows[0]["created_at"].endswith("+00"), "timestamps in UTC"
 
 
-async def test_termination_export_sends_sealed_chunks_that_add_up_to_the_file_then_drops_it(
-    engine: AsyncEngine, tmp_path: Path
+async def test_termination_export_publishes_sealed_chunks_that_add_up_then_announces_and_drops(
+    engine: AsyncEngine, tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     account_id = uuid.uuid4()
-    await _seed(engine, account_id, [f"note {i} " + "x" * 200 for i in range(500)])
+    await _seed(engine, account_id, [f"note {i} " + uuid.uuid4().hex * 4 for i in range(500)])
     keys = MemoryKeyStore()
-    outbox = Outbox(source="billing", kafka=KafkaSettings(), keys=keys)
-    units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
-    store = FolderExportStore(tmp_path)
-    kit = Participant(data_map=DATA_MAP, engine=engine, store=store, chunk_bytes=10_000)
-    request = ExportRequested(account_id=account_id, saga_id=uuid.uuid4())
-    async with units() as work:
-        await kit.export(request, work)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    await ensure_topics(kafka, ["export.slice_chunk"])
+    producer = create_producer(kafka, client_id="participant-test")
+    await producer.start()
+    try:
+        outbox = Outbox(source="billing", kafka=kafka, keys=keys, producer=lambda: producer)
+        units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
+        store = FolderExportStore(tmp_path)
+        kit = Participant(data_map=DATA_MAP, engine=engine, store=store, chunk_bytes=4_000)
+        request = ExportRequested(account_id=account_id, saga_id=uuid.uuid4())
+        async with units() as work:
+            await kit.export(request, work)
+    finally:
+        await producer.stop()
 
     async with engine.connect() as connection:
         rows = (
@@ -150,27 +159,31 @@ async def test_termination_export_sends_sealed_chunks_that_add_up_to_the_file_th
         ).all()
         await connection.execute(text("DELETE FROM outbox_message"))
         await connection.commit()
-    topics = [row.topic for row in rows]
-    assert topics[-1] == "export.slice_written"
-    assert set(topics[:-1]) == {"export.slice_chunk"}
-    assert len(topics) > 10, "a large slice travels in many chunks"
-    assert all(b"note 1" not in row.payload for row in rows), "chunks are sealed"
-    summary = json.loads(rows[-1].payload)["data"]["files"][0]
+    assert [row.topic for row in rows] == [f"{topic_prefix}export.slice_written"], (
+        "only the announcement goes through the outbox; the chunks go straight to the broker"
+    )
+    summary = json.loads(rows[0].payload)["data"]["files"][0]
+    records = await read_topic(
+        kafka_bootstrap, f"{topic_prefix}export.slice_chunk", count=summary["chunks"]
+    )
+    assert len(records) == summary["chunks"] > 10, "a large slice travels in many chunks"
+    assert all(b"note 1" not in record.value for record in records), "chunks are sealed"
     pieces = []
-    for row in rows[:-1]:
-        event = json.loads(row.payload)
+    for record in records:
+        event = json.loads(record.value)
         data = await decrypt_personal(
             event["data"],
             personal_paths(ExportSliceChunk),
             keys.key,
             aad=event_aad(event["type"], event["id"], event["subject"]),
         )
+        piece = base64.b64decode(data["content"])
+        assert len(piece) < 4_000 + 2 * 4_000, "a chunk stays near its size"
         pieces.append((data["index"], unpack(data["content"])))
     csv_bytes = b"".join(piece for _, piece in sorted(pieces))
     assert hashlib.sha256(csv_bytes).hexdigest() == summary["sha256"]
     assert summary["records"] == 500
-    assert summary["chunks"] == len(pieces)
-    assert store.files() == [], "the spool is dropped once the chunks are committed"
+    assert store.files() == [], "the spool is dropped once the chunks are out"
 
 
 async def test_termination_purge_deletes_the_accounts_rows_only_confirms_and_vacuums(

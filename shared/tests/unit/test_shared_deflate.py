@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.deflate import Zip64Writer, deflate_piece, inflate_pieces
+from shared.deflate import DeflateChunker, Zip64Writer, deflate_piece, inflate_pieces
 
 CSV = b"id,name\r\n" + b"".join(f"{i},Customer {i}\r\n".encode() for i in range(50_000))
 
@@ -26,6 +26,31 @@ def test_independently_deflated_pieces_join_into_one_stream() -> None:
     assert len(pieces) > 10
     assert inflate_pieces(pieces) == CSV
     assert sum(map(len, pieces)) < len(CSV) / 3, "CSV shrinks even at the fastest level"
+
+
+def _chunk(content: bytes, size: int) -> list[bytes]:
+    chunker = DeflateChunker(io.BytesIO(content), size)
+    pieces = []
+    while (piece := chunker.next_piece()) is not None:
+        pieces.append(piece)
+    return pieces
+
+
+@pytest.mark.parametrize(
+    "content", [CSV, os.urandom(3_000_000), b""], ids=["csv", "incompressible", "empty"]
+)
+def test_termination_chunks_are_cut_by_compressed_size_and_each_inflates_alone(
+    content: bytes,
+) -> None:
+    size = 400_000  # CSV is 1 MB, about 250 kB deflated
+    pieces = _chunk(content, size)
+    assert inflate_pieces(pieces) == content, "the pieces join into one stream"
+    assert b"".join(inflate_pieces([piece]) for piece in pieces) == content, "each one alone"
+    assert all(len(piece) <= size + 70_000 for piece in pieces), "a piece stays near its size"
+    if content is not CSV and len(content) > 2 * size:
+        assert len(pieces) > 1, "what does not compress is cut by its own size"
+    if content is CSV:
+        assert len(pieces) == 1, "CSV is cut by what it compresses to, not by its own size"
 
 
 def test_termination_a_bundle_of_pieces_is_a_zip_any_reader_opens_and_verifies(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -214,3 +217,40 @@ async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whate
     assert len(delivered) == 2
     assert len(mail.to(owner)) == 1
     assert FolderExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]
+
+
+async def test_a_large_message_reaches_the_smtp_server_byte_for_byte_dots_and_all(
+    infrastructure: Stack, tmp_path: Path
+) -> None:
+    """send_file dot-stuffs block by block: a line starting with "." must survive anywhere,
+    including right at a block boundary and on the very first line of the body."""
+    from notifications.bulk_mail import _SEND_BUFFER, send_file
+
+    recipient = f"dots-{uuid.uuid4().hex[:8]}@example.com"
+    head = f"To: {recipient}\r\nSubject: dots\r\n\r\n.first line of the body\r\n".encode()
+    filler = b"x" * 74 + b"\r\n"
+    body = bytearray(head)
+    while len(body) + len(filler) <= _SEND_BUFFER:
+        body += filler
+    body += b"y" * (_SEND_BUFFER - len(body) - 2) + b"\r\n"
+    assert len(body) == _SEND_BUFFER, "the next line starts a block"
+    body += b".at the block boundary\r\n..two dots\r\n.\r\nmiddle . dot\r\n"
+    body += base64.encodebytes(os.urandom(3_000_000)).replace(b"\n", b"\r\n")
+    body += b".last line\r\n"
+    message = tmp_path / "big.eml"
+    message.write_bytes(bytes(body))
+
+    await asyncio.to_thread(
+        send_file,
+        SmtpSettings(host="127.0.0.1", port=infrastructure.ports.smtp),
+        sender="quittance@example.com",
+        recipient=recipient,
+        path=message,
+    )
+
+    received = [
+        path.read_bytes()
+        for path in infrastructure.mail_dir.glob("*.eml")
+        if recipient.encode() in path.read_bytes()[:200]
+    ]
+    assert received == [bytes(body)]

@@ -41,8 +41,8 @@ from shared.unit_of_work import UnitsOfWork, Work
 log = logging.getLogger(__name__)
 
 BUNDLE_NAME = "quittance-export.zip"
-BUNDLE_CHUNK_BYTES = 384 * 1024  # in base64 and sealed, a chunk stays well below 1 MB
-FLUSH_EVERY = 8
+BUNDLE_CHUNK_BYTES = 448 * 1024  # in base64 and sealed, a chunk stays below 1 MB
+PUBLISH_EVERY = 8  # chunks in flight at once
 
 
 @dataclass(frozen=True)
@@ -218,13 +218,14 @@ class RetentionService:
     async def _send_bundle(
         self, saga: TerminationSaga, *, size: int, sha256: str, work: Work
     ) -> None:
-        """Send the bundle to notifications as sealed chunks, then the request to mail it."""
+        """Publish the bundle to notifications as sealed chunks, then the request to mail it."""
         transfer_id = uuid4()
         chunks = 0
+        batch: list[ExportBundleChunk] = []
         key = f"{saga.id}/bundle/{BUNDLE_NAME}"
         with await asyncio.to_thread(self.store.reader, key) as bundle:
             while block := await asyncio.to_thread(bundle.read, BUNDLE_CHUNK_BYTES):
-                work.emit(
+                batch.append(
                     ExportBundleChunk(
                         account_id=saga.account_id,
                         saga_id=saga.id,
@@ -234,8 +235,10 @@ class RetentionService:
                     )
                 )
                 chunks += 1
-                if chunks % FLUSH_EVERY == 0:
-                    await work.flush()
+                if len(batch) == PUBLISH_EVERY:
+                    await work.publish_now(batch)
+                    batch = []
+        await work.publish_now(batch)
         saga.bundle_transfer_id, saga.bundle_size, saga.bundle_sha256 = transfer_id, size, sha256
         self._next_step(saga, SagaStatus.DELIVERING)
         work.session.add(saga)

@@ -343,6 +343,7 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
 
     from retention.models import TerminationSaga
     from retention.services import RetentionService, SagaTiming
+    from shared.kafka import create_producer
     from shared.keystore import create_key_store
     from shared.outbox import Outbox
     from shared.unit_of_work import UnitOfWorkFactory
@@ -350,10 +351,11 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
     engine = create_engine(settings.database_url)
     keys = create_key_store(settings.keystore)
     await keys.start()
+    producer = create_producer(settings.kafka, client_id="retention-crash-test")
+    await producer.start()
     sessions = create_session_factory(engine)
-    units = UnitOfWorkFactory(
-        sessions=sessions, outbox=Outbox(source="retention", kafka=settings.kafka, keys=keys)
-    )
+    outbox = Outbox(source="retention", kafka=settings.kafka, keys=keys, producer=lambda: producer)
+    units = UnitOfWorkFactory(sessions=sessions, outbox=outbox)
     store = FolderExportStore(settings.export_store_path)  # type: ignore[arg-type]
     service = RetentionService(
         sessions=sessions,
@@ -441,5 +443,6 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
         assert saga.status == "delivering"
         assert not store.path(slices).exists(), "dropped once the assembly committed"
     finally:
+        await producer.stop()
         await keys.close()
         await engine.dispose()
