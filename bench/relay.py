@@ -9,7 +9,6 @@ import uuid
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.stack import Stack, create_databases
 from shared.contracts import PurgeRequested, new_envelope
@@ -18,9 +17,10 @@ from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
 from shared.kafka import ensure_topics
 from shared.outbox import OutboxRelay
 from shared.settings import KafkaSettings
-from shared.telemetry import create_telemetry
+from shared.telemetry import Telemetry, create_telemetry
 
 EVENTS = 20_000
+ROUNDS = 3
 ACCOUNTS = 200
 
 
@@ -55,15 +55,9 @@ async def _raw_produce(bootstrap: str, topic: str, records: list[tuple[str, byte
         await producer.stop()
 
 
-async def _rows_wait(engine: AsyncEngine) -> bool:
-    # Acknowledged rows stay for the replay window: look for one still to publish. EXISTS
-    # stops at the first, so polling does not compete with the relay for the database.
-    query = (
-        "SELECT EXISTS (SELECT 1 FROM outbox_message "
-        "WHERE published_at IS NULL AND parked_at IS NULL)"
-    )
-    async with engine.connect() as connection:
-        return bool((await connection.execute(text(query))).scalar_one())
+def _relayed(telemetry: Telemetry, topic: str) -> float:
+    count = telemetry.registry.get_sample_value("outbox_relayed_events_total", {"topic": topic})
+    return count or 0.0
 
 
 async def bench_relay(stack: Stack) -> tuple[str, float, str, str, float]:
@@ -80,36 +74,42 @@ async def bench_relay(stack: Stack) -> tuple[str, float, str, str, float]:
     await ensure_topics(kafka, ["purge.requested"])
     records = _records()
 
-    baseline = await _raw_produce(stack.bootstrap_servers, kafka.topic("purge.requested"), records)
-
-    raw = await asyncpg.connect(url.replace("+asyncpg", ""))
-    await raw.copy_records_to_table(
-        "outbox_message",
-        columns=["event_id", "topic", "key", "payload", "headers"],
-        records=[
-            (
-                uuid.uuid4(),
-                kafka.topic("purge.requested"),
-                key,
-                value,
-                '{"content-type": "application/json"}',
-            )
-            for key, value in records
-        ],
+    # Best of ROUNDS for both: on a shared two-core machine one run swings by half.
+    topic = kafka.topic("purge.requested")
+    baseline = max(
+        [await _raw_produce(stack.bootstrap_servers, topic, records) for _ in range(ROUNDS)]
     )
-    await raw.close()
+
+    telemetry = create_telemetry("bench")
     relay = OutboxRelay(
         engine=engine,
         kafka=kafka,
-        telemetry=create_telemetry("bench"),
+        telemetry=telemetry,
         batch_size=1000,
         poll_interval_s=0.01,
     )
-    started = time.perf_counter()
+    # Started and leading first: the clock measures relaying, not connecting and electing.
     await relay.start()
-    while await _rows_wait(engine):  # noqa: ASYNC110 - polling the database, not an event
+    while not relay.leading:  # noqa: ASYNC110 - the relay has no event for this
         await asyncio.sleep(0.01)
-    value = EVENTS / (time.perf_counter() - started)
+    rates = []
+    raw = await asyncpg.connect(url.replace("+asyncpg", ""))
+    for round_ in range(1, ROUNDS + 1):
+        await raw.copy_records_to_table(
+            "outbox_message",
+            columns=["event_id", "topic", "key", "payload", "headers"],
+            records=[
+                (uuid.uuid4(), topic, key, value, '{"content-type": "application/json"}')
+                for key, value in records
+            ],
+        )
+        started = time.perf_counter()  # the rows are committed: the relay is woken now
+        # The relay's own counter, not the database: polling it would compete with the relay.
+        while _relayed(telemetry, topic) < EVENTS * round_:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.005)
+        rates.append(EVENTS / (time.perf_counter() - started))
+    await raw.close()
     await relay.stop()
     await engine.dispose()
+    value = max(rates)
     return "relay_events_per_s", value, "events/s", "raw_produce_per_s", baseline

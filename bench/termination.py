@@ -298,12 +298,16 @@ async def _probe(
             started = time.perf_counter()
             response = await api.get("/account", headers=headers)
             latencies.append((time.perf_counter() - started) * 1000)
+            _SLOWEST.append((latencies[-1], started))
             if response.status_code != 200:
                 raise RuntimeError(f"GET /account answered {response.status_code}")
             await asyncio.sleep(PROBE_PAUSE_S)
 
     await asyncio.gather(*(one_client() for _ in range(PROBE_CONCURRENCY)))
     return latencies
+
+
+_SLOWEST: list[tuple[float, float]] = []  # (ms, when) of every probe: where the slow ones fall
 
 
 def _p99(latencies: list[float]) -> float:
@@ -429,6 +433,7 @@ async def bench_termination(stack: Stack) -> list[Result]:
             idle_peak = await idle_rss
 
             stop = asyncio.Event()
+            _SLOWEST.clear()
             busy_probe = asyncio.create_task(_probe(api, bystander, stop))
             rss = asyncio.create_task(_sample_rss(stack, stop))
             # One connection for watching: a new one per poll would cost the server a process.
@@ -465,6 +470,13 @@ async def bench_termination(stack: Stack) -> list[Result]:
                 profiler.wait()
             stop.set()
             busy, peak = await busy_probe, await rss
+            slowest = sorted(_SLOWEST, reverse=True)[:8]
+            print(
+                "slowest probes (ms at s): "
+                + ", ".join(f"{ms:.0f} at {at - started:.1f}" for ms, at in slowest),
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         stack.stop_services()
     export_s = (exported_at or time.perf_counter()) - started

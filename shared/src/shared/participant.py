@@ -216,7 +216,7 @@ class Participant:
         batch: list[ExportSliceChunk] = []
         with await asyncio.to_thread(self.store.reader, part.key) as handle:
             chunker = DeflateChunker(handle, self.chunk_bytes)
-            while (piece := await asyncio.to_thread(chunker.next_piece)) is not None:
+            while (content := await asyncio.to_thread(_next_content, chunker)) is not None:
                 batch.append(
                     ExportSliceChunk(
                         account_id=request.account_id,
@@ -224,7 +224,7 @@ class Participant:
                         transfer_id=transfer_id,
                         file=part.file.name,
                         index=index,
-                        content=base64.b64encode(piece).decode("ascii"),
+                        content=content,
                     )
                 )
                 index += 1
@@ -289,6 +289,12 @@ class Participant:
                     await autocommit.execute(text(f"VACUUM {_quote(table.name)}"))
         except Exception:
             log.exception("vacuum after purge failed; autovacuum will get there")
+
+
+def _next_content(chunker: DeflateChunker) -> str | None:
+    """The next chunk as it travels (base64), made off the event loop."""
+    piece = chunker.next_piece()
+    return None if piece is None else base64.b64encode(piece).decode("ascii")
 
 
 def unpack(content: str) -> bytes:
