@@ -11,12 +11,23 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from billing.api.problems import install_problem_handlers
-from billing.api.routes import router as api_router
+from billing import operations
+from billing.accounts import routes as accounts
+from billing.accounts.service import AccountService
+from billing.auth.service import AuthService
+from billing.customers import routes as customers
+from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
+from billing.dependencies import Services
 from billing.handlers import create_routes
-from billing.services import BillingService
+from billing.invoices import routes as invoices
+from billing.invoices.service import InvoiceService
+from billing.problems import install_problem_handlers
 from billing.settings import BillingSettings
+from billing.staff_access import routes as staff_access
+from billing.staff_access.service import StaffAccessService
+from billing.termination import routes as termination
+from billing.termination.service import TerminationService
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
 from shared.telemetry import Telemetry
@@ -33,10 +44,16 @@ def create_app(
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
-    service = BillingService(
-        sessions=runtime.sessions,
-        units=runtime.units,
-        max_grant_hours=settings.max_grant_hours,
+    sessions, units = runtime.sessions, runtime.units
+    services = Services(
+        auth=AuthService(sessions=sessions),
+        accounts=AccountService(sessions=sessions, units=units),
+        customers=CustomerService(sessions=sessions, units=units),
+        invoices=InvoiceService(sessions=sessions, units=units),
+        staff_access=StaffAccessService(
+            sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
+        ),
+        termination=TerminationService(units=units),
     )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))
@@ -54,13 +71,15 @@ def create_app(
         description="The public billing API. Errors are RFC 9457 problem details.",
     )
     app.state.settings = settings
-    app.state.service = service
+    app.state.services = services
     app.state.engine = runtime.engine
     app.state.broker = runtime.broker
     app.state.telemetry = runtime.telemetry
     app.state.runtime = runtime
     install_problem_handlers(app)
-    app.include_router(api_router)
+    for domain in (accounts, termination, customers, invoices, staff_access):
+        app.include_router(domain.router)
+    app.include_router(operations.router)
     if settings.tls_certfile is not None:
         app.middleware("http")(_strict_transport_security)
     FastAPIInstrumentor.instrument_app(

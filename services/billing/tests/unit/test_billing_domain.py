@@ -8,15 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.domain import (
+from billing.inputs import contains_card_number, luhn_valid
+from billing.invoices.domain import (
     InvoiceStateError,
     InvoiceStatus,
-    contains_card_number,
     ensure_issuable,
     format_invoice_number,
     invoice_total,
     line_amount,
-    luhn_valid,
     plain_decimal,
     to_minor_unit,
 )

@@ -1,25 +1,45 @@
-"""FastAPI dependencies: the service and the authenticated caller."""
+"""FastAPI dependencies: billing's services and the authenticated caller."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from billing.services import BillingService, NotAuthenticatedError, Principal
+from billing.accounts.service import AccountService
+from billing.auth.models import Principal
+from billing.auth.service import AuthService
+from billing.customers.service import CustomerService
+from billing.errors import NotAuthenticatedError
+from billing.invoices.service import InvoiceService
 from billing.settings import BillingSettings
+from billing.staff_access.service import StaffAccessService
+from billing.termination.service import TerminationService
 
 _bearer = HTTPBearer(
     auto_error=False, description="An API key from account opening or staff registration."
 )
 
 
-def get_service(request: Request) -> BillingService:
-    """The app's billing service."""
-    service: BillingService = request.app.state.service
-    return service
+@dataclass(frozen=True)
+class Services:
+    """Billing's use cases, one service per domain."""
+
+    auth: AuthService
+    accounts: AccountService
+    customers: CustomerService
+    invoices: InvoiceService
+    staff_access: StaffAccessService
+    termination: TerminationService
+
+
+def get_services(request: Request) -> Services:
+    """The app's services."""
+    services: Services = request.app.state.services
+    return services
 
 
 def get_settings(request: Request) -> BillingSettings:
@@ -28,16 +48,16 @@ def get_settings(request: Request) -> BillingSettings:
     return settings
 
 
-ServiceDep = Annotated[BillingService, Depends(get_service)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_principal(service: ServiceDep, credentials: CredentialsDep) -> Principal:
+async def get_principal(services: ServicesDep, credentials: CredentialsDep) -> Principal:
     """The caller behind the bearer API key."""
     if credentials is None:
         raise NotAuthenticatedError("send an API key as 'Authorization: Bearer <key>'")
-    return await service.authenticate(api_key=credentials.credentials)
+    return await services.auth.authenticate(api_key=credentials.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

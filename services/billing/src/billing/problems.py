@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from billing.services import (
+from billing.errors import (
     BillingError,
     ConflictError,
     InvalidReferenceError,

@@ -1,8 +1,7 @@
-"""Billing's pure rules: money, invoice totals and numbering, card-number refusal. No I/O."""
+"""Invoices' pure rules: money at the currency's minor unit, totals, numbering. No I/O."""
 
 from __future__ import annotations
 
-import re
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -20,30 +19,12 @@ _MINOR_UNITS = {
     "TND": 3,
 }
 
-# 13-19 digits, optionally split by single spaces or dashes: how card numbers are typed.
-_CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-
 
 class InvoiceStatus(StrEnum):
     """Where an invoice is in its life."""
 
     DRAFT = "draft"
     ISSUED = "issued"
-
-
-class AccountStatus(StrEnum):
-    """Whether the account's contract runs."""
-
-    ACTIVE = "active"
-    TERMINATED = "terminated"
-
-
-class Role(StrEnum):
-    """What a user of an account may do."""
-
-    OWNER = "owner"
-    ADMIN = "admin"
-    MEMBER = "member"
 
 
 class InvoiceStateError(Exception):
@@ -86,23 +67,3 @@ def ensure_issuable(status: InvoiceStatus) -> None:
     """Only a draft can be issued."""
     if status is not InvoiceStatus.DRAFT:
         raise InvoiceStateError(f"invoice is {status}, only a draft can be issued")
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum every payment card number satisfies."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def contains_card_number(text: str) -> bool:
-    """Whether text holds something that is a payment card number (NO-PAN)."""
-    for match in _CARD_CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
-    return False

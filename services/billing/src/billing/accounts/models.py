@@ -1,0 +1,87 @@
+"""Accounts (the customer companies) and their users: tables and API schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import pydantic
+from pydantic import EmailStr
+from sqlalchemy import DateTime, UniqueConstraint
+from sqlmodel import Field
+
+from billing.accounts.domain import AccountStatus, Role
+from billing.database import BillingTable, created_at_column
+from billing.inputs import SafeText
+from billing.schemas import Schema
+
+
+class Account(BillingTable, table=True):
+    """A customer company: the tenant every other row belongs to."""
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str
+    plan: str
+    status: AccountStatus = Field(default=AccountStatus.ACTIVE)
+    next_invoice_number: int = Field(default=1)
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+    terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class AppUser(BillingTable, table=True):
+    """A person who uses an account."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (UniqueConstraint("account_id", "email"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = Field(foreign_key="account.id", index=True)
+    name: str
+    email: str
+    role: Role
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+
+
+class OwnerCreate(Schema):
+    """The person who opens the account and owns it."""
+
+    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Owner's full name.")
+    email: EmailStr = pydantic.Field(description="Owner's email; the termination export goes here.")
+
+
+class AccountCreate(Schema):
+    """Open an account."""
+
+    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Company name.")
+    plan: str = pydantic.Field(
+        default="standard", pattern="^(free|standard|enterprise)$", description="Subscription plan."
+    )
+    owner: OwnerCreate = pydantic.Field(description="The first user, with the owner role.")
+
+
+class AccountPublic(Schema):
+    """An account as the API shows it."""
+
+    id: UUID
+    name: str
+    plan: str
+    status: AccountStatus
+    created_at: datetime | None
+    terminated_at: datetime | None
+
+
+class UserPublic(Schema):
+    """A user as the API shows it."""
+
+    id: UUID
+    name: str
+    email: str
+    role: Role
+
+
+class AccountOpened(Schema):
+    """The new account, its owner, and the owner's API key (shown once)."""
+
+    account: AccountPublic
+    owner: UserPublic
+    api_key: str = pydantic.Field(description="Bearer token; only its hash is stored.")

@@ -1,0 +1,27 @@
+"""Routes of accounts: open one, read your own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from billing.accounts.models import AccountCreate, AccountOpened, AccountPublic, UserPublic
+from billing.dependencies import PrincipalDep, ServicesDep
+
+router = APIRouter(tags=["accounts"])
+
+
+@router.post("/accounts", status_code=201, response_model=AccountOpened)
+async def open_account(body: AccountCreate, services: ServicesDep) -> AccountOpened:
+    """Open an account with its owner; the owner's API key is shown once."""
+    account, owner, api_key = await services.accounts.open(request=body)
+    return AccountOpened(
+        account=AccountPublic.model_validate(account),
+        owner=UserPublic.model_validate(owner),
+        api_key=api_key,
+    )
+
+
+@router.get("/account", response_model=AccountPublic)
+async def get_account(principal: PrincipalDep, services: ServicesDep) -> AccountPublic:
+    """The caller's account."""
+    return AccountPublic.model_validate(await services.accounts.get(principal=principal))

@@ -1,1 +1,0 @@
-"""Billing's HTTP API: routers, dependencies and RFC 9457 problem details."""

@@ -1,0 +1,45 @@
+"""Customers (whom an account invoices): table and API schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import pydantic
+from pydantic import EmailStr
+from sqlmodel import Field
+
+from billing.database import BillingTable, created_at_column
+from billing.inputs import SafeText
+from billing.schemas import Schema
+
+
+class Customer(BillingTable, table=True):
+    """Someone an account invoices."""
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = Field(foreign_key="account.id", index=True)
+    name: str
+    email: str
+    address: str | None = None
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+
+
+class CustomerCreate(Schema):
+    """Add a customer to invoice."""
+
+    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Customer's name.")
+    email: EmailStr = pydantic.Field(description="Where invoices are sent.")
+    address: SafeText | None = pydantic.Field(
+        default=None, max_length=1000, description="Postal address."
+    )
+
+
+class CustomerPublic(Schema):
+    """A customer as the API shows it."""
+
+    id: UUID
+    name: str
+    email: str
+    address: str | None
+    created_at: datetime | None

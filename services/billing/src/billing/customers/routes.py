@@ -1,0 +1,45 @@
+"""Routes of customers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from billing.customers.models import CustomerCreate, CustomerPublic
+from billing.dependencies import PrincipalDep, ServicesDep
+
+router = APIRouter(tags=["customers"])
+
+
+@router.post("/customers", status_code=201, response_model=CustomerPublic)
+async def create_customer(
+    body: CustomerCreate, principal: PrincipalDep, services: ServicesDep
+) -> CustomerPublic:
+    """Add a customer."""
+    return CustomerPublic.model_validate(
+        await services.customers.create(principal=principal, request=body)
+    )
+
+
+@router.get("/customers", response_model=list[CustomerPublic])
+async def list_customers(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CustomerPublic]:
+    """The account's customers."""
+    customers = await services.customers.list(principal=principal, limit=limit, offset=offset)
+    return [CustomerPublic.model_validate(c) for c in customers]
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerPublic)
+async def get_customer(
+    customer_id: UUID, principal: PrincipalDep, services: ServicesDep
+) -> CustomerPublic:
+    """One customer."""
+    return CustomerPublic.model_validate(
+        await services.customers.get(principal=principal, customer_id=customer_id)
+    )

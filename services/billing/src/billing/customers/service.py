@@ -1,0 +1,67 @@
+"""Customers: add, list and read an account's customers."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing.auth.models import Principal
+from billing.customers.models import Customer, CustomerCreate
+from billing.errors import NotFoundError
+from shared.db import SessionFactory
+from shared.unit_of_work import UnitsOfWork
+
+
+async def get_customer(
+    session: AsyncSession, account_id: UUID, customer_id: UUID
+) -> Customer | None:
+    """A customer of the account."""
+    result = await session.exec(
+        select(Customer).where(Customer.account_id == account_id, Customer.id == customer_id)
+    )
+    return result.first()
+
+
+class CustomerService:
+    """An account's customers."""
+
+    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+        self.sessions = sessions
+        self.units = units
+
+    async def create(self, *, principal: Principal, request: CustomerCreate) -> Customer:
+        """Add a customer to the caller's account."""
+        account_id = principal.require_user()
+        customer = Customer(
+            account_id=account_id,
+            name=request.name,
+            email=str(request.email),
+            address=request.address,
+        )
+        async with self.units() as work:
+            work.session.add(customer)
+        return customer
+
+    async def list(self, *, principal: Principal, limit: int, offset: int) -> list[Customer]:
+        """The caller's customers, oldest first."""
+        account_id = principal.require_user()
+        async with self.sessions() as session:
+            result = await session.exec(
+                select(Customer)
+                .where(Customer.account_id == account_id)
+                .order_by(col(Customer.created_at), col(Customer.id))
+                .limit(limit)
+                .offset(offset)
+            )
+            return list(result.all())
+
+    async def get(self, *, principal: Principal, customer_id: UUID) -> Customer:
+        """One of the caller's customers."""
+        account_id = principal.require_user()
+        async with self.sessions() as session:
+            customer = await get_customer(session, account_id, customer_id)
+        if customer is None:
+            raise NotFoundError("no such customer in this account")
+        return customer

@@ -1,0 +1,32 @@
+"""What billing refuses, by kind; the API turns each into a problem detail."""
+
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    """A request billing refuses."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotAuthenticatedError(BillingError):
+    """No valid credential."""
+
+
+class PermissionDeniedError(BillingError):
+    """The caller may not do this."""
+
+
+class NotFoundError(BillingError):
+    """Nothing of that id in the caller's account."""
+
+
+class InvalidReferenceError(BillingError):
+    """A field names something that does not exist in the caller's account."""
+
+
+class ConflictError(BillingError):
+    """The resource's state does not allow the change."""

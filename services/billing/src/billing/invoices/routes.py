@@ -1,0 +1,56 @@
+"""Routes of invoices."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from billing.dependencies import PrincipalDep, ServicesDep
+from billing.invoices.domain import plain_decimal, to_minor_unit
+from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
+from billing.invoices.service import InvoiceWithLines
+
+router = APIRouter(tags=["invoices"])
+
+
+def _public(found: InvoiceWithLines) -> InvoicePublic:
+    invoice, currency = found.invoice, found.invoice.currency
+    return InvoicePublic(
+        **invoice.model_dump(include=set(InvoicePublic.model_fields) - {"lines", "total"}),
+        total=to_minor_unit(invoice.total, currency),
+        lines=[
+            InvoiceLinePublic(
+                position=line.position,
+                description=line.description,
+                quantity=plain_decimal(line.quantity),
+                unit_price=plain_decimal(line.unit_price),
+                amount=to_minor_unit(line.amount, currency),
+            )
+            for line in found.lines
+        ],
+    )
+
+
+@router.post("/invoices", status_code=201, response_model=InvoicePublic)
+async def draft_invoice(
+    body: InvoiceCreate, principal: PrincipalDep, services: ServicesDep
+) -> InvoicePublic:
+    """Draft an invoice."""
+    return _public(await services.invoices.draft(principal=principal, request=body))
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoicePublic)
+async def get_invoice(
+    invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
+) -> InvoicePublic:
+    """One invoice."""
+    return _public(await services.invoices.get(principal=principal, invoice_id=invoice_id))
+
+
+@router.post("/invoices/{invoice_id}/issue", response_model=InvoicePublic)
+async def issue_invoice(
+    invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
+) -> InvoicePublic:
+    """Issue a draft: it gets its number and is emailed to the customer."""
+    return _public(await services.invoices.issue(principal=principal, invoice_id=invoice_id))

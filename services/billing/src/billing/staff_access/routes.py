@@ -1,0 +1,58 @@
+"""Routes of staff access: register staff (operator), grant access, read under a grant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+
+from billing.customers.models import CustomerPublic
+from billing.dependencies import PrincipalDep, ServicesDep, require_operator
+from billing.staff_access.models import (
+    AccessGrantCreate,
+    AccessGrantPublic,
+    StaffCreate,
+    StaffPublic,
+    StaffRegistered,
+)
+from shared.contracts import AccessPurpose
+
+router = APIRouter(tags=["staff access"])
+
+
+@router.post(
+    "/staff",
+    status_code=201,
+    response_model=StaffRegistered,
+    dependencies=[Depends(require_operator)],
+)
+async def register_staff(body: StaffCreate, services: ServicesDep) -> StaffRegistered:
+    """Register a named staff member (operator token)."""
+    staff, api_key = await services.staff_access.register_staff(request=body)
+    return StaffRegistered(staff=StaffPublic.model_validate(staff), api_key=api_key)
+
+
+@router.post("/access-grants", status_code=201, response_model=AccessGrantPublic)
+async def open_access_grant(
+    body: AccessGrantCreate, principal: PrincipalDep, services: ServicesDep
+) -> AccessGrantPublic:
+    """Let a named staff member read this account's data for a purpose until expiry."""
+    return AccessGrantPublic.model_validate(
+        await services.staff_access.open_grant(principal=principal, request=body)
+    )
+
+
+@router.get("/staff/accounts/{account_id}/customers/{customer_id}", response_model=CustomerPublic)
+async def read_customer_as_staff(
+    account_id: UUID,
+    customer_id: UUID,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    purpose: Annotated[AccessPurpose, Query(description="Why the data is read (closed list).")],
+) -> CustomerPublic:
+    """A staff member reads a customer under a grant; the read is audited."""
+    customer = await services.staff_access.read_customer(
+        principal=principal, account_id=account_id, customer_id=customer_id, purpose=purpose
+    )
+    return CustomerPublic.model_validate(customer)
