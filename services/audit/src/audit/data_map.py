@@ -24,6 +24,7 @@ DATA_MAP = AccountDataMap(
                 "purpose",
                 "reason",
                 "grant_id",
+                "outcome",
                 "resource_type",
                 "resource_id",
                 "accessed_at",

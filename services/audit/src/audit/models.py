@@ -32,6 +32,7 @@ class AccessLogEntry(AuditTable, table=True):
     purpose: str
     reason: str
     grant_id: UUID | None = None
+    outcome: str = Field(default="granted")
     resource_type: str
     resource_id: str
     accessed_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -53,6 +54,7 @@ class AccessLogEntry(AuditTable, table=True):
         "purpose",
         "reason",
         "grant_id",
+        "outcome",
         "resource_type",
         "resource_id",
         "accessed_at",

@@ -38,6 +38,7 @@ class AuditService:
             purpose=access.purpose,
             reason=access.reason,
             grant_id=access.grant_id,
+            outcome=access.outcome,
             resource_type=access.resource_type,
             resource_id=access.resource_id,
             accessed_at=access.accessed_at,

@@ -19,6 +19,8 @@ from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService
 from billing.termination.service import TerminationService
 
+MAX_OFFSET = 1_000_000  # past this, a client pages by filter; 2**63 once answered a 500
+
 _bearer = HTTPBearer(
     auto_error=False, description="An API key from account opening or staff registration."
 )

@@ -39,6 +39,20 @@ def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+async def _account(api: httpx.AsyncClient) -> dict[str, Any]:
+    opened = await api.post(
+        "/accounts",
+        json={
+            "name": "Other",
+            "owner": {"name": "Eve", "email": f"eve-{uuid.uuid4().hex[:6]}@other.example.com"},
+        },
+    )
+    assert opened.status_code == 201, opened.text
+    body: dict[str, Any] = opened.json()
+    body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
+    return body
+
+
 async def test_a_request_without_an_api_key_gets_a_401_problem(api: httpx.AsyncClient) -> None:
     body = _problem(await api.get("/customers"), 401)
     assert body["type"].endswith("/not-authenticated")
@@ -99,6 +113,37 @@ async def test_least_access_an_account_cannot_reach_another_accounts_customers(
     )
     assert body["errors"][0]["field"] == "customer_id"
     assert (await api.get("/customers", headers=other_headers)).json() == []
+
+
+async def test_invoices_are_listed_newest_first_filtered_by_status_and_customer_and_paged(
+    api: httpx.AsyncClient, customer: dict[str, Any]
+) -> None:
+    mine = await _account(api)
+    headers = mine["headers"]
+    buyers = []
+    for name in ("Ann", "Ben"):
+        created = await api.post(
+            "/customers", headers=headers, json={"name": name, "email": f"{name}@example.com"}
+        )
+        buyers.append(created.json()["id"])
+    drafts = []
+    for index in range(4):
+        draft = await api.post("/invoices", headers=headers, json=invoice_body(buyers[index % 2]))
+        drafts.append(draft.json()["id"])
+    await api.post(f"/invoices/{drafts[0]}/issue", headers=headers)
+
+    listed = (await api.get("/invoices", headers=headers)).json()
+    assert [i["id"] for i in listed] == drafts[::-1], "newest first"
+    assert all(len(i["lines"]) == 5 for i in listed)
+    issued = (await api.get("/invoices", headers=headers, params={"status": "issued"})).json()
+    assert [i["id"] for i in issued] == [drafts[0]]
+    bens = (await api.get("/invoices", headers=headers, params={"customer_id": buyers[1]})).json()
+    assert [i["id"] for i in bens] == [drafts[3], drafts[1]]
+    page = await api.get("/invoices", headers=headers, params={"limit": 2, "offset": 1})
+    assert [i["id"] for i in page.json()] == [drafts[2], drafts[1]]
+    assert (await api.get(f"/invoices?customer_id={customer['id']}", headers=headers)).json() == []
+    for bad in ({"limit": 0}, {"limit": 101}, {"offset": 2**63}, {"status": "paid"}):
+        _problem(await api.get("/invoices", headers=headers, params=bad), 422)
 
 
 async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
@@ -169,7 +214,7 @@ async def test_only_the_operator_registers_staff(
     )
 
 
-async def test_staff_access_without_a_grant_is_refused_and_with_one_is_audited(
+async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
     api: httpx.AsyncClient,
     account: dict[str, Any],
     customer: dict[str, Any],
@@ -209,19 +254,55 @@ async def test_staff_access_without_a_grant_is_refused_and_with_one_is_audited(
     events = await read_events(
         billing_settings.kafka.bootstrap_servers,
         billing_settings.kafka.topic("data.accessed"),
-        count=2,
+        count=4,
         key=account_id,
         timeout=5,
         keystore=billing_settings.keystore,
     )
-    assert len(events) == 1, "only the allowed read is recorded"
-    access = events[0]["data"]
+    # STAFF-ACCESS: the two refused attempts are recorded as refusals, then the read itself;
+    # the purpose outside the closed list never reached the service.
+    assert [e["data"]["outcome"] for e in events] == ["refused", "refused", "granted"]
+    assert [e["data"]["purpose"] for e in events[:2]] == ["support", "billing-operations"]
+    assert all(e["data"]["grant_id"] is None for e in events[:2])
+    access = events[2]["data"]
     assert access["actor"] == "staff"
     assert access["actor_name"] == "Sam Support"
     assert access["purpose"] == "support"
     assert access["reason"] == "TICKET-42"
     assert access["grant_id"] == grant.json()["id"]
     assert access["resource_id"] == customer["id"]
+
+
+async def test_staff_access_a_revoked_grant_refuses_the_next_read_at_once(
+    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
+) -> None:
+    staff = await _staff(api)
+    path = f"/staff/accounts/{account['account']['id']}/customers/{customer['id']}"
+    grant = await api.post(
+        "/access-grants",
+        headers=account["headers"],
+        json={
+            "staff_id": staff["staff"]["id"],
+            "purpose": "support",
+            "reason": "TICKET-7",
+            "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert grant.status_code == 201, grant.text
+    grant_id = grant.json()["id"]
+    read = await api.get(path, params={"purpose": "support"}, headers=staff["headers"])
+    assert read.status_code == 200
+
+    revoked = await api.post(f"/access-grants/{grant_id}/revoke", headers=account["headers"])
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    _problem(await api.get(path, params={"purpose": "support"}, headers=staff["headers"]), 403)
+    listed = (await api.get("/access-grants", headers=account["headers"])).json()
+    assert [g["id"] for g in listed if g["revoked_at"]] == [grant_id]
+
+    other = await _account(api)
+    _problem(await api.post(f"/access-grants/{grant_id}/revoke", headers=other["headers"]), 404)
+    _problem(await api.post(f"/access-grants/{grant_id}/revoke", headers=staff["headers"]), 403)
 
 
 async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_person(

@@ -10,6 +10,7 @@ from shared.contracts.envelope import (
 from shared.contracts.events import (
     EVENT_TYPES,
     AccessActor,
+    AccessOutcome,
     AccessPurpose,
     AccountPurged,
     AccountTerminated,
@@ -34,6 +35,7 @@ __all__ = [
     "SPEC_VERSION",
     "TOPICS",
     "AccessActor",
+    "AccessOutcome",
     "AccessPurpose",
     "AccountPurged",
     "AccountTerminated",

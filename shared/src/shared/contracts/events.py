@@ -31,6 +31,13 @@ class AccessActor(StrEnum):
     LEGAL = "legal"
 
 
+class AccessOutcome(StrEnum):
+    """Whether a read of customer data was allowed or refused (STAFF-ACCESS)."""
+
+    GRANTED = "granted"
+    REFUSED = "refused"
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,8 +97,14 @@ class DataAccessed(EventData):
     actor_id: str = Field(description="Staff member or integration id.")
     actor_name: str = personal_data("Name of the staff member or integration.")
     purpose: AccessPurpose = Field(description="Why the data was read, from the closed list.")
-    reason: str = personal_data("Ticket or reason given on the grant; free text.")
+    reason: str = personal_data(
+        "Ticket or reason given on the grant (free text); for a refusal, why it was refused."
+    )
     grant_id: UUID | None = Field(description="Access grant that allowed the read.")
+    outcome: AccessOutcome = Field(
+        default=AccessOutcome.GRANTED,
+        description="granted, or refused: an attempt without a grant is recorded too.",
+    )
     resource_type: str = Field(description="What was read, e.g. customer.")
     resource_id: str = Field(description="Id of what was read.")
     accessed_at: datetime = Field(description="When it was read.")

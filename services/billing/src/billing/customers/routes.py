@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from billing.customers.models import CustomerCreate, CustomerPublic
-from billing.dependencies import PrincipalDep, ServicesDep
+from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
 
 router = APIRouter(tags=["customers"])
 
@@ -28,7 +28,7 @@ async def list_customers(
     principal: PrincipalDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[CustomerPublic]:
     """The account's customers."""
     customers = await services.customers.list(principal=principal, limit=limit, offset=offset)

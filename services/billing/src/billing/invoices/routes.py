@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from billing.dependencies import PrincipalDep, ServicesDep
-from billing.invoices.domain import plain_decimal, to_minor_unit
+from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
+from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
 from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
 from billing.invoices.service import InvoiceWithLines
 
@@ -38,6 +39,24 @@ async def draft_invoice(
 ) -> InvoicePublic:
     """Draft an invoice."""
     return _public(await services.invoices.draft(principal=principal, request=body))
+
+
+@router.get("/invoices", response_model=list[InvoicePublic])
+async def list_invoices(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    status: Annotated[
+        InvoiceStatus | None, Query(description="Only invoices in this state.")
+    ] = None,
+    customer_id: Annotated[UUID | None, Query(description="Only this customer's invoices.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[InvoicePublic]:
+    """The account's invoices, newest first, with their lines."""
+    found = await services.invoices.list(
+        principal=principal, status=status, customer_id=customer_id, limit=limit, offset=offset
+    )
+    return [_public(invoice) for invoice in found]
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoicePublic)

@@ -123,6 +123,36 @@ class InvoiceService:
                 raise NotFoundError("no such invoice in this account")
             return InvoiceWithLines(invoice, await invoice_lines(session, invoice_id))
 
+    async def list(
+        self,
+        *,
+        principal: Principal,
+        status: InvoiceStatus | None,
+        customer_id: UUID | None,
+        limit: int,
+        offset: int,
+    ) -> list[InvoiceWithLines]:
+        """The caller's invoices, newest first, with their lines (two queries a page)."""
+        account_id = principal.require_user()
+        query = select(Invoice).where(Invoice.account_id == account_id)
+        if status is not None:
+            query = query.where(Invoice.status == status)
+        if customer_id is not None:
+            query = query.where(Invoice.customer_id == customer_id)
+        query = query.order_by(col(Invoice.created_at).desc(), col(Invoice.id)).limit(limit)
+        async with self.sessions() as session:
+            invoices = list((await session.exec(query.offset(offset))).all())
+            lines: dict[UUID, list[InvoiceLine]] = {invoice.id: [] for invoice in invoices}
+            if invoices:
+                result = await session.exec(
+                    select(InvoiceLine)
+                    .where(col(InvoiceLine.invoice_id).in_(list(lines)))
+                    .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
+                )
+                for line in result.all():
+                    lines[line.invoice_id].append(line)
+        return [InvoiceWithLines(invoice, lines[invoice.id]) for invoice in invoices]
+
     async def issue(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """Number a draft, fix its issue date, and emit `invoice.issued` with it."""
         account_id = principal.require_user()

@@ -43,6 +43,25 @@ async def open_access_grant(
     )
 
 
+@router.get("/access-grants", response_model=list[AccessGrantPublic])
+async def list_access_grants(
+    principal: PrincipalDep, services: ServicesDep
+) -> list[AccessGrantPublic]:
+    """The account's access grants, newest first, revoked and lapsed ones included."""
+    grants = await services.staff_access.grants(principal=principal)
+    return [AccessGrantPublic.model_validate(g) for g in grants]
+
+
+@router.post("/access-grants/{grant_id}/revoke", response_model=AccessGrantPublic)
+async def revoke_access_grant(
+    grant_id: UUID, principal: PrincipalDep, services: ServicesDep
+) -> AccessGrantPublic:
+    """End a grant at once: the next read under it is refused and recorded."""
+    return AccessGrantPublic.model_validate(
+        await services.staff_access.revoke_grant(principal=principal, grant_id=grant_id)
+    )
+
+
 @router.get("/staff/accounts/{account_id}/customers/{customer_id}", response_model=CustomerPublic)
 async def read_customer_as_staff(
     account_id: UUID,

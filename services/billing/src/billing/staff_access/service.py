@@ -21,7 +21,7 @@ from billing.errors import (
     PermissionDeniedError,
 )
 from billing.staff_access.models import AccessGrant, AccessGrantCreate, StaffCreate, StaffMember
-from shared.contracts import AccessActor, AccessPurpose, DataAccessed
+from shared.contracts import AccessActor, AccessOutcome, AccessPurpose, DataAccessed
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
@@ -92,27 +92,56 @@ class StaffAccessService:
             work.session.add(grant)
         return grant
 
+    async def grants(self, *, principal: Principal) -> list[AccessGrant]:
+        """The account's access grants, newest first, revoked and lapsed ones included."""
+        account_id = principal.require_user(Role.OWNER, Role.ADMIN)
+        async with self.sessions() as session:
+            result = await session.exec(
+                select(AccessGrant)
+                .where(AccessGrant.account_id == account_id)
+                .order_by(col(AccessGrant.created_at).desc(), col(AccessGrant.id))
+            )
+            return list(result.all())
+
+    async def revoke_grant(self, *, principal: Principal, grant_id: UUID) -> AccessGrant:
+        """End a grant now: the next read under it is refused (STAFF-ACCESS)."""
+        account_id = principal.require_user(Role.OWNER, Role.ADMIN)
+        async with self.units() as work:
+            grant: AccessGrant | None = (
+                await work.session.exec(
+                    select(AccessGrant)
+                    .where(AccessGrant.account_id == account_id, AccessGrant.id == grant_id)
+                    .with_for_update()
+                )
+            ).first()
+            if grant is None:
+                raise NotFoundError("no such access grant in this account")
+            if grant.revoked_at is None:
+                grant.revoked_at = datetime.now(UTC)
+                work.session.add(grant)
+        return grant
+
     async def read_customer(
         self, *, principal: Principal, account_id: UUID, customer_id: UUID, purpose: AccessPurpose
     ) -> Customer:
-        """A staff read under a grant; the access is recorded before the data is returned."""
+        """A staff read under a grant; the access, or its refusal, is recorded (STAFF-ACCESS)."""
         staff_id = principal.require_staff()
         now = datetime.now(UTC)
+        refusal = "no active access grant for this staff member, account and purpose"
         async with self.units() as work:
+            account = await get_account(work.session, account_id)
+            if account is None or account.status is not AccountStatus.ACTIVE:
+                # Nothing to tell a customer about: no such account, or one being exported and
+                # purged, whose key is gone (nobody reads it any more).
+                raise PermissionDeniedError(refusal)
             grant = await active_grant(
                 work.session, account_id=account_id, staff_id=staff_id, purpose=purpose, at=now
             )
-            if grant is None:
-                raise PermissionDeniedError(
-                    "no active access grant for this staff member, account and purpose"
-                )
-            account = await get_account(work.session, account_id)
-            if account is None or account.status is not AccountStatus.ACTIVE:
-                # A terminated account is being exported and purged: nobody reads it any more.
-                raise PermissionDeniedError("the account is terminated")
-            customer = await get_customer(work.session, account_id, customer_id)
-            if customer is None:
-                raise NotFoundError("no such customer in this account")
+            customer = None
+            if grant is not None:
+                customer = await get_customer(work.session, account_id, customer_id)
+                if customer is None:
+                    raise NotFoundError("no such customer in this account")
             work.emit(
                 DataAccessed(
                     account_id=account_id,
@@ -121,11 +150,15 @@ class StaffAccessService:
                     actor_id=str(staff_id),
                     actor_name=principal.name,
                     purpose=purpose,
-                    reason=grant.reason,
-                    grant_id=grant.id,
+                    reason=grant.reason if grant is not None else refusal,
+                    grant_id=grant.id if grant is not None else None,
+                    outcome=AccessOutcome.GRANTED if grant is not None else AccessOutcome.REFUSED,
                     resource_type="customer",
                     resource_id=str(customer_id),
                     accessed_at=now,
                 ),
             )
+        # The refusal is committed with its record before the caller hears of it.
+        if customer is None:
+            raise PermissionDeniedError(refusal)
         return customer
