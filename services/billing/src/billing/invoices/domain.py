@@ -5,19 +5,10 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-# ISO 4217 minor units that differ from 2.
-_MINOR_UNITS = {
-    "JPY": 0,
-    "KRW": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "VND": 0,
-    "BHD": 3,
-    "KWD": 3,
-    "OMR": 3,
-    "JOD": 3,
-    "TND": 3,
-}
+from iso4217 import Currency
+
+MAX_LINE_AMOUNT = Decimal("999999999999.99")  # a line; 500 of them still fit NUMERIC(18, 4)
+MAX_DUE_YEARS = 10  # further out than this is a typo, not a payment term
 
 
 class InvoiceStatus(StrEnum):
@@ -32,8 +23,19 @@ class InvoiceStateError(Exception):
 
 
 def minor_units(currency: str) -> int:
-    """Decimal places of a currency."""
-    return _MINOR_UNITS.get(currency.upper(), 2)
+    """Decimal places of a currency, from the ISO 4217 list (JPY 0, EUR 2, BHD 3)."""
+    exponent = Currency(currency).exponent
+    if exponent is None:
+        raise ValueError(f"{currency} is not a currency an invoice can be in")
+    return exponent
+
+
+def is_invoice_currency(code: str) -> bool:
+    """Whether code is a current ISO 4217 currency with minor units (not XAU, XXX, XTS)."""
+    try:
+        return Currency(code).exponent is not None
+    except ValueError:
+        return False
 
 
 def to_minor_unit(amount: Decimal, currency: str) -> Decimal:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import pydantic
+from pydantic import AfterValidator, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
 from billing.inputs import SafeText
-from billing.invoices.domain import InvoiceStatus
+from billing.invoices.domain import (
+    MAX_DUE_YEARS,
+    MAX_LINE_AMOUNT,
+    InvoiceStatus,
+    is_invoice_currency,
+)
 from billing.schemas import Schema
 
 
@@ -49,6 +57,19 @@ class InvoiceLine(BillingTable, table=True):
     amount: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
 
 
+def _invoice_currency(code: str) -> str:
+    if not is_invoice_currency(code):
+        raise ValueError("must be a current ISO 4217 currency code, such as EUR, USD or JPY")
+    return code
+
+
+CurrencyCode = Annotated[
+    str,
+    pydantic.Field(pattern="^[A-Z]{3}$", description="ISO 4217 code, such as EUR."),
+    AfterValidator(_invoice_currency),
+]
+
+
 class InvoiceLineCreate(Schema):
     """One line of a draft invoice."""
 
@@ -56,22 +77,48 @@ class InvoiceLineCreate(Schema):
         min_length=1, max_length=1000, description="What is billed."
     )
     quantity: Decimal = pydantic.Field(
-        gt=0, max_digits=14, decimal_places=4, description="How many."
+        gt=0, le=1_000_000_000, max_digits=14, decimal_places=4, description="How many."
     )
     unit_price: Decimal = pydantic.Field(
-        ge=0, max_digits=14, decimal_places=4, description="Price each."
+        ge=0, le=1_000_000_000_000, max_digits=17, decimal_places=4, description="Price each."
     )
+
+    @model_validator(mode="after")
+    def _amount_fits(self) -> InvoiceLineCreate:
+        if self.quantity * self.unit_price > MAX_LINE_AMOUNT:
+            raise PydanticCustomError(
+                "line_amount_too_large",
+                "quantity x unit price must be at most {limit}",
+                {"limit": str(MAX_LINE_AMOUNT)},
+            )
+        return self
 
 
 class InvoiceCreate(Schema):
-    """Draft an invoice."""
+    """Draft an invoice; with `issue`, draft and issue it at once."""
 
     customer_id: UUID = pydantic.Field(description="The customer invoiced.")
-    currency: str = pydantic.Field(pattern="^[A-Z]{3}$", description="ISO 4217 code.")
-    due_date: date = pydantic.Field(description="Payment due date.")
+    currency: CurrencyCode
+    due_date: date = pydantic.Field(
+        description="Payment due date: not before today (the earliest issue date), "
+        f"at most {MAX_DUE_YEARS} years ahead."
+    )
     lines: list[InvoiceLineCreate] = pydantic.Field(
         min_length=1, max_length=500, description="Lines."
     )
+    issue: bool = pydantic.Field(
+        default=False, description="Issue it now: numbered, dated today and sent."
+    )
+
+    @field_validator("due_date")
+    @classmethod
+    def _due_date_plausible(cls, due: date) -> date:
+        today = datetime.now(UTC).date()
+        if due < today:
+            raise ValueError("must not be before today, the earliest issue date")
+        if due.year > today.year + MAX_DUE_YEARS:
+            raise ValueError(f"must be at most {MAX_DUE_YEARS} years ahead")
+        return due
 
 
 class InvoiceLinePublic(Schema):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from sqlalchemy import update
@@ -27,7 +27,7 @@ from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine
 from shared.contracts import InvoiceIssued, IssuedInvoiceCustomer
 from shared.contracts import InvoiceLine as IssuedLine
 from shared.db import SessionFactory
-from shared.unit_of_work import UnitsOfWork
+from shared.unit_of_work import UnitsOfWork, Work
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,44 @@ async def invoice_for_issue(
     return None if row is None else (row[0], row[1], row[2])
 
 
+async def _number_and_announce(
+    work: Work, invoice: Invoice, lines: list[InvoiceLine], account: Account, customer: Customer
+) -> None:
+    """Number and date the invoice, and emit `invoice.issued` in the same transaction."""
+    # The numbering lock is taken last: from here to commit, only writes remain.
+    number = await take_invoice_number(work.session, account.id)
+    invoice.number = format_invoice_number(number)
+    invoice.status = InvoiceStatus.ISSUED
+    invoice.issue_date = datetime.now(UTC).date()
+    invoice.issued_at = datetime.now(UTC)
+    if invoice.due_date < invoice.issue_date:
+        raise ConflictError("the due date is before today, the issue date", field="due_date")
+    work.emit(
+        InvoiceIssued(
+            account_id=account.id,
+            invoice_id=invoice.id,
+            number=invoice.number,
+            seller_name=account.name,
+            customer=IssuedInvoiceCustomer(
+                customer_id=customer.id, name=customer.name, email=customer.email
+            ),
+            currency=invoice.currency,
+            lines=[
+                IssuedLine(
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    amount=line.amount,
+                )
+                for line in lines
+            ],
+            total=invoice.total,
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
+        ),
+    )
+
+
 class InvoiceService:
     """An account's invoices."""
 
@@ -106,8 +144,13 @@ class InvoiceService:
             total=invoice_total([line.amount for line in lines]),
         )
         async with self.units() as work:
-            if await get_customer(work.session, account_id, request.customer_id) is None:
+            customer = await get_customer(work.session, account_id, request.customer_id)
+            if customer is None:
                 raise InvalidReferenceError("no such customer in this account", field="customer_id")
+            if request.issue:
+                account = await work.session.get(Account, account_id)
+                assert account is not None
+                await _number_and_announce(work, invoice, lines, account, customer)
             work.session.add_all([invoice, *lines])  # inserted in foreign-key order
         return InvoiceWithLines(invoice, lines)
 
@@ -166,35 +209,6 @@ class InvoiceService:
             except InvoiceStateError as exc:
                 raise ConflictError(str(exc), field="status") from exc
             lines = await invoice_lines(work.session, invoice.id)
-            # The numbering lock is taken last: from here to commit, only writes remain.
-            number = await take_invoice_number(work.session, account_id)
-            invoice.number = format_invoice_number(number)
-            invoice.status = InvoiceStatus.ISSUED
-            invoice.issue_date = date.today()
-            invoice.issued_at = datetime.now(UTC)
+            await _number_and_announce(work, invoice, lines, account, customer)
             work.session.add(invoice)
-            work.emit(
-                InvoiceIssued(
-                    account_id=account_id,
-                    invoice_id=invoice.id,
-                    number=invoice.number,
-                    seller_name=account.name,
-                    customer=IssuedInvoiceCustomer(
-                        customer_id=customer.id, name=customer.name, email=customer.email
-                    ),
-                    currency=invoice.currency,
-                    lines=[
-                        IssuedLine(
-                            description=line.description,
-                            quantity=line.quantity,
-                            unit_price=line.unit_price,
-                            amount=line.amount,
-                        )
-                        for line in lines
-                    ],
-                    total=invoice.total,
-                    issue_date=invoice.issue_date,
-                    due_date=invoice.due_date,
-                ),
-            )
         return InvoiceWithLines(invoice, lines)
