@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from uuid import UUID
+
+from iso4217 import Currency
 
 from shared.contracts import ExportAssembled, InvoiceIssued
 
@@ -34,18 +37,30 @@ def message_id_for(event_id: UUID, domain: str) -> str:
     return f"<{event_id}@{domain}>"
 
 
+def money(amount: Decimal, currency: str) -> str:
+    """An amount as an invoice prints it: the currency's minor unit (JPY 0, EUR 2, BHD 3)."""
+    exponent = Currency(currency).exponent or 0
+    return f"{amount.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)} {currency}"
+
+
+def plain_number(value: Decimal) -> str:
+    """A quantity or unit price without trailing zeros (2.5000 -> 2.5), never in exponent form."""
+    stripped = value.normalize()
+    return f"{stripped.quantize(Decimal(1)) if stripped == stripped.to_integral() else stripped}"
+
+
 def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
     """Subject and plain-text body of an issued invoice."""
     lines = "\n".join(
-        f"  {line.description}: {line.quantity} x {line.unit_price}"
-        f" = {line.amount} {event.currency}"
+        f"  {line.description}: {plain_number(line.quantity)} x {plain_number(line.unit_price)}"
+        f" = {money(line.amount, event.currency)}"
         for line in event.lines
     )
     body = (
         f"Dear {event.customer.name},\n\n"
         f"{event.seller_name} has issued invoice {event.number} dated {event.issue_date}.\n\n"
         f"{lines}\n\n"
-        f"Total due: {event.total} {event.currency}, by {event.due_date}.\n\n"
+        f"Total due: {money(event.total, event.currency)}, by {event.due_date}.\n\n"
         "This is a transactional message about your invoice.\n"
     )
     return f"Invoice {event.number} from {event.seller_name}", body

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from uuid import uuid4
 
-from notifications.domain import MessageKind, invoice_email, message_id_for
+from notifications.domain import MessageKind, invoice_email, message_id_for, money
 from shared.contracts import InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer
 
 
@@ -32,16 +32,26 @@ def test_invoice_email_states_number_total_and_due_date() -> None:
         currency="EUR",
         lines=[
             InvoiceLine(
-                description="Work", quantity=Decimal(2), unit_price=Decimal(5), amount=Decimal(10)
+                description="Work",
+                quantity=Decimal("2.0000"),
+                unit_price=Decimal("5.0050"),
+                amount=Decimal("10.0100"),
             )
         ],
-        total=Decimal(10),
+        total=Decimal("10.0100"),
         issue_date=date(2026, 1, 1),
         due_date=date(2026, 1, 31),
     )
     subject, body = invoice_email(event)
     assert "INV-000007" in subject
-    assert "Total due: 10 EUR, by 2026-01-31" in body
+    assert "Total due: 10.01 EUR, by 2026-01-31" in body, "the currency's minor unit"
+    assert "Work: 2 x 5.005 = 10.01 EUR" in body
+
+
+def test_invoice_email_amounts_follow_each_currency_minor_unit() -> None:
+    assert money(Decimal("1234.5000"), "JPY") == "1235 JPY"
+    assert money(Decimal("1.2345"), "BHD") == "1.235 BHD"
+    assert money(Decimal("7"), "EUR") == "7.00 EUR"
 
 
 def test_termination_no_name_can_break_a_mail_header() -> None:
