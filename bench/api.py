@@ -17,6 +17,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 
+from bench.profiling import start_profilers, stop_profilers
 from devstack.stack import Stack
 
 INVOICES = 1500
@@ -150,9 +151,11 @@ async def bench_api_issue_invoice(stack: Stack) -> tuple[str, float, str, str, f
     await asyncio.to_thread(stack.create_databases, ["billing", "keystore"])
     await asyncio.to_thread(stack.migrate, "billing")
     await asyncio.to_thread(stack.start_service, "billing", workers=WORKERS)
+    profilers = start_profilers(stack, ["billing"])
     try:
         value, account_id, customer_id = await _api(stack)
     finally:
+        stop_profilers(profilers)
         stack.stop_services()
     baseline = await _baseline(stack.database_url("billing"), account_id, customer_id)
     return "api_issue_invoice_per_s", value, "invoices/s", "raw_insert_tx_per_s", baseline

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ import asyncpg
 import httpx
 import psutil
 
+from bench.profiling import start_profilers, stop_profilers
 from devstack.stack import SERVICES, Stack
 from shared.db import create_engine
 from shared.export_store import FolderExportStore
@@ -376,33 +375,6 @@ def _cpu_spent(before: dict[str, float]) -> dict[str, float]:
     return {k: round(v - before.get(k, 0.0), 1) for k, v in sorted(after.items())}
 
 
-def _start_profilers(stack: Stack) -> list[subprocess.Popen[bytes]]:
-    """With BENCH_PROFILE=<py-spy binary>, record each service's profile in the temp folder."""
-    py_spy = os.environ.get("BENCH_PROFILE")
-    if not py_spy:
-        return []
-    return [
-        subprocess.Popen(  # noqa: S603 - a binary the person running the bench named
-            [
-                py_spy,
-                "record",
-                "--subprocesses",
-                "--rate",
-                "50",
-                "--format",
-                "speedscope",
-                "-o",
-                str(Path(tempfile.gettempdir()) / f"termination-{spec.name}.json"),
-                "--pid",
-                str(stack.services[spec.name].pid),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for spec in SERVICES
-    ]
-
-
 async def bench_termination(stack: Stack) -> list[Result]:
     """termination_1m_records_s, export_rows_per_s, export_peak_rss_mb, api_p99_during_export_ms."""
     stack.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -439,7 +411,7 @@ async def bench_termination(stack: Stack) -> list[Result]:
             # One connection for watching: a new one per poll would cost the server a process.
             watch = await asyncpg.connect(_dsn(stack, "retention"))
             certificates = await _certificates(watch)
-            profilers = _start_profilers(stack)
+            profilers = start_profilers(stack, [spec.name for spec in SERVICES])
             cpu_before = _cpu_by_command()
             started = time.perf_counter()
             response = await api.post("/account/termination", headers=owner)
@@ -465,9 +437,7 @@ async def bench_termination(stack: Stack) -> list[Result]:
             print(f"cpu seconds: {_cpu_spent(cpu_before)}", file=sys.stderr, flush=True)
             if keep := os.environ.get("BENCH_KEEP_LOGS"):
                 shutil.copytree(stack.log_dir, keep, dirs_exist_ok=True)
-            for profiler in profilers:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait()
+            stop_profilers(profilers)
             stop.set()
             busy, peak = await busy_probe, await rss
             slowest = sorted(_SLOWEST, reverse=True)[:8]
