@@ -217,6 +217,7 @@ class Stack:
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--no-server-header",
                 "--workers",
                 str(workers),
             ],

@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 120.0
+POOL_TIMEOUT_S = 10.0
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -23,6 +26,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_recycle=1800,
         pool_pre_ping=False,
         hide_parameters=True,  # errors and logs must never carry the personal data in a query
+        pool_timeout=POOL_TIMEOUT_S,
+        # A database that stops answering must fail requests, not hang them: asyncpg waits
+        # forever by default. Long bulk statements (an export's COPY) pass their own timeout.
+        connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S},
     )
 
 

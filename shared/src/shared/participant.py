@@ -43,6 +43,7 @@ from shared.unit_of_work import Work
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 448 * 1024  # deflated bytes per chunk: in base64, sealed, it stays < 1 MB
+BULK_TIMEOUT_S = 3600.0  # an export's COPY or a purge's DELETE of a very large account
 PUBLISH_EVERY = 8  # chunks in flight at once: memory stays flat
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"  # a spreadsheet runs such a cell as a formula
 _NUMBER_PATTERN = r"^[-+]?[0-9]+(\.[0-9]+)?$"
@@ -191,6 +192,7 @@ class Participant:
                             output=sink,
                             format="csv",
                             header=True,
+                            timeout=BULK_TIMEOUT_S,
                         )
                     written.append(
                         SliceFile(
@@ -241,15 +243,15 @@ class Participant:
         await self.ensure_purge_allowed(request.account_id)
         deleted = 0
         connection = await work.session.connection()
+        driver: Any = (await connection.get_raw_connection()).driver_connection
         for table in self.data_map.tables:
-            result: Any = await connection.execute(
-                text(
-                    f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map
-                    f"WHERE {_quote(table.account_column)} = :account_id"
-                ),
-                {"account_id": request.account_id},
+            status = await driver.execute(
+                f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map
+                f"WHERE {_quote(table.account_column)} = $1",
+                request.account_id,
+                timeout=BULK_TIMEOUT_S,  # a large account's rows take longer than a request's
             )
-            deleted += int(result.rowcount or 0)
+            deleted += int(str(status).rsplit(" ", 1)[-1])
         # The outbox keeps published events for replay: the account's go too, and the
         # confirmation itself is deleted as soon as the broker has it.
         deleted += await forget_account_events(work.session, account_id=request.account_id)

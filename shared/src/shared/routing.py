@@ -149,7 +149,12 @@ class EventRoutes:
         broker.subscriber(
             *topics,
             decoder=_raw_body,  # the dispatcher parses once; FastStream must not parse first
-            **subscriber_options(group_id=self.service, fetch_max_wait_ms=kafka.fetch_max_wait_ms),
+            # The group is the service, within the topic namespace: deployments (or test runs)
+            # sharing a broker under different prefixes never rebalance one another.
+            **subscriber_options(
+                group_id=f"{kafka.topic_prefix}{self.service}",
+                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            ),
         )(on_event)
 
 

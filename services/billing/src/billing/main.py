@@ -28,6 +28,7 @@ from billing.staff_access import routes as staff_access
 from billing.staff_access.service import StaffAccessService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
+from shared.http import harden_api, mount_offline_docs
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
 from shared.telemetry import Telemetry
@@ -69,6 +70,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="The public billing API. Errors are RFC 9457 problem details.",
+        docs_url=None,  # served offline below, from the installed package, under a CSP
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.services = services
@@ -77,6 +80,8 @@ def create_app(
     app.state.telemetry = runtime.telemetry
     app.state.runtime = runtime
     install_problem_handlers(app)
+    harden_api(app, max_body_bytes=settings.max_body_bytes)
+    mount_offline_docs(app)
     for domain in (accounts, termination, customers, invoices, staff_access):
         app.include_router(domain.router)
     app.include_router(operations.router)
@@ -131,6 +136,8 @@ def cli() -> None:
         # checks it against the running server (test_billing_tls).
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
         proxy_headers=True,
+        access_log=False,  # it would log paths and query strings, which can hold personal data
+        server_header=False,
     )
 
 

@@ -1,13 +1,13 @@
-"""RFC 9457 problem details for every error, naming the offending field."""
+"""Billing's refusals as RFC 9457 problem details, naming the offending field.
+
+Validation errors, HTTP errors, outages (503) and anything unexpected (500) are answered by the
+shared handlers (`shared.http`); this adds billing's own kinds of refusal.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.errors import (
     BillingError,
@@ -17,9 +17,7 @@ from billing.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "https://quittance.dev/problems/"
+from shared.http import problem_response
 
 _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     NotAuthenticatedError: (401, "not-authenticated", "Not authenticated"),
@@ -30,58 +28,8 @@ _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
 }
 
 
-def problem(
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    instance: str,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """A problem-details response."""
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-    }
-    if errors:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def _field(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location]
-    if parts and parts[0] in {"body", "query", "path", "header"}:
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    """Answer validation, domain and HTTP errors as problem details."""
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": _field(tuple(e.get("loc", ()))),
-                "message": e.get("msg", ""),
-                "code": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        fields = ", ".join(sorted({e["field"] for e in errors}))
-        return problem(
-            status=422,
-            slug="validation",
-            title="The request is not valid",
-            detail=f"invalid field(s): {fields}",
-            instance=request.url.path,
-            errors=errors,
-        )
+    """Answer billing's domain errors as problem details."""
 
     @app.exception_handler(BillingError)
     async def on_billing_error(request: Request, exc: BillingError) -> JSONResponse:
@@ -91,7 +39,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return problem(
+        return problem_response(
             status=status,
             slug=slug,
             title=title,
@@ -99,14 +47,4 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             errors=errors,
             headers=headers,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(
-            status=exc.status_code,
-            slug=f"http-{exc.status_code}",
-            title=str(exc.detail),
-            detail=str(exc.detail),
-            instance=request.url.path,
         )
