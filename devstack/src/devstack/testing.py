@@ -222,6 +222,10 @@ class RecordingWork:
         self._units.published.extend(envelopes)
         return envelopes
 
+    async def driver(self) -> asyncpg.Connection:
+        """Handler unit tests fake the service: a handler that reaches the database fails here."""
+        raise AssertionError("a handler unit test has no database; fake the service")
+
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Claim in the in-memory inbox (as of the last commit)."""
         if (consumer, event_id) in self._units.inbox:

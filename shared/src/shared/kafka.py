@@ -78,6 +78,8 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
     module, name = type(exc).__module__, type(exc).__name__
     if module.startswith("asyncpg") and ("Connection" in name or "CannotConnect" in name):
         return True
+    if module.startswith("asyncpg") and name == "InterfaceError" and "closed" in str(exc):
+        return True  # a pooled connection the server dropped ("connection is closed")
     if module.startswith("aiokafka") and ("Connection" in name or "Timeout" in name):
         return True
     if module.startswith("aiosmtplib") and ("Connect" in name or "Disconnected" in name):

@@ -18,14 +18,14 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate, trace
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope
 from shared.crypto import DataKey, encrypt_personal, personal_paths
-from shared.delivery import OUTBOX_CHANNEL, OutboxMessage
+from shared.delivery import OUTBOX_CHANNEL
 from shared.errors import describe
 from shared.kafka import (
     AckedRecord,
@@ -145,10 +145,18 @@ class Outbox:
                     "replayable": replayable,
                 }
             )
-        # A Core insert, not ORM objects: the session keeps nothing, so a handler that emits
-        # thousands of events (an export's chunks) holds none of them in memory.
-        connection = await session.connection()
-        await connection.execute(insert(OutboxMessage), rows)
+        # Straight through asyncpg on the transaction's connection: the session keeps nothing,
+        # and an issued invoice does not pay SQLAlchemy's statement handling for its event.
+        connection = await (await session.connection()).get_raw_connection()
+        driver: asyncpg.Connection = connection.driver_connection
+        header_json = json.dumps(headers)
+        await driver.executemany(
+            _INSERT_OUTBOX,
+            [
+                (r["event_id"], r["topic"], r["key"], r["payload"], header_json, r["replayable"])
+                for r in rows
+            ],
+        )
 
     async def publish_now(self, envelopes: Sequence[Envelope[Any]]) -> None:
         """Seal and publish events straight to the broker, returning once it has them all.
@@ -179,6 +187,10 @@ class Outbox:
         await asyncio.gather(*deliveries)
 
 
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox_message (event_id, topic, key, payload, headers, replayable) "
+    "VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
+)
 _FORGET_KEPT = text(
     "DELETE FROM outbox_message WHERE key = :key "
     "AND (published_at IS NOT NULL OR parked_at IS NOT NULL)"

@@ -156,7 +156,14 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "aiokafka"):
+    for name in ("uvicorn", "uvicorn.error", "faststream", "aiokafka"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("aiokafka").setLevel("WARNING")
+    # The access log writes every path and query string, which can hold personal data (an
+    # email in a filter, an id); uvicorn logs a request whenever this logger has a handler
+    # anywhere up its tree, whatever --no-access-log said, so it gets none and stops here.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+    access.disabled = True

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from uuid import UUID
 
+import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope, EventData, new_envelope
@@ -52,6 +53,10 @@ class Work(Protocol):
         """Record an event as handled by consumer; False if it already was."""
         ...
 
+    async def driver(self) -> asyncpg.Connection:
+        """The transaction's asyncpg connection, for hot paths that skip the ORM."""
+        ...
+
 
 class UnitOfWork:
     """A transaction in progress; events are staged and written to the outbox before commit."""
@@ -92,6 +97,12 @@ class UnitOfWork:
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
         return await claim_event(self._session, consumer=consumer, event_id=event_id)
+
+    async def driver(self) -> asyncpg.Connection:
+        """The transaction's asyncpg connection, for hot paths that skip the ORM."""
+        connection = await (await self._session.connection()).get_raw_connection()
+        driver: asyncpg.Connection = connection.driver_connection
+        return driver
 
 
 class UnitsOfWork(Protocol):

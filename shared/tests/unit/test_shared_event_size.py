@@ -13,15 +13,22 @@ from shared.keystore import MemoryKeyStore
 from shared.outbox import EventTooLargeError, Outbox, check_event_size
 from shared.settings import KafkaSettings
 
+_COLUMNS = ("event_id", "topic", "key", "payload", "headers", "replayable")
+
 
 class _Connection:
-    """Stands in for the session's connection: records the rows the outbox inserts."""
+    """Stands in for the session's connection and its asyncpg driver: records inserted rows."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.driver_connection = self
 
-    async def execute(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        self.rows.extend(rows)
+    async def get_raw_connection(self) -> _Connection:
+        return self
+
+    async def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        assert "INSERT INTO outbox_message" in statement
+        self.rows.extend(dict(zip(_COLUMNS, row, strict=True)) for row in rows)
 
 
 class _Session:

@@ -55,3 +55,25 @@ def test_log_lines_are_json_with_the_current_trace_id() -> None:
     assert line["message"] == "hello world"
     assert line["service"] == "unit"
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+
+
+def test_the_access_log_never_writes_paths_or_query_strings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """uvicorn logs a request whenever its access logger has a handler up its tree; paths and
+    query strings can hold personal data, so after configure_logging it has none."""
+    from shared.telemetry import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("test")
+        access = logging.getLogger("uvicorn.access")
+        assert not access.hasHandlers()
+        access.info('%s - "%s %s HTTP/1.1" %d', "127.0.0.1", "GET", "/x?email=ada@x.io", 200)
+        assert "ada@x.io" not in capsys.readouterr().err
+        logging.getLogger("uvicorn.error").warning("still logged")
+        assert "still logged" in capsys.readouterr().err
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -38,13 +38,14 @@ class Services:
     termination: TerminationService
 
 
-def get_services(request: Request) -> Services:
+# Every dependency is async: FastAPI runs a plain function in a worker thread per request.
+async def get_services(request: Request) -> Services:
     """The app's services."""
     services: Services = request.app.state.services
     return services
 
 
-def get_settings(request: Request) -> BillingSettings:
+async def get_settings(request: Request) -> BillingSettings:
     """The app's settings."""
     settings: BillingSettings = request.app.state.settings
     return settings
@@ -65,7 +66,7 @@ async def get_principal(services: ServicesDep, credentials: CredentialsDep) -> P
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_operator(settings: SettingsDep, credentials: CredentialsDep) -> None:
+async def require_operator(settings: SettingsDep, credentials: CredentialsDep) -> None:
     """Only the operator token may register staff."""
     expected = settings.operator_token.get_secret_value().encode()
     if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):

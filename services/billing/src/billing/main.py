@@ -47,7 +47,7 @@ def create_app(
     )
     sessions, units = runtime.sessions, runtime.units
     services = Services(
-        auth=AuthService(sessions=sessions),
+        auth=AuthService(engine=runtime.engine),
         accounts=AccountService(sessions=sessions, units=units),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
