@@ -6,7 +6,7 @@ plain asyncpg (the customer and the number, the invoice, its lines, the outbox r
 `billing_cpu_ms_per_invoice`: billing's process CPU over the run divided by the invoices issued,
 against the raw client's CPU per transaction. `api_issue_p99_ms`: p99 latency with requests sent
 at 80% of the measured rate (open loop), against the raw transaction's p99 at 80% of its rate.
-`load_generator_cpu_share`: the bench process's share of the machine's CPU during the API run
+`load_generator_cpu_percent`: the bench process's share of the machine's CPU during the API run
 (it must not be the limit), against billing's share.
 """
 
@@ -141,11 +141,11 @@ async def _api(stack: Stack) -> tuple[list[Result], str, str]:
         ),
         ("api_issue_p99_ms", p99, "ms", "raw_tx_p99_ms", 0.0),
         (
-            "load_generator_cpu_share",
-            bench_cpu / (elapsed * cores),
-            "share",
-            "billing_cpu_share",
-            billing_cpu / (elapsed * cores),
+            "load_generator_cpu_percent",
+            100 * bench_cpu / (elapsed * cores),
+            "% of all cores",
+            "billing_cpu_percent",
+            100 * billing_cpu / (elapsed * cores),
         ),
     ]
     return results, opened["account"]["id"], customer["id"]
