@@ -182,3 +182,22 @@ async def test_while_the_database_is_down_requests_get_a_503_problem_and_nothing
             assert await rows_mentioning(billing_settings.database_url, marker) == {}
     finally:
         await switch.close()
+
+
+async def test_the_openapi_document_lists_the_problems_each_route_answers(
+    api: httpx.AsyncClient,
+) -> None:
+    document = (await api.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in str(document), "422 is a problem, not FastAPI's shape"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            where = f"{method.upper()} {path}"
+            assert {"413", "422", "500", "503"} <= set(responses), where
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], where
+            if path != "/accounts":
+                assert {"401", "403"} <= set(responses), f"{where} needs an API key"
+            if "{" in path.rsplit("/", 1)[-1] or path.endswith("/revoke") or "/issue" in path:
+                assert "404" in responses, where

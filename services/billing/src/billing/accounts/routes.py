@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from billing.accounts.models import AccountCreate, AccountOpened, AccountPublic, UserPublic
 from billing.dependencies import PrincipalDep, ServicesDep
+from billing.problems import ANY_ROUTE, AUTHENTICATED
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
 
 
 @router.post("/accounts", status_code=201, response_model=AccountOpened)
@@ -21,7 +22,7 @@ async def open_account(body: AccountCreate, services: ServicesDep) -> AccountOpe
     )
 
 
-@router.get("/account", response_model=AccountPublic)
+@router.get("/account", response_model=AccountPublic, responses=AUTHENTICATED)
 async def get_account(principal: PrincipalDep, services: ServicesDep) -> AccountPublic:
     """The caller's account."""
     return AccountPublic.model_validate(await services.accounts.get(principal=principal))

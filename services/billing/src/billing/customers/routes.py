@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 
 from billing.customers.models import CustomerCreate, CustomerPublic
 from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
+from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(tags=["customers"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
 @router.post("/customers", status_code=201, response_model=CustomerPublic)
@@ -35,7 +36,7 @@ async def list_customers(
     return [CustomerPublic.model_validate(c) for c in customers]
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerPublic)
+@router.get("/customers/{customer_id}", response_model=CustomerPublic, responses=NOT_FOUND)
 async def get_customer(
     customer_id: UUID, principal: PrincipalDep, services: ServicesDep
 ) -> CustomerPublic:

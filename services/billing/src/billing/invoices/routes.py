@@ -11,8 +11,9 @@ from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
 from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
 from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
 from billing.invoices.service import InvoiceWithLines
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 
-router = APIRouter(tags=["invoices"])
+router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
 def _public(found: InvoiceWithLines) -> InvoicePublic:
@@ -59,7 +60,7 @@ async def list_invoices(
     return [_public(invoice) for invoice in found]
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoicePublic)
+@router.get("/invoices/{invoice_id}", response_model=InvoicePublic, responses=NOT_FOUND)
 async def get_invoice(
     invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
 ) -> InvoicePublic:
@@ -67,7 +68,11 @@ async def get_invoice(
     return _public(await services.invoices.get(principal=principal, invoice_id=invoice_id))
 
 
-@router.post("/invoices/{invoice_id}/issue", response_model=InvoicePublic)
+@router.post(
+    "/invoices/{invoice_id}/issue",
+    response_model=InvoicePublic,
+    responses={**NOT_FOUND, **CONFLICT},
+)
 async def issue_invoice(
     invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
 ) -> InvoicePublic:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from billing.customers.models import CustomerPublic
 from billing.dependencies import PrincipalDep, ServicesDep, require_operator
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from billing.staff_access.models import (
     AccessGrantCreate,
     AccessGrantPublic,
@@ -18,7 +19,7 @@ from billing.staff_access.models import (
 )
 from shared.contracts import AccessPurpose
 
-router = APIRouter(tags=["staff access"])
+router = APIRouter(tags=["staff access"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
 @router.post(
@@ -26,6 +27,7 @@ router = APIRouter(tags=["staff access"])
     status_code=201,
     response_model=StaffRegistered,
     dependencies=[Depends(require_operator)],
+    responses=CONFLICT,
 )
 async def register_staff(body: StaffCreate, services: ServicesDep) -> StaffRegistered:
     """Register a named staff member (operator token)."""
@@ -52,7 +54,9 @@ async def list_access_grants(
     return [AccessGrantPublic.model_validate(g) for g in grants]
 
 
-@router.post("/access-grants/{grant_id}/revoke", response_model=AccessGrantPublic)
+@router.post(
+    "/access-grants/{grant_id}/revoke", response_model=AccessGrantPublic, responses=NOT_FOUND
+)
 async def revoke_access_grant(
     grant_id: UUID, principal: PrincipalDep, services: ServicesDep
 ) -> AccessGrantPublic:
@@ -62,7 +66,11 @@ async def revoke_access_grant(
     )
 
 
-@router.get("/staff/accounts/{account_id}/customers/{customer_id}", response_model=CustomerPublic)
+@router.get(
+    "/staff/accounts/{account_id}/customers/{customer_id}",
+    response_model=CustomerPublic,
+    responses=NOT_FOUND,
+)
 async def read_customer_as_staff(
     account_id: UUID,
     customer_id: UUID,

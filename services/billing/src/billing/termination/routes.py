@@ -6,11 +6,17 @@ from fastapi import APIRouter
 
 from billing.accounts.models import AccountPublic
 from billing.dependencies import PrincipalDep, ServicesDep
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
 
 
-@router.post("/account/termination", response_model=AccountPublic, status_code=202)
+@router.post(
+    "/account/termination",
+    response_model=AccountPublic,
+    status_code=202,
+    responses={**AUTHENTICATED, **CONFLICT},
+)
 async def terminate_account(principal: PrincipalDep, services: ServicesDep) -> AccountPublic:
     """Terminate the contract: the export is emailed to the owner, then every record is purged."""
     return AccountPublic.model_validate(await services.termination.terminate(principal=principal))
