@@ -121,7 +121,7 @@ class Outbox:
         return seal_envelope(envelope, key)
 
     async def write(
-        self, session: AsyncSession, staged: Sequence[tuple[Envelope[Any], bool]]
+        self, connection: AsyncConnection, staged: Sequence[tuple[Envelope[Any], bool]]
     ) -> None:
         """Add the rows of staged events to the session's transaction; the relay publishes them.
 
@@ -147,8 +147,8 @@ class Outbox:
             )
         # Straight through asyncpg on the transaction's connection: the session keeps nothing,
         # and an issued invoice does not pay SQLAlchemy's statement handling for its event.
-        connection = await (await session.connection()).get_raw_connection()
-        driver: asyncpg.Connection = connection.driver_connection
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
         header_json = json.dumps(headers)
         await driver.executemany(
             _INSERT_OUTBOX,

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope, EventData, new_envelope
@@ -59,10 +60,18 @@ class Work(Protocol):
 
 
 class UnitOfWork:
-    """A transaction in progress; events are staged and written to the outbox before commit."""
+    """A transaction in progress; events are staged and written to the outbox before commit.
 
-    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
-        self._session = session
+    The transaction belongs to a connection; the ORM session joins it only when a use case
+    asks for one, so a hot path in plain SQL does not pay for a session it never uses.
+    """
+
+    def __init__(
+        self, connection: AsyncConnection, outbox: Outbox, sessions: SessionFactory
+    ) -> None:
+        self._connection = connection
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
         self._outbox = outbox
         self._source = outbox.source
         self.staged: list[tuple[Envelope[Any], bool]] = []
@@ -70,7 +79,9 @@ class UnitOfWork:
 
     @property
     def session(self) -> AsyncSession:
-        """The transaction's session."""
+        """The transaction's session (joining the unit's transaction, made on first use)."""
+        if self._session is None:
+            self._session = self._sessions(bind=self._connection)
         return self._session
 
     def emit(self, data: EventData, *, replayable: bool = True) -> Envelope[Any]:
@@ -85,7 +96,7 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write the events staged so far to the outbox now (still uncommitted), freeing memory."""
-        await self._outbox.write(self._session, self.staged)
+        await self._outbox.write(self._connection, self.staged)
         self.staged.clear()
 
     async def publish_now(self, data: Sequence[EventData]) -> list[Envelope[Any]]:
@@ -96,13 +107,24 @@ class UnitOfWork:
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
-        return await claim_event(self._session, consumer=consumer, event_id=event_id)
+        return await claim_event(self.session, consumer=consumer, event_id=event_id)
 
     async def driver(self) -> asyncpg.Connection:
         """The transaction's asyncpg connection, for hot paths that skip the ORM."""
-        connection = await (await self._session.connection()).get_raw_connection()
+        connection = await self._connection.get_raw_connection()
         driver: asyncpg.Connection = connection.driver_connection
         return driver
+
+    async def finish(self) -> None:
+        """Send what is staged (ORM rows, then events) into the transaction before its commit."""
+        if self._session is not None:
+            await self._session.flush()
+        await self.flush()
+
+    async def close(self) -> None:
+        """Let go of the session, if one was made; its objects stay readable."""
+        if self._session is not None:
+            await self._session.close()
 
 
 class UnitsOfWork(Protocol):
@@ -119,14 +141,18 @@ class UnitOfWorkFactory:
     def __init__(self, *, sessions: SessionFactory, outbox: Outbox) -> None:
         self.sessions = sessions
         self.outbox = outbox
+        self.engine: AsyncEngine = sessions.kw["bind"]
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work: committed on exit, rolled back (with nothing emitted) on error."""
-        async with self.sessions() as session, session.begin():
-            work = UnitOfWork(session, self.outbox)
-            yield work
-            await work.flush()
+        async with self.engine.connect() as connection, connection.begin():
+            work = UnitOfWork(connection, self.outbox, self.sessions)
+            try:
+                yield work
+                await work.finish()
+            finally:
+                await work.close()
         for action in work.after_commit_actions:
             try:
                 await action()

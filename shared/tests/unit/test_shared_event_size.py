@@ -74,7 +74,7 @@ async def test_the_outbox_refuses_an_oversize_event_and_writes_nothing() -> None
     session = _Session()
     small = PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4())
     with pytest.raises(EventTooLargeError):
-        await outbox.write(session, [_staged(small), _staged(small)])  # type: ignore[arg-type]
+        await outbox.write(session.inserted, [_staged(small), _staged(small)])  # type: ignore[arg-type]
     assert session.inserted.rows == [], "not even the events before it"
 
 
@@ -82,7 +82,7 @@ async def test_the_outbox_stores_whether_an_event_may_be_replayed() -> None:
     outbox = Outbox(source="test", kafka=KafkaSettings(), keys=MemoryKeyStore())
     session = _Session()
     data = PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4())
-    await outbox.write(session, [_staged(data), _staged(data, False)])  # type: ignore[arg-type]
+    await outbox.write(session.inserted, [_staged(data), _staged(data, False)])  # type: ignore[arg-type]
     assert [row["replayable"] for row in session.inserted.rows] == [True, False]
 
 
