@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test test-unit test-integration test-e2e lint typecheck asyncapi bench ci clean
+.PHONY: help install up test test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-integration: install ## Tests against the real PostgreSQL and broker
 
 test-e2e: install ## The four services as processes, driven over HTTP
 	$(RUN) pytest -m e2e
+
+fuzz: install ## The billing API fuzz run with a fresh seed (FUZZ_SEED=<n> repeats one)
+	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} $(RUN) pytest services/billing/tests/integration/test_billing_fuzz.py
 
 lint: install ## ruff and the services-never-import-each-other check
 	$(RUN) ruff check .

@@ -3,18 +3,26 @@ reports and stored diagnostics are read by people who must not see personal data
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 # Our own errors, and pydantic's per-field messages, name paths, sizes and kinds, never values.
 _OWN_MODULES = ("shared.", "pydantic")
 
 
+def _location(error: Any) -> str:
+    """Where a validation error is; an unknown field is not named: its name is input."""
+    parts = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden" and parts:
+        parts[-1] = "<unknown field>"
+    return ".".join(parts)
+
+
 def describe(exc: BaseException) -> str:
     """The kind of error and its codes (SQLSTATE, SMTP or HTTP status), not its free text."""
     if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{_location(e)}: {e['msg']}" for e in exc.errors())
         return f"ValidationError: {problems}"[:2000]
     name = type(exc).__name__
     if type(exc).__module__.startswith(_OWN_MODULES):

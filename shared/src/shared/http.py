@@ -7,12 +7,15 @@ error handlers that log no values, and Swagger UI served without a CDN.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,9 +26,11 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import describe
+from shared.input_types import CARD_NUMBER_MESSAGE, contains_card_number, find_card_number_path
 from shared.kafka import is_infrastructure_outage
 
 log = logging.getLogger(__name__)
@@ -85,7 +90,7 @@ def problem_response(
 
 
 _DESCRIPTIONS: dict[int, str] = {
-    400: "The request is malformed",
+    400: "The request body cannot be read (not UTF-8, not the declared media type)",
     401: "No valid credentials were presented",
     403: "The credentials do not allow this",
     404: "Nothing exists here, or it is not visible to the caller",
@@ -130,6 +135,26 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def links_by_id(status: int, parameter: str, *operation_ids: str) -> dict[int | str, Any]:
+    """A `responses=` entry linking the created resource's `id` to the operations that take it.
+
+    OpenAPI links tell clients, and the fuzzer's stateful phase, which call follows which.
+    """
+    links = {
+        operation_id: {
+            "operationId": operation_id,
+            "parameters": {parameter: "$response.body#/id"},
+        }
+        for operation_id in operation_ids
+    }
+    return {status: {"links": links}}
+
+
+def operation_id_from_name(route: Any) -> str:
+    """The route function's name as its OpenAPI operationId (`get_invoice`), for links."""
+    return str(route.name)
 
 
 def _instance(scope: Scope) -> str:
@@ -204,6 +229,113 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not answered:
                 raise
+
+
+# Headers that carry machine-made identifiers, never typed text: trace context holds random hex,
+# whose digit runs would pass for a card number about once in ten thousand requests.
+UNSCANNED_HEADERS = frozenset({"traceparent", "tracestate", "baggage", "content-length"})
+
+
+class CardNumberRefusalMiddleware:
+    """Refuses (422) any request holding a card number in its path, query, headers or body.
+
+    NO-PAN by construction: the input types refuse a card number field by field; this catches
+    what no type sees (object keys, unknown fields, query strings, headers, a route that forgot
+    its types), before any route, log or database does. The problem names where, never what:
+    a body's field by its path ("lines.2.description"), a query parameter or header by its name.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Scan the request, its body buffered, then replay it to the app."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field = self._field_outside_body(scope)
+        body = b""
+        if field is None and _has_body(scope):
+            body = await _read_body(receive)
+            field = _card_number_field_in_body(scope, body)
+        if field is not None:
+            await _card_number_refusal(scope, field)(scope, receive, send)
+            return
+        replayed = False
+
+        async def receive_replayed() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, receive_replayed if _has_body(scope) else receive, send)
+
+    @staticmethod
+    def _field_outside_body(scope: Scope) -> str | None:
+        if contains_card_number(unquote(scope.get("path", ""))):
+            return "path"
+        query: str = scope.get("query_string", b"").decode("latin-1")
+        if query:
+            parameters = parse_qsl(query, keep_blank_values=True)
+            for name, value in parameters:
+                if contains_card_number(name):
+                    return "<name>"
+                if contains_card_number(value):
+                    return str(name)
+        for raw_name, raw_value in scope.get("headers", ()):
+            header = str(raw_name.decode("latin-1")).lower()
+            if header in UNSCANNED_HEADERS:
+                continue
+            # Clients send UTF-8 though HTTP says Latin-1: a no-break space or a fullwidth digit
+            # read as Latin-1 turns into letters that would hide the number.
+            text = raw_value.decode("utf-8", errors="replace")
+            if contains_card_number(text) or contains_card_number(raw_value.decode("latin-1")):
+                return header
+        return None
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
+async def _read_body(receive: Receive) -> bytes:
+    # The body limit outside this middleware has already bounded what can arrive here.
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _card_number_field_in_body(scope: Scope, body: bytes) -> str | None:
+    text = body.decode("utf-8", errors="replace")
+    if "json" in Headers(scope=scope).get("content-type", ""):
+        try:
+            document = json.loads(text, parse_float=Decimal)
+        except ValueError:
+            pass  # the route answers malformed JSON; its raw text is still scanned below
+        else:
+            path = find_card_number_path(document)
+            return None if path is None else path or "body"
+    return "body" if contains_card_number(text) else None
+
+
+def _card_number_refusal(scope: Scope, field: str) -> Response:
+    return problem_response(
+        status=422,
+        slug="validation",
+        title="The request is not valid",
+        detail=f"invalid field(s): {field}",
+        instance=_instance(scope) if field != "path" else "about:blank",
+        errors=[{"field": field, "message": CARD_NUMBER_MESSAGE, "code": "card_number"}],
+    )
 
 
 class SecurityHeadersMiddleware:
@@ -389,14 +521,27 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         title = HTTPStatus(exc.status_code).phrase
     except ValueError:
         title = str(exc.detail)
+    headers = dict(exc.headers or {})  # WWW-Authenticate on 401
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         status=exc.status_code,
         slug=f"http-{exc.status_code}",
         title=title,
         detail=str(exc.detail),
         instance=request.url.path,
-        headers=exc.headers,  # Allow on 405, WWW-Authenticate on 401
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_fallback_handlers(app: FastAPI) -> None:
@@ -411,8 +556,9 @@ def install_fallback_handlers(app: FastAPI) -> None:
 
 
 def harden_api(app: FastAPI, *, max_body_bytes: int) -> None:
-    """Fallback handlers inside the body limit, inside the security headers."""
+    """Fallback handlers inside the card number refusal, the body limit, the security headers."""
     install_fallback_handlers(app)
+    app.add_middleware(CardNumberRefusalMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
 

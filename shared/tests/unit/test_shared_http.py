@@ -23,6 +23,7 @@ from shared.http import (
     API_CSP,
     DOCS_CSP,
     BodyLimitMiddleware,
+    CardNumberRefusalMiddleware,
     Problem,
     SecurityHeadersMiddleware,
     harden_api,
@@ -542,6 +543,118 @@ async def test_malformed_json_is_a_422_problem() -> None:
     assert MARK not in response.text
 
 
+# --- card numbers anywhere in a request (NO-PAN) --------------------------------------------
+
+CARD = "4111 1111 1111 1111"
+
+
+def card_refusing_app(reached: list[Any]) -> FastAPI:
+    """An app whose route takes anything, untyped: only the middleware can refuse."""
+    app = FastAPI()
+
+    @app.post("/notes")
+    async def create(request: Request) -> dict[str, str]:
+        reached.append(await request.body())
+        return {}
+
+    @app.get("/notes/{note_id}")
+    async def read(note_id: str) -> dict[str, str]:
+        reached.append(note_id)
+        return {}
+
+    harden_api(app, max_body_bytes=1 << 20)
+    return app
+
+
+def _refused_at(response: httpx.Response) -> str:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert [e["code"] for e in body["errors"]] == ["card_number"]
+    for form in (CARD, CARD.replace(" ", ""), "1111 1111"):
+        assert form not in response.text, "the refusal never echoes the number"
+    field: str = body["errors"][0]["field"]
+    return field
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "field"),
+    [
+        ({"json": {"lines": [{"note": "ok"}, {"note": f"paid {CARD}"}]}}, "lines.1.note"),
+        ({"json": {"unknown": {"deep": [CARD.replace(" ", ".")]}}}, "unknown.deep.0"),
+        ({"json": {CARD: "a card number as a key"}}, "<key>"),
+        ({"json": {"amount": 4111111111111111}}, "amount"),
+        ({"json": f"  {CARD}  "}, "body"),
+        # A JSON escape cannot hide a digit: \u0034 is "4".
+        (
+            {
+                "content": b'{"n": "\\u0034111 1111 1111 1111"}',
+                "headers": {"content-type": "application/json"},
+            },
+            "n",
+        ),
+        ({"content": f"note={CARD}".encode(), "headers": {"content-type": "text/plain"}}, "body"),
+        ({"json": {}, "params": {"q": CARD}}, "q"),
+        ({"json": {}, "params": {CARD: "x"}}, "<name>"),
+        ({"json": {}, "headers": {"X-Note": CARD.replace(" ", "\t")}}, "x-note"),
+        # Clients send headers in UTF-8: no-break spaces and fullwidth digits must not hide it.
+        ({"json": {}, "headers": {"X-Note": CARD.replace(" ", "\u00a0").encode()}}, "x-note"),
+        (
+            {"json": {}, "headers": {"X-Note": "\uff14\uff11\uff11\uff11 1111 1111 1111".encode()}},
+            "x-note",
+        ),
+    ],
+)
+async def test_no_pan_a_card_number_anywhere_in_a_request_is_refused_before_the_route(
+    request_kwargs: dict[str, Any], field: str
+) -> None:
+    reached: list[Any] = []
+    async with client(card_refusing_app(reached)) as http:
+        response = await http.post("/notes", **request_kwargs)
+    assert _refused_at(response) == field
+    assert reached == []
+
+
+async def test_no_pan_a_card_number_in_the_path_is_refused_and_the_path_not_echoed() -> None:
+    reached: list[Any] = []
+    async with client(card_refusing_app(reached)) as http:
+        response = await http.get("/notes/4111-1111-1111-1111")
+    assert _refused_at(response) == "path"
+    assert response.json()["instance"] == "about:blank"
+    assert reached == []
+
+
+async def test_no_pan_ordinary_requests_pass_with_their_body_intact() -> None:
+    reached: list[Any] = []
+    body = b'{"note": "INV-000042 of 2024-01-31, EUR 1,234.50, call +49 151 23456789"}'
+    trace = {"traceparent": "00-12345678901234567890123456789012-1234567890123456-01"}
+    async with client(card_refusing_app(reached)) as http:
+        posted = await http.post(
+            "/notes", content=body, headers={"content-type": "application/json"} | trace
+        )
+        read = await http.get("/notes/123e4567-e89b-12d3-a456-426614174000")
+    assert (posted.status_code, read.status_code) == (200, 200)
+    assert reached == [body, "123e4567-e89b-12d3-a456-426614174000"]
+
+
+async def test_no_pan_the_refusal_sits_inside_the_body_limit_and_the_security_headers() -> None:
+    reached: list[Any] = []
+    async with client(card_refusing_app(reached)) as http:
+        refused = await http.post("/notes", json={"n": CARD})
+        oversize = await http.post("/notes", content=b"4" * (2 << 20))
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    assert oversize.status_code == 413
+    app = card_refusing_app(reached)
+    outermost_first = [m.cls for m in app.user_middleware]
+    assert outermost_first.index(SecurityHeadersMiddleware) < outermost_first.index(
+        BodyLimitMiddleware
+    )
+    assert outermost_first.index(BodyLimitMiddleware) < outermost_first.index(
+        CardNumberRefusalMiddleware
+    )
+    assert reached == []
+
+
 async def test_http_errors_are_problems_that_keep_their_headers() -> None:
     app = FastAPI()
 
@@ -564,6 +677,22 @@ async def test_http_errors_are_problems_that_keep_their_headers() -> None:
     assert missing.json()["instance"] == "/nowhere"
     assert wrong_method.status_code == 405
     assert wrong_method.headers["allow"] == "GET"
+
+
+async def test_a_405_allows_the_methods_of_every_route_at_the_path() -> None:
+    app = FastAPI()
+
+    @app.get("/items")
+    async def list_items() -> None: ...
+
+    @app.post("/items")
+    async def add_item() -> None: ...
+
+    install_fallback_handlers(app)
+    async with client(app) as http:
+        response = await http.request("OPTIONS", "/items")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
 
 
 # --- database engine ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from billing.staff_access import routes as staff_access
 from billing.staff_access.service import StaffAccessService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
-from shared.http import harden_api, mount_offline_docs
+from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
 from shared.telemetry import Telemetry
@@ -72,6 +72,7 @@ def create_app(
         description="The public billing API. Errors are RFC 9457 problem details.",
         docs_url=None,  # served offline below, from the installed package, under a CSP
         redoc_url=None,
+        generate_unique_id_function=operation_id_from_name,
     )
     app.state.settings = settings
     app.state.services = services

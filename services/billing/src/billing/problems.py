@@ -20,7 +20,7 @@ from billing.errors import (
 from shared.http import problem_response, problem_responses
 
 # What the OpenAPI document lists: every route can meet these...
-ANY_ROUTE = problem_responses(413, 422, 500, 503)
+ANY_ROUTE = problem_responses(400, 413, 422, 500, 503)
 # ...a route behind an API key these, and the others by what the route does.
 AUTHENTICATED = problem_responses(401, 403)
 NOT_FOUND = problem_responses(404)

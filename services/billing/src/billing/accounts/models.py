@@ -6,14 +6,13 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pydantic
-from pydantic import EmailStr
 from sqlalchemy import DateTime, UniqueConstraint
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role
 from billing.database import BillingTable, created_at_column
-from billing.inputs import SafeText
 from billing.schemas import Schema
+from shared.input_types import EmailAddress, Name
 
 
 class Account(BillingTable, table=True):
@@ -45,14 +44,16 @@ class AppUser(BillingTable, table=True):
 class OwnerCreate(Schema):
     """The person who opens the account and owns it."""
 
-    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Owner's full name.")
-    email: EmailStr = pydantic.Field(description="Owner's email; the termination export goes here.")
+    name: Name = pydantic.Field(description="Owner's full name.")
+    email: EmailAddress = pydantic.Field(
+        description="Owner's email; the termination export goes here."
+    )
 
 
 class AccountCreate(Schema):
     """Open an account."""
 
-    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Company name.")
+    name: Name = pydantic.Field(description="Company name.")
     plan: str = pydantic.Field(
         default="standard", pattern="^(free|standard|enterprise)$", description="Subscription plan."
     )

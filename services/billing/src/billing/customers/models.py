@@ -6,12 +6,11 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pydantic
-from pydantic import EmailStr
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
-from billing.inputs import SafeText
 from billing.schemas import Schema
+from shared.input_types import EmailAddress, Name, SafeText
 
 
 class Customer(BillingTable, table=True):
@@ -28,10 +27,10 @@ class Customer(BillingTable, table=True):
 class CustomerCreate(Schema):
     """Add a customer to invoice."""
 
-    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Customer's name.")
-    email: EmailStr = pydantic.Field(description="Where invoices are sent.")
+    name: Name = pydantic.Field(description="Customer's name.")
+    email: EmailAddress = pydantic.Field(description="Where invoices are sent.")
     address: SafeText | None = pydantic.Field(
-        default=None, max_length=1000, description="Postal address."
+        default=None, description="Postal address, on one line."
     )
 
 

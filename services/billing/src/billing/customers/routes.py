@@ -10,11 +10,17 @@ from fastapi import APIRouter, Query
 from billing.customers.models import CustomerCreate, CustomerPublic
 from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND
+from shared.http import links_by_id
 
 router = APIRouter(tags=["customers"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
-@router.post("/customers", status_code=201, response_model=CustomerPublic)
+@router.post(
+    "/customers",
+    status_code=201,
+    response_model=CustomerPublic,
+    responses=links_by_id(201, "customer_id", "get_customer"),
+)
 async def create_customer(
     body: CustomerCreate, principal: PrincipalDep, services: ServicesDep
 ) -> CustomerPublic:

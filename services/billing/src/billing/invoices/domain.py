@@ -38,6 +38,11 @@ def is_invoice_currency(code: str) -> bool:
         return False
 
 
+def invoice_currencies() -> list[str]:
+    """Every code is_invoice_currency accepts, sorted: the API schema's enum."""
+    return sorted(currency.code for currency in Currency if currency.exponent is not None)
+
+
 def to_minor_unit(amount: Decimal, currency: str) -> Decimal:
     """An amount at exactly the currency's decimal places, as invoices print it."""
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)

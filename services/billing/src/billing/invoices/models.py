@@ -14,14 +14,15 @@ from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
-from billing.inputs import SafeText
 from billing.invoices.domain import (
     MAX_DUE_YEARS,
     MAX_LINE_AMOUNT,
     InvoiceStatus,
+    invoice_currencies,
     is_invoice_currency,
 )
 from billing.schemas import Schema
+from shared.input_types import DecimalOutput, DecimalString, Description
 
 
 class Invoice(BillingTable, table=True):
@@ -65,22 +66,32 @@ def _invoice_currency(code: str) -> str:
 
 CurrencyCode = Annotated[
     str,
-    pydantic.Field(pattern="^[A-Z]{3}$", description="ISO 4217 code, such as EUR."),
+    pydantic.Field(
+        pattern="^[A-Z]{3}$",
+        description="ISO 4217 code, such as EUR.",
+        json_schema_extra={"enum": invoice_currencies()},  # listed, so clients can check it
+    ),
     AfterValidator(_invoice_currency),
 ]
+
+
+# At most 4 decimal places. A quantity: more than 0, at most 1e9; a price: 0 to 1e12.
+QUANTITY_PATTERN = (
+    r"^(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,4})?|1000000000(?:\.0{1,4})?"
+    r"|0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
+)
+UNIT_PRICE_PATTERN = r"^(?:(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,4})?|1000000000000(?:\.0{1,4})?)$"
 
 
 class InvoiceLineCreate(Schema):
     """One line of a draft invoice."""
 
-    description: SafeText = pydantic.Field(
-        min_length=1, max_length=1000, description="What is billed."
+    description: Description = pydantic.Field(description="What is billed.")
+    quantity: Annotated[Decimal, DecimalString(QUANTITY_PATTERN, "2.5")] = pydantic.Field(
+        gt=0, le=1_000_000_000, decimal_places=4, description="How many: more than 0, at most 1e9."
     )
-    quantity: Decimal = pydantic.Field(
-        gt=0, le=1_000_000_000, max_digits=14, decimal_places=4, description="How many."
-    )
-    unit_price: Decimal = pydantic.Field(
-        ge=0, le=1_000_000_000_000, max_digits=17, decimal_places=4, description="Price each."
+    unit_price: Annotated[Decimal, DecimalString(UNIT_PRICE_PATTERN, "10.50")] = pydantic.Field(
+        ge=0, le=1_000_000_000_000, decimal_places=4, description="Price each: 0 to 1e12."
     )
 
     @model_validator(mode="after")
@@ -126,9 +137,9 @@ class InvoiceLinePublic(Schema):
 
     position: int
     description: str
-    quantity: Decimal
-    unit_price: Decimal
-    amount: Decimal
+    quantity: DecimalOutput
+    unit_price: DecimalOutput
+    amount: DecimalOutput
 
 
 class InvoicePublic(Schema):
@@ -139,7 +150,7 @@ class InvoicePublic(Schema):
     number: str | None
     status: InvoiceStatus
     currency: str
-    total: Decimal
+    total: DecimalOutput
     issue_date: date | None
     due_date: date
     issued_at: datetime | None

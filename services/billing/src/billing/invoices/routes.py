@@ -12,6 +12,7 @@ from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
 from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
 from billing.invoices.service import InvoiceWithLines
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
+from shared.http import links_by_id
 
 router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
@@ -34,7 +35,12 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
     )
 
 
-@router.post("/invoices", status_code=201, response_model=InvoicePublic)
+@router.post(
+    "/invoices",
+    status_code=201,
+    response_model=InvoicePublic,
+    responses=links_by_id(201, "invoice_id", "get_invoice", "issue_invoice"),
+)
 async def draft_invoice(
     body: InvoiceCreate, principal: PrincipalDep, services: ServicesDep
 ) -> InvoicePublic:

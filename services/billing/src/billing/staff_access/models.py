@@ -6,14 +6,14 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pydantic
-from pydantic import EmailStr, field_validator
+from pydantic import field_validator
 from sqlalchemy import DateTime
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
-from billing.inputs import SafeText
 from billing.schemas import Schema
 from shared.contracts import AccessPurpose
+from shared.input_types import EmailAddress, Name, Reference
 
 
 class StaffMember(BillingTable, table=True):
@@ -46,8 +46,8 @@ class AccessGrant(BillingTable, table=True):
 class StaffCreate(Schema):
     """Register a staff member (operator only)."""
 
-    name: SafeText = pydantic.Field(min_length=1, max_length=200, description="Full name.")
-    email: EmailStr = pydantic.Field(description="Work email.")
+    name: Name = pydantic.Field(description="Full name.")
+    email: EmailAddress = pydantic.Field(description="Work email.")
 
 
 class StaffPublic(Schema):
@@ -70,7 +70,7 @@ class AccessGrantCreate(Schema):
 
     staff_id: UUID = pydantic.Field(description="Who may read.")
     purpose: AccessPurpose = pydantic.Field(description="Why, from the closed list.")
-    reason: SafeText = pydantic.Field(min_length=3, max_length=500, description="Ticket or reason.")
+    reason: Reference = pydantic.Field(description="Ticket or reason.")
     expires_at: datetime = pydantic.Field(description="When the grant lapses (timezone required).")
 
     @field_validator("expires_at")

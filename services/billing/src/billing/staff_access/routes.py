@@ -18,6 +18,7 @@ from billing.staff_access.models import (
     StaffRegistered,
 )
 from shared.contracts import AccessPurpose
+from shared.http import links_by_id
 
 router = APIRouter(tags=["staff access"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
@@ -35,7 +36,12 @@ async def register_staff(body: StaffCreate, services: ServicesDep) -> StaffRegis
     return StaffRegistered(staff=StaffPublic.model_validate(staff), api_key=api_key)
 
 
-@router.post("/access-grants", status_code=201, response_model=AccessGrantPublic)
+@router.post(
+    "/access-grants",
+    status_code=201,
+    response_model=AccessGrantPublic,
+    responses=links_by_id(201, "grant_id", "revoke_access_grant"),
+)
 async def open_access_grant(
     body: AccessGrantCreate, principal: PrincipalDep, services: ServicesDep
 ) -> AccessGrantPublic:

@@ -1,0 +1,98 @@
+"""Schemathesis against billing over real HTTP: every operation, every check, every phase."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from billing.main import create_app
+from billing.settings import BillingSettings
+from devstack.processes import free_port
+
+pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+# A fixed seed keeps `make test` repeatable; FUZZ_SEED explores further (`make fuzz`).
+SEED = os.environ.get("FUZZ_SEED", "20261122")
+
+
+@pytest.fixture(scope="module")
+def billing_url(billing_settings: BillingSettings) -> Iterator[str]:
+    """Billing served by uvicorn on a free port, in a thread of its own with its own loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(billing_settings),
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="billing-fuzzed", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "billing stopped while starting"
+        assert time.monotonic() < deadline, "billing did not start within 60 s"
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(
+    billing_url: str, billing_settings: BillingSettings, tmp_path: Path
+) -> None:
+    """Schemathesis with all checks (server errors, status codes, content types, headers,
+    response schemas, negative data refused, positive data accepted, auth not ignored, Allow on
+    405, ...) through examples, coverage, fuzzing and the stateful phase along the OpenAPI links."""
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{billing_url}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--workers",
+        "1",
+        "--seed",
+        SEED,
+        "--no-color",
+    ]
+    environment = os.environ | {
+        "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "FUZZ_BILLING_URL": billing_url,
+        "FUZZ_OPERATOR_TOKEN": billing_settings.operator_token.get_secret_value(),
+    }
+    run = subprocess.run(
+        command,
+        cwd=tmp_path,  # its cache folder
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report
+    paths = create_app(billing_settings).openapi()["paths"].values()
+    operations = sum(len(methods) for methods in paths)
+    assert f"Selected: {operations}/{operations}" in report, report
+    assert f"Tested: {operations}" in report, report
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in report, f"the {phase} phase did not pass:\n{report}"
+    assert "failures" not in report.split("SUMMARY")[-1].lower(), report
