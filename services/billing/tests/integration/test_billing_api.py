@@ -466,7 +466,10 @@ async def test_an_invoice_is_drafted_and_issued_in_one_request_with_issue_true(
         ({"currency": "XAU"}, "currency"),
         ({"due_date": "0001-01-01"}, "due_date"),
         ({"due_date": "9999-12-31"}, "due_date"),
-        ({"lines": [{"description": "x", "quantity": "1000000", "unit_price": "100000000"}]}, "lines.0"),
+        (
+            {"lines": [{"description": "x", "quantity": "1000000", "unit_price": "100000000"}]},
+            "lines.0",
+        ),
         (
             {"lines": [{"description": "x", "quantity": "1e14", "unit_price": "1"}]},
             "lines.0.quantity",

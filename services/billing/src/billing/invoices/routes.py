@@ -20,7 +20,14 @@ router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 def _public(found: InvoiceWithLines) -> InvoicePublic:
     invoice, currency = found.invoice, found.invoice.currency
     return InvoicePublic(
-        **invoice.model_dump(include=set(InvoicePublic.model_fields) - {"lines", "total"}),
+        id=invoice.id,
+        customer_id=invoice.customer_id,
+        number=invoice.number,
+        status=invoice.status,
+        currency=currency,
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        issued_at=invoice.issued_at,
         total=to_minor_unit(invoice.total, currency),
         lines=[
             InvoiceLinePublic(
