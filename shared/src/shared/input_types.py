@@ -668,14 +668,7 @@ Name = Annotated[
 ]
 """A person's or company's name: SafeText, stripped, not blank, at most 200 characters."""
 
-Reference = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=SHORT_TEXT_MAX_LENGTH),
-    Field(json_schema_extra={"pattern": NOT_BLANK_PATTERN}),
-    AfterValidator(refuse_control_characters),
-    AfterValidator(refuse_card_numbers),
-    AfterValidator(refuse_blank),
-]
+Reference = Name  # the same rules; the name says what the field holds
 """A short code or purpose text (a ticket reference): SafeText, stripped, not blank, max 200."""
 
 Description = Annotated[

@@ -28,6 +28,12 @@ def _accepted(**fields: Any) -> bool:
     return True
 
 
+def _well_written(text: str) -> bool:
+    """No leading zero before other digits, at most 4 decimal places."""
+    canonical = not (len(text.split(".")[0]) > 1 and text.startswith("0"))
+    return canonical and -Decimal(text).as_tuple().exponent <= 4  # type: ignore[operator]
+
+
 decimal_texts = st.builds(
     lambda whole, fraction: whole + (f".{fraction}" if fraction else ""),
     st.one_of(
@@ -42,9 +48,7 @@ decimal_texts = st.builds(
 def test_the_quantity_pattern_accepts_exactly_what_the_field_accepts(text: str) -> None:
     in_pattern = re.fullmatch(QUANTITY_PATTERN, text) is not None
     value = Decimal(text)
-    canonical = not (len(text.split(".")[0]) > 1 and text.startswith("0"))
-    places_ok = -value.as_tuple().exponent <= 4  # type: ignore[operator]
-    expected = canonical and places_ok and 0 < value <= 1_000_000_000
+    expected = _well_written(text) and 0 < value <= 1_000_000_000
     assert in_pattern == expected
     if expected:
         assert _accepted(quantity=text)
@@ -54,9 +58,7 @@ def test_the_quantity_pattern_accepts_exactly_what_the_field_accepts(text: str) 
 def test_the_unit_price_pattern_accepts_exactly_what_the_field_accepts(text: str) -> None:
     in_pattern = re.fullmatch(UNIT_PRICE_PATTERN, text) is not None
     value = Decimal(text)
-    canonical = not (len(text.split(".")[0]) > 1 and text.startswith("0"))
-    places_ok = -value.as_tuple().exponent <= 4  # type: ignore[operator]
-    expected = canonical and places_ok and 0 <= value <= 1_000_000_000_000
+    expected = _well_written(text) and 0 <= value <= 1_000_000_000_000
     assert in_pattern == expected
     if expected and value <= Decimal("999999999999.99"):
         assert _accepted(unit_price=text)
