@@ -407,7 +407,11 @@ class _OrdinaryDigits:
             scan.spend_value_search(len(self.region))
             kind = self.kinds_left.pop(0)
             self.hidden = kind.hide_digits(self.region, self.hidden, self.starts_text)
-        return len(_ANY_DIGIT_KINDS.intersection(self.hidden[start:end])) <= 1
+        # Two kinds that take any digits excuse a window only when both are set apart from what
+        # precedes them ("INV-228278, 00 04 000", two values of a list); run together they do not
+        # ("INV-4111 0111 1111 1111" is not a code and a phone number).
+        kinds = _ANY_DIGIT_KINDS.intersection(self.hidden[start:end])
+        return len(kinds) <= 1 or bool(_VALUE_SEPARATOR.search(self.region, start, end))
 
 
 # ---------------------------------------------------------------- card numbers
