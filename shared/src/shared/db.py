@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -36,6 +43,25 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     """Create sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `connection`, inside its transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN only before the first statement it executes
+    itself; plain SQL sent straight to the driver before that would each commit on its own.
+    This starts the adapter's transaction first, as its own statements do, so the driver's
+    statements commit or roll back with everything else (a half-issued invoice once committed
+    its number without its outbox row).
+    """
+    fairy = await connection.get_raw_connection()
+    adapter: Any = fairy.dbapi_connection
+    if adapter is None:
+        raise RuntimeError("the connection is closed")
+    if not getattr(adapter, "autocommit", False) and adapter._transaction is None:
+        await adapter._start_transaction()
+    driver: asyncpg.Connection = adapter.driver_connection
+    return driver
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope
 from shared.crypto import DataKey, encrypt_personal, personal_paths
+from shared.db import driver_in_transaction
 from shared.delivery import OUTBOX_CHANNEL
 from shared.errors import describe
 from shared.kafka import (
@@ -147,16 +148,16 @@ class Outbox:
             )
         # Straight through asyncpg on the transaction's connection: the session keeps nothing,
         # and an issued invoice does not pay SQLAlchemy's statement handling for its event.
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+        driver = await driver_in_transaction(connection)
         header_json = json.dumps(headers)
-        await driver.executemany(
-            _INSERT_OUTBOX,
-            [
-                (r["event_id"], r["topic"], r["key"], r["payload"], header_json, r["replayable"])
-                for r in rows
-            ],
-        )
+        values = [
+            (r["event_id"], r["topic"], r["key"], r["payload"], header_json, r["replayable"])
+            for r in rows
+        ]
+        if len(values) == 1:  # the common case: executemany costs more for a single row
+            await driver.execute(_INSERT_OUTBOX, *values[0])
+        else:
+            await driver.executemany(_INSERT_OUTBOX, values)
 
     async def publish_now(self, envelopes: Sequence[Envelope[Any]]) -> None:
         """Seal and publish events straight to the broker, returning once it has them all.

@@ -242,8 +242,7 @@ class Participant:
         """Delete every mapped row of the account, children first, and confirm in one commit."""
         await self.ensure_purge_allowed(request.account_id)
         deleted = 0
-        connection = await work.session.connection()
-        driver: Any = (await connection.get_raw_connection()).driver_connection
+        driver = await work.driver()
         for table in self.data_map.tables:
             status = await driver.execute(
                 f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope, EventData, new_envelope
-from shared.db import SessionFactory
+from shared.db import SessionFactory, driver_in_transaction
 from shared.inbox import claim_event
 from shared.outbox import Outbox
 
@@ -111,9 +111,7 @@ class UnitOfWork:
 
     async def driver(self) -> asyncpg.Connection:
         """The transaction's asyncpg connection, for hot paths that skip the ORM."""
-        connection = await self._connection.get_raw_connection()
-        driver: asyncpg.Connection = connection.driver_connection
-        return driver
+        return await driver_in_transaction(self._connection)
 
     async def finish(self) -> None:
         """Send what is staged (ORM rows, then events) into the transaction before its commit."""

@@ -234,3 +234,28 @@ async def test_the_inbox_forgets_claims_older_than_its_window_only(engine: Async
     async with transaction(sessions) as session:
         assert await claim_event(session, consumer="prune", event_id=old), "forgotten"
         assert not await claim_event(session, consumer="prune", event_id=recent), "kept"
+
+
+async def test_plain_sql_on_the_units_driver_rolls_back_with_it(
+    engine: AsyncEngine, kafka: KafkaSettings
+) -> None:
+    """A hot path's statements on `work.driver()` belong to the unit's transaction."""
+    outbox = Outbox(source="outbox-test", kafka=kafka, keys=MemoryKeyStore())
+    units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
+    account_id = uuid.uuid4()
+
+    async def plain_sql_that_fails() -> None:
+        async with units() as work:
+            driver = await work.driver()
+            assert driver.is_in_transaction()
+            await driver.execute(
+                "INSERT INTO outbox_message (event_id, topic, key, payload, headers, replayable)"
+                " VALUES ($1, 'plain', $2, '\\x00', '{}'::jsonb, true)",
+                uuid.uuid4(),
+                str(account_id),
+            )
+            raise RuntimeError("the state change failed after its first statement")
+
+    with pytest.raises(RuntimeError):
+        await plain_sql_that_fails()
+    assert await _rows_of(engine, account_id) == []

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import read_events, read_topic, rows_mentioning
+from devstack.testing import read_events, read_topic, rows_mentioning, running
 
 pytestmark = pytest.mark.integration
 CARD = "4111 1111 1111 1111"
@@ -457,6 +458,27 @@ async def test_an_invoice_is_drafted_and_issued_in_one_request_with_issue_true(
     assert invoice["number"].startswith("INV-")
     assert invoice["issue_date"] == datetime.now(UTC).date().isoformat()
     assert invoice["total"] == "100", "yen have no minor unit: 5 lines of 2 x 10.005 = 20.01 -> 20"
+
+
+async def test_a_failed_issue_in_one_request_leaves_no_invoice_and_takes_no_number(
+    api: httpx.AsyncClient,
+    customer: dict[str, Any],
+    account: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    """Drafting, numbering and the outbox row commit together or not at all."""
+    small = billing_settings.kafka.model_copy(update={"max_message_bytes": 1024})
+    strict = billing_settings.model_copy(update={"kafka": small})
+    big = invoice_body(customer["id"], issue=True, lines=invoice_body("x")["lines"] * 4)
+    async with running(create_app(strict), base_url="http://billing") as refusing:
+        # The event is refused by the outbox after the number and the rows were written.
+        failed = await refusing.post("/invoices", headers=account["headers"], json=big)
+        assert failed.status_code >= 500, failed.text
+    listed = await api.get("/invoices", headers=account["headers"])
+    assert listed.json() == []
+    issued = await api.post("/invoices", headers=account["headers"], json=big)
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["number"] == "INV-000001"
 
 
 @pytest.mark.parametrize(

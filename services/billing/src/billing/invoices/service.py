@@ -40,17 +40,18 @@ WHERE id = $1 AND EXISTS (SELECT 1 FROM buyer)
 RETURNING next_invoice_number - 1 AS number, account.name AS account_name,
     (SELECT name FROM buyer) AS name, (SELECT email FROM buyer) AS email
 """
-_INSERT_INVOICE = """
-INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total, issue_date,
-    due_date, issued_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-"""
-_INSERT_LINES = """
+# The invoice and all its lines in one statement (the lines' foreign key is checked at its end).
+_INSERT_INVOICE_WITH_LINES = """
+WITH invoice_row AS (
+    INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total,
+        issue_date, due_date, issued_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+)
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
     unit_price, amount)
-SELECT id, $2, $3, position, description, quantity, unit_price, amount
-FROM unnest($1::uuid[], $4::int[], $5::text[], $6::numeric[], $7::numeric[], $8::numeric[])
-    AS line(id, position, description, quantity, unit_price, amount)
+SELECT id, $1, $2, position, description, quantity, unit_price, amount
+FROM unnest($11::uuid[], $12::int[], $13::text[], $14::numeric[], $15::numeric[],
+    $16::numeric[]) AS line(id, position, description, quantity, unit_price, amount)
 """
 
 
@@ -214,9 +215,9 @@ class InvoiceService:
             due_date=request.due_date,
             total=invoice_total([line.amount for line in lines]),
         )
-        # The hot path of the API, in plain SQL on the unit of work's connection: a round trip
-        # for the customer (and, when issuing, the number), one for the invoice, one for all
-        # its lines, one for the outbox row, then the commit.
+        # The hot path of the API, in plain SQL inside the unit of work's transaction: BEGIN,
+        # a round trip for the customer (and, when issuing, the number), one for the invoice
+        # with all its lines, one for the outbox row, then the commit.
         async with self.units() as work:
             db = await work.driver()
             if request.issue:
@@ -242,7 +243,7 @@ class InvoiceService:
                     )
                 )
             await db.execute(
-                _INSERT_INVOICE,
+                _INSERT_INVOICE_WITH_LINES,
                 invoice.id,
                 account_id,
                 invoice.customer_id,
@@ -253,12 +254,7 @@ class InvoiceService:
                 invoice.issue_date,
                 invoice.due_date,
                 invoice.issued_at,
-            )
-            await db.execute(
-                _INSERT_LINES,
                 [line.id for line in lines],
-                invoice.id,
-                account_id,
                 [line.position for line in lines],
                 [line.description for line in lines],
                 [line.quantity for line in lines],
