@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
@@ -89,6 +92,29 @@ class DeliveryMetrics:
         )
 
 
+# OpenTelemetry's HTTP semantic conventions: known methods, duration buckets in seconds.
+HTTP_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+@dataclass
+class HttpMetrics:
+    """Requests served, per method, route template and status (rate, errors and latency)."""
+
+    registry: CollectorRegistry
+    duration: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, by method, route template and status",
+            ["http_request_method", "http_route", "http_response_status_code"],
+            buckets=HTTP_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+
+
 @dataclass
 class Telemetry:
     """A service's tracer provider and metrics registry."""
@@ -97,6 +123,7 @@ class Telemetry:
     tracer_provider: TracerProvider
     registry: CollectorRegistry
     delivery: DeliveryMetrics
+    http: HttpMetrics
 
     def tracer(self, name: str) -> trace.Tracer:
         """Return a tracer of this service."""
@@ -121,7 +148,78 @@ def create_telemetry(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
         )
     registry = CollectorRegistry()
-    return Telemetry(service, provider, registry, DeliveryMetrics(registry))
+    return Telemetry(service, provider, registry, DeliveryMetrics(registry), HttpMetrics(registry))
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestTelemetryMiddleware:
+    """One server span and one duration sample per HTTP request, named by the route template.
+
+    Nothing from the URL but the template reaches telemetry (a path holds ids, a query string
+    can hold personal data), and unknown methods count as `_OTHER`, so a client cannot mint
+    labels. Leaner than OpenTelemetry's ASGI instrumentation, which cost a tenth of billing's
+    CPU per request on the issuing path.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, telemetry: Telemetry, excluded_paths: frozenset[str] = frozenset()
+    ) -> None:
+        self.app = app
+        self.tracer = telemetry.tracer(__name__)
+        self.duration = telemetry.http.duration
+        self.excluded_paths = excluded_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request inside its span, then record its duration."""
+        if scope["type"] != "http" or scope["path"] in self.excluded_paths:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "_OTHER"
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _TRACE_HEADERS
+        }
+        parent = propagate.extract(carrier) if carrier else None
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        # Semantic conventions: a span of an unknown method is named "HTTP".
+        name = "HTTP" if method == "_OTHER" else method
+        with self.tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            record_exception=False,  # an exception's message may quote personal data
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                await self.app(scope, receive, send_noting_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route is not None:
+                    span.update_name(f"{name} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("url.scheme", scope.get("scheme", "http"))
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+                self.duration.labels(method, route or "", str(status)).observe(
+                    time.perf_counter() - started
+                )
 
 
 class JsonLogFormatter(logging.Formatter):

@@ -17,14 +17,18 @@ _COLUMNS = ("event_id", "topic", "key", "payload", "headers", "replayable")
 
 
 class _Connection:
-    """Stands in for the session's connection and its asyncpg driver: records inserted rows."""
+    """Stands in for a connection inside its transaction, its adapter and its asyncpg driver."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
-        self.driver_connection = self
+        self.dbapi_connection = self.driver_connection = self
+        self.autocommit, self._transaction = False, object()
 
     async def get_raw_connection(self) -> _Connection:
         return self
+
+    async def execute(self, statement: str, *row: Any) -> None:
+        await self.executemany(statement, [row])
 
     async def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         assert "INSERT INTO outbox_message" in statement

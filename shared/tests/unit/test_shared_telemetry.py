@@ -8,9 +8,14 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-from shared.telemetry import JsonLogFormatter, create_telemetry
+from shared.http import harden_api
+from shared.telemetry import JsonLogFormatter, RequestTelemetryMiddleware, create_telemetry
 
 
 @pytest.fixture
@@ -77,3 +82,65 @@ def test_the_access_log_never_writes_paths_or_query_strings(
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+async def test_each_request_gets_one_server_span_and_one_duration_sample_by_route_template() -> (
+    None
+):
+    """Only the route template names a request in telemetry, never the path or query string."""
+    exporter = InMemorySpanExporter()
+    telemetry = create_telemetry("unit", exporter=exporter)
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("ada@example.com")
+
+    harden_api(app, max_body_bytes=1024)
+    app.add_middleware(
+        RequestTelemetryMiddleware, telemetry=telemetry, excluded_paths=frozenset({"/healthz"})
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://unit") as client:
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        await client.get(
+            "/things/ada@example.com?email=ada@example.com", headers={"traceparent": parent}
+        )
+        await client.get("/nowhere/ada@example.com")
+        await client.get("/broken")
+        await client.get("/healthz")
+        await client.request("BREW", "/things/1")
+
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == [
+        "GET /things/{thing_id}",
+        "GET",
+        "GET /broken",
+        "HTTP /things/{thing_id}",
+    ]
+    first = spans[0]
+    assert first.kind is SpanKind.SERVER
+    assert format(first.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert first.attributes is not None
+    assert first.attributes["http.route"] == "/things/{thing_id}"
+    assert first.attributes["http.response.status_code"] == 200
+    assert spans[2].status.status_code is StatusCode.ERROR
+    assert not spans[2].events, "no exception event: its message may hold personal data"
+    assert "ada@example.com" not in repr([(s.name, s.attributes) for s in spans])
+    samples = {
+        tuple(sample.labels.values()): sample.value
+        for metric in telemetry.registry.collect()
+        if metric.name == "http_server_request_duration_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_count")
+    }
+    assert samples == {
+        ("GET", "/things/{thing_id}", "200"): 1,
+        ("GET", "", "404"): 1,
+        ("GET", "/broken", "500"): 1,
+        ("_OTHER", "/things/{thing_id}", "405"): 1,
+    }

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from billing import operations
 from billing.accounts import routes as accounts
@@ -31,7 +30,7 @@ from billing.termination.service import TerminationService
 from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
-from shared.telemetry import Telemetry
+from shared.telemetry import RequestTelemetryMiddleware, Telemetry
 
 SERVICE = "billing"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -88,11 +87,10 @@ def create_app(
     app.include_router(operations.router)
     if settings.tls_certfile is not None:
         app.middleware("http")(_strict_transport_security)
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=runtime.telemetry.tracer_provider,
-        excluded_urls="healthz,metrics",
-        exclude_spans=["receive", "send"],  # one server span per request, not one per chunk
+    app.add_middleware(
+        RequestTelemetryMiddleware,
+        telemetry=runtime.telemetry,
+        excluded_paths=frozenset({"/healthz", "/metrics"}),
     )
     return app
 
