@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -88,6 +88,21 @@ def seal_envelope(envelope: Envelope[Any], key: DataKey | None) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def trace_headers() -> dict[str, str]:
+    """The record headers of an event emitted now: its content type and the current trace."""
+    headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
+    propagate.inject(headers)
+    return headers
+
+
+class StagedEvent(NamedTuple):
+    """An event waiting for its transaction's commit, with the trace of the code that emitted it."""
+
+    envelope: Envelope[Any]
+    replayable: bool
+    headers: dict[str, str]
+
+
 class Outbox:
     """Writes staged events into the outbox table inside the caller's transaction.
 
@@ -108,11 +123,6 @@ class Outbox:
         self.keys = keys
         self._producer = producer
 
-    def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {CONTENT_TYPE_HEADER: "application/json"}
-        propagate.inject(headers)  # the trace of the request that caused the events
-        return headers
-
     async def _seal(self, envelope: Envelope[Any], *, bulk: bool = False) -> bytes:
         key = None
         if personal_paths(envelope.data.__class__):
@@ -121,9 +131,7 @@ class Outbox:
             return await asyncio.to_thread(seal_envelope, envelope, key)  # keeps the loop free
         return seal_envelope(envelope, key)
 
-    async def write(
-        self, connection: AsyncConnection, staged: Sequence[tuple[Envelope[Any], bool]]
-    ) -> None:
+    async def write(self, connection: AsyncConnection, staged: Sequence[StagedEvent]) -> None:
         """Add the rows of staged events to the session's transaction; the relay publishes them.
 
         An event larger than the broker accepts is refused here, with the size and the limit,
@@ -131,29 +139,23 @@ class Outbox:
         """
         if not staged:
             return
-        headers = self._headers()
-        rows = []
-        for envelope, replayable in staged:
+        values = []
+        for envelope, replayable, headers in staged:
             payload = await self._seal(envelope)
             check_event_size(payload, headers, self.kafka.max_message_bytes)
-            rows.append(
-                {
-                    "event_id": envelope.id,
-                    "topic": self.kafka.topic(envelope.type),
-                    "key": envelope.subject,
-                    "payload": payload,
-                    "headers": headers,
-                    "replayable": replayable,
-                }
+            values.append(
+                (
+                    envelope.id,
+                    self.kafka.topic(envelope.type),
+                    envelope.subject,
+                    payload,
+                    json.dumps(headers),
+                    replayable,
+                )
             )
         # Straight through asyncpg on the transaction's connection: the session keeps nothing,
         # and an issued invoice does not pay SQLAlchemy's statement handling for its event.
         driver = await driver_in_transaction(connection)
-        header_json = json.dumps(headers)
-        values = [
-            (r["event_id"], r["topic"], r["key"], r["payload"], header_json, r["replayable"])
-            for r in rows
-        ]
         if len(values) == 1:  # the common case: executemany costs more for a single row
             await driver.execute(_INSERT_OUTBOX, *values[0])
         else:
@@ -171,7 +173,7 @@ class Outbox:
         if self._producer is None:
             raise RuntimeError("this outbox has no producer for direct publishing")
         producer = self._producer()
-        headers = self._headers()
+        headers = trace_headers()
         record_headers = [(k, v.encode()) for k, v in headers.items()]
         deliveries = []
         for envelope in envelopes:

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts import Envelope, EventData, new_envelope
 from shared.db import SessionFactory, driver_in_transaction
 from shared.inbox import claim_event
-from shared.outbox import Outbox
+from shared.outbox import Outbox, StagedEvent, trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self._outbox = outbox
         self._source = outbox.source
-        self.staged: list[tuple[Envelope[Any], bool]] = []
+        self.staged: list[StagedEvent] = []
         self.after_commit_actions: list[AfterCommit] = []
 
     @property
@@ -87,7 +87,7 @@ class UnitOfWork:
     def emit(self, data: EventData, *, replayable: bool = True) -> Envelope[Any]:
         """Stage an event; it is written to the outbox in this transaction."""
         envelope = new_envelope(data, source=self._source)
-        self.staged.append((envelope, replayable))
+        self.staged.append(StagedEvent(envelope, replayable, trace_headers()))
         return envelope
 
     def after_commit(self, action: AfterCommit) -> None:

@@ -10,7 +10,13 @@ import pytest
 from shared.contracts import PurgeRequested, new_envelope
 from shared.kafka import is_valid_topic_name
 from shared.keystore import MemoryKeyStore
-from shared.outbox import EventTooLargeError, Outbox, check_event_size
+from shared.outbox import (
+    EventTooLargeError,
+    Outbox,
+    StagedEvent,
+    check_event_size,
+    trace_headers,
+)
 from shared.settings import KafkaSettings
 
 _COLUMNS = ("event_id", "topic", "key", "payload", "headers", "replayable")
@@ -45,8 +51,8 @@ class _Session:
         return self.inserted
 
 
-def _staged(data: Any, replayable: bool = True) -> tuple[Any, bool]:
-    return new_envelope(data, source="test"), replayable
+def _staged(data: Any, replayable: bool = True) -> StagedEvent:
+    return StagedEvent(new_envelope(data, source="test"), replayable, trace_headers())
 
 
 def test_an_event_within_the_limit_passes() -> None:
@@ -78,7 +84,7 @@ async def test_the_outbox_refuses_an_oversize_event_and_writes_nothing() -> None
     session = _Session()
     small = PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4())
     with pytest.raises(EventTooLargeError):
-        await outbox.write(session.inserted, [_staged(small), _staged(small)])  # type: ignore[arg-type]
+        await outbox.write(session.inserted, [_staged(small), _staged(small)])
     assert session.inserted.rows == [], "not even the events before it"
 
 
@@ -86,7 +92,7 @@ async def test_the_outbox_stores_whether_an_event_may_be_replayed() -> None:
     outbox = Outbox(source="test", kafka=KafkaSettings(), keys=MemoryKeyStore())
     session = _Session()
     data = PurgeRequested(account_id=uuid.uuid4(), saga_id=uuid.uuid4())
-    await outbox.write(session.inserted, [_staged(data), _staged(data, False)])  # type: ignore[arg-type]
+    await outbox.write(session.inserted, [_staged(data), _staged(data, False)])
     assert [row["replayable"] for row in session.inserted.rows] == [True, False]
 
 

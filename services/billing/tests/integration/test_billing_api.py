@@ -481,6 +481,63 @@ async def test_a_failed_issue_in_one_request_leaves_no_invoice_and_takes_no_numb
     assert issued.json()["number"] == "INV-000001"
 
 
+async def test_invoices_issued_at_once_concurrently_are_numbered_gaplessly_each_with_its_event(
+    api: httpx.AsyncClient,
+    customer: dict[str, Any],
+    account: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    """Issues that queue for the account's numbering lock commit together (group commit)."""
+    stranger = await _account(api)
+    foreign = await api.post(
+        "/customers", headers=stranger["headers"], json={"name": "Zed", "email": "z@z.example"}
+    )
+    mine, theirs = invoice_body(customer["id"], issue=True), invoice_body(foreign.json()["id"])
+    bodies = [mine] * 30 + [theirs | {"issue": True}] * 3
+    replies = await asyncio.gather(
+        *(api.post("/invoices", headers=account["headers"], json=body) for body in bodies)
+    )
+    for refused in replies[30:]:
+        assert _problem(refused, 422)["errors"][0]["field"] == "customer_id"
+    issued = [reply.json() for reply in replies[:30]]
+    assert all(reply.status_code == 201 for reply in replies[:30])
+    numbers = sorted(invoice["number"] for invoice in issued)
+    assert numbers == [f"INV-{n:06d}" for n in range(1, 31)]
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("invoice.issued"),
+        count=30,
+        key=account["account"]["id"],
+        keystore=billing_settings.keystore,
+    )
+    assert {(e["data"]["invoice_id"], e["data"]["number"]) for e in events} == {
+        (invoice["id"], invoice["number"]) for invoice in issued
+    }
+    assert [e["data"]["number"] for e in events] == numbers, "published in number order"
+
+
+async def test_an_issue_that_fails_among_concurrent_ones_fails_alone(
+    customer: dict[str, Any], account: dict[str, Any], billing_settings: BillingSettings
+) -> None:
+    small = billing_settings.kafka.model_copy(update={"max_message_bytes": 4096})
+    strict = billing_settings.model_copy(update={"kafka": small})
+    fits = invoice_body(customer["id"], issue=True, lines=invoice_body("x")["lines"][:1])
+    too_large = invoice_body(customer["id"], issue=True, lines=invoice_body("x")["lines"] * 10)
+    bodies = [fits] * 5 + [too_large] + [fits] * 5
+    async with running(create_app(strict), base_url="http://billing") as api:
+        replies = await asyncio.gather(
+            *(api.post("/invoices", headers=account["headers"], json=body) for body in bodies)
+        )
+        listed = await api.get("/invoices", headers=account["headers"], params={"limit": 100})
+    assert replies[5].status_code >= 500
+    others = replies[:5] + replies[6:]
+    assert all(reply.status_code == 201 for reply in others), [r.text for r in others]
+    assert sorted(reply.json()["number"] for reply in others) == [
+        f"INV-{n:06d}" for n in range(1, 11)
+    ]
+    assert len(listed.json()) == 10
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [  # NO-PAN aside, what a fuzzer stored before: unknown money, year 1, amounts past NUMERIC

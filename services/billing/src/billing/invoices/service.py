@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
+import asyncpg
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,30 +29,33 @@ from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine
 from shared.contracts import InvoiceIssued, IssuedInvoiceCustomer
 from shared.contracts import InvoiceLine as IssuedLine
 from shared.db import SessionFactory
+from shared.group_commit import GroupCommit, Submitted
 from shared.unit_of_work import UnitsOfWork, Work
 
 _CUSTOMER = "SELECT name, email FROM customer WHERE account_id = $1 AND id = $2"
-# Takes the account's next number (its row lock keeps numbering gapless) only if the customer
-# is the account's: one round trip for both.
-_TAKE_NUMBER_FOR_CUSTOMER = """
-WITH buyer AS (SELECT name, email FROM customer WHERE account_id = $1 AND id = $2)
-UPDATE account SET next_invoice_number = next_invoice_number + 1
-WHERE id = $1 AND EXISTS (SELECT 1 FROM buyer)
-RETURNING next_invoice_number - 1 AS number, account.name AS account_name,
-    (SELECT name FROM buyer) AS name, (SELECT email FROM buyer) AS email
+_BUYERS = "SELECT id, name, email FROM customer WHERE account_id = $1 AND id = ANY($2::uuid[])"
+# Takes the account's next numbers; the row lock, held to commit, keeps numbering gapless.
+_TAKE_NUMBERS = """
+UPDATE account SET next_invoice_number = next_invoice_number + $2 WHERE id = $1
+RETURNING next_invoice_number - $2 AS first_number, name AS account_name
 """
-# The invoice and all its lines in one statement (the lines' foreign key is checked at its end).
-_INSERT_INVOICE_WITH_LINES = """
-WITH invoice_row AS (
+# Invoices and all their lines in one statement (the lines' foreign key is checked at its end).
+_INSERT_INVOICES_WITH_LINES = """
+WITH invoice_rows AS (
     INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total,
         issue_date, due_date, issued_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT id, $1, customer_id, number, status::invoicestatus, currency, total, issue_date,
+        due_date, issued_at
+    FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[],
+        $8::date[], $9::date[], $10::timestamptz[])
+        AS i(id, customer_id, number, status, currency, total, issue_date, due_date, issued_at)
 )
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
     unit_price, amount)
-SELECT id, $1, $2, position, description, quantity, unit_price, amount
-FROM unnest($11::uuid[], $12::int[], $13::text[], $14::numeric[], $15::numeric[],
-    $16::numeric[]) AS line(id, position, description, quantity, unit_price, amount)
+SELECT id, invoice_id, $1, position, description, quantity, unit_price, amount
+FROM unnest($11::uuid[], $12::uuid[], $13::int[], $14::text[], $15::numeric[],
+    $16::numeric[], $17::numeric[])
+    AS line(id, invoice_id, position, description, quantity, unit_price, amount)
 """
 
 
@@ -90,6 +94,42 @@ class InvoiceWithLines:
 
     invoice: Invoice | DraftedInvoice
     lines: Sequence[InvoiceLine | DraftedLine]
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """A new invoice and its lines, not yet written."""
+
+    invoice: DraftedInvoice
+    lines: list[DraftedLine]
+
+
+async def _insert_drafted(
+    db: asyncpg.Connection, account_id: UUID, drafted: Sequence[Drafted]
+) -> None:
+    """Write invoices and all their lines in one round trip."""
+    invoices = [d.invoice for d in drafted]
+    lines = [(d.invoice.id, line) for d in drafted for line in d.lines]
+    await db.execute(
+        _INSERT_INVOICES_WITH_LINES,
+        account_id,
+        [i.id for i in invoices],
+        [i.customer_id for i in invoices],
+        [i.number for i in invoices],
+        [i.status.name for i in invoices],
+        [i.currency for i in invoices],
+        [i.total for i in invoices],
+        [i.issue_date for i in invoices],
+        [i.due_date for i in invoices],
+        [i.issued_at for i in invoices],
+        [line.id for _, line in lines],
+        [invoice_id for invoice_id, _ in lines],
+        [line.position for _, line in lines],
+        [line.description for _, line in lines],
+        [line.quantity for _, line in lines],
+        [line.unit_price for _, line in lines],
+        [line.amount for _, line in lines],
+    )
 
 
 async def take_invoice_number(session: AsyncSession, account_id: UUID) -> int:
@@ -185,15 +225,22 @@ def _issued_event(
     )
 
 
+def _no_such_customer() -> InvalidReferenceError:
+    return InvalidReferenceError("no such customer in this account", field="customer_id")
+
+
 class InvoiceService:
     """An account's invoices."""
 
     def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
         self.sessions = sessions
         self.units = units
+        # Issuing serialises on the account's numbering lock: invoices of one account that
+        # queue for it are numbered, written and committed together.
+        self._issuing: GroupCommit[UUID, Drafted, InvoiceWithLines] = GroupCommit(self._issue_batch)
 
     async def draft(self, *, principal: Principal, request: InvoiceCreate) -> InvoiceWithLines:
-        """Create a draft invoice for one of the caller's customers."""
+        """Create a draft invoice for one of the caller's customers, issued at once if asked."""
         account_id = principal.require_user()
         invoice_id = uuid4()
         lines = [
@@ -215,53 +262,58 @@ class InvoiceService:
             due_date=request.due_date,
             total=invoice_total([line.amount for line in lines]),
         )
-        # The hot path of the API, in plain SQL inside the unit of work's transaction: BEGIN,
-        # a round trip for the customer (and, when issuing, the number), one for the invoice
-        # with all its lines, one for the outbox row, then the commit.
+        if request.issue:
+            return await self._issuing.submit(account_id, Drafted(invoice, lines))
+        # The hot path of the API, in plain SQL inside the unit of work's transaction.
         async with self.units() as work:
             db = await work.driver()
-            if request.issue:
-                parties = await db.fetchrow(
-                    _TAKE_NUMBER_FOR_CUSTOMER, account_id, request.customer_id
-                )
-            else:
-                parties = await db.fetchrow(_CUSTOMER, account_id, request.customer_id)
-            if parties is None:
-                raise InvalidReferenceError("no such customer in this account", field="customer_id")
-            if request.issue:
-                today = datetime.now(UTC)
-                invoice.number = format_invoice_number(parties["number"])
-                invoice.status = InvoiceStatus.ISSUED
-                invoice.issue_date, invoice.issued_at = today.date(), today
-                work.emit(
-                    _issued_event(
-                        invoice,
-                        lines,
-                        seller_name=parties["account_name"],
-                        customer_name=parties["name"],
-                        customer_email=parties["email"],
-                    )
-                )
-            await db.execute(
-                _INSERT_INVOICE_WITH_LINES,
-                invoice.id,
-                account_id,
-                invoice.customer_id,
-                invoice.number,
-                invoice.status.name,
-                invoice.currency,
-                invoice.total,
-                invoice.issue_date,
-                invoice.due_date,
-                invoice.issued_at,
-                [line.id for line in lines],
-                [line.position for line in lines],
-                [line.description for line in lines],
-                [line.quantity for line in lines],
-                [line.unit_price for line in lines],
-                [line.amount for line in lines],
-            )
+            if await db.fetchrow(_CUSTOMER, account_id, request.customer_id) is None:
+                raise _no_such_customer()
+            await _insert_drafted(db, account_id, [Drafted(invoice, lines)])
         return InvoiceWithLines(invoice, lines)
+
+    async def _issue_batch(
+        self, account_id: UUID, batch: Sequence[Submitted[Drafted]]
+    ) -> list[InvoiceWithLines | Exception]:
+        """Draft and issue a batch of one account's invoices in one transaction.
+
+        BEGIN, the customers, the numbers (the lock), the invoices with all their lines, the
+        outbox rows, COMMIT: six round trips however many invoices queued.
+        """
+        async with self.units() as work:
+            db = await work.driver()
+            customer_ids = list({s.item.invoice.customer_id for s in batch})
+            buyers = {row["id"]: row for row in await db.fetch(_BUYERS, account_id, customer_ids)}
+            accepted = [s for s in batch if s.item.invoice.customer_id in buyers]
+            if accepted:
+                taken = await db.fetchrow(_TAKE_NUMBERS, account_id, len(accepted))
+                if taken is None:
+                    raise NotFoundError("no such account")
+                now = datetime.now(UTC)
+                for offset, submitted in enumerate(accepted):
+                    invoice, buyer = (
+                        submitted.item.invoice,
+                        buyers[submitted.item.invoice.customer_id],
+                    )
+                    invoice.number = format_invoice_number(taken["first_number"] + offset)
+                    invoice.status = InvoiceStatus.ISSUED
+                    invoice.issue_date, invoice.issued_at = now.date(), now
+                    event = _issued_event(
+                        invoice,
+                        submitted.item.lines,
+                        seller_name=taken["account_name"],
+                        customer_name=buyer["name"],
+                        customer_email=buyer["email"],
+                    )
+                    # Emitted in its request's context: its record carries that request's trace.
+                    submitted.context.run(work.emit, event)
+                await _insert_drafted(db, account_id, [s.item for s in accepted])
+        return [
+            InvoiceWithLines(s.item.invoice, s.item.lines)
+            if s.item.invoice.customer_id in buyers
+            else _no_such_customer()
+            for s in batch
+        ]
 
     async def get(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """One of the caller's invoices with its lines."""
