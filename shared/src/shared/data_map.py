@@ -20,6 +20,7 @@ class RetentionCategory(StrEnum):
 
     CONTRACT = "contract"  # the customer's records: kept for the contract, exported, then purged
     CREDENTIALS = "credentials"  # hashes of secrets: never exported, purged with the account
+    REQUEST_METADATA = "request-metadata"  # sessions and sign-ins: for security and administration
     DELIVERY_LOG = "delivery-log"  # what was sent to whom and when
     ACCESS_TRAIL = "access-trail"  # who read the account's data and why
     TERMINATION = "termination"  # a termination's working data: gone with its certificate

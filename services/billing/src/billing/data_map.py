@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from billing.models import AccessGrant, Account, ApiKey, AppUser, Customer, Invoice, InvoiceLine
+from billing.models import (
+    AccessGrant,
+    Account,
+    ApiKey,
+    AppUser,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    SignInFailure,
+    WebSession,
+)
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 
 CONTRACT = RetentionCategory.CONTRACT
@@ -76,10 +86,37 @@ DATA_MAP = AccountDataMap(
             order_by=("created_at", "id"),
         ),
         account_table(
+            WebSession,
+            record_type="session",
+            retention=RetentionCategory.REQUEST_METADATA,
+            exported=(
+                "id",
+                "account_id",
+                "user_id",
+                "created_at",
+                "last_seen_at",
+                "expires_at",
+                "ended_at",
+            ),
+            withheld={
+                "token_hash": "a credential's hash is never handed out",
+                "csrf_hash": "a credential's hash is never handed out",
+            },
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            SignInFailure,
+            retention=RetentionCategory.REQUEST_METADATA,
+            exported=("id", "account_id", "user_id", "address", "created_at"),
+            personal=("address",),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
             AppUser,
             record_type="user",
             retention=CONTRACT,
             exported=("id", "account_id", "name", "email", "role", "created_at"),
+            withheld={"password_hash": "a credential's hash is never handed out"},
             personal=("name", "email"),
             order_by=("created_at", "id"),
         ),

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from billing.accounts.service import AccountService
 from billing.auth.models import Principal
 from billing.auth.service import AuthService
+from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.customers.service import CustomerService
 from billing.errors import NotAuthenticatedError
 from billing.invoices.service import InvoiceService
@@ -24,6 +25,11 @@ MAX_OFFSET = 1_000_000  # past this, a client pages by filter; 2**63 once answer
 _bearer = HTTPBearer(
     auto_error=False, description="An API key from account opening or staff registration."
 )
+_session = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description=f"The session cookie set by signing in; changes also need {CSRF_HEADER}.",
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Services:
     """Billing's use cases, one service per domain."""
 
     auth: AuthService
+    sessions: SessionService
     accounts: AccountService
     customers: CustomerService
     invoices: InvoiceService
@@ -56,11 +63,25 @@ SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_principal(services: ServicesDep, credentials: CredentialsDep) -> Principal:
-    """The caller behind the bearer API key."""
-    if credentials is None:
-        raise NotAuthenticatedError("send an API key as 'Authorization: Bearer <key>'")
-    return await services.auth.authenticate(api_key=credentials.credentials)
+SessionCookieDep = Annotated[str | None, Depends(_session)]
+
+
+async def get_principal(
+    request: Request,
+    services: ServicesDep,
+    credentials: CredentialsDep,
+    session_token: SessionCookieDep,
+) -> Principal:
+    """The caller behind the bearer API key, or else behind the session cookie."""
+    if credentials is not None:
+        return await services.auth.authenticate(api_key=credentials.credentials)
+    if session_token is not None:
+        return await services.sessions.authenticate(
+            token=session_token,
+            method=request.method,
+            csrf_token=request.headers.get(CSRF_HEADER),
+        )
+    raise NotAuthenticatedError("sign in, or send an API key as 'Authorization: Bearer <key>'")
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -30,3 +30,11 @@ class InvalidReferenceError(BillingError):
 
 class ConflictError(BillingError):
     """The resource's state does not allow the change."""
+
+
+class ThrottledError(BillingError):
+    """Too many attempts; the caller may try again after `retry_after_s` seconds."""
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request, Response
 from billing import operations
 from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
+from billing.auth import routes as sign_in
 from billing.auth.service import AuthService
+from billing.auth.sessions import SessionService
 from billing.customers import routes as customers
 from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
@@ -47,6 +49,7 @@ def create_app(
     sessions, units = runtime.sessions, runtime.units
     services = Services(
         auth=AuthService(engine=runtime.engine),
+        sessions=SessionService(engine=runtime.engine, settings=settings),
         accounts=AccountService(sessions=sessions, units=units),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
@@ -82,7 +85,7 @@ def create_app(
     install_problem_handlers(app)
     harden_api(app, max_body_bytes=settings.max_body_bytes)
     mount_offline_docs(app)
-    for domain in (accounts, termination, customers, invoices, staff_access):
+    for domain in (accounts, sign_in, termination, customers, invoices, staff_access):
         app.include_router(domain.router)
     app.include_router(operations.router)
     if settings.tls_certfile is not None:

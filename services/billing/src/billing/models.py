@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing.accounts.models import Account, AppUser
-from billing.auth.models import ApiKey
+from billing.auth.models import ApiKey, SignInFailure, WebSession
 from billing.customers.models import Customer
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
@@ -18,5 +18,7 @@ __all__ = [
     "Customer",
     "Invoice",
     "InvoiceLine",
+    "SignInFailure",
     "StaffMember",
+    "WebSession",
 ]

@@ -16,6 +16,7 @@ from billing.errors import (
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    ThrottledError,
 )
 from shared.http import problem_response, problem_responses
 
@@ -25,6 +26,7 @@ ANY_ROUTE = problem_responses(400, 413, 422, 500, 503)
 AUTHENTICATED = problem_responses(401, 403)
 NOT_FOUND = problem_responses(404)
 CONFLICT = problem_responses(409)
+THROTTLED = problem_responses(429)
 
 _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     NotAuthenticatedError: (401, "not-authenticated", "Not authenticated"),
@@ -32,6 +34,7 @@ _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     NotFoundError: (404, "not-found", "Not found"),
     ConflictError: (409, "conflict", "Conflict"),
     InvalidReferenceError: (422, "invalid-field", "Invalid field"),
+    ThrottledError: (429, "too-many-requests", "Too many requests"),
 }
 
 
@@ -46,6 +49,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, ThrottledError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return problem_response(
             status=status,
             slug=slug,

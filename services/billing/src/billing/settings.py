@@ -30,3 +30,18 @@ class BillingSettings(ServiceSettings):
     max_body_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest request body; larger ones get a 413."
     )
+    session_idle_minutes: int = Field(
+        default=30, ge=1, description="A signed-in session ends after this long unused."
+    )
+    session_absolute_hours: int = Field(
+        default=12, ge=1, description="A signed-in session ends this long after sign-in."
+    )
+    sign_in_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed sign-ins to one user before it is throttled."
+    )
+    sign_in_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed sign-ins from one address before it is throttled."
+    )
+    sign_in_throttle_minutes: int = Field(
+        default=15, ge=1, description="The window over which failed sign-ins are counted."
+    )

@@ -422,28 +422,6 @@ async def test_health_checks_the_database_and_the_broker(api: httpx.AsyncClient)
     assert "outbox_relayed_events" in metrics.text
 
 
-async def test_cookies_no_response_sets_a_cookie(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
-) -> None:
-    """No tracking, analytics or experiment cookie exists; this API sets none at all yet."""
-    headers = account["headers"]
-    draft = await api.post("/invoices", headers=headers, json=invoice_body(customer["id"]))
-    responses = [
-        draft,
-        await api.post(f"/invoices/{draft.json()['id']}/issue", headers=headers),
-        await api.get("/account", headers=headers),
-        await api.get("/customers", headers=headers),
-        await api.get("/customers"),  # 401
-        await api.post("/customers", headers=headers, json={}),  # 422
-        await api.get("/no-such-route"),  # 404
-        await api.get("/healthz"),
-        await api.get("/docs"),
-        await api.get("/openapi.json"),
-    ]
-    assert [r.headers.get_list("set-cookie") for r in responses] == [[]] * len(responses)
-    assert not api.cookies
-
-
 async def test_an_invoice_is_drafted_and_issued_in_one_request_with_issue_true(
     api: httpx.AsyncClient, customer: dict[str, Any], account: dict[str, Any]
 ) -> None:

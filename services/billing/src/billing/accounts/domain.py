@@ -13,8 +13,15 @@ class AccountStatus(StrEnum):
 
 
 class Role(StrEnum):
-    """What a user of an account may do."""
+    """What a user of an account may do (LEAST-ACCESS)."""
 
-    OWNER = "owner"
-    ADMIN = "admin"
-    MEMBER = "member"
+    OWNER = "owner"  # everything, alone: termination and handing the account over
+    ADMIN = "admin"  # users, staff access grants, the account's details
+    ACCOUNTANT = "accountant"  # customers, invoices
+    READ_ONLY = "read_only"  # reads
+
+
+EVERY_ROLE = frozenset(Role)
+BOOKKEEPERS = frozenset({Role.OWNER, Role.ADMIN, Role.ACCOUNTANT})
+ADMINISTRATORS = frozenset({Role.OWNER, Role.ADMIN})
+OWNER_ONLY = frozenset({Role.OWNER})

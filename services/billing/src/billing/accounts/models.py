@@ -10,6 +10,7 @@ from sqlalchemy import DateTime, UniqueConstraint
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role
+from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
 from shared.input_types import EmailAddress, Name
@@ -38,6 +39,8 @@ class AppUser(BillingTable, table=True):
     name: str
     email: str
     role: Role
+    # Argon2id; None until the user chooses a password (API keys only until then).
+    password_hash: str | None = Field(default=None)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
 
 
@@ -47,6 +50,9 @@ class OwnerCreate(Schema):
     name: Name = pydantic.Field(description="Owner's full name.")
     email: EmailAddress = pydantic.Field(
         description="Owner's email; the termination export goes here."
+    )
+    password: Password | None = pydantic.Field(
+        default=None, description="To sign in with a browser; API keys work without one."
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing.accounts.models import AccountCreate, AccountOpened, AccountPublic, UserPublic
-from billing.dependencies import PrincipalDep, ServicesDep
+from billing.auth.policy import AnyUser
+from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED
 
 router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
@@ -23,6 +24,6 @@ async def open_account(body: AccountCreate, services: ServicesDep) -> AccountOpe
 
 
 @router.get("/account", response_model=AccountPublic, responses=AUTHENTICATED)
-async def get_account(principal: PrincipalDep, services: ServicesDep) -> AccountPublic:
+async def get_account(principal: AnyUser, services: ServicesDep) -> AccountPublic:
     """The caller's account."""
     return AccountPublic.model_validate(await services.accounts.get(principal=principal))

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from billing.accounts.domain import Role
 from billing.accounts.models import Account, AccountCreate, AppUser
 from billing.auth.models import ApiKey, Principal
+from billing.auth.passwords import hash_password
 from billing.auth.service import hash_api_key, new_api_key
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
@@ -40,6 +41,8 @@ class AccountService:
     async def open(self, *, request: AccountCreate) -> tuple[Account, AppUser, str]:
         """Create an account, its owner and the owner's API key."""
         api_key = new_api_key()
+        password = request.owner.password
+        password_hash = None if password is None else await hash_password(password)
         async with self.units() as work:
             account = Account(name=request.name, plan=request.plan)
             owner = AppUser(
@@ -47,6 +50,7 @@ class AccountService:
                 name=request.owner.name,
                 email=str(request.owner.email),
                 role=Role.OWNER,
+                password_hash=password_hash,
             )
             work.session.add(account)
             await work.session.flush()

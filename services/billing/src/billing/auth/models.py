@@ -7,12 +7,16 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID, uuid4
 
+import pydantic
 from sqlalchemy import DateTime
 from sqlmodel import Field
 
 from billing.accounts.domain import Role
+from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.errors import PermissionDeniedError
+from billing.schemas import Schema
+from shared.input_types import EmailAddress
 
 
 class ApiKey(BillingTable, table=True):
@@ -29,6 +33,38 @@ class ApiKey(BillingTable, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class WebSession(BillingTable, table=True):
+    """A signed-in browser: its only trace there is one cookie holding a random id (COOKIES).
+
+    Only the id's hash is kept, so a copy of this table signs nobody in.
+    """
+
+    __tablename__ = "web_session"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    token_hash: str = Field(unique=True)
+    csrf_hash: str
+    account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
+    user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+    last_seen_at: datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    ended_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SignInFailure(BillingTable, table=True):
+    """A failed sign-in, counted to throttle guessing per user and per address."""
+
+    __tablename__ = "sign_in_failure"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    # The account and user the address named, when it named one (a purge then takes them).
+    account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
+    user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
+    address: str = Field(index=True)
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a user of an account, or a staff member."""
@@ -39,13 +75,12 @@ class Principal:
     user_id: UUID | None = None
     role: Role | None = None
     staff_id: UUID | None = None
+    session_id: UUID | None = None  # signed in with the cookie, not an API key
 
-    def require_user(self, *roles: Role) -> UUID:
-        """The caller's account id, if the caller is a user with one of the roles."""
+    def require_user(self) -> UUID:
+        """The caller's account id, if the caller is a user (the route's policy checked roles)."""
         if self.kind != "user" or self.account_id is None:
             raise PermissionDeniedError("only users of an account may do this")
-        if roles and self.role not in roles:
-            raise PermissionDeniedError(f"needs the role {' or '.join(roles)}")
         return self.account_id
 
     def require_staff(self) -> UUID:
@@ -53,3 +88,35 @@ class Principal:
         if self.kind != "staff" or self.staff_id is None:
             raise PermissionDeniedError("only staff members read through this route")
         return self.staff_id
+
+
+class SignInRequest(Schema):
+    """Sign in with an email and a password."""
+
+    email: EmailAddress = pydantic.Field(description="The user's email.")
+    # Checked, not judged: a password chosen before a rule changed still signs in.
+    password: str = pydantic.Field(
+        min_length=1, max_length=128, json_schema_extra={"writeOnly": True}
+    )
+    account_id: UUID | None = pydantic.Field(
+        default=None, description="Needed only when the email belongs to users of several accounts."
+    )
+
+
+class SessionPublic(Schema):
+    """The signed-in session: send `csrf_token` as `X-CSRF-Token` with every change."""
+
+    user_id: UUID
+    account_id: UUID
+    role: Role
+    csrf_token: str
+    expires_at: datetime | None = None
+
+
+class PasswordChange(Schema):
+    """A new password; the current one is needed when there is one. Every session ends."""
+
+    current_password: str | None = pydantic.Field(
+        default=None, max_length=128, json_schema_extra={"writeOnly": True}
+    )
+    new_password: Password

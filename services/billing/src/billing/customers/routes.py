@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from billing.auth.policy import AnyUser, Bookkeeper
 from billing.customers.models import CustomerCreate, CustomerPublic
-from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
+from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND
 from shared.http import links_by_id
 
@@ -22,7 +23,7 @@ router = APIRouter(tags=["customers"], responses={**ANY_ROUTE, **AUTHENTICATED})
     responses=links_by_id(201, "customer_id", "get_customer"),
 )
 async def create_customer(
-    body: CustomerCreate, principal: PrincipalDep, services: ServicesDep
+    body: CustomerCreate, principal: Bookkeeper, services: ServicesDep
 ) -> CustomerPublic:
     """Add a customer."""
     return CustomerPublic.model_validate(
@@ -32,7 +33,7 @@ async def create_customer(
 
 @router.get("/customers", response_model=list[CustomerPublic])
 async def list_customers(
-    principal: PrincipalDep,
+    principal: AnyUser,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -44,7 +45,7 @@ async def list_customers(
 
 @router.get("/customers/{customer_id}", response_model=CustomerPublic, responses=NOT_FOUND)
 async def get_customer(
-    customer_id: UUID, principal: PrincipalDep, services: ServicesDep
+    customer_id: UUID, principal: AnyUser, services: ServicesDep
 ) -> CustomerPublic:
     """One customer."""
     return CustomerPublic.model_validate(

@@ -7,7 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from billing.dependencies import MAX_OFFSET, PrincipalDep, ServicesDep
+from billing.auth.policy import AnyUser, Bookkeeper
+from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
 from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
 from billing.invoices.service import InvoiceWithLines
@@ -49,7 +50,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
     responses=links_by_id(201, "invoice_id", "get_invoice", "issue_invoice"),
 )
 async def draft_invoice(
-    body: InvoiceCreate, principal: PrincipalDep, services: ServicesDep
+    body: InvoiceCreate, principal: Bookkeeper, services: ServicesDep
 ) -> InvoicePublic:
     """Draft an invoice."""
     return _public(await services.invoices.draft(principal=principal, request=body))
@@ -57,7 +58,7 @@ async def draft_invoice(
 
 @router.get("/invoices", response_model=list[InvoicePublic])
 async def list_invoices(
-    principal: PrincipalDep,
+    principal: AnyUser,
     services: ServicesDep,
     status: Annotated[
         InvoiceStatus | None, Query(description="Only invoices in this state.")
@@ -74,9 +75,7 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoicePublic, responses=NOT_FOUND)
-async def get_invoice(
-    invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
-) -> InvoicePublic:
+async def get_invoice(invoice_id: UUID, principal: AnyUser, services: ServicesDep) -> InvoicePublic:
     """One invoice."""
     return _public(await services.invoices.get(principal=principal, invoice_id=invoice_id))
 
@@ -87,7 +86,7 @@ async def get_invoice(
     responses={**NOT_FOUND, **CONFLICT},
 )
 async def issue_invoice(
-    invoice_id: UUID, principal: PrincipalDep, services: ServicesDep
+    invoice_id: UUID, principal: Bookkeeper, services: ServicesDep
 ) -> InvoicePublic:
     """Issue a draft: it gets its number and is emailed to the customer."""
     return _public(await services.invoices.issue(principal=principal, invoice_id=invoice_id))

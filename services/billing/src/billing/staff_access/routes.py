@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
+from billing.auth.policy import Administrator, Staff
 from billing.customers.models import CustomerPublic
-from billing.dependencies import PrincipalDep, ServicesDep, require_operator
+from billing.dependencies import ServicesDep, require_operator
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from billing.staff_access.models import (
     AccessGrantCreate,
@@ -43,7 +44,7 @@ async def register_staff(body: StaffCreate, services: ServicesDep) -> StaffRegis
     responses=links_by_id(201, "grant_id", "revoke_access_grant"),
 )
 async def open_access_grant(
-    body: AccessGrantCreate, principal: PrincipalDep, services: ServicesDep
+    body: AccessGrantCreate, principal: Administrator, services: ServicesDep
 ) -> AccessGrantPublic:
     """Let a named staff member read this account's data for a purpose until expiry."""
     return AccessGrantPublic.model_validate(
@@ -53,7 +54,7 @@ async def open_access_grant(
 
 @router.get("/access-grants", response_model=list[AccessGrantPublic])
 async def list_access_grants(
-    principal: PrincipalDep, services: ServicesDep
+    principal: Administrator, services: ServicesDep
 ) -> list[AccessGrantPublic]:
     """The account's access grants, newest first, revoked and lapsed ones included."""
     grants = await services.staff_access.grants(principal=principal)
@@ -64,7 +65,7 @@ async def list_access_grants(
     "/access-grants/{grant_id}/revoke", response_model=AccessGrantPublic, responses=NOT_FOUND
 )
 async def revoke_access_grant(
-    grant_id: UUID, principal: PrincipalDep, services: ServicesDep
+    grant_id: UUID, principal: Administrator, services: ServicesDep
 ) -> AccessGrantPublic:
     """End a grant at once: the next read under it is refused and recorded."""
     return AccessGrantPublic.model_validate(
@@ -80,7 +81,7 @@ async def revoke_access_grant(
 async def read_customer_as_staff(
     account_id: UUID,
     customer_id: UUID,
-    principal: PrincipalDep,
+    principal: Staff,
     services: ServicesDep,
     purpose: Annotated[AccessPurpose, Query(description="Why the data is read (closed list).")],
 ) -> CustomerPublic:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing.accounts.models import AccountPublic
-from billing.dependencies import PrincipalDep, ServicesDep
+from billing.auth.policy import Owner
+from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT
 
 router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
@@ -17,6 +18,6 @@ router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
     status_code=202,
     responses={**AUTHENTICATED, **CONFLICT},
 )
-async def terminate_account(principal: PrincipalDep, services: ServicesDep) -> AccountPublic:
+async def terminate_account(principal: Owner, services: ServicesDep) -> AccountPublic:
     """Terminate the contract: the export is emailed to the owner, then every record is purged."""
     return AccountPublic.model_validate(await services.termination.terminate(principal=principal))

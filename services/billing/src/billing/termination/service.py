@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from billing.accounts.domain import AccountStatus, Role
+from billing.accounts.domain import AccountStatus
 from billing.accounts.models import Account
 from billing.accounts.service import account_owner, get_account
 from billing.auth.models import Principal
@@ -21,7 +21,7 @@ class TerminationService:
 
     async def terminate(self, *, principal: Principal) -> Account:
         """End the contract and emit `account.terminated` in the same transaction."""
-        account_id = principal.require_user(Role.OWNER)
+        account_id = principal.require_user()
         async with self.units() as work:
             # Locked: two termination requests at once make one saga, not two.
             account = await get_account(work.session, account_id, for_update=True)

@@ -1,0 +1,66 @@
+"""Who may call each route: one policy per route, declared where the route is (LEAST-ACCESS)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+
+from billing.accounts.domain import (
+    ADMINISTRATORS,
+    BOOKKEEPERS,
+    EVERY_ROLE,
+    OWNER_ONLY,
+    Role,
+)
+from billing.auth.models import Principal
+from billing.dependencies import PrincipalDep
+from billing.errors import PermissionDeniedError
+
+
+@dataclass(frozen=True)
+class Allow:
+    """A route's policy: the account roles that may call it, or staff.
+
+    Routes never check roles themselves: they take the principal from their policy, so a route
+    without one has no caller to act for, and the route table test reads these to walk every
+    route with every role.
+    """
+
+    roles: frozenset[Role] = frozenset()
+    staff: bool = False
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        """The caller, if this policy lets them in."""
+        if principal.kind == "staff":
+            if not self.staff:
+                raise PermissionDeniedError("staff members cannot use this route")
+            return principal
+        if not self.roles:
+            raise PermissionDeniedError("only staff members may use this route")
+        if principal.role not in self.roles:
+            raise PermissionDeniedError(f"needs the role {_names(self.roles)}")
+        return principal
+
+
+def _names(roles: Iterable[Role]) -> str:
+    return " or ".join(sorted(role.value for role in roles))
+
+
+# What the route table test recognises as this policy's refusal, and not the route's own.
+POLICY_REFUSALS = ("needs the role ", "staff members cannot use", "only staff members may use")
+
+
+ANY_USER = Allow(EVERY_ROLE)
+BOOKKEEPER = Allow(BOOKKEEPERS)
+ADMINISTRATOR = Allow(ADMINISTRATORS)
+OWNER = Allow(OWNER_ONLY)
+STAFF = Allow(staff=True)
+
+AnyUser = Annotated[Principal, Depends(ANY_USER)]
+Bookkeeper = Annotated[Principal, Depends(BOOKKEEPER)]
+Administrator = Annotated[Principal, Depends(ADMINISTRATOR)]
+Owner = Annotated[Principal, Depends(OWNER)]
+Staff = Annotated[Principal, Depends(STAFF)]

@@ -1,0 +1,100 @@
+"""Routes of signing in and out: one session cookie, nothing else stored in the browser."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from billing.auth.models import PasswordChange, SessionPublic, SignInRequest
+from billing.auth.policy import AnyUser
+from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
+from billing.dependencies import ServicesDep
+from billing.errors import NotFoundError
+from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND, THROTTLED
+
+router = APIRouter(tags=["sign-in"], responses=ANY_ROUTE)
+
+
+def _set_session_cookie(response: Response, token: str, max_age_s: int) -> None:
+    # Strict: the cookie never rides on a request another site started.
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age_s,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def _clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+
+
+@router.post(
+    "/sessions",
+    status_code=201,
+    response_model=SessionPublic,
+    responses={**AUTHENTICATED, **THROTTLED},
+)
+async def sign_in(
+    body: SignInRequest, request: Request, response: Response, services: ServicesDep
+) -> SessionPublic:
+    """Sign in: the session's id is set as the one cookie; the CSRF token is in the body."""
+    address = request.client.host if request.client else "unknown"
+    signed_in = await services.sessions.sign_in(
+        email=str(body.email), password=body.password, account_id=body.account_id, address=address
+    )
+    _set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
+    return SessionPublic(
+        user_id=signed_in.user_id,
+        account_id=signed_in.account_id,
+        role=signed_in.role,
+        csrf_token=signed_in.csrf_token,
+        expires_at=signed_in.expires_at,
+    )
+
+
+@router.get("/session", response_model=SessionPublic, responses={**AUTHENTICATED, **NOT_FOUND})
+async def current_session(principal: AnyUser, request: Request) -> SessionPublic:
+    """The signed-in session, with its CSRF token (for a page that was reloaded)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if principal.session_id is None or token is None:
+        raise NotFoundError("signed in with an API key, not a session")
+    assert principal.account_id is not None
+    assert principal.user_id is not None
+    assert principal.role is not None
+    return SessionPublic(
+        user_id=principal.user_id,
+        account_id=principal.account_id,
+        role=principal.role,
+        csrf_token=csrf_token_for(token),
+    )
+
+
+@router.delete(
+    "/session", status_code=204, responses={**AUTHENTICATED, **NOT_FOUND}, response_class=Response
+)
+async def sign_out(principal: AnyUser, services: ServicesDep) -> Response:
+    """Sign out: the session ends and the cookie is removed."""
+    if principal.session_id is None:
+        raise NotFoundError("signed in with an API key, not a session")
+    await services.sessions.sign_out(session_id=principal.session_id)
+    response = Response(status_code=204)
+    _clear_session_cookie(response)
+    return response
+
+
+@router.put("/users/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
+async def change_password(
+    body: PasswordChange, principal: AnyUser, services: ServicesDep
+) -> Response:
+    """Choose a new password; every session of the user ends, this one included."""
+    assert principal.user_id is not None
+    await services.sessions.change_password(
+        user_id=principal.user_id, current=body.current_password, new=body.new_password
+    )
+    response = Response(status_code=204)
+    if principal.session_id is not None:
+        _clear_session_cookie(response)
+    return response

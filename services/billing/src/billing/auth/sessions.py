@@ -1,0 +1,192 @@
+"""Browser sessions (COOKIES): sign in with a password, one opaque cookie, CSRF, sign out."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing.accounts.domain import AccountStatus, Role
+from billing.auth.models import Principal
+from billing.auth.passwords import hash_password, verify_password
+from billing.errors import (
+    InvalidReferenceError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    ThrottledError,
+)
+from billing.settings import BillingSettings
+from shared.db import driver_in_transaction
+
+# `__Host-`: the browser keeps it only if Secure, for this host alone and the whole path.
+SESSION_COOKIE = "__Host-quittance_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOUCH_EVERY = timedelta(seconds=60)  # last use is written at most this often per session
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The session's CSRF token: derived from the cookie, which scripts cannot read, so a
+    page of ours asks for it (`GET /session`) and another site can neither read nor forge it."""
+    return hmac.new(session_token.encode(), b"quittance csrf", hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session: the cookie's value (shown once), its CSRF token and its end."""
+
+    token: str
+    csrf_token: str
+    expires_at: datetime
+    user_id: UUID
+    account_id: UUID
+    role: Role
+
+
+_USERS_BY_EMAIL = """
+SELECT u.id, u.account_id, u.role, u.password_hash
+FROM app_user u JOIN account a ON a.id = u.account_id
+WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
+    AND a.status = 'ACTIVE'
+"""
+_FAILURES_SINCE = """
+SELECT count(*) FILTER (WHERE address = $1) AS by_address,
+    count(*) FILTER (WHERE user_id = $2) AS by_user
+FROM sign_in_failure WHERE created_at > now() - make_interval(mins => $3)
+    AND (address = $1 OR user_id = $2)
+"""
+_RECORD_FAILURE = (
+    "INSERT INTO sign_in_failure (id, account_id, user_id, address) VALUES ($1, $2, $3, $4)"
+)
+_OPEN = """
+INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, last_seen_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, now(), $6)
+"""
+_SESSION = """
+SELECT s.id AS session_id, s.csrf_hash, s.last_seen_at, u.id AS user_id, u.name AS user_name,
+    u.role, a.id AS account_id, a.status
+FROM web_session s JOIN app_user u ON u.id = s.user_id JOIN account a ON a.id = s.account_id
+WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+    AND s.last_seen_at > now() - make_interval(mins => $2)
+"""
+_TOUCH = "UPDATE web_session SET last_seen_at = now() WHERE id = $1"
+_END = "UPDATE web_session SET ended_at = now() WHERE id = $1 AND ended_at IS NULL"
+_END_ALL = "UPDATE web_session SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL"
+_STORED_HASH = "SELECT password_hash FROM app_user WHERE id = $1"
+_STORE_HASH = "UPDATE app_user SET password_hash = $2 WHERE id = $1"
+
+
+class SessionService:
+    """Signs people in and out, and resolves a session cookie to its user."""
+
+    def __init__(self, *, engine: AsyncEngine, settings: BillingSettings) -> None:
+        self.engine = engine
+        self.idle_minutes = settings.session_idle_minutes
+        self.absolute = timedelta(hours=settings.session_absolute_hours)
+        self.absolute_s = int(self.absolute.total_seconds())
+        self.per_user = settings.sign_in_failures_per_user
+        self.per_address = settings.sign_in_failures_per_address
+        self.window_minutes = settings.sign_in_throttle_minutes
+
+    async def sign_in(
+        self, *, email: str, password: str, account_id: UUID | None, address: str
+    ) -> SignedIn:
+        """Check the password and open a session with a new random id (never a reused one)."""
+        async with self.engine.begin() as connection:
+            db: Any = await driver_in_transaction(connection)
+            users = await db.fetch(_USERS_BY_EMAIL, email, account_id)
+            if len(users) > 1:
+                raise InvalidReferenceError(
+                    "this address signs in to several accounts: name one", field="account_id"
+                )
+            user = users[0] if users else None
+            user_id = user["id"] if user else None
+            failures = await db.fetchrow(_FAILURES_SINCE, address, user_id, self.window_minutes)
+            if failures["by_address"] >= self.per_address or failures["by_user"] >= self.per_user:
+                raise ThrottledError(
+                    "too many failed sign-ins: try again later",
+                    retry_after_s=60 * self.window_minutes,
+                )
+        # Outside the transaction: Argon2id takes tens of milliseconds on purpose.
+        if (
+            user is None
+            or user_id is None
+            or not await verify_password(password, user["password_hash"])
+        ):
+            async with self.engine.begin() as connection:
+                db = await driver_in_transaction(connection)
+                await db.execute(
+                    _RECORD_FAILURE, uuid4(), user["account_id"] if user else None, user_id, address
+                )
+            raise NotAuthenticatedError("wrong email or password")
+        token = secrets.token_urlsafe(32)  # 256 random bits
+        csrf_token = csrf_token_for(token)
+        expires_at = datetime.now(UTC) + self.absolute
+        async with self.engine.begin() as connection:
+            db = await driver_in_transaction(connection)
+            await db.execute(
+                _OPEN,
+                uuid4(),
+                _digest(token),
+                _digest(csrf_token),
+                user["account_id"],
+                user_id,
+                expires_at,
+            )
+        return SignedIn(
+            token, csrf_token, expires_at, user_id, user["account_id"], Role[user["role"]]
+        )
+
+    async def authenticate(self, *, token: str, method: str, csrf_token: str | None) -> Principal:
+        """The user behind a session cookie; a state change must also carry its CSRF token."""
+        async with self.engine.connect() as connection:
+            db: Any = (await connection.get_raw_connection()).driver_connection
+            row = await db.fetchrow(_SESSION, _digest(token), self.idle_minutes)
+            if row is not None and datetime.now(UTC) - row["last_seen_at"] > TOUCH_EVERY:
+                await db.execute(_TOUCH, row["session_id"])
+        if row is None:
+            raise NotAuthenticatedError("the session has ended: sign in again")
+        if AccountStatus[row["status"]] is not AccountStatus.ACTIVE:
+            raise PermissionDeniedError("the account is terminated")
+        if method not in SAFE_METHODS and not (
+            csrf_token and hmac.compare_digest(_digest(csrf_token), row["csrf_hash"])
+        ):
+            raise PermissionDeniedError(
+                f"a change made with the session cookie needs {CSRF_HEADER}"
+            )
+        return Principal(
+            kind="user",
+            name=row["user_name"],
+            account_id=row["account_id"],
+            user_id=row["user_id"],
+            role=Role[row["role"]],
+            session_id=row["session_id"],
+        )
+
+    async def sign_out(self, *, session_id: UUID) -> None:
+        """End one session."""
+        async with self.engine.begin() as connection:
+            await (await driver_in_transaction(connection)).execute(_END, session_id)
+
+    async def change_password(self, *, user_id: UUID, current: str | None, new: str) -> None:
+        """Set a new password (the current one first, if there is one); every session ends."""
+        async with self.engine.connect() as connection:
+            db: Any = (await connection.get_raw_connection()).driver_connection
+            stored = await db.fetchval(_STORED_HASH, user_id)
+        if stored is not None and (current is None or not await verify_password(current, stored)):
+            raise PermissionDeniedError("the current password is wrong")
+        new_hash = await hash_password(new)
+        async with self.engine.begin() as connection:
+            db = await driver_in_transaction(connection)
+            await db.execute(_STORE_HASH, user_id, new_hash)
+            await db.execute(_END_ALL, user_id)

@@ -1,0 +1,161 @@
+"""LEAST-ACCESS: every route states who may call it, and the table of routes and roles holds."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from route_table import api_routes, policies
+
+from billing.accounts.domain import Role
+from billing.auth.policy import POLICY_REFUSALS
+from billing.auth.service import hash_api_key, new_api_key
+from billing.main import create_app
+from billing.settings import BillingSettings
+from devstack.testing import running
+
+pytestmark = pytest.mark.integration
+
+# Routes anyone may call, each for a reason.
+PUBLIC = {
+    ("POST", "/accounts"),  # signing up
+    ("POST", "/staff"),  # the operator token, checked by its own dependency
+    ("POST", "/sessions"),  # signing in
+    ("GET", "/docs"),  # the API's documentation, served offline
+    ("GET", "/docs/static/swagger-ui-init.js"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+}
+TERMINATION = ("POST", "/account/termination")
+
+
+@pytest.fixture(scope="module")
+def app(billing_settings: BillingSettings) -> FastAPI:
+    return create_app(billing_settings)
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app, base_url="http://billing") as client:
+        yield client
+
+
+def test_every_route_states_exactly_one_policy_unless_public(app: FastAPI) -> None:
+    for method, path, route in api_routes(app):
+        stated = list(policies(route.dependant))
+        if (method, path) in PUBLIC:
+            assert not stated, f"{method} {path} is public and has a policy"
+        else:
+            assert len(stated) == 1, f"{method} {path} states {len(stated)} policies"
+
+
+async def _user_key(database_url: str, account_id: str, role: Role) -> str:
+    """A user of the account with the role, and an API key of theirs."""
+    key = new_api_key()
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        user_id = uuid.uuid4()
+        await connection.execute(
+            "INSERT INTO app_user (id, account_id, name, email, role) VALUES ($1, $2, $3, $4, $5)",
+            user_id,
+            uuid.UUID(account_id),
+            f"User {role.value}",
+            f"{role.value}-{uuid.uuid4().hex[:6]}@roles.example.com",
+            role.name,
+        )
+        await connection.execute(
+            "INSERT INTO api_key (id, key_hash, account_id, user_id) VALUES ($1, $2, $3, $4)",
+            uuid.uuid4(),
+            hash_api_key(key),
+            uuid.UUID(account_id),
+            user_id,
+        )
+    finally:
+        await connection.close()
+    return key
+
+
+async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_says(
+    app: FastAPI, client: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    opened = await client.post(
+        "/accounts",
+        json={"name": "Roles Ltd", "owner": {"name": "Olga", "email": "olga@roles.example.com"}},
+    )
+    assert opened.status_code == 201, opened.text
+    account_id = opened.json()["account"]["id"]
+    keys = {Role.OWNER: opened.json()["api_key"]}
+    for role in (Role.ADMIN, Role.ACCOUNTANT, Role.READ_ONLY):
+        keys[role] = await _user_key(billing_settings.database_url, account_id, role)
+    staff = await client.post(
+        "/staff",
+        headers={"Authorization": "Bearer test-operator-token"},
+        json={"name": "Sam", "email": f"sam-{uuid.uuid4().hex[:6]}@quittance.example.com"},
+    )
+    callers: dict[str, tuple[str, Role | None]] = {
+        role.value: (key, role) for role, key in keys.items()
+    }
+    callers["staff"] = (staff.json()["api_key"], None)
+
+    table: list[tuple[str, str, str, bool, int]] = []
+    routes = [r for r in api_routes(app) if (r[0], r[1]) not in PUBLIC]
+    # Terminating ends the account for every later call: the owner's goes last.
+    routes.sort(key=lambda r: (r[0], r[1]) == TERMINATION)
+    for method, path, route in routes:
+        (policy,) = policies(route.dependant)
+        url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+        for name, (key, role) in sorted(callers.items(), key=lambda c: c[0] == "owner"):
+            allowed = policy.staff if role is None else role in policy.roles
+            response = await client.request(
+                method,
+                url,
+                headers={"Authorization": f"Bearer {key}"},
+                json={} if method in {"POST", "PUT", "PATCH"} else None,
+            )
+            refused = response.status_code == 403 and response.json()["detail"].startswith(
+                POLICY_REFUSALS
+            )
+            table.append((method, path, name, allowed, response.status_code))
+            assert refused is not allowed, (
+                f"{method} {path} as {name}: {'allowed' if allowed else 'refused'} by its "
+                f"policy, answered {response.status_code} {response.text}"
+            )
+    assert {name for _, _, name, allowed, _ in table if allowed} == set(callers)
+    assert any(not allowed for *_, allowed, _ in table), "some route refuses some role"
+    # The owner's call terminated the account, and only the owner's.
+    assert table[-1][:3] == (*TERMINATION, "owner")
+    assert table[-1][4] == 202
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "expected"),
+    [
+        (Role.READ_ONLY, "GET", "/customers", 200),
+        (Role.READ_ONLY, "POST", "/customers", 403),
+        (Role.ACCOUNTANT, "POST", "/customers", 201),
+        (Role.ACCOUNTANT, "GET", "/access-grants", 403),
+        (Role.ADMIN, "GET", "/access-grants", 200),
+        (Role.ADMIN, "POST", "/account/termination", 403),
+    ],
+)
+async def test_what_each_role_may_do(
+    client: httpx.AsyncClient,
+    billing_settings: BillingSettings,
+    account: dict[str, Any],
+    role: Role,
+    method: str,
+    path: str,
+    expected: int,
+) -> None:
+    key = await _user_key(billing_settings.database_url, account["account"]["id"], role)
+    body = {"name": "Carla", "email": "carla@example.com"} if path == "/customers" else None
+    response = await client.request(
+        method, path, headers={"Authorization": f"Bearer {key}"}, json=body
+    )
+    assert response.status_code == expected, response.text
