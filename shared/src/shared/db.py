@@ -68,6 +68,23 @@ async def driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connecti
 
 
 @asynccontextmanager
+async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg driver, outside any transaction, for one-query hot paths.
+
+    A failure invalidates the connection: SQLAlchemy did not see it fail, and would otherwise
+    hand a dead connection to the next request.
+    """
+    async with engine.connect() as connection:
+        fairy = await connection.get_raw_connection()
+        driver: asyncpg.Connection = fairy.driver_connection
+        try:
+            yield driver
+        except Exception:
+            await connection.invalidate()
+            raise
+
+
+@asynccontextmanager
 async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
     """Open a session inside one transaction: committed on exit, rolled back on error."""
     async with sessions() as session, session.begin():

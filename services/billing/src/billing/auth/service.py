@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.accounts.domain import AccountStatus, Role
 from billing.auth.models import Principal
 from billing.errors import NotAuthenticatedError, PermissionDeniedError
+from shared.db import pooled_driver
 
 API_KEY_PREFIX = "qk_"
 
@@ -47,24 +50,25 @@ class AuthService:
 
     async def authenticate(self, *, api_key: str) -> Principal:
         """Resolve a bearer API key to its user or staff member."""
-        async with self.engine.connect() as connection:
-            driver: Any = (await connection.get_raw_connection()).driver_connection
-            try:
-                row = await driver.fetchrow(_CREDENTIAL, hash_api_key(api_key))
-            except Exception:
-                # SQLAlchemy did not see this fail: a dead connection would go back to the pool.
-                await connection.invalidate()
-                raise
+        async with pooled_driver(self.engine) as db:
+            row = await db.fetchrow(_CREDENTIAL, hash_api_key(api_key))
         if row is None:
             raise NotAuthenticatedError("unknown or revoked API key")
         if row["staff_id"] is not None:
             return Principal(kind="staff", name=row["staff_name"], staff_id=row["staff_id"])
-        if AccountStatus[row["status"]] is not AccountStatus.ACTIVE:
-            raise PermissionDeniedError("the account is terminated")
-        return Principal(
-            kind="user",
-            name=row["user_name"],
-            account_id=row["account_id"],
-            user_id=row["user_id"],
-            role=Role[row["role"]],
-        )
+        return user_principal(row)
+
+
+def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) -> Principal:
+    """The user a credential's row names (user_id, user_name, role, account_id, status),
+    unless their account is terminated."""
+    if AccountStatus[row["status"]] is not AccountStatus.ACTIVE:
+        raise PermissionDeniedError("the account is terminated")
+    return Principal(
+        kind="user",
+        name=row["user_name"],
+        account_id=row["account_id"],
+        user_id=row["user_id"],
+        role=Role[row["role"]],
+        session_id=session_id,
+    )

@@ -12,9 +12,10 @@ from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing.accounts.domain import AccountStatus, Role
+from billing.accounts.domain import Role
 from billing.auth.models import Principal
 from billing.auth.passwords import hash_password, verify_password
+from billing.auth.service import user_principal
 from billing.errors import (
     InvalidReferenceError,
     NotAuthenticatedError,
@@ -22,7 +23,7 @@ from billing.errors import (
     ThrottledError,
 )
 from billing.settings import BillingSettings
-from shared.db import driver_in_transaction
+from shared.db import driver_in_transaction, pooled_driver
 
 # `__Host-`: the browser keeps it only if Secure, for this host alone and the whole path.
 SESSION_COOKIE = "__Host-quittance_session"
@@ -149,29 +150,20 @@ class SessionService:
 
     async def authenticate(self, *, token: str, method: str, csrf_token: str | None) -> Principal:
         """The user behind a session cookie; a state change must also carry its CSRF token."""
-        async with self.engine.connect() as connection:
-            db: Any = (await connection.get_raw_connection()).driver_connection
+        async with pooled_driver(self.engine) as db:
             row = await db.fetchrow(_SESSION, _digest(token), self.idle_minutes)
             if row is not None and datetime.now(UTC) - row["last_seen_at"] > TOUCH_EVERY:
                 await db.execute(_TOUCH, row["session_id"])
         if row is None:
             raise NotAuthenticatedError("the session has ended: sign in again")
-        if AccountStatus[row["status"]] is not AccountStatus.ACTIVE:
-            raise PermissionDeniedError("the account is terminated")
+        principal = user_principal(row, session_id=row["session_id"])
         if method not in SAFE_METHODS and not (
             csrf_token and hmac.compare_digest(_digest(csrf_token), row["csrf_hash"])
         ):
             raise PermissionDeniedError(
                 f"a change made with the session cookie needs {CSRF_HEADER}"
             )
-        return Principal(
-            kind="user",
-            name=row["user_name"],
-            account_id=row["account_id"],
-            user_id=row["user_id"],
-            role=Role[row["role"]],
-            session_id=row["session_id"],
-        )
+        return principal
 
     async def sign_out(self, *, session_id: UUID) -> None:
         """End one session."""
@@ -180,8 +172,7 @@ class SessionService:
 
     async def change_password(self, *, user_id: UUID, current: str | None, new: str) -> None:
         """Set a new password (the current one first, if there is one); every session ends."""
-        async with self.engine.connect() as connection:
-            db: Any = (await connection.get_raw_connection()).driver_connection
+        async with pooled_driver(self.engine) as db:
             stored = await db.fetchval(_STORED_HASH, user_id)
         if stored is not None and (current is None or not await verify_password(current, stored)):
             raise PermissionDeniedError("the current password is wrong")
