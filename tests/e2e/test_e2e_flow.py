@@ -413,3 +413,39 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
         text = log.read_text(errors="replace")
         assert mark not in text, f"a personal value in {log.name}"
         assert mark.lower() not in text, f"a personal address in {log.name}"
+
+
+async def test_an_invited_colleague_gets_the_email_accepts_it_and_signs_in_with_the_cookie(
+    system: Stack, mail: MailCatcher
+) -> None:
+    """LEAST-ACCESS, COOKIES, USE: an invitation crosses billing, the broker and notifications."""
+    tag = uuid.uuid4().hex[:8]
+    colleague = f"carla-{tag}@acme.example.com"
+    password = "the colleague's own passphrase"
+    async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
+        opened = await api.post(
+            "/accounts",
+            json={"name": f"Acme {tag}", "owner": {"name": "Ada", "email": f"ada-{tag}@a.example"}},
+        )
+        owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        invited = await api.post(
+            "/users",
+            headers=owner,
+            json={"name": "Carla", "email": colleague, "role": "accountant"},
+        )
+        assert invited.status_code == 201, invited.text
+        assert invited.json()["status"] == "invited"
+        messages = await mail.wait_for(lambda ms: any(colleague in m["to"] for m in ms))
+        invitation = next(m for m in messages if colleague in m["to"])
+        assert f"Acme {tag}" in invitation["subject"]
+        code = invitation["text"].split("invitation code:")[1].split()[0]
+        accepted = await api.post("/invitations/accept", json={"token": code, "password": password})
+        assert accepted.status_code == 204, accepted.text
+        again = await api.post("/invitations/accept", json={"token": code, "password": password})
+        assert again.status_code == 422, "an invitation is used once"
+        signed_in = await api.post("/sessions", json={"email": colleague, "password": password})
+        assert signed_in.status_code == 201, signed_in.text
+        assert signed_in.json()["role"] == "accountant"
+        cookie = signed_in.headers["set-cookie"].split(";")[0]
+        team = await api.get("/users", headers={"Cookie": cookie})
+        assert {(u["email"], u["status"]) for u in team.json()} >= {(colleague, "active")}

@@ -32,6 +32,7 @@ from shared.contracts import (
     IssuedInvoiceCustomer,
     PurgeCompleted,
     PurgeRequested,
+    UserInvited,
     personal_data,
 )
 from shared.crypto import (
@@ -81,6 +82,17 @@ def _invoice(lines: int = 2) -> InvoiceIssued:
 
 SAMPLES: dict[str, EventData] = {
     "invoice.issued": _invoice(),
+    "user.invited": UserInvited(
+        account_id=ACCOUNT,
+        user_id=uuid.uuid4(),
+        account_name="Secret GmbH",
+        inviter_name="Zoë Secretperson",
+        name="Ivo Invitee",
+        email="ivo@private.example",
+        role="accountant",
+        token="invitation-secret-token",
+        expires_at=NOW,
+    ),
     "account.terminated": AccountTerminated(
         account_id=ACCOUNT,
         account_name="Secret GmbH",

@@ -11,6 +11,7 @@ from billing.models import (
     Invoice,
     InvoiceLine,
     SignInFailure,
+    UserInvitation,
     WebSession,
 )
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
@@ -112,10 +113,26 @@ DATA_MAP = AccountDataMap(
             order_by=("created_at", "id"),
         ),
         account_table(
+            UserInvitation,
+            retention=CONTRACT,
+            exported=("id", "account_id", "user_id", "expires_at", "accepted_at", "created_at"),
+            withheld={"token_hash": "a credential's hash is never handed out"},
+            order_by=("created_at", "id"),
+        ),
+        account_table(
             AppUser,
             record_type="user",
             retention=CONTRACT,
-            exported=("id", "account_id", "name", "email", "role", "created_at"),
+            exported=(
+                "id",
+                "account_id",
+                "name",
+                "email",
+                "role",
+                "status",
+                "created_at",
+                "removed_at",
+            ),
             withheld={"password_hash": "a credential's hash is never handed out"},
             personal=("name", "email"),
             order_by=("created_at", "id"),

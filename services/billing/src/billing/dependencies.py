@@ -19,6 +19,7 @@ from billing.invoices.service import InvoiceService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService
 from billing.termination.service import TerminationService
+from billing.users.service import UserService
 
 MAX_OFFSET = 1_000_000  # past this, a client pages by filter; 2**63 once answered a 500
 
@@ -43,6 +44,7 @@ class Services:
     invoices: InvoiceService
     staff_access: StaffAccessService
     termination: TerminationService
+    users: UserService
 
 
 # Every dependency is async: FastAPI runs a plain function in a worker thread per request.

@@ -29,6 +29,8 @@ from billing.staff_access import routes as staff_access
 from billing.staff_access.service import StaffAccessService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
+from billing.users import routes as users
+from billing.users.service import UserService
 from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
@@ -57,6 +59,7 @@ def create_app(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
         ),
         termination=TerminationService(units=units),
+        users=UserService(sessions=sessions, units=units),
     )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))
@@ -85,7 +88,7 @@ def create_app(
     install_problem_handlers(app)
     harden_api(app, max_body_bytes=settings.max_body_bytes)
     mount_offline_docs(app)
-    for domain in (accounts, sign_in, termination, customers, invoices, staff_access):
+    for domain in (accounts, sign_in, users, termination, customers, invoices, staff_access):
         app.include_router(domain.router)
     app.include_router(operations.router)
     if settings.tls_certfile is not None:

@@ -8,6 +8,7 @@ from billing.customers.models import Customer
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.staff_access.models import AccessGrant, StaffMember
+from billing.users.models import UserInvitation
 
 __all__ = [
     "AccessGrant",
@@ -20,5 +21,6 @@ __all__ = [
     "InvoiceLine",
     "SignInFailure",
     "StaffMember",
+    "UserInvitation",
     "WebSession",
 ]

@@ -27,6 +27,7 @@ PUBLIC = {
     ("POST", "/accounts"),  # signing up
     ("POST", "/staff"),  # the operator token, checked by its own dependency
     ("POST", "/sessions"),  # signing in
+    ("POST", "/invitations/accept"),  # the invitation's code is the credential
     ("GET", "/docs"),  # the API's documentation, served offline
     ("GET", "/docs/static/swagger-ui-init.js"),
     ("GET", "/healthz"),
@@ -62,7 +63,8 @@ async def _user_key(database_url: str, account_id: str, role: Role) -> str:
     try:
         user_id = uuid.uuid4()
         await connection.execute(
-            "INSERT INTO app_user (id, account_id, name, email, role) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO app_user (id, account_id, name, email, role, status) "
+            "VALUES ($1, $2, $3, $4, $5, 'ACTIVE')",
             user_id,
             uuid.UUID(account_id),
             f"User {role.value}",

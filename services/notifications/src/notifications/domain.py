@@ -8,7 +8,7 @@ from uuid import UUID
 
 from iso4217 import Currency
 
-from shared.contracts import ExportAssembled, InvoiceIssued
+from shared.contracts import ExportAssembled, InvoiceIssued, UserInvited
 
 
 class MessageKind(StrEnum):
@@ -18,6 +18,7 @@ class MessageKind(StrEnum):
     STATEMENT = "statement"
     PAYMENT_REMINDER = "payment-reminder"
     ACCOUNT_EXPORT = "account-export"
+    INVITATION = "invitation"
 
 
 class EmailStatus(StrEnum):
@@ -75,3 +76,18 @@ def export_email(event: ExportAssembled) -> tuple[str, str]:
         "All your records will now be purged from our systems.\n"
     )
     return f"Your Quittance data export for {event.account_name}", body
+
+
+def invitation_email(event: UserInvited, accept_url: str) -> tuple[str, str]:
+    """Subject and body of an invitation to join an account's users."""
+    body = (
+        f"Hello {event.name},\n\n"
+        f"{event.inviter_name} invited you to {event.account_name} on Quittance "
+        f"as {event.role.replace('_', '-')}.\n\n"
+        f"To accept, choose your password at {accept_url} with this invitation code:\n\n"
+        f"  {event.token}\n\n"
+        f"The invitation lapses on {event.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+        "If you did not expect it, ignore this message: nothing happens until it is accepted.\n\n"
+        "This is a transactional message about your access to an account.\n"
+    )
+    return f"{event.inviter_name} invited you to {event.account_name} on Quittance", body

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from notifications.services import NotificationsService
-from shared.contracts import Envelope, ExportAssembled, ExportBundleChunk, InvoiceIssued
+from shared.contracts import (
+    Envelope,
+    ExportAssembled,
+    ExportBundleChunk,
+    InvoiceIssued,
+    UserInvited,
+)
 from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
@@ -20,6 +26,12 @@ def create_routes(
     async def on_invoice_issued(event: Envelope[InvoiceIssued], work: Work) -> None:
         """Queue the invoice email, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_invoice_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(UserInvited)
+    async def on_user_invited(event: Envelope[UserInvited], work: Work) -> None:
+        """Queue the invitation, once; it is sent after commit (the sweeper retries)."""
+        email_id = await service.queue_invitation_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(ExportAssembled)

@@ -22,6 +22,7 @@ from notifications.domain import (
     MessageKind,
     export_email,
     header_value,
+    invitation_email,
     invoice_email,
     message_id_for,
 )
@@ -34,6 +35,7 @@ from shared.contracts import (
     ExportBundleChunk,
     ExportDelivered,
     InvoiceIssued,
+    UserInvited,
 )
 from shared.db import SessionFactory
 from shared.errors import describe
@@ -86,6 +88,24 @@ class NotificationsService:
             subject=subject,
             mime=self._mime(
                 message_id=message_id, recipient=invoice.customer.email, subject=subject, body=body
+            ),
+        )
+        work.session.add(email)
+        return email.id
+
+    async def queue_invitation_email(self, *, event: Envelope[UserInvited], work: Work) -> UUID:
+        """Queue an invitation in the handler's unit of work."""
+        invited = event.data
+        subject, body = invitation_email(invited, self.settings.invitation_url)
+        message_id = message_id_for(event.id, self.settings.message_id_domain)
+        email = OutgoingEmail(
+            account_id=invited.account_id,
+            kind=MessageKind.INVITATION,
+            message_id=message_id,
+            recipient=invited.email,
+            subject=subject,
+            mime=self._mime(
+                message_id=message_id, recipient=invited.email, subject=subject, body=body
             ),
         )
         work.session.add(email)

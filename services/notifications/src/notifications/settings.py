@@ -37,6 +37,10 @@ class NotificationsSettings(ServiceSettings):
     message_id_domain: str = Field(
         default="quittance.example", description="Right side of Message-IDs."
     )
+    invitation_url: str = Field(
+        default="http://127.0.0.1:8000/invitations/accept",
+        description="Where an invited person accepts (billing's public address).",
+    )
     resend_after_s: float = Field(
         default=30.0, ge=0.1, description="A queued email this old is retried by the sweeper."
     )

@@ -27,6 +27,7 @@ from shared.contracts.events import (
     IssuedInvoiceCustomer,
     PurgeCompleted,
     PurgeRequested,
+    UserInvited,
 )
 from shared.contracts.topics import TOPICS, Topic, dead_letter_topic
 
@@ -55,6 +56,7 @@ __all__ = [
     "PurgeCompleted",
     "PurgeRequested",
     "Topic",
+    "UserInvited",
     "dead_letter_topic",
     "new_envelope",
     "personal_data",

@@ -77,6 +77,22 @@ class InvoiceIssued(EventData):
     due_date: date = Field(description="Payment due date.")
 
 
+class UserInvited(EventData):
+    """A user of an account invited a colleague: email them the invitation."""
+
+    event_type = "user.invited"
+
+    user_id: UUID = Field(description="Billing's id of the invited user.")
+    account_name: str = personal_data("The inviting company's name.")
+    inviter_name: str = personal_data("Who sent the invitation.")
+    name: str = personal_data("The invited person's name.")
+    email: str = personal_data("Where the invitation is sent.")
+    role: str = Field(description="The role offered: admin, accountant or read_only.")
+    # Sealed like personal data: a secret must not be readable on the broker either.
+    token: str = personal_data("The invitation's one-time secret, accepted once before expiry.")
+    expires_at: datetime = Field(description="When the invitation lapses.")
+
+
 class AccountTerminated(EventData):
     """The account owner terminated the contract: export, deliver, then purge (TERMINATION)."""
 
@@ -234,5 +250,6 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PurgeRequested,
         PurgeCompleted,
         AccountPurged,
+        UserInvited,
     )
 }

@@ -25,6 +25,7 @@ class Topic:
 TOPICS: tuple[Topic, ...] = (
     Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
+    Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
     Topic("account.terminated", ("billing",), ("retention",), "Start the termination saga."),
     Topic(
         "export.requested",

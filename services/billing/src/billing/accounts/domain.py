@@ -21,6 +21,13 @@ class Role(StrEnum):
     READ_ONLY = "read_only"  # reads
 
 
+class UserStatus(StrEnum):
+    """Whether a user has accepted their invitation."""
+
+    INVITED = "invited"
+    ACTIVE = "active"
+
+
 EVERY_ROLE = frozenset(Role)
 BOOKKEEPERS = frozenset({Role.OWNER, Role.ADMIN, Role.ACCOUNTANT})
 ADMINISTRATORS = frozenset({Role.OWNER, Role.ADMIN})

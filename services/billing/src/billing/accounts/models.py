@@ -6,10 +6,10 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pydantic
-from sqlalchemy import DateTime, UniqueConstraint
+from sqlalchemy import DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field
 
-from billing.accounts.domain import AccountStatus, Role
+from billing.accounts.domain import AccountStatus, Role, UserStatus
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
@@ -32,16 +32,28 @@ class AppUser(BillingTable, table=True):
     """A person who uses an account."""
 
     __tablename__ = "app_user"
-    __table_args__ = (UniqueConstraint("account_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "email"),
+        # One owner at all times: a handover demotes the owner before promoting the next.
+        Index(
+            "uq_app_user_one_owner",
+            "account_id",
+            unique=True,
+            postgresql_where=text("role = 'OWNER'"),
+        ),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     account_id: UUID = Field(foreign_key="account.id", index=True)
     name: str
     email: str
     role: Role
+    status: UserStatus = Field(default=UserStatus.ACTIVE)
     # Argon2id; None until the user chooses a password (API keys only until then).
     password_hash: str | None = Field(default=None)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+    # A removed user keeps their row (grants and history name them) but no way in.
+    removed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class OwnerCreate(Schema):

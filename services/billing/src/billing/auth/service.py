@@ -38,7 +38,7 @@ FROM api_key k
 LEFT JOIN app_user u ON u.id = k.user_id
 LEFT JOIN account a ON a.id = k.account_id
 LEFT JOIN staff_member s ON s.id = k.staff_id
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.removed_at IS NULL
 """
 
 

@@ -58,7 +58,7 @@ _USERS_BY_EMAIL = """
 SELECT u.id, u.account_id, u.role, u.password_hash
 FROM app_user u JOIN account a ON a.id = u.account_id
 WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
-    AND a.status = 'ACTIVE'
+    AND a.status = 'ACTIVE' AND u.status = 'ACTIVE' AND u.removed_at IS NULL
 """
 _FAILURES_SINCE = """
 SELECT count(*) FILTER (WHERE address = $1) AS by_address,
@@ -77,7 +77,7 @@ _SESSION = """
 SELECT s.id AS session_id, s.csrf_hash, s.last_seen_at, u.id AS user_id, u.name AS user_name,
     u.role, a.id AS account_id, a.status
 FROM web_session s JOIN app_user u ON u.id = s.user_id JOIN account a ON a.id = s.account_id
-WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now() AND u.removed_at IS NULL
     AND s.last_seen_at > now() - make_interval(mins => $2)
 """
 _TOUCH = "UPDATE web_session SET last_seen_at = now() WHERE id = $1"

@@ -1,0 +1,200 @@
+"""An account's users: invite, accept, change role, remove, hand the account over."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from billing.accounts.domain import Role, UserStatus
+from billing.accounts.models import Account, AppUser
+from billing.auth.models import ApiKey, Principal, WebSession
+from billing.auth.passwords import hash_password, verify_password
+from billing.errors import (
+    ConflictError,
+    InvalidReferenceError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from billing.users.models import InvitableRole, UserInvitation, UserInvite
+from shared.contracts import UserInvited
+from shared.db import SessionFactory
+from shared.unit_of_work import UnitsOfWork, Work
+
+INVITATION_DAYS = 7
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _user_of(work: Work, account_id: UUID, user_id: UUID) -> AppUser:
+    """A current (not removed) user of the account, locked for the change."""
+    user = (
+        await work.session.exec(
+            select(AppUser)
+            .where(
+                AppUser.account_id == account_id,
+                AppUser.id == user_id,
+                col(AppUser.removed_at).is_(None),
+            )
+            .with_for_update()
+        )
+    ).first()
+    if user is None:
+        raise NotFoundError("no such user in this account")
+    return user
+
+
+async def _shut_out(work: Work, user_id: UUID) -> None:
+    """End the user's sessions and revoke their API keys, at once."""
+    now = datetime.now(UTC)
+    await work.session.exec(
+        update(WebSession)
+        .where(col(WebSession.user_id) == user_id, col(WebSession.ended_at).is_(None))
+        .values(ended_at=now)
+    )
+    await work.session.exec(
+        update(ApiKey)
+        .where(col(ApiKey.user_id) == user_id, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+
+
+class UserService:
+    """The users of the caller's account."""
+
+    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+        self.sessions = sessions
+        self.units = units
+
+    async def list(self, *, principal: Principal) -> list[AppUser]:
+        """The account's users, invited ones included, removed ones not."""
+        account_id = principal.require_user()
+        async with self.sessions() as session:
+            result = await session.exec(
+                select(AppUser)
+                .where(AppUser.account_id == account_id, col(AppUser.removed_at).is_(None))
+                .order_by(col(AppUser.created_at), col(AppUser.id))
+            )
+            return list(result.all())
+
+    async def invite(self, *, principal: Principal, request: UserInvite) -> AppUser:
+        """Add an invited user and email them the invitation (through notifications)."""
+        account_id = principal.require_user()
+        token = secrets.token_urlsafe(32)
+        expires_at = datetime.now(UTC) + timedelta(days=INVITATION_DAYS)
+        async with self.units() as work:
+            account = await work.session.get(Account, account_id)
+            assert account is not None
+            taken = await work.session.exec(
+                select(AppUser.id).where(
+                    AppUser.account_id == account_id, AppUser.email == str(request.email)
+                )
+            )
+            if taken.first() is not None:
+                raise ConflictError("this address is already a user of the account", field="email")
+            user = AppUser(
+                account_id=account_id,
+                name=request.name,
+                email=str(request.email),
+                role=Role(request.role.value),
+                status=UserStatus.INVITED,
+            )
+            work.session.add(user)
+            await work.session.flush()
+            work.session.add(
+                UserInvitation(
+                    account_id=account_id,
+                    user_id=user.id,
+                    token_hash=_token_hash(token),
+                    expires_at=expires_at,
+                )
+            )
+            work.emit(
+                UserInvited(
+                    account_id=account_id,
+                    user_id=user.id,
+                    account_name=account.name,
+                    inviter_name=principal.name,
+                    name=user.name,
+                    email=user.email,
+                    role=user.role.value,
+                    token=token,
+                    expires_at=expires_at,
+                )
+            )
+        return user
+
+    async def accept(self, *, token: str, password: str) -> None:
+        """Accept an invitation with a password: the user becomes active and may sign in."""
+        password_hash = await hash_password(password)
+        async with self.units() as work:
+            invitation = (
+                await work.session.exec(
+                    select(UserInvitation)
+                    .where(UserInvitation.token_hash == _token_hash(token))
+                    .with_for_update()
+                )
+            ).first()
+            now = datetime.now(UTC)
+            if invitation is None or invitation.accepted_at is not None:
+                raise InvalidReferenceError("no such invitation, or it was used", field="token")
+            if invitation.expires_at <= now:
+                raise InvalidReferenceError("the invitation has lapsed: ask again", field="token")
+            user = await _user_of(work, invitation.account_id, invitation.user_id)
+            invitation.accepted_at = now
+            user.status = UserStatus.ACTIVE
+            user.password_hash = password_hash
+            work.session.add_all([invitation, user])
+
+    async def change_role(
+        self, *, principal: Principal, user_id: UUID, role: InvitableRole
+    ) -> AppUser:
+        """Give a user another role; the owner's role changes only by a handover."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            user = await _user_of(work, account_id, user_id)
+            if user.role is Role.OWNER:
+                raise ConflictError(
+                    "the owner changes only by handing the account over", field="role"
+                )
+            user.role = Role(role.value)
+            work.session.add(user)
+        return user
+
+    async def remove(self, *, principal: Principal, user_id: UUID) -> None:
+        """Remove a user: their sessions end and their API keys are revoked at once."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            user = await _user_of(work, account_id, user_id)
+            if user.role is Role.OWNER:
+                raise ConflictError("the owner cannot be removed: hand the account over first")
+            user.removed_at = datetime.now(UTC)
+            work.session.add(user)
+            await work.session.flush()
+            await _shut_out(work, user.id)
+
+    async def hand_over(self, *, principal: Principal, user_id: UUID, password: str) -> AppUser:
+        """Make another active user the owner, once the owner's password is confirmed."""
+        account_id = principal.require_user()
+        assert principal.user_id is not None
+        async with self.units() as work:
+            owner = await _user_of(work, account_id, principal.user_id)
+            if not await verify_password(password, owner.password_hash):
+                raise PermissionDeniedError("confirm with your password (set one first if needed)")
+            successor = await _user_of(work, account_id, user_id)
+            if successor.id == owner.id:
+                raise InvalidReferenceError("you already own the account", field="user_id")
+            if successor.status is not UserStatus.ACTIVE:
+                raise InvalidReferenceError("only a user who accepted may own", field="user_id")
+            owner.role = Role.ADMIN
+            work.session.add(owner)
+            await work.session.flush()  # demoted first: one owner at all times
+            successor.role = Role.OWNER
+            work.session.add(successor)
+        return successor
