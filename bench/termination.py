@@ -43,6 +43,7 @@ EMAILS = int(100_000 * SCALE)
 ACCESSES = int(299_000 * SCALE)
 PROBE_CONCURRENCY = 2  # two clients, one request each 50 ms: ~40 a second, enough for a p99
 PROBE_PAUSE_S = 0.05  # the probe must not be the load: on two cores it would starve the export
+OWNER_PASSWORD = "the bench owner's passphrase"  # noqa: S105 - a bench account's password
 
 
 def _dsn(stack: Stack, service: str) -> str:
@@ -280,7 +281,14 @@ async def _open_account(api: httpx.AsyncClient, name: str) -> tuple[uuid.UUID, d
     opened = (
         await api.post(
             "/accounts",
-            json={"name": name, "owner": {"name": "Ada", "email": f"ada@{name}.example.com"}},
+            json={
+                "name": name,
+                "owner": {
+                    "name": "Ada",
+                    "email": f"ada@{name}.example.com",
+                    "password": OWNER_PASSWORD,
+                },
+            },
         )
     ).json()
     return uuid.UUID(opened["account"]["id"]), {"Authorization": f"Bearer {opened['api_key']}"}
@@ -414,7 +422,9 @@ async def bench_termination(stack: Stack) -> list[Result]:
             profilers = start_profilers(stack, [spec.name for spec in SERVICES])
             cpu_before = _cpu_by_command()
             started = time.perf_counter()
-            response = await api.post("/account/termination", headers=owner)
+            response = await api.post(
+                "/account/termination", headers=owner, json={"password": OWNER_PASSWORD}
+            )
             if response.status_code != 202:
                 raise RuntimeError(response.text)
             exported_at = sliced_at = None

@@ -32,6 +32,7 @@ from shared.settings import KeyStoreSettings
 
 pytestmark = pytest.mark.e2e
 OPERATOR = {"Authorization": "Bearer dev-only-operator-token"}
+OWNER_PASSWORD = "the account owner's passphrase"
 
 
 async def _fetch(stack: Stack, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -51,7 +52,10 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
         opened = await api.post(
             "/accounts",
-            json={"name": f"Acme {tag}", "owner": {"name": "Ada", "email": owner_email}},
+            json={
+                "name": f"Acme {tag}",
+                "owner": {"name": "Ada", "email": owner_email, "password": OWNER_PASSWORD},
+            },
         )
         assert opened.status_code == 201, opened.text
         account_id = opened.json()["account"]["id"]
@@ -123,7 +127,9 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
         assert [tuple(r) for r in trail] == [("Sam Support", "support", f"TICKET-{tag}")]
 
         # The owner terminates: the export is emailed, then every service purges.
-        terminated = await api.post("/account/termination", headers=owner)
+        terminated = await api.post(
+            "/account/termination", headers=owner, json={"password": OWNER_PASSWORD}
+        )
         assert terminated.status_code == 202
 
     messages = await mail.wait_for(lambda ms: any(owner_email in m["to"] for m in ms), timeout=60)
@@ -299,7 +305,10 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
         opened = await api.post(
             "/accounts",
-            json={"name": f"Acme {mark}", "owner": {"name": f"Ada {mark}", "email": owner_email}},
+            json={
+                "name": f"Acme {mark}",
+                "owner": {"name": f"Ada {mark}", "email": owner_email, "password": OWNER_PASSWORD},
+            },
         )
         account_id = opened.json()["account"]["id"]
         owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
@@ -359,7 +368,9 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
             ),
             what="the staff read reached the audit trail",
         )
-        assert (await api.post("/account/termination", headers=owner)).status_code == 202
+        confirmed = {"password": OWNER_PASSWORD}
+        terminated = await api.post("/account/termination", headers=owner, json=confirmed)
+        assert terminated.status_code == 202, terminated.text
 
     export = await mail.wait_for(lambda ms: any(owner_email in m["to"] for m in ms), timeout=60)
     assert next(m for m in export if owner_email in m["to"])["attachments"]

@@ -14,6 +14,8 @@ from billing.settings import BillingSettings
 from devstack.testing import running
 from shared.settings import KafkaSettings, KeyStoreSettings
 
+OWNER_PASSWORD = "the account owner's passphrase"
+
 
 @pytest.fixture(scope="session")
 def billing_database(migrated_database: Callable[[str], str]) -> str:
@@ -53,12 +55,17 @@ async def account(api: httpx.AsyncClient) -> dict[str, Any]:
         "/accounts",
         json={
             "name": f"Acme {suffix}",
-            "owner": {"name": "Ada Owner", "email": f"ada-{suffix}@acme.example.com"},
+            "owner": {
+                "name": "Ada Owner",
+                "email": f"ada-{suffix}@acme.example.com",
+                "password": OWNER_PASSWORD,
+            },
         },
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
+    body["password"] = OWNER_PASSWORD
     return body
 
 

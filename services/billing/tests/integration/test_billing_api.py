@@ -355,10 +355,16 @@ async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_pers
     assert body["errors"][0]["field"] == "staff_id"
 
 
-async def test_termination_emits_account_terminated_and_closes_the_api(
+async def test_termination_emits_account_terminated_and_leaves_the_account_read_only(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:
-    response = await api.post("/account/termination", headers=account["headers"])
+    unconfirmed = await api.post(
+        "/account/termination", headers=account["headers"], json={"password": "not it 1234"}
+    )
+    assert _problem(unconfirmed, 403)["errors"][0]["field"] == "password"
+    response = await api.post(
+        "/account/termination", headers=account["headers"], json={"password": account["password"]}
+    )
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "terminated"
     events = await read_events(
@@ -369,7 +375,9 @@ async def test_termination_emits_account_terminated_and_closes_the_api(
         keystore=billing_settings.keystore,
     )
     assert events[0]["data"]["owner_email"] == account["owner"]["email"]
-    _problem(await api.get("/customers", headers=account["headers"]), 403)
+    assert (await api.get("/customers", headers=account["headers"])).status_code == 200
+    change = await api.post("/customers", headers=account["headers"], json={"name": "X"})
+    assert "read-only" in _problem(change, 403)["detail"]
 
 
 @pytest.mark.parametrize("control", ["\r\n", "\n", "\x00", "\x1b", "\x85"])
@@ -393,9 +401,10 @@ async def test_termination_two_requests_at_once_terminate_once(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:
     """Two termination requests racing make one account.terminated, hence one saga."""
+    confirmed = {"password": account["password"]}
     first, second = await asyncio.gather(
-        api.post("/account/termination", headers=account["headers"]),
-        api.post("/account/termination", headers=account["headers"]),
+        api.post("/account/termination", headers=account["headers"], json=confirmed),
+        api.post("/account/termination", headers=account["headers"], json=confirmed),
     )
     assert sorted([first.status_code, second.status_code]) in ([202, 403], [202, 409])
     events = await read_events(

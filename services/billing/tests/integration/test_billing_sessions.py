@@ -253,3 +253,23 @@ async def test_cookie_census_no_route_ever_sets_any_other_cookie(
             "/sessions", json={"email": fresh["email"], "password": PASSWORD}
         )
         assert {name for name in SimpleCookie(signed_in.headers["set-cookie"])} == {SESSION_COOKIE}
+
+
+async def test_a_terminated_account_reads_but_changes_nothing_and_its_users_still_sign_out(
+    api: httpx.AsyncClient,
+) -> None:
+    account = await _sign_up(api)
+    key = {"Authorization": f"Bearer {account['api_key']}"}
+    browser, csrf = await _sign_in(api, account["email"])
+    terminated = await api.post("/account/termination", headers=key, json={"password": PASSWORD})
+    assert terminated.status_code == 202, terminated.text
+    assert (await api.get("/customers", headers=browser)).status_code == 200
+    refused = await api.post(
+        "/customers", headers={**browser, CSRF_HEADER: csrf}, json={"name": "Late"}
+    )
+    assert refused.status_code == 403
+    assert "read-only" in refused.json()["detail"]
+    again, _ = await _sign_in(api, account["email"])
+    assert (await api.get("/account", headers=again)).json()["status"] == "terminated"
+    signed_out = await api.delete("/session", headers={**browser, CSRF_HEADER: csrf})
+    assert signed_out.status_code == 204

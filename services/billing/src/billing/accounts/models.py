@@ -78,6 +78,17 @@ class AccountCreate(Schema):
     owner: OwnerCreate = pydantic.Field(description="The first user, with the owner role.")
 
 
+class TerminationRequest(Schema):
+    """End the contract; the owner confirms with their password."""
+
+    password: str = pydantic.Field(
+        min_length=1,
+        max_length=128,
+        description="The owner's password.",
+        json_schema_extra={"writeOnly": True},
+    )
+
+
 class AccountPublic(Schema):
     """An account as the API shows it."""
 

@@ -76,6 +76,7 @@ class Principal:
     role: Role | None = None
     staff_id: UUID | None = None
     session_id: UUID | None = None  # signed in with the cookie, not an API key
+    read_only: bool = False  # the account is terminated: reads only, until its purge
 
     def require_user(self) -> UUID:
         """The caller's account id, if the caller is a user (the route's policy checked roles)."""

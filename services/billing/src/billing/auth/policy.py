@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from billing.accounts.domain import (
     ADMINISTRATORS,
@@ -16,6 +16,7 @@ from billing.accounts.domain import (
     Role,
 )
 from billing.auth.models import Principal
+from billing.auth.sessions import SAFE_METHODS
 from billing.dependencies import PrincipalDep
 from billing.errors import PermissionDeniedError
 
@@ -31,8 +32,9 @@ class Allow:
 
     roles: frozenset[Role] = frozenset()
     staff: bool = False
+    changes_account: bool = True  # refused once the account is terminated (read-only)
 
-    async def __call__(self, principal: PrincipalDep) -> Principal:
+    async def __call__(self, request: Request, principal: PrincipalDep) -> Principal:
         """The caller, if this policy lets them in."""
         if principal.kind == "staff":
             if not self.staff:
@@ -42,6 +44,8 @@ class Allow:
             raise PermissionDeniedError("only staff members may use this route")
         if principal.role not in self.roles:
             raise PermissionDeniedError(f"needs the role {_names(self.roles)}")
+        if principal.read_only and self.changes_account and request.method not in SAFE_METHODS:
+            raise PermissionDeniedError(ACCOUNT_READ_ONLY)
         return principal
 
 
@@ -49,17 +53,20 @@ def _names(roles: Iterable[Role]) -> str:
     return " or ".join(sorted(role.value for role in roles))
 
 
+ACCOUNT_READ_ONLY = "the account is terminated: it is read-only until its data is purged"
 # What the route table test recognises as this policy's refusal, and not the route's own.
 POLICY_REFUSALS = ("needs the role ", "staff members cannot use", "only staff members may use")
 
 
 ANY_USER = Allow(EVERY_ROLE)
+OWN_SESSION = Allow(EVERY_ROLE, changes_account=False)  # signing out works on a closed account
 BOOKKEEPER = Allow(BOOKKEEPERS)
 ADMINISTRATOR = Allow(ADMINISTRATORS)
 OWNER = Allow(OWNER_ONLY)
 STAFF = Allow(staff=True)
 
 AnyUser = Annotated[Principal, Depends(ANY_USER)]
+OwnSession = Annotated[Principal, Depends(OWN_SESSION)]
 Bookkeeper = Annotated[Principal, Depends(BOOKKEEPER)]
 Administrator = Annotated[Principal, Depends(ADMINISTRATOR)]
 Owner = Annotated[Principal, Depends(OWNER)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from billing.auth.models import PasswordChange, SessionPublic, SignInRequest
-from billing.auth.policy import AnyUser
+from billing.auth.policy import AnyUser, OwnSession
 from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
 from billing.dependencies import ServicesDep
 from billing.errors import NotFoundError
@@ -75,7 +75,7 @@ async def current_session(principal: AnyUser, request: Request) -> SessionPublic
 @router.delete(
     "/session", status_code=204, responses={**AUTHENTICATED, **NOT_FOUND}, response_class=Response
 )
-async def sign_out(principal: AnyUser, services: ServicesDep) -> Response:
+async def sign_out(principal: OwnSession, services: ServicesDep) -> Response:
     """Sign out: the session ends and the cookie is removed."""
     if principal.session_id is None:
         raise NotFoundError("signed in with an API key, not a session")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.accounts.domain import AccountStatus, Role
 from billing.auth.models import Principal
-from billing.errors import NotAuthenticatedError, PermissionDeniedError
+from billing.errors import NotAuthenticatedError
 from shared.db import pooled_driver
 
 API_KEY_PREFIX = "qk_"
@@ -60,10 +60,8 @@ class AuthService:
 
 
 def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) -> Principal:
-    """The user a credential's row names (user_id, user_name, role, account_id, status),
-    unless their account is terminated."""
-    if AccountStatus[row["status"]] is not AccountStatus.ACTIVE:
-        raise PermissionDeniedError("the account is terminated")
+    """The user a credential's row names (user_id, user_name, role, account_id, status); a
+    terminated account's users may still read."""
     return Principal(
         kind="user",
         name=row["user_name"],
@@ -71,4 +69,5 @@ def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) ->
         user_id=row["user_id"],
         role=Role[row["role"]],
         session_id=session_id,
+        read_only=AccountStatus[row["status"]] is not AccountStatus.ACTIVE,
     )

@@ -58,7 +58,7 @@ _USERS_BY_EMAIL = """
 SELECT u.id, u.account_id, u.role, u.password_hash
 FROM app_user u JOIN account a ON a.id = u.account_id
 WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
-    AND a.status = 'ACTIVE' AND u.status = 'ACTIVE' AND u.removed_at IS NULL
+    AND u.status = 'ACTIVE' AND u.removed_at IS NULL
 """
 _FAILURES_SINCE = """
 SELECT count(*) FILTER (WHERE address = $1) AS by_address,

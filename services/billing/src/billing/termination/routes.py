@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing.accounts.models import AccountPublic
+from billing.accounts.models import AccountPublic, TerminationRequest
 from billing.auth.policy import Owner
 from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT
@@ -18,6 +18,11 @@ router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
     status_code=202,
     responses={**AUTHENTICATED, **CONFLICT},
 )
-async def terminate_account(principal: Owner, services: ServicesDep) -> AccountPublic:
-    """Terminate the contract: the export is emailed to the owner, then every record is purged."""
-    return AccountPublic.model_validate(await services.termination.terminate(principal=principal))
+async def terminate_account(
+    body: TerminationRequest, principal: Owner, services: ServicesDep
+) -> AccountPublic:
+    """Terminate the contract: the account turns read-only, the export is emailed to the owner,
+    then every record is purged. The owner's password confirms it."""
+    return AccountPublic.model_validate(
+        await services.termination.terminate(principal=principal, password=body.password)
+    )

@@ -8,7 +8,8 @@ from billing.accounts.domain import AccountStatus
 from billing.accounts.models import Account
 from billing.accounts.service import account_owner, get_account
 from billing.auth.models import Principal
-from billing.errors import ConflictError
+from billing.auth.passwords import verify_password
+from billing.errors import ConflictError, PermissionDeniedError
 from shared.contracts import AccountTerminated
 from shared.unit_of_work import UnitsOfWork
 
@@ -19,8 +20,9 @@ class TerminationService:
     def __init__(self, *, units: UnitsOfWork) -> None:
         self.units = units
 
-    async def terminate(self, *, principal: Principal) -> Account:
-        """End the contract and emit `account.terminated` in the same transaction."""
+    async def terminate(self, *, principal: Principal, password: str) -> Account:
+        """End the contract, confirmed by the owner's password, and emit `account.terminated`
+        in the same transaction; the account is read-only from then on."""
         account_id = principal.require_user()
         async with self.units() as work:
             # Locked: two termination requests at once make one saga, not two.
@@ -29,6 +31,12 @@ class TerminationService:
             if account.status is AccountStatus.TERMINATED:
                 raise ConflictError("the account is already terminated")
             owner = await account_owner(work.session, account_id)
+            if owner.id != principal.user_id or not await verify_password(
+                password, owner.password_hash
+            ):
+                raise PermissionDeniedError(
+                    "confirm with your password (set one first if needed)", field="password"
+                )
             account.status = AccountStatus.TERMINATED
             account.terminated_at = datetime.now(UTC)
             work.session.add(account)
