@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import bench_api_issue_invoice
+from bench.identity import bench_identity
 from bench.relay import bench_relay
 from bench.termination import bench_termination
 from devstack.processes import free_port
@@ -30,6 +31,8 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "relay_events_per_s": _one(bench_relay),
     # api_issue_invoice_per_s, billing_cpu_ms_per_invoice, api_issue_p99_ms, load generator
     "api_issue_invoice_per_s": bench_api_issue_invoice,
+    # api_sign_in_per_s, api_authenticated_read_per_s
+    "identity": bench_identity,
     # termination_1m_records_s, export_rows_per_s, export_peak_rss_mb, api_p99_during_export_ms
     "termination": bench_termination,
 }

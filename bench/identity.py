@@ -1,0 +1,119 @@
+"""Signing in and reading with the session cookie, against the raw work underneath.
+
+`api_sign_in_per_s`: `POST /sessions` by CONCURRENCY clients, against `raw_argon2id_verify_per_s`,
+argon2-cffi verifying the same password with the same parameters on as many threads as billing
+has cores to give (Argon2id is slow by design: this is reported, not tuned away).
+`api_authenticated_read_per_s`: `GET /customers/{id}` with the session cookie, against
+`raw_select_per_s`, the same customer read in plain asyncpg on the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import asyncpg
+from argon2 import PasswordHasher
+
+from bench.api import CONCURRENCY, POOL, _closed_loop
+from devstack.stack import Stack
+
+Result = tuple[str, float, str, str, float]
+
+SIGN_INS = 200
+READS = 3000
+WARMUP = 100
+PASSWORD = "the bench owner's passphrase"  # noqa: S105 - a bench account's password
+_CUSTOMER = (
+    "SELECT id, account_id, name, email, address, created_at FROM customer "
+    "WHERE account_id = $1 AND id = $2"
+)
+
+
+def _argon2_rate(stored: str, count: int) -> float:
+    """Verifications per second, as many threads as the machine has cores."""
+    hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda _: hasher.verify(stored, PASSWORD), range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def bench_identity(stack: Stack) -> list[Result]:
+    """Start billing, time sign-ins and cookie reads; then the raw verify and select."""
+    stack.topic_prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await asyncio.to_thread(stack.create_databases, ["billing", "keystore"])
+    await asyncio.to_thread(stack.migrate, "billing")
+    await asyncio.to_thread(stack.start_service, "billing")
+    base = stack.service_url("billing")
+    try:
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+        async with aiohttp.ClientSession(connector=connector) as api:
+            email = f"ada-{uuid.uuid4().hex[:6]}@bench.example"
+            async with api.post(
+                f"{base}/accounts",
+                json={
+                    "name": "Bench Ltd",
+                    "owner": {"name": "Ada", "email": email, "password": PASSWORD},
+                },
+            ) as response:
+                opened = await response.json()
+            key = {"Authorization": f"Bearer {opened['api_key']}"}
+            async with api.post(
+                f"{base}/customers", headers=key, json={"name": "Bob", "email": "bob@b.example"}
+            ) as response:
+                customer = await response.json()
+            credentials = {"email": email, "password": PASSWORD}
+            cookies: list[str] = []
+
+            async def sign_in() -> None:
+                async with api.post(f"{base}/sessions", json=credentials) as signed_in:
+                    await signed_in.read()
+                    if signed_in.status != 201:
+                        raise RuntimeError(f"signing in answered {signed_in.status}")
+                    cookies.append(signed_in.headers["set-cookie"].split(";")[0])
+
+            sign_in_rate = await _closed_loop(SIGN_INS, sign_in)
+            browser = {"Cookie": cookies[-1]}
+            url = f"{base}/customers/{customer['id']}"
+
+            async def read() -> None:
+                async with api.get(url, headers=browser) as answered:
+                    await answered.read()
+                    if answered.status != 200:
+                        raise RuntimeError(f"reading answered {answered.status}")
+
+            api.cookie_jar.clear()
+            await _closed_loop(WARMUP, read)
+            read_rate = await _closed_loop(READS, read)
+    finally:
+        stack.stop_services()
+    pool = await asyncpg.create_pool(
+        stack.database_url("billing").replace("+asyncpg", ""), min_size=POOL, max_size=POOL
+    )
+    try:
+        stored = await pool.fetchval("SELECT password_hash FROM app_user WHERE email = $1", email)
+        account_id, customer_id = uuid.UUID(opened["account"]["id"]), uuid.UUID(customer["id"])
+
+        async def select() -> None:
+            await pool.fetchrow(_CUSTOMER, account_id, customer_id)
+
+        await _closed_loop(WARMUP, select)
+        select_rate = await _closed_loop(READS, select)
+    finally:
+        await pool.close()
+    verify_rate = await asyncio.to_thread(_argon2_rate, stored, SIGN_INS)
+    return [
+        ("api_sign_in_per_s", sign_in_rate, "sign-ins/s", "raw_argon2id_verify_per_s", verify_rate),
+        (
+            "api_authenticated_read_per_s",
+            read_rate,
+            "reads/s",
+            "raw_select_per_s",
+            select_rate,
+        ),
+    ]
