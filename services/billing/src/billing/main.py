@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from billing import operations
 from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
+from billing.auth import keys as api_keys
 from billing.auth import routes as sign_in
 from billing.auth.service import AuthService
 from billing.auth.sessions import SessionService
@@ -50,7 +51,7 @@ def create_app(
     )
     sessions, units = runtime.sessions, runtime.units
     services = Services(
-        auth=AuthService(engine=runtime.engine),
+        auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
         sessions=SessionService(engine=runtime.engine, settings=settings),
         accounts=AccountService(sessions=sessions, units=units),
         customers=CustomerService(sessions=sessions, units=units),
@@ -88,7 +89,16 @@ def create_app(
     install_problem_handlers(app)
     harden_api(app, max_body_bytes=settings.max_body_bytes)
     mount_offline_docs(app)
-    for domain in (accounts, sign_in, users, termination, customers, invoices, staff_access):
+    for domain in (
+        accounts,
+        sign_in,
+        api_keys,
+        users,
+        termination,
+        customers,
+        invoices,
+        staff_access,
+    ):
         app.include_router(domain.router)
     app.include_router(operations.router)
     if settings.tls_certfile is not None:

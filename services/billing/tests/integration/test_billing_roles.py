@@ -7,15 +7,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from route_table import api_routes, policies
+from route_table import api_routes, policies, user_key
 
 from billing.accounts.domain import Role
 from billing.auth.policy import POLICY_REFUSALS
-from billing.auth.service import hash_api_key, new_api_key
 from billing.main import create_app
 from billing.settings import BillingSettings
 from devstack.testing import running
@@ -56,33 +54,6 @@ def test_every_route_states_exactly_one_policy_unless_public(app: FastAPI) -> No
             assert len(stated) == 1, f"{method} {path} states {len(stated)} policies"
 
 
-async def _user_key(database_url: str, account_id: str, role: Role) -> str:
-    """A user of the account with the role, and an API key of theirs."""
-    key = new_api_key()
-    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
-        user_id = uuid.uuid4()
-        await connection.execute(
-            "INSERT INTO app_user (id, account_id, name, email, role, status) "
-            "VALUES ($1, $2, $3, $4, $5, 'ACTIVE')",
-            user_id,
-            uuid.UUID(account_id),
-            f"User {role.value}",
-            f"{role.value}-{uuid.uuid4().hex[:6]}@roles.example.com",
-            role.name,
-        )
-        await connection.execute(
-            "INSERT INTO api_key (id, key_hash, account_id, user_id) VALUES ($1, $2, $3, $4)",
-            uuid.uuid4(),
-            hash_api_key(key),
-            uuid.UUID(account_id),
-            user_id,
-        )
-    finally:
-        await connection.close()
-    return key
-
-
 async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_says(
     app: FastAPI, client: httpx.AsyncClient, billing_settings: BillingSettings
 ) -> None:
@@ -94,7 +65,7 @@ async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_sa
     account_id = opened.json()["account"]["id"]
     keys = {Role.OWNER: opened.json()["api_key"]}
     for role in (Role.ADMIN, Role.ACCOUNTANT, Role.READ_ONLY):
-        keys[role] = await _user_key(billing_settings.database_url, account_id, role)
+        keys[role] = await user_key(billing_settings.database_url, account_id, role)
     staff = await client.post(
         "/staff",
         headers={"Authorization": "Bearer test-operator-token"},
@@ -156,7 +127,7 @@ async def test_what_each_role_may_do(
     path: str,
     expected: int,
 ) -> None:
-    key = await _user_key(billing_settings.database_url, account["account"]["id"], role)
+    key = await user_key(billing_settings.database_url, account["account"]["id"], role)
     body = {"name": "Carla", "email": "carla@example.com"} if path == "/customers" else None
     response = await client.request(
         method, path, headers={"Authorization": f"Bearer {key}"}, json=body

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID, uuid4
 
 import pydantic
-from sqlalchemy import DateTime
+from sqlalchemy import ARRAY, DateTime, String
 from sqlmodel import Field
 
 from billing.accounts.domain import Role
 from billing.auth.passwords import Password
+from billing.auth.scopes import ApiKeyScope
 from billing.database import BillingTable, created_at_column
 from billing.errors import PermissionDeniedError
 from billing.schemas import Schema
-from shared.input_types import EmailAddress
+from shared.input_types import EmailAddress, Name
 
 
 class ApiKey(BillingTable, table=True):
@@ -26,6 +27,11 @@ class ApiKey(BillingTable, table=True):
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     key_hash: str = Field(unique=True)
+    name: str | None = Field(default=None)
+    # None: everything its user may do (the key made when the account opens, staff keys).
+    scopes: list[str] | None = Field(default=None, sa_type=ARRAY(String))
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
     user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
     staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id")
@@ -76,6 +82,7 @@ class Principal:
     role: Role | None = None
     staff_id: UUID | None = None
     session_id: UUID | None = None  # signed in with the cookie, not an API key
+    scopes: frozenset[str] | None = None  # an API key limited to these; None: the user's all
     read_only: bool = False  # the account is terminated: reads only, until its purge
 
     def require_user(self) -> UUID:
@@ -121,3 +128,42 @@ class PasswordChange(Schema):
         default=None, max_length=128, json_schema_extra={"writeOnly": True}
     )
     new_password: Password
+
+
+class ApiKeyCreate(Schema):
+    """A key for a script or an integration: what it may do, and until when."""
+
+    name: Name = pydantic.Field(description="What the key is for, to recognise it later.")
+    scopes: list[ApiKeyScope] = pydantic.Field(
+        min_length=1,
+        max_length=len(ApiKeyScope),
+        description="What the key may read or change; it never exceeds its user's role.",
+    )
+    expires_at: datetime | None = pydantic.Field(
+        default=None, description="When the key stops working; none: until revoked."
+    )
+
+    @pydantic.field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, expires_at: datetime | None) -> datetime | None:
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return expires_at
+
+
+class ApiKeyPublic(Schema):
+    """A key as its list shows it: never the key itself."""
+
+    id: UUID
+    name: str | None
+    scopes: list[str] | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyMade(ApiKeyPublic):
+    """A new key: the secret is shown this once, only its hash is kept."""
+
+    api_key: str = pydantic.Field(description="Bearer token; only its hash is stored.")

@@ -16,6 +16,7 @@ from billing.accounts.domain import (
     Role,
 )
 from billing.auth.models import Principal
+from billing.auth.scopes import scope_for
 from billing.auth.sessions import SAFE_METHODS
 from billing.dependencies import PrincipalDep
 from billing.errors import PermissionDeniedError
@@ -44,9 +45,20 @@ class Allow:
             raise PermissionDeniedError("only staff members may use this route")
         if principal.role not in self.roles:
             raise PermissionDeniedError(f"needs the role {_names(self.roles)}")
-        if principal.read_only and self.changes_account and request.method not in SAFE_METHODS:
+        changes = request.method not in SAFE_METHODS
+        if principal.scopes is not None:
+            needed = scope_for(_route_template(request), changes=changes)
+            if needed not in principal.scopes:
+                raise PermissionDeniedError(f"this API key lacks the scope {needed}")
+        if principal.read_only and self.changes_account and changes:
             raise PermissionDeniedError(ACCOUNT_READ_ONLY)
         return principal
+
+
+def _route_template(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else request.url.path
 
 
 def _names(roles: Iterable[Role]) -> str:
@@ -55,7 +67,12 @@ def _names(roles: Iterable[Role]) -> str:
 
 ACCOUNT_READ_ONLY = "the account is terminated: it is read-only until its data is purged"
 # What the route table test recognises as this policy's refusal, and not the route's own.
-POLICY_REFUSALS = ("needs the role ", "staff members cannot use", "only staff members may use")
+POLICY_REFUSALS = (
+    "needs the role ",
+    "staff members cannot use",
+    "only staff members may use",
+    "this API key lacks the scope",
+)
 
 
 ANY_USER = Allow(EVERY_ROLE)

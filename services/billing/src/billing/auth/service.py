@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 
-from billing.accounts.domain import AccountStatus, Role
-from billing.auth.models import Principal
-from billing.errors import NotAuthenticatedError
-from shared.db import pooled_driver
+from billing.accounts.domain import ADMINISTRATORS, AccountStatus, Role
+from billing.auth.models import ApiKey, ApiKeyCreate, Principal
+from billing.errors import NotAuthenticatedError, NotFoundError
+from shared.db import SessionFactory, pooled_driver
+from shared.unit_of_work import UnitsOfWork
 
 API_KEY_PREFIX = "qk_"
 
@@ -32,31 +36,86 @@ def hash_api_key(api_key: str) -> str:
 # One round trip, straight through asyncpg: every request authenticates, and the ORM would
 # cost more than the query.
 _CREDENTIAL = """
-SELECT u.id AS user_id, u.name AS user_name, u.role, a.id AS account_id, a.status,
-    s.id AS staff_id, s.name AS staff_name
+SELECT k.id AS key_id, k.scopes, k.last_used_at, u.id AS user_id, u.name AS user_name, u.role,
+    a.id AS account_id, a.status, s.id AS staff_id, s.name AS staff_name
 FROM api_key k
 LEFT JOIN app_user u ON u.id = k.user_id
 LEFT JOIN account a ON a.id = k.account_id
 LEFT JOIN staff_member s ON s.id = k.staff_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.removed_at IS NULL
+    AND (k.expires_at IS NULL OR k.expires_at > now())
 """
+_TOUCH = "UPDATE api_key SET last_used_at = now() WHERE id = $1"
+TOUCH_EVERY = timedelta(seconds=60)  # last use is written at most this often per key
 
 
 class AuthService:
-    """Resolves credentials to the caller."""
+    """Resolves credentials to the caller; makes, lists and revokes API keys."""
 
-    def __init__(self, *, engine: AsyncEngine) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, sessions: SessionFactory, units: UnitsOfWork
+    ) -> None:
         self.engine = engine
+        self.sessions = sessions
+        self.units = units
 
     async def authenticate(self, *, api_key: str) -> Principal:
         """Resolve a bearer API key to its user or staff member."""
         async with pooled_driver(self.engine) as db:
             row = await db.fetchrow(_CREDENTIAL, hash_api_key(api_key))
+            last = row["last_used_at"] if row is not None else None
+            if row is not None and (last is None or datetime.now(UTC) - last > TOUCH_EVERY):
+                await db.execute(_TOUCH, row["key_id"])
         if row is None:
-            raise NotAuthenticatedError("unknown or revoked API key")
+            raise NotAuthenticatedError("unknown, expired or revoked API key")
         if row["staff_id"] is not None:
             return Principal(kind="staff", name=row["staff_name"], staff_id=row["staff_id"])
-        return user_principal(row)
+        scopes = None if row["scopes"] is None else frozenset(row["scopes"])
+        return dataclasses.replace(user_principal(row), scopes=scopes)
+
+    async def create_key(
+        self, *, principal: Principal, request: ApiKeyCreate
+    ) -> tuple[ApiKey, str]:
+        """A new key of the caller's, limited to the scopes asked; shown once."""
+        account_id = principal.require_user()
+        secret = new_api_key()
+        key = ApiKey(
+            key_hash=hash_api_key(secret),
+            account_id=account_id,
+            user_id=principal.user_id,
+            name=request.name,
+            scopes=sorted(request.scopes),
+            expires_at=request.expires_at,
+        )
+        async with self.units() as work:
+            work.session.add(key)
+        return key, secret
+
+    async def keys(self, *, principal: Principal) -> list[ApiKey]:
+        """The caller's keys, revoked ones included, newest first."""
+        principal.require_user()
+        async with self.sessions() as session:
+            result = await session.exec(
+                select(ApiKey)
+                .where(ApiKey.user_id == principal.user_id)
+                .order_by(col(ApiKey.created_at).desc(), col(ApiKey.id))
+            )
+            return list(result.all())
+
+    async def revoke_key(self, *, principal: Principal, key_id: UUID) -> ApiKey:
+        """Revoke one of the caller's keys (an admin: any of the account's); at once."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            query = select(ApiKey).where(ApiKey.account_id == account_id, ApiKey.id == key_id)
+            if principal.role not in ADMINISTRATORS:
+                query = query.where(ApiKey.user_id == principal.user_id)
+            key: ApiKey | None = (await work.session.exec(query.with_for_update())).first()
+            if key is None:
+                raise NotFoundError("no such API key")
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(UTC)
+                work.session.add(key)
+        return key
 
 
 def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) -> Principal:
