@@ -5,49 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.processes import free_port
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 # A fixed seed keeps `make test` repeatable; FUZZ_SEED explores further (`make fuzz`).
 SEED = os.environ.get("FUZZ_SEED", "20261122")
-
-
-@pytest.fixture(scope="module")
-def billing_url(billing_settings: BillingSettings) -> Iterator[str]:
-    """Billing served by uvicorn on a free port, in a thread of its own with its own loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(billing_settings),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="billing-fuzzed", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "billing stopped while starting"
-        assert time.monotonic() < deadline, "billing did not start within 60 s"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(

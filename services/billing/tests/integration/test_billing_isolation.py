@@ -1,0 +1,187 @@
+"""LEAST-ACCESS: no user or key of one account reads or changes another account's data.
+
+Hypothesis draws a route, a role and which of two accounts attacks the other; the attacker
+calls the route with the victim's ids, every time answered 403 or 404, and the victim's data
+reads the same afterwards. Billing runs under uvicorn in a thread, so the property runs in
+plain synchronous code, as hypothesis wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from route_table import api_routes, policies, user_key
+
+from billing.accounts.domain import Role
+from billing.main import create_app
+from billing.settings import BillingSettings
+
+pytestmark = pytest.mark.integration
+OPERATOR = {"Authorization": "Bearer test-operator-token"}
+# Bodies that would be accepted if the ids were the caller's own, so a refusal is isolation.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/users/{user_id}"): {"role": "read_only"},
+}
+
+
+@dataclass
+class Tenant:
+    """An account with a user of every role and one of each kind of resource."""
+
+    headers: dict[Role, dict[str, str]] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+def _tenant(client: httpx.Client, settings: BillingSettings) -> Tenant:
+    tag = uuid.uuid4().hex[:8]
+    opened = client.post(
+        "/accounts",
+        json={"name": f"T {tag}", "owner": {"name": "O", "email": f"o-{tag}@t.example"}},
+    ).json()
+    tenant = Tenant()
+    tenant.headers[Role.OWNER] = {"Authorization": f"Bearer {opened['api_key']}"}
+    for role in (Role.ADMIN, Role.ACCOUNTANT, Role.READ_ONLY):
+        key = asyncio.run(user_key(settings.database_url, opened["account"]["id"], role))
+        tenant.headers[role] = {"Authorization": f"Bearer {key}"}
+    owner = tenant.headers[Role.OWNER]
+    customer = client.post(
+        "/customers", headers=owner, json={"name": "C", "email": f"c-{tag}@t.example"}
+    ).json()
+    invoice = client.post(
+        "/invoices",
+        headers=owner,
+        json={
+            "customer_id": customer["id"],
+            "currency": "EUR",
+            "due_date": "2030-01-31",
+            "lines": [{"description": "Work", "quantity": "1", "unit_price": "5"}],
+        },
+    ).json()
+    staff = client.post(
+        "/staff", headers=OPERATOR, json={"name": "S", "email": f"s-{tag}@q.example"}
+    ).json()
+    grant = client.post(
+        "/access-grants",
+        headers=owner,
+        json={
+            "staff_id": staff["staff"]["id"],
+            "purpose": "support",
+            "reason": "T-1",
+            "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        },
+    ).json()
+    user = client.post(
+        "/users", headers=owner, json={"name": "U", "email": f"u-{tag}@t.example", "role": "admin"}
+    ).json()
+    api_key = client.post(
+        "/api-keys", headers=owner, json={"name": "k", "scopes": ["customers:read"]}
+    ).json()
+    tenant.ids = {
+        "customer_id": customer["id"],
+        "invoice_id": invoice["id"],
+        "grant_id": grant["id"],
+        "user_id": user["id"],
+        "key_id": api_key["id"],
+    }
+    return tenant
+
+
+def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
+    owner = tenant.headers[Role.OWNER]
+    return [
+        client.get(path, headers=owner).json()
+        for path in (
+            f"/customers/{tenant.ids['customer_id']}",
+            f"/invoices/{tenant.ids['invoice_id']}",
+            "/users",
+            "/access-grants",
+            "/api-keys",
+            "/account",
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def client(billing_url: str) -> Any:
+    with httpx.Client(base_url=billing_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tenants(client: httpx.Client, billing_settings: BillingSettings) -> tuple[Tenant, Tenant]:
+    return _tenant(client, billing_settings), _tenant(client, billing_settings)
+
+
+def _routes_with_ids(billing_settings: BillingSettings) -> list[tuple[str, str]]:
+    """User routes whose path names one of an account's resources."""
+    return sorted(
+        (method, path)
+        for method, path, route in api_routes(create_app(billing_settings))
+        if "{" in path and any(policy.roles for policy in policies(route.dependant))
+    )
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_no_role_of_one_account_reaches_anothers_resources_by_id(
+    data: st.DataObject,
+    client: httpx.Client,
+    tenants: tuple[Tenant, Tenant],
+    billing_settings: BillingSettings,
+) -> None:
+    routes = _routes_with_ids(billing_settings)
+    method, path = data.draw(st.sampled_from(routes), label="route")
+    role = data.draw(st.sampled_from(list(Role)), label="role")
+    attacker, victim = tenants if data.draw(st.booleans(), label="first attacks") else tenants[::-1]
+    before = _what_it_owns(client, victim)
+    url = re.sub(r"\{(\w+)\}", lambda m: victim.ids[m.group(1)], path)
+    response = client.request(
+        method, url, headers=attacker.headers[role], json=BODIES.get((method, path))
+    )
+    assert response.status_code in {403, 404}, f"{method} {url} as {role}: {response.text}"
+    assert _what_it_owns(client, victim) == before
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_no_list_or_reference_shows_or_uses_another_accounts_data(
+    data: st.DataObject, client: httpx.Client, tenants: tuple[Tenant, Tenant]
+) -> None:
+    role = data.draw(st.sampled_from(list(Role)), label="role")
+    attacker, victim = tenants if data.draw(st.booleans(), label="first attacks") else tenants[::-1]
+    headers = attacker.headers[role]
+    listed = " ".join(
+        client.get(path, headers=headers).text
+        for path in ("/customers", "/invoices", "/users", "/access-grants", "/api-keys")
+    )
+    assert not [name for name, id_ in victim.ids.items() if id_ in listed]
+    filtered = client.get(
+        "/invoices", headers=headers, params={"customer_id": victim.ids["customer_id"]}
+    )
+    assert filtered.json() == [] or filtered.status_code == 403
+    drafted = client.post(
+        "/invoices",
+        headers=headers,
+        json={
+            "customer_id": victim.ids["customer_id"],
+            "currency": "EUR",
+            "due_date": "2030-01-31",
+            "lines": [{"description": "Work", "quantity": "1", "unit_price": "5"}],
+            "issue": data.draw(st.booleans(), label="issue"),
+        },
+    )
+    assert drafted.status_code in {403, 422}, drafted.text
