@@ -460,3 +460,17 @@ async def test_an_invited_colleague_gets_the_email_accepts_it_and_signs_in_with_
         cookie = signed_in.headers["set-cookie"].split(";")[0]
         team = await api.get("/users", headers={"Cookie": cookie})
         assert {(u["email"], u["status"]) for u in team.json()} >= {(colleague, "active")}
+        # COLLECTED: a sign-in from another browser and system is a security notice by email.
+        firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+        elsewhere = await api.post(
+            "/sessions",
+            json={"email": colleague, "password": password},
+            headers={"User-Agent": firefox},
+        )
+        assert elsewhere.status_code == 201, elsewhere.text
+    notices = await mail.wait_for(
+        lambda ms: any(colleague in m["to"] and "New sign-in" in m["subject"] for m in ms)
+    )
+    notice = next(m for m in notices if colleague in m["to"] and "New sign-in" in m["subject"])
+    assert "Firefox 121" in notice["text"]
+    assert "Linux" in notice["text"]

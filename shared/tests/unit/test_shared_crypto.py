@@ -30,6 +30,7 @@ from shared.contracts import (
     InvoiceIssued,
     InvoiceLine,
     IssuedInvoiceCustomer,
+    NewDeviceSignedIn,
     PurgeCompleted,
     PurgeRequested,
     UserInvited,
@@ -82,6 +83,16 @@ def _invoice(lines: int = 2) -> InvoiceIssued:
 
 SAMPLES: dict[str, EventData] = {
     "invoice.issued": _invoice(),
+    "user.new_device_signed_in": NewDeviceSignedIn(
+        account_id=ACCOUNT,
+        user_id=uuid.uuid4(),
+        name="Zoë Secretperson",
+        email="zoe@private.example",
+        address="203.0.113.9",
+        browser="Firefox 121",
+        operating_system="Windows 10",
+        signed_in_at=NOW,
+    ),
     "user.invited": UserInvited(
         account_id=ACCOUNT,
         user_id=uuid.uuid4(),

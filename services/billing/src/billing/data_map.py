@@ -109,7 +109,12 @@ DATA_MAP = AccountDataMap(
                 "last_seen_at",
                 "expires_at",
                 "ended_at",
+                "ip_address",
+                "browser",
+                "operating_system",
+                "referrer",
             ),
+            personal=("ip_address",),
             withheld={
                 "token_hash": "a credential's hash is never handed out",
                 "csrf_hash": "a credential's hash is never handed out",

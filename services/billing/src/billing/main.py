@@ -52,7 +52,7 @@ def create_app(
     sessions, units = runtime.sessions, runtime.units
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
-        sessions=SessionService(engine=runtime.engine, settings=settings),
+        sessions=SessionService(engine=runtime.engine, units=units, settings=settings),
         accounts=AccountService(sessions=sessions, units=units),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),

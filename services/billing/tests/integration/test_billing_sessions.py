@@ -16,7 +16,7 @@ from route_table import api_routes
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import running
+from devstack.testing import read_events, running
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery staple 42"
@@ -273,3 +273,79 @@ async def test_a_terminated_account_reads_but_changes_nothing_and_its_users_stil
     assert (await api.get("/account", headers=again)).json()["status"] == "terminated"
     signed_out = await api.delete("/session", headers={**browser, CSRF_HEADER: csrf})
     assert signed_out.status_code == 204
+
+
+CHROME_ON_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
+FIREFOX_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
+)
+
+
+async def test_collected_a_session_keeps_address_browser_system_and_referring_site_only(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    account = await _sign_up(api)
+    signed_in = await api.post(
+        "/sessions",
+        json={"email": account["email"], "password": PASSWORD},
+        headers={"User-Agent": CHROME_ON_MAC, "Referer": "https://search.example/q?who=ada"},
+    )
+    assert signed_in.status_code == 201, signed_in.text
+    key = {"Authorization": f"Bearer {account['api_key']}"}
+    (listed,) = (await api.get("/sessions", headers=key)).json()
+    assert listed["browser"] == "Chrome 120"
+    assert listed["operating_system"] == "Mac OS X 10"
+    assert listed["referrer"] == "https://search.example", "the origin, not the search"
+    assert listed["ip_address"]
+    connection = await asyncpg.connect(billing_settings.database_url.replace("+asyncpg", ""))
+    try:
+        row = await connection.fetchrow(
+            "SELECT * FROM web_session WHERE id = $1", uuid.UUID(listed["id"])
+        )
+    finally:
+        await connection.close()
+    assert "AppleWebKit" not in repr(dict(row)), "not the user-agent string"
+    assert "ada" not in repr(dict(row)), "not the referrer's query"
+
+
+async def test_a_sign_in_from_a_new_device_sends_a_security_notice_once(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    account = await _sign_up(api)
+    for agent in (CHROME_ON_MAC, CHROME_ON_MAC, FIREFOX_ON_WINDOWS, FIREFOX_ON_WINDOWS):
+        signed_in = await api.post(
+            "/sessions",
+            json={"email": account["email"], "password": PASSWORD},
+            headers={"User-Agent": agent},
+        )
+        assert signed_in.status_code == 201, signed_in.text
+    notices = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("user.new_device_signed_in"),
+        count=2,
+        key=account["account"]["id"],
+        timeout=5,
+        keystore=billing_settings.keystore,
+    )
+    assert len(notices) == 1, "the first sign-in and a known device send none"
+    assert notices[0]["data"]["browser"] == "Firefox 121"
+    assert notices[0]["data"]["email"] == account["email"]
+
+
+async def test_an_admin_ends_any_session_of_the_account_and_no_other(
+    api: httpx.AsyncClient,
+) -> None:
+    account, other = await _sign_up(api), await _sign_up(api)
+    browser, _ = await _sign_in(api, account["email"])
+    elsewhere, _ = await _sign_in(api, other["email"])
+    key = {"Authorization": f"Bearer {account['api_key']}"}
+    other_key = {"Authorization": f"Bearer {other['api_key']}"}
+    (theirs,) = (await api.get("/sessions", headers=other_key)).json()
+    assert (await api.delete(f"/sessions/{theirs['id']}", headers=key)).status_code == 404
+    (mine,) = (await api.get("/sessions", headers=key)).json()
+    assert (await api.delete(f"/sessions/{mine['id']}", headers=key)).status_code == 204
+    assert (await api.get("/customers", headers=browser)).status_code == 401
+    assert (await api.get("/customers", headers=elsewhere)).status_code == 200

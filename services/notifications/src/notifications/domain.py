@@ -8,7 +8,7 @@ from uuid import UUID
 
 from iso4217 import Currency
 
-from shared.contracts import ExportAssembled, InvoiceIssued, UserInvited
+from shared.contracts import ExportAssembled, InvoiceIssued, NewDeviceSignedIn, UserInvited
 
 
 class MessageKind(StrEnum):
@@ -19,6 +19,7 @@ class MessageKind(StrEnum):
     PAYMENT_REMINDER = "payment-reminder"
     ACCOUNT_EXPORT = "account-export"
     INVITATION = "invitation"
+    SECURITY_NOTICE = "security-notice"
 
 
 class EmailStatus(StrEnum):
@@ -91,3 +92,17 @@ def invitation_email(event: UserInvited, accept_url: str) -> tuple[str, str]:
         "This is a transactional message about your access to an account.\n"
     )
     return f"{event.inviter_name} invited you to {event.account_name} on Quittance", body
+
+
+def new_device_email(event: NewDeviceSignedIn) -> tuple[str, str]:
+    """Subject and body of the notice of a sign-in from a new device (security, not marketing)."""
+    body = (
+        f"Hello {event.name},\n\n"
+        f"Your Quittance account was signed in to from {event.browser} on "
+        f"{event.operating_system}, address {event.address}, at "
+        f"{event.signed_in_at:%Y-%m-%d %H:%M} UTC.\n\n"
+        "If this was you, there is nothing to do. If not, change your password at once: every\n"
+        "session then ends. An account owner or admin can also end any session.\n\n"
+        "This is a security notice about your account.\n"
+    )
+    return "New sign-in to your Quittance account", body

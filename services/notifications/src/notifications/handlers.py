@@ -8,6 +8,7 @@ from shared.contracts import (
     ExportAssembled,
     ExportBundleChunk,
     InvoiceIssued,
+    NewDeviceSignedIn,
     UserInvited,
 )
 from shared.participant import Participant
@@ -32,6 +33,12 @@ def create_routes(
     async def on_user_invited(event: Envelope[UserInvited], work: Work) -> None:
         """Queue the invitation, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_invitation_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(NewDeviceSignedIn)
+    async def on_new_device_signed_in(event: Envelope[NewDeviceSignedIn], work: Work) -> None:
+        """Queue the security notice, once; it is sent after commit (the sweeper retries)."""
+        email_id = await service.queue_new_device_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(ExportAssembled)

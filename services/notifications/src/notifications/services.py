@@ -25,6 +25,7 @@ from notifications.domain import (
     invitation_email,
     invoice_email,
     message_id_for,
+    new_device_email,
 )
 from notifications.mailer import SmtpMailer
 from notifications.models import OutgoingEmail
@@ -35,6 +36,7 @@ from shared.contracts import (
     ExportBundleChunk,
     ExportDelivered,
     InvoiceIssued,
+    NewDeviceSignedIn,
     UserInvited,
 )
 from shared.db import SessionFactory
@@ -106,6 +108,26 @@ class NotificationsService:
             subject=subject,
             mime=self._mime(
                 message_id=message_id, recipient=invited.email, subject=subject, body=body
+            ),
+        )
+        work.session.add(email)
+        return email.id
+
+    async def queue_new_device_email(
+        self, *, event: Envelope[NewDeviceSignedIn], work: Work
+    ) -> UUID:
+        """Queue the security notice of a sign-in from a new device."""
+        notice = event.data
+        subject, body = new_device_email(notice)
+        message_id = message_id_for(event.id, self.settings.message_id_domain)
+        email = OutgoingEmail(
+            account_id=notice.account_id,
+            kind=MessageKind.SECURITY_NOTICE,
+            message_id=message_id,
+            recipient=notice.email,
+            subject=subject,
+            mime=self._mime(
+                message_id=message_id, recipient=notice.email, subject=subject, body=body
             ),
         )
         work.session.add(email)

@@ -12,7 +12,14 @@ from shared.contracts import InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer
 
 def test_use_there_is_no_marketing_kind_of_message() -> None:
     kinds = {kind.value for kind in MessageKind}
-    assert kinds == {"invoice", "statement", "payment-reminder", "account-export", "invitation"}
+    assert kinds == {
+        "invoice",
+        "statement",
+        "payment-reminder",
+        "account-export",
+        "invitation",
+        "security-notice",
+    }
     assert not any("market" in k or "newsletter" in k or "promo" in k for k in kinds)
 
 

@@ -93,6 +93,20 @@ class UserInvited(EventData):
     expires_at: datetime = Field(description="When the invitation lapses.")
 
 
+class NewDeviceSignedIn(EventData):
+    """A user signed in from a browser and system not seen for them before: tell them."""
+
+    event_type = "user.new_device_signed_in"
+
+    user_id: UUID = Field(description="Billing's id of the user.")
+    name: str = personal_data("The user's name.")
+    email: str = personal_data("Where the security notice goes.")
+    address: str = personal_data("The IP address the sign-in came from.")
+    browser: str = Field(description="The browser's name and major version.")
+    operating_system: str = Field(description="The operating system's name and major version.")
+    signed_in_at: datetime = Field(description="When.")
+
+
 class AccountTerminated(EventData):
     """The account owner terminated the contract: export, deliver, then purge (TERMINATION)."""
 
@@ -251,5 +265,6 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PurgeCompleted,
         AccountPurged,
         UserInvited,
+        NewDeviceSignedIn,
     )
 }

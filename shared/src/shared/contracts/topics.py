@@ -26,6 +26,12 @@ TOPICS: tuple[Topic, ...] = (
     Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
     Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
+    Topic(
+        "user.new_device_signed_in",
+        ("billing",),
+        ("notifications",),
+        "A sign-in from a new browser or system; send the user a security notice.",
+    ),
     Topic("account.terminated", ("billing",), ("retention",), "Start the termination saga."),
     Topic(
         "export.requested",

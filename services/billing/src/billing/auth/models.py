@@ -56,6 +56,11 @@ class WebSession(BillingTable, table=True):
     last_seen_at: datetime = Field(sa_type=DateTime(timezone=True))
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     ended_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Request metadata, for security and administration only (COLLECTED).
+    ip_address: str | None = Field(default=None)
+    browser: str | None = Field(default=None)
+    operating_system: str | None = Field(default=None)
+    referrer: str | None = Field(default=None)
 
 
 class SignInFailure(BillingTable, table=True):
@@ -167,3 +172,17 @@ class ApiKeyMade(ApiKeyPublic):
     """A new key: the secret is shown this once, only its hash is kept."""
 
     api_key: str = pydantic.Field(description="Bearer token; only its hash is stored.")
+
+
+class SessionListed(Schema):
+    """A signed-in session as the account's owner and admins see it."""
+
+    id: UUID
+    user_id: UUID | None
+    created_at: datetime | None
+    last_seen_at: datetime
+    expires_at: datetime
+    ip_address: str | None
+    browser: str | None
+    operating_system: str | None
+    referrer: str | None

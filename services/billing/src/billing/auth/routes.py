@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from fastapi import APIRouter, Request, Response
 
-from billing.auth.models import PasswordChange, SessionPublic, SignInRequest
-from billing.auth.policy import AnyUser, OwnSession
+from billing.auth.metadata import request_metadata
+from billing.auth.models import PasswordChange, SessionListed, SessionPublic, SignInRequest
+from billing.auth.policy import Administrator, AnyUser, OwnSession
 from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
 from billing.dependencies import ServicesDep
 from billing.errors import NotFoundError
@@ -41,9 +44,11 @@ async def sign_in(
     body: SignInRequest, request: Request, response: Response, services: ServicesDep
 ) -> SessionPublic:
     """Sign in: the session's id is set as the one cookie; the CSRF token is in the body."""
-    address = request.client.host if request.client else "unknown"
     signed_in = await services.sessions.sign_in(
-        email=str(body.email), password=body.password, account_id=body.account_id, address=address
+        email=str(body.email),
+        password=body.password,
+        account_id=body.account_id,
+        request=request_metadata(request),
     )
     _set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
     return SessionPublic(
@@ -98,3 +103,27 @@ async def change_password(
     if principal.session_id is not None:
         _clear_session_cookie(response)
     return response
+
+
+@router.get("/sessions", response_model=list[SessionListed], responses=AUTHENTICATED)
+async def list_sessions(principal: Administrator, services: ServicesDep) -> list[SessionListed]:
+    """The account's signed-in sessions: who, since when, from which address, browser and
+    system (kept for security and administration only)."""
+    return [
+        SessionListed.model_validate(dict(row))
+        for row in await services.sessions.live(principal=principal)
+    ]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**AUTHENTICATED, **NOT_FOUND},
+)
+async def end_session(
+    session_id: UUID, principal: Administrator, services: ServicesDep
+) -> Response:
+    """End any session of the account at once."""
+    await services.sessions.end(principal=principal, session_id=session_id)
+    return Response(status_code=204)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 
 # An area is the first segment of its routes' paths: a new route falls under its area's scope.
-SCOPE_AREAS = ("account", "users", "customers", "invoices", "access-grants", "api-keys", "session")
+SCOPE_AREAS = (
+    "account",
+    "users",
+    "customers",
+    "invoices",
+    "access-grants",
+    "api-keys",
+    "session",
+    "sessions",
+)
 
 
 class ApiKeyScope(StrEnum):
@@ -23,6 +32,8 @@ class ApiKeyScope(StrEnum):
     ACCESS_GRANTS_WRITE = "access-grants:write"
     API_KEYS_READ = "api-keys:read"
     API_KEYS_WRITE = "api-keys:write"
+    SESSIONS_READ = "sessions:read"
+    SESSIONS_WRITE = "sessions:write"
     SESSION_READ = "session:read"
     SESSION_WRITE = "session:write"
 

@@ -13,17 +13,21 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.accounts.domain import Role
+from billing.auth.metadata import RequestMetadata
 from billing.auth.models import Principal
 from billing.auth.passwords import hash_password, verify_password
 from billing.auth.service import user_principal
 from billing.errors import (
     InvalidReferenceError,
     NotAuthenticatedError,
+    NotFoundError,
     PermissionDeniedError,
     ThrottledError,
 )
 from billing.settings import BillingSettings
+from shared.contracts import NewDeviceSignedIn
 from shared.db import driver_in_transaction, pooled_driver
+from shared.unit_of_work import UnitsOfWork
 
 # `__Host-`: the browser keeps it only if Secure, for this host alone and the whole path.
 SESSION_COOKIE = "__Host-quittance_session"
@@ -55,7 +59,7 @@ class SignedIn:
 
 
 _USERS_BY_EMAIL = """
-SELECT u.id, u.account_id, u.role, u.password_hash
+SELECT u.id, u.account_id, u.role, u.password_hash, u.name, u.email
 FROM app_user u JOIN account a ON a.id = u.account_id
 WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
     AND u.status = 'ACTIVE' AND u.removed_at IS NULL
@@ -70,9 +74,26 @@ _RECORD_FAILURE = (
     "INSERT INTO sign_in_failure (id, account_id, user_id, address) VALUES ($1, $2, $3, $4)"
 )
 _OPEN = """
-INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, last_seen_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, now(), $6)
+INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, last_seen_at, expires_at,
+    ip_address, browser, operating_system, referrer)
+VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8, $9, $10)
 """
+# Whether the user signed in before, and from this browser and system.
+_DEVICES = """
+SELECT count(*) > 0 AS signed_in_before,
+    count(*) FILTER (WHERE browser = $2 AND operating_system = $3) > 0 AS from_this_device
+FROM web_session WHERE user_id = $1
+"""
+_LIVE = """
+SELECT id, user_id, created_at, last_seen_at, expires_at, ip_address, browser, operating_system,
+    referrer
+FROM web_session WHERE account_id = $1 AND ended_at IS NULL AND expires_at > now()
+    AND last_seen_at > now() - make_interval(mins => $2)
+ORDER BY last_seen_at DESC
+"""
+_END_OF_ACCOUNT = (
+    "UPDATE web_session SET ended_at = now() WHERE id = $1 AND account_id = $2 AND ended_at IS NULL"
+)
 _SESSION = """
 SELECT s.id AS session_id, s.csrf_hash, s.last_seen_at, u.id AS user_id, u.name AS user_name,
     u.role, a.id AS account_id, a.status
@@ -90,8 +111,11 @@ _STORE_HASH = "UPDATE app_user SET password_hash = $2 WHERE id = $1"
 class SessionService:
     """Signs people in and out, and resolves a session cookie to its user."""
 
-    def __init__(self, *, engine: AsyncEngine, settings: BillingSettings) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, units: UnitsOfWork, settings: BillingSettings
+    ) -> None:
         self.engine = engine
+        self.units = units
         self.idle_minutes = settings.session_idle_minutes
         self.absolute = timedelta(hours=settings.session_absolute_hours)
         self.absolute_s = int(self.absolute.total_seconds())
@@ -100,7 +124,7 @@ class SessionService:
         self.window_minutes = settings.sign_in_throttle_minutes
 
     async def sign_in(
-        self, *, email: str, password: str, account_id: UUID | None, address: str
+        self, *, email: str, password: str, account_id: UUID | None, request: RequestMetadata
     ) -> SignedIn:
         """Check the password and open a session with a new random id (never a reused one)."""
         async with self.engine.begin() as connection:
@@ -112,6 +136,7 @@ class SessionService:
                 )
             user = users[0] if users else None
             user_id = user["id"] if user else None
+            address = request.address
             failures = await db.fetchrow(_FAILURES_SINCE, address, user_id, self.window_minutes)
             if failures["by_address"] >= self.per_address or failures["by_user"] >= self.per_user:
                 raise ThrottledError(
@@ -133,8 +158,9 @@ class SessionService:
         token = secrets.token_urlsafe(32)  # 256 random bits
         csrf_token = csrf_token_for(token)
         expires_at = datetime.now(UTC) + self.absolute
-        async with self.engine.begin() as connection:
-            db = await driver_in_transaction(connection)
+        async with self.units() as work:
+            db = await work.driver()
+            seen = await db.fetchrow(_DEVICES, user_id, request.browser, request.operating_system)
             await db.execute(
                 _OPEN,
                 uuid4(),
@@ -143,7 +169,24 @@ class SessionService:
                 user["account_id"],
                 user_id,
                 expires_at,
+                request.address,
+                request.browser,
+                request.operating_system,
+                request.referrer,
             )
+            if seen["signed_in_before"] and not seen["from_this_device"]:
+                work.emit(
+                    NewDeviceSignedIn(
+                        account_id=user["account_id"],
+                        user_id=user_id,
+                        name=user["name"],
+                        email=user["email"],
+                        address=request.address,
+                        browser=request.browser,
+                        operating_system=request.operating_system,
+                        signed_in_at=datetime.now(UTC),
+                    )
+                )
         return SignedIn(
             token, csrf_token, expires_at, user_id, user["account_id"], Role[user["role"]]
         )
@@ -164,6 +207,21 @@ class SessionService:
                 f"a change made with the session cookie needs {CSRF_HEADER}"
             )
         return principal
+
+    async def live(self, *, principal: Principal) -> list[Any]:
+        """The account's sessions still signed in, most recently used first."""
+        account_id = principal.require_user()
+        async with pooled_driver(self.engine) as db:
+            return list(await db.fetch(_LIVE, account_id, self.idle_minutes))
+
+    async def end(self, *, principal: Principal, session_id: UUID) -> None:
+        """End any session of the account at once."""
+        account_id = principal.require_user()
+        async with self.engine.begin() as connection:
+            db = await driver_in_transaction(connection)
+            ended = await db.execute(_END_OF_ACCOUNT, session_id, account_id)
+        if ended.endswith(" 0"):
+            raise NotFoundError("no such live session in this account")
 
     async def sign_out(self, *, session_id: UUID) -> None:
         """End one session."""
