@@ -139,10 +139,12 @@ async def open_event(event: dict[str, Any], keystore: KeyStoreSettings) -> dict[
 
 
 @asynccontextmanager
-async def running(app: Any, base_url: str = "http://service") -> AsyncIterator[httpx.AsyncClient]:
-    """Run an ASGI app's lifespan in-process and talk to it over HTTP."""
+async def running(
+    app: Any, base_url: str = "http://service", *, client_address: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an ASGI app's lifespan in-process and talk to it over HTTP from client_address."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, client=(client_address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
 

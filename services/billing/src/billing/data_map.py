@@ -12,6 +12,7 @@ from billing.models import (
     InvoiceLine,
     SignInFailure,
     UserInvitation,
+    UserRecoveryCode,
     WebSession,
 )
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
@@ -129,6 +130,13 @@ DATA_MAP = AccountDataMap(
             order_by=("created_at", "id"),
         ),
         account_table(
+            UserRecoveryCode,
+            retention=RetentionCategory.CREDENTIALS,
+            exported=("id", "account_id", "user_id", "used_at", "created_at"),
+            withheld={"code_hash": "a credential's hash is never handed out"},
+            order_by=("created_at", "id"),
+        ),
+        account_table(
             UserInvitation,
             retention=CONTRACT,
             exported=("id", "account_id", "user_id", "expires_at", "accepted_at", "created_at"),
@@ -149,7 +157,12 @@ DATA_MAP = AccountDataMap(
                 "created_at",
                 "removed_at",
             ),
-            withheld={"password_hash": "a credential's hash is never handed out"},
+            withheld={
+                "password_hash": "a credential's hash is never handed out",
+                "totp_secret": "a credential is never handed out",
+                "totp_pending": "a credential is never handed out",
+                "totp_last_step": "part of the second factor's replay protection",
+            },
             personal=("name", "email"),
             order_by=("created_at", "id"),
         ),

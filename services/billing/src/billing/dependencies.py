@@ -11,6 +11,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 
 from billing.accounts.service import AccountService
 from billing.auth.models import Principal
+from billing.auth.second_factor import SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.customers.service import CustomerService
@@ -39,6 +40,7 @@ class Services:
 
     auth: AuthService
     sessions: SessionService
+    second_factor: SecondFactor
     accounts: AccountService
     customers: CustomerService
     invoices: InvoiceService

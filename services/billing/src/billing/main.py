@@ -15,6 +15,7 @@ from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
 from billing.auth import keys as api_keys
 from billing.auth import routes as sign_in
+from billing.auth.second_factor import SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import SessionService
 from billing.customers import routes as customers
@@ -50,9 +51,16 @@ def create_app(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
     sessions, units = runtime.sessions, runtime.units
+    second_factor = SecondFactor(engine=runtime.engine, keys=runtime.keys)
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
-        sessions=SessionService(engine=runtime.engine, units=units, settings=settings),
+        sessions=SessionService(
+            engine=runtime.engine,
+            units=units,
+            second_factor=second_factor,
+            settings=settings,
+        ),
+        second_factor=second_factor,
         accounts=AccountService(sessions=sessions, units=units),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),

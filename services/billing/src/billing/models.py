@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing.accounts.models import Account, AppUser
-from billing.auth.models import ApiKey, SignInFailure, WebSession
+from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSession
 from billing.customers.models import Customer
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
@@ -22,5 +22,6 @@ __all__ = [
     "SignInFailure",
     "StaffMember",
     "UserInvitation",
+    "UserRecoveryCode",
     "WebSession",
 ]

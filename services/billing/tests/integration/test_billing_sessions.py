@@ -182,6 +182,24 @@ async def test_a_wrong_password_and_an_unknown_address_get_the_same_answer_then_
         assert throttled.headers["content-type"] == "application/problem+json"
 
 
+async def test_failed_sign_ins_from_one_address_are_throttled_whoever_they_name(
+    billing_settings: BillingSettings,
+) -> None:
+    strict = billing_settings.model_copy(update={"sign_in_failures_per_address": 3})
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    async with running(
+        create_app(strict), base_url="http://billing", client_address=address
+    ) as api:
+        guesses = [
+            await api.post(
+                "/sessions",
+                json={"email": f"guess{n}@sessions.example.com", "password": "guess 123456"},
+            )
+            for n in range(4)
+        ]
+    assert [g.status_code for g in guesses] == [401, 401, 401, 429]
+
+
 async def test_sessions_end_when_idle_and_at_their_absolute_end(
     api: httpx.AsyncClient, billing_settings: BillingSettings
 ) -> None:

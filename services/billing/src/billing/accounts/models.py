@@ -6,7 +6,7 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pydantic
-from sqlalchemy import DateTime, Index, UniqueConstraint, text
+from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role, UserStatus
@@ -51,6 +51,10 @@ class AppUser(BillingTable, table=True):
     status: UserStatus = Field(default=UserStatus.ACTIVE)
     # Argon2id; None until the user chooses a password (API keys only until then).
     password_hash: str | None = Field(default=None)
+    # The TOTP secret, sealed with the account's key; the one being set up; the last step used.
+    totp_secret: str | None = Field(default=None)
+    totp_pending: str | None = Field(default=None)
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     # A removed user keeps their row (grants and history name them) but no way in.
     removed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

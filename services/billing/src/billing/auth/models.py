@@ -63,6 +63,19 @@ class WebSession(BillingTable, table=True):
     referrer: str | None = Field(default=None)
 
 
+class UserRecoveryCode(BillingTable, table=True):
+    """A single-use code that stands in for the second factor; only its hash is kept."""
+
+    __tablename__ = "user_recovery_code"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = Field(foreign_key="account.id", index=True)
+    user_id: UUID = Field(foreign_key="app_user.id", index=True)
+    code_hash: str
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+
+
 class SignInFailure(BillingTable, table=True):
     """A failed sign-in, counted to throttle guessing per user and per address."""
 
@@ -112,7 +125,16 @@ class SignInRequest(Schema):
         min_length=1, max_length=128, json_schema_extra={"writeOnly": True}
     )
     account_id: UUID | None = pydantic.Field(
-        default=None, description="Needed only when the email belongs to users of several accounts."
+        default=None, description="Needed only when the email names users of several accounts."
+    )
+    code: str | None = pydantic.Field(
+        default=None, pattern=r"^[0-9]{6}$", description="The second factor's current code."
+    )
+    recovery_code: str | None = pydantic.Field(
+        default=None,
+        max_length=20,
+        description="A recovery code instead of the second factor's code (each works once).",
+        json_schema_extra={"writeOnly": True},
     )
 
 
@@ -186,3 +208,30 @@ class SessionListed(Schema):
     browser: str | None
     operating_system: str | None
     referrer: str | None
+
+
+class SecondFactorStarted(Schema):
+    """A second factor being set up: scan the URI (or type the secret), then confirm a code."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class SecondFactorConfirmation(Schema):
+    """A code from the authenticator, proving it holds the secret."""
+
+    code: str = pydantic.Field(pattern=r"^[0-9]{6}$")
+
+
+class RecoveryCodes(Schema):
+    """Single-use codes for when the authenticator is lost; shown this once."""
+
+    recovery_codes: list[str]
+
+
+class PasswordConfirmation(Schema):
+    """The user's password, confirming a sensitive change."""
+
+    password: str = pydantic.Field(
+        min_length=1, max_length=128, json_schema_extra={"writeOnly": True}
+    )

@@ -7,12 +7,21 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 
 from billing.auth.metadata import request_metadata
-from billing.auth.models import PasswordChange, SessionListed, SessionPublic, SignInRequest
+from billing.auth.models import (
+    PasswordChange,
+    PasswordConfirmation,
+    RecoveryCodes,
+    SecondFactorConfirmation,
+    SecondFactorStarted,
+    SessionListed,
+    SessionPublic,
+    SignInRequest,
+)
 from billing.auth.policy import Administrator, AnyUser, OwnSession
 from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
 from billing.dependencies import ServicesDep
 from billing.errors import NotFoundError
-from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND, THROTTLED
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND, THROTTLED
 
 router = APIRouter(tags=["sign-in"], responses=ANY_ROUTE)
 
@@ -49,6 +58,8 @@ async def sign_in(
         password=body.password,
         account_id=body.account_id,
         request=request_metadata(request),
+        code=body.code,
+        recovery_code=body.recovery_code,
     )
     _set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
     return SessionPublic(
@@ -126,4 +137,40 @@ async def end_session(
 ) -> Response:
     """End any session of the account at once."""
     await services.sessions.end(principal=principal, session_id=session_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/me/totp",
+    status_code=201,
+    response_model=SecondFactorStarted,
+    responses={**AUTHENTICATED, **CONFLICT},
+)
+async def start_second_factor(principal: AnyUser, services: ServicesDep) -> SecondFactorStarted:
+    """Set up a second factor: add the secret to an authenticator app, then confirm a code."""
+    secret, uri = await services.second_factor.start(principal=principal)
+    return SecondFactorStarted(secret=secret, otpauth_uri=uri)
+
+
+@router.post(
+    "/users/me/totp/confirm",
+    response_model=RecoveryCodes,
+    responses={**AUTHENTICATED, **CONFLICT},
+)
+async def confirm_second_factor(
+    body: SecondFactorConfirmation, principal: AnyUser, services: ServicesDep
+) -> RecoveryCodes:
+    """Turn the second factor on with a code; the recovery codes are shown this once."""
+    codes = await services.second_factor.confirm(principal=principal, code=body.code)
+    return RecoveryCodes(recovery_codes=codes)
+
+
+@router.post(
+    "/users/me/totp/disable", status_code=204, response_class=Response, responses=AUTHENTICATED
+)
+async def disable_second_factor(
+    body: PasswordConfirmation, principal: AnyUser, services: ServicesDep
+) -> Response:
+    """Turn the second factor off, confirmed by the password; the recovery codes go too."""
+    await services.second_factor.disable(principal=principal, password=body.password)
     return Response(status_code=204)

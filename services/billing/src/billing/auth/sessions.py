@@ -16,6 +16,7 @@ from billing.accounts.domain import Role
 from billing.auth.metadata import RequestMetadata
 from billing.auth.models import Principal
 from billing.auth.passwords import hash_password, verify_password
+from billing.auth.second_factor import SecondFactor
 from billing.auth.service import user_principal
 from billing.errors import (
     InvalidReferenceError,
@@ -59,7 +60,7 @@ class SignedIn:
 
 
 _USERS_BY_EMAIL = """
-SELECT u.id, u.account_id, u.role, u.password_hash, u.name, u.email
+SELECT u.id, u.account_id, u.role, u.password_hash, u.name, u.email, u.totp_secret
 FROM app_user u JOIN account a ON a.id = u.account_id
 WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
     AND u.status = 'ACTIVE' AND u.removed_at IS NULL
@@ -112,10 +113,16 @@ class SessionService:
     """Signs people in and out, and resolves a session cookie to its user."""
 
     def __init__(
-        self, *, engine: AsyncEngine, units: UnitsOfWork, settings: BillingSettings
+        self,
+        *,
+        engine: AsyncEngine,
+        units: UnitsOfWork,
+        second_factor: SecondFactor,
+        settings: BillingSettings,
     ) -> None:
         self.engine = engine
         self.units = units
+        self.second_factor = second_factor
         self.idle_minutes = settings.session_idle_minutes
         self.absolute = timedelta(hours=settings.session_absolute_hours)
         self.absolute_s = int(self.absolute.total_seconds())
@@ -124,7 +131,14 @@ class SessionService:
         self.window_minutes = settings.sign_in_throttle_minutes
 
     async def sign_in(
-        self, *, email: str, password: str, account_id: UUID | None, request: RequestMetadata
+        self,
+        *,
+        email: str,
+        password: str,
+        account_id: UUID | None,
+        request: RequestMetadata,
+        code: str | None = None,
+        recovery_code: str | None = None,
     ) -> SignedIn:
         """Check the password and open a session with a new random id (never a reused one)."""
         async with self.engine.begin() as connection:
@@ -149,12 +163,21 @@ class SessionService:
             or user_id is None
             or not await verify_password(password, user["password_hash"])
         ):
-            async with self.engine.begin() as connection:
-                db = await driver_in_transaction(connection)
-                await db.execute(
-                    _RECORD_FAILURE, uuid4(), user["account_id"] if user else None, user_id, address
-                )
+            await self._failed(user, address)
             raise NotAuthenticatedError("wrong email or password")
+        if user["totp_secret"] is not None:
+            if code is None and recovery_code is None:
+                raise NotAuthenticatedError("a second factor is needed", field="code")
+            if not await self.second_factor.passes(
+                user_id=user_id,
+                sealed=user["totp_secret"],
+                code=code,
+                recovery_code=recovery_code,
+            ):
+                await self._failed(user, address)
+                raise NotAuthenticatedError(
+                    "wrong, used or expired code", field="code" if code else "recovery_code"
+                )
         token = secrets.token_urlsafe(32)  # 256 random bits
         csrf_token = csrf_token_for(token)
         expires_at = datetime.now(UTC) + self.absolute
@@ -190,6 +213,18 @@ class SessionService:
         return SignedIn(
             token, csrf_token, expires_at, user_id, user["account_id"], Role[user["role"]]
         )
+
+    async def _failed(self, user: Any, address: str) -> None:
+        """Count a failed sign-in against the address and, if it named one, the user."""
+        async with self.engine.begin() as connection:
+            db = await driver_in_transaction(connection)
+            await db.execute(
+                _RECORD_FAILURE,
+                uuid4(),
+                user["account_id"] if user else None,
+                user["id"] if user else None,
+                address,
+            )
 
     async def authenticate(self, *, token: str, method: str, csrf_token: str | None) -> Principal:
         """The user behind a session cookie; a state change must also carry its CSRF token."""
