@@ -15,7 +15,7 @@ from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
 from billing.auth import keys as api_keys
 from billing.auth import routes as sign_in
-from billing.auth.second_factor import SecondFactor
+from billing.auth.second_factor import IdentityCheck, SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import SessionService
 from billing.customers import routes as customers
@@ -52,6 +52,7 @@ def create_app(
     )
     sessions, units = runtime.sessions, runtime.units
     second_factor = SecondFactor(engine=runtime.engine, keys=runtime.keys)
+    identity = IdentityCheck(engine=runtime.engine, second_factor=second_factor)
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
         sessions=SessionService(
@@ -67,8 +68,8 @@ def create_app(
         staff_access=StaffAccessService(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
         ),
-        termination=TerminationService(units=units),
-        users=UserService(sessions=sessions, units=units),
+        termination=TerminationService(units=units, identity=identity),
+        users=UserService(sessions=sessions, units=units, identity=identity),
     )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))

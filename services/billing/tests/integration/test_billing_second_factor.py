@@ -95,3 +95,21 @@ async def test_a_recovery_code_stands_in_once_and_turning_the_factor_off_needs_t
     assert (await _sign_in(api, account["email"], recovery_code=codes[1])).status_code == 201, (
         "a sign-in without a second factor ignores the codes of one turned off"
     )
+
+
+async def test_terminating_with_a_second_factor_needs_a_fresh_code_too(
+    api: httpx.AsyncClient,
+) -> None:
+    account, totp, _ = await _enrolled(api)
+    without = await api.post(
+        "/account/termination", headers=account["headers"], json={"password": PASSWORD}
+    )
+    assert without.status_code == 403
+    assert without.json()["errors"][0]["field"] == "code"
+    code = totp.at(account["confirmed_at"] + timedelta(seconds=totp.interval))
+    confirmed = await api.post(
+        "/account/termination",
+        headers=account["headers"],
+        json={"password": PASSWORD, "code": code},
+    )
+    assert confirmed.status_code == 202, confirmed.text

@@ -83,13 +83,16 @@ class AccountCreate(Schema):
 
 
 class TerminationRequest(Schema):
-    """End the contract; the owner confirms with their password."""
+    """End the contract; the owner confirms with their password (and second factor code)."""
 
     password: str = pydantic.Field(
         min_length=1,
         max_length=128,
         description="The owner's password.",
         json_schema_extra={"writeOnly": True},
+    )
+    code: str | None = pydantic.Field(
+        default=None, pattern=r"^[0-9]{6}$", description="The second factor's code, if it is on."
     )
 
 

@@ -158,6 +158,30 @@ class SecondFactor:
         return False
 
 
+class IdentityCheck:
+    """Re-authentication before a sensitive change (termination, handing the account over): the
+    password, and a code when the user has a second factor."""
+
+    def __init__(self, *, engine: AsyncEngine, second_factor: SecondFactor) -> None:
+        self.engine = engine
+        self.second_factor = second_factor
+
+    async def confirm(self, *, user_id: UUID, password: str, code: str | None) -> None:
+        """Raise PermissionDeniedError unless the password (and code, if needed) are right."""
+        async with pooled_driver(self.engine) as db:
+            user = await db.fetchrow(_USER, user_id)
+        if user is None or not await verify_password(password, user["password_hash"]):
+            raise PermissionDeniedError(
+                "confirm with your password (set one first if needed)", field="password"
+            )
+        if user["totp_secret"] is None:
+            return
+        if code is None or not await self.second_factor.passes(
+            user_id=user_id, sealed=user["totp_secret"], code=code, recovery_code=None
+        ):
+            raise PermissionDeniedError("confirm with a fresh second factor code", field="code")
+
+
 def totp_now() -> datetime:
     """The current time, as the codes are computed from it."""
     return datetime.now(UTC)

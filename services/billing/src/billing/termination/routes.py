@@ -24,5 +24,7 @@ async def terminate_account(
     """Terminate the contract: the account turns read-only, the export is emailed to the owner,
     then every record is purged. The owner's password confirms it."""
     return AccountPublic.model_validate(
-        await services.termination.terminate(principal=principal, password=body.password)
+        await services.termination.terminate(
+            principal=principal, password=body.password, code=body.code
+        )
     )

@@ -8,7 +8,7 @@ from billing.accounts.domain import AccountStatus
 from billing.accounts.models import Account
 from billing.accounts.service import account_owner, get_account
 from billing.auth.models import Principal
-from billing.auth.passwords import verify_password
+from billing.auth.second_factor import IdentityCheck
 from billing.errors import ConflictError, PermissionDeniedError
 from shared.contracts import AccountTerminated
 from shared.unit_of_work import UnitsOfWork
@@ -17,13 +17,18 @@ from shared.unit_of_work import UnitsOfWork
 class TerminationService:
     """Ends an account's contract and announces it."""
 
-    def __init__(self, *, units: UnitsOfWork) -> None:
+    def __init__(self, *, units: UnitsOfWork, identity: IdentityCheck) -> None:
         self.units = units
+        self.identity = identity
 
-    async def terminate(self, *, principal: Principal, password: str) -> Account:
+    async def terminate(
+        self, *, principal: Principal, password: str, code: str | None = None
+    ) -> Account:
         """End the contract, confirmed by the owner's password, and emit `account.terminated`
         in the same transaction; the account is read-only from then on."""
         account_id = principal.require_user()
+        assert principal.user_id is not None
+        await self.identity.confirm(user_id=principal.user_id, password=password, code=code)
         async with self.units() as work:
             # Locked: two termination requests at once make one saga, not two.
             account = await get_account(work.session, account_id, for_update=True)
@@ -31,12 +36,8 @@ class TerminationService:
             if account.status is AccountStatus.TERMINATED:
                 raise ConflictError("the account is already terminated")
             owner = await account_owner(work.session, account_id)
-            if owner.id != principal.user_id or not await verify_password(
-                password, owner.password_hash
-            ):
-                raise PermissionDeniedError(
-                    "confirm with your password (set one first if needed)", field="password"
-                )
+            if owner.id != principal.user_id:
+                raise PermissionDeniedError("only the owner terminates")
             account.status = AccountStatus.TERMINATED
             account.terminated_at = datetime.now(UTC)
             work.session.add(account)

@@ -72,6 +72,9 @@ class OwnerHandover(Schema):
         description="The current owner's password.",
         json_schema_extra={"writeOnly": True},
     )
+    code: str | None = pydantic.Field(
+        default=None, pattern=r"^[0-9]{6}$", description="The second factor's code, if it is on."
+    )
 
 
 class TeamMember(Schema):

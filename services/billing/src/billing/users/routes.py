@@ -83,6 +83,6 @@ async def hand_over_account(
     """Hand the account over to another user, confirmed by the owner's password."""
     return TeamMember.model_validate(
         await services.users.hand_over(
-            principal=principal, user_id=body.user_id, password=body.password
+            principal=principal, user_id=body.user_id, password=body.password, code=body.code
         )
     )

@@ -13,12 +13,12 @@ from sqlmodel import col, select
 from billing.accounts.domain import Role, UserStatus
 from billing.accounts.models import Account, AppUser
 from billing.auth.models import ApiKey, Principal, WebSession
-from billing.auth.passwords import hash_password, verify_password
+from billing.auth.passwords import hash_password
+from billing.auth.second_factor import IdentityCheck
 from billing.errors import (
     ConflictError,
     InvalidReferenceError,
     NotFoundError,
-    PermissionDeniedError,
 )
 from billing.users.models import InvitableRole, UserInvitation, UserInvite
 from shared.contracts import UserInvited
@@ -68,9 +68,12 @@ async def _shut_out(work: Work, user_id: UUID) -> None:
 class UserService:
     """The users of the caller's account."""
 
-    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+    def __init__(
+        self, *, sessions: SessionFactory, units: UnitsOfWork, identity: IdentityCheck
+    ) -> None:
         self.sessions = sessions
         self.units = units
+        self.identity = identity
 
     async def list(self, *, principal: Principal) -> list[AppUser]:
         """The account's users, invited ones included, removed ones not."""
@@ -179,14 +182,15 @@ class UserService:
             await work.session.flush()
             await _shut_out(work, user.id)
 
-    async def hand_over(self, *, principal: Principal, user_id: UUID, password: str) -> AppUser:
-        """Make another active user the owner, once the owner's password is confirmed."""
+    async def hand_over(
+        self, *, principal: Principal, user_id: UUID, password: str, code: str | None
+    ) -> AppUser:
+        """Make another active user the owner, once the owner re-authenticated."""
         account_id = principal.require_user()
         assert principal.user_id is not None
+        await self.identity.confirm(user_id=principal.user_id, password=password, code=code)
         async with self.units() as work:
             owner = await _user_of(work, account_id, principal.user_id)
-            if not await verify_password(password, owner.password_hash):
-                raise PermissionDeniedError("confirm with your password (set one first if needed)")
             successor = await _user_of(work, account_id, user_id)
             if successor.id == owner.id:
                 raise InvalidReferenceError("you already own the account", field="user_id")
