@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import update
@@ -77,61 +78,60 @@ class NotificationsService:
         message.set_content(body)
         return bytes(message)
 
-    async def queue_invoice_email(self, *, event: Envelope[InvoiceIssued], work: Work) -> UUID:
-        """Queue the invoice email in the handler's unit of work."""
-        invoice = event.data
-        subject, body = invoice_email(invoice)
+    def _queue(
+        self,
+        *,
+        event: Envelope[Any],
+        kind: MessageKind,
+        recipient: str,
+        composed: tuple[str, str],
+        work: Work,
+    ) -> UUID:
+        """Queue one message an event causes, in the handler's unit of work; its id."""
+        subject, body = composed
         message_id = message_id_for(event.id, self.settings.message_id_domain)
         email = OutgoingEmail(
-            account_id=invoice.account_id,
-            kind=MessageKind.INVOICE,
+            account_id=event.data.account_id,
+            kind=kind,
             message_id=message_id,
-            recipient=invoice.customer.email,
+            recipient=recipient,
             subject=subject,
-            mime=self._mime(
-                message_id=message_id, recipient=invoice.customer.email, subject=subject, body=body
-            ),
+            mime=self._mime(message_id=message_id, recipient=recipient, subject=subject, body=body),
         )
         work.session.add(email)
         return email.id
 
-    async def queue_invitation_email(self, *, event: Envelope[UserInvited], work: Work) -> UUID:
-        """Queue an invitation in the handler's unit of work."""
-        invited = event.data
-        subject, body = invitation_email(invited, self.settings.invitation_url)
-        message_id = message_id_for(event.id, self.settings.message_id_domain)
-        email = OutgoingEmail(
-            account_id=invited.account_id,
-            kind=MessageKind.INVITATION,
-            message_id=message_id,
-            recipient=invited.email,
-            subject=subject,
-            mime=self._mime(
-                message_id=message_id, recipient=invited.email, subject=subject, body=body
-            ),
+    async def queue_invoice_email(self, *, event: Envelope[InvoiceIssued], work: Work) -> UUID:
+        """Queue the invoice email to the customer."""
+        return self._queue(
+            event=event,
+            kind=MessageKind.INVOICE,
+            recipient=event.data.customer.email,
+            composed=invoice_email(event.data),
+            work=work,
         )
-        work.session.add(email)
-        return email.id
+
+    async def queue_invitation_email(self, *, event: Envelope[UserInvited], work: Work) -> UUID:
+        """Queue an invitation to the invited person."""
+        return self._queue(
+            event=event,
+            kind=MessageKind.INVITATION,
+            recipient=event.data.email,
+            composed=invitation_email(event.data, self.settings.invitation_url),
+            work=work,
+        )
 
     async def queue_new_device_email(
         self, *, event: Envelope[NewDeviceSignedIn], work: Work
     ) -> UUID:
-        """Queue the security notice of a sign-in from a new device."""
-        notice = event.data
-        subject, body = new_device_email(notice)
-        message_id = message_id_for(event.id, self.settings.message_id_domain)
-        email = OutgoingEmail(
-            account_id=notice.account_id,
+        """Queue the security notice of a sign-in from a new device to the user."""
+        return self._queue(
+            event=event,
             kind=MessageKind.SECURITY_NOTICE,
-            message_id=message_id,
-            recipient=notice.email,
-            subject=subject,
-            mime=self._mime(
-                message_id=message_id, recipient=notice.email, subject=subject, body=body
-            ),
+            recipient=event.data.email,
+            composed=new_device_email(event.data),
+            work=work,
         )
-        work.session.add(email)
-        return email.id
 
     async def queue_export_email(self, *, event: Envelope[ExportAssembled], work: Work) -> UUID:
         """Queue the email that will carry the bundle; one per saga, however often asked."""
