@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role, UserStatus
+from billing.auth.models import Reauthentication
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
@@ -82,18 +83,8 @@ class AccountCreate(Schema):
     owner: OwnerCreate = pydantic.Field(description="The first user, with the owner role.")
 
 
-class TerminationRequest(Schema):
+class TerminationRequest(Reauthentication):
     """End the contract; the owner confirms with their password (and second factor code)."""
-
-    password: str = pydantic.Field(
-        min_length=1,
-        max_length=128,
-        description="The owner's password.",
-        json_schema_extra={"writeOnly": True},
-    )
-    code: str | None = pydantic.Field(
-        default=None, pattern=r"^[0-9]{6}$", description="The second factor's code, if it is on."
-    )
 
 
 class AccountPublic(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import pydantic
@@ -18,6 +18,22 @@ from billing.database import BillingTable, created_at_column
 from billing.errors import PermissionDeniedError
 from billing.schemas import Schema
 from shared.input_types import EmailAddress, Name
+
+TotpCode = Annotated[
+    str, pydantic.Field(pattern=r"^[0-9]{6}$", description="The second factor's current code.")
+]
+
+
+class Reauthentication(Schema):
+    """A sensitive change, confirmed by the password and, when a second factor is on, a code."""
+
+    password: str = pydantic.Field(
+        min_length=1,
+        max_length=128,
+        description="Your password.",
+        json_schema_extra={"writeOnly": True},
+    )
+    code: TotpCode | None = None
 
 
 class ApiKey(BillingTable, table=True):
@@ -127,9 +143,7 @@ class SignInRequest(Schema):
     account_id: UUID | None = pydantic.Field(
         default=None, description="Needed only when the email names users of several accounts."
     )
-    code: str | None = pydantic.Field(
-        default=None, pattern=r"^[0-9]{6}$", description="The second factor's current code."
-    )
+    code: TotpCode | None = None
     recovery_code: str | None = pydantic.Field(
         default=None,
         max_length=20,
@@ -220,7 +234,7 @@ class SecondFactorStarted(Schema):
 class SecondFactorConfirmation(Schema):
     """A code from the authenticator, proving it holds the secret."""
 
-    code: str = pydantic.Field(pattern=r"^[0-9]{6}$")
+    code: TotpCode
 
 
 class RecoveryCodes(Schema):

@@ -11,6 +11,7 @@ from sqlalchemy import DateTime
 from sqlmodel import Field
 
 from billing.accounts.domain import Role, UserStatus
+from billing.auth.models import Reauthentication
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
@@ -62,19 +63,10 @@ class InvitationAcceptance(Schema):
     password: Password
 
 
-class OwnerHandover(Schema):
-    """Hand the account over to another active user; the owner's password confirms it."""
+class OwnerHandover(Reauthentication):
+    """Hand the account over to another active user; the owner re-authenticates."""
 
     user_id: UUID = pydantic.Field(description="The new owner; the current one becomes an admin.")
-    password: str = pydantic.Field(
-        min_length=1,
-        max_length=128,
-        description="The current owner's password.",
-        json_schema_extra={"writeOnly": True},
-    )
-    code: str | None = pydantic.Field(
-        default=None, pattern=r"^[0-9]{6}$", description="The second factor's code, if it is on."
-    )
 
 
 class TeamMember(Schema):
