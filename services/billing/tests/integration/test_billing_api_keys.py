@@ -1,4 +1,5 @@
-"""API keys for scripts and integrations: scoped, expiring, revocable at once, shown once."""
+"""LEAST-ACCESS, INTEGRATIONS: API keys for scripts and integrations: scoped, expiring, revocable
+at once, shown once, never beyond their user's role."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""An optional second factor: TOTP codes, used once each, and single-use recovery codes."""
+"""LEAST-ACCESS: an optional second factor: TOTP codes, used once each, and single-use recovery
+codes; sensitive changes re-authenticate with it."""
 
 from __future__ import annotations
 
