@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.errors import describe
 from shared.input_types import CARD_NUMBER_MESSAGE, contains_card_number, find_card_number_path
 from shared.kafka import is_infrastructure_outage
+from shared.telemetry import route_template
 
 log = logging.getLogger(__name__)
 
@@ -414,13 +415,6 @@ def _is_outage(exc: BaseException) -> bool:
     return False
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's template (`/invoices/{invoice_id}`), never the path with its values."""
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return str(template) if template else "(no route)"
-
-
 class _UnhandledErrorMiddleware:
     """Answers what no exception handler did: 503 for an outage, else 500; logs no values.
 
@@ -455,7 +449,7 @@ class _UnhandledErrorMiddleware:
 
 
 def _unhandled(scope: Scope, exc: Exception) -> Response:
-    method, route = scope.get("method", ""), _route_template(scope)
+    method, route = scope.get("method", ""), route_template(scope) or "(no route)"
     if _is_outage(exc):
         log.warning("server unavailable during %s %s: %s", method, route, describe(exc))
         return problem_response(

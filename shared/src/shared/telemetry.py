@@ -158,6 +158,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def route_template(scope: Scope) -> str | None:
+    """The matched route's template (`/invoices/{invoice_id}`), never the path with its values;
+    None before routing or when nothing matched."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else None
+
+
 class RequestTelemetryMiddleware:
     """One server span and one duration sample per HTTP request, named by the route template.
 
@@ -208,7 +216,7 @@ class RequestTelemetryMiddleware:
             try:
                 await self.app(scope, receive, send_noting_status)
             finally:
-                route = getattr(scope.get("route"), "path", None)
+                route = route_template(scope)
                 if route is not None:
                     span.update_name(f"{name} {route}")
                     span.set_attribute("http.route", route)

@@ -20,6 +20,7 @@ from billing.auth.scopes import scope_for
 from billing.auth.sessions import SAFE_METHODS
 from billing.dependencies import PrincipalDep
 from billing.errors import PermissionDeniedError
+from shared.telemetry import route_template
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,13 @@ class Allow:
             raise PermissionDeniedError(f"needs the role {_names(self.roles)}")
         changes = request.method not in SAFE_METHODS
         if principal.scopes is not None:
-            needed = scope_for(_route_template(request), changes=changes)
+            template = route_template(request.scope) or request.url.path
+            needed = scope_for(template, changes=changes)
             if needed not in principal.scopes:
                 raise PermissionDeniedError(f"this API key lacks the scope {needed}")
         if principal.read_only and self.changes_account and changes:
             raise PermissionDeniedError(ACCOUNT_READ_ONLY)
         return principal
-
-
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else request.url.path
 
 
 def _names(roles: Iterable[Role]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import secrets
 from collections.abc import Mapping
@@ -71,7 +70,7 @@ class AuthService:
         if row["staff_id"] is not None:
             return Principal(kind="staff", name=row["staff_name"], staff_id=row["staff_id"])
         scopes = None if row["scopes"] is None else frozenset(row["scopes"])
-        return dataclasses.replace(user_principal(row), scopes=scopes)
+        return user_principal(row, scopes=scopes)
 
     async def create_key(
         self, *, principal: Principal, request: ApiKeyCreate
@@ -118,7 +117,12 @@ class AuthService:
         return key
 
 
-def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) -> Principal:
+def user_principal(
+    row: Mapping[str, Any],
+    *,
+    session_id: UUID | None = None,
+    scopes: frozenset[str] | None = None,
+) -> Principal:
     """The user a credential's row names (user_id, user_name, role, account_id, status); a
     terminated account's users may still read."""
     return Principal(
@@ -128,5 +132,6 @@ def user_principal(row: Mapping[str, Any], *, session_id: UUID | None = None) ->
         user_id=row["user_id"],
         role=Role[row["role"]],
         session_id=session_id,
+        scopes=scopes,
         read_only=AccountStatus[row["status"]] is not AccountStatus.ACTIVE,
     )
