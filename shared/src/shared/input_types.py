@@ -39,6 +39,7 @@ from itertools import accumulate
 from string import ascii_uppercase
 from typing import Annotated, Any
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     Field,
@@ -646,6 +647,21 @@ def refuse_blank(value: str) -> str:
     return value
 
 
+def _any_case(word: str) -> str:
+    return "".join(
+        f"[{char}{char.upper()}]" if char.isalpha() else re.escape(char) for char in word
+    )
+
+
+# The documented form of a rule the validator applies: no mail goes to a special-use domain
+# (.test, .invalid, .localhost...), so the schema says so and clients can check it first.
+NOT_SPECIAL_USE_DOMAIN_PATTERN = (
+    r"^[^@]*@(?!(?:[^@]*\.)?(?:"
+    + "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+    + r")\.?$)"
+)
+
+
 def _email_address(value: str) -> str:
     # pydantic's EmailStr: email-validator's syntax check and normalised form (domain lowercased).
     return validate_email(value)[1]
@@ -692,7 +708,7 @@ EmailAddress = Annotated[
     # On the raw string, before parsing: a card number as local part gets the NO-PAN message.
     AfterValidator(refuse_card_numbers),
     AfterValidator(_email_address),
-    Field(json_schema_extra={"format": "email"}),
+    Field(json_schema_extra={"format": "email", "pattern": NOT_SPECIAL_USE_DOMAIN_PATTERN}),
 ]
 """An email address as pydantic's EmailStr reads it (domain lowercased), with no card number."""
 

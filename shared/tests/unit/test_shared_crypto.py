@@ -19,6 +19,7 @@ from shared.contracts import (
     AccountPurged,
     AccountTerminated,
     DataAccessed,
+    DetailsChanged,
     EventData,
     ExportAssembled,
     ExportBundleChunk,
@@ -53,7 +54,16 @@ from shared.crypto import (
 ACCOUNT = uuid.uuid4()
 SAGA = uuid.uuid4()
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-SECRET_WORDS = ("Zoë Secretperson", "zoe@private.example", "Therapy for Zoë", "Secret GmbH")
+SECRET_WORDS = (
+    "Zoë Secretperson",
+    "zoe@private.example",
+    "Therapy for Zoë",
+    "Secret GmbH",
+    "Geheimweg",
+    "DE999999999",
+    "Privatstraße",
+    "olga@private.example",
+)
 
 
 def _invoice(lines: int = 2) -> InvoiceIssued:
@@ -62,8 +72,13 @@ def _invoice(lines: int = 2) -> InvoiceIssued:
         invoice_id=uuid.uuid4(),
         number="2025-0001",
         seller_name="Secret GmbH",
+        seller_address="Geheimweg 1, Berlin",
+        seller_tax_id="DE999999999",
         customer=IssuedInvoiceCustomer(
-            customer_id=uuid.uuid4(), name="Zoë Secretperson", email="zoe@private.example"
+            customer_id=uuid.uuid4(),
+            name="Zoë Secretperson",
+            email="zoe@private.example",
+            address="Privatstraße 7, Köln",
         ),
         currency="EUR",
         lines=[
@@ -92,6 +107,17 @@ SAMPLES: dict[str, EventData] = {
         browser="Firefox 121",
         operating_system="Windows 10",
         signed_in_at=NOW,
+    ),
+    "details.changed": DetailsChanged(
+        account_id=ACCOUNT,
+        change_id=uuid.uuid4(),
+        subject="account",
+        subject_id=ACCOUNT,
+        fields=["address", "tax_id"],
+        changed_by_name="Zoë Secretperson",
+        changed_at=NOW,
+        notice_name="Olga Secretowner",
+        notice_email="olga@private.example",
     ),
     "user.invited": UserInvited(
         account_id=ACCOUNT,
@@ -189,8 +215,11 @@ def test_every_event_type_has_a_sample() -> None:
 def test_termination_invoice_issued_personal_paths_cover_nested_fields() -> None:
     assert set(personal_paths(InvoiceIssued)) >= {
         "seller_name",
+        "seller_address",
+        "seller_tax_id",
         "customer.name",
         "customer.email",
+        "customer.address",
         "lines[].description",
     }
     assert personal_paths(InvoiceIssued) is personal_paths(InvoiceIssued), "cached"

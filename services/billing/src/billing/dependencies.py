@@ -17,6 +17,7 @@ from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.customers.service import CustomerService
 from billing.errors import NotAuthenticatedError
 from billing.invoices.service import InvoiceService
+from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService
 from billing.termination.service import TerminationService
@@ -42,6 +43,7 @@ class Services:
     sessions: SessionService
     second_factor: SecondFactor
     accounts: AccountService
+    changes: ChangeService
     customers: CustomerService
     invoices: InvoiceService
     staff_access: StaffAccessService

@@ -26,6 +26,8 @@ from billing.handlers import create_routes
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
 from billing.problems import install_problem_handlers
+from billing.rectification import routes as rectification
+from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access import routes as staff_access
 from billing.staff_access.service import StaffAccessService
@@ -63,6 +65,7 @@ def create_app(
         ),
         second_factor=second_factor,
         accounts=AccountService(sessions=sessions, units=units),
+        changes=ChangeService(sessions=sessions),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         staff_access=StaffAccessService(
@@ -100,6 +103,7 @@ def create_app(
     mount_offline_docs(app)
     for domain in (
         accounts,
+        rectification,
         sign_in,
         api_keys,
         users,

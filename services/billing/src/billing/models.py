@@ -7,6 +7,7 @@ from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSess
 from billing.customers.models import Customer
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
+from billing.rectification.models import ChangeRecord
 from billing.staff_access.models import AccessGrant, StaffMember
 from billing.users.models import UserInvitation
 
@@ -16,6 +17,7 @@ __all__ = [
     "ApiKey",
     "AppUser",
     "BillingTable",
+    "ChangeRecord",
     "Customer",
     "Invoice",
     "InvoiceLine",

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.integration
 OPERATOR = {"Authorization": "Bearer test-operator-token"}
 # Bodies that would be accepted if the ids were the caller's own, so a refusal is isolation.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("PATCH", "/users/{user_id}"): {"role": "read_only"},
+    ("PATCH", "/users/{user_id:uuid}"): {"role": "read_only"},
+    ("PATCH", "/customers/{customer_id}"): {"name": "Hijacked", "email": "x@attacker.example"},
 }
 
 
@@ -118,6 +119,7 @@ def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
             "/access-grants",
             "/api-keys",
             "/account",
+            "/account/changes",
             "/sessions",
         )
     ]
@@ -161,7 +163,7 @@ def test_no_role_of_one_account_reaches_anothers_resources_by_id(
     role = data.draw(st.sampled_from(list(Role)), label="role")
     attacker, victim = tenants if data.draw(st.booleans(), label="first attacks") else tenants[::-1]
     before = _what_it_owns(client, victim)
-    url = re.sub(r"\{(\w+)\}", lambda m: victim.ids[m.group(1)], path)
+    url = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: victim.ids[m.group(1)], path)
     response = client.request(
         method, url, headers=attacker.headers[role], json=BODIES.get((method, path))
     )

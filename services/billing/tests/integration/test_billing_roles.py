@@ -116,6 +116,10 @@ async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_sa
         (Role.ACCOUNTANT, "GET", "/access-grants", 403),
         (Role.ADMIN, "GET", "/access-grants", 200),
         (Role.ADMIN, "POST", "/account/termination", 403),
+        (Role.ADMIN, "PATCH", "/account", 200),
+        (Role.ACCOUNTANT, "PATCH", "/account", 403),
+        (Role.READ_ONLY, "PATCH", "/users/me", 200),
+        (Role.READ_ONLY, "GET", "/account/changes", 403),
     ],
 )
 async def test_what_each_role_may_do(
@@ -129,6 +133,7 @@ async def test_what_each_role_may_do(
 ) -> None:
     key = await user_key(billing_settings.database_url, account["account"]["id"], role)
     body = {"name": "Carla", "email": "carla@example.com"} if path == "/customers" else None
+    body = {"name": "Corrected"} if method == "PATCH" else body
     response = await client.request(
         method, path, headers={"Authorization": f"Bearer {key}"}, json=body
     )

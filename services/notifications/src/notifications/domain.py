@@ -8,7 +8,13 @@ from uuid import UUID
 
 from iso4217 import Currency
 
-from shared.contracts import ExportAssembled, InvoiceIssued, NewDeviceSignedIn, UserInvited
+from shared.contracts import (
+    DetailsChanged,
+    ExportAssembled,
+    InvoiceIssued,
+    NewDeviceSignedIn,
+    UserInvited,
+)
 
 
 class MessageKind(StrEnum):
@@ -58,9 +64,20 @@ def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
         f" = {money(line.amount, event.currency)}"
         for line in event.lines
     )
+    seller = "\n".join(
+        part
+        for part in (
+            event.seller_name,
+            event.seller_address,
+            event.seller_tax_id and f"Tax id: {event.seller_tax_id}",
+        )
+        if part
+    )
+    bill_to = "\n".join(part for part in (event.customer.name, event.customer.address) if part)
     body = (
         f"Dear {event.customer.name},\n\n"
         f"{event.seller_name} has issued invoice {event.number} dated {event.issue_date}.\n\n"
+        f"From:\n{seller}\n\nBill to:\n{bill_to}\n\n"
         f"{lines}\n\n"
         f"Total due: {money(event.total, event.currency)}, by {event.due_date}.\n\n"
         "This is a transactional message about your invoice.\n"
@@ -106,3 +123,20 @@ def new_device_email(event: NewDeviceSignedIn) -> tuple[str, str]:
         "This is a security notice about your account.\n"
     )
     return "New sign-in to your Quittance account", body
+
+
+CHANGED_SUBJECTS = {"account": "the company's details", "user": "your user details"}
+
+
+def details_changed_email(event: DetailsChanged) -> tuple[str, str]:
+    """Subject and body of the notice that details were corrected (security, not marketing)."""
+    what = CHANGED_SUBJECTS.get(event.subject, f"{event.subject} details")
+    body = (
+        f"Hello {event.notice_name},\n\n"
+        f"{event.changed_by_name} changed {what} on Quittance at "
+        f"{event.changed_at:%Y-%m-%d %H:%M} UTC: {', '.join(event.fields)}.\n\n"
+        "If this was expected, there is nothing to do. If not, sign in, check the account's\n"
+        "record of changes and correct them, and change your password.\n\n"
+        "This is a security notice about your account.\n"
+    )
+    return f"Quittance: {what} changed", body

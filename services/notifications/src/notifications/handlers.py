@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from notifications.services import NotificationsService
 from shared.contracts import (
+    DetailsChanged,
     Envelope,
     ExportAssembled,
     ExportBundleChunk,
@@ -40,6 +41,13 @@ def create_routes(
         """Queue the security notice, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_new_device_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(DetailsChanged)
+    async def on_details_changed(event: Envelope[DetailsChanged], work: Work) -> None:
+        """Queue the change notice, once, when someone must be told of the change."""
+        email_id = await service.queue_change_notice(event=event, work=work)
+        if email_id is not None:
+            work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(ExportAssembled)
     async def on_export_assembled(event: Envelope[ExportAssembled], work: Work) -> None:

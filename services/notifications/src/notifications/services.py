@@ -21,6 +21,7 @@ from notifications.bulk_mail import compose_with_attachment, send_file
 from notifications.domain import (
     EmailStatus,
     MessageKind,
+    details_changed_email,
     export_email,
     header_value,
     invitation_email,
@@ -32,6 +33,7 @@ from notifications.mailer import SmtpMailer
 from notifications.models import OutgoingEmail
 from notifications.settings import NotificationsSettings
 from shared.contracts import (
+    DetailsChanged,
     Envelope,
     ExportAssembled,
     ExportBundleChunk,
@@ -130,6 +132,20 @@ class NotificationsService:
             kind=MessageKind.SECURITY_NOTICE,
             recipient=event.data.email,
             composed=new_device_email(event.data),
+            work=work,
+        )
+
+    async def queue_change_notice(
+        self, *, event: Envelope[DetailsChanged], work: Work
+    ) -> UUID | None:
+        """Queue the notice of corrected details to whom billing says must be told, if anyone."""
+        if event.data.notice_email is None:
+            return None
+        return self._queue(
+            event=event,
+            kind=MessageKind.SECURITY_NOTICE,
+            recipient=event.data.notice_email,
+            composed=details_changed_email(event.data),
             work=work,
         )
 

@@ -8,7 +8,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from devstack.testing import (
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.contracts import (
+    DetailsChanged,
     ExportAssembled,
     ExportBundleChunk,
     InvoiceIssued,
@@ -112,6 +113,59 @@ async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_rede
     assert received[0]["message_id"] == f"<{envelope.id}@{settings.message_id_domain}>"
     assert received[0]["headers"]["Auto-Submitted"] == "auto-generated"
     assert "INV-000042" in received[0]["subject"]
+
+
+async def test_rectify_a_change_notice_is_mailed_once_and_a_change_without_one_sends_nothing(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    """RECTIFY: billing names whom to tell; notifications tells them once, and nobody else."""
+    account_id, email = uuid.uuid4(), f"olga-{uuid.uuid4().hex[:8]}@example.com"
+
+    def change(notice_email: str | None) -> DetailsChanged:
+        return DetailsChanged(
+            account_id=account_id,
+            change_id=uuid.uuid4(),
+            subject="account" if notice_email else "customer",
+            subject_id=uuid.uuid4(),
+            fields=["address"],
+            changed_by_name="Carla",
+            changed_at=datetime.now(UTC),
+            notice_name="Olga" if notice_email else None,
+            notice_email=notice_email,
+        )
+
+    silent = new_envelope(change(None), source="billing")
+    told = new_envelope(change(email), source="billing")
+    for envelope in (silent, told, told):
+        await _publish(settings, envelope)
+    await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
+
+    async def both_handled() -> bool:
+        metrics = (await notifications.get("/metrics")).text
+        return (
+            'inbox_duplicates_skipped_total{consumer="notifications.on_details_changed"} 1.0'
+            in metrics
+        )
+
+    await eventually(both_handled, what="the inbox recognised the redelivery")
+    (received,) = mail.to(email)
+    assert received["subject"] == "Quittance: the company's details changed"
+    assert await _sent_and_minimised(settings, email) == 1
+    assert await _messages_of(settings, account_id) == 1, "the change without a notice sent none"
+
+
+async def _messages_of(settings: NotificationsSettings, account_id: uuid.UUID) -> int:
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM outgoing_email WHERE account_id = $1", account_id
+            )
+        )
+    finally:
+        await connection.close()
 
 
 async def _sent_and_minimised(settings: NotificationsSettings, email: str) -> int:

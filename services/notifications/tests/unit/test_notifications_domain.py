@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from notifications.domain import MessageKind, invoice_email, message_id_for, money
-from shared.contracts import InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer
+from notifications.domain import (
+    MessageKind,
+    details_changed_email,
+    invoice_email,
+    message_id_for,
+    money,
+)
+from shared.contracts import DetailsChanged, InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer
 
 
 def test_use_there_is_no_marketing_kind_of_message() -> None:
@@ -73,3 +79,48 @@ def test_termination_no_name_can_break_a_mail_header() -> None:
     rendered = bytes(message)
     assert b"\r\nBcc:" not in rendered
     assert header_value(hostile) == "Acme  Bcc: everyone@example.com"
+
+
+def test_rectify_the_invoice_email_prints_the_sellers_address_and_tax_id_as_issued() -> None:
+    """RECTIFY: the email shows the details the invoice was issued with, from the event."""
+    event = InvoiceIssued(
+        account_id=uuid4(),
+        invoice_id=uuid4(),
+        number="INV-000008",
+        seller_name="Acme SA",
+        seller_address="1 New Street, Lyon",
+        seller_tax_id="FR40303265045",
+        customer=IssuedInvoiceCustomer(
+            customer_id=uuid4(), name="Bob", email="bob@example.com", address="9 Buyer Road"
+        ),
+        currency="EUR",
+        lines=[
+            InvoiceLine(
+                description="Work", quantity=Decimal(1), unit_price=Decimal(5), amount=Decimal(5)
+            )
+        ],
+        total=Decimal(5),
+        issue_date=date(2026, 1, 1),
+        due_date=date(2026, 1, 31),
+    )
+    _, body = invoice_email(event)
+    assert "From:\nAcme SA\n1 New Street, Lyon\nTax id: FR40303265045\n" in body
+    assert "Bill to:\nBob\n9 Buyer Road\n" in body
+
+
+def test_rectify_a_change_notice_names_the_fields_and_who_changed_them_not_the_values() -> None:
+    event = DetailsChanged(
+        account_id=uuid4(),
+        change_id=uuid4(),
+        subject="account",
+        subject_id=uuid4(),
+        fields=["address", "tax_id"],
+        changed_by_name="Carla Admin",
+        changed_at=datetime(2026, 11, 22, 17, 5, tzinfo=UTC),
+        notice_name="Olga",
+        notice_email="olga@example.com",
+    )
+    subject, body = details_changed_email(event)
+    assert subject == "Quittance: the company's details changed"
+    assert "Carla Admin changed the company's details" in body
+    assert "2026-11-22 17:05 UTC: address, tax_id." in body

@@ -48,6 +48,7 @@ class IssuedInvoiceCustomer(_Part):
     customer_id: UUID = Field(description="Billing's customer id.")
     name: str = personal_data("Customer's name as printed on the invoice.")
     email: str = personal_data("Address the invoice is sent to.")
+    address: str | None = personal_data("Customer's postal address as printed.", default=None)
 
 
 class InvoiceLine(_Part):
@@ -69,6 +70,12 @@ class InvoiceIssued(EventData):
     invoice_id: UUID = Field(description="Billing's invoice id.")
     number: str = Field(description="Gapless per-account invoice number.")
     seller_name: str = personal_data("The account's company name, the invoice's sender.")
+    seller_address: str | None = personal_data(
+        "The account's postal address as printed on the invoice.", default=None
+    )
+    seller_tax_id: str | None = personal_data(
+        "The account's tax or VAT number as printed on the invoice.", default=None
+    )
     customer: IssuedInvoiceCustomer = Field(description="Who the invoice is for.")
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
     lines: list[InvoiceLine] = Field(min_length=1, description="The invoice lines.")
@@ -105,6 +112,25 @@ class NewDeviceSignedIn(EventData):
     browser: str = Field(description="The browser's name and major version.")
     operating_system: str = Field(description="The operating system's name and major version.")
     signed_in_at: datetime = Field(description="When.")
+
+
+class DetailsChanged(EventData):
+    """Someone corrected details of the account, a user or a customer (RECTIFY).
+
+    Names the fields, never their values; when someone must be told (the owner of the company's
+    details, a user at their former address), the notice's recipient comes with it.
+    """
+
+    event_type = "details.changed"
+
+    change_id: UUID = Field(description="Billing's change record id.")
+    subject: str = Field(description="What was corrected: account, user or customer.")
+    subject_id: UUID = Field(description="Id of what was corrected.")
+    fields: list[str] = Field(min_length=1, description="Names of the fields changed.")
+    changed_by_name: str = personal_data("Who made the change.")
+    changed_at: datetime = Field(description="When.")
+    notice_name: str | None = personal_data("Whom to tell, if anyone.", default=None)
+    notice_email: str | None = personal_data("Where to tell them, if anyone.", default=None)
 
 
 class AccountTerminated(EventData):
@@ -266,5 +292,6 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         AccountPurged,
         UserInvited,
         NewDeviceSignedIn,
+        DetailsChanged,
     )
 }

@@ -32,6 +32,12 @@ TOPICS: tuple[Topic, ...] = (
         ("notifications",),
         "A sign-in from a new browser or system; send the user a security notice.",
     ),
+    Topic(
+        "details.changed",
+        ("billing",),
+        ("notifications",),
+        "Details were corrected; tell the owner or the user when the change needs a notice.",
+    ),
     Topic("account.terminated", ("billing",), ("retention",), "Start the termination saga."),
     Topic(
         "export.requested",

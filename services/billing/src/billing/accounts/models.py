@@ -2,19 +2,62 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import datetime
+from functools import cache
+from typing import Annotated, ClassVar
 from uuid import UUID, uuid4
 
 import pydantic
+from pydantic import AfterValidator
 from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role, UserStatus
-from billing.auth.models import Reauthentication
+from billing.auth.models import Reauthentication, TotpCode
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
-from billing.schemas import Schema
-from shared.input_types import EmailAddress, Name
+from billing.invoices.models import CurrencyCode
+from billing.schemas import Patch, Schema, optional
+from shared.input_types import EmailAddress, Name, SafeText, refuse_card_numbers
+
+
+@cache
+def time_zones() -> list[str]:
+    """Every IANA time zone name the API accepts, sorted (from the tzdata package)."""
+    return sorted(zoneinfo.available_timezones())
+
+
+def _time_zone(name: str) -> str:
+    if name not in time_zones():
+        raise ValueError("must be an IANA time zone name, such as Europe/Paris or UTC")
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    pydantic.Field(
+        max_length=64,
+        description="IANA time zone: invoices are dated in it.",
+        json_schema_extra={"enum": time_zones()},
+    ),
+    AfterValidator(_time_zone),
+]
+LocaleCode = Annotated[
+    str,
+    pydantic.Field(
+        pattern="^[a-z]{2,3}(-[A-Z]{2})?$",
+        description="BCP 47 language and optional region, such as fr or en-GB: how mail reads.",
+    ),
+]
+TaxId = Annotated[
+    str,
+    pydantic.Field(
+        pattern="^[A-Za-z0-9][A-Za-z0-9 ./-]{0,38}[A-Za-z0-9]$",
+        description="Tax or VAT identification number, such as FR40303265045.",
+    ),
+    AfterValidator(refuse_card_numbers),
+]
 
 
 class Account(BillingTable, table=True):
@@ -25,6 +68,12 @@ class Account(BillingTable, table=True):
     plan: str
     status: AccountStatus = Field(default=AccountStatus.ACTIVE)
     next_invoice_number: int = Field(default=1)
+    # Billing details (RECTIFY): printed on the next invoice; issued ones keep their snapshot.
+    address: str | None = None
+    tax_id: str | None = None
+    currency: str = Field(default="EUR", max_length=3)
+    locale: str = Field(default="en")
+    time_zone: str = Field(default="UTC")
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -87,6 +136,34 @@ class TerminationRequest(Reauthentication):
     """End the contract; the owner confirms with their password (and second factor code)."""
 
 
+class AccountDetailsChange(Patch):
+    """Correct the company's details; the next invoice prints them (RECTIFY)."""
+
+    name: Name = optional("Company name.")
+    address: SafeText | None = optional("Postal address, on one line; null removes it.")
+    tax_id: TaxId | None = optional("Tax or VAT number; null removes it.")
+    currency: CurrencyCode = optional("Currency of new invoices that name none.")
+    locale: LocaleCode = optional("Language (and region) of the account's mail.")
+    time_zone: TimeZoneName = optional("Time zone invoices are dated in.")
+
+
+class OwnDetailsChange(Patch):
+    """Correct your own name or email; a new email needs your password (RECTIFY)."""
+
+    CONFIRMATIONS: ClassVar[frozenset[str]] = frozenset({"password", "code"})
+
+    name: Name = optional("Your full name.")
+    email: EmailAddress = optional("Your email: you sign in with it.")
+    password: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Your password: needed to change your email.",
+        json_schema_extra={"writeOnly": True},
+    )
+    code: TotpCode | None = None
+
+
 class AccountPublic(Schema):
     """An account as the API shows it."""
 
@@ -94,6 +171,11 @@ class AccountPublic(Schema):
     name: str
     plan: str
     status: AccountStatus
+    address: str | None
+    tax_id: str | None
+    currency: str
+    locale: str
+    time_zone: str
     created_at: datetime | None
     terminated_at: datetime | None
 

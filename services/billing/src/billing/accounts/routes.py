@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing.accounts.models import AccountCreate, AccountOpened, AccountPublic, UserPublic
-from billing.auth.policy import AnyUser
+from billing.accounts.models import (
+    AccountCreate,
+    AccountDetailsChange,
+    AccountOpened,
+    AccountPublic,
+    UserPublic,
+)
+from billing.auth.policy import Administrator, AnyUser
 from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED
 
@@ -27,3 +33,13 @@ async def open_account(body: AccountCreate, services: ServicesDep) -> AccountOpe
 async def get_account(principal: AnyUser, services: ServicesDep) -> AccountPublic:
     """The caller's account."""
     return AccountPublic.model_validate(await services.accounts.get(principal=principal))
+
+
+@router.patch("/account", response_model=AccountPublic, responses=AUTHENTICATED)
+async def change_account_details(
+    body: AccountDetailsChange, principal: Administrator, services: ServicesDep
+) -> AccountPublic:
+    """Correct the company's name and billing details: the next invoice prints them."""
+    return AccountPublic.model_validate(
+        await services.accounts.change_details(principal=principal, change=body)
+    )

@@ -8,10 +8,12 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.domain import Role
-from billing.accounts.models import Account, AccountCreate, AppUser
+from billing.accounts.models import Account, AccountCreate, AccountDetailsChange, AppUser
 from billing.auth.models import ApiKey, Principal
 from billing.auth.passwords import hash_password
 from billing.auth.service import hash_api_key, new_api_key
+from billing.rectification.models import ChangeSubject
+from billing.rectification.service import Notice, rectify
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
@@ -67,4 +69,24 @@ class AccountService:
         async with self.sessions() as session:
             account = await get_account(session, account_id)
         assert account is not None
+        return account
+
+    async def change_details(
+        self, *, principal: Principal, change: AccountDetailsChange
+    ) -> Account:
+        """Correct the company's details; the owner is told which changed (RECTIFY)."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            # The lock issuing takes: an invoice is numbered with the details before or after.
+            account = await get_account(work.session, account_id, for_update=True)
+            assert account is not None
+            owner = await account_owner(work.session, account_id)
+            await rectify(
+                work,
+                principal=principal,
+                subject=ChangeSubject.ACCOUNT,
+                row=account,
+                patch=change,
+                notice=Notice(name=owner.name, email=owner.email),
+            )
         return account

@@ -9,7 +9,7 @@ import pydantic
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
-from billing.schemas import Schema
+from billing.schemas import Patch, Schema, optional
 from shared.input_types import EmailAddress, Name, SafeText
 
 
@@ -32,6 +32,14 @@ class CustomerCreate(Schema):
     address: SafeText | None = pydantic.Field(
         default=None, description="Postal address, on one line."
     )
+
+
+class CustomerChange(Patch):
+    """Correct a customer's details; issued invoices keep those they were issued with."""
+
+    name: Name = optional("Customer's name.")
+    email: EmailAddress = optional("Where invoices are sent.")
+    address: SafeText | None = optional("Postal address, on one line; null removes it.")
 
 
 class CustomerPublic(Schema):

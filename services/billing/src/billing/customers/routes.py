@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from billing.auth.policy import AnyUser, Bookkeeper
-from billing.customers.models import CustomerCreate, CustomerPublic
+from billing.customers.models import CustomerChange, CustomerCreate, CustomerPublic
 from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND
 from shared.http import links_by_id
@@ -50,4 +50,14 @@ async def get_customer(
     """One customer."""
     return CustomerPublic.model_validate(
         await services.customers.get(principal=principal, customer_id=customer_id)
+    )
+
+
+@router.patch("/customers/{customer_id}", response_model=CustomerPublic, responses=NOT_FOUND)
+async def change_customer(
+    customer_id: UUID, body: CustomerChange, principal: Bookkeeper, services: ServicesDep
+) -> CustomerPublic:
+    """Correct a customer's details; invoices already issued keep theirs."""
+    return CustomerPublic.model_validate(
+        await services.customers.change(principal=principal, customer_id=customer_id, change=body)
     )

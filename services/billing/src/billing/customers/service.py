@@ -8,20 +8,20 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth.models import Principal
-from billing.customers.models import Customer, CustomerCreate
+from billing.customers.models import Customer, CustomerChange, CustomerCreate
 from billing.errors import NotFoundError
+from billing.rectification.models import ChangeSubject
+from billing.rectification.service import rectify
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
 
 async def get_customer(
-    session: AsyncSession, account_id: UUID, customer_id: UUID
+    session: AsyncSession, account_id: UUID, customer_id: UUID, *, for_update: bool = False
 ) -> Customer | None:
-    """A customer of the account."""
-    result = await session.exec(
-        select(Customer).where(Customer.account_id == account_id, Customer.id == customer_id)
-    )
-    return result.first()
+    """A customer of the account, locked for the transaction if asked."""
+    query = select(Customer).where(Customer.account_id == account_id, Customer.id == customer_id)
+    return (await session.exec(query.with_for_update() if for_update else query)).first()
 
 
 class CustomerService:
@@ -64,4 +64,22 @@ class CustomerService:
             customer = await get_customer(session, account_id, customer_id)
         if customer is None:
             raise NotFoundError("no such customer in this account")
+        return customer
+
+    async def change(
+        self, *, principal: Principal, customer_id: UUID, change: CustomerChange
+    ) -> Customer:
+        """Correct a customer's details (RECTIFY); the change is recorded."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            customer = await get_customer(work.session, account_id, customer_id, for_update=True)
+            if customer is None:
+                raise NotFoundError("no such customer in this account")
+            await rectify(
+                work,
+                principal=principal,
+                subject=ChangeSubject.CUSTOMER,
+                row=customer,
+                patch=change,
+            )
         return customer

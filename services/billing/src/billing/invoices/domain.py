@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from iso4217 import Currency
 
@@ -68,6 +70,11 @@ def invoice_total(amounts: list[Decimal]) -> Decimal:
 def format_invoice_number(sequence: int) -> str:
     """The printed invoice number for a per-account sequence value."""
     return f"INV-{sequence:06d}"
+
+
+def issue_date_at(moment: datetime, time_zone: str) -> date:
+    """The date an invoice issued at that moment bears: the day it is where the seller is."""
+    return moment.astimezone(ZoneInfo(time_zone)).date()
 
 
 def ensure_issuable(status: InvoiceStatus) -> None:

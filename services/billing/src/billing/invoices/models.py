@@ -41,6 +41,13 @@ class Invoice(BillingTable, table=True):
     due_date: date
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     issued_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Who issued it to whom, as printed: fixed at issue, whatever is corrected later (RECTIFY).
+    seller_name: str | None = None
+    seller_address: str | None = None
+    seller_tax_id: str | None = None
+    customer_name: str | None = None
+    customer_email: str | None = None
+    customer_address: str | None = None
 
 
 class InvoiceLine(BillingTable, table=True):
@@ -109,7 +116,9 @@ class InvoiceCreate(Schema):
     """Draft an invoice; with `issue`, draft and issue it at once."""
 
     customer_id: UUID = pydantic.Field(description="The customer invoiced.")
-    currency: CurrencyCode
+    currency: CurrencyCode | None = pydantic.Field(
+        default=None, description="ISO 4217 code; by default the account's currency."
+    )
     due_date: date = pydantic.Field(
         description="Payment due date: not before today (the earliest issue date), "
         f"at most {MAX_DUE_YEARS} years ahead."
@@ -142,6 +151,22 @@ class InvoiceLinePublic(Schema):
     amount: DecimalOutput
 
 
+class SellerPublic(Schema):
+    """The account's details as printed on an issued invoice."""
+
+    name: str
+    address: str | None
+    tax_id: str | None
+
+
+class BillToPublic(Schema):
+    """The customer's details as printed on an issued invoice."""
+
+    name: str
+    email: str
+    address: str | None
+
+
 class InvoicePublic(Schema):
     """An invoice as the API shows it."""
 
@@ -154,4 +179,6 @@ class InvoicePublic(Schema):
     issue_date: date | None
     due_date: date
     issued_at: datetime | None
+    seller: SellerPublic | None = pydantic.Field(description="As issued; null on a draft.")
+    bill_to: BillToPublic | None = pydantic.Field(description="As issued; null on a draft.")
     lines: list[InvoiceLinePublic]

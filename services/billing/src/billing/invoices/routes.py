@@ -10,7 +10,13 @@ from fastapi import APIRouter, Query
 from billing.auth.policy import AnyUser, Bookkeeper
 from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
-from billing.invoices.models import InvoiceCreate, InvoiceLinePublic, InvoicePublic
+from billing.invoices.models import (
+    BillToPublic,
+    InvoiceCreate,
+    InvoiceLinePublic,
+    InvoicePublic,
+    SellerPublic,
+)
 from billing.invoices.service import InvoiceWithLines
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
@@ -29,6 +35,20 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
         issued_at=invoice.issued_at,
+        seller=None
+        if invoice.seller_name is None
+        else SellerPublic(
+            name=invoice.seller_name,
+            address=invoice.seller_address,
+            tax_id=invoice.seller_tax_id,
+        ),
+        bill_to=None
+        if invoice.customer_name is None or invoice.customer_email is None
+        else BillToPublic(
+            name=invoice.customer_name,
+            email=invoice.customer_email,
+            address=invoice.customer_address,
+        ),
         total=to_minor_unit(invoice.total, currency),
         lines=[
             InvoiceLinePublic(

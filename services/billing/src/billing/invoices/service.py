@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -23,6 +23,7 @@ from billing.invoices.domain import (
     ensure_issuable,
     format_invoice_number,
     invoice_total,
+    issue_date_at,
     line_amount,
 )
 from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine
@@ -32,23 +33,34 @@ from shared.db import SessionFactory
 from shared.group_commit import GroupCommit, Submitted
 from shared.unit_of_work import UnitsOfWork, Work
 
-_CUSTOMER = "SELECT name, email FROM customer WHERE account_id = $1 AND id = $2"
-_BUYERS = "SELECT id, name, email FROM customer WHERE account_id = $1 AND id = ANY($2::uuid[])"
-# Takes the account's next numbers; the row lock, held to commit, keeps numbering gapless.
+_CUSTOMER = "SELECT 1 FROM customer WHERE account_id = $1 AND id = $2"
+_CURRENCY = "SELECT currency FROM account WHERE id = $1"
+_BUYERS = """
+SELECT c.id, c.name, c.email, c.address, a.time_zone
+FROM customer c JOIN account a ON a.id = c.account_id
+WHERE c.account_id = $1 AND c.id = ANY($2::uuid[])
+"""
+# Takes the account's next numbers; the row lock, held to commit, keeps numbering gapless, and
+# a correction of the account's details (which takes it too) lands before or after, never within.
 _TAKE_NUMBERS = """
 UPDATE account SET next_invoice_number = next_invoice_number + $2 WHERE id = $1
-RETURNING next_invoice_number - $2 AS first_number, name AS account_name
+RETURNING next_invoice_number - $2 AS first_number, name, address, tax_id
 """
 # Invoices and all their lines in one statement (the lines' foreign key is checked at its end).
 _INSERT_INVOICES_WITH_LINES = """
 WITH invoice_rows AS (
     INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total,
-        issue_date, due_date, issued_at)
+        issue_date, due_date, issued_at, seller_name, seller_address, seller_tax_id,
+        customer_name, customer_email, customer_address)
     SELECT id, $1, customer_id, number, status::invoicestatus, currency, total, issue_date,
-        due_date, issued_at
+        due_date, issued_at, seller_name, seller_address, seller_tax_id, customer_name,
+        customer_email, customer_address
     FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[],
-        $8::date[], $9::date[], $10::timestamptz[])
-        AS i(id, customer_id, number, status, currency, total, issue_date, due_date, issued_at)
+        $8::date[], $9::date[], $10::timestamptz[], $18::text[], $19::text[], $20::text[],
+        $21::text[], $22::text[], $23::text[])
+        AS i(id, customer_id, number, status, currency, total, issue_date, due_date, issued_at,
+            seller_name, seller_address, seller_tax_id, customer_name, customer_email,
+            customer_address)
 )
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
     unit_price, amount)
@@ -57,6 +69,21 @@ FROM unnest($11::uuid[], $12::uuid[], $13::int[], $14::text[], $15::numeric[],
     $16::numeric[], $17::numeric[])
     AS line(id, invoice_id, position, description, quantity, unit_price, amount)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Parties:
+    """Who issues an invoice, to whom, as printed: the snapshot an issued invoice keeps."""
+
+    seller_name: str
+    seller_address: str | None
+    seller_tax_id: str | None
+    customer_name: str
+    customer_email: str
+    customer_address: str | None
+
+
+PARTY_FIELDS = tuple(Parties.__dataclass_fields__)
 
 
 @dataclass(slots=True)
@@ -74,6 +101,12 @@ class DraftedInvoice:
     status: InvoiceStatus = InvoiceStatus.DRAFT
     issue_date: date | None = None
     issued_at: datetime | None = None
+    seller_name: str | None = None
+    seller_address: str | None = None
+    seller_tax_id: str | None = None
+    customer_name: str | None = None
+    customer_email: str | None = None
+    customer_address: str | None = None
 
 
 @dataclass(slots=True)
@@ -129,6 +162,7 @@ async def _insert_drafted(
         [line.quantity for _, line in lines],
         [line.unit_price for _, line in lines],
         [line.amount for _, line in lines],
+        *([getattr(i, name) for i in invoices] for name in PARTY_FIELDS),
     )
 
 
@@ -168,46 +202,73 @@ async def invoice_for_issue(
     return None if row is None else (row[0], row[1], row[2])
 
 
+def _due_before(invoice: Invoice | DraftedInvoice, issue_date: date) -> ConflictError | None:
+    """The refusal of an invoice due before the date it would be issued, if it is."""
+    if invoice.due_date < issue_date:
+        return ConflictError("the due date is before today, the issue date", field="due_date")
+    return None
+
+
+def _mark_issued(
+    invoice: Invoice | DraftedInvoice, *, number: int, now: datetime, parties: Parties
+) -> None:
+    """Number and date the invoice, and fix who issued it to whom as of now."""
+    invoice.number = format_invoice_number(number)
+    invoice.status = InvoiceStatus.ISSUED
+    invoice.issued_at = now
+    for name, value in asdict(parties).items():
+        setattr(invoice, name, value)
+
+
 async def _number_and_announce(
     work: Work, invoice: Invoice, lines: list[InvoiceLine], account: Account, customer: Customer
 ) -> None:
-    """Number and date the invoice, and emit `invoice.issued` in the same transaction."""
+    """Number, date and snapshot the invoice, and emit `invoice.issued` in the same transaction."""
+    now = datetime.now(UTC)
+    issue_date = issue_date_at(now, account.time_zone)
+    if refusal := _due_before(invoice, issue_date):
+        raise refusal
     # The numbering lock is taken last: from here to commit, only writes remain.
     number = await take_invoice_number(work.session, account.id)
-    invoice.number = format_invoice_number(number)
-    invoice.status = InvoiceStatus.ISSUED
-    invoice.issue_date = datetime.now(UTC).date()
-    invoice.issued_at = datetime.now(UTC)
-    if invoice.due_date < invoice.issue_date:
-        raise ConflictError("the due date is before today, the issue date", field="due_date")
-    work.emit(
-        _issued_event(
-            invoice,
-            lines,
+    await work.session.refresh(account)  # the details as of the lock, as the batch path reads
+    invoice.issue_date = issue_date
+    _mark_issued(
+        invoice,
+        number=number,
+        now=now,
+        parties=Parties(
             seller_name=account.name,
+            seller_address=account.address,
+            seller_tax_id=account.tax_id,
             customer_name=customer.name,
             customer_email=customer.email,
-        )
+            customer_address=customer.address,
+        ),
     )
+    work.emit(_issued_event(invoice, lines))
 
 
 def _issued_event(
-    invoice: Invoice | DraftedInvoice,
-    lines: Sequence[InvoiceLine | DraftedLine],
-    *,
-    seller_name: str,
-    customer_name: str,
-    customer_email: str,
+    invoice: Invoice | DraftedInvoice, lines: Sequence[InvoiceLine | DraftedLine]
 ) -> InvoiceIssued:
+    """The `invoice.issued` event, from the invoice's own snapshot."""
     assert invoice.number is not None
     assert invoice.issue_date is not None
+    assert invoice.seller_name is not None
+    assert invoice.customer_name is not None
+    assert invoice.customer_email is not None
     return InvoiceIssued(
         account_id=invoice.account_id,
         invoice_id=invoice.id,
         number=invoice.number,
-        seller_name=seller_name,
+        seller_name=invoice.seller_name,
+        seller_address=invoice.seller_address,
+        seller_tax_id=invoice.seller_tax_id,
         customer=IssuedInvoiceCustomer(
-            customer_id=invoice.customer_id, name=customer_name, email=customer_email
+            customer_id=invoice.customer_id,
+            name=invoice.customer_name,
+            email=invoice.customer_email,
+            address=invoice.customer_address,
         ),
         currency=invoice.currency,
         lines=[
@@ -242,6 +303,7 @@ class InvoiceService:
     async def draft(self, *, principal: Principal, request: InvoiceCreate) -> InvoiceWithLines:
         """Create a draft invoice for one of the caller's customers, issued at once if asked."""
         account_id = principal.require_user()
+        currency = request.currency or await self._account_currency(account_id)
         invoice_id = uuid4()
         lines = [
             DraftedLine(
@@ -250,7 +312,7 @@ class InvoiceService:
                 description=line.description,
                 quantity=line.quantity,
                 unit_price=line.unit_price,
-                amount=line_amount(line.quantity, line.unit_price, request.currency),
+                amount=line_amount(line.quantity, line.unit_price, currency),
             )
             for index, line in enumerate(request.lines, start=1)
         ]
@@ -258,7 +320,7 @@ class InvoiceService:
             id=invoice_id,
             account_id=account_id,
             customer_id=request.customer_id,
-            currency=request.currency,
+            currency=currency,
             due_date=request.due_date,
             total=invoice_total([line.amount for line in lines]),
         )
@@ -272,6 +334,14 @@ class InvoiceService:
             await _insert_drafted(db, account_id, [Drafted(invoice, lines)])
         return InvoiceWithLines(invoice, lines)
 
+    async def _account_currency(self, account_id: UUID) -> str:
+        """The currency of the account's invoices that name none."""
+        async with self.units() as work:
+            currency: str | None = await (await work.driver()).fetchval(_CURRENCY, account_id)
+        if currency is None:
+            raise NotFoundError("no such account")
+        return currency
+
     async def _issue_batch(
         self, account_id: UUID, batch: Sequence[Submitted[Drafted]]
     ) -> list[InvoiceWithLines | Exception]:
@@ -280,39 +350,48 @@ class InvoiceService:
         BEGIN, the customers, the numbers (the lock), the invoices with all their lines, the
         outbox rows, COMMIT: six round trips however many invoices queued.
         """
+        refused: dict[int, Exception] = {}
         async with self.units() as work:
             db = await work.driver()
             customer_ids = list({s.item.invoice.customer_id for s in batch})
             buyers = {row["id"]: row for row in await db.fetch(_BUYERS, account_id, customer_ids)}
-            accepted = [s for s in batch if s.item.invoice.customer_id in buyers]
+            now = datetime.now(UTC)
+            for index, submitted in enumerate(batch):
+                buyer = buyers.get(submitted.item.invoice.customer_id)
+                if buyer is None:
+                    refused[index] = _no_such_customer()
+                    continue
+                submitted.item.invoice.issue_date = issue_date_at(now, buyer["time_zone"])
+                if refusal := _due_before(
+                    submitted.item.invoice, submitted.item.invoice.issue_date
+                ):
+                    refused[index] = refusal
+            accepted = [s for index, s in enumerate(batch) if index not in refused]
             if accepted:
-                taken = await db.fetchrow(_TAKE_NUMBERS, account_id, len(accepted))
-                if taken is None:
+                seller = await db.fetchrow(_TAKE_NUMBERS, account_id, len(accepted))
+                if seller is None:
                     raise NotFoundError("no such account")
-                now = datetime.now(UTC)
                 for offset, submitted in enumerate(accepted):
-                    invoice, buyer = (
-                        submitted.item.invoice,
-                        buyers[submitted.item.invoice.customer_id],
-                    )
-                    invoice.number = format_invoice_number(taken["first_number"] + offset)
-                    invoice.status = InvoiceStatus.ISSUED
-                    invoice.issue_date, invoice.issued_at = now.date(), now
-                    event = _issued_event(
-                        invoice,
-                        submitted.item.lines,
-                        seller_name=taken["account_name"],
+                    invoice = submitted.item.invoice
+                    buyer = buyers[invoice.customer_id]
+                    parties = Parties(
+                        seller_name=seller["name"],
+                        seller_address=seller["address"],
+                        seller_tax_id=seller["tax_id"],
                         customer_name=buyer["name"],
                         customer_email=buyer["email"],
+                        customer_address=buyer["address"],
                     )
+                    _mark_issued(
+                        invoice, number=seller["first_number"] + offset, now=now, parties=parties
+                    )
+                    event = _issued_event(invoice, submitted.item.lines)
                     # Emitted in its request's context: its record carries that request's trace.
                     submitted.context.run(work.emit, event)
                 await _insert_drafted(db, account_id, [s.item for s in accepted])
         return [
-            InvoiceWithLines(s.item.invoice, s.item.lines)
-            if s.item.invoice.customer_id in buyers
-            else _no_such_customer()
-            for s in batch
+            refused.get(index) or InvoiceWithLines(s.item.invoice, s.item.lines)
+            for index, s in enumerate(batch)
         ]
 
     async def get(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:

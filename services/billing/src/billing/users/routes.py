@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
+from billing.accounts.models import OwnDetailsChange
 from billing.auth.policy import Administrator, AnyUser, Owner
 from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
@@ -47,7 +48,21 @@ async def accept_invitation(body: InvitationAcceptance, services: ServicesDep) -
 
 
 @router.patch(
-    "/users/{user_id}",
+    "/users/me",
+    response_model=TeamMember,
+    responses={**AUTHENTICATED, **CONFLICT},
+)
+async def change_own_details(
+    body: OwnDetailsChange, principal: AnyUser, services: ServicesDep
+) -> TeamMember:
+    """Correct your name or email; a new email needs your password, and the old one is told."""
+    return TeamMember.model_validate(
+        await services.users.change_own_details(principal=principal, change=body)
+    )
+
+
+@router.patch(
+    "/users/{user_id:uuid}",
     response_model=TeamMember,
     responses={**AUTHENTICATED, **NOT_FOUND, **CONFLICT},
 )
@@ -61,7 +76,7 @@ async def change_user_role(
 
 
 @router.delete(
-    "/users/{user_id}",
+    "/users/{user_id:uuid}",
     status_code=204,
     response_class=Response,
     responses={**AUTHENTICATED, **NOT_FOUND, **CONFLICT},

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from billing.accounts.domain import Role, UserStatus
-from billing.accounts.models import Account, AppUser
+from billing.accounts.models import Account, AppUser, OwnDetailsChange
 from billing.auth.models import ApiKey, Principal, WebSession
 from billing.auth.passwords import hash_password
 from billing.auth.second_factor import IdentityCheck
@@ -20,6 +20,8 @@ from billing.errors import (
     InvalidReferenceError,
     NotFoundError,
 )
+from billing.rectification.models import ChangeSubject
+from billing.rectification.service import Notice, rectify
 from billing.users.models import InvitableRole, UserInvitation, UserInvite
 from shared.contracts import UserInvited
 from shared.db import SessionFactory
@@ -48,6 +50,14 @@ async def _user_of(work: Work, account_id: UUID, user_id: UUID) -> AppUser:
     if user is None:
         raise NotFoundError("no such user in this account")
     return user
+
+
+async def _email_taken(work: Work, account_id: UUID, email: str) -> bool:
+    """Whether a user of the account (a removed one too: they keep their row) has the email."""
+    found = await work.session.exec(
+        select(AppUser.id).where(AppUser.account_id == account_id, AppUser.email == email)
+    )
+    return found.first() is not None
 
 
 async def _shut_out(work: Work, user_id: UUID) -> None:
@@ -94,12 +104,7 @@ class UserService:
         async with self.units() as work:
             account = await work.session.get(Account, account_id)
             assert account is not None
-            taken = await work.session.exec(
-                select(AppUser.id).where(
-                    AppUser.account_id == account_id, AppUser.email == str(request.email)
-                )
-            )
-            if taken.first() is not None:
+            if await _email_taken(work, account_id, str(request.email)):
                 raise ConflictError("this address is already a user of the account", field="email")
             user = AppUser(
                 account_id=account_id,
@@ -202,3 +207,32 @@ class UserService:
             successor.role = Role.OWNER
             work.session.add(successor)
         return successor
+
+    async def change_own_details(
+        self, *, principal: Principal, change: OwnDetailsChange
+    ) -> AppUser:
+        """Correct the caller's name or email; a new email needs the password, and the former
+        address is told of it (RECTIFY)."""
+        account_id = principal.require_user()
+        assert principal.user_id is not None
+        async with self.units() as work:
+            user = await _user_of(work, account_id, principal.user_id)
+            notice = None
+            if change.email is not None and change.email != user.email:
+                await self.identity.confirm(
+                    user_id=user.id, password=change.password or "", code=change.code
+                )
+                if await _email_taken(work, account_id, change.email):
+                    raise ConflictError(
+                        "this address is already a user of the account", field="email"
+                    )
+                notice = Notice(name=user.name, email=user.email)
+            await rectify(
+                work,
+                principal=principal,
+                subject=ChangeSubject.USER,
+                row=user,
+                patch=change,
+                notice=notice,
+            )
+        return user
