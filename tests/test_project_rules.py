@@ -147,11 +147,7 @@ def test_production_settings_accept_real_secrets() -> None:
     from retention.settings import RetentionSettings
 
     keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
-    assert BillingSettings(
-        environment="production",
-        operator_token="a-real-secret",  # type: ignore[arg-type]
-        keystore=keystore,
-    )
+    assert BillingSettings(environment="production", keystore=keystore)
     assert RetentionSettings(
         environment="production",
         certificate_key="another-secret",  # type: ignore[arg-type]

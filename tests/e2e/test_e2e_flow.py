@@ -18,6 +18,7 @@ import pytest
 from devstack.stack import SERVICES, Stack
 from devstack.testing import (
     MailCatcher,
+    add_staff,
     eventually,
     open_event,
     produce,
@@ -25,13 +26,13 @@ from devstack.testing import (
     read_topic,
     rows_mentioning,
     sealed,
+    security_admin_of,
 )
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
 from shared.crypto import KeyDestroyedError
 from shared.settings import KeyStoreSettings
 
 pytestmark = pytest.mark.e2e
-OPERATOR = {"Authorization": "Bearer dev-only-operator-token"}
 OWNER_PASSWORD = "the account owner's passphrase"
 
 
@@ -90,18 +91,15 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
         assert len({m["message_id"] for m in invoice_mail}) == 2
 
         # A named staff member reads under a grant; the audit trail keeps the read and its purpose.
-        staff = (
-            await api.post(
-                "/staff",
-                headers=OPERATOR,
-                json={"name": "Sam Support", "email": f"sam-{tag}@quittance.example.com"},
-            )
-        ).json()
+        security_admin = await security_admin_of(system.service_env("billing"), api)
+        staff_id, staff_headers = await add_staff(
+            api, security_admin, roles=["support"], name="Sam Support"
+        )
         grant = await api.post(
             "/access-grants",
             headers=owner,
             json={
-                "staff_id": staff["staff"]["id"],
+                "staff_id": staff_id,
                 "purpose": "support",
                 "reason": f"TICKET-{tag}",
                 "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
@@ -111,9 +109,9 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
         read = await api.get(
             f"/staff/accounts/{account_id}/customers/{customer['id']}",
             params={"purpose": "support"},
-            headers={"Authorization": f"Bearer {staff['api_key']}"},
+            headers=staff_headers,
         )
-        assert read.status_code == 200
+        assert read.status_code == 200, read.text
 
         trail = await eventually(
             lambda: _fetch(
@@ -335,18 +333,15 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
             assert (
                 await api.post(f"/invoices/{draft.json()['id']}/issue", headers=owner)
             ).is_success
-        staff = (
-            await api.post(
-                "/staff",
-                headers=OPERATOR,
-                json={"name": "Sam Support", "email": f"sam-{tag}@quittance.example.com"},
-            )
-        ).json()
+        security_admin = await security_admin_of(system.service_env("billing"), api)
+        staff_id, staff_headers = await add_staff(
+            api, security_admin, roles=["support"], name="Sam Support"
+        )
         await api.post(
             "/access-grants",
             headers=owner,
             json={
-                "staff_id": staff["staff"]["id"],
+                "staff_id": staff_id,
                 "purpose": "support",
                 "reason": f"TICKET {mark}",
                 "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
@@ -355,9 +350,9 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
         read = await api.get(
             f"/staff/accounts/{account_id}/customers/{customer['id']}",
             params={"purpose": "support"},
-            headers={"Authorization": f"Bearer {staff['api_key']}"},
+            headers=staff_headers,
         )
-        assert read.status_code == 200
+        assert read.status_code == 200, read.text
         await mail.wait_for(lambda ms: len([m for m in ms if customer_email in m["to"]]) >= 3)
         await eventually(
             lambda: _fetch(

@@ -20,7 +20,17 @@ import httpx
 import pytest
 
 from devstack.stack import SERVICES, Stack
-from devstack.testing import MailCatcher, eventually, produce, read_all_topics, read_topic, sealed
+from devstack.testing import (
+    MailCatcher,
+    add_staff,
+    enrol_staff,
+    eventually,
+    produce,
+    read_all_topics,
+    read_topic,
+    sealed,
+    security_admin_of,
+)
 from shared.contracts import (
     EVENT_TYPES,
     Envelope,
@@ -35,7 +45,6 @@ from shared.outbox import event_aad
 from shared.settings import KeyStoreSettings
 
 pytestmark = pytest.mark.e2e
-OPERATOR = {"Authorization": "Bearer dev-only-operator-token"}
 JSON = {"content-type": "application/json"}
 
 # ---------------------------------------------------------------- card numbers and layouts
@@ -339,6 +348,7 @@ class Tenant:
     customer_id: str
     staff_id: str
     staff: dict[str, str]
+    security_admin: dict[str, str]
 
 
 def _unique_email(who: str) -> str:
@@ -414,6 +424,26 @@ PROBES: tuple[Probe, ...] = (
         lambda api, t, s: api.post("/customers", headers=t.owner, json=_customer_body(address=s)),
     ),
     Probe(
+        "corrected customer address",
+        lambda api, t, s: api.patch(
+            f"/customers/{t.customer_id}", headers=t.owner, json={"address": s}
+        ),
+    ),
+    Probe(
+        "corrected company address",
+        lambda api, t, s: api.patch("/account", headers=t.owner, json={"address": s}),
+    ),
+    Probe(
+        "corrected tax id",
+        lambda api, t, s: api.patch("/account", headers=t.owner, json={"tax_id": s}),
+        # Its pattern (letters, digits, a few separators) refuses most layouts first.
+        names_the_card_number=False,
+    ),
+    Probe(
+        "corrected own name",
+        lambda api, t, s: api.patch("/users/me", headers=t.owner, json={"name": s}),
+    ),
+    Probe(
         "invoice line description",
         lambda api, t, s: api.post(
             "/invoices", headers=t.owner, json=_invoice_body(t.customer_id, description=s)
@@ -430,13 +460,17 @@ PROBES: tuple[Probe, ...] = (
     Probe(
         "staff name",
         lambda api, t, s: api.post(
-            "/staff", headers=OPERATOR, json={"name": s, "email": _unique_email("sam")}
+            "/staff",
+            headers=t.security_admin,
+            json={"name": s, "email": _unique_email("sam"), "roles": ["support"]},
         ),
     ),
     Probe(
         "staff email local part",
         lambda api, t, s: api.post(
-            "/staff", headers=OPERATOR, json={"name": "Sam", "email": f"{s}@quittance.example.com"}
+            "/staff",
+            headers=t.security_admin,
+            json={"name": "Sam", "email": f"{s}@quittance.example.com", "roles": ["support"]},
         ),
     ),
     Probe(
@@ -561,26 +595,23 @@ def _refusal_fault(
     return ", ".join(faults) or None
 
 
-async def _open_tenant(api: httpx.AsyncClient, tag: str) -> Tenant:
+async def _open_tenant(api: httpx.AsyncClient, tag: str, system: Stack) -> Tenant:
     opened = await api.post("/accounts", json=_account_body(name=f"Acme {tag}"))
     assert opened.status_code == 201, opened.text
     owner = {"Authorization": f"Bearer {opened.json()['api_key']}"}
     customer = await api.post("/customers", headers=owner, json=_customer_body())
     assert customer.status_code == 201, customer.text
-    staff = await api.post(
-        "/staff", headers=OPERATOR, json={"name": "Sam", "email": _unique_email("sam")}
-    )
-    assert staff.status_code == 201, staff.text
-    grant = await api.post(
-        "/access-grants", headers=owner, json=_grant_body(staff.json()["staff"]["id"])
-    )
+    security_admin = await security_admin_of(system.service_env("billing"), api)
+    staff_id, staff = await add_staff(api, security_admin, roles=["support"])
+    grant = await api.post("/access-grants", headers=owner, json=_grant_body(staff_id))
     assert grant.status_code == 201, grant.text
     return Tenant(
         account_id=opened.json()["account"]["id"],
         owner=owner,
         customer_id=customer.json()["id"],
-        staff_id=staff.json()["staff"]["id"],
-        staff={"Authorization": f"Bearer {staff.json()['api_key']}"},
+        staff_id=staff_id,
+        staff=staff,
+        security_admin=security_admin,
     )
 
 
@@ -595,7 +626,7 @@ async def test_no_pan_planted_card_numbers_reach_no_table_topic_log_or_mail(
     faults: list[str] = []
     tag = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as api:
-        tenant = await _open_tenant(api, tag)
+        tenant = await _open_tenant(api, tag, system)
 
         async def plant(probe: Probe, card: Card, layout: str, text: str) -> None:
             needles.add(text, f"{card.scheme} ({card.digits})")
@@ -769,15 +800,13 @@ async def test_logs_hold_no_personal_data_from_the_main_flows_or_their_errors(
         assert again.status_code == 409, again.text
 
         # A staff member, a grant, a read under it, and a read for a purpose not granted.
-        staff = await api.post(
-            "/staff", headers=OPERATOR, json={"name": f"Sam {mark}", "email": staff_email}
-        )
+        security_admin = await security_admin_of(system.service_env("billing"), api)
+        staff_body = {"name": f"Sam {mark}", "email": staff_email, "roles": ["support"]}
+        staff = await api.post("/staff", headers=security_admin, json=staff_body)
         assert staff.status_code == 201, staff.text
-        twice = await api.post(
-            "/staff", headers=OPERATOR, json={"name": f"Sam {mark}", "email": staff_email}
-        )
+        twice = await api.post("/staff", headers=security_admin, json=staff_body)
         assert twice.status_code == 409, twice.text
-        staff_auth = {"Authorization": f"Bearer {staff.json()['api_key']}"}
+        staff_auth = await enrol_staff(api, email=staff_email, code=staff.json()["enrolment_code"])
         grant = await api.post(
             "/access-grants",
             headers=owner,

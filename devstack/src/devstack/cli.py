@@ -60,6 +60,9 @@ def _banner(stack: Stack) -> str:
     )
     lines.append(f"  {'exports':<14} {stack.export_dir.resolve()}")
     lines.append(f"  {'logs':<14} {stack.log_dir.resolve()}")
+    lines.append("")
+    lines.append("  The first staff member (a security admin), from another terminal:")
+    lines.append("    .venv/bin/python -m billing.main security-admin --name NAME --email EMAIL")
     return "\n".join(lines)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
@@ -147,6 +149,61 @@ async def running(
         transport = httpx.ASGITransport(app=manager.app, client=(client_address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+STAFF_PASSWORD = "a staff member's long passphrase"  # noqa: S105 - for test staff only
+
+
+def session_headers(signed_in: httpx.Response) -> dict[str, str]:
+    """What a browser sends after this sign-in: its one cookie, and the CSRF token for changes
+    (by hand: a client keeps a Secure cookie for https only)."""
+    assert signed_in.status_code == 201, signed_in.text
+    cookie = signed_in.headers["set-cookie"].split(";")[0]
+    return {"Cookie": cookie, "X-CSRF-Token": signed_in.json()["csrf_token"]}
+
+
+async def enrol_staff(client: httpx.AsyncClient, *, email: str, code: str) -> dict[str, str]:
+    """A staff member chooses their password with their enrolment code and signs in."""
+    body = {"email": email, "code": code, "password": STAFF_PASSWORD}
+    enrolled = await client.post("/staff/enrolment", json=body)
+    assert enrolled.status_code == 204, enrolled.text
+    signed_in = await client.post(
+        "/staff/sessions", json={"email": email, "password": STAFF_PASSWORD}
+    )
+    client.cookies.clear()
+    return session_headers(signed_in)
+
+
+async def security_admin_of(
+    service_env: dict[str, str], client: httpx.AsyncClient
+) -> dict[str, str]:
+    """A security admin made with billing's server command (as an operator would), enrolled
+    and signed in: the headers their requests send."""
+    email = f"security-{uuid4().hex[:10]}@quittance.example.com"
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "billing.main", "security-admin", "--name", "Sasha Secure", "--email", email),
+        env={**os.environ, **service_env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(command.communicate(), timeout=120)
+    assert command.returncode == 0, err.decode()
+    code = out.decode().split("enrolment code (shown once): ")[1].strip()
+    return await enrol_staff(client, email=email, code=code)
+
+
+async def add_staff(
+    client: httpx.AsyncClient, admin: dict[str, str], *, roles: Sequence[str], name: str = "Sam"
+) -> tuple[str, dict[str, str]]:
+    """A security admin adds a staff member, who enrols and signs in: their id and headers."""
+    email = f"staff-{uuid4().hex[:10]}@quittance.example.com"
+    added = await client.post(
+        "/staff", headers=admin, json={"name": name, "email": email, "roles": list(roles)}
+    )
+    assert added.status_code == 201, added.text
+    code = added.json()["enrolment_code"]
+    return added.json()["staff"]["id"], await enrol_staff(client, email=email, code=code)
 
 
 async def produce(

@@ -19,6 +19,7 @@ from billing.models import (
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 
 CONTRACT = RetentionCategory.CONTRACT
+STAFF_ONLY = "set only on staff members' rows, which belong to no account"
 
 DATA_MAP = AccountDataMap(
     service="billing",
@@ -148,6 +149,7 @@ DATA_MAP = AccountDataMap(
             withheld={
                 "token_hash": "a credential's hash is never handed out",
                 "csrf_hash": "a credential's hash is never handed out",
+                "staff_id": STAFF_ONLY,
             },
             order_by=("created_at", "id"),
         ),
@@ -155,6 +157,7 @@ DATA_MAP = AccountDataMap(
             SignInFailure,
             retention=RetentionCategory.REQUEST_METADATA,
             exported=("id", "account_id", "user_id", "address", "created_at"),
+            withheld={"staff_id": STAFF_ONLY},
             personal=("address",),
             order_by=("created_at", "id"),
         ),

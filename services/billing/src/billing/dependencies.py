@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from billing.errors import NotAuthenticatedError
 from billing.invoices.service import InvoiceService
 from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
-from billing.staff_access.service import StaffAccessService
+from billing.staff_access.service import StaffAccessService, StaffService
 from billing.termination.service import TerminationService
 from billing.users.service import UserService
 
@@ -46,6 +45,7 @@ class Services:
     changes: ChangeService
     customers: CustomerService
     invoices: InvoiceService
+    staff: StaffService
     staff_access: StaffAccessService
     termination: TerminationService
     users: UserService
@@ -91,10 +91,3 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-async def require_operator(settings: SettingsDep, credentials: CredentialsDep) -> None:
-    """Only the operator token may register staff."""
-    expected = settings.operator_token.get_secret_value().encode()
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
-        raise NotAuthenticatedError("the operator token is required")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,7 +31,9 @@ from billing.rectification import routes as rectification
 from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access import routes as staff_access
-from billing.staff_access.service import StaffAccessService
+from billing.staff_access.domain import StaffRole
+from billing.staff_access.models import StaffCreate
+from billing.staff_access.service import StaffAccessService, StaffService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
 from billing.users import routes as users
@@ -54,7 +57,12 @@ def create_app(
     )
     sessions, units = runtime.sessions, runtime.units
     second_factor = SecondFactor(engine=runtime.engine, keys=runtime.keys)
-    identity = IdentityCheck(engine=runtime.engine, second_factor=second_factor)
+    identity = IdentityCheck(
+        engine=runtime.engine,
+        second_factor=second_factor,
+        failures_per_user=settings.sign_in_failures_per_user,
+        window_minutes=settings.sign_in_throttle_minutes,
+    )
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
         sessions=SessionService(
@@ -68,6 +76,7 @@ def create_app(
         changes=ChangeService(sessions=sessions),
         customers=CustomerService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
+        staff=StaffService(sessions=sessions, units=units),
         staff_access=StaffAccessService(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
         ),
@@ -138,15 +147,41 @@ def migrate(settings: BillingSettings | None = None) -> None:
     upgrade_database(MIGRATIONS_DIR, (settings or BillingSettings()).database_url)
 
 
+async def add_security_admin(
+    settings: BillingSettings, *, name: str, email: str
+) -> tuple[str, str]:
+    """The first staff member (security role), made on the server, not through the API; their
+    id and one-time enrolment code."""
+    runtime = create_runtime(SERVICE, settings, topics=())
+    try:
+        staff = StaffService(sessions=runtime.sessions, units=runtime.units)
+        request = StaffCreate(name=name, email=email, roles=[StaffRole.SECURITY])
+        member, code = await staff.add(request=request)
+    finally:
+        await runtime.engine.dispose()
+    return str(member.id), code
+
+
 def cli() -> None:
-    """`migrate` the database or `serve` the API (HTTPS when a certificate is set)."""
+    """`migrate` the database, `serve` the API (HTTPS when a certificate is set), or add a
+    `security-admin` who then adds the other staff."""
     parser = argparse.ArgumentParser(prog="python -m billing.main")
-    parser.add_argument("command", choices=["migrate", "serve"])
+    parser.add_argument("command", choices=["migrate", "serve", "security-admin"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", help="security-admin: their full name")
+    parser.add_argument("--email", help="security-admin: their work email")
     args = parser.parse_args()
     if args.command == "migrate":
         migrate()
+        return
+    if args.command == "security-admin":
+        if not args.name or not args.email:
+            parser.error("security-admin needs --name and --email")
+        staff_id, code = asyncio.run(
+            add_security_admin(BillingSettings(), name=args.name, email=args.email)
+        )
+        print(f"staff id: {staff_id}\nenrolment code (shown once): {code}")
         return
     import ssl
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
+from shared.settings import ServiceSettings, embedded_database_url
 
 
 class BillingSettings(ServiceSettings):
@@ -19,10 +19,6 @@ class BillingSettings(ServiceSettings):
 
     database_url: str = Field(
         default=embedded_database_url("billing"), description="Billing's own database."
-    )
-    operator_token: SecretStr = Field(
-        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
-        description="Bearer token of the operator who registers staff members.",
     )
     tls_certfile: Path | None = Field(default=None, description="Serve HTTPS with this cert.")
     tls_keyfile: Path | None = Field(default=None, description="Key of tls_certfile.")

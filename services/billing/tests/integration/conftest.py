@@ -12,10 +12,10 @@ import httpx
 import pytest
 import uvicorn
 
-from billing.main import create_app
+from billing.main import add_security_admin, create_app
 from billing.settings import BillingSettings
 from devstack.processes import free_port
-from devstack.testing import running
+from devstack.testing import enrol_staff, running
 from shared.settings import KafkaSettings, KeyStoreSettings
 
 OWNER_PASSWORD = "the account owner's passphrase"
@@ -40,7 +40,6 @@ def billing_settings(
             bootstrap_servers=kafka_bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:8]}."
         ),
         export_store_path=tmp_path_factory.mktemp("exports"),
-        operator_token="test-operator-token",  # type: ignore[arg-type]
         # Every test signs in from one address, the fuzzer's wrong passwords too: the per-address
         # throttle has its own test, from an address of its own.
         sign_in_failures_per_address=100_000,
@@ -52,6 +51,16 @@ def billing_settings(
 async def api(billing_settings: BillingSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with running(create_app(billing_settings), base_url="http://billing") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def security_admin(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> dict[str, str]:
+    """A security admin made as on a server (the CLI's function), enrolled and signed in."""
+    email = f"sec-{uuid.uuid4().hex[:8]}@quittance.example.com"
+    _, code = await add_security_admin(billing_settings, name="Sasha Secure", email=email)
+    return await enrol_staff(api, email=email, code=code)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Schemathesis hooks for the billing fuzz run: each operation gets the credential it needs.
 
-Loaded by the schemathesis CLI through SCHEMATHESIS_HOOKS; FUZZ_BILLING_URL and
-FUZZ_OPERATOR_TOKEN say where billing is and how its operator authenticates.
+Loaded by the schemathesis CLI through SCHEMATHESIS_HOOKS; FUZZ_BILLING_URL says where billing
+is, FUZZ_SECURITY_ADMIN (JSON) the headers of a signed-in security admin, who adds the staff.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,15 +16,33 @@ import requests
 import schemathesis
 
 BILLING_URL = os.environ.get("FUZZ_BILLING_URL", "http://127.0.0.1:8000")
-OPERATOR_TOKEN = os.environ.get("FUZZ_OPERATOR_TOKEN", "")
+SECURITY_ADMIN: dict[str, str] = json.loads(os.environ.get("FUZZ_SECURITY_ADMIN", "{}"))
+STAFF_PASSWORD = "a fuzzing staff member's passphrase"
 
 
-def _post(path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _post(path: str, body: dict[str, Any], token: str | dict[str, str] | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if isinstance(token, str) else token or {}
     response = requests.post(f"{BILLING_URL}{path}", json=body, headers=headers, timeout=30)
     response.raise_for_status()
-    created: dict[str, Any] = response.json()
-    return created
+    return response.json() if response.content else None
+
+
+def _support_staff() -> tuple[str, dict[str, str]]:
+    """A support staff member, added by the security admin, enrolled and signed in."""
+    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
+    added = _post(
+        "/staff", {"name": "Fuzz Staff", "email": email, "roles": ["support"]}, SECURITY_ADMIN
+    )
+    enrolment = {"email": email, "code": added["enrolment_code"], "password": STAFF_PASSWORD}
+    _post("/staff/enrolment", enrolment)
+    signed_in = requests.post(
+        f"{BILLING_URL}/staff/sessions",
+        json={"email": email, "password": STAFF_PASSWORD},
+        timeout=30,
+    )
+    signed_in.raise_for_status()
+    cookie = signed_in.headers["set-cookie"].split(";")[0]
+    return added["staff"]["id"], {"Cookie": cookie, "X-CSRF-Token": signed_in.json()["csrf_token"]}
 
 
 def _open_account() -> tuple[str, str]:
@@ -37,14 +56,11 @@ def _open_account() -> tuple[str, str]:
 
 
 class _Credentials:
-    """The owner, a staff member with a grant on the owner's account, and the operator."""
+    """The owner, and a support staff member with a grant on the owner's account."""
 
     def __init__(self) -> None:
         self.owner, self.customer_id = _open_account()
-        email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
-        staff = _post("/staff", {"name": "Fuzz Staff", "email": email}, OPERATOR_TOKEN)
-        self.staff: str = staff["api_key"]
-        self.staff_id = str(staff["staff"]["id"])
+        self.staff_id, self.staff = _support_staff()
         grant = {
             "staff_id": self.staff_id,
             "purpose": "support",
@@ -107,19 +123,22 @@ def map_body(context: schemathesis.HookContext, body: Any) -> Any:
 
 @schemathesis.auth(refresh_interval=None)
 class BillingAuth:
-    """Owner key by default; operator for staff registration; staff for staff reads; a fresh
-    account for each termination, which revokes the key it is called with."""
+    """Owner key by default; the security admin for managing staff; a support staff member for
+    staff reads and their own password; a fresh account for each termination, which revokes the
+    key it is called with."""
 
-    def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
+    def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> dict[str, str]:
         credentials = _known()
-        method, path = case.operation.method.upper(), case.operation.path
-        if (method, path) == ("POST", "/staff"):
-            return OPERATOR_TOKEN
+        path = case.operation.path
+        if path == "/staff" or path.startswith("/staff/{staff_id"):
+            return SECURITY_ADMIN
         if path.startswith("/staff/"):
             return credentials.staff
         if path == "/account/termination":
-            return _open_account()[0]
-        return credentials.owner
+            return {"Authorization": f"Bearer {_open_account()[0]}"}
+        return {"Authorization": f"Bearer {credentials.owner}"}
 
-    def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    def set(
+        self, case: schemathesis.Case, data: dict[str, str], ctx: schemathesis.AuthContext
+    ) -> None:
+        case.headers = {**(case.headers or {}), **data}

@@ -13,11 +13,10 @@ import pytest
 
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import read_events, read_topic, rows_mentioning, running
+from devstack.testing import add_staff, read_events, read_topic, rows_mentioning, running
 
 pytestmark = pytest.mark.integration
 CARD = "4111 1111 1111 1111"
-OPERATOR = {"Authorization": "Bearer test-operator-token"}
 
 
 def invoice_body(customer_id: str, **overrides: Any) -> dict[str, Any]:
@@ -190,29 +189,10 @@ async def test_issuing_numbers_invoices_gaplessly_and_emits_invoice_issued(
     assert json.loads(raw[0].value)["data"]["customer"]["email"].startswith("enc:v1:")
 
 
-async def _staff(api: httpx.AsyncClient) -> dict[str, Any]:
-    response = await api.post(
-        "/staff",
-        headers=OPERATOR,
-        json={"name": "Sam Support", "email": f"sam-{uuid.uuid4().hex[:6]}@quittance.example.com"},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
-    return body
-
-
-async def test_only_the_operator_registers_staff(
-    api: httpx.AsyncClient, account: dict[str, Any]
-) -> None:
-    _problem(
-        await api.post(
-            "/staff",
-            headers=account["headers"],
-            json={"name": "Mallory", "email": "mallory@example.com"},
-        ),
-        401,
-    )
+async def _staff(api: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
+    """A support staff member, added by the security admin, enrolled and signed in."""
+    staff_id, headers = await add_staff(api, admin, roles=["support"], name="Sam Support")
+    return {"staff": {"id": staff_id}, "headers": headers}
 
 
 async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
@@ -220,8 +200,9 @@ async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
     account: dict[str, Any],
     customer: dict[str, Any],
     billing_settings: BillingSettings,
+    security_admin: dict[str, str],
 ) -> None:
-    staff = await _staff(api)
+    staff = await _staff(api, security_admin)
     account_id = account["account"]["id"]
     path = f"/staff/accounts/{account_id}/customers/{customer['id']}"
     _problem(await api.get(path, params={"purpose": "support"}, headers=staff["headers"]), 403)
@@ -275,9 +256,12 @@ async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
 
 
 async def test_staff_access_a_revoked_grant_refuses_the_next_read_at_once(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
+    security_admin: dict[str, str],
 ) -> None:
-    staff = await _staff(api)
+    staff = await _staff(api, security_admin)
     path = f"/staff/accounts/{account['account']['id']}/customers/{customer['id']}"
     grant = await api.post(
         "/access-grants",
@@ -307,9 +291,11 @@ async def test_staff_access_a_revoked_grant_refuses_the_next_read_at_once(
 
 
 async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_person(
-    api: httpx.AsyncClient, account: dict[str, Any]
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    security_admin: dict[str, str],
 ) -> None:
-    staff = await _staff(api)
+    staff = await _staff(api, security_admin)
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     body = _problem(
         await api.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,10 @@ SEED = os.environ.get("FUZZ_SEED", "20261122")
 
 
 def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(
-    billing_url: str, billing_settings: BillingSettings, tmp_path: Path
+    billing_url: str,
+    billing_settings: BillingSettings,
+    tmp_path: Path,
+    security_admin: dict[str, str],
 ) -> None:
     """Schemathesis with all checks (server errors, status codes, content types, headers,
     response schemas, negative data refused, positive data accepted, auth not ignored, Allow on
@@ -44,7 +48,7 @@ def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(
         "SCHEMATHESIS_HOOKS": "fuzz_hooks",
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "FUZZ_BILLING_URL": billing_url,
-        "FUZZ_OPERATOR_TOKEN": billing_settings.operator_token.get_secret_value(),
+        "FUZZ_SECURITY_ADMIN": json.dumps(security_admin),
     }
     run = subprocess.run(
         command,

@@ -26,7 +26,6 @@ from billing.main import create_app
 from billing.settings import BillingSettings
 
 pytestmark = pytest.mark.integration
-OPERATOR = {"Authorization": "Bearer test-operator-token"}
 # Bodies that would be accepted if the ids were the caller's own, so a refusal is isolation.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/users/{user_id:uuid}"): {"role": "read_only"},
@@ -42,7 +41,9 @@ class Tenant:
     ids: dict[str, str] = field(default_factory=dict)
 
 
-def _tenant(client: httpx.Client, settings: BillingSettings) -> Tenant:
+def _tenant(
+    client: httpx.Client, settings: BillingSettings, security_admin: dict[str, str]
+) -> Tenant:
     tag = uuid.uuid4().hex[:8]
     owner_email, password = f"o-{tag}@t.example", f"a passphrase {tag}"
     owner_body = {"name": "O", "email": owner_email, "password": password}
@@ -69,7 +70,9 @@ def _tenant(client: httpx.Client, settings: BillingSettings) -> Tenant:
         },
     ).json()
     staff = client.post(
-        "/staff", headers=OPERATOR, json={"name": "S", "email": f"s-{tag}@q.example"}
+        "/staff",
+        headers=security_admin,
+        json={"name": "S", "email": f"s-{tag}@q.example", "roles": ["support"]},
     ).json()
     grant = client.post(
         "/access-grants",
@@ -132,8 +135,13 @@ def client(billing_url: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def tenants(client: httpx.Client, billing_settings: BillingSettings) -> tuple[Tenant, Tenant]:
-    return _tenant(client, billing_settings), _tenant(client, billing_settings)
+def tenants(
+    client: httpx.Client, billing_settings: BillingSettings, security_admin: dict[str, str]
+) -> tuple[Tenant, Tenant]:
+    return (
+        _tenant(client, billing_settings, security_admin),
+        _tenant(client, billing_settings, security_admin),
+    )
 
 
 def _routes_with_ids(billing_settings: BillingSettings) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ details while issued invoices keep theirs."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -189,26 +189,58 @@ async def test_a_change_of_company_details_notifies_the_owner(
     assert event["data"]["notice_email"] == account["owner"]["email"]
 
 
+def _zone_not_on_utcs_date() -> str:
+    """A time zone whose date differs from UTC's right now: UTC-12 before noon UTC (still
+    yesterday there), UTC+14 from 10:00 UTC (already tomorrow)."""
+    return "Etc/GMT+12" if datetime.now(UTC).hour < 12 else "Pacific/Kiritimati"
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["issued-at-once", "issued-from-draft"])
 async def test_invoices_use_the_accounts_currency_and_are_dated_in_its_time_zone(
-    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
+    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any], batch: bool
 ) -> None:
     """RECTIFY: the billing details govern new invoices (currency by default, the issue date)."""
     headers = account["headers"]
-    # Kiritimati is UTC+14: for ten hours of each UTC day its date is already tomorrow.
-    zone = "Pacific/Kiritimati"
+    zone = _zone_not_on_utcs_date()
     changed = await api.patch(
         "/account", headers=headers, json={"currency": "JPY", "time_zone": zone}
     )
     assert changed.status_code == 200, changed.text
-    far_due = (datetime.now(UTC) + timedelta(days=60)).date().isoformat()
-    dates = {datetime.now(ZoneInfo(zone)).date().isoformat()}
-    body = {**_invoice(customer["id"], issue=True, currency=None), "due_date": far_due}
+    local_dates = {datetime.now(ZoneInfo(zone)).date()}
+    utc_dates = {datetime.now(UTC).date()}
+    body = _invoice(customer["id"], issue=batch, currency=None)
+    # Due on the seller's own today, which west of UTC is before UTC's today: accepted.
+    body["due_date"] = min(local_dates).isoformat()
     issued = await api.post("/invoices", headers=headers, json=body)
-    dates.add(datetime.now(ZoneInfo(zone)).date().isoformat())  # the request may cross midnight
     assert issued.status_code == 201, issued.text
+    if not batch:
+        issued = await api.post(f"/invoices/{issued.json()['id']}/issue", headers=headers)
+        assert issued.status_code == 200, issued.text
+    local_dates.add(datetime.now(ZoneInfo(zone)).date())  # the request may cross midnight
+    utc_dates.add(datetime.now(UTC).date())
     assert issued.json()["currency"] == "JPY"
     assert issued.json()["total"] == "100"
-    assert issued.json()["issue_date"] in dates
+    issue_date = date.fromisoformat(issued.json()["issue_date"])
+    assert issue_date in local_dates
+    assert issue_date not in utc_dates or local_dates & utc_dates, "dated where the seller is"
+
+
+async def test_re_authentication_is_throttled_like_sign_in(
+    api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
+) -> None:
+    """A stolen key or session cannot guess the password through a change that asks for it."""
+    headers, new_email = account["headers"], f"x-{uuid.uuid4().hex[:6]}@acme.example.com"
+    wrong = {"email": new_email, "password": "a wrong guess at it"}
+    for _ in range(billing_settings.sign_in_failures_per_user):
+        guessed = await api.patch("/users/me", headers=headers, json=wrong)
+        assert guessed.status_code == 403, guessed.text
+    right = {"email": new_email, "password": account["password"]}
+    throttled = await api.patch("/users/me", headers=headers, json=right)
+    assert throttled.status_code == 429, throttled.text
+    signing_in = await api.post(
+        "/sessions", json={"email": account["owner"]["email"], "password": account["password"]}
+    )
+    assert signing_in.status_code == 429, "the guesses count against sign-in too"
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,17 @@ from billing.accounts.domain import Role
 from billing.auth.policy import POLICY_REFUSALS
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import running
+from billing.staff_access.domain import StaffRole
+from devstack.testing import add_staff, running
 
 pytestmark = pytest.mark.integration
 
 # Routes anyone may call, each for a reason.
 PUBLIC = {
     ("POST", "/accounts"),  # signing up
-    ("POST", "/staff"),  # the operator token, checked by its own dependency
     ("POST", "/sessions"),  # signing in
+    ("POST", "/staff/sessions"),  # staff signing in
+    ("POST", "/staff/enrolment"),  # the enrolment code is the credential
     ("POST", "/invitations/accept"),  # the invitation's code is the credential
     ("GET", "/docs"),  # the API's documentation, served offline
     ("GET", "/docs/static/swagger-ui-init.js"),
@@ -32,6 +34,7 @@ PUBLIC = {
     ("GET", "/metrics"),
 }
 TERMINATION = ("POST", "/account/termination")
+SIGN_OUT = ("DELETE", "/session")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,10 @@ def test_every_route_states_exactly_one_policy_unless_public(app: FastAPI) -> No
 
 
 async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_says(
-    app: FastAPI, client: httpx.AsyncClient, billing_settings: BillingSettings
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    billing_settings: BillingSettings,
+    security_admin: dict[str, str],
 ) -> None:
     opened = await client.post(
         "/accounts",
@@ -66,29 +72,28 @@ async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_sa
     keys = {Role.OWNER: opened.json()["api_key"]}
     for role in (Role.ADMIN, Role.ACCOUNTANT, Role.READ_ONLY):
         keys[role] = await user_key(billing_settings.database_url, account_id, role)
-    staff = await client.post(
-        "/staff",
-        headers={"Authorization": "Bearer test-operator-token"},
-        json={"name": "Sam", "email": f"sam-{uuid.uuid4().hex[:6]}@quittance.example.com"},
-    )
-    callers: dict[str, tuple[str, Role | None]] = {
-        role.value: (key, role) for role, key in keys.items()
+    callers: dict[str, tuple[dict[str, str], Role | StaffRole]] = {
+        role.value: ({"Authorization": f"Bearer {key}"}, role) for role, key in keys.items()
     }
-    callers["staff"] = (staff.json()["api_key"], None)
+    for staff_role in StaffRole:
+        _, headers = await add_staff(client, security_admin, roles=[staff_role.value])
+        callers[f"staff {staff_role.value}"] = (headers, staff_role)
 
     table: list[tuple[str, str, str, bool, int]] = []
     routes = [r for r in api_routes(app) if (r[0], r[1]) not in PUBLIC]
-    # Terminating ends the account for every later call: the owner's goes last.
-    routes.sort(key=lambda r: (r[0], r[1]) == TERMINATION)
+    # Terminating ends the account, signing out the staff's sessions: they go last.
+    routes.sort(key=lambda r: ((r[0], r[1]) == SIGN_OUT, (r[0], r[1]) == TERMINATION))
     for method, path, route in routes:
         (policy,) = policies(route.dependant)
         url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
-        for name, (key, role) in sorted(callers.items(), key=lambda c: c[0] == "owner"):
-            allowed = policy.staff if role is None else role in policy.roles
+        for name, (headers, role) in sorted(callers.items(), key=lambda c: c[0] == "owner"):
+            allowed = (
+                role in policy.staff_roles if isinstance(role, StaffRole) else role in policy.roles
+            )
             response = await client.request(
                 method,
                 url,
-                headers={"Authorization": f"Bearer {key}"},
+                headers=headers,
                 json={} if method in {"POST", "PUT", "PATCH"} else None,
             )
             refused = response.status_code == 403 and response.json()["detail"].startswith(

@@ -16,7 +16,8 @@ from route_table import api_routes
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import read_events, running
+from billing.staff_access.domain import StaffRole
+from devstack.testing import STAFF_PASSWORD, add_staff, enrol_staff, read_events, running
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery staple 42"
@@ -237,20 +238,22 @@ def app(billing_settings: BillingSettings) -> FastAPI:
 
 
 async def test_cookie_census_no_route_ever_sets_any_other_cookie(
-    app: FastAPI, billing_settings: BillingSettings
+    app: FastAPI, billing_settings: BillingSettings, security_admin: dict[str, str]
 ) -> None:
-    """Every route, signed out, with the cookie and with an API key: one cookie, ever."""
+    """Every route, signed out, with a user's cookie, a staff member's cookie and an API key:
+    one cookie, ever."""
     async with running(app, base_url="http://billing") as api:
         account = await _sign_up(api)
         browser, csrf = await _sign_in(api, account["email"])
         key = {"Authorization": f"Bearer {account['api_key']}"}
+        _, staff = await add_staff(api, security_admin, roles=[r.value for r in StaffRole])
         seen: dict[tuple[str, str], set[str]] = {}
         routes = [(method, path) for method, path, _ in api_routes(app)]
         # What ends the session, then what ends the account, goes last.
         routes.sort(key=lambda r: (r[1] == "/account/termination", r in SESSION_ROUTES))
         for method, path in [*routes, ("GET", "/docs"), ("GET", "/openapi.json")]:
             url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
-            for headers in ({}, {**browser, CSRF_HEADER: csrf}, key):
+            for headers in ({}, {**browser, CSRF_HEADER: csrf}, key, staff):
                 response = await api.request(
                     method,
                     url,
@@ -271,6 +274,23 @@ async def test_cookie_census_no_route_ever_sets_any_other_cookie(
             "/sessions", json={"email": fresh["email"], "password": PASSWORD}
         )
         assert {name for name in SimpleCookie(signed_in.headers["set-cookie"])} == {SESSION_COOKIE}
+        email = f"census-{uuid.uuid4().hex[:8]}@quittance.example.com"
+        added = await api.post(
+            "/staff",
+            headers=security_admin,
+            json={"name": "Cen Sus", "email": email, "roles": ["support"]},
+        )
+        code = added.json()["enrolment_code"]
+        await enrol_staff(api, email=email, code=code)
+        staff_in = await api.post(
+            "/staff/sessions", json={"email": email, "password": STAFF_PASSWORD}
+        )
+        api.cookies.clear()
+        assert [
+            name
+            for header in staff_in.headers.get_list("set-cookie")
+            for name in SimpleCookie(header)
+        ] == [SESSION_COOKIE]
 
 
 async def test_a_terminated_account_reads_but_changes_nothing_and_its_users_still_sign_out(

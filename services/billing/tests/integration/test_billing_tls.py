@@ -34,7 +34,6 @@ def https_billing(
         "BILLING_DATABASE_URL": billing_settings.database_url,
         "BILLING_KAFKA__BOOTSTRAP_SERVERS": billing_settings.kafka.bootstrap_servers,
         "BILLING_KAFKA__TOPIC_PREFIX": billing_settings.kafka.topic_prefix,
-        "BILLING_OPERATOR_TOKEN": "tls-test-operator",
         "BILLING_KEYSTORE__URL": billing_settings.keystore.url,
         "BILLING_KEYSTORE__MASTER_KEY": "tls-test-keystore-master-key",
         "BILLING_TLS_CERTFILE": str(folder / "server.pem"),

@@ -17,6 +17,7 @@ from billing.auth.scopes import ApiKeyScope
 from billing.database import BillingTable, created_at_column
 from billing.errors import PermissionDeniedError
 from billing.schemas import Schema
+from billing.staff_access.domain import StaffRole
 from shared.input_types import EmailAddress, Name
 
 TotpCode = Annotated[
@@ -68,6 +69,8 @@ class WebSession(BillingTable, table=True):
     csrf_hash: str
     account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
     user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
+    # A staff member's session: no account's, whichever accounts they read under grants.
+    staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id", index=True)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     last_seen_at: datetime = Field(sa_type=DateTime(timezone=True))
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
@@ -101,7 +104,8 @@ class SignInFailure(BillingTable, table=True):
     # The account and user the address named, when it named one (a purge then takes them).
     account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
     user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
-    address: str = Field(index=True)
+    staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id", index=True)
+    address: str | None = Field(default=None, index=True)  # None: a failed re-authentication
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
 
 
@@ -115,6 +119,7 @@ class Principal:
     user_id: UUID | None = None
     role: Role | None = None
     staff_id: UUID | None = None
+    staff_roles: frozenset[StaffRole] = frozenset()
     session_id: UUID | None = None  # signed in with the cookie, not an API key
     scopes: frozenset[str] | None = None  # an API key limited to these; None: the user's all
     read_only: bool = False  # the account is terminated: reads only, until its purge
@@ -158,6 +163,15 @@ class SessionPublic(Schema):
     user_id: UUID
     account_id: UUID
     role: Role
+    csrf_token: str
+    expires_at: datetime | None = None
+
+
+class StaffSessionPublic(Schema):
+    """A staff member's signed-in session: send `csrf_token` as `X-CSRF-Token` with changes."""
+
+    staff_id: UUID
+    roles: list[StaffRole]
     csrf_token: str
     expires_at: datetime | None = None
 

@@ -20,6 +20,7 @@ from billing.auth.scopes import scope_for
 from billing.auth.sessions import SAFE_METHODS
 from billing.dependencies import PrincipalDep
 from billing.errors import PermissionDeniedError
+from billing.staff_access.domain import EVERY_STAFF_ROLE, STAFF_ADMINISTRATORS, StaffRole
 from shared.telemetry import route_template
 
 
@@ -33,14 +34,16 @@ class Allow:
     """
 
     roles: frozenset[Role] = frozenset()
-    staff: bool = False
+    staff_roles: frozenset[StaffRole] = frozenset()
     changes_account: bool = True  # refused once the account is terminated (read-only)
 
     async def __call__(self, request: Request, principal: PrincipalDep) -> Principal:
         """The caller, if this policy lets them in."""
         if principal.kind == "staff":
-            if not self.staff:
+            if not self.staff_roles:
                 raise PermissionDeniedError("staff members cannot use this route")
+            if not principal.staff_roles & self.staff_roles:
+                raise PermissionDeniedError(f"needs the staff role {_names(self.staff_roles)}")
             return principal
         if not self.roles:
             raise PermissionDeniedError("only staff members may use this route")
@@ -57,7 +60,7 @@ class Allow:
         return principal
 
 
-def _names(roles: Iterable[Role]) -> str:
+def _names(roles: Iterable[Role | StaffRole]) -> str:
     return " or ".join(sorted(role.value for role in roles))
 
 
@@ -65,6 +68,7 @@ ACCOUNT_READ_ONLY = "the account is terminated: it is read-only until its data i
 # What the route table test recognises as this policy's refusal, and not the route's own.
 POLICY_REFUSALS = (
     "needs the role ",
+    "needs the staff role ",
     "staff members cannot use",
     "only staff members may use",
     "this API key lacks the scope",
@@ -72,11 +76,13 @@ POLICY_REFUSALS = (
 
 
 ANY_USER = Allow(EVERY_ROLE)
-OWN_SESSION = Allow(EVERY_ROLE, changes_account=False)  # signing out works on a closed account
+# Signing out works on a closed account, and for staff.
+OWN_SESSION = Allow(EVERY_ROLE, staff_roles=EVERY_STAFF_ROLE, changes_account=False)
 BOOKKEEPER = Allow(BOOKKEEPERS)
 ADMINISTRATOR = Allow(ADMINISTRATORS)
 OWNER = Allow(OWNER_ONLY)
-STAFF = Allow(staff=True)
+STAFF = Allow(staff_roles=EVERY_STAFF_ROLE)
+STAFF_ADMINISTRATOR = Allow(staff_roles=STAFF_ADMINISTRATORS)
 
 AnyUser = Annotated[Principal, Depends(ANY_USER)]
 OwnSession = Annotated[Principal, Depends(OWN_SESSION)]
@@ -84,3 +90,4 @@ Bookkeeper = Annotated[Principal, Depends(BOOKKEEPER)]
 Administrator = Annotated[Principal, Depends(ADMINISTRATOR)]
 Owner = Annotated[Principal, Depends(OWNER)]
 Staff = Annotated[Principal, Depends(STAFF)]
+StaffAdministrator = Annotated[Principal, Depends(STAFF_ADMINISTRATOR)]

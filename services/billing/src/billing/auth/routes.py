@@ -10,6 +10,7 @@ from billing.auth.metadata import request_metadata
 from billing.auth.models import (
     PasswordChange,
     PasswordConfirmation,
+    Principal,
     RecoveryCodes,
     SecondFactorConfirmation,
     SecondFactorStarted,
@@ -17,16 +18,16 @@ from billing.auth.models import (
     SessionPublic,
     SignInRequest,
 )
-from billing.auth.policy import Administrator, AnyUser, OwnSession
+from billing.auth.policy import Administrator, AnyUser, OwnSession, Staff
 from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
-from billing.dependencies import ServicesDep
+from billing.dependencies import Services, ServicesDep
 from billing.errors import NotFoundError
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND, THROTTLED
 
 router = APIRouter(tags=["sign-in"], responses=ANY_ROUTE)
 
 
-def _set_session_cookie(response: Response, token: str, max_age_s: int) -> None:
+def set_session_cookie(response: Response, token: str, max_age_s: int) -> None:
     # Strict: the cookie never rides on a request another site started.
     response.set_cookie(
         SESSION_COOKIE,
@@ -61,7 +62,7 @@ async def sign_in(
         code=body.code,
         recovery_code=body.recovery_code,
     )
-    _set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
+    set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
     return SessionPublic(
         user_id=signed_in.user_id,
         account_id=signed_in.account_id,
@@ -101,19 +102,32 @@ async def sign_out(principal: OwnSession, services: ServicesDep) -> Response:
     return response
 
 
-@router.put("/users/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
-async def change_password(
-    body: PasswordChange, principal: AnyUser, services: ServicesDep
+async def _change_password(
+    body: PasswordChange, principal: Principal, services: Services
 ) -> Response:
-    """Choose a new password; every session of the user ends, this one included."""
-    assert principal.user_id is not None
     await services.sessions.change_password(
-        user_id=principal.user_id, current=body.current_password, new=body.new_password
+        principal=principal, current=body.current_password, new=body.new_password
     )
     response = Response(status_code=204)
     if principal.session_id is not None:
         _clear_session_cookie(response)
     return response
+
+
+@router.put("/users/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
+async def change_password(
+    body: PasswordChange, principal: AnyUser, services: ServicesDep
+) -> Response:
+    """Choose a new password; every session of the user ends, this one included."""
+    return await _change_password(body, principal, services)
+
+
+@router.put("/staff/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
+async def change_staff_password(
+    body: PasswordChange, principal: Staff, services: ServicesDep
+) -> Response:
+    """A staff member chooses a new password; every session of theirs ends."""
+    return await _change_password(body, principal, services)
 
 
 @router.get("/sessions", response_model=list[SessionListed], responses=AUTHENTICATED)

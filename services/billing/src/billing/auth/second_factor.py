@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.auth.models import Principal
 from billing.auth.passwords import verify_password
-from billing.errors import ConflictError, InvalidReferenceError, PermissionDeniedError
+from billing.errors import (
+    ConflictError,
+    InvalidReferenceError,
+    PermissionDeniedError,
+    ThrottledError,
+)
 from shared.crypto import decrypt_personal, encrypt_personal
 from shared.db import driver_in_transaction, pooled_driver
 from shared.keystore import KeyStore
@@ -158,19 +163,46 @@ class SecondFactor:
         return False
 
 
-class IdentityCheck:
-    """Re-authentication before a sensitive change (termination, handing the account over): the
-    password, and a code when the user has a second factor."""
+_RECENT_FAILURES = """
+SELECT count(*) FROM sign_in_failure
+WHERE user_id = $1 AND created_at > now() - make_interval(mins => $2)
+"""
+# A failed re-authentication counts against the user like a failed sign-in; it has no address.
+_RECORD_FAILURE = (
+    "INSERT INTO sign_in_failure (id, account_id, user_id) "
+    "SELECT $1, account_id, id FROM app_user WHERE id = $2"
+)
 
-    def __init__(self, *, engine: AsyncEngine, second_factor: SecondFactor) -> None:
+
+class IdentityCheck:
+    """Re-authentication before a sensitive change (termination, handing the account over, a new
+    email): the password, and a code when the user has a second factor. Throttled with sign-in:
+    a stolen session or key is not a way to guess the password."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        second_factor: SecondFactor,
+        failures_per_user: int,
+        window_minutes: int,
+    ) -> None:
         self.engine = engine
         self.second_factor = second_factor
+        self.failures_per_user = failures_per_user
+        self.window_minutes = window_minutes
 
     async def confirm(self, *, user_id: UUID, password: str, code: str | None) -> None:
         """Raise PermissionDeniedError unless the password (and code, if needed) are right."""
         async with pooled_driver(self.engine) as db:
             user = await db.fetchrow(_USER, user_id)
+            failures = await db.fetchval(_RECENT_FAILURES, user_id, self.window_minutes)
+        if failures >= self.failures_per_user:
+            raise ThrottledError(
+                "too many failed attempts: try again later", retry_after_s=60 * self.window_minutes
+            )
         if user is None or not await verify_password(password, user["password_hash"]):
+            await self._failed(user_id)
             raise PermissionDeniedError(
                 "confirm with your password (set one first if needed)", field="password"
             )
@@ -179,7 +211,13 @@ class IdentityCheck:
         if code is None or not await self.second_factor.passes(
             user_id=user_id, sealed=user["totp_secret"], code=code, recovery_code=None
         ):
+            await self._failed(user_id)
             raise PermissionDeniedError("confirm with a fresh second factor code", field="code")
+
+    async def _failed(self, user_id: UUID) -> None:
+        async with self.engine.begin() as connection:
+            db = await driver_in_transaction(connection)
+            await db.execute(_RECORD_FAILURE, uuid4(), user_id)
 
 
 def totp_now() -> datetime:

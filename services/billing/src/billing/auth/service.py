@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from billing.accounts.domain import ADMINISTRATORS, AccountStatus, Role
 from billing.auth.models import ApiKey, ApiKeyCreate, Principal
 from billing.errors import NotAuthenticatedError, NotFoundError
+from billing.staff_access.domain import StaffRole
 from shared.db import SessionFactory, pooled_driver
 from shared.unit_of_work import UnitsOfWork
 
@@ -33,14 +34,13 @@ def hash_api_key(api_key: str) -> str:
 
 
 # One round trip, straight through asyncpg: every request authenticates, and the ORM would
-# cost more than the query.
+# cost more than the query. Keys are users' only: staff sign in with a password and a session.
 _CREDENTIAL = """
 SELECT k.id AS key_id, k.scopes, k.last_used_at, u.id AS user_id, u.name AS user_name, u.role,
-    a.id AS account_id, a.status, s.id AS staff_id, s.name AS staff_name
+    a.id AS account_id, a.status
 FROM api_key k
-LEFT JOIN app_user u ON u.id = k.user_id
-LEFT JOIN account a ON a.id = k.account_id
-LEFT JOIN staff_member s ON s.id = k.staff_id
+JOIN app_user u ON u.id = k.user_id
+JOIN account a ON a.id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.removed_at IS NULL
     AND (k.expires_at IS NULL OR k.expires_at > now())
 """
@@ -67,8 +67,6 @@ class AuthService:
                 await db.execute(_TOUCH, row["key_id"])
         if row is None:
             raise NotAuthenticatedError("unknown, expired or revoked API key")
-        if row["staff_id"] is not None:
-            return Principal(kind="staff", name=row["staff_name"], staff_id=row["staff_id"])
         scopes = None if row["scopes"] is None else frozenset(row["scopes"])
         return user_principal(row, scopes=scopes)
 
@@ -134,4 +132,15 @@ def user_principal(
         session_id=session_id,
         scopes=scopes,
         read_only=AccountStatus[row["status"]] is not AccountStatus.ACTIVE,
+    )
+
+
+def staff_principal(row: Mapping[str, Any], *, session_id: UUID) -> Principal:
+    """The staff member a session's row names (staff_id, staff_name, staff_roles)."""
+    return Principal(
+        kind="staff",
+        name=row["staff_name"],
+        staff_id=row["staff_id"],
+        staff_roles=frozenset(StaffRole(role) for role in row["staff_roles"]),
+        session_id=session_id,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -17,7 +18,7 @@ from billing.auth.metadata import RequestMetadata
 from billing.auth.models import Principal
 from billing.auth.passwords import hash_password, verify_password
 from billing.auth.second_factor import SecondFactor
-from billing.auth.service import user_principal
+from billing.auth.service import staff_principal, user_principal
 from billing.errors import (
     InvalidReferenceError,
     NotAuthenticatedError,
@@ -26,6 +27,7 @@ from billing.errors import (
     ThrottledError,
 )
 from billing.settings import BillingSettings
+from billing.staff_access.domain import StaffRole
 from shared.contracts import NewDeviceSignedIn
 from shared.db import driver_in_transaction, pooled_driver
 from shared.unit_of_work import UnitsOfWork
@@ -44,7 +46,10 @@ def _digest(secret: str) -> str:
 def csrf_token_for(session_token: str) -> str:
     """The session's CSRF token: derived from the cookie, which scripts cannot read, so a
     page of ours asks for it (`GET /session`) and another site can neither read nor forge it."""
-    return hmac.new(session_token.encode(), b"quittance csrf", hashlib.sha256).hexdigest()
+    digest = hmac.new(session_token.encode(), b"quittance csrf", hashlib.sha256).digest()
+    # Base64, not hex: the digit runs of one hex token in a thousand pass for a card number,
+    # and the card number refusal (NO-PAN) reads every header.
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -59,25 +64,42 @@ class SignedIn:
     role: Role
 
 
+@dataclass(frozen=True)
+class SignedInStaff:
+    """A staff member's new session: the cookie's value (shown once), CSRF token and end."""
+
+    token: str
+    csrf_token: str
+    expires_at: datetime
+    staff_id: UUID
+    roles: frozenset[StaffRole]
+
+
 _USERS_BY_EMAIL = """
 SELECT u.id, u.account_id, u.role, u.password_hash, u.name, u.email, u.totp_secret
 FROM app_user u JOIN account a ON a.id = u.account_id
 WHERE lower(u.email) = lower($1) AND ($2::uuid IS NULL OR u.account_id = $2)
     AND u.status = 'ACTIVE' AND u.removed_at IS NULL
 """
+_STAFF_BY_EMAIL = """
+SELECT id, name, roles, password_hash FROM staff_member
+WHERE lower(email) = lower($1) AND removed_at IS NULL
+"""
+# $2 is the user or staff member the address named, if any.
 _FAILURES_SINCE = """
 SELECT count(*) FILTER (WHERE address = $1) AS by_address,
-    count(*) FILTER (WHERE user_id = $2) AS by_user
+    count(*) FILTER (WHERE user_id = $2 OR staff_id = $2) AS by_subject
 FROM sign_in_failure WHERE created_at > now() - make_interval(mins => $3)
-    AND (address = $1 OR user_id = $2)
+    AND (address = $1 OR user_id = $2 OR staff_id = $2)
 """
-_RECORD_FAILURE = (
-    "INSERT INTO sign_in_failure (id, account_id, user_id, address) VALUES ($1, $2, $3, $4)"
-)
+_RECORD_FAILURE = """
+INSERT INTO sign_in_failure (id, account_id, user_id, staff_id, address)
+VALUES ($1, $2, $3, $4, $5)
+"""
 _OPEN = """
-INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, last_seen_at, expires_at,
-    ip_address, browser, operating_system, referrer)
-VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8, $9, $10)
+INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, staff_id, last_seen_at,
+    expires_at, ip_address, browser, operating_system, referrer)
+VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10, $11)
 """
 # Whether the user signed in before, and from this browser and system.
 _DEVICES = """
@@ -95,18 +117,34 @@ ORDER BY last_seen_at DESC
 _END_OF_ACCOUNT = (
     "UPDATE web_session SET ended_at = now() WHERE id = $1 AND account_id = $2 AND ended_at IS NULL"
 )
+# A session is a user's or a staff member's: whoever it names must still be there.
 _SESSION = """
 SELECT s.id AS session_id, s.csrf_hash, s.last_seen_at, u.id AS user_id, u.name AS user_name,
-    u.role, a.id AS account_id, a.status
-FROM web_session s JOIN app_user u ON u.id = s.user_id JOIN account a ON a.id = s.account_id
-WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now() AND u.removed_at IS NULL
+    u.role, a.id AS account_id, a.status, m.id AS staff_id, m.name AS staff_name,
+    m.roles AS staff_roles
+FROM web_session s
+LEFT JOIN app_user u ON u.id = s.user_id AND u.removed_at IS NULL
+LEFT JOIN account a ON a.id = s.account_id
+LEFT JOIN staff_member m ON m.id = s.staff_id AND m.removed_at IS NULL
+WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
     AND s.last_seen_at > now() - make_interval(mins => $2)
+    AND (u.id IS NOT NULL OR m.id IS NOT NULL)
 """
 _TOUCH = "UPDATE web_session SET last_seen_at = now() WHERE id = $1"
 _END = "UPDATE web_session SET ended_at = now() WHERE id = $1 AND ended_at IS NULL"
-_END_ALL = "UPDATE web_session SET ended_at = now() WHERE user_id = $1 AND ended_at IS NULL"
-_STORED_HASH = "SELECT password_hash FROM app_user WHERE id = $1"
-_STORE_HASH = "UPDATE app_user SET password_hash = $2 WHERE id = $1"
+_END_ALL = (
+    "UPDATE web_session SET ended_at = now() "
+    "WHERE (user_id = $1 OR staff_id = $1) AND ended_at IS NULL"
+)
+# Users' and staff members' passwords, by the table that holds them.
+_STORED_HASH = {
+    table: f"SELECT password_hash FROM {table} WHERE id = $1"  # noqa: S608 (two fixed names)
+    for table in ("app_user", "staff_member")
+}
+_STORE_HASH = {
+    table: f"UPDATE {table} SET password_hash = $2 WHERE id = $1"  # noqa: S608
+    for table in ("app_user", "staff_member")
+}
 
 
 class SessionService:
@@ -151,19 +189,12 @@ class SessionService:
             user = users[0] if users else None
             user_id = user["id"] if user else None
             address = request.address
-            failures = await db.fetchrow(_FAILURES_SINCE, address, user_id, self.window_minutes)
-            if failures["by_address"] >= self.per_address or failures["by_user"] >= self.per_user:
-                raise ThrottledError(
-                    "too many failed sign-ins: try again later",
-                    retry_after_s=60 * self.window_minutes,
-                )
-        # Outside the transaction: Argon2id takes tens of milliseconds on purpose.
-        if (
-            user is None
-            or user_id is None
-            or not await verify_password(password, user["password_hash"])
-        ):
-            await self._failed(user, address)
+            await self._refuse_if_throttled(db, address, user_id)
+        # Outside the transaction: Argon2id takes tens of milliseconds on purpose, and as long
+        # for an unknown address, which the answer does not tell apart either.
+        verified = await verify_password(password, user["password_hash"] if user else None)
+        if user is None or user_id is None or not verified:
+            await self._failed(address, user=user)
             raise NotAuthenticatedError("wrong email or password")
         if user["totp_secret"] is not None:
             if code is None and recovery_code is None:
@@ -174,13 +205,11 @@ class SessionService:
                 code=code,
                 recovery_code=recovery_code,
             ):
-                await self._failed(user, address)
+                await self._failed(address, user=user)
                 raise NotAuthenticatedError(
                     "wrong, used or expired code", field="code" if code else "recovery_code"
                 )
-        token = secrets.token_urlsafe(32)  # 256 random bits
-        csrf_token = csrf_token_for(token)
-        expires_at = datetime.now(UTC) + self.absolute
+        token, csrf_token, expires_at = self._new_session()
         async with self.units() as work:
             db = await work.driver()
             seen = await db.fetchrow(_DEVICES, user_id, request.browser, request.operating_system)
@@ -191,6 +220,7 @@ class SessionService:
                 _digest(csrf_token),
                 user["account_id"],
                 user_id,
+                None,
                 expires_at,
                 request.address,
                 request.browser,
@@ -214,8 +244,56 @@ class SessionService:
             token, csrf_token, expires_at, user_id, user["account_id"], Role[user["role"]]
         )
 
-    async def _failed(self, user: Any, address: str) -> None:
-        """Count a failed sign-in against the address and, if it named one, the user."""
+    async def sign_in_staff(
+        self, *, email: str, password: str, request: RequestMetadata
+    ) -> SignedInStaff:
+        """A staff member signs in the same way: password, throttle, one cookie, CSRF."""
+        async with self.engine.begin() as connection:
+            db: Any = await driver_in_transaction(connection)
+            staff = await db.fetchrow(_STAFF_BY_EMAIL, email)
+            staff_id = staff["id"] if staff else None
+            await self._refuse_if_throttled(db, request.address, staff_id)
+        verified = await verify_password(password, staff["password_hash"] if staff else None)
+        if staff is None or staff_id is None or not verified:
+            await self._failed(request.address, staff_id=staff_id)
+            raise NotAuthenticatedError("wrong email or password")
+        token, csrf_token, expires_at = self._new_session()
+        async with self.engine.begin() as connection:
+            await (await driver_in_transaction(connection)).execute(
+                _OPEN,
+                uuid4(),
+                _digest(token),
+                _digest(csrf_token),
+                None,
+                None,
+                staff_id,
+                expires_at,
+                request.address,
+                request.browser,
+                request.operating_system,
+                request.referrer,
+            )
+        roles = frozenset(StaffRole(role) for role in staff["roles"])
+        return SignedInStaff(token, csrf_token, expires_at, staff_id, roles)
+
+    def _new_session(self) -> tuple[str, str, datetime]:
+        """A new session's cookie value (256 random bits, never reused), CSRF token and end."""
+        token = secrets.token_urlsafe(32)
+        return token, csrf_token_for(token), datetime.now(UTC) + self.absolute
+
+    async def _refuse_if_throttled(self, db: Any, address: str, subject_id: UUID | None) -> None:
+        """Refuse a sign-in after too many failures from the address or for the person."""
+        failures = await db.fetchrow(_FAILURES_SINCE, address, subject_id, self.window_minutes)
+        if failures["by_address"] >= self.per_address or failures["by_subject"] >= self.per_user:
+            raise ThrottledError(
+                "too many failed sign-ins: try again later",
+                retry_after_s=60 * self.window_minutes,
+            )
+
+    async def _failed(
+        self, address: str, *, user: Any = None, staff_id: UUID | None = None
+    ) -> None:
+        """Count a failed sign-in against the address and the user or staff member it named."""
         async with self.engine.begin() as connection:
             db = await driver_in_transaction(connection)
             await db.execute(
@@ -223,6 +301,7 @@ class SessionService:
                 uuid4(),
                 user["account_id"] if user else None,
                 user["id"] if user else None,
+                staff_id,
                 address,
             )
 
@@ -234,7 +313,11 @@ class SessionService:
                 await db.execute(_TOUCH, row["session_id"])
         if row is None:
             raise NotAuthenticatedError("the session has ended: sign in again")
-        principal = user_principal(row, session_id=row["session_id"])
+        principal = (
+            user_principal(row, session_id=row["session_id"])
+            if row["user_id"] is not None
+            else staff_principal(row, session_id=row["session_id"])
+        )
         if method not in SAFE_METHODS and not (
             csrf_token and hmac.compare_digest(_digest(csrf_token), row["csrf_hash"])
         ):
@@ -263,14 +346,16 @@ class SessionService:
         async with self.engine.begin() as connection:
             await (await driver_in_transaction(connection)).execute(_END, session_id)
 
-    async def change_password(self, *, user_id: UUID, current: str | None, new: str) -> None:
+    async def change_password(self, *, principal: Principal, current: str | None, new: str) -> None:
         """Set a new password (the current one first, if there is one); every session ends."""
+        person_id = principal.user_id if principal.kind == "user" else principal.staff_id
+        table = "app_user" if principal.kind == "user" else "staff_member"
         async with pooled_driver(self.engine) as db:
-            stored = await db.fetchval(_STORED_HASH, user_id)
+            stored = await db.fetchval(_STORED_HASH[table], person_id)
         if stored is not None and (current is None or not await verify_password(current, stored)):
             raise PermissionDeniedError("the current password is wrong")
         new_hash = await hash_password(new)
         async with self.engine.begin() as connection:
             db = await driver_in_transaction(connection)
-            await db.execute(_STORE_HASH, user_id, new_hash)
-            await db.execute(_END_ALL, user_id)
+            await db.execute(_STORE_HASH[table], person_id, new_hash)
+            await db.execute(_END_ALL, person_id)

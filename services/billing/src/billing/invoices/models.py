@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pydantic
 from pydantic import AfterValidator, field_validator, model_validator
@@ -112,6 +113,9 @@ class InvoiceLineCreate(Schema):
         return self
 
 
+EARLIEST_TIME_ZONE = ZoneInfo("Etc/GMT+12")  # UTC-12: where a date ends last
+
+
 class InvoiceCreate(Schema):
     """Draft an invoice; with `issue`, draft and issue it at once."""
 
@@ -133,7 +137,9 @@ class InvoiceCreate(Schema):
     @field_validator("due_date")
     @classmethod
     def _due_date_plausible(cls, due: date) -> date:
-        today = datetime.now(UTC).date()
+        # Invoices are dated where the seller is: the earliest issue date is today's date in
+        # the westernmost time zone; issuing checks it against the account's own.
+        today = datetime.now(EARLIEST_TIME_ZONE).date()
         if due < today:
             raise ValueError("must not be before today, the earliest issue date")
         if due.year > today.year + MAX_DUE_YEARS:

@@ -33,18 +33,20 @@ from shared.db import SessionFactory
 from shared.group_commit import GroupCommit, Submitted
 from shared.unit_of_work import UnitsOfWork, Work
 
-_CUSTOMER = "SELECT 1 FROM customer WHERE account_id = $1 AND id = $2"
-_CURRENCY = "SELECT currency FROM account WHERE id = $1"
-_BUYERS = """
-SELECT c.id, c.name, c.email, c.address, a.time_zone
-FROM customer c JOIN account a ON a.id = c.account_id
-WHERE c.account_id = $1 AND c.id = ANY($2::uuid[])
+# The customer, and the account's currency for an invoice that names none.
+_CUSTOMER = """
+SELECT a.currency FROM customer c JOIN account a ON a.id = c.account_id
+WHERE c.account_id = $1 AND c.id = $2
 """
-# Takes the account's next numbers; the row lock, held to commit, keeps numbering gapless, and
-# a correction of the account's details (which takes it too) lands before or after, never within.
-_TAKE_NUMBERS = """
-UPDATE account SET next_invoice_number = next_invoice_number + $2 WHERE id = $1
-RETURNING next_invoice_number - $2 AS first_number, name, address, tax_id
+_CURRENCY = "SELECT currency FROM account WHERE id = $1"
+# The seller locked, with the buyers: the lock, held to commit, keeps numbering gapless, and a
+# correction of the account's details (which takes it too) lands before or after, never within.
+_SELLER_AND_BUYERS = """
+SELECT a.next_invoice_number, a.name, a.address, a.tax_id, a.time_zone, c.id AS customer_id,
+    c.name AS customer_name, c.email AS customer_email, c.address AS customer_address
+FROM account a LEFT JOIN customer c ON c.account_id = a.id AND c.id = ANY($2::uuid[])
+WHERE a.id = $1
+FOR UPDATE OF a
 """
 # Invoices and all their lines in one statement (the lines' foreign key is checked at its end).
 _INSERT_INVOICES_WITH_LINES = """
@@ -69,6 +71,13 @@ FROM unnest($11::uuid[], $12::uuid[], $13::int[], $14::text[], $15::numeric[],
     $16::numeric[], $17::numeric[])
     AS line(id, invoice_id, position, description, quantity, unit_price, amount)
 """
+# The same, taking the numbers it used in the statement that writes them ($24 of them).
+_INSERT_NUMBERED_INVOICES_WITH_LINES = _INSERT_INVOICES_WITH_LINES.replace(
+    "WITH invoice_rows AS (",
+    "WITH numbers AS (\n    UPDATE account SET next_invoice_number = next_invoice_number + $24"
+    " WHERE id = $1\n), invoice_rows AS (",
+    1,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +147,14 @@ class Drafted:
 
 
 async def _insert_drafted(
-    db: asyncpg.Connection, account_id: UUID, drafted: Sequence[Drafted]
+    db: asyncpg.Connection, account_id: UUID, drafted: Sequence[Drafted], *, numbered: int = 0
 ) -> None:
-    """Write invoices and all their lines in one round trip."""
+    """Write invoices and all their lines in one round trip (advancing the account's invoice
+    numbers past the `numbered` ones they took)."""
     invoices = [d.invoice for d in drafted]
     lines = [(d.invoice.id, line) for d in drafted for line in d.lines]
     await db.execute(
-        _INSERT_INVOICES_WITH_LINES,
+        _INSERT_NUMBERED_INVOICES_WITH_LINES if numbered else _INSERT_INVOICES_WITH_LINES,
         account_id,
         [i.id for i in invoices],
         [i.customer_id for i in invoices],
@@ -163,6 +173,7 @@ async def _insert_drafted(
         [line.unit_price for _, line in lines],
         [line.amount for _, line in lines],
         *([getattr(i, name) for i in invoices] for name in PARTY_FIELDS),
+        *([numbered] if numbered else []),
     )
 
 
@@ -224,13 +235,14 @@ async def _number_and_announce(
     work: Work, invoice: Invoice, lines: list[InvoiceLine], account: Account, customer: Customer
 ) -> None:
     """Number, date and snapshot the invoice, and emit `invoice.issued` in the same transaction."""
+    # The numbering lock is taken last: from here to commit, only writes remain. A refusal
+    # after it rolls the number back with everything else.
+    number = await take_invoice_number(work.session, account.id)
+    await work.session.refresh(account)  # the details as of the lock, as the batch path reads
     now = datetime.now(UTC)
     issue_date = issue_date_at(now, account.time_zone)
     if refusal := _due_before(invoice, issue_date):
         raise refusal
-    # The numbering lock is taken last: from here to commit, only writes remain.
-    number = await take_invoice_number(work.session, account.id)
-    await work.session.refresh(account)  # the details as of the lock, as the batch path reads
     invoice.issue_date = issue_date
     _mark_issued(
         invoice,
@@ -303,7 +315,23 @@ class InvoiceService:
     async def draft(self, *, principal: Principal, request: InvoiceCreate) -> InvoiceWithLines:
         """Create a draft invoice for one of the caller's customers, issued at once if asked."""
         account_id = principal.require_user()
-        currency = request.currency or await self._account_currency(account_id)
+        if request.issue:
+            currency = request.currency or await self._account_currency(account_id)
+            return await self._issuing.submit(
+                account_id, self._drafted(account_id, request, currency)
+            )
+        # The hot path of the API, in plain SQL inside the unit of work's transaction.
+        async with self.units() as work:
+            db = await work.driver()
+            account_currency = await db.fetchval(_CUSTOMER, account_id, request.customer_id)
+            if account_currency is None:
+                raise _no_such_customer()
+            drafted = self._drafted(account_id, request, request.currency or account_currency)
+            await _insert_drafted(db, account_id, [drafted])
+        return InvoiceWithLines(drafted.invoice, drafted.lines)
+
+    def _drafted(self, account_id: UUID, request: InvoiceCreate, currency: str) -> Drafted:
+        """The invoice and lines a request describes, in the currency, not yet written."""
         invoice_id = uuid4()
         lines = [
             DraftedLine(
@@ -324,15 +352,7 @@ class InvoiceService:
             due_date=request.due_date,
             total=invoice_total([line.amount for line in lines]),
         )
-        if request.issue:
-            return await self._issuing.submit(account_id, Drafted(invoice, lines))
-        # The hot path of the API, in plain SQL inside the unit of work's transaction.
-        async with self.units() as work:
-            db = await work.driver()
-            if await db.fetchrow(_CUSTOMER, account_id, request.customer_id) is None:
-                raise _no_such_customer()
-            await _insert_drafted(db, account_id, [Drafted(invoice, lines)])
-        return InvoiceWithLines(invoice, lines)
+        return Drafted(invoice, lines)
 
     async def _account_currency(self, account_id: UUID) -> str:
         """The currency of the account's invoices that name none."""
@@ -347,48 +367,48 @@ class InvoiceService:
     ) -> list[InvoiceWithLines | Exception]:
         """Draft and issue a batch of one account's invoices in one transaction.
 
-        BEGIN, the customers, the numbers (the lock), the invoices with all their lines, the
-        outbox rows, COMMIT: six round trips however many invoices queued.
+        BEGIN, the seller (locked) with the customers, the invoices with all their lines and
+        the numbers they took, the outbox rows, COMMIT: five round trips however many queued.
         """
         refused: dict[int, Exception] = {}
         async with self.units() as work:
             db = await work.driver()
             customer_ids = list({s.item.invoice.customer_id for s in batch})
-            buyers = {row["id"]: row for row in await db.fetch(_BUYERS, account_id, customer_ids)}
+            rows = await db.fetch(_SELLER_AND_BUYERS, account_id, customer_ids)
+            if not rows:
+                raise NotFoundError("no such account")
+            seller = rows[0]
+            buyers = {row["customer_id"]: row for row in rows if row["customer_id"] is not None}
             now = datetime.now(UTC)
+            issue_date = issue_date_at(now, seller["time_zone"])
             for index, submitted in enumerate(batch):
-                buyer = buyers.get(submitted.item.invoice.customer_id)
-                if buyer is None:
+                invoice = submitted.item.invoice
+                invoice.issue_date = issue_date
+                if invoice.customer_id not in buyers:
                     refused[index] = _no_such_customer()
-                    continue
-                submitted.item.invoice.issue_date = issue_date_at(now, buyer["time_zone"])
-                if refusal := _due_before(
-                    submitted.item.invoice, submitted.item.invoice.issue_date
-                ):
+                elif refusal := _due_before(invoice, issue_date):
                     refused[index] = refusal
             accepted = [s for index, s in enumerate(batch) if index not in refused]
+            for offset, submitted in enumerate(accepted):
+                invoice = submitted.item.invoice
+                buyer = buyers[invoice.customer_id]
+                parties = Parties(
+                    seller_name=seller["name"],
+                    seller_address=seller["address"],
+                    seller_tax_id=seller["tax_id"],
+                    customer_name=buyer["customer_name"],
+                    customer_email=buyer["customer_email"],
+                    customer_address=buyer["customer_address"],
+                )
+                number = seller["next_invoice_number"] + offset
+                _mark_issued(invoice, number=number, now=now, parties=parties)
+                event = _issued_event(invoice, submitted.item.lines)
+                # Emitted in its request's context: its record carries that request's trace.
+                submitted.context.run(work.emit, event)
             if accepted:
-                seller = await db.fetchrow(_TAKE_NUMBERS, account_id, len(accepted))
-                if seller is None:
-                    raise NotFoundError("no such account")
-                for offset, submitted in enumerate(accepted):
-                    invoice = submitted.item.invoice
-                    buyer = buyers[invoice.customer_id]
-                    parties = Parties(
-                        seller_name=seller["name"],
-                        seller_address=seller["address"],
-                        seller_tax_id=seller["tax_id"],
-                        customer_name=buyer["name"],
-                        customer_email=buyer["email"],
-                        customer_address=buyer["address"],
-                    )
-                    _mark_issued(
-                        invoice, number=seller["first_number"] + offset, now=now, parties=parties
-                    )
-                    event = _issued_event(invoice, submitted.item.lines)
-                    # Emitted in its request's context: its record carries that request's trace.
-                    submitted.context.run(work.emit, event)
-                await _insert_drafted(db, account_id, [s.item for s in accepted])
+                await _insert_drafted(
+                    db, account_id, [s.item for s in accepted], numbered=len(accepted)
+                )
         return [
             refused.get(index) or InvoiceWithLines(s.item.invoice, s.item.lines)
             for index, s in enumerate(batch)

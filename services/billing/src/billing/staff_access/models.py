@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import field_validator
-from sqlalchemy import DateTime
+from sqlalchemy import ARRAY, DateTime, String
 from sqlmodel import Field
 
+from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
+from billing.staff_access.domain import StaffRole
 from shared.contracts import AccessPurpose
 from shared.input_types import EmailAddress, Name, Reference
 
 
 class StaffMember(BillingTable, table=True):
-    """A named Quittance employee who may read customer data under a grant."""
+    """A named Quittance employee with roles, who may read customer data under a grant."""
 
     __tablename__ = "staff_member"
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     name: str
     email: str = Field(unique=True)
+    roles: list[str] = Field(default_factory=list, sa_type=ARRAY(String))
+    # Argon2id; None until they enrol with the one-time code a security admin gave them.
+    password_hash: str | None = Field(default=None)
+    enrolment_hash: str | None = Field(default=None, unique=True)
+    enrolment_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
+    # A removed staff member keeps their row (grants and the audit trail name them), no way in.
+    removed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class AccessGrant(BillingTable, table=True):
@@ -43,11 +53,24 @@ class AccessGrant(BillingTable, table=True):
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
 
 
+StaffRoles = Annotated[
+    list[StaffRole],
+    pydantic.Field(min_length=1, max_length=len(StaffRole), description="What they do."),
+]
+
+
 class StaffCreate(Schema):
-    """Register a staff member (operator only)."""
+    """Add a staff member (a security admin does): they enrol with the code it answers."""
 
     name: Name = pydantic.Field(description="Full name.")
-    email: EmailAddress = pydantic.Field(description="Work email.")
+    email: EmailAddress = pydantic.Field(description="Work email: they sign in with it.")
+    roles: StaffRoles
+
+
+class StaffRolesChange(Schema):
+    """Give a staff member other roles."""
+
+    roles: StaffRoles
 
 
 class StaffPublic(Schema):
@@ -56,13 +79,33 @@ class StaffPublic(Schema):
     id: UUID
     name: str
     email: str
+    roles: list[StaffRole]
+    enrolled: bool = pydantic.Field(description="Whether they chose their password.")
 
 
 class StaffRegistered(Schema):
-    """The staff member and their API key (shown once)."""
+    """The staff member, and the one-time code they enrol with (shown once: hand it over)."""
 
     staff: StaffPublic
-    api_key: str
+    enrolment_code: str
+    enrolment_expires_at: datetime
+
+
+class StaffEnrolment(Schema):
+    """Choose your password with the code a security admin gave you."""
+
+    email: EmailAddress
+    code: str = pydantic.Field(min_length=1, max_length=200, description="The enrolment code.")
+    password: Password
+
+
+class StaffSignIn(Schema):
+    """A staff member signs in with their work email and password."""
+
+    email: EmailAddress
+    password: str = pydantic.Field(
+        min_length=1, max_length=128, json_schema_extra={"writeOnly": True}
+    )
 
 
 class AccessGrantCreate(Schema):

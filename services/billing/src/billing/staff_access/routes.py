@@ -1,22 +1,31 @@
-"""Routes of staff access: register staff (operator), grant access, read under a grant."""
+"""Routes of staff access: the staff (a security admin manages them; they sign in like users),
+grants by the account, reads under a grant."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request, Response
 
-from billing.auth.policy import Administrator, Staff
+from billing.auth.metadata import request_metadata
+from billing.auth.models import StaffSessionPublic
+from billing.auth.policy import Administrator, Staff, StaffAdministrator
+from billing.auth.routes import set_session_cookie
 from billing.customers.models import CustomerPublic
-from billing.dependencies import ServicesDep, require_operator
-from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
+from billing.dependencies import ServicesDep
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND, THROTTLED
+from billing.staff_access.domain import StaffRole
 from billing.staff_access.models import (
     AccessGrantCreate,
     AccessGrantPublic,
     StaffCreate,
+    StaffEnrolment,
+    StaffMember,
     StaffPublic,
     StaffRegistered,
+    StaffRolesChange,
+    StaffSignIn,
 )
 from shared.contracts import AccessPurpose
 from shared.http import links_by_id
@@ -24,17 +33,110 @@ from shared.http import links_by_id
 router = APIRouter(tags=["staff access"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
+def staff_public(member: StaffMember) -> StaffPublic:
+    """A staff member as the API shows them."""
+    return StaffPublic(
+        id=member.id,
+        name=member.name,
+        email=member.email,
+        roles=[StaffRole(role) for role in member.roles],
+        enrolled=member.password_hash is not None,
+    )
+
+
+@router.post("/staff", status_code=201, response_model=StaffRegistered, responses=CONFLICT)
+async def add_staff(
+    body: StaffCreate, principal: StaffAdministrator, services: ServicesDep
+) -> StaffRegistered:
+    """Add a staff member with roles; hand them the enrolment code (shown once)."""
+    member, code = await services.staff.add(request=body)
+    assert member.enrolment_expires_at is not None
+    return StaffRegistered(
+        staff=staff_public(member),
+        enrolment_code=code,
+        enrolment_expires_at=member.enrolment_expires_at,
+    )
+
+
+@router.get("/staff", response_model=list[StaffPublic])
+async def list_staff(principal: StaffAdministrator, services: ServicesDep) -> list[StaffPublic]:
+    """Every current staff member, with their roles."""
+    return [staff_public(member) for member in await services.staff.members()]
+
+
+@router.patch(
+    "/staff/{staff_id:uuid}", response_model=StaffPublic, responses={**NOT_FOUND, **CONFLICT}
+)
+async def change_staff_roles(
+    staff_id: UUID, body: StaffRolesChange, principal: StaffAdministrator, services: ServicesDep
+) -> StaffPublic:
+    """Give a staff member other roles; they apply from their next request."""
+    member = await services.staff.change_roles(
+        principal=principal, staff_id=staff_id, roles=body.roles
+    )
+    return staff_public(member)
+
+
+@router.delete(
+    "/staff/{staff_id:uuid}",
+    status_code=204,
+    response_class=Response,
+    responses={**NOT_FOUND, **CONFLICT},
+)
+async def remove_staff(
+    staff_id: UUID, principal: StaffAdministrator, services: ServicesDep
+) -> Response:
+    """Remove a staff member: their sessions end at once."""
+    await services.staff.remove(principal=principal, staff_id=staff_id)
+    return Response(status_code=204)
+
+
 @router.post(
-    "/staff",
+    "/staff/{staff_id:uuid}/enrolment",
     status_code=201,
     response_model=StaffRegistered,
-    dependencies=[Depends(require_operator)],
-    responses=CONFLICT,
+    responses={**NOT_FOUND, **CONFLICT},
 )
-async def register_staff(body: StaffCreate, services: ServicesDep) -> StaffRegistered:
-    """Register a named staff member (operator token)."""
-    staff, api_key = await services.staff_access.register_staff(request=body)
-    return StaffRegistered(staff=StaffPublic.model_validate(staff), api_key=api_key)
+async def reenrol_staff(
+    staff_id: UUID, principal: StaffAdministrator, services: ServicesDep
+) -> StaffRegistered:
+    """A new enrolment code for a staff member who lost their password; theirs stops working."""
+    member, code = await services.staff.reenrol(principal=principal, staff_id=staff_id)
+    assert member.enrolment_expires_at is not None
+    return StaffRegistered(
+        staff=staff_public(member),
+        enrolment_code=code,
+        enrolment_expires_at=member.enrolment_expires_at,
+    )
+
+
+@router.post("/staff/enrolment", status_code=204, response_class=Response)
+async def enrol_staff(body: StaffEnrolment, services: ServicesDep) -> Response:
+    """Choose your password with the enrolment code; then sign in."""
+    await services.staff.enrol(email=str(body.email), code=body.code, password=body.password)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/staff/sessions",
+    status_code=201,
+    response_model=StaffSessionPublic,
+    responses=THROTTLED,
+)
+async def sign_in_staff(
+    body: StaffSignIn, request: Request, response: Response, services: ServicesDep
+) -> StaffSessionPublic:
+    """A staff member signs in: the same one cookie, the CSRF token in the body."""
+    signed_in = await services.sessions.sign_in_staff(
+        email=str(body.email), password=body.password, request=request_metadata(request)
+    )
+    set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
+    return StaffSessionPublic(
+        staff_id=signed_in.staff_id,
+        roles=sorted(signed_in.roles),
+        csrf_token=signed_in.csrf_token,
+        expires_at=signed_in.expires_at,
+    )
 
 
 @router.post(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.domain import AccountStatus
 from billing.accounts.service import get_account
-from billing.auth.models import ApiKey, Principal
-from billing.auth.service import hash_api_key, new_api_key
+from billing.auth.models import Principal, WebSession
+from billing.auth.passwords import hash_password
 from billing.customers.models import Customer
 from billing.customers.service import get_customer
 from billing.errors import (
@@ -20,10 +23,140 @@ from billing.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from billing.staff_access.domain import StaffRole, may_read_for
 from billing.staff_access.models import AccessGrant, AccessGrantCreate, StaffCreate, StaffMember
 from shared.contracts import AccessActor, AccessOutcome, AccessPurpose, DataAccessed
 from shared.db import SessionFactory
-from shared.unit_of_work import UnitsOfWork
+from shared.unit_of_work import UnitsOfWork, Work
+
+ENROLMENT_HOURS = 72
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+async def _staff_member(work: Work, staff_id: UUID) -> StaffMember:
+    """A current (not removed) staff member, locked for the change."""
+    member = (
+        await work.session.exec(
+            select(StaffMember)
+            .where(StaffMember.id == staff_id, col(StaffMember.removed_at).is_(None))
+            .with_for_update()
+        )
+    ).first()
+    if member is None:
+        raise NotFoundError("no such staff member")
+    return member
+
+
+async def _end_sessions(work: Work, staff_id: UUID) -> None:
+    """End a staff member's sessions at once."""
+    await work.session.exec(
+        update(WebSession)
+        .where(col(WebSession.staff_id) == staff_id, col(WebSession.ended_at).is_(None))
+        .values(ended_at=datetime.now(UTC))
+    )
+
+
+class StaffService:
+    """The staff population: added and given roles by a security admin, enrolled by themselves."""
+
+    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+        self.sessions = sessions
+        self.units = units
+
+    async def add(self, *, request: StaffCreate) -> tuple[StaffMember, str]:
+        """Add a staff member with roles; the one-time enrolment code is answered once."""
+        code = secrets.token_urlsafe(24)  # 192 random bits
+        async with self.units() as work:
+            found = await work.session.exec(
+                select(StaffMember.id).where(StaffMember.email == str(request.email))
+            )
+            if found.first() is not None:
+                raise ConflictError("a staff member with this email exists", field="email")
+            member = StaffMember(
+                name=request.name,
+                email=str(request.email),
+                roles=sorted({role.value for role in request.roles}),
+                enrolment_hash=_code_hash(code),
+                enrolment_expires_at=datetime.now(UTC) + timedelta(hours=ENROLMENT_HOURS),
+            )
+            work.session.add(member)
+        return member, code
+
+    async def reenrol(self, *, principal: Principal, staff_id: UUID) -> tuple[StaffMember, str]:
+        """A new enrolment code (a lost password): the password goes, their sessions end."""
+        if staff_id == principal.staff_id:
+            raise ConflictError("change your own password instead", field="staff_id")
+        code = secrets.token_urlsafe(24)
+        async with self.units() as work:
+            member = await _staff_member(work, staff_id)
+            member.password_hash = None
+            member.enrolment_hash = _code_hash(code)
+            member.enrolment_expires_at = datetime.now(UTC) + timedelta(hours=ENROLMENT_HOURS)
+            work.session.add(member)
+            await _end_sessions(work, staff_id)
+        return member, code
+
+    async def enrol(self, *, email: str, code: str, password: str) -> None:
+        """Choose a password with the enrolment code, once, before it lapses."""
+        password_hash = await hash_password(password)
+        refusal = InvalidReferenceError("unknown, used or lapsed enrolment code", field="code")
+        async with self.units() as work:
+            member = (
+                await work.session.exec(
+                    select(StaffMember)
+                    .where(
+                        StaffMember.enrolment_hash == _code_hash(code),
+                        col(StaffMember.removed_at).is_(None),
+                    )
+                    .with_for_update()
+                )
+            ).first()
+            if member is None or member.email.lower() != email.lower():
+                raise refusal
+            expires = member.enrolment_expires_at
+            if expires is None or expires <= datetime.now(UTC):
+                raise refusal
+            member.password_hash = password_hash
+            member.enrolment_hash = None
+            member.enrolment_expires_at = None
+            work.session.add(member)
+
+    async def members(self) -> list[StaffMember]:
+        """Every current staff member."""
+        async with self.sessions() as session:
+            result = await session.exec(
+                select(StaffMember)
+                .where(col(StaffMember.removed_at).is_(None))
+                .order_by(col(StaffMember.created_at), col(StaffMember.id))
+            )
+            return list(result.all())
+
+    async def change_roles(
+        self, *, principal: Principal, staff_id: UUID, roles: list[StaffRole]
+    ) -> StaffMember:
+        """Give a staff member other roles; a security admin keeps their own security role."""
+        async with self.units() as work:
+            member = await _staff_member(work, staff_id)
+            if staff_id == principal.staff_id and StaffRole.SECURITY not in roles:
+                raise ConflictError(
+                    "another security admin removes your security role", field="roles"
+                )
+            member.roles = sorted({role.value for role in roles})
+            work.session.add(member)
+        return member
+
+    async def remove(self, *, principal: Principal, staff_id: UUID) -> None:
+        """Remove a staff member: their sessions end at once; grants naming them lead nowhere."""
+        if staff_id == principal.staff_id:
+            raise ConflictError("another security admin removes you")
+        async with self.units() as work:
+            member = await _staff_member(work, staff_id)
+            member.removed_at = datetime.now(UTC)
+            work.session.add(member)
+            await _end_sessions(work, staff_id)
 
 
 async def active_grant(
@@ -52,21 +185,6 @@ class StaffAccessService:
         self.units = units
         self.max_grant_hours = max_grant_hours
 
-    async def register_staff(self, *, request: StaffCreate) -> tuple[StaffMember, str]:
-        """Register a named staff member and give them an API key."""
-        api_key = new_api_key()
-        async with self.units() as work:
-            found = await work.session.exec(
-                select(StaffMember).where(StaffMember.email == str(request.email))
-            )
-            if found.first() is not None:
-                raise ConflictError("a staff member with this email exists", field="email")
-            staff = StaffMember(name=request.name, email=str(request.email))
-            work.session.add(staff)
-            await work.session.flush()
-            work.session.add(ApiKey(key_hash=hash_api_key(api_key), staff_id=staff.id))
-        return staff, api_key
-
     async def open_grant(self, *, principal: Principal, request: AccessGrantCreate) -> AccessGrant:
         """Let a named staff member read the account for a purpose (STAFF-ACCESS, SUPPORT-DATA)."""
         account_id = principal.require_user()
@@ -79,8 +197,16 @@ class StaffAccessService:
                 f"at most {self.max_grant_hours} hours ahead", field="expires_at"
             )
         async with self.units() as work:
-            if await work.session.get(StaffMember, request.staff_id) is None:
+            member = await work.session.get(StaffMember, request.staff_id)
+            if member is None or member.removed_at is not None:
                 raise InvalidReferenceError("no such staff member", field="staff_id")
+            roles = frozenset(StaffRole(role) for role in member.roles)
+            if not may_read_for(roles, request.purpose):
+                raise InvalidReferenceError(
+                    f"this staff member does not work in {request.purpose.value}: "
+                    f"they do {', '.join(sorted(roles)) or 'nothing yet'}",
+                    field="purpose",
+                )
             grant = AccessGrant(
                 account_id=account_id,
                 staff_id=request.staff_id,
@@ -128,14 +254,20 @@ class StaffAccessService:
         staff_id = principal.require_staff()
         now = datetime.now(UTC)
         refusal = "no active access grant for this staff member, account and purpose"
+        if not may_read_for(principal.staff_roles, purpose):
+            refusal = f"reading for {purpose.value} is not the work of this staff member's roles"
         async with self.units() as work:
             account = await get_account(work.session, account_id)
             if account is None or account.status is not AccountStatus.ACTIVE:
                 # Nothing to tell a customer about: no such account, or one being exported and
                 # purged, whose key is gone (nobody reads it any more).
                 raise PermissionDeniedError(refusal)
-            grant = await active_grant(
-                work.session, account_id=account_id, staff_id=staff_id, purpose=purpose, at=now
+            grant = (
+                await active_grant(
+                    work.session, account_id=account_id, staff_id=staff_id, purpose=purpose, at=now
+                )
+                if may_read_for(principal.staff_roles, purpose)
+                else None
             )
             customer = None
             if grant is not None:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from billing.accounts.models import AccountPublic, TerminationRequest
 from billing.auth.policy import Owner
 from billing.dependencies import ServicesDep
-from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, THROTTLED
 
 router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["accounts"], responses=ANY_ROUTE)
     "/account/termination",
     response_model=AccountPublic,
     status_code=202,
-    responses={**AUTHENTICATED, **CONFLICT},
+    responses={**AUTHENTICATED, **CONFLICT, **THROTTLED},
 )
 async def terminate_account(
     body: TerminationRequest, principal: Owner, services: ServicesDep

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from billing.accounts.models import OwnDetailsChange
 from billing.auth.policy import Administrator, AnyUser, Owner
 from billing.dependencies import ServicesDep
-from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND, THROTTLED
 from billing.users.models import (
     InvitationAcceptance,
     OwnerHandover,
@@ -50,7 +50,7 @@ async def accept_invitation(body: InvitationAcceptance, services: ServicesDep) -
 @router.patch(
     "/users/me",
     response_model=TeamMember,
-    responses={**AUTHENTICATED, **CONFLICT},
+    responses={**AUTHENTICATED, **CONFLICT, **THROTTLED},
 )
 async def change_own_details(
     body: OwnDetailsChange, principal: AnyUser, services: ServicesDep
@@ -90,7 +90,7 @@ async def remove_user(user_id: UUID, principal: Administrator, services: Service
 @router.post(
     "/account/owner",
     response_model=TeamMember,
-    responses={**AUTHENTICATED, **NOT_FOUND},
+    responses={**AUTHENTICATED, **NOT_FOUND, **THROTTLED},
 )
 async def hand_over_account(
     body: OwnerHandover, principal: Owner, services: ServicesDep

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from billing.accounts.domain import Role, UserStatus
@@ -58,6 +59,18 @@ async def _email_taken(work: Work, account_id: UUID, email: str) -> bool:
         select(AppUser.id).where(AppUser.account_id == account_id, AppUser.email == email)
     )
     return found.first() is not None
+
+
+async def _flush_unless_email_taken(work: Work) -> None:
+    """Write the pending changes; a colleague who took the address meanwhile is a conflict."""
+    try:
+        await work.session.flush()
+    except IntegrityError as exc:
+        if "app_user_account_id_email_key" not in str(exc.orig):
+            raise
+        raise ConflictError(
+            "this address is already a user of the account", field="email"
+        ) from None
 
 
 async def _shut_out(work: Work, user_id: UUID) -> None:
@@ -114,7 +127,7 @@ class UserService:
                 status=UserStatus.INVITED,
             )
             work.session.add(user)
-            await work.session.flush()
+            await _flush_unless_email_taken(work)
             work.session.add(
                 UserInvitation(
                     account_id=account_id,
@@ -215,13 +228,15 @@ class UserService:
         address is told of it (RECTIFY)."""
         account_id = principal.require_user()
         assert principal.user_id is not None
+        if change.email is not None:
+            # Before the user's row is locked: a failure is recorded against that row.
+            await self.identity.confirm(
+                user_id=principal.user_id, password=change.password or "", code=change.code
+            )
         async with self.units() as work:
             user = await _user_of(work, account_id, principal.user_id)
             notice = None
             if change.email is not None and change.email != user.email:
-                await self.identity.confirm(
-                    user_id=user.id, password=change.password or "", code=change.code
-                )
                 if await _email_taken(work, account_id, change.email):
                     raise ConflictError(
                         "this address is already a user of the account", field="email"
@@ -235,4 +250,5 @@ class UserService:
                 patch=change,
                 notice=notice,
             )
+            await _flush_unless_email_taken(work)
         return user
