@@ -1,5 +1,5 @@
 """staff as their own population (roles, a password chosen with an enrolment code, sessions);
-failed re-authentications counted with failed sign-ins
+failed re-authentications counted with failed sign-ins; a session's approximate location
 
 Revision ID: 0011
 Revises: 0010
@@ -43,6 +43,8 @@ def upgrade() -> None:
             f"{table}_staff_id_fkey", table, "staff_member", ["staff_id"], ["id"]
         )
         op.create_index(op.f(f"ix_{table}_staff_id"), table, ["staff_id"])
+    # Approximate location of a session, when a GeoIP database is configured (COLLECTED).
+    op.add_column("web_session", sa.Column("location", _TEXT(), nullable=True))
     # A failed re-authentication counts against its user like a sign-in, and has no address.
     op.alter_column("sign_in_failure", "address", existing_type=_TEXT(), nullable=True)
     # Staff sign in with a password now; the bearer keys the operator once made stop at once.
@@ -50,6 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("web_session", "location")
     op.execute("DELETE FROM sign_in_failure WHERE address IS NULL")
     op.alter_column("sign_in_failure", "address", existing_type=_TEXT(), nullable=False)
     for table in ("sign_in_failure", "web_session"):

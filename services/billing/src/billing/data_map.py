@@ -144,8 +144,9 @@ DATA_MAP = AccountDataMap(
                 "browser",
                 "operating_system",
                 "referrer",
+                "location",
             ),
-            personal=("ip_address",),
+            personal=("ip_address", "location"),
             withheld={
                 "token_hash": "a credential's hash is never handed out",
                 "csrf_hash": "a credential's hash is never handed out",

@@ -16,6 +16,8 @@ from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
 from billing.auth import keys as api_keys
 from billing.auth import routes as sign_in
+from billing.auth.location import create_locator
+from billing.auth.retention import RequestMetadataRetention
 from billing.auth.second_factor import IdentityCheck, SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import SessionService
@@ -57,6 +59,7 @@ def create_app(
     )
     sessions, units = runtime.sessions, runtime.units
     second_factor = SecondFactor(engine=runtime.engine, keys=runtime.keys)
+    locator = create_locator(settings.geoip_database)
     identity = IdentityCheck(
         engine=runtime.engine,
         second_factor=second_factor,
@@ -70,11 +73,12 @@ def create_app(
             units=units,
             second_factor=second_factor,
             settings=settings,
+            locator=locator,
         ),
         second_factor=second_factor,
         accounts=AccountService(sessions=sessions, units=units),
         changes=ChangeService(sessions=sessions),
-        customers=CustomerService(sessions=sessions, units=units),
+        customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         staff=StaffService(sessions=sessions, units=units),
         staff_access=StaffAccessService(
@@ -83,6 +87,10 @@ def create_app(
         termination=TerminationService(units=units, identity=identity),
         users=UserService(sessions=sessions, units=units, identity=identity),
     )
+    retention = RequestMetadataRetention(
+        engine=runtime.engine, interval_s=settings.housekeeping_interval_s
+    )
+    runtime.background.append(retention.run)
     participant = runtime.participant(DATA_MAP)
     runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))
 
@@ -91,6 +99,7 @@ def create_app(
         await runtime.start()
         yield
         await runtime.stop()
+        locator.close()
 
     app = FastAPI(
         title="Quittance billing",

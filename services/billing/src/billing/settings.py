@@ -29,6 +29,11 @@ class BillingSettings(ServiceSettings):
     session_idle_minutes: int = Field(
         default=30, ge=1, description="A signed-in session ends after this long unused."
     )
+    geoip_database: Path | None = Field(
+        default=None,
+        description="A GeoLite2 or GeoIP2 City or Country database (.mmdb): sessions then record "
+        "an approximate location (city and country).",
+    )
     session_absolute_hours: int = Field(
         default=12, ge=1, description="A signed-in session ends this long after sign-in."
     )

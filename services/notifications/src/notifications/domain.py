@@ -116,7 +116,8 @@ def new_device_email(event: NewDeviceSignedIn) -> tuple[str, str]:
     body = (
         f"Hello {event.name},\n\n"
         f"Your Quittance account was signed in to from {event.browser} on "
-        f"{event.operating_system}, address {event.address}, at "
+        f"{event.operating_system}, address {event.address}"
+        f"{f' (near {event.location})' if event.location else ''}, at "
         f"{event.signed_in_at:%Y-%m-%d %H:%M} UTC.\n\n"
         "If this was you, there is nothing to do. If not, change your password at once: every\n"
         "session then ends. An account owner or admin can also end any session.\n\n"

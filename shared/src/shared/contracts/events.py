@@ -109,6 +109,9 @@ class NewDeviceSignedIn(EventData):
     name: str = personal_data("The user's name.")
     email: str = personal_data("Where the security notice goes.")
     address: str = personal_data("The IP address the sign-in came from.")
+    location: str | None = personal_data(
+        "City and country of the address, when billing has a GeoIP database.", default=None
+    )
     browser: str = Field(description="The browser's name and major version.")
     operating_system: str = Field(description="The operating system's name and major version.")
     signed_in_at: datetime = Field(description="When.")

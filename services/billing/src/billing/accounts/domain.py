@@ -32,3 +32,12 @@ EVERY_ROLE = frozenset(Role)
 BOOKKEEPERS = frozenset({Role.OWNER, Role.ADMIN, Role.ACCOUNTANT})
 ADMINISTRATORS = frozenset({Role.OWNER, Role.ADMIN})
 OWNER_ONLY = frozenset({Role.OWNER})
+
+
+# How long request metadata (sessions' addresses, browsers, locations; failed sign-ins) is kept
+# after its last use, by plan (COLLECTED, PLAN-RETENTION): security and administration only.
+REQUEST_METADATA_DAYS = {"free": 30, "standard": 90, "enterprise": 180}
+# Rows that name no account: staff sessions (Quittance's own security record), and failed
+# sign-ins for addresses that are nobody's.
+STAFF_REQUEST_METADATA_DAYS = 365
+UNCLAIMED_REQUEST_METADATA_DAYS = min(REQUEST_METADATA_DAYS.values())

@@ -80,6 +80,7 @@ class WebSession(BillingTable, table=True):
     browser: str | None = Field(default=None)
     operating_system: str | None = Field(default=None)
     referrer: str | None = Field(default=None)
+    location: str | None = Field(default=None)  # city and country, when GeoIP is configured
 
 
 class UserRecoveryCode(BillingTable, table=True):
@@ -236,6 +237,9 @@ class SessionListed(Schema):
     browser: str | None
     operating_system: str | None
     referrer: str | None
+    location: str | None = pydantic.Field(
+        description="City and country of the address, when a GeoIP database is configured."
+    )
 
 
 class SecondFactorStarted(Schema):

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.accounts.domain import Role
+from billing.auth.location import Locator
 from billing.auth.metadata import RequestMetadata
 from billing.auth.models import Principal
 from billing.auth.passwords import hash_password, verify_password
@@ -98,8 +99,8 @@ VALUES ($1, $2, $3, $4, $5)
 """
 _OPEN = """
 INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, staff_id, last_seen_at,
-    expires_at, ip_address, browser, operating_system, referrer)
-VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10, $11)
+    expires_at, ip_address, browser, operating_system, referrer, location)
+VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10, $11, $12)
 """
 # Whether the user signed in before, and from this browser and system.
 _DEVICES = """
@@ -109,7 +110,7 @@ FROM web_session WHERE user_id = $1
 """
 _LIVE = """
 SELECT id, user_id, created_at, last_seen_at, expires_at, ip_address, browser, operating_system,
-    referrer
+    referrer, location
 FROM web_session WHERE account_id = $1 AND ended_at IS NULL AND expires_at > now()
     AND last_seen_at > now() - make_interval(mins => $2)
 ORDER BY last_seen_at DESC
@@ -157,8 +158,10 @@ class SessionService:
         units: UnitsOfWork,
         second_factor: SecondFactor,
         settings: BillingSettings,
+        locator: Locator,
     ) -> None:
         self.engine = engine
+        self.locator = locator
         self.units = units
         self.second_factor = second_factor
         self.idle_minutes = settings.session_idle_minutes
@@ -210,6 +213,7 @@ class SessionService:
                     "wrong, used or expired code", field="code" if code else "recovery_code"
                 )
         token, csrf_token, expires_at = self._new_session()
+        location = self.locator.locate(request.address)
         async with self.units() as work:
             db = await work.driver()
             seen = await db.fetchrow(_DEVICES, user_id, request.browser, request.operating_system)
@@ -226,6 +230,7 @@ class SessionService:
                 request.browser,
                 request.operating_system,
                 request.referrer,
+                location,
             )
             if seen["signed_in_before"] and not seen["from_this_device"]:
                 work.emit(
@@ -235,6 +240,7 @@ class SessionService:
                         name=user["name"],
                         email=user["email"],
                         address=request.address,
+                        location=location,
                         browser=request.browser,
                         operating_system=request.operating_system,
                         signed_in_at=datetime.now(UTC),
@@ -272,6 +278,7 @@ class SessionService:
                 request.browser,
                 request.operating_system,
                 request.referrer,
+                self.locator.locate(request.address),
             )
         roles = frozenset(StaffRole(role) for role in staff["roles"])
         return SignedInStaff(token, csrf_token, expires_at, staff_id, roles)

@@ -48,8 +48,8 @@ async def get_customer(
     customer_id: UUID, principal: AnyUser, services: ServicesDep
 ) -> CustomerPublic:
     """One customer."""
-    return CustomerPublic.model_validate(
-        await services.customers.get(principal=principal, customer_id=customer_id)
+    return CustomerPublic(
+        **await services.customers.get(principal=principal, customer_id=customer_id)
     )
 
 

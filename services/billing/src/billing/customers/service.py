@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,7 +15,7 @@ from billing.customers.models import Customer, CustomerChange, CustomerCreate
 from billing.errors import NotFoundError
 from billing.rectification.models import ChangeSubject
 from billing.rectification.service import rectify
-from shared.db import SessionFactory
+from shared.db import SessionFactory, pooled_driver
 from shared.unit_of_work import UnitsOfWork
 
 
@@ -24,10 +27,18 @@ async def get_customer(
     return (await session.exec(query.with_for_update() if for_update else query)).first()
 
 
+_CUSTOMER = (
+    "SELECT id, name, email, address, created_at FROM customer WHERE account_id = $1 AND id = $2"
+)
+
+
 class CustomerService:
     """An account's customers."""
 
-    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, sessions: SessionFactory, units: UnitsOfWork
+    ) -> None:
+        self.engine = engine
         self.sessions = sessions
         self.units = units
 
@@ -57,11 +68,13 @@ class CustomerService:
             )
             return list(result.all())
 
-    async def get(self, *, principal: Principal, customer_id: UUID) -> Customer:
-        """One of the caller's customers."""
+    async def get(self, *, principal: Principal, customer_id: UUID) -> Mapping[str, Any]:
+        """One of the caller's customers, as a row: the most frequent read, in plain SQL."""
         account_id = principal.require_user()
-        async with self.sessions() as session:
-            customer = await get_customer(session, account_id, customer_id)
+        async with pooled_driver(self.engine) as db:
+            customer: Mapping[str, Any] | None = await db.fetchrow(
+                _CUSTOMER, account_id, customer_id
+            )
         if customer is None:
             raise NotFoundError("no such customer in this account")
         return customer

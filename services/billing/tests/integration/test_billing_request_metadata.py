@@ -1,0 +1,174 @@
+"""COLLECTED: with a local GeoIP database configured, a session records where it came from,
+roughly (city and country, never coordinates); the owner sees it in the session list, and the
+new-device notice names it. Without one, nothing is recorded. Request metadata is kept for the
+time the account's plan states."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+
+from billing.auth.retention import RequestMetadataRetention
+from billing.main import create_app
+from billing.settings import BillingSettings
+from devstack.testing import read_events, running
+from shared.db import create_engine
+
+pytestmark = pytest.mark.integration
+PASSWORD = "a passphrase for the map"
+LYON = "203.0.113.7"  # documentation addresses (RFC 5737), placed on a test map
+SOMEWHERE_IN_FRANCE = "198.51.100.9"
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
+
+
+@pytest.fixture(scope="module")
+def geoip_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small City database in MaxMind's format: one network in a city, one in a country."""
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City")
+    france = {"iso_code": "FR", "names": {"en": "France", "fr": "France"}}
+    writer.insert_network(
+        IPSet(["203.0.113.0/24"]),
+        {
+            "city": {"names": {"en": "Lyon"}},
+            "country": france,
+            "location": {"latitude": 45.75, "longitude": 4.85},
+        },
+    )
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": france})
+    path = tmp_path_factory.mktemp("geoip") / "city.mmdb"
+    writer.to_db_file(str(path))
+    return path
+
+
+async def _sign_in(
+    settings: BillingSettings, email: str, address: str, agent: str
+) -> httpx.Response:
+    async with running(create_app(settings), "http://billing", client_address=address) as api:
+        return await api.post(
+            "/sessions",
+            json={"email": email, "password": PASSWORD},
+            headers={"User-Agent": agent},
+        )
+
+
+async def _sessions(api: httpx.AsyncClient, account: dict[str, Any]) -> list[dict[str, Any]]:
+    listed = await api.get("/sessions", headers=account["headers"])
+    assert listed.status_code == 200, listed.text
+    sessions: list[dict[str, Any]] = listed.json()
+    return sessions
+
+
+async def _open(api: httpx.AsyncClient) -> dict[str, Any]:
+    email = f"geo-{uuid.uuid4().hex[:8]}@map.example.com"
+    opened = await api.post(
+        "/accounts",
+        json={"name": "Map Ltd", "owner": {"name": "Ada", "email": email, "password": PASSWORD}},
+    )
+    assert opened.status_code == 201, opened.text
+    body: dict[str, Any] = opened.json()
+    body["email"] = email
+    body["headers"] = {"Authorization": f"Bearer {body['api_key']}"}
+    return body
+
+
+async def test_collected_a_session_records_its_approximate_location_from_the_local_database(
+    api: httpx.AsyncClient, billing_settings: BillingSettings, geoip_database: Path
+) -> None:
+    located = billing_settings.model_copy(update={"geoip_database": geoip_database})
+    account = await _open(api)
+    assert (await _sign_in(located, account["email"], LYON, CHROME)).status_code == 201
+    second = await _sign_in(located, account["email"], SOMEWHERE_IN_FRANCE, FIREFOX)
+    assert second.status_code == 201
+    elsewhere = await _sign_in(located, account["email"], "192.0.2.1", CHROME)
+    assert elsewhere.status_code == 201
+    by_address = {s["ip_address"]: s["location"] for s in await _sessions(api, account)}
+    assert by_address == {
+        LYON: "Lyon, France",
+        SOMEWHERE_IN_FRANCE: "France",
+        "192.0.2.1": None,  # not on the map
+    }
+    assert "45.75" not in str(by_address), "a place, never coordinates"
+    (notice,) = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("user.new_device_signed_in"),
+        count=1,
+        key=account["account"]["id"],
+        keystore=billing_settings.keystore,
+    )
+    assert notice["data"]["location"] == "France", "the new device's notice says where"
+
+
+async def test_collected_without_a_database_no_location_is_recorded(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    assert billing_settings.geoip_database is None
+    account = await _open(api)
+    assert (await _sign_in(billing_settings, account["email"], LYON, CHROME)).status_code == 201
+    assert [s["location"] for s in await _sessions(api, account)] == [None]
+
+
+async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_states(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    """COLLECTED, PLAN-RETENTION: sessions and failed sign-ins go once past their plan's days
+    (free 30, standard 90, enterprise 180 after last use); younger ones and others' stay."""
+    accounts = {}
+    for plan in ("free", "standard", "enterprise"):
+        email = f"{plan}-{uuid.uuid4().hex[:8]}@keep.example.com"
+        opened = await api.post(
+            "/accounts",
+            json={
+                "name": f"{plan} Ltd",
+                "plan": plan,
+                "owner": {"name": "Ada", "email": email, "password": PASSWORD},
+            },
+        )
+        assert opened.status_code == 201, opened.text
+        for _ in range(2):
+            signed_in = await api.post("/sessions", json={"email": email, "password": PASSWORD})
+            assert signed_in.status_code == 201, signed_in.text
+        wrong = await api.post("/sessions", json={"email": email, "password": "not it at all"})
+        assert wrong.status_code == 401
+        api.cookies.clear()
+        accounts[plan] = uuid.UUID(opened.json()["account"]["id"])
+    connection = await asyncpg.connect(billing_settings.database_url.replace("+asyncpg", ""))
+    engine = create_engine(billing_settings.database_url, pool_size=1)
+    try:
+        # One session of each account was last used 100 days ago, its failure as old.
+        for account_id in accounts.values():
+            await connection.execute(
+                "UPDATE web_session SET last_seen_at = now() - interval '100 days', "
+                "created_at = now() - interval '101 days' "
+                "WHERE id = (SELECT id FROM web_session WHERE account_id = $1 LIMIT 1)",
+                account_id,
+            )
+            await connection.execute(
+                "UPDATE sign_in_failure SET created_at = now() - interval '100 days' "
+                "WHERE account_id = $1",
+                account_id,
+            )
+        assert await RequestMetadataRetention(engine=engine, interval_s=3600).sweep() >= 4
+        left = {
+            plan: (
+                await connection.fetchval(
+                    "SELECT count(*) FROM web_session WHERE account_id = $1", account_id
+                ),
+                await connection.fetchval(
+                    "SELECT count(*) FROM sign_in_failure WHERE account_id = $1", account_id
+                ),
+            )
+            for plan, account_id in accounts.items()
+        }
+    finally:
+        await connection.close()
+        await engine.dispose()
+    # 100 days: past free's 30 and standard's 90, inside enterprise's 180.
+    assert left == {"free": (1, 0), "standard": (1, 0), "enterprise": (2, 1)}
