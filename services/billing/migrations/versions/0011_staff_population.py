@@ -45,6 +45,16 @@ def upgrade() -> None:
         op.create_index(op.f(f"ix_{table}_staff_id"), table, ["staff_id"])
     # Approximate location of a session, when a GeoIP database is configured (COLLECTED).
     op.add_column("web_session", sa.Column("location", _TEXT(), nullable=True))
+    # The email a failed sign-in tried, hashed: unknown addresses are throttled like known ones.
+    op.add_column("sign_in_failure", sa.Column("email_digest", _TEXT(), nullable=True))
+    op.create_index(op.f("ix_sign_in_failure_email_digest"), "sign_in_failure", ["email_digest"])
+    # A user's last sign-in: new-device notices outlive the sessions retention deletes.
+    op.add_column("app_user", sa.Column("signed_in_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        "UPDATE app_user u SET signed_in_at = s.last FROM "
+        "(SELECT user_id, max(created_at) AS last FROM web_session GROUP BY user_id) s "
+        "WHERE s.user_id = u.id"
+    )
     # A failed re-authentication counts against its user like a sign-in, and has no address.
     op.alter_column("sign_in_failure", "address", existing_type=_TEXT(), nullable=True)
     # Staff sign in with a password now; the bearer keys the operator once made stop at once.
@@ -52,6 +62,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sign_in_failure_email_digest"), table_name="sign_in_failure")
+    op.drop_column("sign_in_failure", "email_digest")
+    op.drop_column("app_user", "signed_in_at")
     op.drop_column("web_session", "location")
     op.execute("DELETE FROM sign_in_failure WHERE address IS NULL")
     op.alter_column("sign_in_failure", "address", existing_type=_TEXT(), nullable=False)

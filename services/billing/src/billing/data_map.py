@@ -158,7 +158,10 @@ DATA_MAP = AccountDataMap(
             SignInFailure,
             retention=RetentionCategory.REQUEST_METADATA,
             exported=("id", "account_id", "user_id", "address", "created_at"),
-            withheld={"staff_id": STAFF_ONLY},
+            withheld={
+                "staff_id": STAFF_ONLY,
+                "email_digest": "a hash of the email tried, kept only to throttle guessing",
+            },
             personal=("address",),
             order_by=("created_at", "id"),
         ),
@@ -188,6 +191,7 @@ DATA_MAP = AccountDataMap(
                 "role",
                 "status",
                 "created_at",
+                "signed_in_at",
                 "removed_at",
             ),
             withheld={

@@ -18,7 +18,7 @@ from netaddr import IPSet
 from billing.auth.retention import RequestMetadataRetention
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import read_events, running
+from devstack.testing import enrol_staff, read_events, running
 from shared.db import create_engine
 
 pytestmark = pytest.mark.integration
@@ -116,10 +116,25 @@ async def test_collected_without_a_database_no_location_is_recorded(
 
 
 async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_states(
-    api: httpx.AsyncClient, billing_settings: BillingSettings
+    api: httpx.AsyncClient, billing_settings: BillingSettings, security_admin: dict[str, str]
 ) -> None:
     """COLLECTED, PLAN-RETENTION: sessions and failed sign-ins go once past their plan's days
-    (free 30, standard 90, enterprise 180 after last use); younger ones and others' stay."""
+    (free 30, standard 90, enterprise 180 after last use; staff 365, failures of nobody 30);
+    younger ones and others' stay."""
+    staff_email = f"kept-{uuid.uuid4().hex[:8]}@quittance.example.com"
+    added = await api.post(
+        "/staff",
+        headers=security_admin,
+        json={"name": "Kept", "email": staff_email, "roles": ["support"]},
+    )
+    staff_id = uuid.UUID(added.json()["staff"]["id"])
+    await enrol_staff(api, email=staff_email, code=added.json()["enrolment_code"])
+    bad = await api.post("/staff/sessions", json={"email": staff_email, "password": "wrong one!"})
+    assert bad.status_code == 401
+    nobody = f"nobody-{uuid.uuid4().hex[:8]}@keep.example.com"
+    assert (
+        await api.post("/sessions", json={"email": nobody, "password": "whatever it is"})
+    ).status_code == 401
     accounts = {}
     for plan in ("free", "standard", "enterprise"):
         email = f"{plan}-{uuid.uuid4().hex[:8]}@keep.example.com"
@@ -142,20 +157,33 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
     connection = await asyncpg.connect(billing_settings.database_url.replace("+asyncpg", ""))
     engine = create_engine(billing_settings.database_url, pool_size=1)
     try:
-        # One session of each account was last used 100 days ago, its failure as old.
+        # One session of each account was last used 45 days ago, its failure as old; the staff
+        # member's session and failure 100 days ago, and the failure of nobody 45.
         for account_id in accounts.values():
             await connection.execute(
-                "UPDATE web_session SET last_seen_at = now() - interval '100 days', "
-                "created_at = now() - interval '101 days' "
+                "UPDATE web_session SET last_seen_at = now() - interval '45 days', "
+                "created_at = now() - interval '46 days' "
                 "WHERE id = (SELECT id FROM web_session WHERE account_id = $1 LIMIT 1)",
                 account_id,
             )
             await connection.execute(
-                "UPDATE sign_in_failure SET created_at = now() - interval '100 days' "
+                "UPDATE sign_in_failure SET created_at = now() - interval '45 days' "
                 "WHERE account_id = $1",
                 account_id,
             )
-        assert await RequestMetadataRetention(engine=engine, interval_s=3600).sweep() >= 4
+        for table in ("web_session", "sign_in_failure"):
+            column = "last_seen_at" if table == "web_session" else "created_at"
+            await connection.execute(
+                f"UPDATE {table} SET {column} = now() - interval '100 days' "  # noqa: S608
+                "WHERE staff_id = $1",
+                staff_id,
+            )
+        await connection.execute(
+            "UPDATE sign_in_failure SET created_at = now() - interval '45 days' "
+            "WHERE account_id IS NULL AND staff_id IS NULL "
+            "AND created_at > now() - interval '1 hour'"
+        )
+        deleted = await RequestMetadataRetention(engine=engine, interval_s=3600).sweep()
         left = {
             plan: (
                 await connection.fetchval(
@@ -167,8 +195,45 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
             )
             for plan, account_id in accounts.items()
         }
+        staff_left = [
+            await connection.fetchval(f"SELECT count(*) FROM {table} WHERE staff_id = $1", staff_id)  # noqa: S608
+            for table in ("web_session", "sign_in_failure")
+        ]
+        unclaimed_recent = await connection.fetchval(
+            "SELECT count(*) FROM sign_in_failure WHERE account_id IS NULL AND staff_id IS NULL "
+            "AND created_at > now() - interval '50 days'"
+        )
     finally:
         await connection.close()
         await engine.dispose()
-    # 100 days: past free's 30 and standard's 90, inside enterprise's 180.
-    assert left == {"free": (1, 0), "standard": (1, 0), "enterprise": (2, 1)}
+    # 45 days: past free's 30, inside standard's 90 and enterprise's 180.
+    assert left == {"free": (1, 0), "standard": (2, 1), "enterprise": (2, 1)}
+    assert staff_left == [1, 1], "100 days is inside staff's 365"
+    assert unclaimed_recent == 0, "a failure of nobody goes after 30 days"
+    assert deleted >= 3
+
+
+async def test_collected_a_new_device_is_noticed_even_after_old_sessions_were_deleted(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    """The sweep deletes old sessions; the user's last sign-in stays, so an intruder signing in
+    to a dormant account from a new device still sets off the notice."""
+    account = await _open(api)
+    assert (await _sign_in(billing_settings, account["email"], LYON, CHROME)).status_code == 201
+    connection = await asyncpg.connect(billing_settings.database_url.replace("+asyncpg", ""))
+    try:
+        await connection.execute(
+            "DELETE FROM web_session WHERE account_id = $1", uuid.UUID(account["account"]["id"])
+        )
+    finally:
+        await connection.close()
+    again = await _sign_in(billing_settings, account["email"], SOMEWHERE_IN_FRANCE, FIREFOX)
+    assert again.status_code == 201
+    (notice,) = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("user.new_device_signed_in"),
+        count=1,
+        key=account["account"]["id"],
+        keystore=billing_settings.keystore,
+    )
+    assert notice["data"]["browser"].startswith("Firefox")

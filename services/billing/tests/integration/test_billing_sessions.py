@@ -388,3 +388,43 @@ async def test_an_admin_ends_any_session_of_the_account_and_no_other(
     assert (await api.delete(f"/sessions/{mine['id']}", headers=key)).status_code == 204
     assert (await api.get("/customers", headers=browser)).status_code == 401
     assert (await api.get("/customers", headers=elsewhere)).status_code == 200
+
+
+async def test_a_password_change_is_throttled_like_sign_in(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    """A stolen session or key cannot guess the current password through a password change."""
+    account = await _sign_up(api)
+    key = {"Authorization": f"Bearer {account['api_key']}"}
+    new = {"new_password": "a brand new passphrase"}
+    for _ in range(billing_settings.sign_in_failures_per_user):
+        guessed = await api.put(
+            "/users/me/password", headers=key, json={**new, "current_password": "a wrong guess"}
+        )
+        assert guessed.status_code == 403, guessed.text
+    right = await api.put(
+        "/users/me/password", headers=key, json={**new, "current_password": PASSWORD}
+    )
+    assert right.status_code == 429, right.text
+    assert "Retry-After" in right.headers
+
+
+async def test_the_throttle_does_not_tell_a_known_email_from_an_unknown_one(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    """Guessing at an address nobody has is throttled exactly like guessing at a user's: the
+    answers never say which addresses exist."""
+    account = await _sign_up(api)
+    nobody = f"Nobody-{uuid.uuid4().hex[:8]}@sessions.example.com"
+    answers: dict[str, list[int]] = {}
+    for email in (account["email"], nobody):
+        wrong = {"email": email, "password": "not the password 1"}
+        answers[email] = [
+            (await api.post("/sessions", json=wrong)).status_code
+            for _ in range(billing_settings.sign_in_failures_per_user + 1)
+        ]
+    expected = [401] * billing_settings.sign_in_failures_per_user + [429]
+    assert answers == {account["email"]: expected, nobody: expected}
+    # The same address written another way is the same guess.
+    other_case = {"email": nobody.lower(), "password": "not the password 1"}
+    assert (await api.post("/sessions", json=other_case)).status_code == 429

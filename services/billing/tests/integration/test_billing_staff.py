@@ -91,6 +91,7 @@ async def test_staff_sign_in_like_users_one_cookie_csrf_and_sign_out(
         f"/staff/{staff_id}", headers=without_csrf, json={"roles": ["legal", "support"]}
     )
     assert refused.status_code == 403, refused.text
+    assert "X-CSRF-Token" in refused.json()["detail"]
     changed = await api.patch(
         f"/staff/{staff_id}", headers=security_admin, json={"roles": ["legal", "support"]}
     )
@@ -207,6 +208,30 @@ async def test_staff_have_no_api_keys_and_a_staff_password_change_ends_their_ses
         for m in (await api.get("/staff", headers=security_admin)).json()
         if m["id"] == staff_id
     )
+    old = await api.post("/staff/sessions", json={"email": email, "password": STAFF_PASSWORD})
+    assert old.status_code == 401, "the old password no longer signs in"
     signed_in = await api.post("/staff/sessions", json={"email": email, "password": new_password})
     api.cookies.clear()
     assert session_headers(signed_in)["X-CSRF-Token"]
+
+
+async def test_a_security_admin_neither_changes_their_own_roles_nor_removes_themselves(
+    api: httpx.AsyncClient, security_admin: dict[str, str]
+) -> None:
+    """LEAST-ACCESS: widening one's own reach, or leaving, takes another security admin."""
+    own_id, admin = await add_staff(api, security_admin, roles=["security"])
+    widened = await api.patch(
+        f"/staff/{own_id}", headers=admin, json={"roles": ["security", "legal"]}
+    )
+    assert widened.status_code == 409, widened.text
+    assert [e["field"] for e in widened.json()["errors"]] == ["roles"]
+    left = await api.delete(f"/staff/{own_id}", headers=admin)
+    assert left.status_code == 409, left.text
+    still = await api.get("/staff", headers=admin)
+    assert still.status_code == 200, "still in"
+    assert next(m for m in still.json() if m["id"] == own_id)["roles"] == ["security"]
+    # Another security admin may.
+    changed = await api.patch(
+        f"/staff/{own_id}", headers=security_admin, json={"roles": ["security", "legal"]}
+    )
+    assert changed.status_code == 200, changed.text

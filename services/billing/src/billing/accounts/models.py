@@ -105,6 +105,8 @@ class AppUser(BillingTable, table=True):
     totp_secret: str | None = Field(default=None)
     totp_pending: str | None = Field(default=None)
     totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
+    # The last sign-in: a sign-in from a new device is noticed even once old sessions are gone.
+    signed_in_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     # A removed user keeps their row (grants and history name them) but no way in.
     removed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -107,6 +107,7 @@ class SignInFailure(BillingTable, table=True):
     user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
     staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id", index=True)
     address: str | None = Field(default=None, index=True)  # None: a failed re-authentication
+    email_digest: str | None = Field(default=None, index=True)  # the email tried, hashed
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
 
 

@@ -27,10 +27,20 @@ DELETE FROM web_session WHERE id IN (
     LIMIT $3
 )
 """
+# Failed sign-ins of no account are a staff member's (kept with staff sessions) or nobody's.
 _FAILURES = """
 DELETE FROM sign_in_failure WHERE id IN (
     SELECT f.id FROM sign_in_failure f LEFT JOIN account a ON a.id = f.account_id
     WHERE a.plan IS NOT DISTINCT FROM $1 AND f.created_at < now() - make_interval(days => $2)
+        AND ($1 IS NOT NULL OR f.staff_id IS NULL)
+    LIMIT $3
+)
+"""
+_STAFF_FAILURES = """
+DELETE FROM sign_in_failure WHERE id IN (
+    SELECT id FROM sign_in_failure
+    WHERE staff_id IS NOT NULL AND $1::text IS NULL
+        AND created_at < now() - make_interval(days => $2)
     LIMIT $3
 )
 """
@@ -52,6 +62,7 @@ class RequestMetadataRetention:
         ]
         rounds += [
             (_SESSIONS, None, STAFF_REQUEST_METADATA_DAYS),
+            (_STAFF_FAILURES, None, STAFF_REQUEST_METADATA_DAYS),
             (_FAILURES, None, UNCLAIMED_REQUEST_METADATA_DAYS),
         ]
         deleted = 0

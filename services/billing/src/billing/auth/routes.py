@@ -114,7 +114,12 @@ async def _change_password(
     return response
 
 
-@router.put("/users/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
+@router.put(
+    "/users/me/password",
+    status_code=204,
+    responses={**AUTHENTICATED, **THROTTLED},
+    response_class=Response,
+)
 async def change_password(
     body: PasswordChange, principal: AnyUser, services: ServicesDep
 ) -> Response:
@@ -122,7 +127,12 @@ async def change_password(
     return await _change_password(body, principal, services)
 
 
-@router.put("/staff/me/password", status_code=204, responses=AUTHENTICATED, response_class=Response)
+@router.put(
+    "/staff/me/password",
+    status_code=204,
+    responses={**AUTHENTICATED, **THROTTLED},
+    response_class=Response,
+)
 async def change_staff_password(
     body: PasswordChange, principal: Staff, services: ServicesDep
 ) -> Response:

@@ -44,6 +44,11 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def email_digest(email: str | None) -> str | None:
+    """What a failed sign-in keeps of the email it tried: enough to throttle, not to read."""
+    return None if email is None else _digest(email.strip().lower())
+
+
 def csrf_token_for(session_token: str) -> str:
     """The session's CSRF token: derived from the cookie, which scripts cannot read, so a
     page of ours asks for it (`GET /session`) and another site can neither read nor forge it."""
@@ -86,27 +91,36 @@ _STAFF_BY_EMAIL = """
 SELECT id, name, roles, password_hash FROM staff_member
 WHERE lower(email) = lower($1) AND removed_at IS NULL
 """
-# $2 is the user or staff member the address named, if any.
+# $2 is the user or staff member the email named, if any; $4 the email's digest: an address
+# nobody has is throttled like one somebody has, so the answer does not tell them apart.
 _FAILURES_SINCE = """
 SELECT count(*) FILTER (WHERE address = $1) AS by_address,
-    count(*) FILTER (WHERE user_id = $2 OR staff_id = $2) AS by_subject
+    count(*) FILTER (WHERE user_id = $2 OR staff_id = $2 OR email_digest = $4) AS by_subject
 FROM sign_in_failure WHERE created_at > now() - make_interval(mins => $3)
-    AND (address = $1 OR user_id = $2 OR staff_id = $2)
+    AND (address = $1 OR user_id = $2 OR staff_id = $2 OR email_digest = $4)
 """
 _RECORD_FAILURE = """
-INSERT INTO sign_in_failure (id, account_id, user_id, staff_id, address)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO sign_in_failure (id, account_id, user_id, staff_id, address, email_digest)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 _OPEN = """
 INSERT INTO web_session (id, token_hash, csrf_hash, account_id, user_id, staff_id, last_seen_at,
     expires_at, ip_address, browser, operating_system, referrer, location)
 VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10, $11, $12)
 """
-# Whether the user signed in before, and from this browser and system.
+# Whether the user signed in before (their mark outlives the sessions the plan's time deletes),
+# and from this browser and system; the mark is set by the same statement.
 _DEVICES = """
-SELECT count(*) > 0 AS signed_in_before,
-    count(*) FILTER (WHERE browser = $2 AND operating_system = $3) > 0 AS from_this_device
-FROM web_session WHERE user_id = $1
+WITH mark AS (
+    UPDATE app_user u SET signed_in_at = now() FROM app_user before
+    WHERE u.id = $1 AND before.id = u.id
+    RETURNING before.signed_in_at IS NOT NULL AS signed_in_before
+)
+SELECT (SELECT signed_in_before FROM mark) AS signed_in_before,
+    EXISTS (
+        SELECT 1 FROM web_session
+        WHERE user_id = $1 AND browser = $2 AND operating_system = $3
+    ) AS from_this_device
 """
 _LIVE = """
 SELECT id, user_id, created_at, last_seen_at, expires_at, ip_address, browser, operating_system,
@@ -192,12 +206,12 @@ class SessionService:
             user = users[0] if users else None
             user_id = user["id"] if user else None
             address = request.address
-            await self._refuse_if_throttled(db, address, user_id)
+            await self._refuse_if_throttled(db, address, user_id, email=email)
         # Outside the transaction: Argon2id takes tens of milliseconds on purpose, and as long
         # for an unknown address, which the answer does not tell apart either.
         verified = await verify_password(password, user["password_hash"] if user else None)
         if user is None or user_id is None or not verified:
-            await self._failed(address, user=user)
+            await self._failed(address, user=user, email=email)
             raise NotAuthenticatedError("wrong email or password")
         if user["totp_secret"] is not None:
             if code is None and recovery_code is None:
@@ -208,7 +222,7 @@ class SessionService:
                 code=code,
                 recovery_code=recovery_code,
             ):
-                await self._failed(address, user=user)
+                await self._failed(address, user=user, email=email)
                 raise NotAuthenticatedError(
                     "wrong, used or expired code", field="code" if code else "recovery_code"
                 )
@@ -258,10 +272,10 @@ class SessionService:
             db: Any = await driver_in_transaction(connection)
             staff = await db.fetchrow(_STAFF_BY_EMAIL, email)
             staff_id = staff["id"] if staff else None
-            await self._refuse_if_throttled(db, request.address, staff_id)
+            await self._refuse_if_throttled(db, request.address, staff_id, email=email)
         verified = await verify_password(password, staff["password_hash"] if staff else None)
         if staff is None or staff_id is None or not verified:
-            await self._failed(request.address, staff_id=staff_id)
+            await self._failed(request.address, staff_id=staff_id, email=email)
             raise NotAuthenticatedError("wrong email or password")
         token, csrf_token, expires_at = self._new_session()
         async with self.engine.begin() as connection:
@@ -288,9 +302,13 @@ class SessionService:
         token = secrets.token_urlsafe(32)
         return token, csrf_token_for(token), datetime.now(UTC) + self.absolute
 
-    async def _refuse_if_throttled(self, db: Any, address: str, subject_id: UUID | None) -> None:
+    async def _refuse_if_throttled(
+        self, db: Any, address: str | None, subject_id: UUID | None, *, email: str | None = None
+    ) -> None:
         """Refuse a sign-in after too many failures from the address or for the person."""
-        failures = await db.fetchrow(_FAILURES_SINCE, address, subject_id, self.window_minutes)
+        failures = await db.fetchrow(
+            _FAILURES_SINCE, address, subject_id, self.window_minutes, email_digest(email)
+        )
         if failures["by_address"] >= self.per_address or failures["by_subject"] >= self.per_user:
             raise ThrottledError(
                 "too many failed sign-ins: try again later",
@@ -298,7 +316,12 @@ class SessionService:
             )
 
     async def _failed(
-        self, address: str, *, user: Any = None, staff_id: UUID | None = None
+        self,
+        address: str | None,
+        *,
+        user: Any = None,
+        staff_id: UUID | None = None,
+        email: str | None = None,
     ) -> None:
         """Count a failed sign-in against the address and the user or staff member it named."""
         async with self.engine.begin() as connection:
@@ -310,6 +333,7 @@ class SessionService:
                 user["id"] if user else None,
                 staff_id,
                 address,
+                email_digest(email),
             )
 
     async def authenticate(self, *, token: str, method: str, csrf_token: str | None) -> Principal:
@@ -359,7 +383,14 @@ class SessionService:
         table = "app_user" if principal.kind == "user" else "staff_member"
         async with pooled_driver(self.engine) as db:
             stored = await db.fetchval(_STORED_HASH[table], person_id)
+            # Throttled with sign-in: a stolen session is not a way to guess the password.
+            await self._refuse_if_throttled(db, None, person_id)
         if stored is not None and (current is None or not await verify_password(current, stored)):
+            if principal.kind == "user":
+                user = {"account_id": principal.account_id, "id": person_id}
+                await self._failed(None, user=user)
+            else:
+                await self._failed(None, staff_id=person_id)
             raise PermissionDeniedError("the current password is wrong")
         new_hash = await hash_password(new)
         async with self.engine.begin() as connection:

@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sqlalchemy import update
+from sqlalchemy import any_, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,6 +48,22 @@ async def _staff_member(work: Work, staff_id: UUID) -> StaffMember:
     if member is None:
         raise NotFoundError("no such staff member")
     return member
+
+
+async def _keep_a_security_admin(work: Work, *, losing: UUID, keeps: bool) -> None:
+    """Refuse a change that would leave no security admin; every one is locked, so two admins
+    removing each other at once cannot both succeed."""
+    admins = await work.session.exec(
+        select(StaffMember.id)
+        .where(
+            literal(StaffRole.SECURITY.value) == any_(col(StaffMember.roles)),
+            col(StaffMember.removed_at).is_(None),
+        )
+        .with_for_update()
+    )
+    remaining = set(admins.all()) - (set() if keeps else {losing})
+    if not remaining:
+        raise ConflictError("this would leave no security admin: add another first")
 
 
 async def _end_sessions(work: Work, staff_id: UUID) -> None:
@@ -101,8 +117,19 @@ class StaffService:
 
     async def enrol(self, *, email: str, code: str, password: str) -> None:
         """Choose a password with the enrolment code, once, before it lapses."""
-        password_hash = await hash_password(password)
         refusal = InvalidReferenceError("unknown, used or lapsed enrolment code", field="code")
+        async with self.sessions() as session:
+            known = (
+                await session.exec(
+                    select(StaffMember.id).where(
+                        StaffMember.enrolment_hash == _code_hash(code),
+                        col(StaffMember.enrolment_expires_at) > datetime.now(UTC),
+                    )
+                )
+            ).first()
+        if known is None:
+            raise refusal  # before the slow hash: a flood of made-up codes costs little
+        password_hash = await hash_password(password)
         async with self.units() as work:
             member = (
                 await work.session.exec(
@@ -137,13 +164,12 @@ class StaffService:
     async def change_roles(
         self, *, principal: Principal, staff_id: UUID, roles: list[StaffRole]
     ) -> StaffMember:
-        """Give a staff member other roles; a security admin keeps their own security role."""
+        """Give a staff member other roles: never one's own, never leaving no security admin."""
+        if staff_id == principal.staff_id:
+            raise ConflictError("another security admin changes your roles", field="roles")
         async with self.units() as work:
+            await _keep_a_security_admin(work, losing=staff_id, keeps=StaffRole.SECURITY in roles)
             member = await _staff_member(work, staff_id)
-            if staff_id == principal.staff_id and StaffRole.SECURITY not in roles:
-                raise ConflictError(
-                    "another security admin removes your security role", field="roles"
-                )
             member.roles = sorted({role.value for role in roles})
             work.session.add(member)
         return member
@@ -153,6 +179,7 @@ class StaffService:
         if staff_id == principal.staff_id:
             raise ConflictError("another security admin removes you")
         async with self.units() as work:
+            await _keep_a_security_admin(work, losing=staff_id, keeps=False)
             member = await _staff_member(work, staff_id)
             member.removed_at = datetime.now(UTC)
             work.session.add(member)
