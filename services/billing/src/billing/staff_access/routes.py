@@ -44,18 +44,22 @@ def staff_public(member: StaffMember) -> StaffPublic:
     )
 
 
-@router.post("/staff", status_code=201, response_model=StaffRegistered, responses=CONFLICT)
-async def add_staff(
-    body: StaffCreate, principal: StaffAdministrator, services: ServicesDep
-) -> StaffRegistered:
-    """Add a staff member with roles; hand them the enrolment code (shown once)."""
-    member, code = await services.staff.add(request=body)
+def _registered(member: StaffMember, code: str) -> StaffRegistered:
+    """A staff member with the enrolment code they were just given (shown this once)."""
     assert member.enrolment_expires_at is not None
     return StaffRegistered(
         staff=staff_public(member),
         enrolment_code=code,
         enrolment_expires_at=member.enrolment_expires_at,
     )
+
+
+@router.post("/staff", status_code=201, response_model=StaffRegistered, responses=CONFLICT)
+async def add_staff(
+    body: StaffCreate, principal: StaffAdministrator, services: ServicesDep
+) -> StaffRegistered:
+    """Add a staff member with roles; hand them the enrolment code (shown once)."""
+    return _registered(*await services.staff.add(request=body))
 
 
 @router.get("/staff", response_model=list[StaffPublic])
@@ -101,13 +105,7 @@ async def reenrol_staff(
     staff_id: UUID, principal: StaffAdministrator, services: ServicesDep
 ) -> StaffRegistered:
     """A new enrolment code for a staff member who lost their password; theirs stops working."""
-    member, code = await services.staff.reenrol(principal=principal, staff_id=staff_id)
-    assert member.enrolment_expires_at is not None
-    return StaffRegistered(
-        staff=staff_public(member),
-        enrolment_code=code,
-        enrolment_expires_at=member.enrolment_expires_at,
-    )
+    return _registered(*await services.staff.reenrol(principal=principal, staff_id=staff_id))
 
 
 @router.post("/staff/enrolment", status_code=204, response_class=Response)
