@@ -97,6 +97,11 @@ async def test_staff_sign_in_like_users_one_cookie_csrf_and_sign_out(
     )
     assert changed.status_code == 200, changed.text
     assert changed.json()["roles"] == ["legal", "support"]
+    # A reloaded page gets the CSRF token back from the session; roles apply at once.
+    current = await api.get("/staff/session", headers={"Cookie": headers["Cookie"]})
+    assert current.status_code == 200, current.text
+    assert current.json()["csrf_token"] == headers["X-CSRF-Token"]
+    assert current.json()["roles"] == ["legal", "support"]
     # Staff are not users: account routes refuse them.
     assert (await api.get("/customers", headers=headers)).status_code == 403
     signed_out = await api.delete("/session", headers=headers)

@@ -12,6 +12,7 @@ from billing.auth.metadata import request_metadata
 from billing.auth.models import StaffSessionPublic
 from billing.auth.policy import Administrator, Staff, StaffAdministrator
 from billing.auth.routes import set_session_cookie
+from billing.auth.sessions import SESSION_COOKIE, csrf_token_for
 from billing.customers.models import CustomerPublic
 from billing.dependencies import ServicesDep
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND, THROTTLED
@@ -113,6 +114,20 @@ async def enrol_staff(body: StaffEnrolment, services: ServicesDep) -> Response:
     """Choose your password with the enrolment code; then sign in."""
     await services.staff.enrol(email=str(body.email), code=body.code, password=body.password)
     return Response(status_code=204)
+
+
+@router.get("/staff/session", response_model=StaffSessionPublic)
+async def current_staff_session(principal: Staff, request: Request) -> StaffSessionPublic:
+    """The staff member's signed-in session, with its CSRF token (for a page that was reloaded)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    # Staff sign in only with the cookie: a staff principal always came with one.
+    assert principal.staff_id is not None
+    assert token is not None
+    return StaffSessionPublic(
+        staff_id=principal.staff_id,
+        roles=sorted(principal.staff_roles),
+        csrf_token=csrf_token_for(token),
+    )
 
 
 @router.post(
