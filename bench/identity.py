@@ -5,12 +5,15 @@ argon2-cffi verifying the same password with the same parameters on as many thre
 has cores to give (Argon2id is slow by design: this is reported, not tuned away).
 `api_authenticated_read_per_s`: `GET /customers/{id}` with the session cookie, against
 `raw_select_per_s`, the same customer read in plain asyncpg on the same database.
+`api_framework_read_per_s`: the same read through a one-route FastAPI app under uvicorn with
+nothing else (bench/bare_read.py), against the same raw select: the ceiling of the stack itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,9 @@ import asyncpg
 from argon2 import PasswordHasher
 
 from bench.api import CONCURRENCY, POOL, _closed_loop
+from bench.bare_read import CUSTOMER
+from bench.profiling import start_profilers, stop_profilers
+from devstack.processes import ManagedProcess, free_port, port_is_open, wait_until
 from devstack.stack import Stack
 
 Result = tuple[str, float, str, str, float]
@@ -28,10 +34,6 @@ SIGN_INS = 200
 READS = 3000
 WARMUP = 100
 PASSWORD = "the bench owner's passphrase"  # noqa: S105 - a bench account's password
-_CUSTOMER = (
-    "SELECT id, account_id, name, email, address, created_at FROM customer "
-    "WHERE account_id = $1 AND id = $2"
-)
 
 
 def _argon2_rate(stored: str, count: int) -> float:
@@ -41,6 +43,43 @@ def _argon2_rate(stored: str, count: int) -> float:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(lambda _: hasher.verify(stored, PASSWORD), range(count)))
     return count / (time.perf_counter() - started)
+
+
+async def _framework_rate(stack: Stack, account_id: uuid.UUID, customer_id: uuid.UUID) -> float:
+    """Reads per second of the same customer through the one-route app, started as billing is."""
+    port = free_port()
+    process = ManagedProcess(
+        "bare-read",
+        [
+            *(sys.executable, "-m", "uvicorn", "bench.bare_read:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-server-header"),
+        ],
+        log_path=stack.log_dir / "bare-read.log",
+        env={
+            "BENCH_DSN": stack.database_url("billing").replace("+asyncpg", ""),
+            "BENCH_POOL": str(POOL),
+        },
+    )
+    process.start()
+    try:
+        await asyncio.to_thread(
+            wait_until, lambda: port_is_open(port), timeout=30, what="the one-route app"
+        )
+        url = f"http://127.0.0.1:{port}/accounts/{account_id}/customers/{customer_id}"
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONCURRENCY)
+        ) as client:
+
+            async def read() -> None:
+                async with client.get(url) as answered:
+                    await answered.read()
+                    if answered.status != 200:
+                        raise RuntimeError(f"the one-route app answered {answered.status}")
+
+            await _closed_loop(WARMUP, read)
+            return await _closed_loop(READS, read)
+    finally:
+        process.stop()
 
 
 async def bench_identity(stack: Stack) -> list[Result]:
@@ -89,7 +128,9 @@ async def bench_identity(stack: Stack) -> list[Result]:
 
             api.cookie_jar.clear()
             await _closed_loop(WARMUP, read)
+            profilers = start_profilers(stack, ["billing"])
             read_rate = await _closed_loop(READS, read)
+            stop_profilers(profilers)
     finally:
         stack.stop_services()
     pool = await asyncpg.create_pool(
@@ -100,12 +141,13 @@ async def bench_identity(stack: Stack) -> list[Result]:
         account_id, customer_id = uuid.UUID(opened["account"]["id"]), uuid.UUID(customer["id"])
 
         async def select() -> None:
-            await pool.fetchrow(_CUSTOMER, account_id, customer_id)
+            await pool.fetchrow(CUSTOMER, account_id, customer_id)
 
         await _closed_loop(WARMUP, select)
         select_rate = await _closed_loop(READS, select)
     finally:
         await pool.close()
+    framework_rate = await _framework_rate(stack, account_id, customer_id)
     verify_rate = await asyncio.to_thread(_argon2_rate, stored, SIGN_INS)
     return [
         ("api_sign_in_per_s", sign_in_rate, "sign-ins/s", "raw_argon2id_verify_per_s", verify_rate),
@@ -116,4 +158,5 @@ async def bench_identity(stack: Stack) -> list[Result]:
             "raw_select_per_s",
             select_rate,
         ),
+        ("api_framework_read_per_s", framework_rate, "reads/s", "raw_select_per_s", select_rate),
     ]

@@ -240,3 +240,16 @@ async def test_a_security_admin_neither_changes_their_own_roles_nor_removes_them
         f"/staff/{own_id}", headers=security_admin, json={"roles": ["security", "legal"]}
     )
     assert changed.status_code == 200, changed.text
+
+
+async def test_an_address_is_one_staff_member_whatever_its_case(
+    api: httpx.AsyncClient, security_admin: dict[str, str]
+) -> None:
+    email = f"casey-{uuid.uuid4().hex[:8]}@quittance.example.com"
+    body = {"name": "Casey", "email": email, "roles": ["support"]}
+    assert (await api.post("/staff", headers=security_admin, json=body)).status_code == 201
+    shouted = await api.post(
+        "/staff", headers=security_admin, json={**body, "email": email.upper()}
+    )
+    assert shouted.status_code == 409, shouted.text
+    assert shouted.json()["errors"][0]["field"] == "email"

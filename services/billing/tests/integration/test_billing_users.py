@@ -198,3 +198,20 @@ async def test_the_owner_hands_over_with_their_password_and_one_owner_remains(
             )
     finally:
         await connection.close()
+
+
+async def test_an_address_is_one_user_of_an_account_whatever_its_case(
+    api: httpx.AsyncClient, billing_settings: BillingSettings
+) -> None:
+    account = await _open(api)
+    invite = {"name": "Eve", "email": f"eve-{account['tag']}@team.example", "role": "accountant"}
+    assert (await api.post("/users", headers=account["headers"], json=invite)).status_code == 201
+    shouted = {**invite, "email": invite["email"].upper()}
+    again = await api.post("/users", headers=account["headers"], json=shouted)
+    assert again.status_code == 409, again.text
+    assert again.json()["errors"][0]["field"] == "email"
+    owner_email = account["owner"]["email"]
+    signed_in = await api.post(
+        "/sessions", json={"email": owner_email.upper(), "password": OWNER_PASSWORD}
+    )
+    assert signed_in.status_code == 201, "the owner signs in with their address in any case"

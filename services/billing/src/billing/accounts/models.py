@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import AfterValidator
-from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import BigInteger, DateTime, Index, func, text
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role, UserStatus
@@ -83,7 +83,11 @@ class AppUser(BillingTable, table=True):
 
     __tablename__ = "app_user"
     __table_args__ = (
-        UniqueConstraint("account_id", "email"),
+        # One user per address and account whatever its case (migration 0012).
+        Index(
+            "app_user_account_id_email_key", "account_id", func.lower(text("email")), unique=True
+        ),
+        Index("ix_app_user_email_lower", func.lower(text("email"))),
         # One owner at all times: a handover demotes the owner before promoting the next.
         Index(
             "uq_app_user_one_owner",

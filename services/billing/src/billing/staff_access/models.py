@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import field_validator
-from sqlalchemy import ARRAY, DateTime, String
+from sqlalchemy import ARRAY, DateTime, Index, String, func, text
 from sqlmodel import Field
 
 from billing.auth.passwords import Password
@@ -23,10 +23,12 @@ class StaffMember(BillingTable, table=True):
     """A named Quittance employee with roles, who may read customer data under a grant."""
 
     __tablename__ = "staff_member"
+    # One staff member per address whatever its case (migration 0012).
+    __table_args__ = (Index("staff_member_email_key", func.lower(text("email")), unique=True),)
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     name: str
-    email: str = Field(unique=True)
+    email: str
     roles: list[str] = Field(default_factory=list, sa_type=ARRAY(String))
     # Argon2id; None until they enrol with the one-time code a security admin gave them.
     password_hash: str | None = Field(default=None)

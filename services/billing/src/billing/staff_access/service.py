@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sqlalchemy import any_, literal, update
+from sqlalchemy import any_, func, literal, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,7 +87,9 @@ class StaffService:
         code = secrets.token_urlsafe(24)  # 192 random bits
         async with self.units() as work:
             found = await work.session.exec(
-                select(StaffMember.id).where(StaffMember.email == str(request.email))
+                select(StaffMember.id).where(
+                    func.lower(StaffMember.email) == str(request.email).lower()
+                )
             )
             if found.first() is not None:
                 raise ConflictError("a staff member with this email exists", field="email")

@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -56,7 +56,9 @@ async def _user_of(work: Work, account_id: UUID, user_id: UUID) -> AppUser:
 async def _email_taken(work: Work, account_id: UUID, email: str) -> bool:
     """Whether a user of the account (a removed one too: they keep their row) has the email."""
     found = await work.session.exec(
-        select(AppUser.id).where(AppUser.account_id == account_id, AppUser.email == email)
+        select(AppUser.id).where(
+            AppUser.account_id == account_id, func.lower(AppUser.email) == email.lower()
+        )
     )
     return found.first() is not None
 
