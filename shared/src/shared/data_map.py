@@ -24,6 +24,7 @@ class RetentionCategory(StrEnum):
     DELIVERY_LOG = "delivery-log"  # what was sent to whom and when
     ACCESS_TRAIL = "access-trail"  # who read the account's data and why
     TERMINATION = "termination"  # a termination's working data: gone with its certificate
+    REPLAY = "replay"  # answers kept to repeat to a retried request: a day
 
 
 @dataclass(frozen=True)

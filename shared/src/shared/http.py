@@ -257,21 +257,12 @@ class CardNumberRefusalMiddleware:
         field = self._field_outside_body(scope)
         body = b""
         if field is None and _has_body(scope):
-            body = await _read_body(receive)
+            body = await read_body(receive)
             field = _card_number_field_in_body(scope, body)
         if field is not None:
             await _card_number_refusal(scope, field)(scope, receive, send)
             return
-        replayed = False
-
-        async def receive_replayed() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, receive_replayed if _has_body(scope) else receive, send)
+        await self.app(scope, replaying(body, receive) if _has_body(scope) else receive, send)
 
     @staticmethod
     def _field_outside_body(scope: Scope) -> str | None:
@@ -302,8 +293,8 @@ def _has_body(scope: Scope) -> bool:
     return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
-async def _read_body(receive: Receive) -> bytes:
-    # The body limit outside this middleware has already bounded what can arrive here.
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (the body limit outside has already bounded it)."""
     chunks = []
     while True:
         message = await receive()
@@ -313,6 +304,20 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that hands the app a body already read, then the client's own."""
+    replayed = False
+
+    async def receive_replayed() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_replayed
 
 
 def _card_number_field_in_body(scope: Scope, body: bytes) -> str | None:

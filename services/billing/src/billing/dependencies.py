@@ -78,16 +78,20 @@ async def get_principal(
     credentials: CredentialsDep,
     session_token: SessionCookieDep,
 ) -> Principal:
-    """The caller behind the bearer API key, or else behind the session cookie."""
+    """The caller behind the bearer API key, or else behind the session cookie; the request
+    notes its account, so the answers kept for replay are the account's (shared.idempotency)."""
     if credentials is not None:
-        return await services.auth.authenticate(api_key=credentials.credentials)
-    if session_token is not None:
-        return await services.sessions.authenticate(
+        principal = await services.auth.authenticate(api_key=credentials.credentials)
+    elif session_token is not None:
+        principal = await services.sessions.authenticate(
             token=session_token,
             method=request.method,
             csrf_token=request.headers.get(CSRF_HEADER),
         )
-    raise NotAuthenticatedError("sign in, or send an API key as 'Authorization: Bearer <key>'")
+    else:
+        raise NotAuthenticatedError("sign in, or send an API key as 'Authorization: Bearer <key>'")
+    request.state.account_id = principal.account_id
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

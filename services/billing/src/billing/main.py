@@ -41,6 +41,7 @@ from billing.termination.service import TerminationService
 from billing.users import routes as users
 from billing.users.service import UserService
 from shared.http import harden_api, mount_offline_docs, operation_id_from_name
+from shared.idempotency import IdempotencyMiddleware, sweep_idempotency_records_forever
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
 from shared.telemetry import RequestTelemetryMiddleware, Telemetry
@@ -91,6 +92,11 @@ def create_app(
         engine=runtime.engine, interval_s=settings.housekeeping_interval_s
     )
     runtime.background.append(retention.run)
+    runtime.background.append(
+        lambda: sweep_idempotency_records_forever(
+            runtime.engine, interval_s=settings.housekeeping_interval_s
+        )
+    )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(create_routes(participant=participant, telemetry=runtime.telemetry))
 
@@ -105,7 +111,13 @@ def create_app(
         title="Quittance billing",
         version="0.1.0",
         lifespan=lifespan,
-        description="The public billing API. Errors are RFC 9457 problem details.",
+        description=(
+            "The public billing API. Errors are RFC 9457 problem details. Every POST takes an "
+            "optional `Idempotency-Key` header (1 to 255 visible ASCII characters, a UUID for "
+            "example): a retry with the same key and the same request gets the first answer, "
+            "marked `Idempotent-Replayed: true`, for 24 hours; the same key with another "
+            "request answers 422, and while the first is still running, 409."
+        ),
         docs_url=None,  # served offline below, from the installed package, under a CSP
         redoc_url=None,
         generate_unique_id_function=operation_id_from_name,
@@ -117,6 +129,8 @@ def create_app(
     app.state.telemetry = runtime.telemetry
     app.state.runtime = runtime
     install_problem_handlers(app)
+    # Inside the edge's checks: a refused request (too large, a card number) claims no key.
+    app.add_middleware(IdempotencyMiddleware, engine=runtime.engine)
     harden_api(app, max_body_bytes=settings.max_body_bytes)
     mount_offline_docs(app)
     for domain in (

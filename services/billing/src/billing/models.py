@@ -10,6 +10,10 @@ from billing.invoices.models import Invoice, InvoiceLine
 from billing.rectification.models import ChangeRecord
 from billing.staff_access.models import AccessGrant, StaffMember
 from billing.users.models import UserInvitation
+from shared.idempotency import idempotency_table
+
+# Answers kept to replay retried POSTs (shared.idempotency), in billing's metadata.
+IdempotencyRecord = idempotency_table(BillingTable.metadata)
 
 __all__ = [
     "AccessGrant",
@@ -19,6 +23,7 @@ __all__ = [
     "BillingTable",
     "ChangeRecord",
     "Customer",
+    "IdempotencyRecord",
     "Invoice",
     "InvoiceLine",
     "SignInFailure",

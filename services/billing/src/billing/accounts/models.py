@@ -19,6 +19,7 @@ from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
 from billing.invoices.models import CurrencyCode
 from billing.schemas import Patch, Schema, optional
+from shared.idempotency import ShownOnce
 from shared.input_types import EmailAddress, Name, SafeText, refuse_card_numbers
 
 
@@ -195,7 +196,7 @@ class UserPublic(Schema):
     role: Role
 
 
-class AccountOpened(Schema):
+class AccountOpened(Schema, ShownOnce):
     """The new account, its owner, and the owner's API key (shown once)."""
 
     account: AccountPublic

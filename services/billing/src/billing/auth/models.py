@@ -18,6 +18,7 @@ from billing.database import BillingTable, created_at_column
 from billing.errors import PermissionDeniedError
 from billing.schemas import Schema
 from billing.staff_access.domain import StaffRole
+from shared.idempotency import ShownOnce
 from shared.input_types import EmailAddress, Name
 
 TotpCode = Annotated[
@@ -159,7 +160,7 @@ class SignInRequest(Schema):
     )
 
 
-class SessionPublic(Schema):
+class SessionPublic(Schema, ShownOnce):
     """The signed-in session: send `csrf_token` as `X-CSRF-Token` with every change."""
 
     user_id: UUID
@@ -169,7 +170,7 @@ class SessionPublic(Schema):
     expires_at: datetime | None = None
 
 
-class StaffSessionPublic(Schema):
+class StaffSessionPublic(Schema, ShownOnce):
     """A staff member's signed-in session: send `csrf_token` as `X-CSRF-Token` with changes."""
 
     staff_id: UUID
@@ -220,7 +221,7 @@ class ApiKeyPublic(Schema):
     revoked_at: datetime | None
 
 
-class ApiKeyMade(ApiKeyPublic):
+class ApiKeyMade(ApiKeyPublic, ShownOnce):
     """A new key: the secret is shown this once, only its hash is kept."""
 
     api_key: str = pydantic.Field(description="Bearer token; only its hash is stored.")
@@ -243,7 +244,7 @@ class SessionListed(Schema):
     )
 
 
-class SecondFactorStarted(Schema):
+class SecondFactorStarted(Schema, ShownOnce):
     """A second factor being set up: scan the URI (or type the secret), then confirm a code."""
 
     secret: str
@@ -256,7 +257,7 @@ class SecondFactorConfirmation(Schema):
     code: TotpCode
 
 
-class RecoveryCodes(Schema):
+class RecoveryCodes(Schema, ShownOnce):
     """Single-use codes for when the authenticator is lost; shown this once."""
 
     recovery_codes: list[str]

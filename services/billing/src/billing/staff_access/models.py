@@ -16,6 +16,7 @@ from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
 from billing.staff_access.domain import StaffRole
 from shared.contracts import AccessPurpose
+from shared.idempotency import ShownOnce
 from shared.input_types import EmailAddress, Name, Reference
 
 
@@ -85,7 +86,7 @@ class StaffPublic(Schema):
     enrolled: bool = pydantic.Field(description="Whether they chose their password.")
 
 
-class StaffRegistered(Schema):
+class StaffRegistered(Schema, ShownOnce):
     """The staff member, and the one-time code they enrol with (shown once: hand it over)."""
 
     staff: StaffPublic
