@@ -42,7 +42,17 @@ POOL = 10
 LATENCY_S = 5.0
 ROUNDS = 3
 WORKERS = int(os.environ.get("BENCH_BILLING_WORKERS", "1"))
-LINES = [{"description": f"Line {i}", "quantity": "2", "unit_price": "10.50"} for i in range(5)]
+# With a discount and two tax rates, as issue 8 asks the issuing rate to hold with them on.
+LINES = [
+    {
+        "description": f"Line {i}",
+        "quantity": "2",
+        "unit_price": "10.50",
+        "discount_percent": "10" if i % 2 else "0",
+        "tax_rate": "20" if i % 2 else "5.5",
+    }
+    for i in range(5)
+]
 DUE = (datetime.now(UTC) + timedelta(days=30)).date()
 
 
@@ -206,14 +216,14 @@ RETURNING next_invoice_number - 1 AS number, account.name AS account_name,
     (SELECT name FROM buyer) AS name, (SELECT email FROM buyer) AS email
 """
 _INVOICE = """
-INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total, issue_date,
-    due_date, issued_at)
-VALUES ($1, $2, $3, $4, 'ISSUED', 'EUR', $5, current_date, $6, now())
+INSERT INTO invoice (id, account_id, customer_id, number, status, currency, subtotal,
+    tax_total, total, issue_date, due_date, issued_at)
+VALUES ($1, $2, $3, $4, 'ISSUED', 'EUR', 100.80, 11.03, $5, current_date, $6, now())
 """
 _LINES = """
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
-    unit_price, amount)
-SELECT id, $2, $3, position, description, 2, 10.50, 21.00
+    unit_price, amount, discount_percent, discount_amount, tax_rate)
+SELECT id, $2, $3, position, description, 2, 10.50, 21.00, 10, 2.10, 20
 FROM unnest($1::uuid[], $4::int[], $5::text[]) AS line(id, position, description)
 """
 _OUTBOX = (
@@ -238,7 +248,7 @@ async def _baseline(url: str, account_id: str, customer_id: str) -> tuple[float,
                 account,
                 customer,
                 f"RAW-{parties['number']:07d}",
-                Decimal("105.00"),
+                Decimal("111.83"),
                 DUE,
             )
             await connection.execute(

@@ -3,33 +3,39 @@
 One ASGI middleware keeps the promise for every route of a service. A POST with an
 `Idempotency-Key` header (the IETF httpapi draft's header) claims that key for its caller:
 
-- the first request runs and, when it succeeds (1xx to 3xx), its answer is kept for
+- the first request runs and, when it succeeds (2xx from a route), its answer is kept for
   `KEPT_HOURS` and replayed to every retry, marked `Idempotent-Replayed: true`;
 - the same key with another request (method, path, media type or body) answers 422;
 - while the first is still running, a retry answers 409 (and may try again);
-- a refused or failed request (4xx, 5xx) keeps nothing, so a corrected retry runs.
+- a refused or failed request keeps nothing, so a corrected retry runs.
 
-The caller is who the credentials say (a digest of the Authorization and Cookie headers), so
-nobody replays another's answer. Answers that hand out a secret shown once (a response model
-marked `ShownOnce`, or one that sets a cookie), and answers that belong to no account (signing
-up, staff work: the account's purge would not find them), are never kept: their retries answer
-409 saying the request was completed. The app names the account by setting
-`request.state.account_id` when it authenticates the caller. A claim is a lease: if the process
-dies mid-request, the key is free again after `LEASE_S`.
+The caller is whom the service's `identify` says the credentials are (authenticated again for
+every keyed request, so a revoked key or an ended session replays nothing), and each caller's
+keys are their own. Answers that hand out a secret shown once (a response model marked
+`ShownOnce`, or one that sets a cookie) and answers to callers of no account (signing up, staff
+work: the account's purge would not find them) are never kept: a retry answers 409 saying the
+request was completed. Callers without credentials share one space of keys, so their requests
+are never compared: any retry of a held key answers 409.
+
+A claim is a lease held by a token and renewed while the request runs; if the process dies,
+the key is free again after `LEASE_S`, for the same request only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,10 +49,23 @@ HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEPT_HOURS = 24
 LEASE_S = 60
+_CLAIM_ATTEMPTS = 3
 # Visible ASCII, as the draft's examples and Stripe's keys: a UUID fits, a sentence does not.
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Headers a replay repeats; anything else (cookies above all) is never kept.
 _REPLAYED_HEADERS = frozenset({b"content-type", b"location", b"content-language"})
+_ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a keyed request, as the service authenticated them."""
+
+    identity: str  # stable for the person or client: "user:<id>", "staff:<id>"
+    account_id: UUID | None
+
+
+Identify = Callable[[Scope], Awaitable[Caller | None]]
 
 
 def idempotency_table(metadata: sa.MetaData) -> sa.Table:
@@ -58,6 +77,7 @@ def idempotency_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("account_id", sa.Uuid(), nullable=True, index=True),
         sa.Column("request_digest", sa.String(64), nullable=False),
+        sa.Column("claim_token", sa.Uuid(), nullable=True, index=True, unique=True),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("headers", sa.Text(), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=True),
@@ -78,33 +98,37 @@ class ShownOnce:
     """Marks a response model that hands out a secret shown once: it is never kept for replay."""
 
 
-# The claim: a new key, or one whose lease lapsed unanswered, or one older than its keeping
-# time, is this request's; otherwise the row that holds it says what to answer.
+# The claim: a new key is this request's; so is a key past its keeping time, and a key whose
+# holder died unanswered (its lease lapsed) when this is the same request. Otherwise the row
+# that holds it says what to answer.
 _CLAIM = """
-INSERT INTO idempotency_record AS r (caller_digest, key, request_digest, locked_until)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+INSERT INTO idempotency_record AS r
+    (caller_digest, key, request_digest, claim_token, locked_until)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
 ON CONFLICT (caller_digest, key) DO UPDATE
-SET request_digest = EXCLUDED.request_digest, locked_until = EXCLUDED.locked_until,
-    created_at = now(), completed_at = NULL, status_code = NULL, headers = NULL, body = NULL,
-    replayable = false, account_id = NULL
-WHERE (r.completed_at IS NULL AND r.locked_until < now())
-    OR r.created_at < now() - make_interval(hours => $5)
+SET request_digest = EXCLUDED.request_digest, claim_token = EXCLUDED.claim_token,
+    locked_until = EXCLUDED.locked_until, created_at = now(), completed_at = NULL,
+    status_code = NULL, headers = NULL, body = NULL, replayable = false, account_id = NULL
+WHERE (r.completed_at IS NULL AND r.locked_until < now()
+        AND r.request_digest = EXCLUDED.request_digest)
+    OR r.created_at < now() - make_interval(hours => $6)
 RETURNING true
 """
 _HELD = """
 SELECT request_digest, status_code, headers, body, replayable, completed_at
 FROM idempotency_record WHERE caller_digest = $1 AND key = $2
 """
+_RENEW = """
+UPDATE idempotency_record SET locked_until = now() + make_interval(secs => $2)
+WHERE claim_token = $1 AND completed_at IS NULL
+"""
 _COMPLETE = """
 UPDATE idempotency_record
-SET status_code = $3, headers = $4, body = $5, replayable = $6, account_id = $7,
-    completed_at = now()
-WHERE caller_digest = $1 AND key = $2 AND request_digest = $8
+SET status_code = $2, headers = $3, body = $4, replayable = $5, account_id = $6,
+    completed_at = now(), claim_token = NULL
+WHERE claim_token = $1
 """
-_RELEASE = """
-DELETE FROM idempotency_record
-WHERE caller_digest = $1 AND key = $2 AND request_digest = $3 AND completed_at IS NULL
-"""
+_RELEASE = "DELETE FROM idempotency_record WHERE claim_token = $1 AND completed_at IS NULL"
 _SWEEP = """
 DELETE FROM idempotency_record WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM idempotency_record
@@ -122,6 +146,16 @@ class _Held:
     completed_at: datetime | None
 
 
+@dataclass
+class _Answer:
+    """What the app answered, as it went out."""
+
+    status: int | None = None
+    headers: list[tuple[bytes, bytes]] | None = None
+    body: bytearray | None = None
+    finished: bool = False
+
+
 def _digest(*parts: bytes) -> str:
     hasher = hashlib.sha256()
     for part in parts:
@@ -130,34 +164,31 @@ def _digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
-def _header(scope: Scope, name: bytes) -> bytes:
-    return b", ".join(value for key, value in scope["headers"] if key == name)
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    values = [value for key, value in scope["headers"] if key == name]
+    return b", ".join(values) if values else None
 
 
-def _shown_once(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+def _shown_once(scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
     model = getattr(scope.get("route"), "response_model", None)
     marked = isinstance(model, type) and issubclass(model, ShownOnce)
     return marked or any(key.lower() == b"set-cookie" for key, _ in headers)
 
 
-def _account_of(scope: Scope) -> UUID | None:
-    account_id = scope.get("state", {}).get("account_id")
-    return account_id if isinstance(account_id, UUID) else None
-
-
 class IdempotencyMiddleware:
     """Keeps and replays the answers to POSTs that carry an Idempotency-Key."""
 
-    def __init__(self, app: ASGIApp, *, engine: AsyncEngine) -> None:
+    def __init__(self, app: ASGIApp, *, engine: AsyncEngine, identify: Identify) -> None:
         self.app = app
         self.engine = engine
+        self.identify = identify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         raw_key = _header(scope, HEADER.encode())
-        if not raw_key:
+        if raw_key is None:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
@@ -172,73 +203,119 @@ class IdempotencyMiddleware:
             )
             return
         body = await read_body(receive)
-        caller = _digest(_header(scope, b"authorization"), _header(scope, b"cookie"))
+        caller = await self.identify(scope)
+        caller_digest = _digest((caller.identity if caller else _ANONYMOUS).encode())
         request = _digest(
             scope["method"].encode(),
             scope["path"].encode(),
             scope.get("query_string", b""),
-            _header(scope, b"content-type"),
+            _header(scope, b"content-type") or b"",
             body,
         )
-        async with pooled_driver(self.engine) as connection:
-            claimed = await connection.fetchval(_CLAIM, caller, key, request, LEASE_S, KEPT_HOURS)
-            held = None if claimed else await connection.fetchrow(_HELD, caller, key)
+        token = uuid.uuid4()
+        held = None
+        for _ in range(_CLAIM_ATTEMPTS):  # a holder may release between the two statements
+            async with pooled_driver(self.engine) as connection:
+                if await connection.fetchval(
+                    _CLAIM, caller_digest, key, request, token, LEASE_S, KEPT_HOURS
+                ):
+                    break
+                held = await connection.fetchrow(_HELD, caller_digest, key)
+            if held is not None:
+                break
+        else:
+            held = None
+            await _answer_in_flight(scope, send)
+            return
         if held is not None:
-            await _answer_held(scope, send, _Held(**dict(held)), request)
+            await _answer_held(scope, send, _Held(**dict(held)), request, anonymous=not caller)
             return
-        if not claimed:  # the holder was swept between the two statements: run as new
-            await self.app(scope, replaying(body, receive), send)
-            return
-        await self._run_claimed(scope, replaying(body, receive), send, caller, key, request)
+        await self._run_claimed(scope, replaying(body, receive), send, token, caller)
 
     async def _run_claimed(
-        self, scope: Scope, receive: Receive, send: Send, caller: str, key: str, request: str
+        self, scope: Scope, receive: Receive, send: Send, token: UUID, caller: Caller | None
     ) -> None:
-        started: Message | None = None
-        chunks: list[bytes] = []
+        answer = _Answer()
 
         async def send_recording(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
+                answer.status = message["status"]
+                answer.headers = list(message.get("headers", []))
+                answer.body = bytearray()
+            elif message["type"] == "http.response.body" and answer.body is not None:
+                answer.body += message.get("body", b"")
+                answer.finished = not message.get("more_body", False)
             await send(message)
 
-        completed = False
+        renewing = asyncio.create_task(self._renew(token))
         try:
             await self.app(scope, receive, send_recording)
-            if started is not None and started["status"] < 400:
-                headers = list(started.get("headers", []))
-                account_id = _account_of(scope)
+        finally:
+            renewing.cancel()
+            # The answer may have gone out already: what follows must run to its end.
+            with anyio.CancelScope(shield=True):
+                await self._settle(scope, token, caller, answer)
+
+    async def _settle(
+        self, scope: Scope, token: UUID, caller: Caller | None, answer: _Answer
+    ) -> None:
+        """Keep a finished success; free the key of anything else."""
+        succeeded = (
+            answer.status is not None
+            and 200 <= answer.status < 300
+            and answer.finished
+            and scope.get("route") is not None
+        )
+        try:
+            async with pooled_driver(self.engine) as connection:
+                if not succeeded:
+                    await connection.execute(_RELEASE, token)
+                    return
+                assert answer.headers is not None
+                assert answer.body is not None
+                account_id = caller.account_id if caller else None
                 # Kept only where the account's purge finds it, and never a secret.
-                replayable = account_id is not None and not _shown_once(scope, headers)
+                replayable = account_id is not None and not _shown_once(scope, answer.headers)
                 kept = [
                     [name.decode("latin-1"), value.decode("latin-1")]
-                    for name, value in headers
+                    for name, value in answer.headers
                     if name.lower() in _REPLAYED_HEADERS
                 ]
-                async with pooled_driver(self.engine) as connection:
-                    await connection.execute(
-                        _COMPLETE,
-                        caller,
-                        key,
-                        started["status"],
-                        json.dumps(kept) if replayable else None,
-                        b"".join(chunks) if replayable else None,
-                        replayable,
-                        account_id,
-                        request,
-                    )
-                completed = True
-        finally:
-            if not completed:
-                async with pooled_driver(self.engine) as connection:
-                    await connection.execute(_RELEASE, caller, key, request)
+                await connection.execute(
+                    _COMPLETE,
+                    token,
+                    answer.status,
+                    json.dumps(kept) if replayable else None,
+                    bytes(answer.body) if replayable else None,
+                    replayable,
+                    account_id,
+                )
+        except Exception:
+            # The lease lapses in LEASE_S; then only the same request may claim the key again.
+            log.exception("could not record the outcome of a request with an Idempotency-Key")
+
+    async def _renew(self, token: UUID) -> None:
+        """Hold the lease while the request runs."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(LEASE_S / 3)
+                try:
+                    async with pooled_driver(self.engine) as connection:
+                        await connection.execute(_RENEW, token, LEASE_S)
+                except Exception:
+                    log.exception("could not renew an Idempotency-Key's lease")
 
 
-async def _answer_held(scope: Scope, send: Send, held: _Held, request: str) -> None:
+async def _answer_held(
+    scope: Scope, send: Send, held: _Held, request: str, *, anonymous: bool
+) -> None:
     """Answer a retry from the row that holds its key."""
+    if anonymous:  # no credentials, no comparing: nothing tells one sender's body from another
+        if held.completed_at is None:
+            await _answer_in_flight(scope, send)
+        else:
+            await _answer_completed(scope, send)
+        return
     if held.request_digest != request:
         await _refuse(
             scope,
@@ -250,34 +327,46 @@ async def _answer_held(scope: Scope, send: Send, held: _Held, request: str) -> N
         )
         return
     if held.completed_at is None:
-        await _refuse(
-            scope,
-            send,
-            409,
-            "request-in-flight",
-            "Request in flight",
-            "a request with this Idempotency-Key is still running; try again shortly",
-            retry_after=True,
-        )
+        await _answer_in_flight(scope, send)
         return
     if not held.replayable:
-        await _refuse(
-            scope,
-            send,
-            409,
-            "request-completed",
-            "Request completed",
-            "a request with this Idempotency-Key was completed; its answer is not repeated "
-            "(it held a secret shown once, or belonged to no account)",
-        )
+        await _answer_completed(scope, send)
         return
+    body = held.body or b""
     headers = [
         (name.encode("latin-1"), value.encode("latin-1"))
         for name, value in json.loads(held.headers or "[]")
     ]
-    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    headers += [
+        (b"content-length", str(len(body)).encode()),
+        (REPLAYED_HEADER.lower().encode(), b"true"),
+    ]
     await send({"type": "http.response.start", "status": held.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": held.body or b""})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _answer_in_flight(scope: Scope, send: Send) -> None:
+    await _refuse(
+        scope,
+        send,
+        409,
+        "request-in-flight",
+        "Request in flight",
+        "a request with this Idempotency-Key is still running; try again shortly",
+        retry_after=True,
+    )
+
+
+async def _answer_completed(scope: Scope, send: Send) -> None:
+    await _refuse(
+        scope,
+        send,
+        409,
+        "request-completed",
+        "Request completed",
+        "a request with this Idempotency-Key was completed; its answer is not repeated "
+        "(it held a secret shown once, or belonged to no account)",
+    )
 
 
 async def _refuse(

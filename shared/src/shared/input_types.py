@@ -42,6 +42,7 @@ from typing import Annotated, Any
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -802,3 +803,14 @@ def find_card_number_path(document: Any, path: str = "") -> str | None:
         elif isinstance(value, list | tuple):
             pending.extend(reversed([(_join(here, str(i)), v) for i, v in enumerate(value)]))
     return None
+
+
+def _whole_number_only(value: Any) -> Any:
+    # JSON Schema's integer takes 14.0 but not true or "14"; Pydantic's lax int takes all three.
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# After an int's own constraints (Field(ge=..., le=...) before it), so the schema shows them.
+WHOLE_NUMBER_ONLY = BeforeValidator(_whole_number_only)

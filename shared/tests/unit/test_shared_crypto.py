@@ -30,6 +30,7 @@ from shared.contracts import (
     ExportSliceWritten,
     InvoiceIssued,
     InvoiceLine,
+    InvoiceVoided,
     IssuedInvoiceCustomer,
     NewDeviceSignedIn,
     PurgeCompleted,
@@ -98,6 +99,13 @@ def _invoice(lines: int = 2) -> InvoiceIssued:
 
 SAMPLES: dict[str, EventData] = {
     "invoice.issued": _invoice(),
+    "invoice.voided": InvoiceVoided(
+        account_id=ACCOUNT,
+        invoice_id=uuid.uuid4(),
+        number="INV-000001",
+        voided_at=NOW,
+        reason="Billed Zoë Secretperson twice",
+    ),
     "user.new_device_signed_in": NewDeviceSignedIn(
         account_id=ACCOUNT,
         user_id=uuid.uuid4(),

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(255), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=True),
         sa.Column("request_digest", sa.String(64), nullable=False),
+        sa.Column("claim_token", sa.Uuid(), nullable=True),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("headers", sa.Text(), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=True),
@@ -36,6 +37,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_idempotency_record_account_id", "idempotency_record", ["account_id"])
     op.create_index("ix_idempotency_record_created_at", "idempotency_record", ["created_at"])
+    op.create_index(
+        "ix_idempotency_record_claim_token", "idempotency_record", ["claim_token"], unique=True
+    )
 
 
 def downgrade() -> None:

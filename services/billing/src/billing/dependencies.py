@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from billing.accounts.service import AccountService
 from billing.auth.models import Principal
@@ -14,13 +16,14 @@ from billing.auth.second_factor import SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.customers.service import CustomerService
-from billing.errors import NotAuthenticatedError
+from billing.errors import BillingError, NotAuthenticatedError
 from billing.invoices.service import InvoiceService
 from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService, StaffService
 from billing.termination.service import TerminationService
 from billing.users.service import UserService
+from shared.idempotency import Caller, Identify
 
 MAX_OFFSET = 1_000_000  # past this, a client pages by filter; 2**63 once answered a 500
 
@@ -72,26 +75,51 @@ CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)
 SessionCookieDep = Annotated[str | None, Depends(_session)]
 
 
+async def _principal_from(
+    services: Services,
+    request: HTTPConnection,
+    credentials: HTTPAuthorizationCredentials | None,
+    session_token: str | None,
+) -> Principal:
+    if credentials is not None:
+        return await services.auth.authenticate(api_key=credentials.credentials)
+    if session_token is not None:
+        return await services.sessions.authenticate(
+            token=session_token,
+            method=request.scope["method"],
+            csrf_token=request.headers.get(CSRF_HEADER),
+        )
+    raise NotAuthenticatedError("sign in, or send an API key as 'Authorization: Bearer <key>'")
+
+
 async def get_principal(
     request: Request,
     services: ServicesDep,
     credentials: CredentialsDep,
     session_token: SessionCookieDep,
 ) -> Principal:
-    """The caller behind the bearer API key, or else behind the session cookie; the request
-    notes its account, so the answers kept for replay are the account's (shared.idempotency)."""
-    if credentials is not None:
-        principal = await services.auth.authenticate(api_key=credentials.credentials)
-    elif session_token is not None:
-        principal = await services.sessions.authenticate(
-            token=session_token,
-            method=request.method,
-            csrf_token=request.headers.get(CSRF_HEADER),
-        )
-    else:
-        raise NotAuthenticatedError("sign in, or send an API key as 'Authorization: Bearer <key>'")
-    request.state.account_id = principal.account_id
-    return principal
+    """The caller behind the bearer API key, or else behind the session cookie."""
+    return await _principal_from(services, request, credentials, session_token)
+
+
+def caller_identifier(services: Services) -> Identify:
+    """How the idempotency middleware learns whose key a request uses: the same
+    authentication as every route's, run before the route (shared.idempotency)."""
+
+    async def identify(scope: Scope) -> Caller | None:
+        connection = HTTPConnection(scope)
+        credentials, session_token = await _bearer(connection), await _session(connection)
+        if credentials is None and session_token is None:
+            return None
+        try:
+            principal = await _principal_from(services, connection, credentials, session_token)
+        except BillingError:
+            return None  # the route refuses it the same way, and nothing is kept
+        if principal.kind == "staff":
+            return Caller(identity=f"staff:{principal.staff_id}", account_id=None)
+        return Caller(identity=f"user:{principal.user_id}", account_id=principal.account_id)
+
+    return identify
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

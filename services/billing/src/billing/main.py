@@ -24,7 +24,7 @@ from billing.auth.sessions import SessionService
 from billing.customers import routes as customers
 from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
-from billing.dependencies import Services
+from billing.dependencies import Services, caller_identifier
 from billing.handlers import create_routes
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
@@ -130,7 +130,9 @@ def create_app(
     app.state.runtime = runtime
     install_problem_handlers(app)
     # Inside the edge's checks: a refused request (too large, a card number) claims no key.
-    app.add_middleware(IdempotencyMiddleware, engine=runtime.engine)
+    app.add_middleware(
+        IdempotencyMiddleware, engine=runtime.engine, identify=caller_identifier(services)
+    )
     harden_api(app, max_body_bytes=settings.max_body_bytes)
     mount_offline_docs(app)
     for domain in (

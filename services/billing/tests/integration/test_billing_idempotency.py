@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -64,8 +65,9 @@ async def test_the_same_key_with_another_request_is_refused_and_changes_nothing(
     problem = other.json()
     assert problem["errors"][0]["field"] == "Idempotency-Key"
     assert other.headers["content-type"] == "application/problem+json"
-    elsewhere = await api.post("/invoices", headers=headers, json={})
+    elsewhere = await api.post("/api-keys", headers=headers, json={"name": "k", "scopes": []})
     assert elsewhere.status_code == 422, "another path is another request"
+    assert elsewhere.json()["type"].endswith("/idempotency-key-reused"), elsewhere.text
     assert [c["name"] for c in await _customers(api, account)] == ["Bob Buyer"]
 
 
@@ -145,9 +147,6 @@ async def test_a_malformed_key_is_refused_naming_the_header_and_changes_nothing(
 ) -> None:
     raw = {"Authorization": account["headers"]["Authorization"], "Idempotency-Key": key.encode()}
     answered = await api.post("/customers", headers=raw, json=BOB)
-    if key == "":  # an empty header is no key: the request runs without one
-        assert answered.status_code == 201
-        return
     assert answered.status_code == 400, answered.text
     assert answered.json()["errors"][0]["field"] == "Idempotency-Key"
     assert await _customers(api, account) == []
@@ -213,7 +212,76 @@ async def test_kept_answers_are_swept_after_a_day(
         assert await sweep_idempotency_records(engine) >= 1
     finally:
         await engine.dispose()
+    left = await _sql(
+        billing_settings,
+        "DELETE FROM idempotency_record WHERE key = $1",
+        headers["Idempotency-Key"],
+    )
+    assert left == "DELETE 0", "the sweep deleted it"
     later = await api.post("/customers", headers=headers, json=BOB)
     assert later.status_code == 201
     assert "idempotent-replayed" not in later.headers, "a day on, the key is a new request"
     assert later.json()["id"] != first.json()["id"]
+
+
+async def test_identical_requests_at_once_create_one_customer(
+    api: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    headers = _keyed(account)
+    answers = await asyncio.gather(
+        *(api.post("/customers", headers=headers, json=BOB) for _ in range(6))
+    )
+    assert {answer.status_code for answer in answers} <= {201, 409}
+    created = {answer.json()["id"] for answer in answers if answer.status_code == 201}
+    assert len(created) == 1, [answer.text for answer in answers]
+    assert [c["id"] for c in await _customers(api, account)] == list(created)
+
+
+async def test_a_revoked_key_replays_nothing(
+    api: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    made = await api.post(
+        "/api-keys",
+        headers=account["headers"],
+        json={"name": "script", "scopes": ["customers:read", "customers:write"]},
+    )
+    script = {"headers": {"Authorization": f"Bearer {made.json()['api_key']}"}}
+    headers = _keyed(script)
+    assert (await api.post("/customers", headers=headers, json=BOB)).status_code == 201
+    revoked = await api.post(f"/api-keys/{made.json()['id']}/revoke", headers=account["headers"])
+    assert revoked.status_code == 200, revoked.text
+    retried = await api.post("/customers", headers=headers, json=BOB)
+    assert retried.status_code == 401, "a revoked key gets no kept answer, which holds Bob's data"
+    assert "bob@buyer.example.com" not in retried.text
+
+
+async def test_a_redirect_is_not_kept_so_the_followed_request_runs(
+    api: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    headers = _keyed(account)
+    redirected = await api.post("/customers/", headers=headers, json=BOB)
+    assert redirected.status_code == 307, redirected.text
+    followed = await api.post("/customers", headers=headers, json=BOB)
+    assert followed.status_code == 201, followed.text
+
+
+async def test_callers_without_credentials_learn_nothing_about_each_others_requests(
+    api: httpx.AsyncClient,
+) -> None:
+    key = str(uuid.uuid4())
+
+    def sign_up(name: str) -> dict[str, Any]:
+        return {
+            "name": f"{name} Ltd",
+            "owner": {
+                "name": name,
+                "email": f"{name.lower()}-{uuid.uuid4().hex[:6]}@acme.example.com",
+                "password": f"{name}'s long passphrase",
+            },
+        }
+
+    first = await api.post("/accounts", headers={"Idempotency-Key": key}, json=sign_up("Ann"))
+    assert first.status_code == 201, first.text
+    other = await api.post("/accounts", headers={"Idempotency-Key": key}, json=sign_up("Ben"))
+    assert other.status_code == 409, "not 422: that would say whether Ann's body matched"
+    assert other.json()["type"].endswith("/request-completed")

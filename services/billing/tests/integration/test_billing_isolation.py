@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/users/{user_id:uuid}"): {"role": "read_only"},
     ("PATCH", "/customers/{customer_id}"): {"name": "Hijacked", "email": "x@attacker.example"},
+    ("POST", "/invoices/{invoice_id}/void"): {"reason": "Hijacked"},
 }
 
 

@@ -12,6 +12,7 @@ from shared.contracts import (
     DetailsChanged,
     ExportAssembled,
     InvoiceIssued,
+    InvoiceLine,
     NewDeviceSignedIn,
     UserInvited,
 )
@@ -57,13 +58,29 @@ def plain_number(value: Decimal) -> str:
     return f"{stripped.quantize(Decimal(1)) if stripped == stripped.to_integral() else stripped}"
 
 
+def _invoice_line(line: InvoiceLine, currency: str) -> str:
+    text = (
+        f"  {line.description}: {plain_number(line.quantity)} x {plain_number(line.unit_price)}"
+        f" = {money(line.amount, currency)}"
+    )
+    if line.discount_amount:
+        net = line.amount - line.discount_amount if line.net_amount is None else line.net_amount
+        text += f", less {plain_number(line.discount_percent)}% = {money(net, currency)}"
+    if line.tax_rate:
+        text += f" (tax {plain_number(line.tax_rate)}%)"
+    return text
+
+
 def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
     """Subject and plain-text body of an issued invoice."""
-    lines = "\n".join(
-        f"  {line.description}: {plain_number(line.quantity)} x {plain_number(line.unit_price)}"
-        f" = {money(line.amount, event.currency)}"
-        for line in event.lines
-    )
+    lines = "\n".join(_invoice_line(line, event.currency) for line in event.lines)
+    subtotal = event.total if event.subtotal is None else event.subtotal
+    sums = [f"Subtotal: {money(subtotal, event.currency)}"] if event.taxes else []
+    sums += [
+        f"Tax {plain_number(tax.rate)}% on {money(tax.taxable_amount, event.currency)}: "
+        f"{money(tax.tax_amount, event.currency)}"
+        for tax in event.taxes
+    ]
     seller = "\n".join(
         part
         for part in (
@@ -79,7 +96,8 @@ def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
         f"{event.seller_name} has issued invoice {event.number} dated {event.issue_date}.\n\n"
         f"From:\n{seller}\n\nBill to:\n{bill_to}\n\n"
         f"{lines}\n\n"
-        f"Total due: {money(event.total, event.currency)}, by {event.due_date}.\n\n"
+        + "".join(f"{line}\n" for line in sums)
+        + f"Total due: {money(event.total, event.currency)}, by {event.due_date}.\n\n"
         "This is a transactional message about your invoice.\n"
     )
     return f"Invoice {event.number} from {event.seller_name}", body

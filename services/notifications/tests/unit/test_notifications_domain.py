@@ -13,7 +13,13 @@ from notifications.domain import (
     message_id_for,
     money,
 )
-from shared.contracts import DetailsChanged, InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer
+from shared.contracts import (
+    DetailsChanged,
+    InvoiceIssued,
+    InvoiceLine,
+    IssuedInvoiceCustomer,
+    TaxTotal,
+)
 
 
 def test_use_there_is_no_marketing_kind_of_message() -> None:
@@ -59,6 +65,52 @@ def test_invoice_email_states_number_total_and_due_date() -> None:
     assert "INV-000007" in subject
     assert "Total due: 10.01 EUR, by 2026-01-31" in body, "the currency's minor unit"
     assert "Work: 2 x 5.005 = 10.01 EUR" in body
+
+
+def test_invoice_email_shows_each_discount_and_the_tax_of_each_rate() -> None:
+    event = InvoiceIssued(
+        account_id=uuid4(),
+        invoice_id=uuid4(),
+        number="INV-000008",
+        seller_name="Acme",
+        customer=IssuedInvoiceCustomer(customer_id=uuid4(), name="Bob", email="bob@example.com"),
+        currency="EUR",
+        lines=[
+            InvoiceLine(
+                description="Work",
+                quantity=Decimal(2),
+                unit_price=Decimal(50),
+                amount=Decimal(100),
+                discount_percent=Decimal(10),
+                discount_amount=Decimal(10),
+                net_amount=Decimal(90),
+                tax_rate=Decimal(20),
+            ),
+            InvoiceLine(
+                description="Books",
+                quantity=Decimal(1),
+                unit_price=Decimal(10),
+                amount=Decimal(10),
+                tax_rate=Decimal("5.5"),
+            ),
+        ],
+        subtotal=Decimal(100),
+        taxes=[
+            TaxTotal(rate=Decimal("5.5"), taxable_amount=Decimal(10), tax_amount=Decimal("0.55")),
+            TaxTotal(rate=Decimal(20), taxable_amount=Decimal(90), tax_amount=Decimal(18)),
+        ],
+        tax_total=Decimal("18.55"),
+        total=Decimal("118.55"),
+        issue_date=date(2026, 1, 1),
+        due_date=date(2026, 1, 31),
+    )
+    _, body = invoice_email(event)
+    assert "Work: 2 x 50 = 100.00 EUR, less 10% = 90.00 EUR (tax 20%)" in body
+    assert "Books: 1 x 10 = 10.00 EUR (tax 5.5%)" in body
+    assert "Subtotal: 100.00 EUR" in body
+    assert "Tax 5.5% on 10.00 EUR: 0.55 EUR" in body
+    assert "Tax 20% on 90.00 EUR: 18.00 EUR" in body
+    assert "Total due: 118.55 EUR, by 2026-01-31" in body
 
 
 def test_invoice_email_amounts_follow_each_currency_minor_unit() -> None:

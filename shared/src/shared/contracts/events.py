@@ -60,6 +60,21 @@ class InvoiceLine(_Part):
     amount: Decimal = Field(
         description="quantity x unit_price, rounded to the currency's minor unit."
     )
+    # Defaults keep events written before discounts and taxes readable.
+    discount_percent: Decimal = Field(default=Decimal(0), description="Discount in percent.")
+    discount_amount: Decimal = Field(default=Decimal(0), description="The discount's amount.")
+    net_amount: Decimal | None = Field(
+        default=None, description="amount - discount_amount; null: the amount."
+    )
+    tax_rate: Decimal = Field(default=Decimal(0), description="Tax rate on the net, in percent.")
+
+
+class TaxTotal(_Part):
+    """One tax rate's total on an issued invoice."""
+
+    rate: Decimal = Field(description="Tax rate in percent.")
+    taxable_amount: Decimal = Field(description="Sum of the nets of the lines at this rate.")
+    tax_amount: Decimal = Field(description="Tax on that sum, rounded once.")
 
 
 class InvoiceIssued(EventData):
@@ -79,9 +94,25 @@ class InvoiceIssued(EventData):
     customer: IssuedInvoiceCustomer = Field(description="Who the invoice is for.")
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
     lines: list[InvoiceLine] = Field(min_length=1, description="The invoice lines.")
-    total: Decimal = Field(description="Sum of line amounts.")
+    subtotal: Decimal | None = Field(
+        default=None, description="Sum of the lines' nets; null: the total (no taxes)."
+    )
+    taxes: list[TaxTotal] = Field(default_factory=list, description="Tax per rate above 0.")
+    tax_total: Decimal = Field(default=Decimal(0), description="Sum of the taxes.")
+    total: Decimal = Field(description="subtotal + tax_total: what is due.")
     issue_date: date = Field(description="Date of issue.")
     due_date: date = Field(description="Payment due date.")
+
+
+class InvoiceVoided(EventData):
+    """An issued invoice was voided: it is no longer due, and nothing more is sent about it."""
+
+    event_type = "invoice.voided"
+
+    invoice_id: UUID = Field(description="Billing's invoice id.")
+    number: str = Field(description="The void invoice's number, which stays taken.")
+    voided_at: datetime = Field(description="When it was voided.")
+    reason: str = personal_data("Why, as a user of the account wrote it.")
 
 
 class UserInvited(EventData):
@@ -282,6 +313,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
         InvoiceIssued,
+        InvoiceVoided,
         AccountTerminated,
         DataAccessed,
         ExportRequested,

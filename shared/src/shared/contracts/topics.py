@@ -24,6 +24,12 @@ class Topic:
 
 TOPICS: tuple[Topic, ...] = (
     Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
+    Topic(
+        "invoice.voided",
+        ("billing",),
+        (),
+        "An issued invoice was voided: it is no longer due (for reminders and webhooks).",
+    ),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
     Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
     Topic(

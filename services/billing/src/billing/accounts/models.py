@@ -17,7 +17,8 @@ from billing.accounts.domain import AccountStatus, Role, UserStatus
 from billing.auth.models import Reauthentication, TotpCode
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
-from billing.invoices.models import CurrencyCode
+from billing.invoices.domain import DEFAULT_TERMS_DAYS
+from billing.invoices.models import CurrencyCode, TermsDays
 from billing.schemas import Patch, Schema, optional
 from shared.idempotency import ShownOnce
 from shared.input_types import EmailAddress, Name, SafeText, refuse_card_numbers
@@ -75,6 +76,7 @@ class Account(BillingTable, table=True):
     currency: str = Field(default="EUR", max_length=3)
     locale: str = Field(default="en")
     time_zone: str = Field(default="UTC")
+    payment_terms_days: int = Field(default=DEFAULT_TERMS_DAYS)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -152,6 +154,9 @@ class AccountDetailsChange(Patch):
     currency: CurrencyCode = optional("Currency of new invoices that name none.")
     locale: LocaleCode = optional("Language (and region) of the account's mail.")
     time_zone: TimeZoneName = optional("Time zone invoices are dated in.")
+    payment_terms_days: TermsDays = optional(
+        "Payment terms of new invoices that name neither a due date nor terms, in days."
+    )
 
 
 class OwnDetailsChange(Patch):
@@ -183,6 +188,7 @@ class AccountPublic(Schema):
     currency: str
     locale: str
     time_zone: str
+    payment_terms_days: int
     created_at: datetime | None
     terminated_at: datetime | None
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -11,6 +13,8 @@ from iso4217 import Currency
 
 MAX_LINE_AMOUNT = Decimal("999999999999.99")  # a line; 500 of them still fit NUMERIC(18, 4)
 MAX_DUE_YEARS = 10  # further out than this is a typo, not a payment term
+MAX_TERMS_DAYS = 365  # payment terms longer than a year are a typo
+DEFAULT_TERMS_DAYS = 30  # net 30, until the account sets its own
 
 
 class InvoiceStatus(StrEnum):
@@ -18,6 +22,7 @@ class InvoiceStatus(StrEnum):
 
     DRAFT = "draft"
     ISSUED = "issued"
+    VOID = "void"
 
 
 class InvoiceStateError(Exception):
@@ -56,15 +61,86 @@ def plain_decimal(value: Decimal) -> Decimal:
     return stripped.quantize(Decimal(1)) if stripped == stripped.to_integral() else stripped
 
 
+def _minor_unit(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
 def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
     """quantity x unit price, rounded half up to the currency's minor unit."""
-    exponent = Decimal(1).scaleb(-minor_units(currency))
-    return (quantity * unit_price).quantize(exponent, rounding=ROUND_HALF_UP)
+    return (quantity * unit_price).quantize(_minor_unit(currency), rounding=ROUND_HALF_UP)
 
 
-def invoice_total(amounts: list[Decimal]) -> Decimal:
-    """The sum of the line amounts."""
-    return sum(amounts, Decimal(0))
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    """A line's money: its amount, its discount, its net, and the rate the net is taxed at."""
+
+    amount: Decimal  # quantity x unit price, at the minor unit
+    discount_amount: Decimal
+    net_amount: Decimal
+    tax_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TaxTotal:
+    """One rate's tax: the net amounts taxed at it, and the tax on their sum."""
+
+    rate: Decimal
+    taxable_amount: Decimal
+    tax_amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """An invoice's sums: net of discounts, tax per rate, and the total due."""
+
+    subtotal: Decimal
+    taxes: tuple[TaxTotal, ...]
+    tax_total: Decimal
+    total: Decimal
+
+
+def price_line(
+    quantity: Decimal,
+    unit_price: Decimal,
+    currency: str,
+    *,
+    discount_percent: Decimal = Decimal(0),
+    tax_rate: Decimal = Decimal(0),
+) -> PricedLine:
+    """A line's amount, its discount (a percentage of the amount, rounded half up to the minor
+    unit) and its net."""
+    amount = line_amount(quantity, unit_price, currency)
+    discount = (amount * discount_percent / 100).quantize(
+        _minor_unit(currency), rounding=ROUND_HALF_UP
+    )
+    return PricedLine(amount, discount, amount - discount, tax_rate)
+
+
+def invoice_totals(lines: Iterable[PricedLine], currency: str) -> Totals:
+    """The nets summed, then each rate's tax on the sum of its lines' nets, rounded once per
+    rate (as EU VAT invoices show it, so lines' roundings do not add up), then the total."""
+    taxable: dict[Decimal, Decimal] = {}
+    subtotal = Decimal(0)
+    for line in lines:
+        subtotal += line.net_amount
+        rate = plain_decimal(line.tax_rate)
+        taxable[rate] = taxable.get(rate, Decimal(0)) + line.net_amount
+    taxes = tuple(
+        TaxTotal(
+            rate=rate,
+            taxable_amount=base,
+            tax_amount=(base * rate / 100).quantize(_minor_unit(currency), rounding=ROUND_HALF_UP),
+        )
+        for rate, base in sorted(taxable.items())
+        if rate
+    )
+    tax_total = sum((tax.tax_amount for tax in taxes), Decimal(0))
+    return Totals(subtotal, taxes, tax_total, subtotal + tax_total)
+
+
+def due_date_for(issue_date: date, terms_days: int) -> date:
+    """The due date of an invoice on payment terms: so many days after its issue date."""
+    return issue_date + timedelta(days=terms_days)
 
 
 def format_invoice_number(sequence: int) -> str:
@@ -81,3 +157,9 @@ def ensure_issuable(status: InvoiceStatus) -> None:
     """Only a draft can be issued."""
     if status is not InvoiceStatus.DRAFT:
         raise InvoiceStateError(f"invoice is {status}, only a draft can be issued")
+
+
+def ensure_voidable(status: InvoiceStatus) -> None:
+    """Only an issued invoice can be voided: a draft was never sent, a void one is already."""
+    if status is not InvoiceStatus.ISSUED:
+        raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be voided")

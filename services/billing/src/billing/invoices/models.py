@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import pydantic
-from pydantic import AfterValidator, field_validator, model_validator
+from pydantic import AfterValidator, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
 from sqlmodel import Field
@@ -18,12 +18,13 @@ from billing.database import BillingTable, created_at_column
 from billing.invoices.domain import (
     MAX_DUE_YEARS,
     MAX_LINE_AMOUNT,
+    MAX_TERMS_DAYS,
     InvoiceStatus,
     invoice_currencies,
     is_invoice_currency,
 )
 from billing.schemas import Schema
-from shared.input_types import DecimalOutput, DecimalString, Description
+from shared.input_types import WHOLE_NUMBER_ONLY, DecimalOutput, DecimalString, Description
 
 
 class Invoice(BillingTable, table=True):
@@ -37,9 +38,16 @@ class Invoice(BillingTable, table=True):
     number: str | None = None
     status: InvoiceStatus = Field(default=InvoiceStatus.DRAFT)
     currency: str = Field(max_length=3)
-    total: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
+    # Sums of up to 500 lines of up to 1e12, taxed up to 100%: 16 digits before the point.
+    subtotal: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
+    tax_total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
+    total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
     issue_date: date | None = None
-    due_date: date
+    # A draft on payment terms has none until it is issued: then issue date + terms.
+    due_date: date | None = None
+    payment_terms_days: int | None = None
+    voided_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    void_reason: str | None = None
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     issued_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # Who issued it to whom, as printed: fixed at issue, whatever is corrected later (RECTIFY).
@@ -64,6 +72,9 @@ class InvoiceLine(BillingTable, table=True):
     quantity: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
     unit_price: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
     amount: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
+    discount_percent: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
+    discount_amount: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
+    tax_rate: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
 
 
 def _invoice_currency(code: str) -> str:
@@ -89,6 +100,10 @@ QUANTITY_PATTERN = (
     r"|0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
 )
 UNIT_PRICE_PATTERN = r"^(?:(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,4})?|1000000000000(?:\.0{1,4})?)$"
+# A percentage from 0 to 100 with at most 3 decimal places (Quebec's 9.975%).
+PERCENT_PATTERN = r"^(?:(?:0|[1-9][0-9]?)(?:\.[0-9]{1,3})?|100(?:\.0{1,3})?)$"
+Percent = Annotated[Decimal, DecimalString(PERCENT_PATTERN, "20")]
+TermsDays = Annotated[int, pydantic.Field(ge=0, le=MAX_TERMS_DAYS), WHOLE_NUMBER_ONLY]
 
 
 class InvoiceLineCreate(Schema):
@@ -100,6 +115,20 @@ class InvoiceLineCreate(Schema):
     )
     unit_price: Annotated[Decimal, DecimalString(UNIT_PRICE_PATTERN, "10.50")] = pydantic.Field(
         ge=0, le=1_000_000_000_000, decimal_places=4, description="Price each: 0 to 1e12."
+    )
+    discount_percent: Percent = pydantic.Field(
+        default=Decimal(0),
+        ge=0,
+        le=100,
+        decimal_places=3,
+        description="Discount on the line, in percent of quantity x unit price: 0 to 100.",
+    )
+    tax_rate: Percent = pydantic.Field(
+        default=Decimal(0),
+        ge=0,
+        le=100,
+        decimal_places=3,
+        description="Tax (VAT, GST, sales tax) on the line's net, in percent: 0 to 100.",
     )
 
     @model_validator(mode="after")
@@ -123,9 +152,15 @@ class InvoiceCreate(Schema):
     currency: CurrencyCode | None = pydantic.Field(
         default=None, description="ISO 4217 code; by default the account's currency."
     )
-    due_date: date = pydantic.Field(
+    due_date: date | None = pydantic.Field(
+        default=None,
         description="Payment due date: not before today (the earliest issue date), "
-        f"at most {MAX_DUE_YEARS} years ahead."
+        f"at most {MAX_DUE_YEARS} years ahead. Or give payment_terms_days; with neither, the "
+        "account's payment terms apply.",
+    )
+    payment_terms_days: TermsDays | None = pydantic.Field(
+        default=None,
+        description="Payment terms: due so many days after the issue date (0: on receipt).",
     )
     lines: list[InvoiceLineCreate] = pydantic.Field(
         min_length=1, max_length=500, description="Lines."
@@ -134,9 +169,19 @@ class InvoiceCreate(Schema):
         default=False, description="Issue it now: numbered, dated today and sent."
     )
 
+    @field_validator("payment_terms_days")
+    @classmethod
+    def _terms_or_due_date(cls, days: int | None, info: ValidationInfo) -> int | None:
+        # Named on the terms: the due date, declared first, is already validated.
+        if days is not None and info.data.get("due_date") is not None:
+            raise ValueError("give a due date or payment terms, not both")
+        return days
+
     @field_validator("due_date")
     @classmethod
-    def _due_date_plausible(cls, due: date) -> date:
+    def _due_date_plausible(cls, due: date | None) -> date | None:
+        if due is None:
+            return None
         # Invoices are dated where the seller is: the earliest issue date is today's date in
         # the westernmost time zone; issuing checks it against the account's own.
         today = datetime.now(EARLIEST_TIME_ZONE).date()
@@ -154,7 +199,19 @@ class InvoiceLinePublic(Schema):
     description: str
     quantity: DecimalOutput
     unit_price: DecimalOutput
-    amount: DecimalOutput
+    amount: DecimalOutput = pydantic.Field(description="quantity x unit price.")
+    discount_percent: DecimalOutput
+    discount_amount: DecimalOutput
+    net_amount: DecimalOutput = pydantic.Field(description="amount - discount, before tax.")
+    tax_rate: DecimalOutput
+
+
+class TaxTotalPublic(Schema):
+    """One tax rate's total: the nets taxed at it and the tax on their sum."""
+
+    rate: DecimalOutput
+    taxable_amount: DecimalOutput
+    tax_amount: DecimalOutput
 
 
 class SellerPublic(Schema):
@@ -181,10 +238,21 @@ class InvoicePublic(Schema):
     number: str | None
     status: InvoiceStatus
     currency: str
-    total: DecimalOutput
+    subtotal: DecimalOutput = pydantic.Field(description="The lines' nets, after discounts.")
+    taxes: list[TaxTotalPublic] = pydantic.Field(description="Tax per rate, rates above 0.")
+    tax_total: DecimalOutput
+    total: DecimalOutput = pydantic.Field(description="subtotal + tax_total: what is due.")
     issue_date: date | None
-    due_date: date
+    due_date: date | None = pydantic.Field(description="Null on a draft on payment terms.")
+    payment_terms_days: int | None
     issued_at: datetime | None
+    voided_at: datetime | None
     seller: SellerPublic | None = pydantic.Field(description="As issued; null on a draft.")
     bill_to: BillToPublic | None = pydantic.Field(description="As issued; null on a draft.")
     lines: list[InvoiceLinePublic]
+
+
+class InvoiceVoid(Schema):
+    """Void an issued invoice: it stays in the numbering, marked void, and is no longer due."""
+
+    reason: Description = pydantic.Field(description="Why, as the account's records show it.")

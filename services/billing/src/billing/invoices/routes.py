@@ -15,9 +15,11 @@ from billing.invoices.models import (
     InvoiceCreate,
     InvoiceLinePublic,
     InvoicePublic,
+    InvoiceVoid,
     SellerPublic,
+    TaxTotalPublic,
 )
-from billing.invoices.service import InvoiceWithLines
+from billing.invoices.service import InvoiceWithLines, totals_of
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -26,6 +28,7 @@ router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 def _public(found: InvoiceWithLines) -> InvoicePublic:
     invoice, currency = found.invoice, found.invoice.currency
+    totals = totals_of(invoice, found.lines)
     return InvoicePublic(
         id=invoice.id,
         customer_id=invoice.customer_id,
@@ -34,7 +37,9 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
         currency=currency,
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
+        payment_terms_days=invoice.payment_terms_days,
         issued_at=invoice.issued_at,
+        voided_at=invoice.voided_at,
         seller=None
         if invoice.seller_name is None
         else SellerPublic(
@@ -49,6 +54,16 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
             email=invoice.customer_email,
             address=invoice.customer_address,
         ),
+        subtotal=to_minor_unit(invoice.subtotal, currency),
+        taxes=[
+            TaxTotalPublic(
+                rate=plain_decimal(tax.rate),
+                taxable_amount=to_minor_unit(tax.taxable_amount, currency),
+                tax_amount=to_minor_unit(tax.tax_amount, currency),
+            )
+            for tax in totals.taxes
+        ],
+        tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),
         lines=[
             InvoiceLinePublic(
@@ -57,6 +72,10 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
                 quantity=plain_decimal(line.quantity),
                 unit_price=plain_decimal(line.unit_price),
                 amount=to_minor_unit(line.amount, currency),
+                discount_percent=plain_decimal(line.discount_percent),
+                discount_amount=to_minor_unit(line.discount_amount, currency),
+                net_amount=to_minor_unit(line.amount - line.discount_amount, currency),
+                tax_rate=plain_decimal(line.tax_rate),
             )
             for line in found.lines
         ],
@@ -67,7 +86,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
     "/invoices",
     status_code=201,
     response_model=InvoicePublic,
-    responses=links_by_id(201, "invoice_id", "get_invoice", "issue_invoice"),
+    responses=links_by_id(201, "invoice_id", "get_invoice", "issue_invoice", "void_invoice"),
 )
 async def draft_invoice(
     body: InvoiceCreate, principal: Bookkeeper, services: ServicesDep
@@ -110,3 +129,17 @@ async def issue_invoice(
 ) -> InvoicePublic:
     """Issue a draft: it gets its number and is emailed to the customer."""
     return _public(await services.invoices.issue(principal=principal, invoice_id=invoice_id))
+
+
+@router.post(
+    "/invoices/{invoice_id}/void",
+    response_model=InvoicePublic,
+    responses={**NOT_FOUND, **CONFLICT},
+)
+async def void_invoice(
+    invoice_id: UUID, body: InvoiceVoid, principal: Bookkeeper, services: ServicesDep
+) -> InvoicePublic:
+    """Void an issued invoice: its number stays taken, and it is no longer due."""
+    return _public(
+        await services.invoices.void(principal=principal, invoice_id=invoice_id, request=body)
+    )

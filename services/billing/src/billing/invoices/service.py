@@ -20,25 +20,30 @@ from billing.errors import ConflictError, InvalidReferenceError, NotFoundError
 from billing.invoices.domain import (
     InvoiceStateError,
     InvoiceStatus,
+    PricedLine,
+    Totals,
+    due_date_for,
     ensure_issuable,
+    ensure_voidable,
     format_invoice_number,
-    invoice_total,
+    invoice_totals,
     issue_date_at,
-    line_amount,
+    price_line,
 )
-from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine
-from shared.contracts import InvoiceIssued, IssuedInvoiceCustomer
+from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine, InvoiceVoid
+from shared.contracts import InvoiceIssued, InvoiceVoided, IssuedInvoiceCustomer
 from shared.contracts import InvoiceLine as IssuedLine
+from shared.contracts import TaxTotal as IssuedTaxTotal
 from shared.db import SessionFactory
 from shared.group_commit import GroupCommit, Submitted
 from shared.unit_of_work import UnitsOfWork, Work
 
-# The customer, and the account's currency for an invoice that names none.
+# The customer, and the account's currency and terms for an invoice that names neither.
 _CUSTOMER = """
-SELECT a.currency FROM customer c JOIN account a ON a.id = c.account_id
+SELECT a.currency, a.payment_terms_days FROM customer c JOIN account a ON a.id = c.account_id
 WHERE c.account_id = $1 AND c.id = $2
 """
-_CURRENCY = "SELECT currency FROM account WHERE id = $1"
+_ACCOUNT_DEFAULTS = "SELECT currency, payment_terms_days FROM account WHERE id = $1"
 # The seller locked, with the buyers: the lock, held to commit, keeps numbering gapless, and a
 # correction of the account's details (which takes it too) lands before or after, never within.
 _SELLER_AND_BUYERS = """
@@ -53,28 +58,31 @@ _INSERT_INVOICES_WITH_LINES = """
 WITH invoice_rows AS (
     INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total,
         issue_date, due_date, issued_at, seller_name, seller_address, seller_tax_id,
-        customer_name, customer_email, customer_address)
+        customer_name, customer_email, customer_address, subtotal, tax_total,
+        payment_terms_days)
     SELECT id, $1, customer_id, number, status::invoicestatus, currency, total, issue_date,
         due_date, issued_at, seller_name, seller_address, seller_tax_id, customer_name,
-        customer_email, customer_address
+        customer_email, customer_address, subtotal, tax_total, payment_terms_days
     FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[],
         $8::date[], $9::date[], $10::timestamptz[], $18::text[], $19::text[], $20::text[],
-        $21::text[], $22::text[], $23::text[])
+        $21::text[], $22::text[], $23::text[], $24::numeric[], $25::numeric[], $26::int[])
         AS i(id, customer_id, number, status, currency, total, issue_date, due_date, issued_at,
             seller_name, seller_address, seller_tax_id, customer_name, customer_email,
-            customer_address)
+            customer_address, subtotal, tax_total, payment_terms_days)
 )
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
-    unit_price, amount)
-SELECT id, invoice_id, $1, position, description, quantity, unit_price, amount
+    unit_price, amount, discount_percent, discount_amount, tax_rate)
+SELECT id, invoice_id, $1, position, description, quantity, unit_price, amount,
+    discount_percent, discount_amount, tax_rate
 FROM unnest($11::uuid[], $12::uuid[], $13::int[], $14::text[], $15::numeric[],
-    $16::numeric[], $17::numeric[])
-    AS line(id, invoice_id, position, description, quantity, unit_price, amount)
+    $16::numeric[], $17::numeric[], $27::numeric[], $28::numeric[], $29::numeric[])
+    AS line(id, invoice_id, position, description, quantity, unit_price, amount,
+        discount_percent, discount_amount, tax_rate)
 """
-# The same, taking the numbers it used in the statement that writes them ($24 of them).
+# The same, taking the numbers it used in the statement that writes them ($30 of them).
 _INSERT_NUMBERED_INVOICES_WITH_LINES = _INSERT_INVOICES_WITH_LINES.replace(
     "WITH invoice_rows AS (",
-    "WITH numbers AS (\n    UPDATE account SET next_invoice_number = next_invoice_number + $24"
+    "WITH numbers AS (\n    UPDATE account SET next_invoice_number = next_invoice_number + $30"
     " WHERE id = $1\n), invoice_rows AS (",
     1,
 )
@@ -104,7 +112,10 @@ class DraftedInvoice:
     account_id: UUID
     customer_id: UUID
     currency: str
-    due_date: date
+    due_date: date | None
+    payment_terms_days: int | None
+    subtotal: Decimal
+    tax_total: Decimal
     total: Decimal
     number: str | None = None
     status: InvoiceStatus = InvoiceStatus.DRAFT
@@ -116,6 +127,7 @@ class DraftedInvoice:
     customer_name: str | None = None
     customer_email: str | None = None
     customer_address: str | None = None
+    voided_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +140,9 @@ class DraftedLine:
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal
+    discount_percent: Decimal
+    discount_amount: Decimal
+    tax_rate: Decimal
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,12 @@ async def _insert_drafted(
         [line.unit_price for _, line in lines],
         [line.amount for _, line in lines],
         *([getattr(i, name) for i in invoices] for name in PARTY_FIELDS),
+        [i.subtotal for i in invoices],
+        [i.tax_total for i in invoices],
+        [i.payment_terms_days for i in invoices],
+        [line.discount_percent for _, line in lines],
+        [line.discount_amount for _, line in lines],
+        [line.tax_rate for _, line in lines],
         *([numbered] if numbered else []),
     )
 
@@ -213,9 +234,13 @@ async def invoice_for_issue(
     return None if row is None else (row[0], row[1], row[2])
 
 
-def _due_before(invoice: Invoice | DraftedInvoice, issue_date: date) -> ConflictError | None:
-    """The refusal of an invoice due before the date it would be issued, if it is."""
-    if invoice.due_date < issue_date:
+def _date_issued(invoice: Invoice | DraftedInvoice, issue_date: date) -> ConflictError | None:
+    """Date the invoice and, on payment terms, set its due date; or the refusal of an invoice
+    due before the date it would be issued."""
+    invoice.issue_date = issue_date
+    if invoice.due_date is None:
+        invoice.due_date = due_date_for(issue_date, invoice.payment_terms_days or 0)
+    elif invoice.due_date < issue_date:
         return ConflictError("the due date is before today, the issue date", field="due_date")
     return None
 
@@ -240,10 +265,8 @@ async def _number_and_announce(
     number = await take_invoice_number(work.session, account.id)
     await work.session.refresh(account)  # the details as of the lock, as the batch path reads
     now = datetime.now(UTC)
-    issue_date = issue_date_at(now, account.time_zone)
-    if refusal := _due_before(invoice, issue_date):
+    if refusal := _date_issued(invoice, issue_date_at(now, account.time_zone)):
         raise refusal
-    invoice.issue_date = issue_date
     _mark_issued(
         invoice,
         number=number,
@@ -266,6 +289,7 @@ def _issued_event(
     """The `invoice.issued` event, from the invoice's own snapshot."""
     assert invoice.number is not None
     assert invoice.issue_date is not None
+    assert invoice.due_date is not None
     assert invoice.seller_name is not None
     assert invoice.customer_name is not None
     assert invoice.customer_email is not None
@@ -289,13 +313,48 @@ def _issued_event(
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 amount=line.amount,
+                discount_percent=line.discount_percent,
+                discount_amount=line.discount_amount,
+                net_amount=line.amount - line.discount_amount,
+                tax_rate=line.tax_rate,
             )
             for line in lines
         ],
+        subtotal=invoice.subtotal,
+        taxes=[
+            IssuedTaxTotal(
+                rate=tax.rate, taxable_amount=tax.taxable_amount, tax_amount=tax.tax_amount
+            )
+            for tax in totals_of(invoice, lines).taxes
+        ],
+        tax_total=invoice.tax_total,
         total=invoice.total,
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
     )
+
+
+def totals_of_lines(lines: Sequence[InvoiceLine | DraftedLine], currency: str) -> Totals:
+    """An invoice's sums from its lines as stored."""
+    return invoice_totals(
+        (
+            PricedLine(
+                amount=line.amount,
+                discount_amount=line.discount_amount,
+                net_amount=line.amount - line.discount_amount,
+                tax_rate=line.tax_rate,
+            )
+            for line in lines
+        ),
+        currency,
+    )
+
+
+def totals_of(
+    invoice: Invoice | DraftedInvoice, lines: Sequence[InvoiceLine | DraftedLine]
+) -> Totals:
+    """An invoice's sums, tax per rate included, from its stored lines."""
+    return totals_of_lines(lines, invoice.currency)
 
 
 def _no_such_customer() -> InvalidReferenceError:
@@ -316,51 +375,72 @@ class InvoiceService:
         """Create a draft invoice for one of the caller's customers, issued at once if asked."""
         account_id = principal.require_user()
         if request.issue:
-            currency = request.currency or await self._account_currency(account_id)
+            defaults = await self._account_defaults(account_id)
             return await self._issuing.submit(
-                account_id, self._drafted(account_id, request, currency)
+                account_id, self._drafted(account_id, request, defaults)
             )
         # The hot path of the API, in plain SQL inside the unit of work's transaction.
         async with self.units() as work:
             db = await work.driver()
-            account_currency = await db.fetchval(_CUSTOMER, account_id, request.customer_id)
-            if account_currency is None:
+            defaults = await db.fetchrow(_CUSTOMER, account_id, request.customer_id)
+            if defaults is None:
                 raise _no_such_customer()
-            drafted = self._drafted(account_id, request, request.currency or account_currency)
+            drafted = self._drafted(account_id, request, defaults)
             await _insert_drafted(db, account_id, [drafted])
         return InvoiceWithLines(drafted.invoice, drafted.lines)
 
-    def _drafted(self, account_id: UUID, request: InvoiceCreate, currency: str) -> Drafted:
-        """The invoice and lines a request describes, in the currency, not yet written."""
-        invoice_id = uuid4()
-        lines = [
-            DraftedLine(
-                id=uuid4(),
-                position=index,
-                description=line.description,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line_amount(line.quantity, line.unit_price, currency),
+    def _drafted(
+        self, account_id: UUID, request: InvoiceCreate, defaults: asyncpg.Record
+    ) -> Drafted:
+        """The invoice and lines a request describes, not yet written; the account's currency
+        and payment terms where it names none."""
+        currency = request.currency or defaults["currency"]
+        lines = []
+        for index, line in enumerate(request.lines, start=1):
+            priced = price_line(
+                line.quantity,
+                line.unit_price,
+                currency,
+                discount_percent=line.discount_percent,
+                tax_rate=line.tax_rate,
             )
-            for index, line in enumerate(request.lines, start=1)
-        ]
+            lines.append(
+                DraftedLine(
+                    id=uuid4(),
+                    position=index,
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    amount=priced.amount,
+                    discount_percent=line.discount_percent,
+                    discount_amount=priced.discount_amount,
+                    tax_rate=line.tax_rate,
+                )
+            )
+        totals = totals_of_lines(lines, currency)
+        terms = request.payment_terms_days
+        if request.due_date is None and terms is None:
+            terms = defaults["payment_terms_days"]
         invoice = DraftedInvoice(
-            id=invoice_id,
+            id=uuid4(),
             account_id=account_id,
             customer_id=request.customer_id,
             currency=currency,
             due_date=request.due_date,
-            total=invoice_total([line.amount for line in lines]),
+            payment_terms_days=terms,
+            subtotal=totals.subtotal,
+            tax_total=totals.tax_total,
+            total=totals.total,
         )
         return Drafted(invoice, lines)
 
-    async def _account_currency(self, account_id: UUID) -> str:
-        """The currency of the account's invoices that name none."""
+    async def _account_defaults(self, account_id: UUID) -> asyncpg.Record:
+        """The currency and payment terms of the account's invoices that name none."""
         async with self.units() as work:
-            currency: str | None = await (await work.driver()).fetchval(_CURRENCY, account_id)
-        if currency is None:
+            defaults = await (await work.driver()).fetchrow(_ACCOUNT_DEFAULTS, account_id)
+        if defaults is None:
             raise NotFoundError("no such account")
-        return currency
+        return defaults
 
     async def _issue_batch(
         self, account_id: UUID, batch: Sequence[Submitted[Drafted]]
@@ -383,10 +463,9 @@ class InvoiceService:
             issue_date = issue_date_at(now, seller["time_zone"])
             for index, submitted in enumerate(batch):
                 invoice = submitted.item.invoice
-                invoice.issue_date = issue_date
                 if invoice.customer_id not in buyers:
                     refused[index] = _no_such_customer()
-                elif refusal := _due_before(invoice, issue_date):
+                elif refusal := _date_issued(invoice, issue_date):
                     refused[index] = refusal
             accepted = [s for index, s in enumerate(batch) if index not in refused]
             for offset, submitted in enumerate(accepted):
@@ -471,4 +550,40 @@ class InvoiceService:
             lines = await invoice_lines(work.session, invoice.id)
             await _number_and_announce(work, invoice, lines, account, customer)
             work.session.add(invoice)
+        return InvoiceWithLines(invoice, lines)
+
+    async def void(
+        self, *, principal: Principal, invoice_id: UUID, request: InvoiceVoid
+    ) -> InvoiceWithLines:
+        """Void an issued invoice: its number stays taken, it is no longer due, and
+        `invoice.voided` says so in the same transaction."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            found = await work.session.exec(
+                select(Invoice)
+                .where(Invoice.account_id == account_id, Invoice.id == invoice_id)
+                .with_for_update()
+            )
+            invoice = found.first()
+            if invoice is None:
+                raise NotFoundError("no such invoice in this account")
+            try:
+                ensure_voidable(invoice.status)
+            except InvoiceStateError as exc:
+                raise ConflictError(str(exc), field="status") from exc
+            assert invoice.number is not None  # an issued invoice has its number
+            invoice.status = InvoiceStatus.VOID
+            invoice.voided_at = datetime.now(UTC)
+            invoice.void_reason = request.reason
+            work.session.add(invoice)
+            work.emit(
+                InvoiceVoided(
+                    account_id=account_id,
+                    invoice_id=invoice.id,
+                    number=invoice.number,
+                    voided_at=invoice.voided_at,
+                    reason=request.reason,
+                )
+            )
+            lines = await invoice_lines(work.session, invoice.id)
         return InvoiceWithLines(invoice, lines)
