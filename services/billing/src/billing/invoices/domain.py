@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from iso4217 import Currency
@@ -29,6 +30,7 @@ class InvoiceStateError(Exception):
     """The invoice is not in a state that allows the change."""
 
 
+@cache  # on every amount of every line: the ISO list lookup is not free
 def minor_units(currency: str) -> int:
     """Decimal places of a currency, from the ISO 4217 list (JPY 0, EUR 2, BHD 3)."""
     exponent = Currency(currency).exponent
@@ -61,6 +63,7 @@ def plain_decimal(value: Decimal) -> Decimal:
     return stripped.quantize(Decimal(1)) if stripped == stripped.to_integral() else stripped
 
 
+@cache
 def _minor_unit(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 

@@ -19,7 +19,7 @@ from billing.invoices.models import (
     SellerPublic,
     TaxTotalPublic,
 )
-from billing.invoices.service import InvoiceWithLines, totals_of
+from billing.invoices.service import InvoiceWithLines, taxes_of
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -28,7 +28,6 @@ router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 def _public(found: InvoiceWithLines) -> InvoicePublic:
     invoice, currency = found.invoice, found.invoice.currency
-    totals = totals_of(invoice, found.lines)
     return InvoicePublic(
         id=invoice.id,
         customer_id=invoice.customer_id,
@@ -61,7 +60,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
                 taxable_amount=to_minor_unit(tax.taxable_amount, currency),
                 tax_amount=to_minor_unit(tax.tax_amount, currency),
             )
-            for tax in totals.taxes
+            for tax in taxes_of(invoice, found.lines)
         ],
         tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),

@@ -21,6 +21,7 @@ from billing.invoices.domain import (
     InvoiceStateError,
     InvoiceStatus,
     PricedLine,
+    TaxTotal,
     Totals,
     due_date_for,
     ensure_issuable,
@@ -128,6 +129,7 @@ class DraftedInvoice:
     customer_email: str | None = None
     customer_address: str | None = None
     voided_at: datetime | None = None
+    taxes: tuple[TaxTotal, ...] | None = None  # computed when drafted, not a column
 
 
 @dataclass(slots=True)
@@ -325,7 +327,7 @@ def _issued_event(
             IssuedTaxTotal(
                 rate=tax.rate, taxable_amount=tax.taxable_amount, tax_amount=tax.tax_amount
             )
-            for tax in totals_of(invoice, lines).taxes
+            for tax in taxes_of(invoice, lines)
         ],
         tax_total=invoice.tax_total,
         total=invoice.total,
@@ -350,11 +352,13 @@ def totals_of_lines(lines: Sequence[InvoiceLine | DraftedLine], currency: str) -
     )
 
 
-def totals_of(
+def taxes_of(
     invoice: Invoice | DraftedInvoice, lines: Sequence[InvoiceLine | DraftedLine]
-) -> Totals:
-    """An invoice's sums, tax per rate included, from its stored lines."""
-    return totals_of_lines(lines, invoice.currency)
+) -> tuple[TaxTotal, ...]:
+    """An invoice's tax per rate: as computed when drafted, or from its stored lines."""
+    if isinstance(invoice, DraftedInvoice) and invoice.taxes is not None:
+        return invoice.taxes
+    return totals_of_lines(lines, invoice.currency).taxes
 
 
 def _no_such_customer() -> InvalidReferenceError:
@@ -375,7 +379,10 @@ class InvoiceService:
         """Create a draft invoice for one of the caller's customers, issued at once if asked."""
         account_id = principal.require_user()
         if request.issue:
-            defaults = await self._account_defaults(account_id)
+            named = request.currency and (
+                request.due_date or request.payment_terms_days is not None
+            )
+            defaults = None if named else await self._account_defaults(account_id)
             return await self._issuing.submit(
                 account_id, self._drafted(account_id, request, defaults)
             )
@@ -390,11 +397,12 @@ class InvoiceService:
         return InvoiceWithLines(drafted.invoice, drafted.lines)
 
     def _drafted(
-        self, account_id: UUID, request: InvoiceCreate, defaults: asyncpg.Record
+        self, account_id: UUID, request: InvoiceCreate, defaults: asyncpg.Record | None
     ) -> Drafted:
         """The invoice and lines a request describes, not yet written; the account's currency
-        and payment terms where it names none."""
-        currency = request.currency or defaults["currency"]
+        and payment terms where it names none (then `defaults` holds them)."""
+        currency = request.currency or (defaults and defaults["currency"])
+        assert currency is not None
         lines = []
         for index, line in enumerate(request.lines, start=1):
             priced = price_line(
@@ -420,6 +428,7 @@ class InvoiceService:
         totals = totals_of_lines(lines, currency)
         terms = request.payment_terms_days
         if request.due_date is None and terms is None:
+            assert defaults is not None
             terms = defaults["payment_terms_days"]
         invoice = DraftedInvoice(
             id=uuid4(),
@@ -431,6 +440,7 @@ class InvoiceService:
             subtotal=totals.subtotal,
             tax_total=totals.tax_total,
             total=totals.total,
+            taxes=totals.taxes,
         )
         return Drafted(invoice, lines)
 
