@@ -18,6 +18,7 @@ from shared.contracts import (
     AccessPurpose,
     AccountPurged,
     AccountTerminated,
+    CreditNoteIssued,
     DataAccessed,
     DetailsChanged,
     EventData,
@@ -99,6 +100,31 @@ def _invoice(lines: int = 2) -> InvoiceIssued:
 
 SAMPLES: dict[str, EventData] = {
     "invoice.issued": _invoice(),
+    "credit_note.issued": CreditNoteIssued(
+        account_id=ACCOUNT,
+        credit_note_id=uuid.uuid4(),
+        number="CN-000001",
+        invoice_id=uuid.uuid4(),
+        invoice_number="INV-000001",
+        reason="Zoë Secretperson was billed twice",
+        seller_name="Secret GmbH",
+        customer=IssuedInvoiceCustomer(
+            customer_id=uuid.uuid4(), name="Zoë Secretperson", email="zoe@private.example"
+        ),
+        currency="EUR",
+        lines=[
+            InvoiceLine(
+                description="Consulting for Zoë Secretperson",
+                quantity=Decimal(1),
+                unit_price=Decimal(10),
+                amount=Decimal(10),
+            )
+        ],
+        subtotal=Decimal(10),
+        tax_total=Decimal(0),
+        total=Decimal(10),
+        issue_date=NOW.date(),
+    ),
     "invoice.voided": InvoiceVoided(
         account_id=ACCOUNT,
         invoice_id=uuid.uuid4(),

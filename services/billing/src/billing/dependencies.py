@@ -15,6 +15,7 @@ from billing.auth.models import Principal
 from billing.auth.second_factor import SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
+from billing.credit_notes.service import CreditNoteService
 from billing.customers.service import CustomerService
 from billing.errors import BillingError, NotAuthenticatedError
 from billing.invoices.service import InvoiceService
@@ -46,6 +47,7 @@ class Services:
     second_factor: SecondFactor
     accounts: AccountService
     changes: ChangeService
+    credit_notes: CreditNoteService
     customers: CustomerService
     invoices: InvoiceService
     staff: StaffService

@@ -21,6 +21,8 @@ from billing.auth.retention import RequestMetadataRetention
 from billing.auth.second_factor import IdentityCheck, SecondFactor
 from billing.auth.service import AuthService
 from billing.auth.sessions import SessionService
+from billing.credit_notes import routes as credit_notes
+from billing.credit_notes.service import CreditNoteService
 from billing.customers import routes as customers
 from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
@@ -79,6 +81,7 @@ def create_app(
         second_factor=second_factor,
         accounts=AccountService(sessions=sessions, units=units),
         changes=ChangeService(sessions=sessions),
+        credit_notes=CreditNoteService(sessions=sessions, units=units),
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         staff=StaffService(sessions=sessions, units=units),
@@ -144,6 +147,7 @@ def create_app(
         termination,
         customers,
         invoices,
+        credit_notes,
         staff_access,
     ):
         app.include_router(domain.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from billing.accounts.models import Account, AppUser
 from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSession
+from billing.credit_notes.models import CreditNote, CreditNoteLine
 from billing.customers.models import Customer
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
@@ -22,6 +23,8 @@ __all__ = [
     "AppUser",
     "BillingTable",
     "ChangeRecord",
+    "CreditNote",
+    "CreditNoteLine",
     "Customer",
     "IdempotencyRecord",
     "Invoice",

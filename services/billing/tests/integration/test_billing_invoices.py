@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -226,3 +227,121 @@ async def test_a_reader_cannot_void(
     finally:
         await connection.close()
     assert status == "ISSUED"
+
+
+async def test_credit_notes_correct_an_issued_invoice_in_their_own_gapless_series(
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    headers = account["headers"]
+    issued = await api.post(
+        "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
+    )
+    url = f"/invoices/{issued.json()['id']}/credit-notes"
+    # Two of the three consulting hours, at the invoice's discount and rate.
+    hours = {
+        "description": "Consulting, 2 hours not done",
+        "quantity": "2",
+        "unit_price": "33.33",
+        "discount_percent": "12.5",
+        "tax_rate": "20",
+    }
+    first = await api.post(url, headers=headers, json={"reason": "Not done", "lines": [hours]})
+    assert first.status_code == 201, first.text
+    note = first.json()
+    assert note["number"] == "CN-000001"
+    assert (note["subtotal"], note["tax_total"], note["total"]) == ("58.33", "11.67", "70.00")
+    assert note["taxes"] == [{"rate": "20", "taxable_amount": "58.33", "tax_amount": "11.67"}]
+    invoice = (await api.get(f"/invoices/{issued.json()['id']}", headers=headers)).json()
+    assert (invoice["credited_total"], invoice["amount_due"]) == ("70.00", "93.67")
+    assert invoice["status"] == "issued"
+    assert invoice["lines"] == issued.json()["lines"], "the invoice itself is never changed"
+
+    whole = await api.post(url, headers=headers, json={"reason": "All of it"})
+    assert whole.status_code == 409, "part is credited: the lines must be named"
+    assert whole.json()["errors"][0]["field"] == "lines"
+    too_much = {"reason": "Too much", "lines": [hours | {"quantity": "3"}]}
+    over = await api.post(url, headers=headers, json=too_much)
+    assert over.status_code == 422, over.text
+    assert over.json()["errors"][0]["field"] == "lines"
+    nothing = {"reason": "Nothing", "lines": [hours | {"unit_price": "0"}]}
+    assert (await api.post(url, headers=headers, json=nothing)).status_code == 422
+
+    other = await api.post(
+        "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
+    )
+    full = await api.post(
+        f"/invoices/{other.json()['id']}/credit-notes", headers=headers, json={"reason": "Wrong"}
+    )
+    assert full.status_code == 201, full.text
+    assert full.json()["number"] == "CN-000002", "one series per account, no gaps"
+    assert full.json()["total"] == other.json()["total"]
+    assert len(full.json()["lines"]) == len(other.json()["lines"])
+    credited = (await api.get(f"/invoices/{other.json()['id']}", headers=headers)).json()
+    assert credited["amount_due"] == "0.00"
+    again = await api.post(
+        f"/invoices/{other.json()['id']}/credit-notes", headers=headers, json={"reason": "Again"}
+    )
+    assert again.status_code == 409
+
+    listed = await api.get(
+        "/credit-notes", headers=headers, params={"invoice_id": issued.json()["id"]}
+    )
+    assert [n["number"] for n in listed.json()] == ["CN-000001"]
+    fetched = await api.get(f"/credit-notes/{note['id']}", headers=headers)
+    assert fetched.json() == note
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("credit_note.issued"),
+        count=2,
+        key=account["account"]["id"],
+        keystore=billing_settings.keystore,
+    )
+    assert [e["data"]["number"] for e in events] == ["CN-000001", "CN-000002"]
+    assert events[0]["data"]["invoice_number"] == issued.json()["number"]
+    assert events[0]["data"]["customer"]["email"] == "bob@buyer.example.com"
+    assert events[0]["data"]["reason"] == "Not done"
+
+
+async def test_a_draft_or_void_invoice_is_not_credited_and_credit_numbers_never_gap(
+    api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
+) -> None:
+    headers = account["headers"]
+    draft = await api.post("/invoices", headers=headers, json=_taxed_invoice(customer["id"]))
+    refused = await api.post(
+        f"/invoices/{draft.json()['id']}/credit-notes", headers=headers, json={"reason": "x"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["field"] == "status"
+    issued = await api.post(f"/invoices/{draft.json()['id']}/issue", headers=headers)
+    await api.post(
+        f"/invoices/{issued.json()['id']}/void", headers=headers, json={"reason": "Wrong"}
+    )
+    void = await api.post(
+        f"/invoices/{issued.json()['id']}/credit-notes", headers=headers, json={"reason": "x"}
+    )
+    assert void.status_code == 409
+    others = [
+        await api.post(
+            "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
+        )
+        for _ in range(4)
+    ]
+    credited = await asyncio.gather(
+        *(
+            api.post(
+                f"/invoices/{invoice.json()['id']}/credit-notes",
+                headers=headers,
+                json={"reason": "At once"},
+            )
+            for invoice in others
+        )
+    )
+    assert sorted(c.json()["number"] for c in credited) == [
+        "CN-000001",
+        "CN-000002",
+        "CN-000003",
+        "CN-000004",
+    ], "refusals took no number, concurrent notes no gap"

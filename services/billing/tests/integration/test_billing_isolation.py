@@ -31,6 +31,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/users/{user_id:uuid}"): {"role": "read_only"},
     ("PATCH", "/customers/{customer_id}"): {"name": "Hijacked", "email": "x@attacker.example"},
     ("POST", "/invoices/{invoice_id}/void"): {"reason": "Hijacked"},
+    ("POST", "/invoices/{invoice_id}/credit-notes"): {"reason": "Hijacked"},
 }
 
 
@@ -70,6 +71,25 @@ def _tenant(
             "lines": [{"description": "Work", "quantity": "1", "unit_price": "5"}],
         },
     ).json()
+    issued = client.post(
+        "/invoices",
+        headers=owner,
+        json={
+            "customer_id": customer["id"],
+            "currency": "EUR",
+            "due_date": "2030-01-31",
+            "lines": [{"description": "Work", "quantity": "2", "unit_price": "5"}],
+            "issue": True,
+        },
+    ).json()
+    credit_note = client.post(
+        f"/invoices/{issued['id']}/credit-notes",
+        headers=owner,
+        json={
+            "reason": "one too many",
+            "lines": [{"description": "Work", "quantity": "1", "unit_price": "5"}],
+        },
+    ).json()
     staff = client.post(
         "/staff",
         headers=security_admin,
@@ -95,6 +115,7 @@ def _tenant(
     tenant.ids = {
         "customer_id": customer["id"],
         "invoice_id": invoice["id"],
+        "credit_note_id": credit_note["id"],
         "grant_id": grant["id"],
         "user_id": user["id"],
         "key_id": api_key["id"],
@@ -119,6 +140,8 @@ def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
         for path in (
             f"/customers/{tenant.ids['customer_id']}",
             f"/invoices/{tenant.ids['invoice_id']}",
+            "/invoices",
+            "/credit-notes",
             "/users",
             "/access-grants",
             "/api-keys",

@@ -9,6 +9,7 @@ from uuid import UUID
 from iso4217 import Currency
 
 from shared.contracts import (
+    CreditNoteIssued,
     DetailsChanged,
     ExportAssembled,
     InvoiceIssued,
@@ -22,6 +23,7 @@ class MessageKind(StrEnum):
     """The closed list of transactional kinds (USE): there is no marketing kind, by construction."""
 
     INVOICE = "invoice"
+    CREDIT_NOTE = "credit-note"
     STATEMENT = "statement"
     PAYMENT_REMINDER = "payment-reminder"
     ACCOUNT_EXPORT = "account-export"
@@ -101,6 +103,27 @@ def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
         "This is a transactional message about your invoice.\n"
     )
     return f"Invoice {event.number} from {event.seller_name}", body
+
+
+def credit_note_email(event: CreditNoteIssued) -> tuple[str, str]:
+    """Subject and plain-text body of a credit note."""
+    lines = "\n".join(_invoice_line(line, event.currency) for line in event.lines)
+    sums = [f"Subtotal: {money(event.subtotal, event.currency)}"] if event.taxes else []
+    sums += [
+        f"Tax {plain_number(tax.rate)}% on {money(tax.taxable_amount, event.currency)}: "
+        f"{money(tax.tax_amount, event.currency)}"
+        for tax in event.taxes
+    ]
+    body = (
+        f"Dear {event.customer.name},\n\n"
+        f"{event.seller_name} has issued credit note {event.number} dated {event.issue_date}, "
+        f"correcting invoice {event.invoice_number}.\n\nReason: {event.reason}\n\n"
+        f"{lines}\n\n"
+        + "".join(f"{line}\n" for line in sums)
+        + f"Total credited: {money(event.total, event.currency)}.\n\n"
+        "This is a transactional message about your invoice.\n"
+    )
+    return f"Credit note {event.number} from {event.seller_name}", body
 
 
 def export_email(event: ExportAssembled) -> tuple[str, str]:

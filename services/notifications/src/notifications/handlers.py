@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from notifications.services import NotificationsService
 from shared.contracts import (
+    CreditNoteIssued,
     DetailsChanged,
     Envelope,
     ExportAssembled,
@@ -28,6 +29,12 @@ def create_routes(
     async def on_invoice_issued(event: Envelope[InvoiceIssued], work: Work) -> None:
         """Queue the invoice email, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_invoice_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(CreditNoteIssued)
+    async def on_credit_note_issued(event: Envelope[CreditNoteIssued], work: Work) -> None:
+        """Queue the credit note email, once; it is sent after commit (the sweeper retries)."""
+        email_id = await service.queue_credit_note_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(UserInvited)

@@ -21,6 +21,7 @@ from notifications.bulk_mail import compose_with_attachment, send_file
 from notifications.domain import (
     EmailStatus,
     MessageKind,
+    credit_note_email,
     details_changed_email,
     export_email,
     header_value,
@@ -33,6 +34,7 @@ from notifications.mailer import SmtpMailer
 from notifications.models import OutgoingEmail
 from notifications.settings import NotificationsSettings
 from shared.contracts import (
+    CreditNoteIssued,
     DetailsChanged,
     Envelope,
     ExportAssembled,
@@ -110,6 +112,18 @@ class NotificationsService:
             kind=MessageKind.INVOICE,
             recipient=event.data.customer.email,
             composed=invoice_email(event.data),
+            work=work,
+        )
+
+    async def queue_credit_note_email(
+        self, *, event: Envelope[CreditNoteIssued], work: Work
+    ) -> UUID:
+        """Queue the credit note email to the customer."""
+        return self._queue(
+            event=event,
+            kind=MessageKind.CREDIT_NOTE,
+            recipient=event.data.customer.email,
+            composed=credit_note_email(event.data),
             work=work,
         )
 

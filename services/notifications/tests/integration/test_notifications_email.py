@@ -29,6 +29,7 @@ from devstack.testing import (
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.contracts import (
+    CreditNoteIssued,
     DetailsChanged,
     ExportAssembled,
     ExportBundleChunk,
@@ -113,6 +114,38 @@ async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_rede
     assert received[0]["message_id"] == f"<{envelope.id}@{settings.message_id_domain}>"
     assert received[0]["headers"]["Auto-Submitted"] == "auto-generated"
     assert "INV-000042" in received[0]["subject"]
+
+
+async def test_use_a_credit_note_is_emailed_to_the_customer_once(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    email = f"bob-{uuid.uuid4().hex[:8]}@example.com"
+    invoice = _invoice(email)
+    note = CreditNoteIssued(
+        account_id=invoice.account_id,
+        credit_note_id=uuid.uuid4(),
+        number="CN-000007",
+        invoice_id=invoice.invoice_id,
+        invoice_number=invoice.number,
+        reason="One hour was billed twice",
+        seller_name=invoice.seller_name,
+        customer=invoice.customer,
+        currency="EUR",
+        lines=invoice.lines,
+        subtotal=Decimal(9),
+        tax_total=Decimal(0),
+        total=Decimal(9),
+        issue_date=date(2030, 1, 2),
+    )
+    envelope = new_envelope(note, source="billing")
+    await _publish(settings, envelope)
+    await _publish(settings, envelope)
+    await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
+    assert await _sent_and_minimised(settings, email) == 1, "one row, sent, body dropped"
+    (received,) = mail.to(email)
+    assert received["subject"] == "Credit note CN-000007 from Acme"
+    assert "correcting invoice INV-000042" in received["text"]
+    assert "Total credited: 9.00 EUR" in received["text"]
 
 
 async def test_rectify_a_change_notice_is_mailed_once_and_a_change_without_one_sends_nothing(

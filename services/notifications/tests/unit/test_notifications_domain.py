@@ -26,6 +26,7 @@ def test_use_there_is_no_marketing_kind_of_message() -> None:
     kinds = {kind.value for kind in MessageKind}
     assert kinds == {
         "invoice",
+        "credit-note",
         "statement",
         "payment-reminder",
         "account-export",

@@ -104,6 +104,29 @@ class InvoiceIssued(EventData):
     due_date: date = Field(description="Payment due date.")
 
 
+class CreditNoteIssued(EventData):
+    """A credit note corrected an issued invoice: it has its number and is to be sent."""
+
+    event_type = "credit_note.issued"
+
+    credit_note_id: UUID = Field(description="Billing's credit note id.")
+    number: str = Field(description="Gapless per-account credit note number.")
+    invoice_id: UUID = Field(description="The invoice it corrects.")
+    invoice_number: str = Field(description="That invoice's number.")
+    reason: str = personal_data("Why, as a user of the account wrote it.")
+    seller_name: str = personal_data("The account's company name, the credit note's sender.")
+    seller_address: str | None = personal_data("The account's postal address.", default=None)
+    seller_tax_id: str | None = personal_data("The account's tax or VAT number.", default=None)
+    customer: IssuedInvoiceCustomer = Field(description="Who is credited.")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
+    lines: list[InvoiceLine] = Field(min_length=1, description="What is credited.")
+    subtotal: Decimal = Field(description="Sum of the lines' nets.")
+    taxes: list[TaxTotal] = Field(default_factory=list, description="Tax per rate above 0.")
+    tax_total: Decimal = Field(description="Sum of the taxes.")
+    total: Decimal = Field(description="What is credited against the invoice.")
+    issue_date: date = Field(description="Date of issue.")
+
+
 class InvoiceVoided(EventData):
     """An issued invoice was voided: it is no longer due, and nothing more is sent about it."""
 
@@ -314,6 +337,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for model in (
         InvoiceIssued,
         InvoiceVoided,
+        CreditNoteIssued,
         AccountTerminated,
         DataAccessed,
         ExportRequested,

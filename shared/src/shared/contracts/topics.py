@@ -25,6 +25,12 @@ class Topic:
 TOPICS: tuple[Topic, ...] = (
     Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
     Topic(
+        "credit_note.issued",
+        ("billing",),
+        ("notifications",),
+        "A credit note corrected an issued invoice; email it.",
+    ),
+    Topic(
         "invoice.voided",
         ("billing",),
         (),

@@ -77,6 +77,7 @@ class Account(BillingTable, table=True):
     locale: str = Field(default="en")
     time_zone: str = Field(default="UTC")
     payment_terms_days: int = Field(default=DEFAULT_TERMS_DAYS)
+    next_credit_note_number: int = Field(default=1)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 

@@ -10,6 +10,7 @@ SCOPE_AREAS = (
     "users",
     "customers",
     "invoices",
+    "credit-notes",
     "access-grants",
     "api-keys",
     "session",
@@ -28,6 +29,8 @@ class ApiKeyScope(StrEnum):
     CUSTOMERS_WRITE = "customers:write"
     INVOICES_READ = "invoices:read"
     INVOICES_WRITE = "invoices:write"
+    CREDIT_NOTES_READ = "credit-notes:read"
+    CREDIT_NOTES_WRITE = "credit-notes:write"
     ACCESS_GRANTS_READ = "access-grants:read"
     ACCESS_GRANTS_WRITE = "access-grants:write"
     API_KEYS_READ = "api-keys:read"

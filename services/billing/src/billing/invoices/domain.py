@@ -151,6 +151,11 @@ def format_invoice_number(sequence: int) -> str:
     return f"INV-{sequence:06d}"
 
 
+def format_credit_note_number(sequence: int) -> str:
+    """The printed number of a credit note: a series of its own, gapless per account."""
+    return f"CN-{sequence:06d}"
+
+
 def issue_date_at(moment: datetime, time_zone: str) -> date:
     """The date an invoice issued at that moment bears: the day it is where the seller is."""
     return moment.astimezone(ZoneInfo(time_zone)).date()
@@ -166,3 +171,9 @@ def ensure_voidable(status: InvoiceStatus) -> None:
     """Only an issued invoice can be voided: a draft was never sent, a void one is already."""
     if status is not InvoiceStatus.ISSUED:
         raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be voided")
+
+
+def ensure_creditable(status: InvoiceStatus) -> None:
+    """Only an issued invoice is credited: a draft is changed instead, a void one is not due."""
+    if status is not InvoiceStatus.ISSUED:
+        raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be credited")

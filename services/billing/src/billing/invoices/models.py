@@ -42,6 +42,10 @@ class Invoice(BillingTable, table=True):
     subtotal: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
     tax_total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
     total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
+    # The sum of its credit notes' totals: never more than the total.
+    credited_total: Decimal = Field(
+        default=Decimal(0), sa_column=Column(Numeric(20, 4), nullable=False, server_default="0")
+    )
     issue_date: date | None = None
     # A draft on payment terms has none until it is issued: then issue date + terms.
     due_date: date | None = None
@@ -241,7 +245,9 @@ class InvoicePublic(Schema):
     subtotal: DecimalOutput = pydantic.Field(description="The lines' nets, after discounts.")
     taxes: list[TaxTotalPublic] = pydantic.Field(description="Tax per rate, rates above 0.")
     tax_total: DecimalOutput
-    total: DecimalOutput = pydantic.Field(description="subtotal + tax_total: what is due.")
+    total: DecimalOutput = pydantic.Field(description="subtotal + tax_total.")
+    credited_total: DecimalOutput = pydantic.Field(description="Credited by credit notes.")
+    amount_due: DecimalOutput = pydantic.Field(description="total - credited_total.")
     issue_date: date | None
     due_date: date | None = pydantic.Field(description="Null on a draft on payment terms.")
     payment_terms_days: int | None

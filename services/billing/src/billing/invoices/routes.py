@@ -28,6 +28,7 @@ router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 def _public(found: InvoiceWithLines) -> InvoicePublic:
     invoice, currency = found.invoice, found.invoice.currency
+    credited = invoice.credited_total
     return InvoicePublic(
         id=invoice.id,
         customer_id=invoice.customer_id,
@@ -64,6 +65,8 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
         ],
         tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),
+        credited_total=to_minor_unit(credited, currency),
+        amount_due=to_minor_unit(invoice.total - credited, currency),
         lines=[
             InvoiceLinePublic(
                 position=line.position,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Protocol
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -129,6 +130,7 @@ class DraftedInvoice:
     customer_email: str | None = None
     customer_address: str | None = None
     voided_at: datetime | None = None
+    credited_total: Decimal = Decimal(0)
     taxes: tuple[TaxTotal, ...] | None = None  # computed when drafted, not a column
 
 
@@ -336,8 +338,16 @@ def _issued_event(
     )
 
 
-def totals_of_lines(lines: Sequence[InvoiceLine | DraftedLine], currency: str) -> Totals:
-    """An invoice's sums from its lines as stored."""
+class StoredLine(Protocol):
+    """A priced line as stored: an invoice's or a credit note's."""
+
+    amount: Decimal
+    discount_amount: Decimal
+    tax_rate: Decimal
+
+
+def totals_of_lines(lines: Sequence[StoredLine], currency: str) -> Totals:
+    """The sums of lines as stored."""
     return invoice_totals(
         (
             PricedLine(

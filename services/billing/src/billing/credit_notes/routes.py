@@ -1,0 +1,102 @@
+"""Routes of credit notes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from billing.auth.policy import AnyUser, Bookkeeper
+from billing.credit_notes.models import CreditNoteCreate, CreditNotePublic
+from billing.credit_notes.service import CreditNoteWithLines, credit_note_taxes
+from billing.dependencies import MAX_OFFSET, ServicesDep
+from billing.invoices.domain import plain_decimal, to_minor_unit
+from billing.invoices.models import InvoiceLinePublic, TaxTotalPublic
+from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
+from shared.http import links_by_id
+
+router = APIRouter(tags=["credit notes"], responses={**ANY_ROUTE, **AUTHENTICATED})
+
+
+def _public(found: CreditNoteWithLines) -> CreditNotePublic:
+    note, currency = found.credit_note, found.credit_note.currency
+    return CreditNotePublic(
+        id=note.id,
+        invoice_id=note.invoice_id,
+        customer_id=note.customer_id,
+        number=note.number,
+        currency=currency,
+        reason=note.reason,
+        subtotal=to_minor_unit(note.subtotal, currency),
+        taxes=[
+            TaxTotalPublic(
+                rate=plain_decimal(tax.rate),
+                taxable_amount=to_minor_unit(tax.taxable_amount, currency),
+                tax_amount=to_minor_unit(tax.tax_amount, currency),
+            )
+            for tax in credit_note_taxes(note, found.lines)
+        ],
+        tax_total=to_minor_unit(note.tax_total, currency),
+        total=to_minor_unit(note.total, currency),
+        issue_date=note.issue_date,
+        issued_at=note.issued_at,
+        lines=[
+            InvoiceLinePublic(
+                position=line.position,
+                description=line.description,
+                quantity=plain_decimal(line.quantity),
+                unit_price=plain_decimal(line.unit_price),
+                amount=to_minor_unit(line.amount, currency),
+                discount_percent=plain_decimal(line.discount_percent),
+                discount_amount=to_minor_unit(line.discount_amount, currency),
+                net_amount=to_minor_unit(line.amount - line.discount_amount, currency),
+                tax_rate=plain_decimal(line.tax_rate),
+            )
+            for line in found.lines
+        ],
+    )
+
+
+@router.post(
+    "/invoices/{invoice_id}/credit-notes",
+    status_code=201,
+    response_model=CreditNotePublic,
+    responses={
+        **NOT_FOUND,
+        **CONFLICT,
+        **links_by_id(201, "credit_note_id", "get_credit_note"),
+    },
+)
+async def credit_invoice(
+    invoice_id: UUID, body: CreditNoteCreate, principal: Bookkeeper, services: ServicesDep
+) -> CreditNotePublic:
+    """Correct an issued invoice with a credit note: its lines, or the whole invoice."""
+    return _public(
+        await services.credit_notes.issue(principal=principal, invoice_id=invoice_id, request=body)
+    )
+
+
+@router.get("/credit-notes", response_model=list[CreditNotePublic])
+async def list_credit_notes(
+    principal: AnyUser,
+    services: ServicesDep,
+    invoice_id: Annotated[UUID | None, Query(description="Only this invoice's.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[CreditNotePublic]:
+    """The account's credit notes, newest first, with their lines."""
+    found = await services.credit_notes.list(
+        principal=principal, invoice_id=invoice_id, limit=limit, offset=offset
+    )
+    return [_public(note) for note in found]
+
+
+@router.get("/credit-notes/{credit_note_id}", response_model=CreditNotePublic, responses=NOT_FOUND)
+async def get_credit_note(
+    credit_note_id: UUID, principal: AnyUser, services: ServicesDep
+) -> CreditNotePublic:
+    """One credit note."""
+    return _public(
+        await services.credit_notes.get(principal=principal, credit_note_id=credit_note_id)
+    )
