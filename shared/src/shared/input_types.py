@@ -814,3 +814,13 @@ def _whole_number_only(value: Any) -> Any:
 
 # After an int's own constraints (Field(ge=..., le=...) before it), so the schema shows them.
 WHOLE_NUMBER_ONLY = BeforeValidator(_whole_number_only)
+
+TaxId = Annotated[
+    str,
+    Field(
+        pattern="^[A-Za-z0-9][A-Za-z0-9 ./-]{0,38}[A-Za-z0-9]$",
+        description="Tax or VAT identification number, such as FR40303265045.",
+    ),
+    AfterValidator(refuse_card_numbers),
+]
+"""A tax or VAT identification number: letters, digits, spaces, dots, slashes and dashes."""

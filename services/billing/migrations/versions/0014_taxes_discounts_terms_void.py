@@ -30,6 +30,9 @@ def upgrade() -> None:
         "invoice", sa.Column("tax_total", sa.Numeric(20, 4), nullable=False, server_default=_ZERO)
     )
     op.execute("UPDATE invoice SET subtotal = total")  # before taxes, the total was the net
+    # The defaults filled the rows there were; a new row states its sums, or is refused.
+    op.alter_column("invoice", "subtotal", server_default=None)
+    op.alter_column("invoice", "tax_total", server_default=None)
     op.alter_column("invoice", "due_date", nullable=True)
     op.add_column("invoice", sa.Column("payment_terms_days", sa.Integer(), nullable=True))
     op.add_column("invoice", sa.Column("voided_at", sa.DateTime(timezone=True), nullable=True))
@@ -42,6 +45,8 @@ def upgrade() -> None:
         op.add_column(
             "invoice_line", sa.Column(column, numeric, nullable=False, server_default=_ZERO)
         )
+    for column in ("discount_percent", "discount_amount", "tax_rate"):
+        op.alter_column("invoice_line", column, server_default=None)
     op.add_column(
         "account",
         sa.Column(
@@ -51,11 +56,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Lossy, as going back is: void invoices read as issued, drafts on terms get a due date.
+    op.execute(
+        "UPDATE invoice SET due_date = COALESCE(issue_date, current_date) + payment_terms_days "
+        "WHERE due_date IS NULL"
+    )
+    op.execute("UPDATE invoice SET status = 'ISSUED' WHERE status = 'VOID'")
     op.drop_column("account", "payment_terms_days")
     for column in ("tax_rate", "discount_amount", "discount_percent"):
         op.drop_column("invoice_line", column)
     for column in ("void_reason", "voided_at", "payment_terms_days", "tax_total", "subtotal"):
         op.drop_column("invoice", column)
-    op.execute("DELETE FROM invoice WHERE status = 'VOID' OR due_date IS NULL")
     op.alter_column("invoice", "due_date", nullable=False)
     op.alter_column("invoice", "total", type_=sa.Numeric(18, 4))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0015"
 down_revision: str | None = "0014"
@@ -32,6 +33,10 @@ def upgrade() -> None:
         "invoice",
         sa.Column("credited_total", sa.Numeric(20, 4), nullable=False, server_default=_ZERO),
     )
+    # A backstop under the service's own check: never more credited than invoiced.
+    op.create_check_constraint(
+        "ck_invoice_credited_within_total", "invoice", "credited_total BETWEEN 0 AND total"
+    )
     op.create_table(
         "credit_note",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -44,6 +49,7 @@ def upgrade() -> None:
         sa.Column("subtotal", sa.Numeric(20, 4), nullable=False),
         sa.Column("tax_total", sa.Numeric(20, 4), nullable=False),
         sa.Column("total", sa.Numeric(20, 4), nullable=False),
+        sa.Column("taxes", postgresql.JSONB(), nullable=False),
         sa.Column("issue_date", sa.Date(), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
@@ -55,6 +61,7 @@ def upgrade() -> None:
         sa.Column("customer_name", _TEXT(), nullable=False),
         sa.Column("customer_email", _TEXT(), nullable=False),
         sa.Column("customer_address", _TEXT(), nullable=True),
+        sa.Column("customer_tax_id", _TEXT(), nullable=True),
         sa.ForeignKeyConstraint(["account_id"], ["account.id"]),
         sa.ForeignKeyConstraint(["invoice_id"], ["invoice.id"]),
         sa.ForeignKeyConstraint(["customer_id"], ["customer.id"]),
@@ -68,6 +75,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("credit_note_id", sa.Uuid(), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_line_id", sa.Uuid(), nullable=False),
+        sa.Column("invoice_line_position", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("description", _TEXT(), nullable=False),
         sa.Column("quantity", sa.Numeric(18, 4), nullable=False),
@@ -77,15 +86,17 @@ def upgrade() -> None:
         sa.Column("discount_amount", sa.Numeric(18, 4), nullable=False),
         sa.Column("tax_rate", sa.Numeric(7, 4), nullable=False),
         sa.ForeignKeyConstraint(["credit_note_id"], ["credit_note.id"]),
+        sa.ForeignKeyConstraint(["invoice_line_id"], ["invoice_line.id"]),
         sa.ForeignKeyConstraint(["account_id"], ["account.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
-    for column in ("credit_note_id", "account_id"):
+    for column in ("credit_note_id", "account_id", "invoice_line_id"):
         op.create_index(f"ix_credit_note_line_{column}", "credit_note_line", [column])
 
 
 def downgrade() -> None:
     op.drop_table("credit_note_line")
     op.drop_table("credit_note")
+    op.drop_constraint("ck_invoice_credited_within_total", "invoice", type_="check")
     op.drop_column("invoice", "credited_total")
     op.drop_column("account", "next_credit_note_number")

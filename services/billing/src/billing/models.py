@@ -5,7 +5,7 @@ from __future__ import annotations
 from billing.accounts.models import Account, AppUser
 from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSession
 from billing.credit_notes.models import CreditNote, CreditNoteLine
-from billing.customers.models import Customer
+from billing.customers.models import Customer, CustomerContact
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.rectification.models import ChangeRecord
@@ -26,6 +26,7 @@ __all__ = [
     "CreditNote",
     "CreditNoteLine",
     "Customer",
+    "CustomerContact",
     "IdempotencyRecord",
     "Invoice",
     "InvoiceLine",

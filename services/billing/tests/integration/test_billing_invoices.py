@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -229,6 +230,14 @@ async def test_a_reader_cannot_void(
     assert status == "ISSUED"
 
 
+async def _credit(
+    api: httpx.AsyncClient, headers: dict[str, str], invoice_id: str, **body: Any
+) -> httpx.Response:
+    return await api.post(
+        "/credit-notes", headers=headers, json={"invoice_id": invoice_id, "reason": "x"} | body
+    )
+
+
 async def test_credit_notes_correct_an_issued_invoice_in_their_own_gapless_series(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -239,57 +248,50 @@ async def test_credit_notes_correct_an_issued_invoice_in_their_own_gapless_serie
     issued = await api.post(
         "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
     )
-    url = f"/invoices/{issued.json()['id']}/credit-notes"
-    # Two of the three consulting hours, at the invoice's discount and rate.
-    hours = {
-        "description": "Consulting, 2 hours not done",
-        "quantity": "2",
-        "unit_price": "33.33",
-        "discount_percent": "12.5",
-        "tax_rate": "20",
-    }
-    first = await api.post(url, headers=headers, json={"reason": "Not done", "lines": [hours]})
+    invoice_id = issued.json()["id"]
+    # Two of the three consulting hours (line 1), at the invoice's price, discount and rate.
+    hours = {"position": 1, "quantity": "2"}
+    first = await _credit(api, headers, invoice_id, reason="Not done", lines=[hours])
     assert first.status_code == 201, first.text
     note = first.json()
     assert note["number"] == "CN-000001"
+    line = note["lines"][0]
+    assert (line["invoice_line_position"], line["description"]) == (1, "Consulting")
+    assert (line["amount"], line["discount_amount"], line["net_amount"]) == (
+        "66.66",
+        "8.33",  # 8.3325
+        "58.33",
+    )
     assert (note["subtotal"], note["tax_total"], note["total"]) == ("58.33", "11.67", "70.00")
     assert note["taxes"] == [{"rate": "20", "taxable_amount": "58.33", "tax_amount": "11.67"}]
-    invoice = (await api.get(f"/invoices/{issued.json()['id']}", headers=headers)).json()
+    invoice = (await api.get(f"/invoices/{invoice_id}", headers=headers)).json()
     assert (invoice["credited_total"], invoice["amount_due"]) == ("70.00", "93.67")
     assert invoice["status"] == "issued"
     assert invoice["lines"] == issued.json()["lines"], "the invoice itself is never changed"
 
-    whole = await api.post(url, headers=headers, json={"reason": "All of it"})
-    assert whole.status_code == 409, "part is credited: the lines must be named"
-    assert whole.json()["errors"][0]["field"] == "lines"
-    too_much = {"reason": "Too much", "lines": [hours | {"quantity": "3"}]}
-    over = await api.post(url, headers=headers, json=too_much)
-    assert over.status_code == 422, over.text
-    assert over.json()["errors"][0]["field"] == "lines"
-    nothing = {"reason": "Nothing", "lines": [hours | {"unit_price": "0"}]}
-    assert (await api.post(url, headers=headers, json=nothing)).status_code == 422
+    two_more = await _credit(api, headers, invoice_id, lines=[{"position": 1, "quantity": "2"}])
+    assert two_more.status_code == 422, "one hour of the three is left"
+    assert two_more.json()["errors"][0]["field"] == "lines.0.quantity"
+    no_line = await _credit(api, headers, invoice_id, lines=[{"position": 9, "quantity": "1"}])
+    assert no_line.json()["errors"][0]["field"] == "lines.0.position"
+    twice = await _credit(api, headers, invoice_id, lines=[hours, hours])
+    assert twice.status_code == 422, "each line once"
+    voided = await api.post(
+        f"/invoices/{invoice_id}/void", headers=headers, json={"reason": "too late"}
+    )
+    assert voided.status_code == 409, "credited in part: credit the rest, never void"
 
-    other = await api.post(
-        "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
-    )
-    full = await api.post(
-        f"/invoices/{other.json()['id']}/credit-notes", headers=headers, json={"reason": "Wrong"}
-    )
-    assert full.status_code == 201, full.text
-    assert full.json()["number"] == "CN-000002", "one series per account, no gaps"
-    assert full.json()["total"] == other.json()["total"]
-    assert len(full.json()["lines"]) == len(other.json()["lines"])
-    credited = (await api.get(f"/invoices/{other.json()['id']}", headers=headers)).json()
-    assert credited["amount_due"] == "0.00"
-    again = await api.post(
-        f"/invoices/{other.json()['id']}/credit-notes", headers=headers, json={"reason": "Again"}
-    )
-    assert again.status_code == 409
+    rest = await _credit(api, headers, invoice_id, reason="The rest")
+    assert rest.status_code == 201, rest.text
+    assert rest.json()["number"] == "CN-000002", "one series per account, no gaps"
+    assert Decimal(rest.json()["total"]) + Decimal("70.00") == Decimal(issued.json()["total"])
+    credited = (await api.get(f"/invoices/{invoice_id}", headers=headers)).json()
+    assert (credited["credited_total"], credited["amount_due"]) == ("163.67", "0.00")
+    nothing_left = await _credit(api, headers, invoice_id)
+    assert nothing_left.status_code == 409
 
-    listed = await api.get(
-        "/credit-notes", headers=headers, params={"invoice_id": issued.json()["id"]}
-    )
-    assert [n["number"] for n in listed.json()] == ["CN-000001"]
+    listed = await api.get("/credit-notes", headers=headers, params={"invoice_id": invoice_id})
+    assert [n["number"] for n in listed.json()] == ["CN-000002", "CN-000001"]
     fetched = await api.get(f"/credit-notes/{note['id']}", headers=headers)
     assert fetched.json() == note
     events = await read_events(
@@ -305,43 +307,74 @@ async def test_credit_notes_correct_an_issued_invoice_in_their_own_gapless_serie
     assert events[0]["data"]["reason"] == "Not done"
 
 
+@pytest.mark.parametrize(
+    ("currency", "unit_price", "rate"),
+    [("EUR", "0.05", "10"), ("JPY", "5", "10"), ("BHD", "0.005", "10"), ("EUR", "0.33", "7.7")],
+)
+async def test_credits_one_unit_at_a_time_add_up_to_the_invoice_to_the_minor_unit(
+    api: httpx.AsyncClient,
+    account: dict[str, Any],
+    customer: dict[str, Any],
+    currency: str,
+    unit_price: str,
+    rate: str,
+) -> None:
+    headers = account["headers"]
+    lines = [
+        {"description": f"Unit {i}", "quantity": "3", "unit_price": unit_price, "tax_rate": rate}
+        for i in range(2)
+    ]
+    body = _taxed_invoice(customer["id"], currency=currency, lines=lines, issue=True)
+    issued = (await api.post("/invoices", headers=headers, json=body)).json()
+    credited = Decimal(0)
+    for position in (1, 2):
+        for _ in range(3):
+            one = await _credit(
+                api, headers, issued["id"], lines=[{"position": position, "quantity": "1"}]
+            )
+            assert one.status_code == 201, one.text
+            credited += Decimal(one.json()["total"])
+    assert credited == Decimal(issued["total"]), "every cent credited, not one more"
+    final = (await api.get(f"/invoices/{issued['id']}", headers=headers)).json()
+    assert Decimal(final["amount_due"]) == 0
+
+
 async def test_a_draft_or_void_invoice_is_not_credited_and_credit_numbers_never_gap(
     api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
 ) -> None:
     headers = account["headers"]
     draft = await api.post("/invoices", headers=headers, json=_taxed_invoice(customer["id"]))
-    refused = await api.post(
-        f"/invoices/{draft.json()['id']}/credit-notes", headers=headers, json={"reason": "x"}
-    )
+    assert draft.json()["amount_due"] is None, "a draft is not due"
+    refused = await _credit(api, headers, draft.json()["id"])
     assert refused.status_code == 409
-    assert refused.json()["errors"][0]["field"] == "status"
+    assert refused.json()["errors"][0]["field"] == "invoice_id"
     issued = await api.post(f"/invoices/{draft.json()['id']}/issue", headers=headers)
-    await api.post(
+    void = await api.post(
         f"/invoices/{issued.json()['id']}/void", headers=headers, json={"reason": "Wrong"}
     )
-    void = await api.post(
-        f"/invoices/{issued.json()['id']}/credit-notes", headers=headers, json={"reason": "x"}
-    )
-    assert void.status_code == 409
+    assert void.json()["amount_due"] == "0.00"
+    assert (await _credit(api, headers, issued.json()["id"])).status_code == 409
+    unknown = await _credit(api, headers, str(uuid.uuid4()))
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "invoice_id"
     others = [
         await api.post(
             "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
         )
-        for _ in range(4)
+        for _ in range(2)
     ]
+    # Three at once on each invoice, one unit each of its three-unit first line.
     credited = await asyncio.gather(
         *(
-            api.post(
-                f"/invoices/{invoice.json()['id']}/credit-notes",
-                headers=headers,
-                json={"reason": "At once"},
-            )
+            _credit(api, headers, invoice.json()["id"], lines=[{"position": 1, "quantity": "1"}])
             for invoice in others
+            for _ in range(3)
         )
     )
-    assert sorted(c.json()["number"] for c in credited) == [
-        "CN-000001",
-        "CN-000002",
-        "CN-000003",
-        "CN-000004",
-    ], "refusals took no number, concurrent notes no gap"
+    assert [c.status_code for c in credited] == [201] * 6
+    assert sorted(c.json()["number"] for c in credited) == [f"CN-00000{i}" for i in range(1, 7)]
+    for invoice in others:
+        again = await _credit(
+            api, headers, invoice.json()["id"], lines=[{"position": 1, "quantity": "1"}]
+        )
+        assert again.status_code == 422, "all three units are credited, none twice"

@@ -31,7 +31,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/users/{user_id:uuid}"): {"role": "read_only"},
     ("PATCH", "/customers/{customer_id}"): {"name": "Hijacked", "email": "x@attacker.example"},
     ("POST", "/invoices/{invoice_id}/void"): {"reason": "Hijacked"},
-    ("POST", "/invoices/{invoice_id}/credit-notes"): {"reason": "Hijacked"},
+    ("POST", "/customers/{customer_id}/contacts"): {"name": "Mallory", "email": "m@x.example"},
 }
 
 
@@ -59,7 +59,13 @@ def _tenant(
         tenant.headers[role] = {"Authorization": f"Bearer {key}"}
     owner = tenant.headers[Role.OWNER]
     customer = client.post(
-        "/customers", headers=owner, json={"name": "C", "email": f"c-{tag}@t.example"}
+        "/customers",
+        headers=owner,
+        json={
+            "name": "C",
+            "email": f"c-{tag}@t.example",
+            "contacts": [{"name": "K", "email": f"k-{tag}@t.example"}],
+        },
     ).json()
     invoice = client.post(
         "/invoices",
@@ -83,11 +89,12 @@ def _tenant(
         },
     ).json()
     credit_note = client.post(
-        f"/invoices/{issued['id']}/credit-notes",
+        "/credit-notes",
         headers=owner,
         json={
+            "invoice_id": issued["id"],
             "reason": "one too many",
-            "lines": [{"description": "Work", "quantity": "1", "unit_price": "5"}],
+            "lines": [{"position": 1, "quantity": "1"}],
         },
     ).json()
     staff = client.post(
@@ -114,8 +121,10 @@ def _tenant(
     (session,) = client.get("/sessions", headers=owner).json()
     tenant.ids = {
         "customer_id": customer["id"],
+        "contact_id": customer["contacts"][0]["id"],
         "invoice_id": invoice["id"],
         "credit_note_id": credit_note["id"],
+        "issued_id": issued["id"],
         "grant_id": grant["id"],
         "user_id": user["id"],
         "key_id": api_key["id"],
@@ -213,13 +222,30 @@ def test_no_list_or_reference_shows_or_uses_another_accounts_data(
     headers = attacker.headers[role]
     listed = " ".join(
         client.get(path, headers=headers).text
-        for path in ("/customers", "/invoices", "/users", "/access-grants", "/api-keys")
+        for path in (
+            "/customers",
+            "/invoices",
+            "/credit-notes",
+            "/users",
+            "/access-grants",
+            "/api-keys",
+        )
     )
     assert not [name for name, id_ in victim.ids.items() if id_ in listed]
     filtered = client.get(
         "/invoices", headers=headers, params={"customer_id": victim.ids["customer_id"]}
     )
     assert filtered.json() == [] or filtered.status_code == 403
+    their_notes = client.get(
+        "/credit-notes", headers=headers, params={"invoice_id": victim.ids["issued_id"]}
+    )
+    assert their_notes.json() == [] or their_notes.status_code == 403
+    credited = client.post(
+        "/credit-notes",
+        headers=headers,
+        json={"invoice_id": victim.ids["issued_id"], "reason": "Hijacked"},
+    )
+    assert credited.status_code in {403, 422}, credited.text
     drafted = client.post(
         "/invoices",
         headers=headers,

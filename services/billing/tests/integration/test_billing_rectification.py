@@ -70,7 +70,12 @@ async def test_the_next_invoice_prints_the_corrected_details_and_issued_ones_kee
     headers = account["headers"]
     before = await _issue(api, account, customer["id"], batch=batch)
     assert before["seller"] == {"name": account["account"]["name"], "address": None, "tax_id": None}
-    assert before["bill_to"] == {"name": "Bob Buyer", "email": customer["email"], "address": None}
+    assert before["bill_to"] == {
+        "name": "Bob Buyer",
+        "email": customer["email"],
+        "address": None,
+        "tax_id": None,
+    }
 
     changed = await api.patch(
         "/account",

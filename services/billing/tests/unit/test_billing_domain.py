@@ -109,3 +109,18 @@ def test_only_a_draft_can_be_issued() -> None:
     ensure_issuable(InvoiceStatus.DRAFT)
     with pytest.raises(InvoiceStateError):
         ensure_issuable(InvoiceStatus.ISSUED)
+
+
+def test_discounts_and_taxes_round_ties_half_up_in_each_currency() -> None:
+    # Ties, where half-up and half-even differ: 50% of 0.05 is 0.025; 10% of 0.25 is 0.025.
+    assert price_line(
+        Decimal(1), Decimal("0.05"), "EUR", discount_percent=Decimal(50)
+    ).discount_amount == Decimal("0.03")
+    taxed = price_line(Decimal(1), Decimal("0.25"), "EUR", tax_rate=Decimal(10))
+    assert invoice_totals([taxed], "EUR").tax_total == Decimal("0.03")
+    # Three decimals: 12.5% of 0.004 is 0.0005.
+    assert price_line(
+        Decimal(1), Decimal("0.004"), "BHD", discount_percent=Decimal("12.5")
+    ).discount_amount == Decimal("0.001")
+    yen = price_line(Decimal(1), Decimal(5), "JPY", tax_rate=Decimal(10))
+    assert invoice_totals([yen], "JPY").tax_total == Decimal(1)  # 0.5

@@ -92,7 +92,15 @@ def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
         )
         if part
     )
-    bill_to = "\n".join(part for part in (event.customer.name, event.customer.address) if part)
+    bill_to = "\n".join(
+        part
+        for part in (
+            event.customer.name,
+            event.customer.address,
+            event.customer.tax_id and f"Tax id: {event.customer.tax_id}",
+        )
+        if part
+    )
     body = (
         f"Dear {event.customer.name},\n\n"
         f"{event.seller_name} has issued invoice {event.number} dated {event.issue_date}.\n\n"

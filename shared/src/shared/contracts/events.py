@@ -49,6 +49,7 @@ class IssuedInvoiceCustomer(_Part):
     name: str = personal_data("Customer's name as printed on the invoice.")
     email: str = personal_data("Address the invoice is sent to.")
     address: str | None = personal_data("Customer's postal address as printed.", default=None)
+    tax_id: str | None = personal_data("Customer's tax or VAT number as printed.", default=None)
 
 
 class InvoiceLine(_Part):

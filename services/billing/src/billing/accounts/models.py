@@ -21,7 +21,7 @@ from billing.invoices.domain import DEFAULT_TERMS_DAYS
 from billing.invoices.models import CurrencyCode, TermsDays
 from billing.schemas import Patch, Schema, optional
 from shared.idempotency import ShownOnce
-from shared.input_types import EmailAddress, Name, SafeText, refuse_card_numbers
+from shared.input_types import EmailAddress, Name, SafeText, TaxId
 
 
 @cache
@@ -51,14 +51,6 @@ LocaleCode = Annotated[
         pattern="^[a-z]{2,3}(-[A-Z]{2})?$",
         description="BCP 47 language and optional region, such as fr or en-GB: how mail reads.",
     ),
-]
-TaxId = Annotated[
-    str,
-    pydantic.Field(
-        pattern="^[A-Za-z0-9][A-Za-z0-9 ./-]{0,38}[A-Za-z0-9]$",
-        description="Tax or VAT identification number, such as FR40303265045.",
-    ),
-    AfterValidator(refuse_card_numbers),
 ]
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import pydantic
+from pydantic import field_validator
 from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 from billing.database import BillingTable, created_at_column
-from billing.invoices.models import InvoiceLineCreate, InvoiceLinePublic, TaxTotalPublic
+from billing.invoices.models import QUANTITY_PATTERN, InvoiceLinePublic, TaxTotalPublic
 from billing.schemas import Schema
-from shared.input_types import DecimalOutput, Description
+from shared.input_types import WHOLE_NUMBER_ONLY, DecimalOutput, DecimalString, Description
 
 
 class CreditNote(BillingTable, table=True):
@@ -32,6 +35,8 @@ class CreditNote(BillingTable, table=True):
     subtotal: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
     tax_total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
     total: Decimal = Field(sa_column=Column(Numeric(20, 4), nullable=False))
+    # Tax per rate, as credited: [{"rate", "taxable_amount", "tax_amount"}] as decimal strings.
+    taxes: list[dict[str, str]] = Field(sa_column=Column(JSONB, nullable=False))
     issue_date: date
     issued_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
@@ -42,6 +47,7 @@ class CreditNote(BillingTable, table=True):
     customer_name: str
     customer_email: str
     customer_address: str | None = None
+    customer_tax_id: str | None = None
 
 
 class CreditNoteLine(BillingTable, table=True):
@@ -52,6 +58,8 @@ class CreditNoteLine(BillingTable, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     credit_note_id: UUID = Field(foreign_key="credit_note.id", index=True)
     account_id: UUID = Field(foreign_key="account.id", index=True)
+    invoice_line_id: UUID = Field(foreign_key="invoice_line.id", index=True)
+    invoice_line_position: int
     position: int
     description: str
     quantity: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
@@ -62,17 +70,43 @@ class CreditNoteLine(BillingTable, table=True):
     tax_rate: Decimal = Field(sa_column=Column(Numeric(7, 4), nullable=False))
 
 
-class CreditNoteCreate(Schema):
-    """Credit an issued invoice: the lines credited, or none to credit all of it."""
+class CreditedLine(Schema):
+    """How much of one invoice line is credited, at that line's price, discount and tax."""
 
+    position: Annotated[int, pydantic.Field(ge=1, le=500), WHOLE_NUMBER_ONLY] = pydantic.Field(
+        description="The invoice line's position."
+    )
+    quantity: Annotated[Decimal, DecimalString(QUANTITY_PATTERN, "1")] = pydantic.Field(
+        gt=0, le=1_000_000_000, decimal_places=4, description="How much of it: more than 0."
+    )
+
+
+class CreditNoteCreate(Schema):
+    """Credit an issued invoice: some of its lines, or everything not yet credited."""
+
+    invoice_id: UUID = pydantic.Field(description="The issued invoice corrected.")
     reason: Description = pydantic.Field(description="Why, as the credit note states it.")
-    lines: list[InvoiceLineCreate] | None = pydantic.Field(
+    lines: list[CreditedLine] | None = pydantic.Field(
         default=None,
         min_length=1,
         max_length=500,
-        description="What is credited, priced as invoice lines (taxed at the invoice's rates); "
-        "leave out to credit the whole invoice, when nothing of it is credited yet.",
+        description="What is credited, each invoice line at most once and at most what is left "
+        "of it; leave out to credit everything not yet credited.",
     )
+
+    @field_validator("lines")
+    @classmethod
+    def _each_line_once(cls, lines: list[CreditedLine] | None) -> list[CreditedLine] | None:
+        positions = [line.position for line in lines or []]
+        if len(set(positions)) != len(positions):
+            raise ValueError("name each invoice line once")
+        return lines
+
+
+class CreditNoteLinePublic(InvoiceLinePublic):
+    """A credit note line: the part of an invoice line credited."""
+
+    invoice_line_position: int
 
 
 class CreditNotePublic(Schema):
@@ -90,4 +124,4 @@ class CreditNotePublic(Schema):
     total: DecimalOutput = pydantic.Field(description="What is credited against the invoice.")
     issue_date: date
     issued_at: datetime
-    lines: list[InvoiceLinePublic]
+    lines: list[CreditNoteLinePublic]

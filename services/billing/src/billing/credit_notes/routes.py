@@ -8,11 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from billing.auth.policy import AnyUser, Bookkeeper
-from billing.credit_notes.models import CreditNoteCreate, CreditNotePublic
+from billing.credit_notes.models import CreditNoteCreate, CreditNoteLinePublic, CreditNotePublic
 from billing.credit_notes.service import CreditNoteWithLines, credit_note_taxes
 from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.invoices.domain import plain_decimal, to_minor_unit
-from billing.invoices.models import InvoiceLinePublic, TaxTotalPublic
+from billing.invoices.models import TaxTotalPublic
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -35,15 +35,16 @@ def _public(found: CreditNoteWithLines) -> CreditNotePublic:
                 taxable_amount=to_minor_unit(tax.taxable_amount, currency),
                 tax_amount=to_minor_unit(tax.tax_amount, currency),
             )
-            for tax in credit_note_taxes(note, found.lines)
+            for tax in credit_note_taxes(note)
         ],
         tax_total=to_minor_unit(note.tax_total, currency),
         total=to_minor_unit(note.total, currency),
         issue_date=note.issue_date,
         issued_at=note.issued_at,
         lines=[
-            InvoiceLinePublic(
+            CreditNoteLinePublic(
                 position=line.position,
+                invoice_line_position=line.invoice_line_position,
                 description=line.description,
                 quantity=plain_decimal(line.quantity),
                 unit_price=plain_decimal(line.unit_price),
@@ -59,22 +60,16 @@ def _public(found: CreditNoteWithLines) -> CreditNotePublic:
 
 
 @router.post(
-    "/invoices/{invoice_id}/credit-notes",
+    "/credit-notes",
     status_code=201,
     response_model=CreditNotePublic,
-    responses={
-        **NOT_FOUND,
-        **CONFLICT,
-        **links_by_id(201, "credit_note_id", "get_credit_note"),
-    },
+    responses={**CONFLICT, **links_by_id(201, "credit_note_id", "get_credit_note")},
 )
-async def credit_invoice(
-    invoice_id: UUID, body: CreditNoteCreate, principal: Bookkeeper, services: ServicesDep
+async def issue_credit_note(
+    body: CreditNoteCreate, principal: Bookkeeper, services: ServicesDep
 ) -> CreditNotePublic:
-    """Correct an issued invoice with a credit note: its lines, or the whole invoice."""
-    return _public(
-        await services.credit_notes.issue(principal=principal, invoice_id=invoice_id, request=body)
-    )
+    """Correct an issued invoice: credit some of its lines, or everything not yet credited."""
+    return _public(await services.credit_notes.issue(principal=principal, request=body))
 
 
 @router.get("/credit-notes", response_model=list[CreditNotePublic])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from uuid import UUID, uuid4
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,12 +22,13 @@ from billing.invoices.domain import (
     TaxTotal,
     ensure_creditable,
     format_credit_note_number,
-    invoice_totals,
     issue_date_at,
+    plain_decimal,
     price_line,
+    tax_on,
 )
-from billing.invoices.models import Invoice, InvoiceLineCreate
-from billing.invoices.service import invoice_lines, totals_of_lines
+from billing.invoices.models import Invoice, InvoiceLine
+from billing.invoices.service import invoice_lines
 from shared.contracts import CreditNoteIssued, IssuedInvoiceCustomer
 from shared.contracts import InvoiceLine as IssuedLine
 from shared.contracts import TaxTotal as IssuedTaxTotal
@@ -42,17 +44,122 @@ class CreditNoteWithLines:
     lines: Sequence[CreditNoteLine]
 
 
-def _credited_lines(
-    request: CreditNoteCreate, invoice: Invoice, invoiced: Sequence[InvoiceLineCreate]
-) -> list[InvoiceLineCreate]:
-    """What the request credits: its lines, or the whole invoice's when it names none."""
-    if request.lines is not None:
-        return request.lines
-    if invoice.credited_total:
-        raise ConflictError(
-            "part of this invoice is credited already: name the lines to credit", field="lines"
+@dataclass(frozen=True)
+class _Credit:
+    """One invoice line's part in a credit note, priced as the difference it makes to what is
+    credited of that line, so successive credits add up to the invoice to the cent."""
+
+    line: InvoiceLine
+    quantity: Decimal
+    amount: Decimal
+    discount_amount: Decimal
+
+    @property
+    def net_amount(self) -> Decimal:
+        return self.amount - self.discount_amount
+
+
+def _priced(line: InvoiceLine, quantity: Decimal, currency: str) -> PricedLine:
+    return price_line(
+        quantity,
+        line.unit_price,
+        currency,
+        discount_percent=line.discount_percent,
+        tax_rate=line.tax_rate,
+    )
+
+
+def _credit(line: InvoiceLine, before: Decimal, quantity: Decimal, currency: str) -> _Credit:
+    """What crediting `quantity` more of a line, `before` of it credited, amounts to."""
+    was, will = _priced(line, before, currency), _priced(line, before + quantity, currency)
+    return _Credit(
+        line,
+        quantity,
+        amount=will.amount - was.amount,
+        discount_amount=will.discount_amount - was.discount_amount,
+    )
+
+
+def _taxes(
+    credits: Sequence[_Credit], earlier: Sequence[CreditNote], currency: str
+) -> tuple[TaxTotal, ...]:
+    """Each rate's tax credited now: the tax on everything credited at that rate so far, less
+    what earlier credit notes credited; all of an invoice credited is all of its tax."""
+    taxable: dict[Decimal, Decimal] = {}
+    for credit in credits:
+        rate = plain_decimal(credit.line.tax_rate)
+        taxable[rate] = taxable.get(rate, Decimal(0)) + credit.net_amount
+    before_taxable: dict[Decimal, Decimal] = {}
+    before_tax: dict[Decimal, Decimal] = {}
+    for note in earlier:
+        for tax in note.taxes:
+            rate = plain_decimal(Decimal(tax["rate"]))
+            before_taxable[rate] = before_taxable.get(rate, Decimal(0)) + Decimal(
+                tax["taxable_amount"]
+            )
+            before_tax[rate] = before_tax.get(rate, Decimal(0)) + Decimal(tax["tax_amount"])
+    return tuple(
+        TaxTotal(
+            rate=rate,
+            taxable_amount=base,
+            tax_amount=tax_on(before_taxable.get(rate, Decimal(0)) + base, rate, currency)
+            - before_tax.get(rate, Decimal(0)),
         )
-    return list(invoiced)
+        for rate, base in sorted(taxable.items())
+        if rate
+    )
+
+
+async def _credited_quantities(
+    session: AsyncSession, note_ids: Sequence[UUID]
+) -> dict[UUID, Decimal]:
+    """How much of each invoice line these credit notes credited."""
+    if not note_ids:
+        return {}
+    found = await session.exec(
+        select(CreditNoteLine.invoice_line_id, func.sum(CreditNoteLine.quantity))
+        .where(col(CreditNoteLine.credit_note_id).in_(list(note_ids)))
+        .group_by(col(CreditNoteLine.invoice_line_id))
+    )
+    return {line_id: Decimal(quantity) for line_id, quantity in found.all()}
+
+
+def _credits(
+    request: CreditNoteCreate,
+    lines: dict[int, InvoiceLine],
+    credited_before: dict[UUID, Decimal],
+    currency: str,
+) -> list[_Credit]:
+    """What the request credits, each line checked against what is left of it."""
+
+    def left(line: InvoiceLine) -> Decimal:
+        return line.quantity - credited_before.get(line.id, Decimal(0))
+
+    if request.lines is None:
+        credits = [
+            _credit(line, credited_before.get(line.id, Decimal(0)), left(line), currency)
+            for _, line in sorted(lines.items())
+            if left(line) > 0
+        ]
+        if not credits:
+            raise ConflictError("everything on this invoice is credited already", field="lines")
+        return credits
+    credits = []
+    for index, wanted in enumerate(request.lines):
+        line = lines.get(wanted.position)
+        if line is None:
+            raise InvalidReferenceError(
+                "the invoice has no line at this position", field=f"lines.{index}.position"
+            )
+        if wanted.quantity > left(line):
+            raise InvalidReferenceError(
+                f"at most {plain_decimal(left(line))} of this line is left to credit",
+                field=f"lines.{index}.quantity",
+            )
+        credits.append(
+            _credit(line, credited_before.get(line.id, Decimal(0)), wanted.quantity, currency)
+        )
+    return credits
 
 
 class CreditNoteService:
@@ -63,54 +170,45 @@ class CreditNoteService:
         self.units = units
 
     async def issue(
-        self, *, principal: Principal, invoice_id: UUID, request: CreditNoteCreate
+        self, *, principal: Principal, request: CreditNoteCreate
     ) -> CreditNoteWithLines:
-        """Credit an issued invoice, at most what is left of it, and emit
+        """Credit part or all of what is left of an issued invoice, and emit
         `credit_note.issued` in the same transaction."""
         account_id = principal.require_user()
         async with self.units() as work:
             found = await work.session.exec(
                 select(Invoice)
-                .where(Invoice.account_id == account_id, Invoice.id == invoice_id)
-                .with_for_update()
+                .where(Invoice.account_id == account_id, Invoice.id == request.invoice_id)
+                .with_for_update()  # one credit at a time per invoice
             )
             invoice = found.first()
             if invoice is None:
-                raise NotFoundError("no such invoice in this account")
+                raise InvalidReferenceError("no such invoice in this account", field="invoice_id")
             try:
                 ensure_creditable(invoice.status)
             except InvoiceStateError as exc:
-                raise ConflictError(str(exc), field="status") from exc
-            invoiced = [
-                InvoiceLineCreate(
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    discount_percent=line.discount_percent,
-                    tax_rate=line.tax_rate,
-                )
-                for line in await invoice_lines(work.session, invoice.id)
-            ]
-            credited = _credited_lines(request, invoice, invoiced)
-            priced = [
-                price_line(
-                    line.quantity,
-                    line.unit_price,
-                    invoice.currency,
-                    discount_percent=line.discount_percent,
-                    tax_rate=line.tax_rate,
-                )
-                for line in credited
-            ]
-            totals = invoice_totals(priced, invoice.currency)
-            left = invoice.total - invoice.credited_total
-            if totals.total <= 0:
+                raise ConflictError(str(exc), field="invoice_id") from exc
+            earlier = list(
+                (
+                    await work.session.exec(
+                        select(CreditNote).where(
+                            CreditNote.account_id == account_id,
+                            CreditNote.invoice_id == invoice.id,
+                        )
+                    )
+                ).all()
+            )
+            credited_before = await _credited_quantities(work.session, [n.id for n in earlier])
+            lines = {line.position: line for line in await invoice_lines(work.session, invoice.id)}
+            credits = _credits(request, lines, credited_before, invoice.currency)
+            taxes = _taxes(credits, earlier, invoice.currency)
+            subtotal = sum((credit.net_amount for credit in credits), Decimal(0))
+            tax_total = sum((tax.tax_amount for tax in taxes), Decimal(0))
+            total = subtotal + tax_total
+            if total <= 0:
                 raise InvalidReferenceError("a credit note credits more than 0", field="lines")
-            if totals.total > left:
-                raise InvalidReferenceError(
-                    f"this credits {totals.total} but only {left} of the invoice is left to credit",
-                    field="lines",
-                )
+            # By construction never more than is left; the check guards the construction.
+            assert total <= invoice.total - invoice.credited_total
             # The numbering lock, taken last: from here to commit only writes remain.
             taken = await work.session.exec(
                 update(Account)
@@ -132,9 +230,17 @@ class CreditNoteService:
                 number=format_credit_note_number(next_number - 1),
                 currency=invoice.currency,
                 reason=request.reason,
-                subtotal=totals.subtotal,
-                tax_total=totals.tax_total,
-                total=totals.total,
+                subtotal=subtotal,
+                tax_total=tax_total,
+                total=total,
+                taxes=[
+                    {
+                        "rate": str(tax.rate),
+                        "taxable_amount": str(tax.taxable_amount),
+                        "tax_amount": str(tax.tax_amount),
+                    }
+                    for tax in taxes
+                ],
                 issue_date=issue_date_at(now, time_zone),
                 issued_at=now,
                 seller_name=invoice.seller_name,
@@ -143,28 +249,31 @@ class CreditNoteService:
                 customer_name=invoice.customer_name,
                 customer_email=invoice.customer_email,
                 customer_address=invoice.customer_address,
+                customer_tax_id=invoice.customer_tax_id,
             )
-            lines = [
+            note_lines = [
                 CreditNoteLine(
                     credit_note_id=note.id,
                     account_id=account_id,
+                    invoice_line_id=credit.line.id,
+                    invoice_line_position=credit.line.position,
                     position=position,
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    amount=money.amount,
-                    discount_percent=line.discount_percent,
-                    discount_amount=money.discount_amount,
-                    tax_rate=line.tax_rate,
+                    description=credit.line.description,
+                    quantity=credit.quantity,
+                    unit_price=credit.line.unit_price,
+                    amount=credit.amount,
+                    discount_percent=credit.line.discount_percent,
+                    discount_amount=credit.discount_amount,
+                    tax_rate=credit.line.tax_rate,
                 )
-                for position, (line, money) in enumerate(zip(credited, priced, strict=True), 1)
+                for position, credit in enumerate(credits, start=1)
             ]
-            invoice.credited_total = invoice.credited_total + totals.total
+            invoice.credited_total = invoice.credited_total + total
             work.session.add(note)
             await work.session.flush()  # the note before its lines (their foreign key)
-            work.session.add_all([invoice, *lines])
-            work.emit(_issued_event(note, invoice.number, priced, lines, totals.taxes))
-        return CreditNoteWithLines(note, lines)
+            work.session.add_all([invoice, *note_lines])
+            work.emit(_issued_event(note, invoice.number, note_lines, taxes))
+        return CreditNoteWithLines(note, note_lines)
 
     async def get(self, *, principal: Principal, credit_note_id: UUID) -> CreditNoteWithLines:
         """One of the caller's credit notes with its lines."""
@@ -209,15 +318,21 @@ async def _lines(session: AsyncSession, note_ids: list[UUID]) -> list[CreditNote
     return list(result.all())
 
 
-def credit_note_taxes(note: CreditNote, lines: Sequence[CreditNoteLine]) -> tuple[TaxTotal, ...]:
-    """A credit note's tax per rate, from its lines."""
-    return totals_of_lines(lines, note.currency).taxes
+def credit_note_taxes(note: CreditNote) -> tuple[TaxTotal, ...]:
+    """A credit note's tax per rate, as credited."""
+    return tuple(
+        TaxTotal(
+            rate=Decimal(tax["rate"]),
+            taxable_amount=Decimal(tax["taxable_amount"]),
+            tax_amount=Decimal(tax["tax_amount"]),
+        )
+        for tax in note.taxes
+    )
 
 
 def _issued_event(
     note: CreditNote,
     invoice_number: str,
-    priced: Sequence[PricedLine],
     lines: Sequence[CreditNoteLine],
     taxes: Sequence[TaxTotal],
 ) -> CreditNoteIssued:
@@ -236,6 +351,7 @@ def _issued_event(
             name=note.customer_name,
             email=note.customer_email,
             address=note.customer_address,
+            tax_id=note.customer_tax_id,
         ),
         currency=note.currency,
         lines=[
@@ -243,13 +359,13 @@ def _issued_event(
                 description=line.description,
                 quantity=line.quantity,
                 unit_price=line.unit_price,
-                amount=money.amount,
+                amount=line.amount,
                 discount_percent=line.discount_percent,
-                discount_amount=money.discount_amount,
-                net_amount=money.net_amount,
+                discount_amount=line.discount_amount,
+                net_amount=line.amount - line.discount_amount,
                 tax_rate=line.tax_rate,
             )
-            for line, money in zip(lines, priced, strict=True)
+            for line in lines
         ],
         subtotal=note.subtotal,
         taxes=[

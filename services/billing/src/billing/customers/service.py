@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.auth.models import Principal
-from billing.customers.models import Customer, CustomerChange, CustomerCreate
-from billing.errors import NotFoundError
+from billing.customers.models import (
+    MAX_CONTACTS,
+    ContactCreate,
+    Customer,
+    CustomerChange,
+    CustomerContact,
+    CustomerCreate,
+)
+from billing.errors import ConflictError, NotFoundError
 from billing.rectification.models import ChangeSubject
 from billing.rectification.service import rectify
 from shared.db import SessionFactory, pooled_driver
@@ -27,9 +36,51 @@ async def get_customer(
     return (await session.exec(query.with_for_update() if for_update else query)).first()
 
 
-_CUSTOMER = (
-    "SELECT id, name, email, address, created_at FROM customer WHERE account_id = $1 AND id = $2"
-)
+# The customer with its contacts in one round trip: the most frequent read. The contacts as
+# text: the engine's connections decode json themselves, plain ones do not.
+_CUSTOMER = """
+SELECT c.id, c.name, c.email, c.address, c.tax_id, c.notes, c.created_at,
+    COALESCE((SELECT json_agg(json_build_object('id', k.id, 'name', k.name, 'email', k.email,
+            'role', k.role) ORDER BY k.name, k.id)
+        FROM customer_contact k WHERE k.account_id = c.account_id AND k.customer_id = c.id),
+        '[]')::text AS contacts
+FROM customer c WHERE c.account_id = $1 AND c.id = $2
+"""
+
+
+def customer_row(customer: Customer, contacts: Sequence[CustomerContact]) -> dict[str, Any]:
+    """A customer with its contacts, as the API shows it."""
+    return {
+        **customer.model_dump(exclude={"account_id"}),
+        "contacts": [
+            contact.model_dump(include={"id", "name", "email", "role"})
+            for contact in sorted(contacts, key=lambda c: (c.name, str(c.id)))  # as the query
+        ],
+    }
+
+
+async def customer_with_contacts(session: AsyncSession, customer: Customer) -> dict[str, Any]:
+    """A customer and its contacts, as the API shows it."""
+    contacts = await _contacts_of(session, customer.account_id, [customer.id])
+    return customer_row(customer, contacts[customer.id])
+
+
+async def _contacts_of(
+    session: AsyncSession, account_id: UUID, customer_ids: Sequence[UUID]
+) -> dict[UUID, list[CustomerContact]]:
+    found: dict[UUID, list[CustomerContact]] = {customer_id: [] for customer_id in customer_ids}
+    if customer_ids:
+        result = await session.exec(
+            select(CustomerContact)
+            .where(
+                CustomerContact.account_id == account_id,
+                col(CustomerContact.customer_id).in_(list(customer_ids)),
+            )
+            .order_by(col(CustomerContact.name), col(CustomerContact.id))
+        )
+        for contact in result.all():
+            found[contact.customer_id].append(contact)
+    return found
 
 
 class CustomerService:
@@ -42,21 +93,37 @@ class CustomerService:
         self.sessions = sessions
         self.units = units
 
-    async def create(self, *, principal: Principal, request: CustomerCreate) -> Customer:
-        """Add a customer to the caller's account."""
+    async def create(self, *, principal: Principal, request: CustomerCreate) -> dict[str, Any]:
+        """Add a customer, with its contacts, to the caller's account."""
         account_id = principal.require_user()
         customer = Customer(
             account_id=account_id,
             name=request.name,
             email=str(request.email),
             address=request.address,
+            tax_id=request.tax_id,
+            notes=request.notes,
         )
+        contacts = [
+            CustomerContact(
+                account_id=account_id,
+                customer_id=customer.id,
+                name=contact.name,
+                email=str(contact.email),
+                role=contact.role,
+            )
+            for contact in request.contacts
+        ]
         async with self.units() as work:
             work.session.add(customer)
-        return customer
+            await work.session.flush()  # the customer before its contacts (their foreign key)
+            work.session.add_all(contacts)
+            await work.session.flush()
+            row = customer_row(customer, contacts)
+        return row
 
-    async def list(self, *, principal: Principal, limit: int, offset: int) -> list[Customer]:
-        """The caller's customers, oldest first."""
+    async def list(self, *, principal: Principal, limit: int, offset: int) -> list[dict[str, Any]]:
+        """The caller's customers, oldest first, with their contacts."""
         account_id = principal.require_user()
         async with self.sessions() as session:
             result = await session.exec(
@@ -66,22 +133,62 @@ class CustomerService:
                 .limit(limit)
                 .offset(offset)
             )
-            return list(result.all())
+            customers = list(result.all())
+            contacts = await _contacts_of(session, account_id, [c.id for c in customers])
+            return [customer_row(c, contacts[c.id]) for c in customers]
 
-    async def get(self, *, principal: Principal, customer_id: UUID) -> Mapping[str, Any]:
-        """One of the caller's customers, as a row: the most frequent read, in plain SQL."""
+    async def get(self, *, principal: Principal, customer_id: UUID) -> dict[str, Any]:
+        """One of the caller's customers with its contacts: one query, in plain SQL."""
         account_id = principal.require_user()
         async with pooled_driver(self.engine) as db:
-            customer: Mapping[str, Any] | None = await db.fetchrow(
-                _CUSTOMER, account_id, customer_id
-            )
-        if customer is None:
+            found = await db.fetchrow(_CUSTOMER, account_id, customer_id)
+        if found is None:
             raise NotFoundError("no such customer in this account")
-        return customer
+        return {**found, "contacts": json.loads(found["contacts"])}
+
+    async def add_contact(
+        self, *, principal: Principal, customer_id: UUID, request: ContactCreate
+    ) -> CustomerContact:
+        """Add a person at one of the caller's customers."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            customer = await get_customer(work.session, account_id, customer_id, for_update=True)
+            if customer is None:
+                raise NotFoundError("no such customer in this account")
+            counted = await _contacts_of(work.session, account_id, [customer_id])
+            if len(counted[customer_id]) >= MAX_CONTACTS:
+                raise ConflictError(f"a customer has at most {MAX_CONTACTS} contacts")
+            contact = CustomerContact(
+                account_id=account_id,
+                customer_id=customer_id,
+                name=request.name,
+                email=str(request.email),
+                role=request.role,
+            )
+            work.session.add(contact)
+        return contact
+
+    async def remove_contact(
+        self, *, principal: Principal, customer_id: UUID, contact_id: UUID
+    ) -> None:
+        """Remove a person from one of the caller's customers."""
+        account_id = principal.require_user()
+        async with self.units() as work:
+            removed = await work.session.exec(
+                delete(CustomerContact)
+                .where(
+                    col(CustomerContact.account_id) == account_id,
+                    col(CustomerContact.customer_id) == customer_id,
+                    col(CustomerContact.id) == contact_id,
+                )
+                .returning(col(CustomerContact.id))
+            )
+            if removed.first() is None:
+                raise NotFoundError("no such contact of this customer")
 
     async def change(
         self, *, principal: Principal, customer_id: UUID, change: CustomerChange
-    ) -> Customer:
+    ) -> dict[str, Any]:
         """Correct a customer's details (RECTIFY); the change is recorded."""
         account_id = principal.require_user()
         async with self.units() as work:
@@ -95,4 +202,5 @@ class CustomerService:
                 row=customer,
                 patch=change,
             )
-        return customer
+            contacts = await _contacts_of(work.session, account_id, [customer_id])
+            return customer_row(customer, contacts[customer_id])

@@ -119,6 +119,11 @@ def price_line(
     return PricedLine(amount, discount, amount - discount, tax_rate)
 
 
+def tax_on(base: Decimal, rate: Decimal, currency: str) -> Decimal:
+    """The tax at rate (percent) on a sum of nets, rounded half up to the minor unit once."""
+    return (base * rate / 100).quantize(_minor_unit(currency), rounding=ROUND_HALF_UP)
+
+
 def invoice_totals(lines: Iterable[PricedLine], currency: str) -> Totals:
     """The nets summed, then each rate's tax on the sum of its lines' nets, rounded once per
     rate (as EU VAT invoices show it, so lines' roundings do not add up), then the total."""
@@ -132,7 +137,7 @@ def invoice_totals(lines: Iterable[PricedLine], currency: str) -> Totals:
         TaxTotal(
             rate=rate,
             taxable_amount=base,
-            tax_amount=(base * rate / 100).quantize(_minor_unit(currency), rounding=ROUND_HALF_UP),
+            tax_amount=tax_on(base, rate, currency),
         )
         for rate, base in sorted(taxable.items())
         if rate
@@ -167,10 +172,13 @@ def ensure_issuable(status: InvoiceStatus) -> None:
         raise InvoiceStateError(f"invoice is {status}, only a draft can be issued")
 
 
-def ensure_voidable(status: InvoiceStatus) -> None:
-    """Only an issued invoice can be voided: a draft was never sent, a void one is already."""
+def ensure_voidable(status: InvoiceStatus, *, credited: Decimal = Decimal(0)) -> None:
+    """Only an issued invoice can be voided: a draft was never sent, a void one is already; one
+    partly credited is credited for the rest instead, or it would be given back twice."""
     if status is not InvoiceStatus.ISSUED:
         raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be voided")
+    if credited:
+        raise InvoiceStateError("part of this invoice is credited: credit the rest instead")
 
 
 def ensure_creditable(status: InvoiceStatus) -> None:

@@ -61,6 +61,7 @@ class Invoice(BillingTable, table=True):
     customer_name: str | None = None
     customer_email: str | None = None
     customer_address: str | None = None
+    customer_tax_id: str | None = None
 
 
 class InvoiceLine(BillingTable, table=True):
@@ -169,7 +170,7 @@ class InvoiceCreate(Schema):
     lines: list[InvoiceLineCreate] = pydantic.Field(
         min_length=1, max_length=500, description="Lines."
     )
-    issue: bool = pydantic.Field(
+    issue: pydantic.StrictBool = pydantic.Field(
         default=False, description="Issue it now: numbered, dated today and sent."
     )
 
@@ -232,6 +233,7 @@ class BillToPublic(Schema):
     name: str
     email: str
     address: str | None
+    tax_id: str | None
 
 
 class InvoicePublic(Schema):
@@ -247,7 +249,9 @@ class InvoicePublic(Schema):
     tax_total: DecimalOutput
     total: DecimalOutput = pydantic.Field(description="subtotal + tax_total.")
     credited_total: DecimalOutput = pydantic.Field(description="Credited by credit notes.")
-    amount_due: DecimalOutput = pydantic.Field(description="total - credited_total.")
+    amount_due: DecimalOutput | None = pydantic.Field(
+        description="total - credited_total; 0 once void; null on a draft, which is not due."
+    )
     issue_date: date | None
     due_date: date | None = pydantic.Field(description="Null on a draft on payment terms.")
     payment_terms_days: int | None

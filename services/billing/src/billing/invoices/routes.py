@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
 from billing.invoices.models import (
     BillToPublic,
+    Invoice,
     InvoiceCreate,
     InvoiceLinePublic,
     InvoicePublic,
@@ -19,11 +21,19 @@ from billing.invoices.models import (
     SellerPublic,
     TaxTotalPublic,
 )
-from billing.invoices.service import InvoiceWithLines, taxes_of
+from billing.invoices.service import DraftedInvoice, InvoiceWithLines, taxes_of
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
 router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
+
+
+def _amount_due(invoice: Invoice | DraftedInvoice) -> Decimal | None:
+    if invoice.status is InvoiceStatus.DRAFT:
+        return None
+    if invoice.status is InvoiceStatus.VOID:
+        return to_minor_unit(Decimal(0), invoice.currency)
+    return to_minor_unit(invoice.total - invoice.credited_total, invoice.currency)
 
 
 def _public(found: InvoiceWithLines) -> InvoicePublic:
@@ -53,6 +63,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
             name=invoice.customer_name,
             email=invoice.customer_email,
             address=invoice.customer_address,
+            tax_id=invoice.customer_tax_id,
         ),
         subtotal=to_minor_unit(invoice.subtotal, currency),
         taxes=[
@@ -66,7 +77,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
         tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),
         credited_total=to_minor_unit(credited, currency),
-        amount_due=to_minor_unit(invoice.total - credited, currency),
+        amount_due=_amount_due(invoice),
         lines=[
             InvoiceLinePublic(
                 position=line.position,

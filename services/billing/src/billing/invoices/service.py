@@ -50,41 +50,45 @@ _ACCOUNT_DEFAULTS = "SELECT currency, payment_terms_days FROM account WHERE id =
 # correction of the account's details (which takes it too) lands before or after, never within.
 _SELLER_AND_BUYERS = """
 SELECT a.next_invoice_number, a.name, a.address, a.tax_id, a.time_zone, c.id AS customer_id,
-    c.name AS customer_name, c.email AS customer_email, c.address AS customer_address
+    c.name AS customer_name, c.email AS customer_email, c.address AS customer_address,
+    c.tax_id AS customer_tax_id
 FROM account a LEFT JOIN customer c ON c.account_id = a.id AND c.id = ANY($2::uuid[])
 WHERE a.id = $1
 FOR UPDATE OF a
 """
 # Invoices and all their lines in one statement (the lines' foreign key is checked at its end).
+# The parties' columns, $24 on, follow PARTY_FIELDS.
 _INSERT_INVOICES_WITH_LINES = """
 WITH invoice_rows AS (
     INSERT INTO invoice (id, account_id, customer_id, number, status, currency, total,
-        issue_date, due_date, issued_at, seller_name, seller_address, seller_tax_id,
-        customer_name, customer_email, customer_address, subtotal, tax_total,
-        payment_terms_days)
+        issue_date, due_date, issued_at, subtotal, tax_total, payment_terms_days,
+        seller_name, seller_address, seller_tax_id, customer_name, customer_email,
+        customer_address, customer_tax_id)
     SELECT id, $1, customer_id, number, status::invoicestatus, currency, total, issue_date,
-        due_date, issued_at, seller_name, seller_address, seller_tax_id, customer_name,
-        customer_email, customer_address, subtotal, tax_total, payment_terms_days
+        due_date, issued_at, subtotal, tax_total, payment_terms_days, seller_name,
+        seller_address, seller_tax_id, customer_name, customer_email, customer_address,
+        customer_tax_id
     FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[],
-        $8::date[], $9::date[], $10::timestamptz[], $18::text[], $19::text[], $20::text[],
-        $21::text[], $22::text[], $23::text[], $24::numeric[], $25::numeric[], $26::int[])
+        $8::date[], $9::date[], $10::timestamptz[], $18::numeric[], $19::numeric[],
+        $20::int[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[],
+        $29::text[], $30::text[])
         AS i(id, customer_id, number, status, currency, total, issue_date, due_date, issued_at,
-            seller_name, seller_address, seller_tax_id, customer_name, customer_email,
-            customer_address, subtotal, tax_total, payment_terms_days)
+            subtotal, tax_total, payment_terms_days, seller_name, seller_address,
+            seller_tax_id, customer_name, customer_email, customer_address, customer_tax_id)
 )
 INSERT INTO invoice_line (id, invoice_id, account_id, position, description, quantity,
     unit_price, amount, discount_percent, discount_amount, tax_rate)
 SELECT id, invoice_id, $1, position, description, quantity, unit_price, amount,
     discount_percent, discount_amount, tax_rate
 FROM unnest($11::uuid[], $12::uuid[], $13::int[], $14::text[], $15::numeric[],
-    $16::numeric[], $17::numeric[], $27::numeric[], $28::numeric[], $29::numeric[])
+    $16::numeric[], $17::numeric[], $21::numeric[], $22::numeric[], $23::numeric[])
     AS line(id, invoice_id, position, description, quantity, unit_price, amount,
         discount_percent, discount_amount, tax_rate)
 """
-# The same, taking the numbers it used in the statement that writes them ($30 of them).
+# The same, taking the numbers it used in the statement that writes them ($31 of them).
 _INSERT_NUMBERED_INVOICES_WITH_LINES = _INSERT_INVOICES_WITH_LINES.replace(
     "WITH invoice_rows AS (",
-    "WITH numbers AS (\n    UPDATE account SET next_invoice_number = next_invoice_number + $30"
+    "WITH numbers AS (\n    UPDATE account SET next_invoice_number = next_invoice_number + $31"
     " WHERE id = $1\n), invoice_rows AS (",
     1,
 )
@@ -100,6 +104,7 @@ class Parties:
     customer_name: str
     customer_email: str
     customer_address: str | None
+    customer_tax_id: str | None
 
 
 PARTY_FIELDS = tuple(Parties.__dataclass_fields__)
@@ -129,6 +134,7 @@ class DraftedInvoice:
     customer_name: str | None = None
     customer_email: str | None = None
     customer_address: str | None = None
+    customer_tax_id: str | None = None
     voided_at: datetime | None = None
     credited_total: Decimal = Decimal(0)
     taxes: tuple[TaxTotal, ...] | None = None  # computed when drafted, not a column
@@ -191,13 +197,13 @@ async def _insert_drafted(
         [line.quantity for _, line in lines],
         [line.unit_price for _, line in lines],
         [line.amount for _, line in lines],
-        *([getattr(i, name) for i in invoices] for name in PARTY_FIELDS),
         [i.subtotal for i in invoices],
         [i.tax_total for i in invoices],
         [i.payment_terms_days for i in invoices],
         [line.discount_percent for _, line in lines],
         [line.discount_amount for _, line in lines],
         [line.tax_rate for _, line in lines],
+        *([getattr(i, name) for i in invoices] for name in PARTY_FIELDS),
         *([numbered] if numbered else []),
     )
 
@@ -282,6 +288,7 @@ async def _number_and_announce(
             customer_name=customer.name,
             customer_email=customer.email,
             customer_address=customer.address,
+            customer_tax_id=customer.tax_id,
         ),
     )
     work.emit(_issued_event(invoice, lines))
@@ -309,6 +316,7 @@ def _issued_event(
             name=invoice.customer_name,
             email=invoice.customer_email,
             address=invoice.customer_address,
+            tax_id=invoice.customer_tax_id,
         ),
         currency=invoice.currency,
         lines=[
@@ -498,6 +506,7 @@ class InvoiceService:
                     customer_name=buyer["customer_name"],
                     customer_email=buyer["customer_email"],
                     customer_address=buyer["customer_address"],
+                    customer_tax_id=buyer["customer_tax_id"],
                 )
                 number = seller["next_invoice_number"] + offset
                 _mark_issued(invoice, number=number, now=now, parties=parties)
@@ -588,7 +597,7 @@ class InvoiceService:
             if invoice is None:
                 raise NotFoundError("no such invoice in this account")
             try:
-                ensure_voidable(invoice.status)
+                ensure_voidable(invoice.status, credited=invoice.credited_total)
             except InvoiceStateError as exc:
                 raise ConflictError(str(exc), field="status") from exc
             assert invoice.number is not None  # an issued invoice has its number

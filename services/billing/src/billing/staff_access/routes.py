@@ -204,4 +204,4 @@ async def read_customer_as_staff(
     customer = await services.staff_access.read_customer(
         principal=principal, account_id=account_id, customer_id=customer_id, purpose=purpose
     )
-    return CustomerPublic.model_validate(customer)
+    return CustomerPublic(**customer)

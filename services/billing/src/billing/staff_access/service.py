@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import any_, func, literal, update
@@ -15,8 +16,7 @@ from billing.accounts.domain import AccountStatus
 from billing.accounts.service import get_account
 from billing.auth.models import Principal, WebSession
 from billing.auth.passwords import hash_password
-from billing.customers.models import Customer
-from billing.customers.service import get_customer
+from billing.customers.service import customer_with_contacts, get_customer
 from billing.errors import (
     ConflictError,
     InvalidReferenceError,
@@ -278,7 +278,7 @@ class StaffAccessService:
 
     async def read_customer(
         self, *, principal: Principal, account_id: UUID, customer_id: UUID, purpose: AccessPurpose
-    ) -> Customer:
+    ) -> dict[str, Any]:
         """A staff read under a grant; the access, or its refusal, is recorded (STAFF-ACCESS)."""
         staff_id = principal.require_staff()
         now = datetime.now(UTC)
@@ -300,9 +300,10 @@ class StaffAccessService:
             )
             customer = None
             if grant is not None:
-                customer = await get_customer(work.session, account_id, customer_id)
-                if customer is None:
+                found = await get_customer(work.session, account_id, customer_id)
+                if found is None:
                     raise NotFoundError("no such customer in this account")
+                customer = await customer_with_contacts(work.session, found)
             work.emit(
                 DataAccessed(
                     account_id=account_id,
