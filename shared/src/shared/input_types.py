@@ -824,3 +824,14 @@ TaxId = Annotated[
     AfterValidator(refuse_card_numbers),
 ]
 """A tax or VAT identification number: letters, digits, spaces, dots, slashes and dashes."""
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Pydantic's lax date takes 0 or "1700000000" as a Unix time; the schema says YYYY-MM-DD.
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise PydanticCustomError("date_type", "Input should be a date as YYYY-MM-DD")
+    return value
+
+
+ISO_DATE_ONLY = BeforeValidator(_iso_date_only)
+"""On a date: only a YYYY-MM-DD string, as JSON Schema's date format means."""

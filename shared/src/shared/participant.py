@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import re
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -47,6 +48,14 @@ BULK_TIMEOUT_S = 3600.0  # an export's COPY or a purge's DELETE of a very large 
 PUBLISH_EVERY = 8  # chunks in flight at once: memory stays flat
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"  # a spreadsheet runs such a cell as a formula
 _NUMBER_PATTERN = r"^[-+]?[0-9]+(\.[0-9]+)?$"
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text for a CSV cell, neutralised as the export's SQL does: what a spreadsheet would run
+    as a formula gets a leading quote; a plain number stays as it is."""
+    if re.match(_FORMULA_PATTERN, text) and not re.match(_NUMBER_PATTERN, text):
+        return "'" + text
+    return text
 
 
 class PurgeGuard(Protocol):

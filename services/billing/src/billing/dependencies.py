@@ -22,6 +22,7 @@ from billing.invoices.service import InvoiceService
 from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService, StaffService
+from billing.statements.service import StatementService
 from billing.termination.service import TerminationService
 from billing.users.service import UserService
 from shared.idempotency import Caller, Identify
@@ -52,6 +53,7 @@ class Services:
     invoices: InvoiceService
     staff: StaffService
     staff_access: StaffAccessService
+    statements: StatementService
     termination: TerminationService
     users: UserService
 

@@ -38,6 +38,8 @@ from billing.staff_access import routes as staff_access
 from billing.staff_access.domain import StaffRole
 from billing.staff_access.models import StaffCreate
 from billing.staff_access.service import StaffAccessService, StaffService
+from billing.statements import routes as statements
+from billing.statements.service import StatementService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
 from billing.users import routes as users
@@ -88,6 +90,7 @@ def create_app(
         staff_access=StaffAccessService(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
         ),
+        statements=StatementService(engine=runtime.engine),
         termination=TerminationService(units=units, identity=identity),
         users=UserService(sessions=sessions, units=units, identity=identity),
     )
@@ -148,6 +151,7 @@ def create_app(
         customers,
         invoices,
         credit_notes,
+        statements,
         staff_access,
     ):
         app.include_router(domain.router)

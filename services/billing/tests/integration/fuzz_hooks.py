@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import requests
@@ -119,6 +119,26 @@ def map_body(context: schemathesis.HookContext, body: Any) -> Any:
         if _is_datetime(body.get("expires_at")):
             body["expires_at"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     return body
+
+
+@schemathesis.hook
+def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
+    """A statement's period: a well-formed start put within ten years before the end, as a
+    person asks for one (every phase, the coverage phase's boundary dates too); malformed
+    dates stay as generated."""
+    label = f"{case.operation.method.upper()} {case.operation.path}"
+    if label != "GET /customers/{customer_id}/statement" or not isinstance(case.query, dict):
+        return case
+    dates = {}
+    for name in ("start", "end"):
+        try:
+            dates[name] = date.fromisoformat(str(case.query.get(name)))
+        except ValueError:
+            continue
+    end = dates.get("end", datetime.now(UTC).date())
+    if "start" in dates and not end - timedelta(days=3650) <= dates["start"] <= end:
+        case.query["start"] = (end - timedelta(days=30)).isoformat()
+    return case
 
 
 @schemathesis.auth(refresh_interval=None)

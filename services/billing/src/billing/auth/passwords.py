@@ -27,8 +27,11 @@ def _common_passwords() -> frozenset[str]:
     return frozenset(word.lower() for word in FREQUENCY_LISTS["passwords"])
 
 
+_SPACES = " \t\n\r\f\v"  # the ones a paste brings along; the schema's pattern names them too
+
+
 def _acceptable(password: str) -> str:
-    if password.strip() != password:
+    if password.strip(_SPACES) != password:
         raise ValueError("must not start or end with spaces")
     if password.lower() in _common_passwords():
         raise ValueError("is one of the most common passwords: choose another")
@@ -41,7 +44,12 @@ Password = Annotated[
         min_length=MIN_LENGTH,
         max_length=MAX_LENGTH,
         description=f"{MIN_LENGTH} to {MAX_LENGTH} characters, not a common password.",
-        json_schema_extra={"format": "password", "writeOnly": True},
+        # The pattern states the rule _acceptable applies: no space at either end.
+        json_schema_extra={
+            "format": "password",
+            "writeOnly": True,
+            "pattern": r"^[^ \t\n\r\f\v](?:[\s\S]*[^ \t\n\r\f\v])?$",
+        },
     ),
     pydantic.AfterValidator(_acceptable),
 ]
