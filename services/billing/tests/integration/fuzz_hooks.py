@@ -127,7 +127,7 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
     person asks for one (every phase, the coverage phase's boundary dates too); malformed
     dates stay as generated."""
     label = f"{case.operation.method.upper()} {case.operation.path}"
-    if label != "GET /customers/{customer_id}/statement" or not isinstance(case.query, dict):
+    if label != "GET /statements/{customer_id}" or not isinstance(case.query, dict):
         return case
     dates = {}
     for name in ("start", "end"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,8 @@ from billing.settings import BillingSettings
 
 pytestmark = pytest.mark.integration
 
-TODAY = date.today()
-END = TODAY + timedelta(days=1)  # whatever the account's time zone says today is
+TODAY = datetime.now(UTC).date()  # the accounts here are in UTC
+END = TODAY
 
 
 async def _issue(
@@ -81,9 +81,19 @@ async def test_a_statement_shows_opening_entries_closing_and_aging(
         },
     )
     assert credited.status_code == 201, credited.text
+    on_old = await api.post(
+        "/credit-notes",
+        headers=headers,
+        json={
+            "invoice_id": old["id"],
+            "reason": "late",
+            "lines": [{"position": 1, "quantity": "0.2"}],
+        },
+    )
+    assert on_old.status_code == 201, on_old.text
     start = TODAY - timedelta(days=100)
     answered = await api.get(
-        f"/customers/{customer['id']}/statement",
+        f"/statements/{customer['id']}",
         headers=headers,
         params={"start": start.isoformat(), "end": END.isoformat()},
     )
@@ -97,23 +107,34 @@ async def test_a_statement_shows_opening_entries_closing_and_aging(
     ] == [
         ("invoice", overdue["number"], "40.00", "0.00", "140.00"),
         ("invoice", recent["number"], "60.00", "0.00", "200.00"),
+        ("invoice", void["number"], "999.00", "0.00", "1199.00"),
+        ("void", void["number"], "0.00", "999.00", "200.00"),
         ("credit_note", credited.json()["number"], "0.00", "30.00", "170.00"),
-    ], "the void invoice owes nothing; the USD one is on the USD statement"
-    assert statement["entries"][2]["reference"] == recent["number"]
+        ("credit_note", on_old.json()["number"], "0.00", "20.00", "150.00"),
+    ], "a void invoice is owed until the day it is voided; the USD one is on its own statement"
+    assert statement["entries"][4]["reference"] == recent["number"]
+    assert statement["entries"][5]["reference"] == old["number"], "against one before the period"
     assert (statement["invoiced"], statement["credited"], statement["closing_balance"]) == (
-        "100.00",
-        "30.00",
-        "170.00",
+        "1099.00",
+        "1049.00",
+        "150.00",
     )
     assert statement["aging"] == {
         "current": "30.00",
         "days_1_30": "0.00",
         "days_31_60": "40.00",
         "days_61_90": "0.00",
-        "over_90": "100.00",
+        "over_90": "80.00",
     }
+    yesterday = await api.get(
+        f"/statements/{customer['id']}",
+        headers=headers,
+        params={"start": start.isoformat(), "end": (TODAY - timedelta(days=1)).isoformat()},
+    )
+    assert yesterday.json()["closing_balance"] == "140.00", "today's documents come after"
+    assert yesterday.json()["aging"]["over_90"] == "100.00", "credits after the end do not count"
     in_dollars = await api.get(
-        f"/customers/{customer['id']}/statement",
+        f"/statements/{customer['id']}",
         headers=headers,
         params={"start": start.isoformat(), "end": END.isoformat(), "currency": "USD"},
     )
@@ -132,7 +153,7 @@ async def test_a_statement_downloads_as_csv_with_names_that_cannot_run_as_formul
     customer_id = hostile.json()["id"]
     invoice = await _issue(api, headers, customer_id, "12.5")
     answered = await api.get(
-        f"/customers/{customer_id}/statement",
+        f"/statements/{customer_id}",
         headers=headers,
         params={"start": TODAY.isoformat(), "end": END.isoformat(), "format": "csv"},
     )
@@ -143,7 +164,8 @@ async def test_a_statement_downloads_as_csv_with_names_that_cannot_run_as_formul
     rows = list(csv.reader(io.StringIO(answered.text)))
     assert rows[0][1].startswith("'="), "a spreadsheet shows the name, never runs it"
     assert [invoice["number"], "12.50"] == [rows[4][2], rows[4][4]]
-    assert rows[-1][1:] == ["12.50", "0.00", "0.00", "0.00", "0.00"]
+    assert rows[-1][1:] == ["12.50", "0.00", "0.00", "0.00", "0.00", ""]
+    assert {len(row) for row in rows} == {7}, "every record has the header's fields"
 
 
 @pytest.mark.parametrize(
@@ -153,6 +175,8 @@ async def test_a_statement_downloads_as_csv_with_names_that_cannot_run_as_formul
         ({"start": "2000-01-01", "end": "2026-01-01"}, 422, "start"),
         ({"start": "2026-01-01", "end": "2026-01-31", "currency": "XTS"}, 422, "currency"),
         ({"start": "2026-01-01", "end": "2026-01-31", "format": "pdf"}, 422, "format"),
+        ({"end": "0"}, 422, "end"),  # not a Unix time
+        ({"start": "1700000000"}, 422, "start"),
     ],
 )
 async def test_an_implausible_period_is_refused_naming_the_parameter(
@@ -164,7 +188,7 @@ async def test_an_implausible_period_is_refused_naming_the_parameter(
     field: str,
 ) -> None:
     answered = await api.get(
-        f"/customers/{customer['id']}/statement", headers=account["headers"], params=params
+        f"/statements/{customer['id']}", headers=account["headers"], params=params
     )
     assert answered.status_code == status, answered.text
     assert field in {e["field"] for e in answered.json()["errors"]}

@@ -15,6 +15,7 @@ from shared.contracts import (
     InvoiceIssued,
     InvoiceLine,
     NewDeviceSignedIn,
+    TaxTotal,
     UserInvited,
 )
 
@@ -73,16 +74,23 @@ def _invoice_line(line: InvoiceLine, currency: str) -> str:
     return text
 
 
+def _tax_lines(subtotal: Decimal, taxes: list[TaxTotal], currency: str) -> list[str]:
+    """The subtotal and each rate's tax, when there are taxes."""
+    if not taxes:
+        return []
+    return [f"Subtotal: {money(subtotal, currency)}"] + [
+        f"Tax {plain_number(tax.rate)}% on {money(tax.taxable_amount, currency)}: "
+        f"{money(tax.tax_amount, currency)}"
+        for tax in taxes
+    ]
+
+
 def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
     """Subject and plain-text body of an issued invoice."""
     lines = "\n".join(_invoice_line(line, event.currency) for line in event.lines)
-    subtotal = event.total if event.subtotal is None else event.subtotal
-    sums = [f"Subtotal: {money(subtotal, event.currency)}"] if event.taxes else []
-    sums += [
-        f"Tax {plain_number(tax.rate)}% on {money(tax.taxable_amount, event.currency)}: "
-        f"{money(tax.tax_amount, event.currency)}"
-        for tax in event.taxes
-    ]
+    sums = _tax_lines(
+        event.total if event.subtotal is None else event.subtotal, event.taxes, event.currency
+    )
     seller = "\n".join(
         part
         for part in (
@@ -116,12 +124,7 @@ def invoice_email(event: InvoiceIssued) -> tuple[str, str]:
 def credit_note_email(event: CreditNoteIssued) -> tuple[str, str]:
     """Subject and plain-text body of a credit note."""
     lines = "\n".join(_invoice_line(line, event.currency) for line in event.lines)
-    sums = [f"Subtotal: {money(event.subtotal, event.currency)}"] if event.taxes else []
-    sums += [
-        f"Tax {plain_number(tax.rate)}% on {money(tax.taxable_amount, event.currency)}: "
-        f"{money(tax.tax_amount, event.currency)}"
-        for tax in event.taxes
-    ]
+    sums = _tax_lines(event.subtotal, event.taxes, event.currency)
     body = (
         f"Dear {event.customer.name},\n\n"
         f"{event.seller_name} has issued credit note {event.number} dated {event.issue_date}, "

@@ -11,6 +11,7 @@ SCOPE_AREAS = (
     "customers",
     "invoices",
     "credit-notes",
+    "statements",
     "access-grants",
     "api-keys",
     "session",
@@ -31,6 +32,8 @@ class ApiKeyScope(StrEnum):
     INVOICES_WRITE = "invoices:write"
     CREDIT_NOTES_READ = "credit-notes:read"
     CREDIT_NOTES_WRITE = "credit-notes:write"
+    STATEMENTS_READ = "statements:read"  # a customer's invoices and credit notes, summed
+    STATEMENTS_WRITE = "statements:write"
     ACCESS_GRANTS_READ = "access-grants:read"
     ACCESS_GRANTS_WRITE = "access-grants:write"
     API_KEYS_READ = "api-keys:read"

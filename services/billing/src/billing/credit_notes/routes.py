@@ -11,8 +11,8 @@ from billing.auth.policy import AnyUser, Bookkeeper
 from billing.credit_notes.models import CreditNoteCreate, CreditNoteLinePublic, CreditNotePublic
 from billing.credit_notes.service import CreditNoteWithLines, credit_note_taxes
 from billing.dependencies import MAX_OFFSET, ServicesDep
-from billing.invoices.domain import plain_decimal, to_minor_unit
-from billing.invoices.models import TaxTotalPublic
+from billing.invoices.domain import to_minor_unit
+from billing.invoices.routes import public_line, public_taxes
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -29,30 +29,14 @@ def _public(found: CreditNoteWithLines) -> CreditNotePublic:
         currency=currency,
         reason=note.reason,
         subtotal=to_minor_unit(note.subtotal, currency),
-        taxes=[
-            TaxTotalPublic(
-                rate=plain_decimal(tax.rate),
-                taxable_amount=to_minor_unit(tax.taxable_amount, currency),
-                tax_amount=to_minor_unit(tax.tax_amount, currency),
-            )
-            for tax in credit_note_taxes(note)
-        ],
+        taxes=public_taxes(credit_note_taxes(note), currency),
         tax_total=to_minor_unit(note.tax_total, currency),
         total=to_minor_unit(note.total, currency),
         issue_date=note.issue_date,
         issued_at=note.issued_at,
         lines=[
             CreditNoteLinePublic(
-                position=line.position,
-                invoice_line_position=line.invoice_line_position,
-                description=line.description,
-                quantity=plain_decimal(line.quantity),
-                unit_price=plain_decimal(line.unit_price),
-                amount=to_minor_unit(line.amount, currency),
-                discount_percent=plain_decimal(line.discount_percent),
-                discount_amount=to_minor_unit(line.discount_amount, currency),
-                net_amount=to_minor_unit(line.amount - line.discount_amount, currency),
-                tax_rate=plain_decimal(line.tax_rate),
+                **public_line(line, currency), invoice_line_position=line.invoice_line_position
             )
             for line in found.lines
         ],

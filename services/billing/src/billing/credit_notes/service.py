@@ -28,10 +28,8 @@ from billing.invoices.domain import (
     tax_on,
 )
 from billing.invoices.models import Invoice, InvoiceLine
-from billing.invoices.service import invoice_lines
-from shared.contracts import CreditNoteIssued, IssuedInvoiceCustomer
-from shared.contracts import InvoiceLine as IssuedLine
-from shared.contracts import TaxTotal as IssuedTaxTotal
+from billing.invoices.service import invoice_lines, issued_customer, issued_lines, issued_taxes
+from shared.contracts import CreditNoteIssued
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
@@ -346,32 +344,11 @@ def _issued_event(
         seller_name=note.seller_name,
         seller_address=note.seller_address,
         seller_tax_id=note.seller_tax_id,
-        customer=IssuedInvoiceCustomer(
-            customer_id=note.customer_id,
-            name=note.customer_name,
-            email=note.customer_email,
-            address=note.customer_address,
-            tax_id=note.customer_tax_id,
-        ),
+        customer=issued_customer(note),
         currency=note.currency,
-        lines=[
-            IssuedLine(
-                description=line.description,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-                discount_percent=line.discount_percent,
-                discount_amount=line.discount_amount,
-                net_amount=line.amount - line.discount_amount,
-                tax_rate=line.tax_rate,
-            )
-            for line in lines
-        ],
+        lines=issued_lines(lines),
         subtotal=note.subtotal,
-        taxes=[
-            IssuedTaxTotal(rate=t.rate, taxable_amount=t.taxable_amount, tax_amount=t.tax_amount)
-            for t in taxes
-        ],
+        taxes=issued_taxes(taxes),
         tax_total=note.tax_total,
         total=note.total,
         issue_date=note.issue_date,

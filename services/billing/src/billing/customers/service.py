@@ -41,7 +41,7 @@ async def get_customer(
 _CUSTOMER = """
 SELECT c.id, c.name, c.email, c.address, c.tax_id, c.notes, c.created_at,
     COALESCE((SELECT json_agg(json_build_object('id', k.id, 'name', k.name, 'email', k.email,
-            'role', k.role) ORDER BY k.name, k.id)
+            'role', k.role) ORDER BY k.name COLLATE "C", k.id)
         FROM customer_contact k WHERE k.account_id = c.account_id AND k.customer_id = c.id),
         '[]')::text AS contacts
 FROM customer c WHERE c.account_id = $1 AND c.id = $2
@@ -54,7 +54,8 @@ def customer_row(customer: Customer, contacts: Sequence[CustomerContact]) -> dic
         **customer.model_dump(exclude={"account_id"}),
         "contacts": [
             contact.model_dump(include={"id", "name", "email", "role"})
-            for contact in sorted(contacts, key=lambda c: (c.name, str(c.id)))  # as the query
+            # As the queries order them: by code point (collation C), then id.
+            for contact in sorted(contacts, key=lambda c: (c.name, str(c.id)))
         ],
     }
 
@@ -76,7 +77,7 @@ async def _contacts_of(
                 CustomerContact.account_id == account_id,
                 col(CustomerContact.customer_id).in_(list(customer_ids)),
             )
-            .order_by(col(CustomerContact.name), col(CustomerContact.id))
+            .order_by(col(CustomerContact.name).collate("C"), col(CustomerContact.id))
         )
         for contact in result.all():
             found[contact.customer_id].append(contact)

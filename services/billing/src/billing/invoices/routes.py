@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 from billing.auth.policy import AnyUser, Bookkeeper
 from billing.dependencies import MAX_OFFSET, ServicesDep
-from billing.invoices.domain import InvoiceStatus, plain_decimal, to_minor_unit
+from billing.invoices.domain import InvoiceStatus, TaxTotal, plain_decimal, to_minor_unit
 from billing.invoices.models import (
     BillToPublic,
     Invoice,
@@ -21,11 +22,43 @@ from billing.invoices.models import (
     SellerPublic,
     TaxTotalPublic,
 )
-from billing.invoices.service import DraftedInvoice, InvoiceWithLines, taxes_of
+from billing.invoices.service import DocumentLine, DraftedInvoice, InvoiceWithLines, taxes_of
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
 router = APIRouter(tags=["invoices"], responses={**ANY_ROUTE, **AUTHENTICATED})
+
+
+class _PrintedLine(DocumentLine, Protocol):
+    @property
+    def position(self) -> int: ...
+
+
+def public_line(line: _PrintedLine, currency: str) -> dict[str, Any]:
+    """A document line's fields as the API shows them: amounts at the minor unit."""
+    return {
+        "position": line.position,
+        "description": line.description,
+        "quantity": plain_decimal(line.quantity),
+        "unit_price": plain_decimal(line.unit_price),
+        "amount": to_minor_unit(line.amount, currency),
+        "discount_percent": plain_decimal(line.discount_percent),
+        "discount_amount": to_minor_unit(line.discount_amount, currency),
+        "net_amount": to_minor_unit(line.amount - line.discount_amount, currency),
+        "tax_rate": plain_decimal(line.tax_rate),
+    }
+
+
+def public_taxes(taxes: Sequence[TaxTotal], currency: str) -> list[TaxTotalPublic]:
+    """A document's tax per rate as the API shows it."""
+    return [
+        TaxTotalPublic(
+            rate=plain_decimal(tax.rate),
+            taxable_amount=to_minor_unit(tax.taxable_amount, currency),
+            tax_amount=to_minor_unit(tax.tax_amount, currency),
+        )
+        for tax in taxes
+    ]
 
 
 def _amount_due(invoice: Invoice | DraftedInvoice) -> Decimal | None:
@@ -66,32 +99,12 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
             tax_id=invoice.customer_tax_id,
         ),
         subtotal=to_minor_unit(invoice.subtotal, currency),
-        taxes=[
-            TaxTotalPublic(
-                rate=plain_decimal(tax.rate),
-                taxable_amount=to_minor_unit(tax.taxable_amount, currency),
-                tax_amount=to_minor_unit(tax.tax_amount, currency),
-            )
-            for tax in taxes_of(invoice, found.lines)
-        ],
+        taxes=public_taxes(taxes_of(invoice, found.lines), currency),
         tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),
         credited_total=to_minor_unit(credited, currency),
         amount_due=_amount_due(invoice),
-        lines=[
-            InvoiceLinePublic(
-                position=line.position,
-                description=line.description,
-                quantity=plain_decimal(line.quantity),
-                unit_price=plain_decimal(line.unit_price),
-                amount=to_minor_unit(line.amount, currency),
-                discount_percent=plain_decimal(line.discount_percent),
-                discount_amount=to_minor_unit(line.discount_amount, currency),
-                net_amount=to_minor_unit(line.amount - line.discount_amount, currency),
-                tax_rate=plain_decimal(line.tax_rate),
-            )
-            for line in found.lines
-        ],
+        lines=[InvoiceLinePublic(**public_line(line, currency)) for line in found.lines],
     )
 
 

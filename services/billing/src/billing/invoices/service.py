@@ -302,8 +302,6 @@ def _issued_event(
     assert invoice.issue_date is not None
     assert invoice.due_date is not None
     assert invoice.seller_name is not None
-    assert invoice.customer_name is not None
-    assert invoice.customer_email is not None
     return InvoiceIssued(
         account_id=invoice.account_id,
         invoice_id=invoice.id,
@@ -311,34 +309,11 @@ def _issued_event(
         seller_name=invoice.seller_name,
         seller_address=invoice.seller_address,
         seller_tax_id=invoice.seller_tax_id,
-        customer=IssuedInvoiceCustomer(
-            customer_id=invoice.customer_id,
-            name=invoice.customer_name,
-            email=invoice.customer_email,
-            address=invoice.customer_address,
-            tax_id=invoice.customer_tax_id,
-        ),
+        customer=issued_customer(invoice),
         currency=invoice.currency,
-        lines=[
-            IssuedLine(
-                description=line.description,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-                discount_percent=line.discount_percent,
-                discount_amount=line.discount_amount,
-                net_amount=line.amount - line.discount_amount,
-                tax_rate=line.tax_rate,
-            )
-            for line in lines
-        ],
+        lines=issued_lines(lines),
         subtotal=invoice.subtotal,
-        taxes=[
-            IssuedTaxTotal(
-                rate=tax.rate, taxable_amount=tax.taxable_amount, tax_amount=tax.tax_amount
-            )
-            for tax in taxes_of(invoice, lines)
-        ],
+        taxes=issued_taxes(taxes_of(invoice, lines)),
         tax_total=invoice.tax_total,
         total=invoice.total,
         issue_date=invoice.issue_date,
@@ -352,6 +327,68 @@ class StoredLine(Protocol):
     amount: Decimal
     discount_amount: Decimal
     tax_rate: Decimal
+
+
+class DocumentLine(StoredLine, Protocol):
+    """A line as printed on an invoice or a credit note."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    discount_percent: Decimal
+
+
+class Snapshot(Protocol):
+    """Who a document was issued to, as printed: an invoice's or a credit note's."""
+
+    @property
+    def customer_id(self) -> UUID: ...
+    @property
+    def customer_name(self) -> str | None: ...
+    @property
+    def customer_email(self) -> str | None: ...
+    @property
+    def customer_address(self) -> str | None: ...
+    @property
+    def customer_tax_id(self) -> str | None: ...
+
+
+def issued_customer(document: Snapshot) -> IssuedInvoiceCustomer:
+    """The customer as a document printed them, for its event."""
+    assert document.customer_name is not None
+    assert document.customer_email is not None
+    return IssuedInvoiceCustomer(
+        customer_id=document.customer_id,
+        name=document.customer_name,
+        email=document.customer_email,
+        address=document.customer_address,
+        tax_id=document.customer_tax_id,
+    )
+
+
+def issued_lines(lines: Sequence[DocumentLine]) -> list[IssuedLine]:
+    """A document's lines, for its event."""
+    return [
+        IssuedLine(
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            discount_percent=line.discount_percent,
+            discount_amount=line.discount_amount,
+            net_amount=line.amount - line.discount_amount,
+            tax_rate=line.tax_rate,
+        )
+        for line in lines
+    ]
+
+
+def issued_taxes(taxes: Sequence[TaxTotal]) -> list[IssuedTaxTotal]:
+    """A document's tax per rate, for its event."""
+    return [
+        IssuedTaxTotal(rate=tax.rate, taxable_amount=tax.taxable_amount, tax_amount=tax.tax_amount)
+        for tax in taxes
+    ]
 
 
 def totals_of_lines(lines: Sequence[StoredLine], currency: str) -> Totals:

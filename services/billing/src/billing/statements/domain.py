@@ -14,6 +14,7 @@ class EntryKind(StrEnum):
 
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"
+    VOID = "void"  # an invoice voided: no longer owed from that day
 
 
 class AgingBucket(StrEnum):
@@ -33,7 +34,7 @@ class Entry:
     on: date
     kind: EntryKind
     number: str
-    reference: str | None  # the invoice a credit note corrects
+    reference: str | None  # the invoice a credit note corrects, or that was voided
     debit: Decimal
     credit: Decimal
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
@@ -73,8 +73,11 @@ def _csv(statement: StatementPublic) -> str:
     """The statement as CSV (RFC 4180 line ends), every text cell spreadsheet-safe."""
     out = io.StringIO()
     rows = csv.writer(out, lineterminator="\r\n")
-    rows.writerow(["Statement", spreadsheet_safe(statement.customer_name), statement.currency])
-    rows.writerow(["Period", statement.period_start, statement.period_end])
+    # Every record has the header's seven fields (RFC 4180).
+    rows.writerow(
+        ["Statement", spreadsheet_safe(statement.customer_name), statement.currency, "", "", "", ""]
+    )
+    rows.writerow(["Period", statement.period_start, statement.period_end, "", "", "", ""])
     rows.writerow(["Date", "Kind", "Number", "Reference", "Debit", "Credit", "Balance"])
     rows.writerow(["", "opening balance", "", "", "", "", statement.opening_balance])
     for entry in statement.entries:
@@ -100,16 +103,16 @@ def _csv(statement: StatementPublic) -> str:
             statement.closing_balance,
         ]
     )
-    rows.writerow(["Aging", "current", "1-30", "31-60", "61-90", "over 90"])
+    rows.writerow(["Aging", "current", "1-30", "31-60", "61-90", "over 90", ""])
     aging = statement.aging
     rows.writerow(
-        ["", aging.current, aging.days_1_30, aging.days_31_60, aging.days_61_90, aging.over_90]
+        ["", aging.current, aging.days_1_30, aging.days_31_60, aging.days_61_90, aging.over_90, ""]
     )
     return out.getvalue()
 
 
 @router.get(
-    "/customers/{customer_id}/statement",
+    "/statements/{customer_id}",
     response_model=StatementPublic,
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
@@ -124,7 +127,7 @@ async def get_statement(
     ] = None,
     end: Annotated[
         date | None,
-        Query(description="Last day of the period; by default today (UTC)."),
+        Query(description="Last day of the period; by default today where the account is."),
         ISO_DATE_ONLY,
     ] = None,
     currency: Annotated[
@@ -136,12 +139,11 @@ async def get_statement(
 ) -> StatementPublic | Response:
     """The customer's statement over a period: opening balance, the invoices and credit notes
     of the period with the balance after each, closing balance, and aging on the last day."""
-    end = end or datetime.now(UTC).date()
     statement = _public(
         await services.statements.statement(
             principal=principal,
             customer_id=customer_id,
-            start=start or end.replace(day=1),
+            start=start,
             end=end,
             currency=currency,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.auth.models import Principal
 from billing.errors import InvalidReferenceError, NotFoundError
+from billing.invoices.domain import issue_date_at
 from billing.statements.domain import (
     AgingBucket,
     Entry,
@@ -24,40 +25,48 @@ from shared.db import pooled_driver
 MAX_PERIOD_DAYS = 3660  # ten years: longer is a typo, and a statement that large is an export
 
 _CUSTOMER = """
-SELECT c.name, a.currency FROM customer c JOIN account a ON a.id = c.account_id
+SELECT c.name, a.currency, a.time_zone FROM customer c JOIN account a ON a.id = c.account_id
 WHERE c.account_id = $1 AND c.id = $2
 """
-# Void invoices are owed by nobody: they leave every sum. Drafts are not issued.
-_OPENING = """
-SELECT
-    (SELECT COALESCE(sum(total), 0) FROM invoice
-     WHERE account_id = $1 AND customer_id = $2 AND currency = $3 AND status = 'ISSUED'
-        AND issue_date < $4)
-  - (SELECT COALESCE(sum(n.total), 0) FROM credit_note n
-     WHERE n.account_id = $1 AND n.customer_id = $2 AND n.currency = $3 AND n.issue_date < $4)
+# Every invoice issued is owed from its issue date; one voided stops being owed on the day it
+# was voided (in the account's time zone, $4), so a statement once sent reads the same later.
+# Drafts are not issued. $1 account, $2 customer, $3 currency; the period from $5 to $6.
+_DOCUMENTS = """
+WITH documents AS (
+    SELECT issue_date AS on_date, 'invoice' AS kind, number, NULL AS reference, total AS debit,
+        0::numeric AS credit, issued_at AS at
+    FROM invoice
+    WHERE account_id = $1 AND customer_id = $2 AND currency = $3
+        AND status IN ('ISSUED', 'VOID')
+    UNION ALL
+    SELECT (voided_at AT TIME ZONE $4)::date, 'void', number, number, 0, total, voided_at
+    FROM invoice
+    WHERE account_id = $1 AND customer_id = $2 AND currency = $3 AND status = 'VOID'
+    UNION ALL
+    SELECT n.issue_date, 'credit_note', n.number, i.number, 0, n.total, n.issued_at
+    FROM credit_note n JOIN invoice i ON i.account_id = n.account_id AND i.id = n.invoice_id
+    WHERE n.account_id = $1 AND n.customer_id = $2 AND n.currency = $3
+)
+/* then */
 """
-_ENTRIES = """
-SELECT issue_date AS on, 'invoice' AS kind, number, NULL AS reference, total AS debit,
-    0 AS credit, issued_at
-FROM invoice
-WHERE account_id = $1 AND customer_id = $2 AND currency = $3 AND status = 'ISSUED'
-    AND issue_date BETWEEN $4 AND $5
-UNION ALL
-SELECT n.issue_date, 'credit_note', n.number, i.number, 0, n.total, n.issued_at
-FROM credit_note n JOIN invoice i ON i.id = n.invoice_id
-WHERE n.account_id = $1 AND n.customer_id = $2 AND n.currency = $3
-    AND n.issue_date BETWEEN $4 AND $5
-ORDER BY 1, 7, 3
-"""
-# What each invoice issued by the period's end still owes then: its total less its credits.
+_OPENING = _DOCUMENTS.replace(
+    "/* then */", "SELECT COALESCE(sum(debit - credit), 0) FROM documents WHERE on_date < $5"
+)
+_ENTRIES = _DOCUMENTS.replace(
+    "/* then */",
+    "SELECT * FROM documents WHERE on_date BETWEEN $5 AND $6 ORDER BY on_date, at, kind, number",
+)
+# What each invoice issued and not voided by the period's end still owes then: its total less
+# the credit notes issued by then.
 _OUTSTANDING = """
-SELECT i.number, i.due_date, i.total - COALESCE(
+SELECT i.number, COALESCE(i.due_date, i.issue_date) AS due_date, i.total - COALESCE(
     (SELECT sum(n.total) FROM credit_note n
      WHERE n.account_id = i.account_id AND n.invoice_id = i.id AND n.issue_date <= $4), 0)
     AS amount
 FROM invoice i
-WHERE i.account_id = $1 AND i.customer_id = $2 AND i.currency = $3 AND i.status = 'ISSUED'
-    AND i.issue_date <= $4
+WHERE i.account_id = $1 AND i.customer_id = $2 AND i.currency = $3 AND i.issue_date <= $4
+    AND (i.status = 'ISSUED'
+        OR (i.status = 'VOID' AND (i.voided_at AT TIME ZONE $5)::date > $4))
 """
 
 
@@ -99,17 +108,14 @@ class StatementService:
         *,
         principal: Principal,
         customer_id: UUID,
-        start: date,
-        end: date,
+        start: date | None,
+        end: date | None,
         currency: str | None,
     ) -> Statement:
         """The customer's statement over [start, end], in one currency (the account's unless
-        named), read from one snapshot."""
+        named), read from one snapshot; by default from the first of this month to today, where
+        the account is."""
         account_id = principal.require_user()
-        if end < start:
-            raise InvalidReferenceError("the period ends before it starts", field="end")
-        if (end - start).days > MAX_PERIOD_DAYS:
-            raise InvalidReferenceError("a statement covers at most ten years", field="start")
         async with (
             pooled_driver(self.engine) as db,
             db.transaction(isolation="repeatable_read", readonly=True),
@@ -117,13 +123,21 @@ class StatementService:
             customer = await db.fetchrow(_CUSTOMER, account_id, customer_id)
             if customer is None:
                 raise NotFoundError("no such customer in this account")
+            time_zone = customer["time_zone"]
+            end = end or issue_date_at(datetime.now(UTC), time_zone)
+            start = start or end.replace(day=1)
+            if end < start:
+                raise InvalidReferenceError("the period ends before it starts", field="end")
+            if (end - start).days > MAX_PERIOD_DAYS:
+                raise InvalidReferenceError("a statement covers at most ten years", field="start")
             currency = currency or customer["currency"]
-            opening = await db.fetchval(_OPENING, account_id, customer_id, currency, start)
-            rows = await db.fetch(_ENTRIES, account_id, customer_id, currency, start, end)
-            owed = await db.fetch(_OUTSTANDING, account_id, customer_id, currency, end)
+            scope = (account_id, customer_id, currency)
+            opening = await db.fetchval(_OPENING, *scope, time_zone, start)
+            rows = await db.fetch(_ENTRIES, *scope, time_zone, start, end)
+            owed = await db.fetch(_OUTSTANDING, *scope, end, time_zone)
         entries = [
             Entry(
-                on=row["on"],
+                on=row["on_date"],
                 kind=EntryKind(row["kind"]),
                 number=row["number"],
                 reference=row["reference"],
