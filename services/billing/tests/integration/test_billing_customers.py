@@ -61,6 +61,13 @@ async def test_a_customer_keeps_its_tax_id_notes_and_contacts_as_written(
     ]
     assert names == ["Dana Director", "Paula Payable"]
 
+    changes = (await api.get("/account/changes", headers=headers)).json()
+    contact_changes = [c for c in changes if c["fields"] == ["contacts"]]
+    assert [(c["subject"], c["subject_id"]) for c in contact_changes] == [
+        ("customer", customer["id"]),
+        ("customer", customer["id"]),
+    ], "RECTIFY: adding and removing a contact are recorded changes of the customer"
+
     corrected = await api.patch(
         f"/customers/{customer['id']}", headers=headers, json={"tax_id": None, "notes": "Net 14"}
     )

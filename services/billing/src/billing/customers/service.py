@@ -23,7 +23,7 @@ from billing.customers.models import (
 )
 from billing.errors import ConflictError, NotFoundError
 from billing.rectification.models import ChangeSubject
-from billing.rectification.service import rectify
+from billing.rectification.service import record_change, rectify
 from shared.db import SessionFactory, pooled_driver
 from shared.unit_of_work import UnitsOfWork
 
@@ -167,6 +167,13 @@ class CustomerService:
                 role=request.role,
             )
             work.session.add(contact)
+            record_change(
+                work,
+                principal=principal,
+                subject=ChangeSubject.CUSTOMER,
+                subject_id=customer_id,
+                fields=["contacts"],
+            )
         return contact
 
     async def remove_contact(
@@ -186,6 +193,13 @@ class CustomerService:
             )
             if removed.first() is None:
                 raise NotFoundError("no such contact of this customer")
+            record_change(
+                work,
+                principal=principal,
+                subject=ChangeSubject.CUSTOMER,
+                subject_id=customer_id,
+                fields=["contacts"],
+            )
 
     async def change(
         self, *, principal: Principal, customer_id: UUID, change: CustomerChange

@@ -46,13 +46,34 @@ async def rectify(
     for name, value in changed.items():
         setattr(row, name, value)
     work.session.add(row)
+    return record_change(
+        work,
+        principal=principal,
+        subject=subject,
+        subject_id=row.id,
+        fields=sorted(changed),
+        notice=notice,
+    )
+
+
+def record_change(
+    work: Work,
+    *,
+    principal: Principal,
+    subject: ChangeSubject,
+    subject_id: UUID,
+    fields: list[str],
+    notice: Notice | None = None,
+) -> list[str]:
+    """Record who changed which fields of what, and emit `details.changed`, in the change's
+    transaction: the one record of every correction (RECTIFY)."""
     account_id = principal.require_user()
     now = datetime.now(UTC)
     record = ChangeRecord(
         account_id=account_id,
         subject=subject,
-        subject_id=row.id,
-        fields=sorted(changed),
+        subject_id=subject_id,
+        fields=fields,
         changed_by_user_id=principal.user_id,
         created_at=now,
     )
@@ -62,7 +83,7 @@ async def rectify(
             account_id=account_id,
             change_id=record.id,
             subject=subject.value,
-            subject_id=row.id,
+            subject_id=subject_id,
             fields=record.fields,
             changed_by_name=principal.name,
             changed_at=now,
