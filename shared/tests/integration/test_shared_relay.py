@@ -114,7 +114,9 @@ class _SplitBrainRelay(OutboxRelay):
 
     async def relay_batch(self) -> int:
         sent = await super().relay_batch()
-        await asyncio.sleep(0.01)  # let the other relay try the fence between transactions
+        # Let the other relay try the fence between transactions: long enough, on a loaded
+        # machine, that it gets some batches (0.01 s once let one relay take all fifty).
+        await asyncio.sleep(0.05)
         return sent
 
 
