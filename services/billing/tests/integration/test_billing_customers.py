@@ -95,6 +95,7 @@ async def test_a_customer_keeps_its_tax_id_notes_and_contacts_as_written(
 async def test_hostile_customer_details_are_refused_naming_the_field_and_store_nothing(
     api: httpx.AsyncClient, account: dict[str, Any], change: dict[str, Any], field: str
 ) -> None:
+    """NO-PAN: a card number in the notes is refused like every other hostile value."""
     refused = await api.post("/customers", headers=account["headers"], json=ACME_BUYER | change)
     assert refused.status_code == 422, refused.text
     assert field in {e["field"] for e in refused.json()["errors"]}, refused.text
@@ -148,6 +149,7 @@ async def test_the_customers_tax_id_is_printed_on_invoices_as_issued(
 async def test_another_accounts_customer_gets_no_contact(
     api: httpx.AsyncClient, account: dict[str, Any]
 ) -> None:
+    """LEAST-ACCESS: one account adds nothing to another's customers."""
     customer = (await api.post("/customers", headers=account["headers"], json=ACME_BUYER)).json()
     other = await api.post(
         "/accounts",

@@ -208,6 +208,7 @@ async def test_a_reader_cannot_void(
     customer: dict[str, Any],
     billing_settings: BillingSettings,
 ) -> None:
+    """LEAST-ACCESS: a read-only key changes no invoice."""
     headers = account["headers"]
     issued = await api.post(
         "/invoices", headers=headers, json=_taxed_invoice(customer["id"], issue=True)
