@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="quittance-bench-") as var:
         stack = Stack(
             var_dir=Path(var),
-            ports=StackPorts(free_port(), free_port(), free_port(), free_port()),
+            ports=StackPorts(free_port(), free_port(), free_port(), free_port(), free_port()),
             service_ports={s.name: free_port() for s in SERVICES},
         )
         stack.start_infrastructure()

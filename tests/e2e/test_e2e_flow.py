@@ -469,3 +469,72 @@ async def test_an_invited_colleague_gets_the_email_accepts_it_and_signs_in_with_
     notice = next(m for m in notices if colleague in m["to"] and "New sign-in" in m["subject"])
     assert "Firefox 121" in notice["text"]
     assert "Linux" in notice["text"]
+
+
+async def test_a_customer_pays_on_the_sandbox_page_and_the_statement_shows_it(
+    system: Stack,
+) -> None:
+    """The README's walkthrough: an invoice paid on the gateway's own page (NO-PAN), marked
+    paid from the signed webhook the gateway process sends billing, then the statement."""
+    async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as billing:
+        opened = await billing.post(
+            "/accounts",
+            json={
+                "name": "Walkthrough Ltd",
+                "owner": {
+                    "name": "Wally",
+                    "email": f"wally-{uuid.uuid4().hex[:6]}@walk.example.com",
+                    "password": OWNER_PASSWORD,
+                },
+            },
+        )
+        headers = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        customer = await billing.post(
+            "/customers",
+            headers=headers,
+            json={"name": "Cora Customer", "email": "cora@customer.example.com"},
+        )
+        invoice = await billing.post(
+            "/invoices",
+            headers=headers,
+            json={
+                "customer_id": customer.json()["id"],
+                "lines": [
+                    {
+                        "description": "Design",
+                        "quantity": "3",
+                        "unit_price": "100",
+                        "tax_rate": "20",
+                    }
+                ],
+                "issue": True,
+            },
+        )
+        assert invoice.json()["total"] == "360.00"
+        checkout = await billing.post(
+            f"/invoices/{invoice.json()['id']}/checkout", headers=headers, json={}
+        )
+        assert checkout.status_code == 201, checkout.text
+        page_url = checkout.json()["url"]
+        assert page_url.startswith(system.payment_gateway_url)
+        async with httpx.AsyncClient(timeout=30) as payer:
+            assert "card_number" in (await payer.get(page_url)).text
+            paid = await payer.post(page_url, data={"card_number": "4242 4242 4242 4242"})
+        assert paid.status_code == 303
+        assert paid.headers["location"] == f"{system.service_url('billing')}/payments/done"
+
+        async def marked_paid() -> bool:
+            found = await billing.get(f"/invoices/{invoice.json()['id']}", headers=headers)
+            return bool(found.json()["status"] == "paid")
+
+        await eventually(marked_paid, what="the invoice marked paid")
+        statement = await billing.get(
+            f"/statements/{customer.json()['id']}", headers=headers, params={"format": "csv"}
+        )
+        assert statement.status_code == 200
+        rows = list(csv.reader(io.StringIO(statement.text)))
+        assert [row[1] for row in rows[1:] if row[1] in {"invoice", "payment"}] == [
+            "invoice",
+            "payment",
+        ]
+    assert await rows_mentioning(system.database_url("billing"), "4242424242424242") == {}

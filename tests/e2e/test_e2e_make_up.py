@@ -39,7 +39,14 @@ def _interrupt(process: subprocess.Popen[bytes]) -> int:
 
 
 def test_up_serves_stops_cleanly_on_ctrl_c_and_keeps_its_data(tmp_path: Path) -> None:
-    names = ["postgres", "kafka", "smtp", "mail-web", *(spec.name for spec in SERVICES)]
+    names = [
+        "postgres",
+        "kafka",
+        "smtp",
+        "mail-web",
+        "payment-gateway",
+        *(spec.name for spec in SERVICES),
+    ]
     ports = {name: free_port() for name in names}
     log = tmp_path / "up.log"
     billing = f"http://127.0.0.1:{ports['billing']}"
@@ -52,6 +59,9 @@ def test_up_serves_stops_cleanly_on_ctrl_c_and_keeps_its_data(tmp_path: Path) ->
             health = httpx.get(f"http://127.0.0.1:{ports[spec.name]}/healthz", timeout=10)
             assert health.status_code == 200, spec.name
         assert httpx.get(f"http://127.0.0.1:{ports['mail-web']}/", timeout=10).status_code == 200
+        gateway = f"http://127.0.0.1:{ports['payment-gateway']}"
+        assert gateway in log.read_text()
+        assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200
         opened = httpx.post(
             f"{billing}/accounts",
             timeout=10,

@@ -54,6 +54,7 @@ def _banner(stack: Stack) -> str:
     lines.append(f"  {'billing API':<14} {stack.service_url('billing')}/docs")
     lines.append(f"  {'web inbox':<14} {stack.mail_url}")
     lines.append(f"  {'SMTP':<14} smtp://127.0.0.1:{stack.ports.smtp}")
+    lines.append(f"  {'payments':<14} {stack.payment_gateway_url}   (the sandbox gateway)")
     lines.append(f"  {'Kafka':<14} {stack.bootstrap_servers}")
     lines.append(
         f"  {'PostgreSQL':<14} postgresql://postgres@127.0.0.1:{stack.ports.postgres}/<service>"
@@ -73,7 +74,7 @@ def main() -> None:
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--var-dir", type=Path, default=Path("var"))
     defaults = StackPorts()
-    for name in ("postgres", "kafka", "smtp", "mail_web"):
+    for name in ("postgres", "kafka", "smtp", "mail_web", "payment_gateway"):
         up_parser.add_argument(
             f"--{name.replace('_', '-')}-port", type=int, default=getattr(defaults, name)
         )
@@ -81,7 +82,13 @@ def main() -> None:
         up_parser.add_argument(f"--{spec.name}-port", type=int, default=spec.port)
     args = parser.parse_args()
     if args.command == "up":
-        ports = StackPorts(args.postgres_port, args.kafka_port, args.smtp_port, args.mail_web_port)
+        ports = StackPorts(
+            args.postgres_port,
+            args.kafka_port,
+            args.smtp_port,
+            args.mail_web_port,
+            args.payment_gateway_port,
+        )
         service_ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in SERVICES}
         sys.exit(up(args.var_dir, ports, service_ports))
 

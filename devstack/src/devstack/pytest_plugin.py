@@ -43,7 +43,11 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(
         var_dir=tmp_path_factory.mktemp("stack"),
         ports=StackPorts(
-            postgres=free_port(), kafka=free_port(), smtp=free_port(), mail_web=free_port()
+            postgres=free_port(),
+            kafka=free_port(),
+            smtp=free_port(),
+            mail_web=free_port(),
+            payment_gateway=free_port(),
         ),
         durable=False,
         postgres_admin_url=postgres_url,

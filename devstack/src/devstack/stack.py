@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ class StackPorts:
     kafka: int = 19092
     smtp: int = 2525
     mail_web: int = 8025
+    payment_gateway: int = 8010
 
 
 @dataclass
@@ -64,6 +66,12 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     mailcatcher: ManagedProcess | None = None
+    payment_gateway: ManagedProcess | None = None
+    # The sandbox gateway's secrets, fresh for each run: billing is given them, nobody else.
+    gateway_api_key: str = field(default_factory=lambda: f"sk_sandbox_{secrets.token_hex(16)}")
+    gateway_webhook_secret: str = field(
+        default_factory=lambda: f"whsec_{secrets.token_hex(24)}", repr=False
+    )
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     created_databases: list[str] = field(default_factory=list)
 
@@ -91,6 +99,11 @@ class Stack:
     def mail_url(self) -> str:
         """The web inbox."""
         return f"http://127.0.0.1:{self.ports.mail_web}"
+
+    @property
+    def payment_gateway_url(self) -> str:
+        """The sandbox payment gateway: its API and the payer's page."""
+        return f"http://127.0.0.1:{self.ports.payment_gateway}"
 
     def admin_url(self) -> str:
         """A libpq URL for creating databases."""
@@ -150,10 +163,22 @@ class Stack:
             log_path=self.log_dir / "mailcatcher.log",
         )
         self.mailcatcher.start()
+        self.payment_gateway = start_payment_gateway(
+            port=self.ports.payment_gateway,
+            webhook_url=f"{self.service_url('billing')}/payments/webhooks/sandbox",
+            api_key=self.gateway_api_key,
+            webhook_secret=self.gateway_webhook_secret,
+            log_path=self.log_dir / "payment-gateway.log",
+            wait=False,
+        )
         wait_until(
-            lambda: port_is_open(self.ports.smtp) and port_is_open(self.ports.mail_web),
+            lambda: (
+                port_is_open(self.ports.smtp)
+                and port_is_open(self.ports.mail_web)
+                and port_is_open(self.ports.payment_gateway)
+            ),
             timeout=30,
-            what="the mail catcher",
+            what="the mail catcher and the payment gateway",
         )
 
     def create_databases(self, names: Iterable[str], *, suffixed: bool = True) -> list[str]:
@@ -183,6 +208,12 @@ class Stack:
             f"{prefix}EXPORT_STORE_PATH": str((self.export_dir / service).resolve()),
             f"{prefix}LOG_LEVEL": "INFO",
         }
+        if service == "billing":
+            env[f"{prefix}PAYMENTS__GATEWAY"] = "sandbox"
+            env[f"{prefix}PAYMENTS__SANDBOX_URL"] = self.payment_gateway_url
+            env[f"{prefix}PAYMENTS__API_KEY"] = self.gateway_api_key
+            env[f"{prefix}PAYMENTS__WEBHOOK_SECRET"] = self.gateway_webhook_secret
+            env[f"{prefix}PAYMENTS__RETURN_URL"] = f"{self.service_url('billing')}/payments/done"
         if service == "notifications":
             env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
             env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)
@@ -274,12 +305,45 @@ class Stack:
     def stop(self) -> None:
         """Stop the services, then the infrastructure."""
         self.stop_services()
+        if self.payment_gateway is not None:
+            self.payment_gateway.stop()
         if self.mailcatcher is not None:
             self.mailcatcher.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def start_payment_gateway(
+    *,
+    port: int,
+    webhook_url: str,
+    api_key: str,
+    webhook_secret: str,
+    log_path: Path,
+    wait: bool = True,
+) -> ManagedProcess:
+    """The sandbox payment gateway as its own process, sending its webhooks to webhook_url."""
+    _require_free(port, "the payment gateway")
+    process = ManagedProcess(
+        "payment-gateway",
+        [
+            sys.executable,
+            "-m",
+            "devstack.payment_sandbox",
+            "--port",
+            str(port),
+            "--webhook-url",
+            webhook_url,
+        ],
+        log_path=log_path,
+        env={"PAYMENT_SANDBOX_API_KEY": api_key, "PAYMENT_SANDBOX_WEBHOOK_SECRET": webhook_secret},
+    )
+    process.start()
+    if wait:
+        wait_until(lambda: port_is_open(port), timeout=30, what="the payment gateway")
+    return process
 
 
 async def create_databases(admin_url: str, names: Iterable[str]) -> None:

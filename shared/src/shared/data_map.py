@@ -25,6 +25,7 @@ class RetentionCategory(StrEnum):
     ACCESS_TRAIL = "access-trail"  # who read the account's data and why
     TERMINATION = "termination"  # a termination's working data: gone with its certificate
     REPLAY = "replay"  # answers kept to repeat to a retried request: a day
+    INBOX = "inbox"  # ids of events handled, kept to ignore their redeliveries
 
 
 @dataclass(frozen=True)

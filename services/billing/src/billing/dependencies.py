@@ -19,6 +19,7 @@ from billing.credit_notes.service import CreditNoteService
 from billing.customers.service import CustomerService
 from billing.errors import BillingError, NotAuthenticatedError
 from billing.invoices.service import InvoiceService
+from billing.payments.service import PaymentService
 from billing.rectification.service import ChangeService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService, StaffService
@@ -51,6 +52,7 @@ class Services:
     credit_notes: CreditNoteService
     customers: CustomerService
     invoices: InvoiceService
+    payments: PaymentService
     staff: StaffService
     staff_access: StaffAccessService
     statements: StatementService

@@ -38,3 +38,15 @@ class ThrottledError(BillingError):
     def __init__(self, detail: str, *, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class BadSignatureError(BillingError):
+    """A webhook that cannot be shown to come from the gateway."""
+
+
+class GatewayUnavailableError(BillingError):
+    """The payment gateway refused or could not be reached; nothing was changed."""
+
+
+class PaymentsOffError(BillingError):
+    """No payment gateway is configured on this server."""

@@ -30,6 +30,9 @@ from billing.dependencies import Services, caller_identifier
 from billing.handlers import create_routes
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
+from billing.payments import routes as payments
+from billing.payments.factory import create_gateway
+from billing.payments.service import PaymentService
 from billing.problems import install_problem_handlers
 from billing.rectification import routes as rectification
 from billing.rectification.service import ChangeService
@@ -71,6 +74,7 @@ def create_app(
         failures_per_user=settings.sign_in_failures_per_user,
         window_minutes=settings.sign_in_throttle_minutes,
     )
+    gateway = create_gateway(settings.payments)
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
         sessions=SessionService(
@@ -86,6 +90,12 @@ def create_app(
         credit_notes=CreditNoteService(sessions=sessions, units=units),
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
+        payments=PaymentService(
+            sessions=sessions,
+            units=units,
+            gateway=gateway,
+            return_url=settings.payments.return_url,
+        ),
         staff=StaffService(sessions=sessions, units=units),
         staff_access=StaffAccessService(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
@@ -112,6 +122,8 @@ def create_app(
         yield
         await runtime.stop()
         locator.close()
+        if gateway is not None:
+            await gateway.close()
 
     app = FastAPI(
         title="Quittance billing",
@@ -151,6 +163,7 @@ def create_app(
         customers,
         invoices,
         credit_notes,
+        payments,
         statements,
         staff_access,
     ):

@@ -8,6 +8,13 @@ from billing.credit_notes.models import CreditNote, CreditNoteLine
 from billing.customers.models import Customer, CustomerContact
 from billing.database import BillingTable
 from billing.invoices.models import Invoice, InvoiceLine
+from billing.payments.models import (
+    CustomerCredit,
+    GatewayWebhook,
+    Payment,
+    PaymentCheckout,
+    PaymentRefund,
+)
 from billing.rectification.models import ChangeRecord
 from billing.staff_access.models import AccessGrant, StaffMember
 from billing.users.models import UserInvitation
@@ -27,9 +34,14 @@ __all__ = [
     "CreditNoteLine",
     "Customer",
     "CustomerContact",
+    "CustomerCredit",
+    "GatewayWebhook",
     "IdempotencyRecord",
     "Invoice",
     "InvoiceLine",
+    "Payment",
+    "PaymentCheckout",
+    "PaymentRefund",
     "SignInFailure",
     "StaffMember",
     "UserInvitation",

@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from billing.errors import (
+    BadSignatureError,
     BillingError,
     ConflictError,
+    GatewayUnavailableError,
     InvalidReferenceError,
     NotAuthenticatedError,
     NotFoundError,
+    PaymentsOffError,
     PermissionDeniedError,
     ThrottledError,
 )
@@ -27,6 +30,7 @@ AUTHENTICATED = problem_responses(401, 403)
 NOT_FOUND = problem_responses(404)
 CONFLICT = problem_responses(409)
 THROTTLED = problem_responses(429)
+GATEWAY = problem_responses(502)
 
 _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     NotAuthenticatedError: (401, "not-authenticated", "Not authenticated"),
@@ -35,6 +39,9 @@ _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     ConflictError: (409, "conflict", "Conflict"),
     InvalidReferenceError: (422, "invalid-field", "Invalid field"),
     ThrottledError: (429, "too-many-requests", "Too many requests"),
+    BadSignatureError: (400, "invalid-signature", "Invalid signature"),
+    GatewayUnavailableError: (502, "gateway-unavailable", "Payment gateway unavailable"),
+    PaymentsOffError: (503, "payments-off", "Payments are off"),
 }
 
 

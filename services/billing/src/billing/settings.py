@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings, embedded_database_url
+
+
+class PaymentSettings(BaseModel):
+    """The payment gateway billing sends payers to (NO-PAN: it never sees a card)."""
+
+    gateway: Literal["none", "sandbox", "stripe"] = Field(
+        default="none", description="none: payments are off; sandbox: the dev gateway; stripe."
+    )
+    sandbox_url: str = Field(default="http://127.0.0.1:8010", description="The sandbox's API.")
+    stripe_api_base: str | None = Field(
+        default=None, description="Another address for Stripe's API (a local stand-in)."
+    )
+    api_key: SecretStr = Field(default=SecretStr(""), description="The gateway's secret key.")
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""), description="The secret its webhooks are signed with."
+    )
+    webhook_tolerance_s: int = Field(
+        default=300, ge=1, description="Oldest signature timestamp accepted: replays are refused."
+    )
+    return_url: str | None = Field(
+        default=None, description="Where the payer's browser goes after paying."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="A gateway call's time limit.")
 
 
 class BillingSettings(ServiceSettings):
@@ -45,4 +69,7 @@ class BillingSettings(ServiceSettings):
     )
     sign_in_throttle_minutes: int = Field(
         default=15, ge=1, description="The window over which failed sign-ins are counted."
+    )
+    payments: PaymentSettings = Field(
+        default_factory=PaymentSettings, description="The payment gateway."
     )

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from billing.main import add_security_admin, create_app
 from billing.settings import BillingSettings
 from devstack.processes import free_port
-from devstack.testing import enrol_staff, running
+from devstack.testing import enrol_staff, running, served
 from shared.settings import KafkaSettings, KeyStoreSettings
 
 OWNER_PASSWORD = "the account owner's passphrase"
@@ -99,26 +96,6 @@ async def customer(api: httpx.AsyncClient, account: dict[str, Any]) -> dict[str,
 
 @pytest.fixture(scope="module")
 def billing_url(billing_settings: BillingSettings) -> Iterator[str]:
-    """Billing served by uvicorn on a free port, in a thread of its own with its own loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(billing_settings),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="billing-fuzzed", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "billing stopped while starting"
-        assert time.monotonic() < deadline, "billing did not start within 60 s"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """Billing served by uvicorn on a free port."""
+    with served(create_app(billing_settings), free_port()) as url:
+        yield url

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +33,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/customers/{customer_id}"): {"name": "Hijacked", "email": "x@attacker.example"},
     ("POST", "/invoices/{invoice_id}/void"): {"reason": "Hijacked"},
     ("POST", "/customers/{customer_id}/contacts"): {"name": "Mallory", "email": "m@x.example"},
+    ("POST", "/invoices/{invoice_id}/apply-credit"): {},
+    ("POST", "/invoices/{invoice_id}/checkout"): {},
+    ("POST", "/payments/{payment_id}/refunds"): {"amount": "1.00"},
 }
 
 
@@ -119,6 +123,7 @@ def _tenant(
         "/api-keys", headers=owner, json={"name": "k", "scopes": ["customers:read"]}
     ).json()
     (session,) = client.get("/sessions", headers=owner).json()
+    payment_id = asyncio.run(_paid(settings, opened["account"]["id"], issued, customer["id"]))
     tenant.ids = {
         "customer_id": customer["id"],
         "contact_id": customer["contacts"][0]["id"],
@@ -129,8 +134,48 @@ def _tenant(
         "user_id": user["id"],
         "key_id": api_key["id"],
         "session_id": session["id"],
+        "payment_id": payment_id,
     }
     return tenant
+
+
+async def _paid(
+    settings: BillingSettings, account_id: str, invoice: dict[str, Any], customer_id: str
+) -> str:
+    """A payment of the invoice, and credit of the customer's, as a webhook would record them
+    (this app has no gateway)."""
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    checkout_id, payment_id = uuid.uuid4(), uuid.uuid4()
+    try:
+        await connection.execute(
+            "INSERT INTO payment_checkout (id, account_id, invoice_id, gateway, amount, currency)"
+            " VALUES ($1, $2, $3, 'sandbox', 5, 'EUR')",
+            checkout_id,
+            uuid.UUID(account_id),
+            uuid.UUID(invoice["id"]),
+        )
+        await connection.execute(
+            "INSERT INTO payment (id, account_id, invoice_id, customer_id, checkout_id, gateway,"
+            " gateway_payment_id, currency, amount, applied_amount, credit_amount, received_at)"
+            " VALUES ($1, $2, $3, $4, $5, 'sandbox', $6, 'EUR', 5, 0, 5, now())",
+            payment_id,
+            uuid.UUID(account_id),
+            uuid.UUID(invoice["id"]),
+            uuid.UUID(customer_id),
+            checkout_id,
+            f"pay_{payment_id.hex}",
+        )
+        await connection.execute(
+            "INSERT INTO customer_credit (id, account_id, customer_id, currency, amount, kind,"
+            " payment_id) VALUES ($1, $2, $3, 'EUR', 5, 'OVERPAYMENT', $4)",
+            uuid.uuid4(),
+            uuid.UUID(account_id),
+            uuid.UUID(customer_id),
+            payment_id,
+        )
+    finally:
+        await connection.close()
+    return str(payment_id)
 
 
 def _without_last_use(value: Any) -> Any:
@@ -151,6 +196,8 @@ def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
             f"/invoices/{tenant.ids['invoice_id']}",
             "/invoices",
             "/credit-notes",
+            "/payments",
+            f"/customers/{tenant.ids['customer_id']}/credit",
             "/users",
             "/access-grants",
             "/api-keys",
@@ -226,6 +273,7 @@ def test_no_list_or_reference_shows_or_uses_another_accounts_data(
             "/customers",
             "/invoices",
             "/credit-notes",
+            "/payments",
             "/users",
             "/access-grants",
             "/api-keys",
@@ -240,6 +288,10 @@ def test_no_list_or_reference_shows_or_uses_another_accounts_data(
         "/credit-notes", headers=headers, params={"invoice_id": victim.ids["issued_id"]}
     )
     assert their_notes.json() == [] or their_notes.status_code == 403
+    their_payments = client.get(
+        "/payments", headers=headers, params={"invoice_id": victim.ids["issued_id"]}
+    )
+    assert their_payments.json() == [] or their_payments.status_code == 403
     credited = client.post(
         "/credit-notes",
         headers=headers,

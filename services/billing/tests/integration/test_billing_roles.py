@@ -31,6 +31,8 @@ PUBLIC = {
     ("GET", "/docs"),  # the API's documentation, served offline
     ("GET", "/docs/static/swagger-ui-init.js"),
     ("GET", "/healthz"),
+    ("POST", "/payments/webhooks/{gateway}"),  # the gateway's signature is the credential
+    ("GET", "/payments/done"),  # where the payer's browser lands after paying
     ("GET", "/metrics"),
 }
 TERMINATION = ("POST", "/account/termination")

@@ -139,6 +139,51 @@ class InvoiceVoided(EventData):
     reason: str = personal_data("Why, as a user of the account wrote it.")
 
 
+class PaymentReceived(EventData):
+    """A payment was received through the gateway, confirmed by its signed webhook."""
+
+    event_type = "payment.received"
+
+    payment_id: UUID = Field(description="Billing's payment id.")
+    invoice_id: UUID = Field(description="The invoice paid.")
+    invoice_number: str = Field(description="That invoice's number.")
+    customer: IssuedInvoiceCustomer = Field(description="Who paid, as the invoice names them.")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
+    amount: Decimal = Field(description="What was paid.")
+    applied_amount: Decimal = Field(description="The part that settled the invoice.")
+    credit_amount: Decimal = Field(description="An overpayment, kept as the customer's credit.")
+    amount_due: Decimal = Field(description="What the invoice still asks for after it.")
+    received_at: datetime = Field(description="When billing recorded it.")
+
+
+class PaymentRefunded(EventData):
+    """Part or all of a payment was refunded, confirmed by the gateway's signed webhook."""
+
+    event_type = "payment.refunded"
+
+    refund_id: UUID = Field(description="Billing's refund id.")
+    payment_id: UUID = Field(description="The payment refunded.")
+    invoice_id: UUID = Field(description="The invoice the payment was for.")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
+    amount: Decimal = Field(description="What was refunded.")
+    from_credit: Decimal = Field(description="The part taken from the customer's credit.")
+    from_invoice: Decimal = Field(description="The part taken back from the invoice.")
+    refunded_at: datetime = Field(description="When billing recorded it.")
+
+
+class InvoicePaymentStatusChanged(EventData):
+    """An issued invoice became partially paid, paid, or owed again (after a refund)."""
+
+    event_type = "invoice.payment_status_changed"
+
+    invoice_id: UUID = Field(description="Billing's invoice id.")
+    number: str = Field(description="The invoice's number.")
+    status: str = Field(description="issued, partially_paid or paid.")
+    previous_status: str = Field(description="Its status before.")
+    amount_paid: Decimal = Field(description="Paid and credit applied, net of refunds.")
+    amount_due: Decimal = Field(description="What it still asks for.")
+
+
 class UserInvited(EventData):
     """A user of an account invited a colleague: email them the invitation."""
 
@@ -339,6 +384,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         InvoiceIssued,
         InvoiceVoided,
         CreditNoteIssued,
+        PaymentReceived,
+        PaymentRefunded,
+        InvoicePaymentStatusChanged,
         AccountTerminated,
         DataAccessed,
         ExportRequested,

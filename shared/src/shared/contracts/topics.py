@@ -36,6 +36,24 @@ TOPICS: tuple[Topic, ...] = (
         (),
         "An issued invoice was voided: it is no longer due (for reminders and webhooks).",
     ),
+    Topic(
+        "payment.received",
+        ("billing",),
+        (),
+        "A payment confirmed by the gateway's signed webhook (for receipts and webhooks).",
+    ),
+    Topic(
+        "payment.refunded",
+        ("billing",),
+        (),
+        "A refund confirmed by the gateway's signed webhook (for notices and webhooks).",
+    ),
+    Topic(
+        "invoice.payment_status_changed",
+        ("billing",),
+        (),
+        "An invoice became partially paid, paid, or owed again (reminders stop or resume).",
+    ),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
     Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
     Topic(

@@ -11,6 +11,7 @@ SCOPE_AREAS = (
     "customers",
     "invoices",
     "credit-notes",
+    "payments",
     "statements",
     "access-grants",
     "api-keys",
@@ -32,6 +33,8 @@ class ApiKeyScope(StrEnum):
     INVOICES_WRITE = "invoices:write"
     CREDIT_NOTES_READ = "credit-notes:read"
     CREDIT_NOTES_WRITE = "credit-notes:write"
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"  # refunds
     STATEMENTS_READ = "statements:read"  # a customer's invoices and credit notes, summed
     STATEMENTS_WRITE = "statements:write"
     ACCESS_GRANTS_READ = "access-grants:read"

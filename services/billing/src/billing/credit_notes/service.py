@@ -29,6 +29,7 @@ from billing.invoices.domain import (
 )
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.invoices.service import invoice_lines, issued_customer, issued_lines, issued_taxes
+from billing.payments.service import credit_invoice
 from shared.contracts import CreditNoteIssued
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
@@ -266,9 +267,9 @@ class CreditNoteService:
                 )
                 for position, credit in enumerate(credits, start=1)
             ]
-            invoice.credited_total = invoice.credited_total + total
             work.session.add(note)
             await work.session.flush()  # the note before its lines (their foreign key)
+            await credit_invoice(work, invoice, total, note.id)
             work.session.add_all([invoice, *note_lines])
             work.emit(_issued_event(note, invoice.number, note_lines, taxes))
         return CreditNoteWithLines(note, note_lines)

@@ -23,7 +23,15 @@ class InvoiceStatus(StrEnum):
 
     DRAFT = "draft"
     ISSUED = "issued"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
     VOID = "void"
+
+
+# Issued and owed, in part or not at all, or settled: an invoice that counts.
+ISSUED_STATUSES = frozenset(
+    {InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID}
+)
 
 
 class InvoiceStateError(Exception):
@@ -172,16 +180,35 @@ def ensure_issuable(status: InvoiceStatus) -> None:
         raise InvoiceStateError(f"invoice is {status}, only a draft can be issued")
 
 
-def ensure_voidable(status: InvoiceStatus, *, credited: Decimal = Decimal(0)) -> None:
-    """Only an issued invoice can be voided: a draft was never sent, a void one is already; one
-    partly credited is credited for the rest instead, or it would be given back twice."""
-    if status is not InvoiceStatus.ISSUED:
+def ensure_voidable(
+    status: InvoiceStatus, *, credited: Decimal = Decimal(0), paid: Decimal = Decimal(0)
+) -> None:
+    """Only an issued, unpaid invoice can be voided: a draft was never sent, a void one is
+    already; one partly credited is credited for the rest instead, or it would be given back
+    twice; one paid in part is credited, so the payment becomes the customer's credit."""
+    if status not in ISSUED_STATUSES:
         raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be voided")
     if credited:
         raise InvoiceStateError("part of this invoice is credited: credit the rest instead")
+    if paid:
+        raise InvoiceStateError("this invoice has payments: credit it instead, or refund them")
 
 
 def ensure_creditable(status: InvoiceStatus) -> None:
     """Only an issued invoice is credited: a draft is changed instead, a void one is not due."""
-    if status is not InvoiceStatus.ISSUED:
+    if status not in ISSUED_STATUSES:
         raise InvoiceStateError(f"invoice is {status}, only an issued invoice can be credited")
+
+
+def amount_due(total: Decimal, credited: Decimal, paid: Decimal) -> Decimal:
+    """What an issued invoice still asks for: its total less credit notes and payments."""
+    return max(total - credited - paid, Decimal(0))
+
+
+def payment_status(total: Decimal, credited: Decimal, paid: Decimal) -> InvoiceStatus:
+    """An issued invoice's status from what was credited and paid of it."""
+    if paid > 0 and paid >= total - credited:
+        return InvoiceStatus.PAID
+    if paid > 0:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.ISSUED

@@ -46,6 +46,11 @@ class Invoice(BillingTable, table=True):
     credited_total: Decimal = Field(
         default=Decimal(0), sa_column=Column(Numeric(20, 4), nullable=False, server_default="0")
     )
+    # Payments applied to it, net of refunds, and customer credit applied: never more than the
+    # total less what is credited (an overpayment is the customer's credit instead).
+    amount_paid: Decimal = Field(
+        default=Decimal(0), sa_column=Column(Numeric(20, 4), nullable=False, server_default="0")
+    )
     issue_date: date | None = None
     # A draft on payment terms has none until it is issued: then issue date + terms.
     due_date: date | None = None
@@ -249,8 +254,12 @@ class InvoicePublic(Schema):
     tax_total: DecimalOutput
     total: DecimalOutput = pydantic.Field(description="subtotal + tax_total.")
     credited_total: DecimalOutput = pydantic.Field(description="Credited by credit notes.")
+    amount_paid: DecimalOutput = pydantic.Field(
+        description="Paid through the gateway, net of refunds, and customer credit applied."
+    )
     amount_due: DecimalOutput | None = pydantic.Field(
-        description="total - credited_total; 0 once void; null on a draft, which is not due."
+        description="total - credited_total - amount_paid; 0 once void; null on a draft, "
+        "which is not due."
     )
     issue_date: date | None
     due_date: date | None = pydantic.Field(description="Null on a draft on payment terms.")

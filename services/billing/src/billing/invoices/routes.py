@@ -11,7 +11,13 @@ from fastapi import APIRouter, Query
 
 from billing.auth.policy import AnyUser, Bookkeeper
 from billing.dependencies import MAX_OFFSET, ServicesDep
-from billing.invoices.domain import InvoiceStatus, TaxTotal, plain_decimal, to_minor_unit
+from billing.invoices.domain import (
+    InvoiceStatus,
+    TaxTotal,
+    amount_due,
+    plain_decimal,
+    to_minor_unit,
+)
 from billing.invoices.models import (
     BillToPublic,
     Invoice,
@@ -66,10 +72,12 @@ def _amount_due(invoice: Invoice | DraftedInvoice) -> Decimal | None:
         return None
     if invoice.status is InvoiceStatus.VOID:
         return to_minor_unit(Decimal(0), invoice.currency)
-    return to_minor_unit(invoice.total - invoice.credited_total, invoice.currency)
+    due = amount_due(invoice.total, invoice.credited_total, invoice.amount_paid)
+    return to_minor_unit(due, invoice.currency)
 
 
-def _public(found: InvoiceWithLines) -> InvoicePublic:
+def public_invoice(found: InvoiceWithLines) -> InvoicePublic:
+    """An invoice as the API shows it: amounts at the minor unit, the parties as issued."""
     invoice, currency = found.invoice, found.invoice.currency
     credited = invoice.credited_total
     return InvoicePublic(
@@ -103,6 +111,7 @@ def _public(found: InvoiceWithLines) -> InvoicePublic:
         tax_total=to_minor_unit(invoice.tax_total, currency),
         total=to_minor_unit(invoice.total, currency),
         credited_total=to_minor_unit(credited, currency),
+        amount_paid=to_minor_unit(invoice.amount_paid, currency),
         amount_due=_amount_due(invoice),
         lines=[InvoiceLinePublic(**public_line(line, currency)) for line in found.lines],
     )
@@ -118,7 +127,7 @@ async def draft_invoice(
     body: InvoiceCreate, principal: Bookkeeper, services: ServicesDep
 ) -> InvoicePublic:
     """Draft an invoice."""
-    return _public(await services.invoices.draft(principal=principal, request=body))
+    return public_invoice(await services.invoices.draft(principal=principal, request=body))
 
 
 @router.get("/invoices", response_model=list[InvoicePublic])
@@ -136,13 +145,13 @@ async def list_invoices(
     found = await services.invoices.list(
         principal=principal, status=status, customer_id=customer_id, limit=limit, offset=offset
     )
-    return [_public(invoice) for invoice in found]
+    return [public_invoice(invoice) for invoice in found]
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoicePublic, responses=NOT_FOUND)
 async def get_invoice(invoice_id: UUID, principal: AnyUser, services: ServicesDep) -> InvoicePublic:
     """One invoice."""
-    return _public(await services.invoices.get(principal=principal, invoice_id=invoice_id))
+    return public_invoice(await services.invoices.get(principal=principal, invoice_id=invoice_id))
 
 
 @router.post(
@@ -154,7 +163,7 @@ async def issue_invoice(
     invoice_id: UUID, principal: Bookkeeper, services: ServicesDep
 ) -> InvoicePublic:
     """Issue a draft: it gets its number and is emailed to the customer."""
-    return _public(await services.invoices.issue(principal=principal, invoice_id=invoice_id))
+    return public_invoice(await services.invoices.issue(principal=principal, invoice_id=invoice_id))
 
 
 @router.post(
@@ -166,6 +175,6 @@ async def void_invoice(
     invoice_id: UUID, body: InvoiceVoid, principal: Bookkeeper, services: ServicesDep
 ) -> InvoicePublic:
     """Void an issued invoice: its number stays taken, and it is no longer due."""
-    return _public(
+    return public_invoice(
         await services.invoices.void(principal=principal, invoice_id=invoice_id, request=body)
     )

@@ -137,6 +137,7 @@ class DraftedInvoice:
     customer_tax_id: str | None = None
     voided_at: datetime | None = None
     credited_total: Decimal = Decimal(0)
+    amount_paid: Decimal = Decimal(0)
     taxes: tuple[TaxTotal, ...] | None = None  # computed when drafted, not a column
 
 
@@ -634,7 +635,9 @@ class InvoiceService:
             if invoice is None:
                 raise NotFoundError("no such invoice in this account")
             try:
-                ensure_voidable(invoice.status, credited=invoice.credited_total)
+                ensure_voidable(
+                    invoice.status, credited=invoice.credited_total, paid=invoice.amount_paid
+                )
             except InvoiceStateError as exc:
                 raise ConflictError(str(exc), field="status") from exc
             assert invoice.number is not None  # an issued invoice has its number

@@ -15,6 +15,8 @@ class EntryKind(StrEnum):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"
     VOID = "void"  # an invoice voided: no longer owed from that day
+    PAYMENT = "payment"  # money received through the gateway (an overpayment too)
+    REFUND = "refund"  # money given back
 
 
 class AgingBucket(StrEnum):

@@ -1,4 +1,5 @@
-"""Statements: a customer's invoices and credit notes over a period, balances and aging."""
+"""Statements: a customer's invoices, credit notes, payments and refunds over a period,
+balances and aging."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ WITH documents AS (
         0::numeric AS credit, issued_at AS at
     FROM invoice
     WHERE account_id = $1 AND customer_id = $2 AND currency = $3
-        AND status IN ('ISSUED', 'VOID')
+        AND status IN ('ISSUED', 'PARTIALLY_PAID', 'PAID', 'VOID')
     UNION ALL
     SELECT (voided_at AT TIME ZONE $4)::date, 'void', number, number, 0, total, voided_at
     FROM invoice
@@ -46,6 +47,18 @@ WITH documents AS (
     SELECT n.issue_date, 'credit_note', n.number, i.number, 0, n.total, n.issued_at
     FROM credit_note n JOIN invoice i ON i.account_id = n.account_id AND i.id = n.invoice_id
     WHERE n.account_id = $1 AND n.customer_id = $2 AND n.currency = $3
+    UNION ALL
+    SELECT (p.received_at AT TIME ZONE $4)::date, 'payment', p.gateway_payment_id, i.number, 0,
+        p.amount, p.received_at
+    FROM payment p JOIN invoice i ON i.account_id = p.account_id AND i.id = p.invoice_id
+    WHERE p.account_id = $1 AND p.customer_id = $2 AND p.currency = $3
+    UNION ALL
+    SELECT (r.refunded_at AT TIME ZONE $4)::date, 'refund', r.gateway_refund_id, i.number,
+        r.amount, 0, r.refunded_at
+    FROM payment_refund r JOIN payment p ON p.account_id = r.account_id AND p.id = r.payment_id
+        JOIN invoice i ON i.account_id = p.account_id AND i.id = p.invoice_id
+    WHERE r.account_id = $1 AND p.customer_id = $2 AND p.currency = $3
+        AND r.status = 'SUCCEEDED'
 )
 /* then */
 """
@@ -57,15 +70,27 @@ _ENTRIES = _DOCUMENTS.replace(
     "SELECT * FROM documents WHERE on_date BETWEEN $5 AND $6 ORDER BY on_date, at, kind, number",
 )
 # What each invoice issued and not voided by the period's end still owes then: its total less
-# the credit notes issued by then.
+# the credit notes issued by then and what was paid of it by then (payments applied, less
+# refunds taken back from it, plus credit applied, less what a credit note moved to credit).
 _OUTSTANDING = """
 SELECT i.number, COALESCE(i.due_date, i.issue_date) AS due_date, i.total - COALESCE(
     (SELECT sum(n.total) FROM credit_note n
      WHERE n.account_id = i.account_id AND n.invoice_id = i.id AND n.issue_date <= $4), 0)
+    - COALESCE((SELECT sum(p.applied_amount) FROM payment p
+     WHERE p.account_id = i.account_id AND p.invoice_id = i.id
+        AND (p.received_at AT TIME ZONE $5)::date <= $4), 0)
+    + COALESCE((SELECT sum(r.from_invoice) FROM payment_refund r
+        JOIN payment p ON p.account_id = r.account_id AND p.id = r.payment_id
+     WHERE r.account_id = i.account_id AND p.invoice_id = i.id AND r.status = 'SUCCEEDED'
+        AND (r.refunded_at AT TIME ZONE $5)::date <= $4), 0)
+    + COALESCE((SELECT sum(c.amount) FROM customer_credit c
+     WHERE c.account_id = i.account_id AND c.invoice_id = i.id
+        AND c.kind IN ('APPLIED', 'CREDIT_NOTE')
+        AND (c.created_at AT TIME ZONE $5)::date <= $4), 0)
     AS amount
 FROM invoice i
 WHERE i.account_id = $1 AND i.customer_id = $2 AND i.currency = $3 AND i.issue_date <= $4
-    AND (i.status = 'ISSUED'
+    AND (i.status IN ('ISSUED', 'PARTIALLY_PAID', 'PAID')
         OR (i.status = 'VOID' AND (i.voided_at AT TIME ZONE $5)::date > $4))
 """
 

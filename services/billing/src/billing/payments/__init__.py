@@ -1,0 +1,1 @@
+"""Payments through a gateway: checkout links, signed webhooks, refunds, customer credit."""

@@ -1,0 +1,151 @@
+"""The sandbox gateway adapter: the dev stack's hosted payment page and its signed webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from billing.payments.domain import from_minor_units, to_minor_units
+from billing.payments.gateway import (
+    Checkout,
+    CheckoutRequest,
+    GatewayError,
+    GatewayEvent,
+    GatewayEventKind,
+    RefundRequest,
+    WebhookRejected,
+)
+
+SIGNATURE_HEADER = "sandbox-signature"
+_KINDS = {
+    "payment.succeeded": GatewayEventKind.PAYMENT_SUCCEEDED,
+    "refund.succeeded": GatewayEventKind.REFUND_SUCCEEDED,
+}
+
+
+def verify_signature(
+    body: bytes, header: str | None, secrets: list[str], *, tolerance_s: int, now: float
+) -> None:
+    """Check a `t=<unix>,v1=<hex>` header: an HMAC-SHA256 of "<t>.<body>" under any of the
+    secrets (two while one is rotated out), signed no longer than tolerance_s ago."""
+    if not header:
+        raise WebhookRejected("the signature header is missing")
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise WebhookRejected("the signature header is malformed")
+    if abs(now - timestamp) > tolerance_s:
+        raise WebhookRejected("the signature is too old or from the future: a replay?")
+    signed = f"{timestamp}.".encode() + body
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        if any(hmac.compare_digest(expected, given) for given in signatures):
+            return
+    raise WebhookRejected("the signature does not match")
+
+
+class SandboxGateway:
+    """Speaks the sandbox's JSON API; verifies its webhooks' signatures."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        webhook_secrets: list[str],
+        tolerance_s: int = 300,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.webhook_secrets = webhook_secrets
+        self.tolerance_s = tolerance_s
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+        )
+
+    async def _post(self, path: str, body: dict[str, Any], idempotency_key: str) -> Any:
+        try:
+            answer = await self.client.post(
+                path, json=body, headers={"Idempotency-Key": idempotency_key}
+            )
+        except httpx.HTTPError as exc:
+            raise GatewayError(f"the payment gateway could not be reached ({exc})") from exc
+        if answer.status_code != 200:
+            message = answer.json().get("error", {}).get("message", answer.text[:200])
+            raise GatewayError(f"the payment gateway refused: {message}")
+        return answer.json()
+
+    async def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        """A checkout session for the amount, with billing's checkout id as its reference."""
+        session = await self._post(
+            "/v1/checkout_sessions",
+            {
+                "amount": to_minor_units(request.amount, request.currency),
+                "currency": request.currency,
+                "reference": str(request.checkout_id),
+                "description": request.description,
+                "success_url": request.return_url,
+            },
+            idempotency_key=str(request.checkout_id),
+        )
+        return Checkout(session_id=str(session["id"]), url=str(session["url"]))
+
+    async def refund(self, request: RefundRequest) -> str:
+        """A refund of the payment; the webhook that follows makes it count."""
+        refund = await self._post(
+            "/v1/refunds",
+            {
+                "payment": request.payment_id,
+                "amount": to_minor_units(request.amount, request.currency),
+                "reference": str(request.refund_id),
+            },
+            idempotency_key=str(request.refund_id),
+        )
+        return str(refund["id"])
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        """The event, once its signature holds."""
+        verify_signature(
+            body,
+            headers.get(SIGNATURE_HEADER),
+            self.webhook_secrets,
+            tolerance_s=self.tolerance_s,
+            now=time.time(),
+        )
+        try:
+            event = json.loads(body)
+            data = event["data"]
+            kind = _KINDS.get(event["type"])
+            currency = str(data["currency"]).upper() if "currency" in data else None
+            return GatewayEvent(
+                event_id=str(event["id"]),
+                kind=kind,
+                payment_id=str(data.get("payment") or "") or None,
+                reference=str(data.get("reference") or "") or None,
+                refund_id=str(data.get("refund") or "") or None,
+                amount=from_minor_units(int(data["amount"]), currency)
+                if kind and currency
+                else None,
+                currency=currency,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WebhookRejected(f"the event is malformed: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()
