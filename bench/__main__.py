@@ -14,6 +14,7 @@ from bench.api import bench_api_issue_invoice
 from bench.identity import bench_identity
 from bench.relay import bench_relay
 from bench.termination import bench_termination
+from bench.webhooks import bench_webhooks
 from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack, StackPorts
 
@@ -35,6 +36,8 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "identity": bench_identity,
     # termination_1m_records_s, export_rows_per_s, export_peak_rss_mb, api_p99_during_export_ms
     "termination": bench_termination,
+    # webhook_deliveries_per_s against raw_http_post_per_s
+    "webhooks": bench_webhooks,
 }
 
 

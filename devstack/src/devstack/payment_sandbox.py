@@ -26,6 +26,7 @@ import hmac
 import html
 import json
 import secrets
+import string
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +44,11 @@ from starlette.routing import Route
 SIGNATURE_HEADER = "Sandbox-Signature"
 DECLINED_CARD = "4000000000000002"
 SESSION_LIFETIME_S = 24 * 3600
+
+
+def _token() -> str:
+    """An id part of letters only: digits in ids could read as a card number to billing."""
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(24))
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -135,7 +141,7 @@ class Sandbox:
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
             raise ValueError("currency must be an ISO 4217 code")
         session = Session(
-            id=f"cs_{secrets.token_hex(12)}",
+            id=f"cs_{_token()}",
             amount=amount,
             currency=currency.upper(),
             reference=str(body.get("reference", ""))[:200],
@@ -162,7 +168,7 @@ class Sandbox:
     def pay(self, session: Session, card_number: str) -> Payment:
         """Charge the card (a test card) for the session's amount and announce it."""
         payment = Payment(
-            id=f"pay_{secrets.token_hex(12)}",
+            id=f"pay_{_token()}",
             session=session.id,
             amount=session.amount,
             currency=session.currency,
@@ -194,7 +200,7 @@ class Sandbox:
             raise ValueError("amount is more than what is left to refund")
         payment.refunded += amount
         refund = {
-            "id": f"re_{secrets.token_hex(12)}",
+            "id": f"re_{_token()}",
             "payment": payment.id,
             "reference": str(body.get("reference", ""))[:200],
             "amount": amount,
@@ -206,7 +212,7 @@ class Sandbox:
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         """Record an event and start delivering it."""
-        event_id = f"evt_{secrets.token_hex(12)}"
+        event_id = f"evt_{_token()}"
         event = {"id": event_id, "type": event_type, "created": int(time.time()), "data": data}
         self.deliveries[event_id] = Delivery(event)
         self.deliver_soon(event_id)

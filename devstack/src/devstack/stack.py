@@ -214,6 +214,9 @@ class Stack:
             env[f"{prefix}PAYMENTS__API_KEY"] = self.gateway_api_key
             env[f"{prefix}PAYMENTS__WEBHOOK_SECRET"] = self.gateway_webhook_secret
             env[f"{prefix}PAYMENTS__RETURN_URL"] = f"{self.service_url('billing')}/payments/done"
+            # On one machine the endpoints a developer registers are local: allowed here only.
+            env[f"{prefix}WEBHOOKS__ALLOW_PRIVATE_ADDRESSES"] = "true"
+            env[f"{prefix}WEBHOOKS__ALLOW_HTTP"] = "true"
         if service == "notifications":
             env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
             env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)

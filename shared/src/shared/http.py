@@ -234,7 +234,17 @@ class BodyLimitMiddleware:
 
 # Headers that carry machine-made identifiers, never typed text: trace context holds random hex,
 # whose digit runs would pass for a card number about once in ten thousand requests.
-UNSCANNED_HEADERS = frozenset({"traceparent", "tracestate", "baggage", "content-length"})
+# Machine-made values whose hex digits can form a Luhn-valid run: a trace id, a signature.
+UNSCANNED_HEADERS = frozenset(
+    {
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "content-length",
+        "sandbox-signature",
+        "stripe-signature",
+    }
+)
 
 
 class CardNumberRefusalMiddleware:

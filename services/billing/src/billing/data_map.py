@@ -23,6 +23,8 @@ from billing.models import (
     SignInFailure,
     UserInvitation,
     UserRecoveryCode,
+    WebhookDelivery,
+    WebhookEndpoint,
     WebSession,
 )
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
@@ -33,6 +35,50 @@ STAFF_ONLY = "set only on staff members' rows, which belong to no account"
 DATA_MAP = AccountDataMap(
     service="billing",
     tables=(
+        account_table(
+            WebhookDelivery,
+            record_type="webhook_delivery",
+            retention=RetentionCategory.DELIVERY_LOG,
+            exported=(
+                "id",
+                "account_id",
+                "endpoint_id",
+                "event_id",
+                "event_type",
+                "body",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "last_attempt_at",
+                "last_status_code",
+                "last_error",
+                "delivered_at",
+                "created_at",
+            ),
+            order_by=("created_at", "id"),
+        ),
+        account_table(
+            WebhookEndpoint,
+            record_type="webhook_endpoint",
+            retention=CONTRACT,
+            exported=(
+                "id",
+                "account_id",
+                "url",
+                "description",
+                "event_types",
+                "previous_secret_expires_at",
+                "created_by_user_id",
+                "created_at",
+                "disabled_at",
+            ),
+            withheld={
+                "secret_sealed": "a credential is never handed out",
+                "previous_secret_sealed": "a credential is never handed out",
+            },
+            personal=("description",),
+            order_by=("created_at", "id"),
+        ),
         account_table(
             CustomerCredit,
             retention=CONTRACT,

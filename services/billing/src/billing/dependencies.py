@@ -26,6 +26,7 @@ from billing.staff_access.service import StaffAccessService, StaffService
 from billing.statements.service import StatementService
 from billing.termination.service import TerminationService
 from billing.users.service import UserService
+from billing.webhooks.service import WebhookService
 from shared.idempotency import Caller, Identify
 
 MAX_OFFSET = 1_000_000  # past this, a client pages by filter; 2**63 once answered a 500
@@ -58,6 +59,7 @@ class Services:
     statements: StatementService
     termination: TerminationService
     users: UserService
+    webhooks: WebhookService
 
 
 # Every dependency is async: FastAPI runs a plain function in a worker thread per request.

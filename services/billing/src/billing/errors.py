@@ -49,4 +49,4 @@ class GatewayUnavailableError(BillingError):
 
 
 class PaymentsOffError(BillingError):
-    """No payment gateway is configured on this server."""
+    """No payment gateway is configured on this server: the server's state refuses it."""

@@ -47,6 +47,9 @@ from billing.termination import routes as termination
 from billing.termination.service import TerminationService
 from billing.users import routes as users
 from billing.users.service import UserService
+from billing.webhooks import routes as webhooks
+from billing.webhooks.dispatcher import WebhookDispatcher
+from billing.webhooks.service import WebhookService
 from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.idempotency import IdempotencyMiddleware, sweep_idempotency_records_forever
 from shared.migrations import upgrade_database
@@ -103,7 +106,14 @@ def create_app(
         statements=StatementService(engine=runtime.engine),
         termination=TerminationService(units=units, identity=identity),
         users=UserService(sessions=sessions, units=units, identity=identity),
+        webhooks=WebhookService(
+            sessions=sessions, units=units, keys=runtime.keys, settings=settings.webhooks
+        ),
     )
+    dispatcher = WebhookDispatcher(
+        engine=runtime.engine, keys=runtime.keys, settings=settings.webhooks
+    )
+    runtime.background.append(dispatcher.run_forever)
     retention = RequestMetadataRetention(
         engine=runtime.engine, interval_s=settings.housekeeping_interval_s
     )
@@ -124,6 +134,7 @@ def create_app(
         locator.close()
         if gateway is not None:
             await gateway.close()
+        await dispatcher.close()
 
     app = FastAPI(
         title="Quittance billing",
@@ -166,6 +177,7 @@ def create_app(
         payments,
         statements,
         staff_access,
+        webhooks,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

@@ -18,6 +18,7 @@ from billing.payments.models import (
 from billing.rectification.models import ChangeRecord
 from billing.staff_access.models import AccessGrant, StaffMember
 from billing.users.models import UserInvitation
+from billing.webhooks.models import WebhookDelivery, WebhookEndpoint
 from shared.idempotency import idempotency_table
 
 # Answers kept to replay retried POSTs (shared.idempotency), in billing's metadata.
@@ -47,4 +48,6 @@ __all__ = [
     "UserInvitation",
     "UserRecoveryCode",
     "WebSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

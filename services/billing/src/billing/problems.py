@@ -41,7 +41,7 @@ _STATUS: dict[type[BillingError], tuple[int, str, str]] = {
     ThrottledError: (429, "too-many-requests", "Too many requests"),
     BadSignatureError: (400, "invalid-signature", "Invalid signature"),
     GatewayUnavailableError: (502, "gateway-unavailable", "Payment gateway unavailable"),
-    PaymentsOffError: (503, "payments-off", "Payments are off"),
+    PaymentsOffError: (409, "payments-off", "Payments are off"),
 }
 
 

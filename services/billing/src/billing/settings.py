@@ -34,6 +34,30 @@ class PaymentSettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, description="A gateway call's time limit.")
 
 
+class WebhookSettings(BaseModel):
+    """Outbound webhooks to the accounts' endpoints."""
+
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="Deliver to private, loopback and link-local addresses (development only: "
+        "refused by default against SSRF).",
+    )
+    allow_http: bool = Field(default=False, description="Accept http:// endpoints, not only https.")
+    timeout_s: float = Field(default=10.0, gt=0, description="One attempt's time limit.")
+    max_attempts: int = Field(default=8, ge=1, description="Tries before a dead letter.")
+    first_retry_s: float = Field(default=30.0, gt=0, description="Wait after the first failure.")
+    max_retry_s: float = Field(default=6 * 3600.0, gt=0, description="Longest wait between tries.")
+    batch_size: int = Field(default=200, ge=1, description="Deliveries claimed at once.")
+    concurrency: int = Field(default=32, ge=1, description="POSTs in flight at once.")
+    lease_s: float = Field(
+        default=120.0, gt=0, description="A claimed delivery is retried after this if unrecorded."
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="Wait when nothing is due.")
+    rotation_overlap_hours: int = Field(
+        default=24, ge=0, description="How long a rotated-out secret still signs."
+    )
+
+
 class BillingSettings(ServiceSettings):
     """Where billing's database and broker are, and its secrets."""
 
@@ -72,4 +96,7 @@ class BillingSettings(ServiceSettings):
     )
     payments: PaymentSettings = Field(
         default_factory=PaymentSettings, description="The payment gateway."
+    )
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="Outbound webhooks."
     )

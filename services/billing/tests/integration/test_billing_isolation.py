@@ -124,6 +124,12 @@ def _tenant(
     ).json()
     (session,) = client.get("/sessions", headers=owner).json()
     payment_id = asyncio.run(_paid(settings, opened["account"]["id"], issued, customer["id"]))
+    hook = client.post(
+        "/webhook-endpoints",
+        headers=owner,
+        json={"url": f"https://hooks-{tag}.example.com/in", "event_types": ["invoice.issued"]},
+    ).json()["endpoint"]
+    delivery_id = asyncio.run(_dead_letter(settings, opened["account"]["id"], hook["id"]))
     tenant.ids = {
         "customer_id": customer["id"],
         "contact_id": customer["contacts"][0]["id"],
@@ -135,8 +141,29 @@ def _tenant(
         "key_id": api_key["id"],
         "session_id": session["id"],
         "payment_id": payment_id,
+        "endpoint_id": hook["id"],
+        "delivery_id": delivery_id,
     }
     return tenant
+
+
+async def _dead_letter(settings: BillingSettings, account_id: str, endpoint_id: str) -> str:
+    """A dead-lettered delivery of the endpoint's, which its owner could redeliver."""
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    delivery_id = uuid.uuid4()
+    try:
+        await connection.execute(
+            "INSERT INTO webhook_delivery (id, account_id, endpoint_id, event_id, event_type,"
+            " body, status, attempts, next_attempt_at)"
+            " VALUES ($1, $2, $3, $4, 'invoice.issued', '{}', 'DEAD', 8, now())",
+            delivery_id,
+            uuid.UUID(account_id),
+            uuid.UUID(endpoint_id),
+            uuid.uuid4(),
+        )
+    finally:
+        await connection.close()
+    return str(delivery_id)
 
 
 async def _paid(
@@ -198,6 +225,8 @@ def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
             "/credit-notes",
             "/payments",
             f"/customers/{tenant.ids['customer_id']}/credit",
+            "/webhook-endpoints",
+            f"/webhook-endpoints/{tenant.ids['endpoint_id']}/deliveries",
             "/users",
             "/access-grants",
             "/api-keys",

@@ -284,6 +284,14 @@ async def test_a_webhook_replayed_twice_records_one_payment(
     await eventually(three_deliveries, what="the webhook delivered three times")
     assert len(await _payments(billing, seller, invoice["id"])) == 1
     assert (await _invoice(billing, seller, invoice["id"]))["amount_paid"] == "50.00"
+    # The inbox knew the event id: acted on once, then acknowledged as a duplicate.
+    body = json.dumps(event["event"], separators=(",", ":")).encode()
+    again = await billing.post(
+        "/payments/webhooks/sandbox",
+        content=body,
+        headers={"Sandbox-Signature": _signed(gateway.webhook_secret, body, int(time.time()))},
+    )
+    assert again.json() == {"outcome": "duplicate"}
 
 
 def _signed(secret: str, body: bytes, timestamp: int) -> str:
@@ -557,13 +565,13 @@ async def test_payments_are_refused_plainly_when_no_gateway_is_configured(
     refused = await api.post(
         f"/invoices/{issued.json()['id']}/checkout", headers=account["headers"], json={}
     )
-    assert refused.status_code == 503
+    assert refused.status_code == 409
     assert refused.json()["type"].endswith("payments-off")
     webhook = await api.post("/payments/webhooks/sandbox", content=b"{}")
-    assert webhook.status_code == 503
+    assert webhook.status_code == 404
 
 
-async def test_the_gateway_down_answers_502_and_changes_nothing(
+async def test_the_gateway_down_answers_502_and_opens_no_page(
     billing_settings: BillingSettings,
 ) -> None:
     payments = PaymentSettings(
@@ -600,6 +608,8 @@ async def test_the_gateway_down_answers_502_and_changes_nothing(
         )
         assert answer.status_code == 502, answer.text
         assert answer.json()["type"].endswith("gateway-unavailable")
+        invoice = await api.get(f"/invoices/{issued.json()['id']}", headers=headers)
+        assert (invoice.json()["status"], invoice.json()["amount_paid"]) == ("issued", "0.00")
     connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     try:
         urls = await connection.fetch(
@@ -631,3 +641,68 @@ async def test_payments_of_one_account_are_invisible_to_another(
     assert checkout.status_code == 404
     credit = await billing.get(f"/customers/{seller['customer_id']}/credit", headers=headers)
     assert credit.status_code == 404
+
+
+async def _post_signed(
+    billing: httpx.AsyncClient, gateway: Gateway, event: dict[str, Any]
+) -> httpx.Response:
+    body = json.dumps(event).encode()
+    return await billing.post(
+        "/payments/webhooks/sandbox",
+        content=body,
+        headers={"Sandbox-Signature": _signed(gateway.webhook_secret, body, int(time.time()))},
+    )
+
+
+async def test_a_signed_but_unreadable_event_is_refused_with_a_problem_not_an_error(
+    billing: httpx.AsyncClient, gateway: Gateway, seller: dict[str, Any]
+) -> None:
+    invoice = await _issue(billing, seller, "20.00")
+    checkout = await _checkout(billing, seller, invoice["id"])
+    good = {"payment": f"pay_{uuid.uuid4().hex}", "reference": checkout["id"], "currency": "EUR"}
+    for data in (
+        "not an object",
+        {**good, "amount": -2000},
+        {**good, "amount": 0},
+        {**good, "amount": 20.5},
+        {**good, "amount": True},
+        {**good, "amount": "2000"},
+        {**good, "amount": 2000, "currency": "E"},
+        {**good, "amount": 2000, "payment": None},
+    ):
+        event = {"id": f"evt_{uuid.uuid4().hex}", "type": "payment.succeeded", "data": data}
+        refused = await _post_signed(billing, gateway, event)
+        assert refused.status_code == 400, (data, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    assert await _payments(billing, seller, invoice["id"]) == []
+
+
+async def test_a_refund_arriving_before_its_payment_is_refused_until_the_payment_is_in(
+    billing: httpx.AsyncClient, gateway: Gateway, seller: dict[str, Any]
+) -> None:
+    """Gateways do not promise order: the early refund is not acknowledged, so it comes again."""
+    invoice = await _issue(billing, seller, "30.00")
+    checkout = await _checkout(billing, seller, invoice["id"])
+    payment_id = f"pay_{uuid.uuid4().hex}"
+    refund = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "refund.succeeded",
+        "data": {"refund": "re_early", "payment": payment_id, "amount": 1000, "currency": "EUR"},
+    }
+    early = await _post_signed(billing, gateway, refund)
+    assert early.status_code == 409, early.text
+    paid = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment.succeeded",
+        "data": {
+            "payment": payment_id,
+            "reference": checkout["id"],
+            "amount": 3000,
+            "currency": "EUR",
+        },
+    }
+    assert (await _post_signed(billing, gateway, paid)).json() == {"outcome": "recorded"}
+    again = await _post_signed(billing, gateway, refund)
+    assert again.json() == {"outcome": "recorded"}
+    invoice = await _invoice(billing, seller, invoice["id"])
+    assert (invoice["status"], invoice["amount_paid"]) == ("partially_paid", "20.00")

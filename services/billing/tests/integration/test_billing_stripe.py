@@ -263,7 +263,19 @@ async def test_billing_on_stripe_marks_an_invoice_paid_from_the_signed_webhook(
                 headers={"Stripe-Signature": _stripe_signed(paid)},
             )
             assert answer.status_code == 200, answer.text
-        assert answer.json() == {"outcome": "duplicate"}
+        assert answer.json() == {"outcome": "duplicate"}  # the event id, seen by the inbox
+        # The same payment under another event id (Stripe sends completed and, for delayed
+        # methods, async_payment_succeeded): recorded once all the same.
+        again = json.loads(paid)
+        again["id"] = f"evt_{uuid.uuid4().hex}"
+        again["type"] = "checkout.session.async_payment_succeeded"
+        other = json.dumps(again).encode()
+        answer = await api.post(
+            "/payments/webhooks/stripe",
+            content=other,
+            headers={"Stripe-Signature": _stripe_signed(other)},
+        )
+        assert answer.json() == {"outcome": "duplicate-payment"}
         invoice = await api.get(f"/invoices/{issued.json()['id']}", headers=headers)
         assert (invoice.json()["status"], invoice.json()["amount_paid"]) == ("paid", "19.99")
         forged = await api.post(

@@ -23,35 +23,40 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("invoice.issued", ("billing",), ("notifications",), "An invoice was issued; email it."),
+    Topic(
+        "invoice.issued",
+        ("billing",),
+        ("notifications", "billing"),
+        "An invoice was issued; email it (and send it to webhook endpoints).",
+    ),
     Topic(
         "credit_note.issued",
         ("billing",),
-        ("notifications",),
+        ("notifications", "billing"),
         "A credit note corrected an issued invoice; email it.",
     ),
     Topic(
         "invoice.voided",
         ("billing",),
-        (),
+        ("billing",),
         "An issued invoice was voided: it is no longer due (for reminders and webhooks).",
     ),
     Topic(
         "payment.received",
         ("billing",),
-        (),
+        ("billing",),
         "A payment confirmed by the gateway's signed webhook (for receipts and webhooks).",
     ),
     Topic(
         "payment.refunded",
         ("billing",),
-        (),
+        ("billing",),
         "A refund confirmed by the gateway's signed webhook (for notices and webhooks).",
     ),
     Topic(
         "invoice.payment_status_changed",
         ("billing",),
-        (),
+        ("billing",),
         "An invoice became partially paid, paid, or owed again (reminders stop or resume).",
     ),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),

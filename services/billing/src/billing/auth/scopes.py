@@ -17,6 +17,7 @@ SCOPE_AREAS = (
     "api-keys",
     "session",
     "sessions",
+    "webhook-endpoints",
 )
 
 
@@ -45,6 +46,8 @@ class ApiKeyScope(StrEnum):
     SESSIONS_WRITE = "sessions:write"
     SESSION_READ = "session:read"
     SESSION_WRITE = "session:write"
+    WEBHOOK_ENDPOINTS_READ = "webhook-endpoints:read"
+    WEBHOOK_ENDPOINTS_WRITE = "webhook-endpoints:write"
 
 
 def scope_for(route_path: str, *, changes: bool) -> str:

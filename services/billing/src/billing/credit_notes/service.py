@@ -29,7 +29,7 @@ from billing.invoices.domain import (
 )
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.invoices.service import invoice_lines, issued_customer, issued_lines, issued_taxes
-from billing.payments.service import credit_invoice
+from billing.payments.service import credit_invoice, lock_customer
 from shared.contracts import CreditNoteIssued
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
@@ -187,6 +187,8 @@ class CreditNoteService:
                 ensure_creditable(invoice.status)
             except InvoiceStateError as exc:
                 raise ConflictError(str(exc), field="invoice_id") from exc
+            if invoice.amount_paid > 0:  # what is paid may become the customer's credit
+                await lock_customer(work.session, account_id, invoice.customer_id)
             earlier = list(
                 (
                     await work.session.exec(

@@ -30,7 +30,7 @@ class RefundSplit:
     from_invoice: Decimal
 
 
-def split_refund(amount: Decimal, *, credit_available: Decimal, paid: Decimal) -> RefundSplit:
+def split_refund(amount: Decimal, *, credit_available: Decimal) -> RefundSplit:
     """A refund gives back unused credit first (an overpayment returned leaves the invoice
     paid), then what was paid of the invoice, which is owed again."""
     from_credit = min(amount, max(credit_available, Decimal(0)))

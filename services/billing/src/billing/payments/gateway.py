@@ -19,6 +19,7 @@ class GatewayEventKind(StrEnum):
 
     PAYMENT_SUCCEEDED = "payment_succeeded"
     REFUND_SUCCEEDED = "refund_succeeded"
+    REFUND_FAILED = "refund_failed"  # a requested refund the gateway could not make
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,51 @@ class GatewayEvent:
 
 
 class WebhookRejected(Exception):
-    """A webhook that is not provably from the gateway: bad, missing or stale signature."""
+    """A webhook that is not provably from the gateway (bad, missing or stale signature), or
+    whose event billing cannot read: refused with a 400, nothing changed."""
+
+
+def checked_event(
+    *,
+    event_id: object,
+    kind: GatewayEventKind | None,
+    payment_id: object,
+    reference: object,
+    refund_id: object,
+    units: object,
+    currency: object,
+) -> GatewayEvent:
+    """A gateway event in billing's terms, its fields checked: a kind billing acts on needs a
+    payment id, an ISO currency and a whole, positive number of minor units."""
+    from billing.payments.domain import from_minor_units
+
+    if not isinstance(event_id, str) or not event_id:
+        raise WebhookRejected("the event has no id")
+    if kind is None:
+        return GatewayEvent(event_id=event_id, kind=None)
+    if not isinstance(payment_id, str) or not payment_id:
+        raise WebhookRejected("the event names no payment")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise WebhookRejected("the event has no ISO 4217 currency")
+    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        raise WebhookRejected("the event's amount is not a whole number of minor units above 0")
+    if kind is not GatewayEventKind.PAYMENT_SUCCEEDED and (
+        not isinstance(refund_id, str) or not refund_id
+    ):
+        raise WebhookRejected("the event names no refund")
+    try:
+        amount = from_minor_units(units, currency.upper())
+    except ValueError as exc:
+        raise WebhookRejected(f"the event's currency is not one billing knows: {exc}") from exc
+    return GatewayEvent(
+        event_id=event_id,
+        kind=kind,
+        payment_id=payment_id,
+        reference=reference if isinstance(reference, str) and reference else None,
+        refund_id=refund_id if isinstance(refund_id, str) and refund_id else None,
+        amount=amount,
+        currency=currency.upper(),
+    )
 
 
 class GatewayError(Exception):

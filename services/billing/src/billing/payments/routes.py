@@ -132,7 +132,11 @@ async def customer_credit(
     ]
 
 
-@router.post("/payments/webhooks/{gateway}", response_model=WebhookReceived)
+@router.post(
+    "/payments/webhooks/{gateway}",
+    response_model=WebhookReceived,
+    responses={**NOT_FOUND, **CONFLICT},
+)
 async def receive_webhook(gateway: str, request: Request, services: ServicesDep) -> WebhookReceived:
     """The payment gateway's webhooks: acted on only when their signature holds, and once per
     event id, however often the gateway (or anyone) sends them again."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from billing.payments.domain import from_minor_units, to_minor_units
+from billing.payments.domain import to_minor_units
 from billing.payments.gateway import (
     Checkout,
     CheckoutRequest,
@@ -20,6 +20,7 @@ from billing.payments.gateway import (
     GatewayEventKind,
     RefundRequest,
     WebhookRejected,
+    checked_event,
 )
 
 SIGNATURE_HEADER = "sandbox-signature"
@@ -85,10 +86,17 @@ class SandboxGateway:
             )
         except httpx.HTTPError as exc:
             raise GatewayError(f"the payment gateway could not be reached ({exc})") from exc
-        if answer.status_code != 200:
-            message = answer.json().get("error", {}).get("message", answer.text[:200])
-            raise GatewayError(f"the payment gateway refused: {message}")
-        return answer.json()
+        try:
+            found = answer.json()
+        except ValueError:
+            found = None
+        if answer.status_code != 200 or not isinstance(found, dict):
+            error = found.get("error") if isinstance(found, dict) else None
+            message = error.get("message") if isinstance(error, dict) else None
+            raise GatewayError(
+                f"the payment gateway answered {answer.status_code}: {message or 'no reason'}"
+            )
+        return found
 
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
         """A checkout session for the amount, with billing's checkout id as its reference."""
@@ -103,7 +111,9 @@ class SandboxGateway:
             },
             idempotency_key=str(request.checkout_id),
         )
-        return Checkout(session_id=str(session["id"]), url=str(session["url"]))
+        if not isinstance(session.get("id"), str) or not isinstance(session.get("url"), str):
+            raise GatewayError("the payment gateway gave no session or page")
+        return Checkout(session_id=session["id"], url=session["url"])
 
     async def refund(self, request: RefundRequest) -> str:
         """A refund of the payment; the webhook that follows makes it count."""
@@ -116,6 +126,8 @@ class SandboxGateway:
             },
             idempotency_key=str(request.refund_id),
         )
+        if not isinstance(refund.get("id"), str):
+            raise GatewayError("the payment gateway gave no refund id")
         return str(refund["id"])
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
@@ -129,22 +141,20 @@ class SandboxGateway:
         )
         try:
             event = json.loads(body)
-            data = event["data"]
-            kind = _KINDS.get(event["type"])
-            currency = str(data["currency"]).upper() if "currency" in data else None
-            return GatewayEvent(
-                event_id=str(event["id"]),
-                kind=kind,
-                payment_id=str(data.get("payment") or "") or None,
-                reference=str(data.get("reference") or "") or None,
-                refund_id=str(data.get("refund") or "") or None,
-                amount=from_minor_units(int(data["amount"]), currency)
-                if kind and currency
-                else None,
-                currency=currency,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookRejected(f"the event is malformed: {type(exc).__name__}") from exc
+        except ValueError as exc:
+            raise WebhookRejected("the event is not JSON") from exc
+        data = event.get("data") if isinstance(event, dict) else None
+        if not isinstance(data, dict):
+            raise WebhookRejected("the event has no data object")
+        return checked_event(
+            event_id=event.get("id"),
+            kind=_KINDS.get(str(event.get("type"))),
+            payment_id=data.get("payment"),
+            reference=data.get("reference"),
+            refund_id=data.get("refund"),
+            units=data.get("amount"),
+            currency=data.get("currency"),
+        )
 
     async def close(self) -> None:
         """Close the HTTP client."""

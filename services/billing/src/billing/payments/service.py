@@ -102,7 +102,7 @@ async def _locked_invoice(session: AsyncSession, account_id: UUID, invoice_id: U
     return invoice
 
 
-async def _lock_customer(session: AsyncSession, account_id: UUID, customer_id: UUID) -> None:
+async def lock_customer(session: AsyncSession, account_id: UUID, customer_id: UUID) -> None:
     """Serialise the customer's credit movements (after the invoice's lock, always)."""
     await session.exec(
         select(Customer.id)
@@ -126,8 +126,10 @@ async def credit_balance(
 
 
 def announce_status(work: Work, invoice: Invoice, previous: InvoiceStatus) -> None:
-    """Set an issued invoice's status from what is paid and credited; say so if it changed."""
-    invoice.status = payment_status(invoice.total, invoice.credited_total, invoice.amount_paid)
+    """Set an issued invoice's status from what is paid and credited; say so if it changed.
+    One credited in full asks for nothing more: it keeps the status it had."""
+    if invoice.total - invoice.credited_total > 0:
+        invoice.status = payment_status(invoice.total, invoice.credited_total, invoice.amount_paid)
     if invoice.status is previous:
         return
     assert invoice.number is not None
@@ -146,10 +148,9 @@ def announce_status(work: Work, invoice: Invoice, previous: InvoiceStatus) -> No
 
 async def credit_invoice(work: Work, invoice: Invoice, credited: Decimal, note_id: UUID) -> None:
     """Count a credit note against its invoice: whatever is then paid beyond what the invoice
-    asks for becomes the customer's credit (money they have in hand with us, never lost)."""
+    asks for becomes the customer's credit (money they have in hand with us, never lost). The
+    caller locked the customer first when the invoice has payments (lock_customer)."""
     excess = invoice.amount_paid - (invoice.total - invoice.credited_total - credited)
-    if excess > 0:
-        await _lock_customer(work.session, invoice.account_id, invoice.customer_id)
     previous = invoice.status
     # Credited and paid change in one write: together never more than the total.
     invoice.credited_total += credited
@@ -253,8 +254,8 @@ class PaymentService:
         self, *, gateway_name: str, body: bytes, headers: Mapping[str, str]
     ) -> str:
         """Act once on a webhook whose signature holds; returns what became of it."""
-        gateway = self._gateway()
-        if gateway_name != gateway.name:
+        gateway = self.gateway
+        if gateway is None or gateway_name != gateway.name:
             raise NotFoundError("no such payment gateway on this server")
         try:
             event = gateway.verify(body, headers)
@@ -272,6 +273,8 @@ class PaymentService:
                 outcome, account_id = await self._record_payment(work, gateway.name, event)
             elif event.kind is GatewayEventKind.REFUND_SUCCEEDED:
                 outcome, account_id = await self._record_refund(work, gateway.name, event)
+            elif event.kind is GatewayEventKind.REFUND_FAILED:
+                outcome, account_id = await self._refund_failed(work, gateway.name, event)
             else:
                 outcome = "ignored"
             await connection.execute(
@@ -297,14 +300,17 @@ class PaymentService:
         checkout = await _checkout(session, gateway, event.reference)
         if checkout is None or checkout.currency != event.currency:
             return "unmatched", None
+        invoice = await _locked_invoice(session, checkout.account_id, checkout.invoice_id)
+        # The customer too, before any insert: a row naming the customer takes a share lock
+        # on it, which two transactions could then not both raise (a deadlock).
+        await lock_customer(session, invoice.account_id, invoice.customer_id)
         already = await session.exec(
             select(Payment.id).where(
                 Payment.gateway == gateway, Payment.gateway_payment_id == event.payment_id
             )
         )
-        if already.first() is not None:
-            return "duplicate", checkout.account_id  # the same payment under another event
-        invoice = await _locked_invoice(session, checkout.account_id, checkout.invoice_id)
+        if already.first() is not None:  # the same payment under another event id
+            return "duplicate-payment", checkout.account_id
         previous = invoice.status
         owed = invoice.status in ISSUED_STATUSES
         due = amount_due(invoice.total, invoice.credited_total, invoice.amount_paid) if owed else 0
@@ -330,7 +336,6 @@ class PaymentService:
         session.add(invoice)
         await session.flush()  # the payment before the credit that names it
         if split.credit:
-            await _lock_customer(session, invoice.account_id, invoice.customer_id)
             session.add(
                 CustomerCredit(
                     account_id=invoice.account_id,
@@ -376,14 +381,18 @@ class PaymentService:
         )
         payment = found.first()
         if payment is None:
-            return "unmatched", None
+            # Gateways do not promise order: the payment's own webhook may still be on its way.
+            # Refused, the claim rolls back and the gateway sends this again later.
+            raise ConflictError("the payment this refund is for is not recorded yet")
+        if payment.currency != event.currency:
+            return "unmatched", payment.account_id
         refund = await _refund_for(session, gateway, event, payment.id)
         if refund is not None and refund.status is RefundStatus.SUCCEEDED:
             return "duplicate", payment.account_id
         if payment.refunded_amount + event.amount > payment.amount:
             return "unmatched", payment.account_id  # more than was paid: not ours to apply
         invoice = await _locked_invoice(session, payment.account_id, payment.invoice_id)
-        await _lock_customer(session, payment.account_id, payment.customer_id)
+        await lock_customer(session, payment.account_id, payment.customer_id)
         credit_refunded = await session.exec(
             select(func.coalesce(func.sum(PaymentRefund.from_credit), 0)).where(
                 PaymentRefund.payment_id == payment.id,
@@ -394,7 +403,7 @@ class PaymentService:
             session, payment.account_id, payment.customer_id, invoice.currency
         )
         unused = min(payment.credit_amount - Decimal(credit_refunded.one() or 0), balance)
-        split = split_refund(event.amount, credit_available=unused, paid=invoice.amount_paid)
+        split = split_refund(event.amount, credit_available=unused)
         # Past what the invoice holds, the customer owes it back: their credit goes below zero.
         from_invoice = min(split.from_invoice, invoice.amount_paid)
         from_credit = event.amount - from_invoice
@@ -445,6 +454,26 @@ class PaymentService:
                 refunded_at=now,
             )
         )
+        return "recorded", payment.account_id
+
+    async def _refund_failed(
+        self, work: Work, gateway: str, event: GatewayEvent
+    ) -> tuple[str, UUID | None]:
+        """A requested refund the gateway could not make: no longer held against the payment."""
+        found = await work.session.exec(
+            select(Payment).where(
+                Payment.gateway == gateway, Payment.gateway_payment_id == event.payment_id
+            )
+        )
+        payment = found.first()
+        if payment is None:
+            return "unmatched", None
+        refund = await _refund_for(work.session, gateway, event, payment.id)
+        if refund is None or refund.status is not RefundStatus.REQUESTED:
+            return "ignored", payment.account_id
+        refund.status = RefundStatus.FAILED
+        refund.gateway_refund_id = refund.gateway_refund_id or event.refund_id
+        work.session.add(refund)
         return "recorded", payment.account_id
 
     # refunds
@@ -589,7 +618,7 @@ class PaymentService:
             if invoice.status not in ISSUED_STATUSES:
                 raise ConflictError(f"invoice is {invoice.status}: nothing to pay", field="status")
             due = amount_due(invoice.total, invoice.credited_total, invoice.amount_paid)
-            await _lock_customer(work.session, account_id, invoice.customer_id)
+            await lock_customer(work.session, account_id, invoice.customer_id)
             balance = await credit_balance(
                 work.session, account_id, invoice.customer_id, invoice.currency
             )

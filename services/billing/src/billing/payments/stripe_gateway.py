@@ -7,7 +7,7 @@ from typing import Any
 
 import stripe
 
-from billing.payments.domain import from_minor_units, to_minor_units
+from billing.payments.domain import to_minor_units
 from billing.payments.gateway import (
     Checkout,
     CheckoutRequest,
@@ -16,11 +16,17 @@ from billing.payments.gateway import (
     GatewayEventKind,
     RefundRequest,
     WebhookRejected,
+    checked_event,
 )
 
 REFERENCE_KEY = "quittance_reference"
 _PAID_SESSION = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
-_REFUND = {"refund.created", "refund.updated"}
+_REFUND = {"refund.created", "refund.updated", "refund.failed"}
+_REFUND_KINDS = {
+    "succeeded": GatewayEventKind.REFUND_SUCCEEDED,
+    "failed": GatewayEventKind.REFUND_FAILED,
+    "canceled": GatewayEventKind.REFUND_FAILED,
+}
 
 
 class StripeGateway:
@@ -101,8 +107,10 @@ class StripeGateway:
             event = stripe.Webhook.construct_event(
                 body, headers.get("stripe-signature"), self.webhook_secret, self.tolerance_s
             )
-        except (stripe.SignatureVerificationError, ValueError) as exc:
+        except stripe.SignatureVerificationError as exc:
             raise WebhookRejected(f"the Stripe signature does not hold: {exc}") from exc
+        except Exception as exc:  # the SDK's parsing of a signed but unreadable body
+            raise WebhookRejected(f"the event is malformed: {type(exc).__name__}") from exc
         try:
             return _event(event.to_dict())
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -114,28 +122,38 @@ class StripeGateway:
 
 
 def _event(event: dict[str, Any]) -> GatewayEvent:
-    """Billing's view of a Stripe event: paid sessions and succeeded refunds; the rest ignored."""
+    """Billing's view of a Stripe event: paid sessions, succeeded and failed refunds; the rest
+    acknowledged and ignored."""
     found = event["data"]["object"]
-    if event["type"] in _PAID_SESSION and found["payment_status"] == "paid":
-        currency = str(found["currency"]).upper()
-        return GatewayEvent(
-            event_id=event["id"],
+    if not isinstance(found, dict):
+        raise TypeError("data.object")
+    if event["type"] in _PAID_SESSION and found.get("payment_status") == "paid":
+        return checked_event(
+            event_id=event.get("id"),
             kind=GatewayEventKind.PAYMENT_SUCCEEDED,
-            payment_id=str(found["payment_intent"]),
-            reference=found["client_reference_id"],
-            amount=from_minor_units(int(found["amount_total"]), currency),
-            currency=currency,
+            payment_id=found.get("payment_intent"),
+            reference=found.get("client_reference_id"),
+            refund_id=None,
+            units=found.get("amount_total"),
+            currency=found.get("currency"),
         )
-    if event["type"] in _REFUND and found["status"] == "succeeded":
-        currency = str(found["currency"]).upper()
+    if event["type"] in _REFUND and found.get("status") in _REFUND_KINDS:
         metadata = found.get("metadata") or {}
-        return GatewayEvent(
-            event_id=event["id"],
-            kind=GatewayEventKind.REFUND_SUCCEEDED,
-            payment_id=str(found["payment_intent"]),
-            reference=metadata.get(REFERENCE_KEY),
-            refund_id=str(found["id"]),
-            amount=from_minor_units(int(found["amount"]), currency),
-            currency=currency,
+        return checked_event(
+            event_id=event.get("id"),
+            kind=_REFUND_KINDS[found["status"]],
+            payment_id=found.get("payment_intent"),
+            reference=metadata.get(REFERENCE_KEY) if isinstance(metadata, dict) else None,
+            refund_id=found.get("id"),
+            units=found.get("amount"),
+            currency=found.get("currency"),
         )
-    return GatewayEvent(event_id=event["id"], kind=None)
+    return checked_event(
+        event_id=event.get("id"),
+        kind=None,
+        payment_id=None,
+        reference=None,
+        refund_id=None,
+        units=None,
+        currency=None,
+    )

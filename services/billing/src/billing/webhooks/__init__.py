@@ -1,0 +1,1 @@
+"""Outbound webhooks: signed deliveries of billing events to the account's own endpoints."""
