@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
 import json
 import uuid
@@ -14,7 +16,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack
 from devstack.testing import (
     MailCatcher,
@@ -27,6 +34,7 @@ from devstack.testing import (
     rows_mentioning,
     sealed,
     security_admin_of,
+    served,
 )
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
 from shared.crypto import KeyDestroyedError
@@ -475,7 +483,22 @@ async def test_a_customer_pays_on_the_sandbox_page_and_the_statement_shows_it(
     system: Stack,
 ) -> None:
     """The README's walkthrough: an invoice paid on the gateway's own page (NO-PAN), marked
-    paid from the signed webhook the gateway process sends billing, then the statement."""
+    paid from the signed webhook the gateway process sends billing; the account's own endpoint
+    receives billing's signed webhook; then the statement and the invoice's PDF."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def endpoint(request: Request) -> Response:
+        received.append((dict(request.headers), await request.body()))
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/hooks", endpoint, methods=["POST"])])
+    with served(receiver, free_port()) as hooks_url:
+        await _pay_and_download(system, f"{hooks_url}/hooks", received)
+
+
+async def _pay_and_download(
+    system: Stack, hooks_url: str, received: list[tuple[dict[str, str], bytes]]
+) -> None:
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as billing:
         opened = await billing.post(
             "/accounts",
@@ -489,6 +512,13 @@ async def test_a_customer_pays_on_the_sandbox_page_and_the_statement_shows_it(
             },
         )
         headers = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        registered = await billing.post(
+            "/webhook-endpoints",
+            headers=headers,
+            json={"url": hooks_url, "event_types": ["payment.received"]},
+        )
+        assert registered.status_code == 201, registered.text
+        secret = registered.json()["secret"]
         customer = await billing.post(
             "/customers",
             headers=headers,
@@ -528,6 +558,19 @@ async def test_a_customer_pays_on_the_sandbox_page_and_the_statement_shows_it(
             return bool(found.json()["status"] == "paid")
 
         await eventually(marked_paid, what="the invoice marked paid")
+        await eventually(lambda: received, what="the account's endpoint receiving the webhook")
+        hook_headers, hook_body = received[0]
+        parts = [part.split("=", 1) for part in hook_headers["quittance-signature"].split(",")]
+        timestamp = next(value for name, value in parts if name == "t")
+        expected = hmac.new(
+            secret.encode(), f"{timestamp}.".encode() + hook_body, hashlib.sha256
+        ).hexdigest()
+        assert expected in [value for name, value in parts if name == "v1"]
+        assert json.loads(hook_body)["data"]["invoice_id"] == invoice.json()["id"]
+        assert b"Cora" not in hook_body
+        pdf = await billing.get(f"/invoices/{invoice.json()['id']}/pdf", headers=headers)
+        assert pdf.status_code == 200
+        assert pdf.content.startswith(b"%PDF-")
         statement = await billing.get(
             f"/statements/{customer.json()['id']}", headers=headers, params={"format": "csv"}
         )

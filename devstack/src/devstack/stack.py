@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,8 +293,9 @@ class Stack:
         self.create_topics()
         self.create_databases(s.name for s in SERVICES)
         self.create_databases(["keystore"])
-        for spec in SERVICES:
-            self.migrate(spec.name)
+        # Each service migrates its own database: side by side, as separate deployments would.
+        with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
+            list(pool.map(self.migrate, [spec.name for spec in SERVICES]))
         for spec in SERVICES:
             self.start_service(spec.name, wait=False)
         for spec in SERVICES:

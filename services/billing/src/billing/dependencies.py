@@ -18,9 +18,11 @@ from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.credit_notes.service import CreditNoteService
 from billing.customers.service import CustomerService
 from billing.errors import BillingError, NotAuthenticatedError
+from billing.integrations.service import IntegrationService
 from billing.invoices.service import InvoiceService
 from billing.payments.service import PaymentService
 from billing.rectification.service import ChangeService
+from billing.recurring.service import RecurringService
 from billing.settings import BillingSettings
 from billing.staff_access.service import StaffAccessService, StaffService
 from billing.statements.service import StatementService
@@ -52,8 +54,10 @@ class Services:
     changes: ChangeService
     credit_notes: CreditNoteService
     customers: CustomerService
+    integrations: IntegrationService
     invoices: InvoiceService
     payments: PaymentService
+    recurring: RecurringService
     staff: StaffService
     staff_access: StaffAccessService
     statements: StatementService
@@ -125,6 +129,11 @@ def caller_identifier(services: Services) -> Identify:
             return None  # the route refuses it the same way, and nothing is kept
         if principal.kind == "staff":
             return Caller(identity=f"staff:{principal.staff_id}", account_id=None)
+        if principal.integration_id is not None:
+            return Caller(
+                identity=f"integration:{principal.integration_id}",
+                account_id=principal.account_id,
+            )
         return Caller(identity=f"user:{principal.user_id}", account_id=principal.account_id)
 
     return identify

@@ -28,6 +28,8 @@ from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
 from billing.dependencies import Services, caller_identifier
 from billing.handlers import create_routes
+from billing.integrations import routes as integrations
+from billing.integrations.service import IntegrationService
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
 from billing.payments import routes as payments
@@ -36,6 +38,8 @@ from billing.payments.service import PaymentService
 from billing.problems import install_problem_handlers
 from billing.rectification import routes as rectification
 from billing.rectification.service import ChangeService
+from billing.recurring import routes as recurring
+from billing.recurring.service import RecurringService
 from billing.settings import BillingSettings
 from billing.staff_access import routes as staff_access
 from billing.staff_access.domain import StaffRole
@@ -92,6 +96,7 @@ def create_app(
         changes=ChangeService(sessions=sessions),
         credit_notes=CreditNoteService(sessions=sessions, units=units),
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
+        integrations=IntegrationService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         payments=PaymentService(
             sessions=sessions,
@@ -99,6 +104,7 @@ def create_app(
             gateway=gateway,
             return_url=settings.payments.return_url,
         ),
+        recurring=RecurringService(sessions=sessions, units=units),
         staff=StaffService(sessions=sessions, units=units),
         staff_access=StaffAccessService(
             sessions=sessions, units=units, max_grant_hours=settings.max_grant_hours
@@ -114,6 +120,9 @@ def create_app(
         engine=runtime.engine, keys=runtime.keys, settings=settings.webhooks
     )
     runtime.background.append(dispatcher.run_forever)
+    runtime.background.append(
+        lambda: services.recurring.run_forever(interval_s=settings.recurring_interval_s)
+    )
     retention = RequestMetadataRetention(
         engine=runtime.engine, interval_s=settings.housekeeping_interval_s
     )
@@ -174,10 +183,12 @@ def create_app(
         customers,
         invoices,
         credit_notes,
+        recurring,
         payments,
         statements,
         staff_access,
         webhooks,
+        integrations,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

@@ -7,6 +7,7 @@ from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSess
 from billing.credit_notes.models import CreditNote, CreditNoteLine
 from billing.customers.models import Customer, CustomerContact
 from billing.database import BillingTable
+from billing.integrations.models import Integration
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.payments.models import (
     CustomerCredit,
@@ -16,6 +17,7 @@ from billing.payments.models import (
     PaymentRefund,
 )
 from billing.rectification.models import ChangeRecord
+from billing.recurring.models import RecurringInvoice, RecurringRun
 from billing.staff_access.models import AccessGrant, StaffMember
 from billing.users.models import UserInvitation
 from billing.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -38,11 +40,14 @@ __all__ = [
     "CustomerCredit",
     "GatewayWebhook",
     "IdempotencyRecord",
+    "Integration",
     "Invoice",
     "InvoiceLine",
     "Payment",
     "PaymentCheckout",
     "PaymentRefund",
+    "RecurringInvoice",
+    "RecurringRun",
     "SignInFailure",
     "StaffMember",
     "UserInvitation",

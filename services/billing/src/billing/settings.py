@@ -94,6 +94,9 @@ class BillingSettings(ServiceSettings):
     sign_in_throttle_minutes: int = Field(
         default=15, ge=1, description="The window over which failed sign-ins are counted."
     )
+    recurring_interval_s: float = Field(
+        default=60.0, gt=0, description="How often due recurring invoices are looked for."
+    )
     payments: PaymentSettings = Field(
         default_factory=PaymentSettings, description="The payment gateway."
     )

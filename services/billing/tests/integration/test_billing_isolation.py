@@ -130,6 +130,19 @@ def _tenant(
         json={"url": f"https://hooks-{tag}.example.com/in", "event_types": ["invoice.issued"]},
     ).json()["endpoint"]
     delivery_id = asyncio.run(_dead_letter(settings, opened["account"]["id"], hook["id"]))
+    schedule = client.post(
+        "/recurring-invoices",
+        headers=owner,
+        json={
+            "customer_id": customer["id"],
+            "lines": [{"description": "Monthly", "quantity": "1", "unit_price": "5"}],
+            "interval": "month",
+            "start_date": "2030-01-01",
+        },
+    ).json()
+    integration = client.post(
+        "/integrations", headers=owner, json={"name": "Third", "scopes": ["customers:read"]}
+    ).json()["integration"]
     tenant.ids = {
         "customer_id": customer["id"],
         "contact_id": customer["contacts"][0]["id"],
@@ -143,6 +156,8 @@ def _tenant(
         "payment_id": payment_id,
         "endpoint_id": hook["id"],
         "delivery_id": delivery_id,
+        "integration_id": integration["id"],
+        "schedule_id": schedule["id"],
     }
     return tenant
 
@@ -227,6 +242,8 @@ def _what_it_owns(client: httpx.Client, tenant: Tenant) -> list[Any]:
             f"/customers/{tenant.ids['customer_id']}/credit",
             "/webhook-endpoints",
             f"/webhook-endpoints/{tenant.ids['endpoint_id']}/deliveries",
+            "/integrations",
+            "/recurring-invoices",
             "/users",
             "/access-grants",
             "/api-keys",

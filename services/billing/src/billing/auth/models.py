@@ -53,6 +53,8 @@ class ApiKey(BillingTable, table=True):
     account_id: UUID | None = Field(default=None, foreign_key="account.id", index=True)
     user_id: UUID | None = Field(default=None, foreign_key="app_user.id", index=True)
     staff_id: UUID | None = Field(default=None, foreign_key="staff_member.id")
+    # Set on a third party's key (INTEGRATIONS): its reads are recorded as data accesses.
+    integration_id: UUID | None = Field(default=None, foreign_key="integration.id", index=True)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -126,6 +128,7 @@ class Principal:
     session_id: UUID | None = None  # signed in with the cookie, not an API key
     scopes: frozenset[str] | None = None  # an API key limited to these; None: the user's all
     read_only: bool = False  # the account is terminated: reads only, until its purge
+    integration_id: UUID | None = None  # a third party's key: every read is recorded
 
     def require_user(self) -> UUID:
         """The caller's account id, if the caller is a user (the route's policy checked roles)."""

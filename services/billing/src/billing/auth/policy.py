@@ -38,7 +38,19 @@ class Allow:
     changes_account: bool = True  # refused once the account is terminated (read-only)
 
     async def __call__(self, request: Request, principal: PrincipalDep) -> Principal:
-        """The caller, if this policy lets them in."""
+        """The caller, if this policy lets them in; a third party's read is recorded first,
+        let in or not (INTEGRATIONS)."""
+        if principal.integration_id is None:
+            return self._check(request, principal)
+        try:
+            checked = self._check(request, principal)
+        except PermissionDeniedError as refusal:
+            await _record_integration_read(request, principal, str(refusal))
+            raise
+        await _record_integration_read(request, principal, None)
+        return checked
+
+    def _check(self, request: Request, principal: Principal) -> Principal:
         if principal.kind == "staff":
             if not self.staff_roles:
                 raise PermissionDeniedError("staff members cannot use this route")
@@ -58,6 +70,22 @@ class Allow:
         if principal.read_only and self.changes_account and changes:
             raise PermissionDeniedError(ACCOUNT_READ_ONLY)
         return principal
+
+
+async def _record_integration_read(
+    request: Request, principal: Principal, refusal: str | None
+) -> None:
+    """data.accessed for an integration's read (a change is the account's own record)."""
+    if request.method not in SAFE_METHODS:
+        return
+    template = route_template(request.scope) or request.url.path
+    ids = [str(value) for value in request.path_params.values()]
+    await request.app.state.services.integrations.record_read(
+        principal=principal,
+        resource_type=f"{request.method} {template}",
+        resource_id=",".join(ids) or "*",
+        refusal=refusal,
+    )
 
 
 def _names(roles: Iterable[Role | StaffRole]) -> str:

@@ -11,7 +11,9 @@ SCOPE_AREAS = (
     "customers",
     "invoices",
     "credit-notes",
+    "integrations",
     "payments",
+    "recurring-invoices",
     "statements",
     "access-grants",
     "api-keys",
@@ -34,8 +36,12 @@ class ApiKeyScope(StrEnum):
     INVOICES_WRITE = "invoices:write"
     CREDIT_NOTES_READ = "credit-notes:read"
     CREDIT_NOTES_WRITE = "credit-notes:write"
+    INTEGRATIONS_READ = "integrations:read"
+    INTEGRATIONS_WRITE = "integrations:write"
     PAYMENTS_READ = "payments:read"
     PAYMENTS_WRITE = "payments:write"  # refunds
+    RECURRING_INVOICES_READ = "recurring-invoices:read"
+    RECURRING_INVOICES_WRITE = "recurring-invoices:write"
     STATEMENTS_READ = "statements:read"  # a customer's invoices and credit notes, summed
     STATEMENTS_WRITE = "statements:write"
     ACCESS_GRANTS_READ = "access-grants:read"

@@ -37,12 +37,14 @@ def hash_api_key(api_key: str) -> str:
 # cost more than the query. Keys are users' only: staff sign in with a password and a session.
 _CREDENTIAL = """
 SELECT k.id AS key_id, k.scopes, k.last_used_at, u.id AS user_id, u.name AS user_name, u.role,
-    a.id AS account_id, a.status
+    a.id AS account_id, a.status, k.integration_id, i.name AS integration_name
 FROM api_key k
 JOIN app_user u ON u.id = k.user_id
 JOIN account a ON a.id = k.account_id
+LEFT JOIN integration i ON i.id = k.integration_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.removed_at IS NULL
     AND (k.expires_at IS NULL OR k.expires_at > now())
+    AND (k.integration_id IS NULL OR i.revoked_at IS NULL)
 """
 _TOUCH = "UPDATE api_key SET last_used_at = now() WHERE id = $1"
 TOUCH_EVERY = timedelta(seconds=60)  # last use is written at most this often per key
@@ -68,6 +70,8 @@ class AuthService:
         if row is None:
             raise NotAuthenticatedError("unknown, expired or revoked API key")
         scopes = None if row["scopes"] is None else frozenset(row["scopes"])
+        if row["integration_id"] is not None:
+            return integration_principal(row, scopes=scopes or frozenset())
         return user_principal(row, scopes=scopes)
 
     async def create_key(
@@ -94,7 +98,7 @@ class AuthService:
         async with self.sessions() as session:
             result = await session.exec(
                 select(ApiKey)
-                .where(ApiKey.user_id == principal.user_id)
+                .where(ApiKey.user_id == principal.user_id, col(ApiKey.integration_id).is_(None))
                 .order_by(col(ApiKey.created_at).desc(), col(ApiKey.id))
             )
             return list(result.all())
@@ -132,6 +136,22 @@ def user_principal(
         session_id=session_id,
         scopes=scopes,
         read_only=AccountStatus[row["status"]] is not AccountStatus.ACTIVE,
+    )
+
+
+def integration_principal(row: Mapping[str, Any], *, scopes: frozenset[str]) -> Principal:
+    """A third party let in by the account: as a bookkeeper if it may change records, else as
+    a reader, and only within its scopes; never an administrator (LEAST-ACCESS)."""
+    writes = any(scope.endswith(":write") for scope in scopes)
+    return Principal(
+        kind="user",
+        name=row["integration_name"],
+        account_id=row["account_id"],
+        user_id=row["user_id"],
+        role=Role.ACCOUNTANT if writes else Role.READ_ONLY,
+        scopes=scopes,
+        read_only=AccountStatus[row["status"]] is not AccountStatus.ACTIVE,
+        integration_id=row["integration_id"],
     )
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from billing.auth.policy import AnyUser, Bookkeeper
 from billing.credit_notes.models import CreditNoteCreate, CreditNoteLinePublic, CreditNotePublic
 from billing.credit_notes.service import CreditNoteWithLines, credit_note_taxes
 from billing.dependencies import MAX_OFFSET, ServicesDep
 from billing.invoices.domain import to_minor_unit
+from billing.invoices.models import BillToPublic, SellerPublic
 from billing.invoices.routes import public_line, public_taxes
+from billing.printing import PDF, credit_note_document, pdf_response
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -79,3 +81,31 @@ async def get_credit_note(
     return _public(
         await services.credit_notes.get(principal=principal, credit_note_id=credit_note_id)
     )
+
+
+@router.get(
+    "/credit-notes/{credit_note_id}/pdf",
+    response_class=Response,
+    responses={**NOT_FOUND, **PDF},
+)
+async def get_credit_note_pdf(
+    credit_note_id: UUID, principal: AnyUser, services: ServicesDep
+) -> Response:
+    """The credit note as a PDF."""
+    found = await services.credit_notes.get(principal=principal, credit_note_id=credit_note_id)
+    note = found.credit_note
+    invoice = await services.invoices.get(principal=principal, invoice_id=note.invoice_id)
+    document = credit_note_document(
+        _public(found),
+        invoice_number=invoice.invoice.number or "",
+        seller=SellerPublic(
+            name=note.seller_name, address=note.seller_address, tax_id=note.seller_tax_id
+        ),
+        bill_to=BillToPublic(
+            name=note.customer_name,
+            email=note.customer_email,
+            address=note.customer_address,
+            tax_id=note.customer_tax_id,
+        ),
+    )
+    return await pdf_response(document, f"{note.number}.pdf")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from billing.auth.policy import AnyUser, Bookkeeper
 from billing.dependencies import MAX_OFFSET, ServicesDep
@@ -29,6 +29,7 @@ from billing.invoices.models import (
     TaxTotalPublic,
 )
 from billing.invoices.service import DocumentLine, DraftedInvoice, InvoiceWithLines, taxes_of
+from billing.printing import PDF, invoice_document, pdf_response
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 from shared.http import links_by_id
 
@@ -152,6 +153,19 @@ async def list_invoices(
 async def get_invoice(invoice_id: UUID, principal: AnyUser, services: ServicesDep) -> InvoicePublic:
     """One invoice."""
     return public_invoice(await services.invoices.get(principal=principal, invoice_id=invoice_id))
+
+
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    response_class=Response,
+    responses={**NOT_FOUND, **PDF},
+)
+async def get_invoice_pdf(invoice_id: UUID, principal: AnyUser, services: ServicesDep) -> Response:
+    """The invoice as a PDF, as issued (a draft is marked as one)."""
+    invoice = public_invoice(
+        await services.invoices.get(principal=principal, invoice_id=invoice_id)
+    )
+    return await pdf_response(invoice_document(invoice), f"{invoice.number or 'draft'}.pdf")
 
 
 @router.post(

@@ -421,6 +421,105 @@ def _no_such_customer() -> InvalidReferenceError:
     return InvalidReferenceError("no such customer in this account", field="customer_id")
 
 
+async def issue_in(
+    work: Work, account_id: UUID, batch: Sequence[Submitted[Drafted]]
+) -> list[InvoiceWithLines | Exception]:
+    """Draft and issue a batch of one account's invoices in the caller's transaction.
+
+    The seller (locked) with the customers, the invoices with all their lines and the numbers
+    they took, the outbox rows: three round trips however many queued.
+    """
+    refused: dict[int, Exception] = {}
+    db = await work.driver()
+    customer_ids = list({s.item.invoice.customer_id for s in batch})
+    rows = await db.fetch(_SELLER_AND_BUYERS, account_id, customer_ids)
+    if not rows:
+        raise NotFoundError("no such account")
+    seller = rows[0]
+    buyers = {row["customer_id"]: row for row in rows if row["customer_id"] is not None}
+    now = datetime.now(UTC)
+    issue_date = issue_date_at(now, seller["time_zone"])
+    for index, submitted in enumerate(batch):
+        invoice = submitted.item.invoice
+        if invoice.customer_id not in buyers:
+            refused[index] = _no_such_customer()
+        elif refusal := _date_issued(invoice, issue_date):
+            refused[index] = refusal
+    accepted = [s for index, s in enumerate(batch) if index not in refused]
+    for offset, submitted in enumerate(accepted):
+        invoice = submitted.item.invoice
+        buyer = buyers[invoice.customer_id]
+        parties = Parties(
+            seller_name=seller["name"],
+            seller_address=seller["address"],
+            seller_tax_id=seller["tax_id"],
+            customer_name=buyer["customer_name"],
+            customer_email=buyer["customer_email"],
+            customer_address=buyer["customer_address"],
+            customer_tax_id=buyer["customer_tax_id"],
+        )
+        number = seller["next_invoice_number"] + offset
+        _mark_issued(invoice, number=number, now=now, parties=parties)
+        event = _issued_event(invoice, submitted.item.lines)
+        # Emitted in its request's context: its record carries that request's trace.
+        submitted.context.run(work.emit, event)
+    if accepted:
+        await _insert_drafted(db, account_id, [s.item for s in accepted], numbered=len(accepted))
+    return [
+        refused.get(index) or InvoiceWithLines(s.item.invoice, s.item.lines)
+        for index, s in enumerate(batch)
+    ]
+
+
+def drafted_from(
+    account_id: UUID, request: InvoiceCreate, defaults: asyncpg.Record | None
+) -> Drafted:
+    """The invoice and lines a request describes, not yet written; the account's currency
+    and payment terms where it names none (then `defaults` holds them)."""
+    currency = request.currency or (defaults and defaults["currency"])
+    assert currency is not None
+    lines = []
+    for index, line in enumerate(request.lines, start=1):
+        priced = price_line(
+            line.quantity,
+            line.unit_price,
+            currency,
+            discount_percent=line.discount_percent,
+            tax_rate=line.tax_rate,
+        )
+        lines.append(
+            DraftedLine(
+                id=uuid4(),
+                position=index,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=priced.amount,
+                discount_percent=line.discount_percent,
+                discount_amount=priced.discount_amount,
+                tax_rate=line.tax_rate,
+            )
+        )
+    totals = totals_of_lines(lines, currency)
+    terms = request.payment_terms_days
+    if request.due_date is None and terms is None:
+        assert defaults is not None
+        terms = defaults["payment_terms_days"]
+    invoice = DraftedInvoice(
+        id=uuid4(),
+        account_id=account_id,
+        customer_id=request.customer_id,
+        currency=currency,
+        due_date=request.due_date,
+        payment_terms_days=terms,
+        subtotal=totals.subtotal,
+        tax_total=totals.tax_total,
+        total=totals.total,
+        taxes=totals.taxes,
+    )
+    return Drafted(invoice, lines)
+
+
 class InvoiceService:
     """An account's invoices."""
 
@@ -440,7 +539,7 @@ class InvoiceService:
             )
             defaults = None if named else await self._account_defaults(account_id)
             return await self._issuing.submit(
-                account_id, self._drafted(account_id, request, defaults)
+                account_id, drafted_from(account_id, request, defaults)
             )
         # The hot path of the API, in plain SQL inside the unit of work's transaction.
         async with self.units() as work:
@@ -448,57 +547,9 @@ class InvoiceService:
             defaults = await db.fetchrow(_CUSTOMER, account_id, request.customer_id)
             if defaults is None:
                 raise _no_such_customer()
-            drafted = self._drafted(account_id, request, defaults)
+            drafted = drafted_from(account_id, request, defaults)
             await _insert_drafted(db, account_id, [drafted])
         return InvoiceWithLines(drafted.invoice, drafted.lines)
-
-    def _drafted(
-        self, account_id: UUID, request: InvoiceCreate, defaults: asyncpg.Record | None
-    ) -> Drafted:
-        """The invoice and lines a request describes, not yet written; the account's currency
-        and payment terms where it names none (then `defaults` holds them)."""
-        currency = request.currency or (defaults and defaults["currency"])
-        assert currency is not None
-        lines = []
-        for index, line in enumerate(request.lines, start=1):
-            priced = price_line(
-                line.quantity,
-                line.unit_price,
-                currency,
-                discount_percent=line.discount_percent,
-                tax_rate=line.tax_rate,
-            )
-            lines.append(
-                DraftedLine(
-                    id=uuid4(),
-                    position=index,
-                    description=line.description,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    amount=priced.amount,
-                    discount_percent=line.discount_percent,
-                    discount_amount=priced.discount_amount,
-                    tax_rate=line.tax_rate,
-                )
-            )
-        totals = totals_of_lines(lines, currency)
-        terms = request.payment_terms_days
-        if request.due_date is None and terms is None:
-            assert defaults is not None
-            terms = defaults["payment_terms_days"]
-        invoice = DraftedInvoice(
-            id=uuid4(),
-            account_id=account_id,
-            customer_id=request.customer_id,
-            currency=currency,
-            due_date=request.due_date,
-            payment_terms_days=terms,
-            subtotal=totals.subtotal,
-            tax_total=totals.tax_total,
-            total=totals.total,
-            taxes=totals.taxes,
-        )
-        return Drafted(invoice, lines)
 
     async def _account_defaults(self, account_id: UUID) -> asyncpg.Record:
         """The currency and payment terms of the account's invoices that name none."""
@@ -511,54 +562,10 @@ class InvoiceService:
     async def _issue_batch(
         self, account_id: UUID, batch: Sequence[Submitted[Drafted]]
     ) -> list[InvoiceWithLines | Exception]:
-        """Draft and issue a batch of one account's invoices in one transaction.
-
-        BEGIN, the seller (locked) with the customers, the invoices with all their lines and
-        the numbers they took, the outbox rows, COMMIT: five round trips however many queued.
-        """
-        refused: dict[int, Exception] = {}
+        """Draft and issue a batch of one account's invoices in one transaction: BEGIN, the
+        work of issue_in, COMMIT."""
         async with self.units() as work:
-            db = await work.driver()
-            customer_ids = list({s.item.invoice.customer_id for s in batch})
-            rows = await db.fetch(_SELLER_AND_BUYERS, account_id, customer_ids)
-            if not rows:
-                raise NotFoundError("no such account")
-            seller = rows[0]
-            buyers = {row["customer_id"]: row for row in rows if row["customer_id"] is not None}
-            now = datetime.now(UTC)
-            issue_date = issue_date_at(now, seller["time_zone"])
-            for index, submitted in enumerate(batch):
-                invoice = submitted.item.invoice
-                if invoice.customer_id not in buyers:
-                    refused[index] = _no_such_customer()
-                elif refusal := _date_issued(invoice, issue_date):
-                    refused[index] = refusal
-            accepted = [s for index, s in enumerate(batch) if index not in refused]
-            for offset, submitted in enumerate(accepted):
-                invoice = submitted.item.invoice
-                buyer = buyers[invoice.customer_id]
-                parties = Parties(
-                    seller_name=seller["name"],
-                    seller_address=seller["address"],
-                    seller_tax_id=seller["tax_id"],
-                    customer_name=buyer["customer_name"],
-                    customer_email=buyer["customer_email"],
-                    customer_address=buyer["customer_address"],
-                    customer_tax_id=buyer["customer_tax_id"],
-                )
-                number = seller["next_invoice_number"] + offset
-                _mark_issued(invoice, number=number, now=now, parties=parties)
-                event = _issued_event(invoice, submitted.item.lines)
-                # Emitted in its request's context: its record carries that request's trace.
-                submitted.context.run(work.emit, event)
-            if accepted:
-                await _insert_drafted(
-                    db, account_id, [s.item for s in accepted], numbered=len(accepted)
-                )
-        return [
-            refused.get(index) or InvoiceWithLines(s.item.invoice, s.item.lines)
-            for index, s in enumerate(batch)
-        ]
+            return await issue_in(work, account_id, batch)
 
     async def get(self, *, principal: Principal, invoice_id: UUID) -> InvoiceWithLines:
         """One of the caller's invoices with its lines."""

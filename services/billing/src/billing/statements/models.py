@@ -18,6 +18,7 @@ class StatementFormat(StrEnum):
 
     JSON = "json"
     CSV = "csv"
+    PDF = "pdf"
 
 
 class StatementEntryPublic(Schema):

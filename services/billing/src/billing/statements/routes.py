@@ -16,6 +16,7 @@ from billing.auth.policy import AnyUser
 from billing.dependencies import ServicesDep
 from billing.invoices.domain import to_minor_unit
 from billing.invoices.models import CurrencyCode
+from billing.printing import pdf_response, statement_document
 from billing.problems import ANY_ROUTE, AUTHENTICATED, NOT_FOUND
 from billing.statements.domain import AgingBucket
 from billing.statements.models import (
@@ -114,7 +115,15 @@ def _csv(statement: StatementPublic) -> str:
 @router.get(
     "/statements/{customer_id}",
     response_model=StatementPublic,
-    responses={**NOT_FOUND, 200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        **NOT_FOUND,
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
+    },
 )
 async def get_statement(
     customer_id: UUID,
@@ -133,7 +142,7 @@ async def get_statement(
     currency: Annotated[
         CurrencyCode | None, Query(description="Only documents in it; the account's by default.")
     ] = None,
-    format: Annotated[StatementFormat, Query(description="json, or csv to download.")] = (
+    format: Annotated[StatementFormat, Query(description="json, or csv or pdf to download.")] = (
         StatementFormat.JSON
     ),
 ) -> StatementPublic | Response:
@@ -148,6 +157,9 @@ async def get_statement(
             currency=currency,
         )
     )
+    if format is StatementFormat.PDF:
+        name = f"statement-{statement.period_start}-{statement.period_end}.pdf"
+        return await pdf_response(statement_document(statement), name)
     if format is StatementFormat.CSV:
         name = f"statement-{statement.period_start}-{statement.period_end}.csv"
         return Response(

@@ -1,0 +1,1 @@
+"""Recurring invoices: a schedule that issues an invoice each period, once across instances."""

@@ -1,0 +1,226 @@
+"""Recurring invoices: each due period issued once across runners, missed periods caught up in
+order, pause, resume and end; a schedule that cannot issue is paused, not retried forever."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from billing.main import create_app
+from billing.settings import BillingSettings
+from devstack.testing import running
+
+pytestmark = pytest.mark.integration
+TODAY = datetime.now(UTC).date()  # the accounts here are in UTC
+
+
+@pytest.fixture(scope="module")
+def app(billing_settings: BillingSettings) -> FastAPI:
+    # The background runner looks once at start, then waits an hour: the tests run it.
+    settings = billing_settings.model_copy(update={"recurring_interval_s": 3600})
+    return create_app(settings)
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app, base_url="http://billing") as client:
+        yield client
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> dict[str, Any]:
+    opened = await client.post(
+        "/accounts",
+        json={
+            "name": "Monthly Ltd",
+            "owner": {"name": "M", "email": f"m-{uuid.uuid4().hex[:6]}@m.ex"},
+        },
+    )
+    headers = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+    customer = await client.post(
+        "/customers", headers=headers, json={"name": "Sub Scriber", "email": "sub@scriber.example"}
+    )
+    return {"headers": headers, "customer_id": customer.json()["id"]}
+
+
+async def _schedule(
+    client: httpx.AsyncClient, owner: dict[str, Any], **changes: Any
+) -> dict[str, Any]:
+    body = {
+        "customer_id": owner["customer_id"],
+        "currency": "EUR",
+        "payment_terms_days": 14,
+        "lines": [
+            {"description": "Hosting", "quantity": "1", "unit_price": "49", "tax_rate": "20"}
+        ],
+        "interval": "month",
+        "start_date": TODAY.isoformat(),
+        **changes,
+    }
+    made = await client.post("/recurring-invoices", headers=owner["headers"], json=body)
+    assert made.status_code == 201, made.text
+    schedule: dict[str, Any] = made.json()
+    return schedule
+
+
+async def _invoices(client: httpx.AsyncClient, owner: dict[str, Any]) -> list[dict[str, Any]]:
+    found = await client.get("/invoices", headers=owner["headers"], params={"limit": 100})
+    invoices: list[dict[str, Any]] = found.json()
+    return invoices
+
+
+async def _sql(settings: BillingSettings, query: str, *args: Any) -> None:
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        await connection.execute(query, *args)
+    finally:
+        await connection.close()
+
+
+def _runner(app: FastAPI) -> Any:
+    return app.state.services.recurring
+
+
+async def test_a_due_period_is_issued_once_however_many_runners_run(
+    app: FastAPI, client: httpx.AsyncClient, owner: dict[str, Any]
+) -> None:
+    schedule = await _schedule(client, owner)
+    assert schedule["next_run_on"] == TODAY.isoformat()
+    now = datetime.now(UTC)
+    await asyncio.gather(*(_runner(app).run_due(now=now) for _ in range(3)))
+    (invoice,) = await _invoices(client, owner)
+    assert invoice["status"] == "issued"
+    assert invoice["number"] == "INV-000001"
+    assert invoice["total"] == "58.80"
+    assert invoice["payment_terms_days"] == 14
+    found = (
+        await client.get(f"/recurring-invoices/{schedule['id']}", headers=owner["headers"])
+    ).json()
+    assert found["runs"] == [{"period": TODAY.isoformat(), "invoice_id": invoice["id"]}]
+    assert found["periods_done"] == 1
+    assert date.fromisoformat(found["next_run_on"]) > TODAY
+    assert await _runner(app).run_due(now=now) == 0  # nothing more is due today
+
+
+async def test_periods_missed_during_an_outage_are_issued_in_order(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    owner: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    schedule = await _schedule(client, owner, interval="week")
+    three_weeks_ago = TODAY - timedelta(weeks=3)
+    await _sql(
+        billing_settings,
+        "UPDATE recurring_invoice SET start_date = $2, next_run_on = $2 WHERE id = $1",
+        uuid.UUID(schedule["id"]),
+        three_weeks_ago,
+    )
+    await _runner(app).run_due(now=datetime.now(UTC))
+    assert len(await _invoices(client, owner)) == 4
+    found = (
+        await client.get(f"/recurring-invoices/{schedule['id']}", headers=owner["headers"])
+    ).json()
+    assert [run["period"] for run in found["runs"]] == [
+        (TODAY - timedelta(weeks=weeks)).isoformat() for weeks in (0, 1, 2, 3)
+    ]
+    assert found["next_run_on"] == (TODAY + timedelta(weeks=1)).isoformat()
+
+
+async def test_paused_issues_nothing_resumed_skips_the_past_and_an_end_date_ends_it(
+    app: FastAPI, client: httpx.AsyncClient, owner: dict[str, Any]
+) -> None:
+    paused = await _schedule(client, owner, start_date=(TODAY + timedelta(days=1)).isoformat())
+    answer = await client.post(
+        f"/recurring-invoices/{paused['id']}/pause", headers=owner["headers"]
+    )
+    assert answer.json()["status"] == "paused"
+    await _runner(app).run_due(now=datetime.now(UTC) + timedelta(days=40))
+    assert await _invoices(client, owner) == []
+    resumed = await client.post(
+        f"/recurring-invoices/{paused['id']}/resume", headers=owner["headers"]
+    )
+    assert resumed.json()["status"] == "active"
+    assert date.fromisoformat(resumed.json()["next_run_on"]) >= TODAY
+    ended = await client.delete(f"/recurring-invoices/{paused['id']}", headers=owner["headers"])
+    assert (ended.json()["status"], ended.json()["next_run_on"]) == ("ended", None)
+    again = await client.post(
+        f"/recurring-invoices/{paused['id']}/resume", headers=owner["headers"]
+    )
+    assert again.status_code == 409
+
+    once = await _schedule(client, owner, end_date=TODAY.isoformat())
+    await _runner(app).run_due(now=datetime.now(UTC))
+    found = (await client.get(f"/recurring-invoices/{once['id']}", headers=owner["headers"])).json()
+    assert (found["status"], found["next_run_on"], len(found["runs"])) == ("ended", None, 1)
+
+
+async def test_a_schedule_that_cannot_issue_is_paused_and_blocks_no_other(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    owner: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    broken = await _schedule(client, owner)
+    healthy = await _schedule(client, owner)
+    bad_lines = [{"description": "Hosting", "quantity": "0", "unit_price": "49"}]
+    await _sql(
+        billing_settings,
+        "UPDATE recurring_invoice SET lines = $2::jsonb WHERE id = $1",
+        uuid.UUID(broken["id"]),
+        json.dumps(bad_lines),
+    )
+    await _runner(app).run_due(now=datetime.now(UTC))
+    found = (
+        await client.get(f"/recurring-invoices/{broken['id']}", headers=owner["headers"])
+    ).json()
+    assert found["status"] == "paused"
+    assert found["last_error"]
+    assert found["runs"] == []
+    issued = (
+        await client.get(f"/recurring-invoices/{healthy['id']}", headers=owner["headers"])
+    ).json()
+    assert len(issued["runs"]) == 1
+    assert len(await _invoices(client, owner)) == 1
+
+
+async def test_a_schedule_is_refused_with_the_field_named(
+    client: httpx.AsyncClient, owner: dict[str, Any]
+) -> None:
+    other = await client.post(
+        "/accounts",
+        json={"name": "Other", "owner": {"name": "O", "email": f"o-{uuid.uuid4().hex[:6]}@o.ex"}},
+    )
+    others_customer = (
+        await client.post(
+            "/customers",
+            headers={"Authorization": f"Bearer {other.json()['api_key']}"},
+            json={"name": "Theirs", "email": "theirs@o.example"},
+        )
+    ).json()["id"]
+    for changes, field in (
+        ({"start_date": (TODAY - timedelta(days=2)).isoformat()}, "start_date"),
+        ({"interval_count": 13}, "interval_count"),
+        ({"interval": "fortnight"}, "interval"),
+        ({"end_date": (TODAY - timedelta(days=1)).isoformat()}, "end_date"),
+        ({"customer_id": others_customer}, "customer_id"),
+    ):
+        body = {
+            "customer_id": owner["customer_id"],
+            "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "49"}],
+            "interval": "month",
+            "start_date": TODAY.isoformat(),
+            **changes,
+        }
+        refused = await client.post("/recurring-invoices", headers=owner["headers"], json=body)
+        assert refused.status_code == 422, (changes, refused.text)
+        assert refused.json()["errors"][0]["field"].endswith(field), refused.text
