@@ -43,7 +43,7 @@ test-e2e: install ## The four services as processes, driven over HTTP
 	$(RUN) pytest -m e2e
 
 fuzz: install ## The billing API fuzz run with a fresh seed (FUZZ_SEED=<n> repeats one)
-	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} $(RUN) pytest services/billing/tests/integration/test_billing_fuzz.py
+	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} $(RUN) pytest services/billing/tests/integration/test_billing_fuzz.py
 
 lint: install ## ruff and the services-never-import-each-other check
 	$(RUN) ruff check .

@@ -32,6 +32,11 @@ def _testcontainers() -> tuple[str, str, list[Any]]:
     return postgres.get_connection_url(), kafka.get_bootstrap_server(), [postgres, kafka]
 
 
+# Joining a consumer group on Tansu waits half the session timeout (5 s by default): the
+# suite starts dozens of consumers, so its sessions are shorter (a 3 s join).
+FAST_GROUP_JOIN = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
 @pytest.fixture(scope="session")
 def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The servers every integration test uses, started once."""
@@ -161,6 +166,7 @@ def service_env(
                 bootstrap_servers=infrastructure.bootstrap_servers,
                 topic_prefix=module_topic_prefix,
                 retry_backoff_s=0.05,
+                **FAST_GROUP_JOIN,
             ),
             "export_store_path": tmp_path_factory.mktemp(f"{service}-exports"),
             "keystore": keystore_settings,

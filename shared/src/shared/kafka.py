@@ -280,7 +280,13 @@ def create_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer
     )
 
 
-def subscriber_options(*, group_id: str, fetch_max_wait_ms: int = 50) -> dict[str, Any]:
+def subscriber_options(
+    *,
+    group_id: str,
+    fetch_max_wait_ms: int = 50,
+    session_timeout_ms: int = 10_000,
+    heartbeat_interval_ms: int = 3_000,
+) -> dict[str, Any]:
     """Offsets are committed only after the handler (and so its transaction) finished.
 
     A broker that lost its memory (a restarted Tansu) lost the group and its offsets too:
@@ -297,6 +303,8 @@ def subscriber_options(*, group_id: str, fetch_max_wait_ms: int = 50) -> dict[st
         # Kafka's 500 ms default a saga advanced two steps a second. Real Kafka long-polls
         # either way; a short wait costs it a few more idle fetches.
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": heartbeat_interval_ms,
     }
 
 

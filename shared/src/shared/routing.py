@@ -154,6 +154,8 @@ class EventRoutes:
             **subscriber_options(
                 group_id=f"{kafka.topic_prefix}{self.service}",
                 fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+                session_timeout_ms=kafka.session_timeout_ms,
+                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             ),
         )(on_event)
 

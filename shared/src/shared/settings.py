@@ -46,6 +46,15 @@ class KafkaSettings(BaseModel):
         default=3, ge=1, description="Handler attempts before a message is dead-lettered."
     )
     retry_backoff_s: float = Field(default=0.2, ge=0, description="First retry delay, doubled.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="A consumer silent this long leaves its group. Joining a group waits half of "
+        "it on Tansu, so test runs that start many consumers shorten it.",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3_000, ge=100, description="How often a consumer tells its group it is alive."
+    )
     max_message_bytes: int = Field(
         default=1_000_000,
         ge=1024,

@@ -39,6 +39,7 @@ from shared.contracts import (
     PaymentRefunded,
     PurgeCompleted,
     PurgeRequested,
+    StatementIssued,
     UserInvited,
     personal_data,
 )
@@ -127,6 +128,20 @@ SAMPLES: dict[str, EventData] = {
         tax_total=Decimal(0),
         total=Decimal(10),
         issue_date=NOW.date(),
+    ),
+    "statement.issued": StatementIssued(
+        account_id=ACCOUNT,
+        customer=IssuedInvoiceCustomer(
+            customer_id=uuid.uuid4(), name="Zoë Secretperson", email="zoe@private.example"
+        ),
+        seller_name="Secret GmbH",
+        currency="EUR",
+        period_start=NOW.date(),
+        period_end=NOW.date(),
+        opening_balance=Decimal(0),
+        entries=[],
+        closing_balance=Decimal(0),
+        aging={},
     ),
     "payment.received": PaymentReceived(
         account_id=ACCOUNT,

@@ -24,6 +24,7 @@ from billing.models import (
     RecurringInvoice,
     RecurringRun,
     SignInFailure,
+    StatementRun,
     UserInvitation,
     UserRecoveryCode,
     WebhookDelivery,
@@ -38,6 +39,13 @@ STAFF_ONLY = "set only on staff members' rows, which belong to no account"
 DATA_MAP = AccountDataMap(
     service="billing",
     tables=(
+        account_table(
+            StatementRun,
+            record_type="statement_sent",
+            retention=CONTRACT,
+            exported=("id", "account_id", "customer_id", "period_start", "created_at"),
+            order_by=("period_start", "customer_id"),
+        ),
         account_table(
             RecurringRun,
             record_type="recurring_run",
@@ -511,6 +519,7 @@ DATA_MAP = AccountDataMap(
                 "locale",
                 "time_zone",
                 "payment_terms_days",
+                "monthly_statements",
                 "created_at",
                 "terminated_at",
             ),

@@ -46,6 +46,7 @@ from billing.staff_access.domain import StaffRole
 from billing.staff_access.models import StaffCreate
 from billing.staff_access.service import StaffAccessService, StaffService
 from billing.statements import routes as statements
+from billing.statements.monthly import MonthlyStatements
 from billing.statements.service import StatementService
 from billing.termination import routes as termination
 from billing.termination.service import TerminationService
@@ -123,6 +124,8 @@ def create_app(
     runtime.background.append(
         lambda: services.recurring.run_forever(interval_s=settings.recurring_interval_s)
     )
+    monthly = MonthlyStatements(engine=runtime.engine, units=units, statements=services.statements)
+    runtime.background.append(lambda: monthly.run_forever(interval_s=settings.statement_interval_s))
     retention = RequestMetadataRetention(
         engine=runtime.engine, interval_s=settings.housekeeping_interval_s
     )
@@ -166,6 +169,7 @@ def create_app(
     app.state.broker = runtime.broker
     app.state.telemetry = runtime.telemetry
     app.state.runtime = runtime
+    app.state.monthly_statements = monthly
     install_problem_handlers(app)
     # Inside the edge's checks: a refused request (too large, a card number) claims no key.
     app.add_middleware(

@@ -19,6 +19,7 @@ from billing.payments.models import (
 from billing.rectification.models import ChangeRecord
 from billing.recurring.models import RecurringInvoice, RecurringRun
 from billing.staff_access.models import AccessGrant, StaffMember
+from billing.statements.models import StatementRun
 from billing.users.models import UserInvitation
 from billing.webhooks.models import WebhookDelivery, WebhookEndpoint
 from shared.idempotency import idempotency_table
@@ -50,6 +51,7 @@ __all__ = [
     "RecurringRun",
     "SignInFailure",
     "StaffMember",
+    "StatementRun",
     "UserInvitation",
     "UserRecoveryCode",
     "WebSession",

@@ -94,6 +94,9 @@ class BillingSettings(ServiceSettings):
     sign_in_throttle_minutes: int = Field(
         default=15, ge=1, description="The window over which failed sign-ins are counted."
     )
+    statement_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often due monthly statements are looked for."
+    )
     recurring_interval_s: float = Field(
         default=60.0, gt=0, description="How often due recurring invoices are looked for."
     )

@@ -12,6 +12,7 @@ import pytest
 from billing.main import add_security_admin, create_app
 from billing.settings import BillingSettings
 from devstack.processes import free_port
+from devstack.pytest_plugin import FAST_GROUP_JOIN
 from devstack.testing import enrol_staff, running, served
 from shared.settings import KafkaSettings, KeyStoreSettings
 
@@ -34,7 +35,9 @@ def billing_settings(
         environment="test",
         database_url=billing_database,
         kafka=KafkaSettings(
-            bootstrap_servers=kafka_bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:8]}."
+            bootstrap_servers=kafka_bootstrap,
+            topic_prefix=f"b{uuid.uuid4().hex[:8]}.",
+            **FAST_GROUP_JOIN,
         ),
         export_store_path=tmp_path_factory.mktemp("exports"),
         # Every test signs in from one address, the fuzzer's wrong passwords too: the per-address

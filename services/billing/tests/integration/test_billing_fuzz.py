@@ -17,6 +17,9 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 # A fixed seed keeps `make test` repeatable; FUZZ_SEED explores further (`make fuzz`).
 SEED = os.environ.get("FUZZ_SEED", "20261122")
+# Cases per operation: 15 keeps `make test` within its time with 80-odd operations; `make fuzz`
+# asks for more (FUZZ_MAX_EXAMPLES, 50 by default there).
+MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "15")
 
 
 def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(
@@ -42,6 +45,8 @@ def test_the_fuzzer_finds_nothing_in_any_operation_check_or_phase(
         "1",
         "--seed",
         SEED,
+        "--max-examples",
+        MAX_EXAMPLES,
         "--no-color",
     ]
     environment = os.environ | {

@@ -280,7 +280,7 @@ def _routes_with_ids(billing_settings: BillingSettings) -> list[tuple[str, str]]
 
 
 @settings(
-    max_examples=80,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

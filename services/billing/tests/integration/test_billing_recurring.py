@@ -1,5 +1,6 @@
-"""Recurring invoices: each due period issued once across runners, missed periods caught up in
-order, pause, resume and end; a schedule that cannot issue is paused, not retried forever."""
+"""What billing issues on its own schedule: recurring invoices (each due period once across
+runners, missed periods caught up in order, pause, resume and end; a schedule that cannot issue
+is paused, not retried forever) and monthly statements (once per customer and month)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import running
+from devstack.testing import read_events, running
 
 pytestmark = pytest.mark.integration
 TODAY = datetime.now(UTC).date()  # the accounts here are in UTC
@@ -49,7 +50,11 @@ async def owner(client: httpx.AsyncClient) -> dict[str, Any]:
     customer = await client.post(
         "/customers", headers=headers, json={"name": "Sub Scriber", "email": "sub@scriber.example"}
     )
-    return {"headers": headers, "customer_id": customer.json()["id"]}
+    return {
+        "headers": headers,
+        "customer_id": customer.json()["id"],
+        "account_id": opened.json()["account"]["id"],
+    }
 
 
 async def _schedule(
@@ -224,3 +229,56 @@ async def test_a_schedule_is_refused_with_the_field_named(
         refused = await client.post("/recurring-invoices", headers=owner["headers"], json=body)
         assert refused.status_code == 422, (changes, refused.text)
         assert refused.json()["errors"][0]["field"].endswith(field), refused.text
+
+
+async def test_monthly_statements_go_once_to_each_customer_with_last_months_activity(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    owner: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    patched = await client.patch(
+        "/account", headers=owner["headers"], json={"monthly_statements": True}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["monthly_statements"] is True
+    quiet = await client.post(
+        "/customers", headers=owner["headers"], json={"name": "Quiet", "email": "q@q.example"}
+    )
+    issued = await client.post(
+        "/invoices",
+        headers=owner["headers"],
+        json={
+            "customer_id": owner["customer_id"],
+            "currency": "EUR",
+            "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "49"}],
+            "issue": True,
+        },
+    )
+    last_month = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=5)
+    await _sql(
+        billing_settings,
+        "UPDATE invoice SET issue_date = $2::date, due_date = $2::date + 30, "
+        "issued_at = $2::date::timestamptz WHERE id = $1",
+        uuid.UUID(issued.json()["id"]),
+        last_month,
+    )
+    monthly = app.state.monthly_statements
+    assert await monthly.run_due(now=datetime.now(UTC)) >= 1
+    assert await monthly.run_due(now=datetime.now(UTC)) == 0  # once per customer and month
+    events = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("statement.issued"),
+        count=1,
+        key=owner["account_id"],
+        keystore=billing_settings.keystore,
+    )
+    (statement,) = [e["data"] for e in events]
+    assert statement["customer"]["customer_id"] == owner["customer_id"]
+    assert statement["customer"]["email"] == "sub@scriber.example"
+    assert statement["period_start"] == last_month.replace(day=1).isoformat()
+    assert [(e["kind"], e["number"]) for e in statement["entries"]] == [
+        ("invoice", issued.json()["number"])
+    ]
+    assert statement["closing_balance"] == "49.00"
+    assert quiet.json()["id"] not in json.dumps(events)

@@ -174,7 +174,7 @@ async def test_a_statement_downloads_as_csv_with_names_that_cannot_run_as_formul
         ({"start": "2026-02-01", "end": "2026-01-01"}, 422, "end"),
         ({"start": "2000-01-01", "end": "2026-01-01"}, 422, "start"),
         ({"start": "2026-01-01", "end": "2026-01-31", "currency": "XTS"}, 422, "currency"),
-        ({"start": "2026-01-01", "end": "2026-01-31", "format": "pdf"}, 422, "format"),
+        ({"start": "2026-01-01", "end": "2026-01-31", "format": "xlsx"}, 422, "format"),
         ({"end": "0"}, 422, "end"),  # not a Unix time
         ({"start": "1700000000"}, 422, "start"),
     ],

@@ -15,6 +15,7 @@ from shared.contracts import (
     InvoiceIssued,
     InvoiceLine,
     NewDeviceSignedIn,
+    StatementIssued,
     TaxTotal,
     UserInvited,
 )
@@ -135,6 +136,29 @@ def credit_note_email(event: CreditNoteIssued) -> tuple[str, str]:
         "This is a transactional message about your invoice.\n"
     )
     return f"Credit note {event.number} from {event.seller_name}", body
+
+
+def statement_email(event: StatementIssued) -> tuple[str, str]:
+    """Subject and plain-text body of a monthly statement (the PDF is attached)."""
+    currency = event.currency
+    lines = "\n".join(
+        f"  {entry.on}  {entry.kind.replace('_', ' ')} {entry.number}"
+        + (f" ({entry.reference})" if entry.reference and entry.reference != entry.number else "")
+        + (f"  +{money(entry.debit, currency)}" if entry.debit else "")
+        + (f"  -{money(entry.credit, currency)}" if entry.credit else "")
+        + f"  = {money(entry.balance, currency)}"
+        for entry in event.entries
+    )
+    body = (
+        f"Dear {event.customer.name},\n\n"
+        f"Your statement from {event.seller_name} for {event.period_start} to "
+        f"{event.period_end}:\n\n"
+        f"Opening balance: {money(event.opening_balance, currency)}\n"
+        f"{lines}\n"
+        f"Closing balance: {money(event.closing_balance, currency)}\n\n"
+        "This is a transactional message about your account.\n"
+    )
+    return f"Statement from {event.seller_name}, {event.period_start} to {event.period_end}", body
 
 
 def export_email(event: ExportAssembled) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from shared.contracts import (
     ExportBundleChunk,
     InvoiceIssued,
     NewDeviceSignedIn,
+    StatementIssued,
     UserInvited,
 )
 from shared.participant import Participant
@@ -35,6 +36,12 @@ def create_routes(
     async def on_credit_note_issued(event: Envelope[CreditNoteIssued], work: Work) -> None:
         """Queue the credit note email, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_credit_note_email(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(StatementIssued)
+    async def on_statement_issued(event: Envelope[StatementIssued], work: Work) -> None:
+        """Queue the monthly statement, once; it is sent after commit (the sweeper retries)."""
+        email_id = await service.queue_statement_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
 
     @routes.on(UserInvited)

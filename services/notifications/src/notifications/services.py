@@ -18,6 +18,11 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from notifications.bulk_mail import compose_with_attachment, send_file
+from notifications.documents import (
+    credit_note_document,
+    invoice_document,
+    statement_document,
+)
 from notifications.domain import (
     EmailStatus,
     MessageKind,
@@ -29,6 +34,7 @@ from notifications.domain import (
     invoice_email,
     message_id_for,
     new_device_email,
+    statement_email,
 )
 from notifications.mailer import SmtpMailer
 from notifications.models import OutgoingEmail
@@ -42,11 +48,13 @@ from shared.contracts import (
     ExportDelivered,
     InvoiceIssued,
     NewDeviceSignedIn,
+    StatementIssued,
     UserInvited,
 )
 from shared.db import SessionFactory
 from shared.errors import describe
 from shared.export_store import ExportStore
+from shared.pdf import PrintedDocument, render_pdf
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -70,7 +78,15 @@ class NotificationsService:
         self.export_store = export_store
         self.settings = settings
 
-    def _mime(self, *, message_id: str, recipient: str, subject: str, body: str) -> bytes:
+    def _mime(
+        self,
+        *,
+        message_id: str,
+        recipient: str,
+        subject: str,
+        body: str,
+        pdf: tuple[str, bytes] | None = None,
+    ) -> bytes:
         message = EmailMessage()
         # Header values pass through header_value: no input can add a header or break one.
         message["From"] = self.settings.sender
@@ -80,6 +96,9 @@ class NotificationsService:
         message["Message-ID"] = message_id
         message["Auto-Submitted"] = "auto-generated"  # transactional, not a conversation
         message.set_content(body)
+        if pdf is not None:
+            name, content = pdf
+            message.add_attachment(content, maintype="application", subtype="pdf", filename=name)
         return bytes(message)
 
     def _queue(
@@ -90,6 +109,7 @@ class NotificationsService:
         recipient: str,
         composed: tuple[str, str],
         work: Work,
+        pdf: tuple[str, bytes] | None = None,
     ) -> UUID:
         """Queue one message an event causes, in the handler's unit of work; its id."""
         subject, body = composed
@@ -100,7 +120,9 @@ class NotificationsService:
             message_id=message_id,
             recipient=recipient,
             subject=subject,
-            mime=self._mime(message_id=message_id, recipient=recipient, subject=subject, body=body),
+            mime=self._mime(
+                message_id=message_id, recipient=recipient, subject=subject, body=body, pdf=pdf
+            ),
         )
         work.session.add(email)
         return email.id
@@ -113,6 +135,7 @@ class NotificationsService:
             recipient=event.data.customer.email,
             composed=invoice_email(event.data),
             work=work,
+            pdf=(f"{event.data.number}.pdf", await _pdf(invoice_document(event.data))),
         )
 
     async def queue_credit_note_email(
@@ -125,6 +148,19 @@ class NotificationsService:
             recipient=event.data.customer.email,
             composed=credit_note_email(event.data),
             work=work,
+            pdf=(f"{event.data.number}.pdf", await _pdf(credit_note_document(event.data))),
+        )
+
+    async def queue_statement_email(self, *, event: Envelope[StatementIssued], work: Work) -> UUID:
+        """Queue the monthly statement to the customer, its PDF attached."""
+        name = f"statement-{event.data.period_start}-{event.data.period_end}.pdf"
+        return self._queue(
+            event=event,
+            kind=MessageKind.STATEMENT,
+            recipient=event.data.customer.email,
+            composed=statement_email(event.data),
+            work=work,
+            pdf=(name, await _pdf(statement_document(event.data))),
         )
 
     async def queue_invitation_email(self, *, event: Envelope[UserInvited], work: Work) -> UUID:
@@ -353,3 +389,8 @@ class NotificationsService:
 
 def _chunk_key(saga_id: UUID, transfer_id: object, index: int) -> str:
     return f"{saga_id}/bundle/{transfer_id}/{index:06d}"
+
+
+async def _pdf(document: PrintedDocument) -> bytes:
+    """The document laid out off the event loop (it takes CPU)."""
+    return await asyncio.to_thread(render_pdf, document)

@@ -37,6 +37,8 @@ from shared.contracts import (
     InvoiceLine,
     IssuedInvoiceCustomer,
     PurgeRequested,
+    StatementEntry,
+    StatementIssued,
     new_envelope,
 )
 from shared.export_store import FolderExportStore
@@ -114,6 +116,9 @@ async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_rede
     assert received[0]["message_id"] == f"<{envelope.id}@{settings.message_id_domain}>"
     assert received[0]["headers"]["Auto-Submitted"] == "auto-generated"
     assert "INV-000042" in received[0]["subject"]
+    (attached,) = received[0]["attachments"]  # the invoice as PDF, built from the event
+    assert (attached["filename"], attached["content_type"]) == ("INV-000042.pdf", "application/pdf")
+    assert attached["size"] > 1000
 
 
 async def test_use_a_credit_note_is_emailed_to_the_customer_once(
@@ -146,6 +151,55 @@ async def test_use_a_credit_note_is_emailed_to_the_customer_once(
     assert received["subject"] == "Credit note CN-000007 from Acme"
     assert "correcting invoice INV-000042" in received["text"]
     assert "Total credited: 9.00 EUR" in received["text"]
+    assert [a["filename"] for a in received["attachments"]] == ["CN-000007.pdf"]
+
+
+async def test_use_a_monthly_statement_is_emailed_once_with_its_pdf(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    email = f"sue-{uuid.uuid4().hex[:8]}@example.com"
+    statement = StatementIssued(
+        account_id=uuid.uuid4(),
+        customer=IssuedInvoiceCustomer(customer_id=uuid.uuid4(), name="Sue", email=email),
+        seller_name="Acme",
+        currency="EUR",
+        period_start=date(2030, 1, 1),
+        period_end=date(2030, 1, 31),
+        opening_balance=Decimal(0),
+        entries=[
+            StatementEntry(
+                on=date(2030, 1, 5),
+                kind="invoice",
+                number="INV-000042",
+                debit=Decimal(90),
+                credit=Decimal(0),
+                balance=Decimal(90),
+            ),
+            StatementEntry(
+                on=date(2030, 1, 9),
+                kind="payment",
+                number="pay_abc",
+                reference="INV-000042",
+                debit=Decimal(0),
+                credit=Decimal(40),
+                balance=Decimal(50),
+            ),
+        ],
+        closing_balance=Decimal(50),
+        aging={"current": Decimal(50), "1-30": Decimal(0)},
+    )
+    envelope = new_envelope(statement, source="billing")
+    await _publish(settings, envelope)
+    await _publish(settings, envelope)
+    await mail.wait_for(lambda ms: any(email in m["to"] for m in ms))
+    assert await _sent_and_minimised(settings, email) == 1, "one row, sent, body dropped"
+    (received,) = mail.to(email)
+    assert received["subject"] == "Statement from Acme, 2030-01-01 to 2030-01-31"
+    assert "Closing balance: 50.00 EUR" in received["text"]
+    assert "payment pay_abc (INV-000042)" in received["text"]
+    assert [a["filename"] for a in received["attachments"]] == [
+        "statement-2030-01-01-2030-01-31.pdf"
+    ]
 
 
 async def test_rectify_a_change_notice_is_mailed_once_and_a_change_without_one_sends_nothing(

@@ -34,6 +34,8 @@ from shared.contracts.events import (
     PaymentRefunded,
     PurgeCompleted,
     PurgeRequested,
+    StatementEntry,
+    StatementIssued,
     TaxTotal,
     UserInvited,
 )
@@ -70,6 +72,8 @@ __all__ = [
     "PaymentRefunded",
     "PurgeCompleted",
     "PurgeRequested",
+    "StatementEntry",
+    "StatementIssued",
     "TaxTotal",
     "Topic",
     "UserInvited",

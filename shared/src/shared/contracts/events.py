@@ -139,6 +139,37 @@ class InvoiceVoided(EventData):
     reason: str = personal_data("Why, as a user of the account wrote it.")
 
 
+class StatementEntry(_Part):
+    """One line of a statement."""
+
+    on: date = Field(description="Date of the document or payment.")
+    kind: str = Field(description="invoice, credit_note, void, payment or refund.")
+    number: str = Field(description="The document's number, or the gateway's payment id.")
+    reference: str | None = Field(default=None, description="The invoice it concerns.")
+    debit: Decimal = Field(description="What it adds to what is owed.")
+    credit: Decimal = Field(description="What it takes off.")
+    balance: Decimal = Field(description="What is owed after it.")
+
+
+class StatementIssued(EventData):
+    """A customer's statement for a month, to be sent to them (monthly statements)."""
+
+    event_type = "statement.issued"
+
+    customer: IssuedInvoiceCustomer = Field(description="Who the statement is for.")
+    seller_name: str = personal_data("The account's company name, the statement's sender.")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code.")
+    period_start: date = Field(description="First day of the period.")
+    period_end: date = Field(description="Last day of the period.")
+    opening_balance: Decimal = Field(description="Owed before the period.")
+    entries: list[StatementEntry] = Field(description="The period's documents and payments.")
+    closing_balance: Decimal = Field(description="Owed at the period's end.")
+    aging: dict[str, Decimal] = Field(
+        description="What is owed at the end by days past due: current, 1-30, 31-60, 61-90, "
+        "over-90."
+    )
+
+
 class PaymentReceived(EventData):
     """A payment was received through the gateway, confirmed by its signed webhook."""
 
@@ -384,6 +415,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         InvoiceIssued,
         InvoiceVoided,
         CreditNoteIssued,
+        StatementIssued,
         PaymentReceived,
         PaymentRefunded,
         InvoicePaymentStatusChanged,

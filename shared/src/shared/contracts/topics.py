@@ -42,6 +42,12 @@ TOPICS: tuple[Topic, ...] = (
         "An issued invoice was voided: it is no longer due (for reminders and webhooks).",
     ),
     Topic(
+        "statement.issued",
+        ("billing",),
+        ("notifications",),
+        "A customer's monthly statement; email it with its PDF.",
+    ),
+    Topic(
         "payment.received",
         ("billing",),
         ("billing",),

@@ -69,6 +69,8 @@ class Account(BillingTable, table=True):
     locale: str = Field(default="en")
     time_zone: str = Field(default="UTC")
     payment_terms_days: int = Field(default=DEFAULT_TERMS_DAYS)
+    # Each customer with activity gets last month's statement on the first of the month.
+    monthly_statements: bool = Field(default=False)
     next_credit_note_number: int = Field(default=1)
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
@@ -150,6 +152,9 @@ class AccountDetailsChange(Patch):
     payment_terms_days: TermsDays = optional(
         "Payment terms of new invoices that name neither a due date nor terms, in days."
     )
+    monthly_statements: pydantic.StrictBool = optional(
+        "Email each customer with activity last month's statement on the first of the month."
+    )
 
 
 class OwnDetailsChange(Patch):
@@ -182,6 +187,7 @@ class AccountPublic(Schema):
     locale: str
     time_zone: str
     payment_terms_days: int
+    monthly_statements: bool
     created_at: datetime | None
     terminated_at: datetime | None
 

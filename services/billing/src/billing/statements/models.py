@@ -1,13 +1,17 @@
-"""Statements: what the API answers. A statement is computed, never stored."""
+"""Statements: what the API answers (a statement is computed, never stored), and the record
+of monthly statements emitted."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pydantic
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field
 
+from billing.database import BillingTable, created_at_column
 from billing.schemas import Schema
 from billing.statements.domain import EntryKind
 from shared.input_types import DecimalOutput
@@ -57,3 +61,16 @@ class StatementPublic(Schema):
     credited: DecimalOutput = pydantic.Field(description="Credit notes issued in the period.")
     closing_balance: DecimalOutput = pydantic.Field(description="Owed at the period's end.")
     aging: AgingPublic
+
+
+class StatementRun(BillingTable, table=True):
+    """A monthly statement emitted: one per customer and month, whichever instance ran it."""
+
+    __tablename__ = "statement_run"
+    __table_args__ = (UniqueConstraint("customer_id", "period_start"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    account_id: UUID = Field(foreign_key="account.id", index=True)
+    customer_id: UUID = Field(foreign_key="customer.id", index=True)
+    period_start: date
+    created_at: datetime | None = Field(default=None, sa_column=created_at_column())

@@ -140,7 +140,24 @@ class StatementService:
         """The customer's statement over [start, end], in one currency (the account's unless
         named), read from one snapshot; by default from the first of this month to today, where
         the account is."""
-        account_id = principal.require_user()
+        return await self.statement_of(
+            account_id=principal.require_user(),
+            customer_id=customer_id,
+            start=start,
+            end=end,
+            currency=currency,
+        )
+
+    async def statement_of(
+        self,
+        *,
+        account_id: UUID,
+        customer_id: UUID,
+        start: date | None,
+        end: date | None,
+        currency: str | None,
+    ) -> Statement:
+        """The statement of one of the account's customers (see statement)."""
         async with (
             pooled_driver(self.engine) as db,
             db.transaction(isolation="repeatable_read", readonly=True),
