@@ -21,7 +21,11 @@ from billing.settings import BillingSettings
 from devstack.testing import read_events, running
 
 pytestmark = pytest.mark.integration
-TODAY = datetime.now(UTC).date()  # the accounts here are in UTC
+
+
+def today() -> date:
+    """Today where the accounts here are (UTC), asked each time: a run may cross midnight."""
+    return datetime.now(UTC).date()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,7 @@ async def _schedule(
             {"description": "Hosting", "quantity": "1", "unit_price": "49", "tax_rate": "20"}
         ],
         "interval": "month",
-        "start_date": TODAY.isoformat(),
+        "start_date": today().isoformat(),
         **changes,
     }
     made = await client.post("/recurring-invoices", headers=owner["headers"], json=body)
@@ -99,7 +103,7 @@ async def test_a_due_period_is_issued_once_however_many_runners_run(
     app: FastAPI, client: httpx.AsyncClient, owner: dict[str, Any]
 ) -> None:
     schedule = await _schedule(client, owner)
-    assert schedule["next_run_on"] == TODAY.isoformat()
+    assert schedule["next_run_on"] == today().isoformat()
     now = datetime.now(UTC)
     await asyncio.gather(*(_runner(app).run_due(now=now) for _ in range(3)))
     (invoice,) = await _invoices(client, owner)
@@ -110,9 +114,9 @@ async def test_a_due_period_is_issued_once_however_many_runners_run(
     found = (
         await client.get(f"/recurring-invoices/{schedule['id']}", headers=owner["headers"])
     ).json()
-    assert found["runs"] == [{"period": TODAY.isoformat(), "invoice_id": invoice["id"]}]
+    assert found["runs"] == [{"period": today().isoformat(), "invoice_id": invoice["id"]}]
     assert found["periods_done"] == 1
-    assert date.fromisoformat(found["next_run_on"]) > TODAY
+    assert date.fromisoformat(found["next_run_on"]) > today()
     assert await _runner(app).run_due(now=now) == 0  # nothing more is due today
 
 
@@ -123,7 +127,7 @@ async def test_periods_missed_during_an_outage_are_issued_in_order(
     billing_settings: BillingSettings,
 ) -> None:
     schedule = await _schedule(client, owner, interval="week")
-    three_weeks_ago = TODAY - timedelta(weeks=3)
+    three_weeks_ago = today() - timedelta(weeks=3)
     await _sql(
         billing_settings,
         "UPDATE recurring_invoice SET start_date = $2, next_run_on = $2 WHERE id = $1",
@@ -136,15 +140,15 @@ async def test_periods_missed_during_an_outage_are_issued_in_order(
         await client.get(f"/recurring-invoices/{schedule['id']}", headers=owner["headers"])
     ).json()
     assert [run["period"] for run in found["runs"]] == [
-        (TODAY - timedelta(weeks=weeks)).isoformat() for weeks in (0, 1, 2, 3)
+        (today() - timedelta(weeks=weeks)).isoformat() for weeks in (0, 1, 2, 3)
     ]
-    assert found["next_run_on"] == (TODAY + timedelta(weeks=1)).isoformat()
+    assert found["next_run_on"] == (today() + timedelta(weeks=1)).isoformat()
 
 
 async def test_paused_issues_nothing_resumed_skips_the_past_and_an_end_date_ends_it(
     app: FastAPI, client: httpx.AsyncClient, owner: dict[str, Any]
 ) -> None:
-    paused = await _schedule(client, owner, start_date=(TODAY + timedelta(days=1)).isoformat())
+    paused = await _schedule(client, owner, start_date=(today() + timedelta(days=1)).isoformat())
     answer = await client.post(
         f"/recurring-invoices/{paused['id']}/pause", headers=owner["headers"]
     )
@@ -155,7 +159,7 @@ async def test_paused_issues_nothing_resumed_skips_the_past_and_an_end_date_ends
         f"/recurring-invoices/{paused['id']}/resume", headers=owner["headers"]
     )
     assert resumed.json()["status"] == "active"
-    assert date.fromisoformat(resumed.json()["next_run_on"]) >= TODAY
+    assert date.fromisoformat(resumed.json()["next_run_on"]) >= today()
     ended = await client.delete(f"/recurring-invoices/{paused['id']}", headers=owner["headers"])
     assert (ended.json()["status"], ended.json()["next_run_on"]) == ("ended", None)
     again = await client.post(
@@ -163,7 +167,7 @@ async def test_paused_issues_nothing_resumed_skips_the_past_and_an_end_date_ends
     )
     assert again.status_code == 409
 
-    once = await _schedule(client, owner, end_date=TODAY.isoformat())
+    once = await _schedule(client, owner, end_date=today().isoformat())
     await _runner(app).run_due(now=datetime.now(UTC))
     found = (await client.get(f"/recurring-invoices/{once['id']}", headers=owner["headers"])).json()
     assert (found["status"], found["next_run_on"], len(found["runs"])) == ("ended", None, 1)
@@ -213,17 +217,17 @@ async def test_a_schedule_is_refused_with_the_field_named(
         )
     ).json()["id"]
     for changes, field in (
-        ({"start_date": (TODAY - timedelta(days=2)).isoformat()}, "start_date"),
+        ({"start_date": (today() - timedelta(days=2)).isoformat()}, "start_date"),
         ({"interval_count": 13}, "interval_count"),
         ({"interval": "fortnight"}, "interval"),
-        ({"end_date": (TODAY - timedelta(days=1)).isoformat()}, "end_date"),
+        ({"end_date": (today() - timedelta(days=1)).isoformat()}, "end_date"),
         ({"customer_id": others_customer}, "customer_id"),
     ):
         body = {
             "customer_id": owner["customer_id"],
             "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "49"}],
             "interval": "month",
-            "start_date": TODAY.isoformat(),
+            "start_date": today().isoformat(),
             **changes,
         }
         refused = await client.post("/recurring-invoices", headers=owner["headers"], json=body)
@@ -255,7 +259,7 @@ async def test_monthly_statements_go_once_to_each_customer_with_last_months_acti
             "issue": True,
         },
     )
-    last_month = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=5)
+    last_month = (today().replace(day=1) - timedelta(days=1)).replace(day=5)
     await _sql(
         billing_settings,
         "UPDATE invoice SET issue_date = $2::date, due_date = $2::date + 30, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,10 @@ from billing.settings import BillingSettings
 
 pytestmark = pytest.mark.integration
 
-TODAY = datetime.now(UTC).date()  # the accounts here are in UTC
-END = TODAY
+
+def today() -> date:
+    """Today where the accounts here are (UTC), asked each time: a run may cross midnight."""
+    return datetime.now(UTC).date()
 
 
 async def _issue(
@@ -91,11 +93,11 @@ async def test_a_statement_shows_opening_entries_closing_and_aging(
         },
     )
     assert on_old.status_code == 201, on_old.text
-    start = TODAY - timedelta(days=100)
+    start = today() - timedelta(days=100)
     answered = await api.get(
         f"/statements/{customer['id']}",
         headers=headers,
-        params={"start": start.isoformat(), "end": END.isoformat()},
+        params={"start": start.isoformat(), "end": today().isoformat()},
     )
     assert answered.status_code == 200, answered.text
     statement = answered.json()
@@ -129,14 +131,14 @@ async def test_a_statement_shows_opening_entries_closing_and_aging(
     yesterday = await api.get(
         f"/statements/{customer['id']}",
         headers=headers,
-        params={"start": start.isoformat(), "end": (TODAY - timedelta(days=1)).isoformat()},
+        params={"start": start.isoformat(), "end": (today() - timedelta(days=1)).isoformat()},
     )
     assert yesterday.json()["closing_balance"] == "140.00", "today's documents come after"
     assert yesterday.json()["aging"]["over_90"] == "100.00", "credits after the end do not count"
     in_dollars = await api.get(
         f"/statements/{customer['id']}",
         headers=headers,
-        params={"start": start.isoformat(), "end": END.isoformat(), "currency": "USD"},
+        params={"start": start.isoformat(), "end": today().isoformat(), "currency": "USD"},
     )
     assert in_dollars.json()["closing_balance"] == "7.00"
 
@@ -155,7 +157,7 @@ async def test_a_statement_downloads_as_csv_with_names_that_cannot_run_as_formul
     answered = await api.get(
         f"/statements/{customer_id}",
         headers=headers,
-        params={"start": TODAY.isoformat(), "end": END.isoformat(), "format": "csv"},
+        params={"start": today().isoformat(), "end": today().isoformat(), "format": "csv"},
     )
     assert answered.status_code == 200, answered.text
     assert answered.headers["content-type"] == "text/csv; charset=utf-8"

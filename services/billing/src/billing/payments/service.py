@@ -82,12 +82,21 @@ class PaymentWithRefunds:
     refunds: Sequence[PaymentRefund]
 
 
-def _in_minor_units(amount: Decimal, currency: str, field: str) -> None:
-    """Refuse an amount finer than the currency's minor unit (EUR 1.005)."""
+def _amount_within(
+    requested: Decimal | None, limit: Decimal, currency: str, *, what: str
+) -> Decimal:
+    """The amount asked for (all of the limit if none), refused if it is more than the limit
+    or finer than the currency's minor unit (EUR 1.005)."""
+    amount = limit if requested is None else requested
+    if amount > limit:
+        raise InvalidReferenceError(
+            f"more than the {to_minor_unit(limit, currency)} {what}", field="amount"
+        )
     try:
         to_minor_units(amount, currency)
     except ValueError as exc:
-        raise InvalidReferenceError(str(exc), field=field) from exc
+        raise InvalidReferenceError(str(exc), field="amount") from exc
+    return amount
 
 
 async def _locked_invoice(session: AsyncSession, account_id: UUID, invoice_id: UUID) -> Invoice:
@@ -211,13 +220,7 @@ class PaymentService:
             due = amount_due(invoice.total, invoice.credited_total, invoice.amount_paid)
             if due <= 0:
                 raise ConflictError("invoice is settled: nothing to pay", field="status")
-            amount = request.amount if request.amount is not None else due
-            if amount > due:
-                raise InvalidReferenceError(
-                    f"more than the {to_minor_unit(due, invoice.currency)} still due",
-                    field="amount",
-                )
-            _in_minor_units(amount, invoice.currency, "amount")
+            amount = _amount_within(request.amount, due, invoice.currency, what="still due")
             checkout = PaymentCheckout(
                 account_id=account_id,
                 invoice_id=invoice.id,
@@ -504,13 +507,7 @@ class PaymentService:
             left = payment.amount - payment.refunded_amount - Decimal(pending.one())
             if left <= 0:
                 raise ConflictError("nothing is left to refund of this payment", field="amount")
-            amount = request.amount if request.amount is not None else left
-            if amount > left:
-                raise InvalidReferenceError(
-                    f"more than the {to_minor_unit(left, payment.currency)} left to refund",
-                    field="amount",
-                )
-            _in_minor_units(amount, payment.currency, "amount")
+            amount = _amount_within(request.amount, left, payment.currency, what="left to refund")
             refund = PaymentRefund(
                 account_id=account_id,
                 payment_id=payment.id,
@@ -628,14 +625,12 @@ class PaymentService:
                     f"in {invoice.currency}",
                     field="amount",
                 )
-            amount = request.amount if request.amount is not None else min(due, balance)
-            if amount > min(due, balance):
-                raise InvalidReferenceError(
-                    f"more than the {to_minor_unit(min(due, balance), invoice.currency)} the "
-                    "credit covers of what is due",
-                    field="amount",
-                )
-            _in_minor_units(amount, invoice.currency, "amount")
+            amount = _amount_within(
+                request.amount,
+                min(due, balance),
+                invoice.currency,
+                what="the credit covers of what is due",
+            )
             previous = invoice.status
             invoice.amount_paid += amount
             announce_status(work, invoice, previous)
