@@ -1,4 +1,9 @@
-"""A real SMTP server that keeps every message, with a small web inbox and a JSON API."""
+"""A real SMTP server that keeps every message, with a small web inbox and a JSON API.
+
+Like Mailpit's and MailHog's test modes, some addresses fail on purpose, so that retries and
+bounces can be seen end to end: a recipient whose local part starts with `bounce` is refused
+for good (550), one that starts with `defer` is refused for now (451).
+"""
 
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class Mailbox:
         """What the inbox and the API show of a message."""
         message = self.load(number)
         body = message.get_body(preferencelist=("plain", "html"))
+        rich = message.get_body(preferencelist=("html",))
         return {
             "id": number,
             "message_id": message["Message-ID"],
@@ -60,6 +66,7 @@ class Mailbox:
             "date": message["Date"],
             "headers": {k: str(v) for k, v in message.items()},
             "text": body.get_content() if body is not None else "",
+            "html": rich.get_content() if rich is not None else None,
             "attachments": [
                 {
                     "index": i,
@@ -126,6 +133,17 @@ class _Handler:
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        local = address.split("@", 1)[0].lower()
+        if local.startswith("bounce"):
+            return "550 5.1.1 No such mailbox here"
+        if local.startswith("defer"):
+            return "451 4.2.0 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
@@ -177,9 +195,27 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
             f"</a> ({a['size']} bytes)</li>"
             for a in m["attachments"]
         )
+        rich = (
+            # The message's own HTML, in a frame that may run nothing and load nothing remote.
+            f"<h2>HTML</h2><iframe src='/messages/{m['id']}/html' sandbox style='width:100%;"
+            "height:70vh;border:1px solid #ccc'></iframe>"
+            if m["html"] is not None
+            else ""
+        )
         return HTMLResponse(
             f"<!doctype html><title>{html.escape(m['subject'] or '')}</title><a href='/'>inbox</a>"
-            f"<table>{headers}</table><pre>{html.escape(m['text'])}</pre><ul>{files}</ul>"
+            f"<table>{headers}</table>{rich}<h2>Text</h2><pre>{html.escape(m['text'])}</pre>"
+            f"<ul>{files}</ul>"
+        )
+
+    async def message_html(request: Request) -> Response:
+        m = mailbox.summary(int(request.path_params["number"]))
+        return HTMLResponse(
+            m["html"] or "",
+            headers={
+                "content-security-policy": "sandbox; default-src 'none'; "
+                "style-src 'unsafe-inline'; img-src data: https:"
+            },
         )
 
     async def attachment(request: Request) -> Response:
@@ -206,6 +242,7 @@ def create_app(mailbox: Mailbox, *, smtp_host: str, smtp_port: int) -> Starlette
         routes=[
             Route("/", inbox),
             Route("/messages/{number:int}", message_page),
+            Route("/messages/{number:int}/html", message_html),
             Route("/messages/{number:int}/attachments/{index:int}", attachment),
             Route("/api/messages", api_messages, methods=["GET", "DELETE"]),
             Route("/healthz", healthz),

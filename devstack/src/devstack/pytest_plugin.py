@@ -9,6 +9,8 @@ Kafka containers instead, where a Docker engine exists.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,15 +40,19 @@ FAST_GROUP_JOIN = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
 
 @pytest.fixture(scope="session")
-def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def infrastructure() -> Iterator[Stack]:
     """The servers every integration test uses, started once."""
     postgres_url = os.environ.get("QUITTANCE_TEST_POSTGRES_URL")
     kafka = os.environ.get("QUITTANCE_TEST_KAFKA_BOOTSTRAP")
     containers: list[Any] = []
     if os.environ.get("QUITTANCE_TEST_BACKEND") == "testcontainers":
         postgres_url, kafka, containers = _testcontainers()
+    # Not under pytest's own temporary folder: another pytest session started meanwhile makes
+    # that folder private again (mode 0700), and a server running as another user (Postgres,
+    # when the suite runs as root) would lose its data folder mid-run.
+    var_dir = Path(tempfile.mkdtemp(prefix="quittance-test-stack-"))
     stack = Stack(
-        var_dir=tmp_path_factory.mktemp("stack"),
+        var_dir=var_dir,
         ports=StackPorts(
             postgres=free_port(),
             kafka=free_port(),
@@ -70,6 +76,8 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
         for container in containers:
             container.stop()
+        # The logs stay for a failed run to be read; the throwaway database goes.
+        shutil.rmtree(var_dir / "postgres", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +16,13 @@ from shared.contracts import (
     EVENT_TYPES,
     AccessActor,
     AccessPurpose,
+    AccountMailSettingsChanged,
     AccountPurged,
     AccountTerminated,
     CreditNoteIssued,
     DataAccessed,
     DetailsChanged,
+    EmailStatusChanged,
     EventData,
     ExportAssembled,
     ExportBundleChunk,
@@ -34,11 +36,14 @@ from shared.contracts import (
     InvoicePaymentStatusChanged,
     InvoiceVoided,
     IssuedInvoiceCustomer,
+    MailPresentation,
     NewDeviceSignedIn,
     PaymentReceived,
     PaymentRefunded,
     PurgeCompleted,
     PurgeRequested,
+    QuietHours,
+    ReminderSchedule,
     StatementIssued,
     UserInvited,
     personal_data,
@@ -194,6 +199,24 @@ SAMPLES: dict[str, EventData] = {
         browser="Firefox 121",
         operating_system="Windows 10",
         signed_in_at=NOW,
+    ),
+    "account.mail_settings_changed": AccountMailSettingsChanged(
+        account_id=ACCOUNT,
+        account_name="Secret GmbH",
+        presentation=MailPresentation(locale="de-DE", time_zone="Europe/Berlin"),
+        reminders=ReminderSchedule(days_after_due=[7]),
+        quiet_hours=QuietHours(start=time(21), end=time(8)),
+        changed_at=NOW,
+    ),
+    "email.status_changed": EmailStatusChanged(
+        account_id=ACCOUNT,
+        email_id=uuid.uuid4(),
+        message_id="<m@quittance.example>",
+        kind="invoice",
+        recipient="olga@private.example",
+        status="sent",
+        attempts=1,
+        changed_at=NOW,
     ),
     "details.changed": DetailsChanged(
         account_id=ACCOUNT,

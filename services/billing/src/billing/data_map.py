@@ -13,6 +13,7 @@ from billing.models import (
     Customer,
     CustomerContact,
     CustomerCredit,
+    EmailDelivery,
     GatewayWebhook,
     IdempotencyRecord,
     Integration,
@@ -39,6 +40,25 @@ STAFF_ONLY = "set only on staff members' rows, which belong to no account"
 DATA_MAP = AccountDataMap(
     service="billing",
     tables=(
+        account_table(
+            EmailDelivery,
+            record_type="email_delivery",
+            retention=RetentionCategory.DELIVERY_LOG,
+            exported=(
+                "email_id",
+                "account_id",
+                "message_id",
+                "kind",
+                "recipient",
+                "status",
+                "attempts",
+                "reason",
+                "document_id",
+                "changed_at",
+            ),
+            personal=("recipient",),
+            order_by=("changed_at", "email_id"),
+        ),
         account_table(
             StatementRun,
             record_type="statement_sent",
@@ -520,6 +540,9 @@ DATA_MAP = AccountDataMap(
                 "time_zone",
                 "payment_terms_days",
                 "monthly_statements",
+                "logo_url",
+                "reminders",
+                "quiet_hours",
                 "created_at",
                 "terminated_at",
             ),

@@ -17,6 +17,7 @@ from billing.auth.service import AuthService
 from billing.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
 from billing.credit_notes.service import CreditNoteService
 from billing.customers.service import CustomerService
+from billing.deliveries.service import DeliveryService
 from billing.errors import BillingError, NotAuthenticatedError
 from billing.integrations.service import IntegrationService
 from billing.invoices.service import InvoiceService
@@ -54,6 +55,7 @@ class Services:
     changes: ChangeService
     credit_notes: CreditNoteService
     customers: CustomerService
+    deliveries: DeliveryService
     integrations: IntegrationService
     invoices: InvoiceService
     payments: PaymentService

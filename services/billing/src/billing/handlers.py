@@ -1,13 +1,14 @@
-"""Billing's event handlers: its part in terminations, from its account data map, and the
-fan-out of its own events to the accounts' webhook endpoints."""
+"""Billing's event handlers: its part in terminations, from its account data map, the
+fan-out of its own events to the accounts' webhook endpoints, and the email delivery log."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from billing.deliveries.service import record_delivery
 from billing.webhooks.domain import WEBHOOK_EVENT_TYPES
 from billing.webhooks.service import fan_out
-from shared.contracts import EVENT_TYPES, Envelope
+from shared.contracts import EVENT_TYPES, EmailStatusChanged, Envelope
 from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
@@ -21,6 +22,12 @@ def create_routes(*, participant: Participant, telemetry: Telemetry) -> EventRou
     participant.register(routes)
     for event_type in WEBHOOK_EVENT_TYPES:
         routes.on(EVENT_TYPES[event_type])(_webhook_handler(event_type))
+
+    @routes.on(EmailStatusChanged)
+    async def on_email_status_changed(event: Envelope[EmailStatusChanged], work: Work) -> None:
+        """Keep the account's delivery log."""
+        await record_delivery(event, work)
+
     return routes
 
 

@@ -26,6 +26,8 @@ from billing.credit_notes.service import CreditNoteService
 from billing.customers import routes as customers
 from billing.customers.service import CustomerService
 from billing.data_map import DATA_MAP
+from billing.deliveries import routes as deliveries
+from billing.deliveries.service import DeliveryService
 from billing.dependencies import Services, caller_identifier
 from billing.handlers import create_routes
 from billing.integrations import routes as integrations
@@ -97,6 +99,7 @@ def create_app(
         changes=ChangeService(sessions=sessions),
         credit_notes=CreditNoteService(sessions=sessions, units=units),
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
+        deliveries=DeliveryService(sessions=sessions),
         integrations=IntegrationService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         payments=PaymentService(
@@ -193,6 +196,7 @@ def create_app(
         staff_access,
         webhooks,
         integrations,
+        deliveries,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

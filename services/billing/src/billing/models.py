@@ -7,6 +7,7 @@ from billing.auth.models import ApiKey, SignInFailure, UserRecoveryCode, WebSess
 from billing.credit_notes.models import CreditNote, CreditNoteLine
 from billing.customers.models import Customer, CustomerContact
 from billing.database import BillingTable
+from billing.deliveries.models import EmailDelivery
 from billing.integrations.models import Integration
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.payments.models import (
@@ -39,6 +40,7 @@ __all__ = [
     "Customer",
     "CustomerContact",
     "CustomerCredit",
+    "EmailDelivery",
     "GatewayWebhook",
     "IdempotencyRecord",
     "Integration",

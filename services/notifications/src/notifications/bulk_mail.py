@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import smtplib
-import ssl
 from collections.abc import Iterable
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import IO
 
+from notifications.mailer import credentials, tls_context
 from notifications.settings import SmtpSettings
 
 _PLACEHOLDER = b"QUITTANCE-ATTACHMENT-PLACEHOLDER"
@@ -49,25 +49,26 @@ def compose_with_attachment(
 
 
 def send_file(settings: SmtpSettings, *, sender: str, recipient: str, path: Path) -> None:
-    """Send a composed message from a file over SMTP, streaming DATA (blocking: run in a thread)."""
-    password = settings.password.get_secret_value() if settings.password else None
+    """Send a composed message from a file over SMTP, streaming DATA (blocking: run in a thread).
+
+    TLS as `SmtpMailer.send` has it (TLS clause): the same verifying context, and no login over
+    plaintext (`SmtpConfigurationError`, raised before connecting).
+    """
+    login = credentials(settings)
     smtp: smtplib.SMTP
     if settings.use_tls:
         smtp = smtplib.SMTP_SSL(
-            settings.host,
-            settings.port,
-            timeout=settings.timeout_s,
-            context=ssl.create_default_context(),
+            settings.host, settings.port, timeout=settings.timeout_s, context=tls_context(settings)
         )
     else:
         smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
     with smtp:
         smtp.ehlo()
         if settings.start_tls:
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=tls_context(settings))
             smtp.ehlo()
-        if settings.username and password:
-            smtp.login(settings.username, password)
+        if login is not None:
+            smtp.login(*login)
         code, reply = smtp.mail(sender)
         if code != 250:
             raise smtplib.SMTPSenderRefused(code, reply, sender)

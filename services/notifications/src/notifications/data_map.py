@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from notifications.models import OutgoingEmail
+from notifications.models import (
+    AccountMailSettings,
+    BouncedAddress,
+    OutgoingEmail,
+    ReminderInvoice,
+    ReminderSent,
+)
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 
 DATA_MAP = AccountDataMap(
@@ -21,6 +27,7 @@ DATA_MAP = AccountDataMap(
                 "subject",
                 "status",
                 "saga_id",
+                "document_id",
                 "attachment_name",
                 "attachment_sha256",
                 "attempts",
@@ -28,13 +35,73 @@ DATA_MAP = AccountDataMap(
                 "sent_at",
             ),
             withheld={
-                "mime": "the message itself: kept only until sent, its content is billing's",
+                "mime": "the message itself: kept only until it leaves the queue",
                 "last_error": "the mail server's diagnostics, not the customer's record",
+                "next_attempt_at": "when the next try is due: working state",
                 "attachment_transfer_id": "how the bundle reached notifications",
                 "attachment_chunks": "how the bundle reached notifications",
             },
             personal=("recipient", "subject", "mime", "last_error"),
             order_by=("created_at", "id"),
+        ),
+        account_table(
+            BouncedAddress,
+            record_type="bounced_address",
+            retention=RetentionCategory.DELIVERY_LOG,
+            exported=("account_id", "address", "reason", "bounced_at"),
+            personal=("address", "reason"),
+            order_by=("address",),
+        ),
+        account_table(
+            ReminderSent,
+            record_type="payment_reminder",
+            retention=RetentionCategory.DELIVERY_LOG,
+            exported=("invoice_id", "stage", "account_id", "email_id", "sent_at"),
+            order_by=("invoice_id", "stage"),
+        ),
+        account_table(
+            ReminderInvoice,
+            record_type="reminder_invoice",
+            retention=RetentionCategory.CONTRACT,
+            exported=(
+                "invoice_id",
+                "account_id",
+                "number",
+                "due_date",
+                "currency",
+                "total",
+                "credited",
+                "paid",
+                "state",
+                "last_stage",
+            ),
+            withheld={
+                "customer_name": "billing's record, copied to address reminders (exported there)",
+                "customer_email": "billing's record, copied to address reminders (exported there)",
+            },
+            personal=("customer_name", "customer_email"),
+            order_by=("invoice_id",),
+        ),
+        account_table(
+            AccountMailSettings,
+            record_type="mail_settings",
+            retention=RetentionCategory.CONTRACT,
+            exported=(
+                "account_id",
+                "locale",
+                "time_zone",
+                "logo_url",
+                "reminders",
+                "quiet_start",
+                "quiet_end",
+                "changed_at",
+            ),
+            withheld={
+                "account_name": "billing's record, copied to sign mail (exported there)",
+                "terminated": "working state: whether reminders stopped for termination",
+            },
+            personal=("account_name",),
+            order_by=("account_id",),
         ),
     ),
 )

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from notifications.services import NotificationsService
 from shared.contracts import (
+    AccountMailSettingsChanged,
+    AccountTerminated,
     CreditNoteIssued,
     DetailsChanged,
     Envelope,
     ExportAssembled,
     ExportBundleChunk,
     InvoiceIssued,
+    InvoicePaymentStatusChanged,
+    InvoiceVoided,
     NewDeviceSignedIn,
+    PaymentReceived,
     StatementIssued,
     UserInvited,
 )
@@ -43,6 +48,36 @@ def create_routes(
         """Queue the monthly statement, once; it is sent after commit (the sweeper retries)."""
         email_id = await service.queue_statement_email(event=event, work=work)
         work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(PaymentReceived)
+    async def on_payment_received(event: Envelope[PaymentReceived], work: Work) -> None:
+        """Queue the receipt, once; a settled invoice's reminders stop."""
+        email_id = await service.queue_payment_receipt(event=event, work=work)
+        work.after_commit(lambda: service.deliver(email_id))
+
+    @routes.on(InvoicePaymentStatusChanged)
+    async def on_payment_status_changed(
+        event: Envelope[InvoicePaymentStatusChanged], work: Work
+    ) -> None:
+        """A paid invoice's reminders stop; one owed again after a refund resumes them."""
+        await service.note_payment_status(event=event, work=work)
+
+    @routes.on(InvoiceVoided)
+    async def on_invoice_voided(event: Envelope[InvoiceVoided], work: Work) -> None:
+        """A void invoice's reminders stop, queued ones included."""
+        await service.note_voided(event=event, work=work)
+
+    @routes.on(AccountTerminated)
+    async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:
+        """A terminated account's reminders stop at once (the saga does the rest)."""
+        await service.note_terminated(event=event, work=work)
+
+    @routes.on(AccountMailSettingsChanged)
+    async def on_mail_settings_changed(
+        event: Envelope[AccountMailSettingsChanged], work: Work
+    ) -> None:
+        """Keep how the account's mail reads and when its reminders go."""
+        await service.note_mail_settings(event=event, work=work)
 
     @routes.on(UserInvited)
     async def on_user_invited(event: Envelope[UserInvited], work: Work) -> None:

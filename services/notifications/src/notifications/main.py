@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
@@ -20,10 +22,13 @@ SERVICE = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def create_app(
-    settings: NotificationsSettings | None = None, *, telemetry: Telemetry | None = None
-) -> AsgiFastStream:
-    """Build the notifications app: subscribers, outbox relay, queued-email sweeper."""
+def assemble(
+    settings: NotificationsSettings | None = None,
+    *,
+    telemetry: Telemetry | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> tuple[AsgiFastStream, NotificationsService]:
+    """Build the notifications app and the service it runs (tests drive its clock)."""
     settings = settings or NotificationsSettings()
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
@@ -34,12 +39,21 @@ def create_app(
         mailer=SmtpMailer(settings.smtp, runtime.telemetry),
         export_store=runtime.store,
         settings=settings,
+        clock=clock or (lambda: datetime.now(UTC)),
     )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(
         create_routes(service=service, participant=participant, telemetry=runtime.telemetry)
     )
-    return create_consumer_app(runtime, background=[service.run_sweeper])
+    app = create_consumer_app(runtime, background=[service.run_sweeper, service.run_reminders])
+    return app, service
+
+
+def create_app(
+    settings: NotificationsSettings | None = None, *, telemetry: Telemetry | None = None
+) -> AsgiFastStream:
+    """Build the notifications app: subscribers, outbox relay, email sweeper, reminders."""
+    return assemble(settings, telemetry=telemetry)[0]
 
 
 def migrate(settings: NotificationsSettings | None = None) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Column, DateTime, LargeBinary, func
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, Numeric, func, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from notifications.domain import EmailStatus, MessageKind
+from notifications.domain import EmailStatus, MessageKind, ReminderState
 
 
 class NotificationsTable(SQLModel, registry=registry()):
@@ -17,9 +19,18 @@ class NotificationsTable(SQLModel, registry=registry()):
 
 
 class OutgoingEmail(NotificationsTable, table=True):
-    """An email an event caused: queued with its MIME bytes, which are dropped once sent."""
+    """An email an event caused: queued with its MIME bytes, which are dropped once it leaves
+    the queue (sent, bounced, suppressed or cancelled)."""
 
     __tablename__ = "outgoing_email"
+    __table_args__ = (
+        # The sweeper's query: what is queued and due for an attempt.
+        Index(
+            "ix_outgoing_email_queued_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'QUEUED'"),
+        ),
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     account_id: UUID = Field(index=True)
@@ -30,6 +41,9 @@ class OutgoingEmail(NotificationsTable, table=True):
     status: EmailStatus = Field(default=EmailStatus.QUEUED, index=True)
     mime: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     saga_id: UUID | None = Field(default=None, index=True)
+    document_id: UUID | None = Field(
+        default=None, index=True, description="The invoice, credit note or payment it is about."
+    )
     attachment_transfer_id: UUID | None = Field(
         default=None, index=True, description="The bundle's chunks this email waits for, if any."
     )
@@ -38,8 +52,74 @@ class OutgoingEmail(NotificationsTable, table=True):
     attachment_sha256: str | None = None
     attempts: int = Field(default=0)
     last_error: str | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), description="Null: due now."
+    )
     created_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class BouncedAddress(NotificationsTable, table=True):
+    """An address the mail server refused for good: no more mail to it for this account until
+    the account corrects it (sends to another address)."""
+
+    __tablename__ = "bounced_address"
+
+    account_id: UUID = Field(primary_key=True)
+    address: str = Field(primary_key=True, description="Lower-cased.")
+    reason: str
+    bounced_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class AccountMailSettings(NotificationsTable, table=True):
+    """How an account's mail reads and when its reminders go, as billing last said."""
+
+    __tablename__ = "account_mail_settings"
+
+    account_id: UUID = Field(primary_key=True)
+    account_name: str
+    locale: str
+    time_zone: str
+    logo_url: str | None = None
+    reminders: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    terminated: bool = Field(default=False)
+    changed_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class ReminderInvoice(NotificationsTable, table=True):
+    """An issued invoice its customer may be reminded of, from billing's events."""
+
+    __tablename__ = "reminder_invoice"
+    __table_args__ = (
+        Index("ix_reminder_invoice_open_due", "due_date", postgresql_where=text("state = 'OPEN'")),
+    )
+
+    invoice_id: UUID = Field(primary_key=True)
+    account_id: UUID = Field(index=True)
+    number: str
+    customer_name: str
+    customer_email: str
+    currency: str
+    total: Decimal = Field(sa_column=Column(Numeric(18, 4), nullable=False))
+    credited: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(18, 4), nullable=False))
+    paid: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(18, 4), nullable=False))
+    due_date: date
+    state: ReminderState = Field(default=ReminderState.OPEN)
+    last_stage: int | None = Field(default=None, description="Days from due of the last sent.")
+
+
+class ReminderSent(NotificationsTable, table=True):
+    """One stage of one invoice's reminders, sent: at most once, by its primary key."""
+
+    __tablename__ = "reminder_sent"
+
+    invoice_id: UUID = Field(primary_key=True)
+    stage: int = Field(primary_key=True, description="Days from the due date; before: negative.")
+    account_id: UUID = Field(index=True)
+    email_id: UUID
+    sent_at: datetime = Field(sa_type=DateTime(timezone=True))

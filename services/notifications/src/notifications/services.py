@@ -6,15 +6,17 @@ import asyncio
 import base64
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, true, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from notifications.bulk_mail import compose_with_attachment, send_file
@@ -26,28 +28,56 @@ from notifications.documents import (
 from notifications.domain import (
     EmailStatus,
     MessageKind,
-    credit_note_email,
-    details_changed_email,
-    export_email,
+    ReminderState,
+    due_stage,
     header_value,
-    invitation_email,
-    invoice_email,
+    in_quiet_hours,
+    is_permanent,
     message_id_for,
-    new_device_email,
-    statement_email,
+    reminder_offsets,
+    retry_delay,
 )
 from notifications.mailer import SmtpMailer
-from notifications.models import OutgoingEmail
+from notifications.messages import (
+    Look,
+    Reminder,
+    credit_note_message,
+    details_changed_message,
+    export_message,
+    invitation_message,
+    invoice_message,
+    new_device_message,
+    receipt_message,
+    reminder_message,
+    statement_message,
+)
+from notifications.models import (
+    AccountMailSettings,
+    BouncedAddress,
+    OutgoingEmail,
+    ReminderInvoice,
+    ReminderSent,
+)
+from notifications.rendering import RenderedEmail, Renderer, resolve_zone
 from notifications.settings import NotificationsSettings
 from shared.contracts import (
+    AccountMailSettingsChanged,
+    AccountTerminated,
     CreditNoteIssued,
     DetailsChanged,
+    EmailStatusChanged,
     Envelope,
     ExportAssembled,
     ExportBundleChunk,
     ExportDelivered,
     InvoiceIssued,
+    InvoicePaymentStatusChanged,
+    InvoiceVoided,
+    MailPresentation,
     NewDeviceSignedIn,
+    PaymentReceived,
+    QuietHours,
+    ReminderSchedule,
     StatementIssued,
     UserInvited,
 )
@@ -71,31 +101,34 @@ class NotificationsService:
         mailer: SmtpMailer,
         export_store: ExportStore,
         settings: NotificationsSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.sessions = sessions
         self.units = units
         self.mailer = mailer
         self.export_store = export_store
         self.settings = settings
+        self.clock = clock
+        self.renderer = Renderer()
 
     def _mime(
         self,
         *,
         message_id: str,
         recipient: str,
-        subject: str,
-        body: str,
+        rendered: RenderedEmail,
         pdf: tuple[str, bytes] | None = None,
     ) -> bytes:
         message = EmailMessage()
         # Header values pass through header_value: no input can add a header or break one.
         message["From"] = self.settings.sender
         message["To"] = header_value(recipient)
-        message["Subject"] = header_value(subject)
+        message["Subject"] = header_value(rendered.subject)
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["Message-ID"] = message_id
         message["Auto-Submitted"] = "auto-generated"  # transactional, not a conversation
-        message.set_content(body)
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
         if pdf is not None:
             name, content = pdf
             message.add_attachment(content, maintype="application", subtype="pdf", filename=name)
@@ -104,72 +137,257 @@ class NotificationsService:
     def _queue(
         self,
         *,
-        event: Envelope[Any],
+        cause: UUID,
+        account_id: UUID,
         kind: MessageKind,
         recipient: str,
-        composed: tuple[str, str],
+        rendered: RenderedEmail,
         work: Work,
         pdf: tuple[str, bytes] | None = None,
+        document_id: UUID | None = None,
     ) -> UUID:
-        """Queue one message an event causes, in the handler's unit of work; its id."""
-        subject, body = composed
-        message_id = message_id_for(event.id, self.settings.message_id_domain)
+        """Queue one message, in the unit of work of what caused it; its id. The cause (an
+        event's id, or a reminder stage's) names the message: the same cause, the same id."""
+        message_id = message_id_for(cause, self.settings.message_id_domain)
         email = OutgoingEmail(
-            account_id=event.data.account_id,
+            account_id=account_id,
             kind=kind,
             message_id=message_id,
             recipient=recipient,
-            subject=subject,
-            mime=self._mime(
-                message_id=message_id, recipient=recipient, subject=subject, body=body, pdf=pdf
-            ),
+            subject=rendered.subject,
+            document_id=document_id,
+            mime=self._mime(message_id=message_id, recipient=recipient, rendered=rendered, pdf=pdf),
         )
         work.session.add(email)
         return email.id
 
+    async def _look(
+        self, work: Work, account_id: UUID, snapshot: MailPresentation | None, name: str | None
+    ) -> Look:
+        """How the account's mail reads and whose name it carries: the event's snapshot when
+        it has one, else the account's settings as billing last said, else the defaults."""
+        settings = await work.session.get(AccountMailSettings, account_id)
+        if snapshot is None and settings is not None:
+            snapshot = MailPresentation(
+                locale=settings.locale, time_zone=settings.time_zone, logo_url=settings.logo_url
+            )
+        account_name = (
+            name or (settings.account_name if settings is not None else "") or "Quittance"
+        )
+        return Look(presentation=snapshot or MailPresentation(), account_name=account_name)
+
     async def queue_invoice_email(self, *, event: Envelope[InvoiceIssued], work: Work) -> UUID:
-        """Queue the invoice email to the customer."""
+        """Queue the invoice email to the customer, its PDF attached; note it for reminders."""
+        invoice = event.data
+        look = await self._look(work, invoice.account_id, invoice.presentation, invoice.seller_name)
+        rendered = invoice_message(self.renderer, look, invoice)
+        await work.session.exec(
+            insert(ReminderInvoice)
+            .values(
+                invoice_id=invoice.invoice_id,
+                account_id=invoice.account_id,
+                number=invoice.number,
+                customer_name=invoice.customer.name,
+                customer_email=invoice.customer.email,
+                currency=invoice.currency,
+                total=invoice.total,
+                credited=Decimal(0),
+                paid=Decimal(0),
+                due_date=invoice.due_date,
+                state=ReminderState.OPEN,
+            )
+            .on_conflict_do_nothing()
+        )
         return self._queue(
-            event=event,
+            cause=event.id,
+            account_id=invoice.account_id,
             kind=MessageKind.INVOICE,
-            recipient=event.data.customer.email,
-            composed=invoice_email(event.data),
+            recipient=invoice.customer.email,
+            rendered=rendered,
             work=work,
-            pdf=(f"{event.data.number}.pdf", await _pdf(invoice_document(event.data))),
+            pdf=(f"{invoice.number}.pdf", await _pdf(invoice_document(invoice))),
+            document_id=invoice.invoice_id,
         )
 
     async def queue_credit_note_email(
         self, *, event: Envelope[CreditNoteIssued], work: Work
     ) -> UUID:
-        """Queue the credit note email to the customer."""
+        """Queue the credit note email to the customer; a fully credited invoice is not
+        reminded of any more."""
+        note = event.data
+        look = await self._look(work, note.account_id, note.presentation, note.seller_name)
+        rendered = credit_note_message(self.renderer, look, note)
+        reminded = await _locked_reminder(work, note.invoice_id)
+        if reminded is not None:
+            reminded.credited += note.total
+            if reminded.total - reminded.credited <= 0:
+                await self._stop_reminders(work, reminded, ReminderState.CREDITED)
+            work.session.add(reminded)
         return self._queue(
-            event=event,
+            cause=event.id,
+            account_id=note.account_id,
             kind=MessageKind.CREDIT_NOTE,
-            recipient=event.data.customer.email,
-            composed=credit_note_email(event.data),
+            recipient=note.customer.email,
+            rendered=rendered,
             work=work,
-            pdf=(f"{event.data.number}.pdf", await _pdf(credit_note_document(event.data))),
+            pdf=(f"{note.number}.pdf", await _pdf(credit_note_document(note))),
+            document_id=note.credit_note_id,
         )
 
     async def queue_statement_email(self, *, event: Envelope[StatementIssued], work: Work) -> UUID:
         """Queue the monthly statement to the customer, its PDF attached."""
-        name = f"statement-{event.data.period_start}-{event.data.period_end}.pdf"
-        return self._queue(
-            event=event,
-            kind=MessageKind.STATEMENT,
-            recipient=event.data.customer.email,
-            composed=statement_email(event.data),
-            work=work,
-            pdf=(name, await _pdf(statement_document(event.data))),
+        statement = event.data
+        look = await self._look(
+            work, statement.account_id, statement.presentation, statement.seller_name
         )
+        rendered = statement_message(self.renderer, look, statement)
+        name_of_file = f"statement-{statement.period_start}-{statement.period_end}.pdf"
+        return self._queue(
+            cause=event.id,
+            account_id=statement.account_id,
+            kind=MessageKind.STATEMENT,
+            recipient=statement.customer.email,
+            rendered=rendered,
+            work=work,
+            pdf=(name_of_file, await _pdf(statement_document(statement))),
+        )
+
+    async def queue_payment_receipt(self, *, event: Envelope[PaymentReceived], work: Work) -> UUID:
+        """Queue the receipt of a payment to the customer; a settled invoice is not reminded of."""
+        payment = event.data
+        look = await self._look(work, payment.account_id, payment.presentation, payment.seller_name)
+        rendered = receipt_message(self.renderer, look, payment)
+        reminded = await _locked_reminder(work, payment.invoice_id)
+        if reminded is not None:
+            reminded.paid += payment.applied_amount
+            if payment.amount_due <= 0:
+                await self._stop_reminders(work, reminded, ReminderState.PAID)
+            work.session.add(reminded)
+        return self._queue(
+            cause=event.id,
+            account_id=payment.account_id,
+            kind=MessageKind.PAYMENT_RECEIPT,
+            recipient=payment.customer.email,
+            rendered=rendered,
+            work=work,
+            document_id=payment.payment_id,
+        )
+
+    async def note_payment_status(
+        self, *, event: Envelope[InvoicePaymentStatusChanged], work: Work
+    ) -> None:
+        """A paid invoice is not reminded of; one owed again after a refund is, again."""
+        change = event.data
+        reminded = await _locked_reminder(work, change.invoice_id)
+        if reminded is None:
+            return
+        if change.status == "paid":
+            await self._stop_reminders(work, reminded, ReminderState.PAID)
+        elif reminded.state is ReminderState.PAID:
+            reminded.state = ReminderState.OPEN
+            reminded.paid = change.amount_paid
+        work.session.add(reminded)
+
+    async def note_voided(self, *, event: Envelope[InvoiceVoided], work: Work) -> None:
+        """A void invoice is not reminded of."""
+        reminded = await _locked_reminder(work, event.data.invoice_id)
+        if reminded is not None:
+            await self._stop_reminders(work, reminded, ReminderState.VOIDED)
+            work.session.add(reminded)
+
+    async def note_terminated(self, *, event: Envelope[AccountTerminated], work: Work) -> None:
+        """A terminated account's customers are reminded of nothing more, from now on."""
+        account_id = event.data.account_id
+        await self._note_settings(work, account_id, terminated=True)
+        await work.session.exec(
+            update(ReminderInvoice)
+            .where(col(ReminderInvoice.account_id) == account_id)
+            .where(col(ReminderInvoice.state) == ReminderState.OPEN)
+            .values(state=ReminderState.TERMINATED)
+        )
+        await self._cancel_queued(
+            work,
+            col(OutgoingEmail.account_id) == account_id,
+            col(OutgoingEmail.kind) == MessageKind.PAYMENT_REMINDER,
+        )
+
+    async def note_mail_settings(
+        self, *, event: Envelope[AccountMailSettingsChanged], work: Work
+    ) -> None:
+        """Keep the account's mail settings; an older change never overrides a newer one."""
+        change = event.data
+        values = {
+            "account_name": change.account_name,
+            "locale": change.presentation.locale,
+            "time_zone": change.presentation.time_zone,
+            "logo_url": change.presentation.logo_url,
+            "reminders": None if change.reminders is None else change.reminders.model_dump(),
+            "quiet_start": None if change.quiet_hours is None else change.quiet_hours.start,
+            "quiet_end": None if change.quiet_hours is None else change.quiet_hours.end,
+            "changed_at": change.changed_at,
+        }
+        statement = insert(AccountMailSettings).values(
+            account_id=change.account_id, terminated=False, **values
+        )
+        await work.session.exec(
+            statement.on_conflict_do_update(
+                index_elements=["account_id"],
+                set_=values,
+                where=col(AccountMailSettings.changed_at) < statement.excluded.changed_at,
+            )
+        )
+
+    async def _note_settings(self, work: Work, account_id: UUID, *, terminated: bool) -> None:
+        await work.session.exec(
+            insert(AccountMailSettings)
+            .values(
+                account_id=account_id,
+                account_name="",
+                locale="en",
+                time_zone="UTC",
+                terminated=terminated,
+                changed_at=datetime.fromtimestamp(0, UTC),
+            )
+            .on_conflict_do_update(index_elements=["account_id"], set_={"terminated": terminated})
+        )
+
+    async def _stop_reminders(
+        self, work: Work, reminded: ReminderInvoice, why: ReminderState
+    ) -> None:
+        """No more reminders of this invoice, and none still queued goes out."""
+        if reminded.state is ReminderState.OPEN:
+            reminded.state = why
+        await self._cancel_queued(
+            work,
+            col(OutgoingEmail.document_id) == reminded.invoice_id,
+            col(OutgoingEmail.kind) == MessageKind.PAYMENT_REMINDER,
+        )
+
+    async def _cancel_queued(self, work: Work, *conditions: Any) -> None:
+        cancelled = (
+            await work.session.exec(
+                update(OutgoingEmail)
+                .where(col(OutgoingEmail.status) == EmailStatus.QUEUED, *conditions)
+                .values(status=EmailStatus.CANCELLED, mime=None, next_attempt_at=None)
+                .returning(OutgoingEmail)
+            )
+        ).all()
+        for (email,) in cancelled:
+            self._announce(work, email, reason="what it was about ended")
 
     async def queue_invitation_email(self, *, event: Envelope[UserInvited], work: Work) -> UUID:
         """Queue an invitation to the invited person."""
+        invited = event.data
+        look = await self._look(
+            work, invited.account_id, invited.presentation, invited.account_name
+        )
+        rendered = invitation_message(self.renderer, look, invited, self.settings.invitation_url)
         return self._queue(
-            event=event,
+            cause=event.id,
+            account_id=invited.account_id,
             kind=MessageKind.INVITATION,
-            recipient=event.data.email,
-            composed=invitation_email(event.data, self.settings.invitation_url),
+            recipient=invited.email,
+            rendered=rendered,
             work=work,
         )
 
@@ -177,11 +395,15 @@ class NotificationsService:
         self, *, event: Envelope[NewDeviceSignedIn], work: Work
     ) -> UUID:
         """Queue the security notice of a sign-in from a new device to the user."""
+        signed_in = event.data
+        look = await self._look(work, signed_in.account_id, None, None)
+        rendered = new_device_message(self.renderer, look, signed_in)
         return self._queue(
-            event=event,
+            cause=event.id,
+            account_id=signed_in.account_id,
             kind=MessageKind.SECURITY_NOTICE,
-            recipient=event.data.email,
-            composed=new_device_email(event.data),
+            recipient=signed_in.email,
+            rendered=rendered,
             work=work,
         )
 
@@ -189,13 +411,17 @@ class NotificationsService:
         self, *, event: Envelope[DetailsChanged], work: Work
     ) -> UUID | None:
         """Queue the notice of corrected details to whom billing says must be told, if anyone."""
-        if event.data.notice_email is None:
+        change = event.data
+        if change.notice_email is None:
             return None
+        look = await self._look(work, change.account_id, None, None)
+        rendered = details_changed_message(self.renderer, look, change)
         return self._queue(
-            event=event,
+            cause=event.id,
+            account_id=change.account_id,
             kind=MessageKind.SECURITY_NOTICE,
-            recipient=event.data.notice_email,
-            composed=details_changed_email(event.data),
+            recipient=change.notice_email,
+            rendered=rendered,
             work=work,
         )
 
@@ -228,21 +454,22 @@ class NotificationsService:
                 existing.attachment_sha256 = export.sha256
                 work.session.add(existing)
             return existing.id
-        subject, body = export_email(export)
+        look = await self._look(work, export.account_id, None, export.account_name)
+        rendered = export_message(self.renderer, look, export)
         message_id = message_id_for(event.id, self.settings.message_id_domain)
         email = OutgoingEmail(
             account_id=export.account_id,
             kind=MessageKind.ACCOUNT_EXPORT,
             message_id=message_id,
             recipient=export.recipient_email,
-            subject=subject,
+            subject=rendered.subject,
             saga_id=export.saga_id,
             attachment_transfer_id=export.transfer_id,
             attachment_chunks=export.chunks,
             attachment_name=export.file_name,
             attachment_sha256=export.sha256,
             mime=self._mime(
-                message_id=message_id, recipient=export.recipient_email, subject=subject, body=body
+                message_id=message_id, recipient=export.recipient_email, rendered=rendered
             ),
         )
         work.session.add(email)
@@ -316,8 +543,26 @@ class NotificationsService:
         with self.mailer.span():
             return await asyncio.to_thread(self._send_with_attachment, email, keys)
 
+    def _announce(self, work: Work, email: OutgoingEmail, *, reason: str | None = None) -> None:
+        """Tell billing's delivery log where the email stands (statuses that are an outcome)."""
+        work.emit(
+            EmailStatusChanged(
+                account_id=email.account_id,
+                email_id=email.id,
+                message_id=email.message_id,
+                kind=email.kind.value,
+                recipient=email.recipient,
+                status="deferred" if email.status is EmailStatus.QUEUED else email.status.value,
+                attempts=email.attempts,
+                reason=reason,
+                document_id=email.document_id,
+                changed_at=self.clock(),
+            )
+        )
+
     async def deliver(self, email_id: UUID) -> bool:
-        """Send one queued email under a row lock; False if it is sent or being sent elsewhere."""
+        """Send one queued email under a row lock; False if it is not sent now (sent or being
+        sent elsewhere, not due, refused, or its attachment still arriving)."""
         async with self.units() as work:
             session = work.session
             email = (
@@ -329,23 +574,52 @@ class NotificationsService:
             ).first()
             if email is None:
                 return False
+            now = self.clock()
+            if email.next_attempt_at is not None and email.next_attempt_at > now:
+                return False  # a retry waits for its time
+            bounced = await session.get(BouncedAddress, (email.account_id, email.recipient.lower()))
+            if bounced is not None and email.kind is not MessageKind.ACCOUNT_EXPORT:
+                # The address refused mail for good before: nothing more goes to it until the
+                # account corrects it (the export is the exception: the saga must try).
+                self._leave_queue(email, EmailStatus.SUPPRESSED)
+                session.add(email)
+                self._announce(work, email, reason=bounced.reason)
+                return False
             try:
                 if not await self._send(email):
                     return False
             except Exception as exc:
-                await session.exec(
-                    update(OutgoingEmail)
-                    .where(col(OutgoingEmail.id) == email_id)
-                    .values(attempts=OutgoingEmail.attempts + 1, last_error=describe(exc))
-                )
+                email.attempts += 1
+                email.last_error = describe(exc)
+                code = smtp_code(exc)
+                delay = None if is_permanent(code) else retry_delay(email.attempts)
+                if delay is None:
+                    self._leave_queue(email, EmailStatus.BOUNCED)
+                    if is_permanent(code):
+                        await session.exec(
+                            insert(BouncedAddress)
+                            .values(
+                                account_id=email.account_id,
+                                address=email.recipient.lower(),
+                                reason=f"SMTP {code}",
+                                bounced_at=now,
+                            )
+                            .on_conflict_do_nothing()
+                        )
+                else:
+                    email.next_attempt_at = now + delay
+                session.add(email)
+                self._announce(work, email, reason=f"SMTP {code}" if code else type(exc).__name__)
                 # The server's text may quote the address: the log keeps only the kind.
-                log.warning("email %s not accepted yet: %s", email_id, describe(exc))
+                log.warning("email %s not accepted: %s", email_id, describe(exc))
                 return False
             email.status = EmailStatus.SENT
-            email.sent_at = datetime.now(UTC)
+            email.sent_at = now
             email.attempts += 1
             email.mime = None  # minimisation: the body is not kept once delivered
+            email.next_attempt_at = None
             session.add(email)
+            self._announce(work, email)
             if email.kind is MessageKind.ACCOUNT_EXPORT and email.saga_id is not None:
                 # The bundle went out: notifications' copy goes once this commits.
                 work.after_commit(self.export_store.removal(str(email.saga_id)))
@@ -358,16 +632,29 @@ class NotificationsService:
                 )
         return True
 
+    @staticmethod
+    def _leave_queue(email: OutgoingEmail, status: EmailStatus) -> None:
+        email.status = status
+        email.mime = None  # minimisation: a message that will not go is not kept either
+        email.next_attempt_at = None
+
     async def deliver_due(self) -> int:
-        """Retry queued emails old enough that their first attempt failed or was lost."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.resend_after_s)
+        """Send queued emails whose retry is due, or whose first attempt failed or was lost."""
+        now = self.clock()
+        lost = now - timedelta(seconds=self.settings.resend_after_s)
         async with self.sessions() as session:
             ids = (
                 await session.exec(
                     select(OutgoingEmail.id)
+                    .where(OutgoingEmail.status == EmailStatus.QUEUED)
                     .where(
-                        OutgoingEmail.status == EmailStatus.QUEUED,
-                        col(OutgoingEmail.created_at) < cutoff,
+                        or_(
+                            col(OutgoingEmail.next_attempt_at) <= now,
+                            and_(
+                                col(OutgoingEmail.next_attempt_at).is_(None),
+                                col(OutgoingEmail.created_at) < lost,
+                            ),
+                        )
                     )
                     .limit(100)
                 )
@@ -377,6 +664,104 @@ class NotificationsService:
             sent += await self.deliver(email_id)
         return sent
 
+    async def send_due_reminders(self, *, batch: int = 200) -> int:
+        """Queue and send each open invoice's latest due reminder stage, once (the stage's row
+        is unique), outside the account's quiet hours; the number queued."""
+        queued: list[UUID] = []
+        after: UUID | None = None
+        while True:
+            async with self.units() as work:
+                now = self.clock()
+                rows = (
+                    await work.session.exec(
+                        select(ReminderInvoice, AccountMailSettings)
+                        .join(
+                            AccountMailSettings,
+                            col(AccountMailSettings.account_id) == ReminderInvoice.account_id,
+                        )
+                        .where(
+                            ReminderInvoice.state == ReminderState.OPEN,
+                            col(AccountMailSettings.reminders).is_not(None),
+                            col(AccountMailSettings.terminated).is_(False),
+                            # Nothing can be due for an invoice further off than the earliest stage.
+                            col(ReminderInvoice.due_date) <= (now + timedelta(days=92)).date(),
+                            col(ReminderInvoice.invoice_id) > after if after else true(),
+                        )
+                        .order_by(col(ReminderInvoice.invoice_id))
+                        .limit(batch)
+                        .with_for_update(of=ReminderInvoice, skip_locked=True)
+                    )
+                ).all()
+                for invoice, settings in rows:
+                    email_id = await self._remind(work, invoice, settings, now)
+                    if email_id is not None:
+                        queued.append(email_id)
+            if len(rows) < batch:
+                break
+            after = rows[-1][0].invoice_id
+        for email_id in queued:
+            await self.deliver(email_id)
+        return len(queued)
+
+    async def _remind(
+        self, work: Work, invoice: ReminderInvoice, settings: AccountMailSettings, now: datetime
+    ) -> UUID | None:
+        assert settings.reminders is not None
+        look = Look(
+            presentation=MailPresentation(
+                locale=settings.locale, time_zone=settings.time_zone, logo_url=settings.logo_url
+            ),
+            account_name=settings.account_name,
+        )
+        local = now.astimezone(resolve_zone(settings.time_zone))
+        quiet = (
+            QuietHours(start=settings.quiet_start, end=settings.quiet_end)
+            if settings.quiet_start is not None and settings.quiet_end is not None
+            else None
+        )
+        if in_quiet_hours(local.time(), quiet):
+            return None
+        schedule = ReminderSchedule.model_validate(settings.reminders)
+        stage = due_stage(
+            reminder_offsets(schedule), invoice.due_date, local.date(), invoice.last_stage
+        )
+        amount_due = invoice.total - invoice.credited - invoice.paid
+        if stage is None or amount_due <= 0:
+            return None
+        rendered = reminder_message(
+            self.renderer,
+            look,
+            Reminder(
+                customer_name=invoice.customer_name,
+                number=invoice.number,
+                currency=invoice.currency,
+                amount_due=amount_due,
+                due_date=invoice.due_date,
+                today=local.date(),
+            ),
+        )
+        email_id = self._queue(
+            cause=uuid5(invoice.invoice_id, f"reminder:{stage}"),
+            account_id=invoice.account_id,
+            kind=MessageKind.PAYMENT_REMINDER,
+            recipient=invoice.customer_email,
+            rendered=rendered,
+            work=work,
+            document_id=invoice.invoice_id,
+        )
+        work.session.add(
+            ReminderSent(
+                invoice_id=invoice.invoice_id,
+                stage=stage,
+                account_id=invoice.account_id,
+                email_id=email_id,
+                sent_at=now,
+            )
+        )
+        invoice.last_stage = stage
+        work.session.add(invoice)
+        return email_id
+
     async def run_sweeper(self) -> None:
         """Forever: retry queued email every sweep interval."""
         while True:
@@ -385,6 +770,37 @@ class NotificationsService:
                 await self.deliver_due()
             except Exception:
                 log.exception("email sweep failed")
+
+    async def run_reminders(self) -> None:
+        """Forever: send the reminders that fell due, every reminder interval."""
+        while True:
+            try:
+                await self.send_due_reminders()
+            except Exception:
+                log.exception("reminder run failed; trying again next round")
+            await asyncio.sleep(self.settings.reminder_interval_s)
+
+
+def smtp_code(exc: BaseException) -> int | None:
+    """The SMTP reply code of a refusal (aiosmtplib's or smtplib's), if the server gave one."""
+    code = getattr(exc, "code", None) or getattr(exc, "smtp_code", None)
+    if code is None and isinstance(getattr(exc, "recipients", None), dict):
+        replies = list(exc.recipients.values())  # type: ignore[attr-defined]
+        code = replies[0][0] if replies else None
+    if code is None and getattr(exc, "recipients", None):
+        refusals = exc.recipients  # type: ignore[attr-defined]
+        code = getattr(refusals[0], "code", None) if isinstance(refusals, list) else None
+    return code if isinstance(code, int) else None
+
+
+async def _locked_reminder(work: Work, invoice_id: UUID) -> ReminderInvoice | None:
+    return (
+        await work.session.exec(
+            select(ReminderInvoice)
+            .where(ReminderInvoice.invoice_id == invoice_id)
+            .with_for_update()
+        )
+    ).first()
 
 
 def _chunk_key(saga_id: UUID, transfer_id: object, index: int) -> str:

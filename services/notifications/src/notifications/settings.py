@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import EMBEDDED_SMTP_PORT, ServiceSettings, embedded_database_url
@@ -17,7 +17,28 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = Field(default=None, description="SMTP password.")
     start_tls: bool = Field(default=False, description="Upgrade with STARTTLS (TLS clause).")
     use_tls: bool = Field(default=False, description="Implicit TLS (port 465).")
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM bundle to trust instead of the system's (a private CA); the server's "
+        "certificate and host name are always verified (TLS clause).",
+    )
     timeout_s: float = Field(default=10.0, description="Per-command timeout.")
+
+    @model_validator(mode="after")
+    def _one_tls_mode_and_whole_credentials(self) -> SmtpSettings:
+        """STARTTLS or implicit TLS, not both; a user and a password together or neither."""
+        if self.start_tls and self.use_tls:
+            raise ValueError(
+                "SMTP start_tls and use_tls are exclusive: start_tls upgrades a plaintext "
+                "connection (usually port 587), use_tls is TLS from the start (usually port 465)"
+            )
+        has_password = self.password is not None and bool(self.password.get_secret_value())
+        if bool(self.username) != has_password:
+            missing = (
+                "the username has no password" if self.username else "the password has no user"
+            )
+            raise ValueError(f"SMTP username and password go together: {missing}")
+        return self
 
 
 class NotificationsSettings(ServiceSettings):
@@ -46,4 +67,7 @@ class NotificationsSettings(ServiceSettings):
     )
     sweep_interval_s: float = Field(
         default=5.0, ge=0.1, description="How often queued email is retried."
+    )
+    reminder_interval_s: float = Field(
+        default=60.0, ge=0.1, description="How often due payment reminders are looked for."
     )

@@ -1,25 +1,26 @@
-"""Notifications' rules: only transactional kinds (USE), stable Message-IDs."""
+"""Notifications' rules: only transactional kinds (USE), stable Message-IDs, reminder stages,
+quiet hours, which SMTP failures are retried."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date, time, timedelta
+from email.message import EmailMessage
 from uuid import uuid4
 
+import pytest
+
 from notifications.domain import (
+    RETRY_DELAYS,
     MessageKind,
-    details_changed_email,
-    invoice_email,
+    due_stage,
+    header_value,
+    in_quiet_hours,
+    is_permanent,
     message_id_for,
-    money,
+    reminder_offsets,
+    retry_delay,
 )
-from shared.contracts import (
-    DetailsChanged,
-    InvoiceIssued,
-    InvoiceLine,
-    IssuedInvoiceCustomer,
-    TaxTotal,
-)
+from shared.contracts import QuietHours, ReminderSchedule
 
 
 def test_use_there_is_no_marketing_kind_of_message() -> None:
@@ -29,6 +30,7 @@ def test_use_there_is_no_marketing_kind_of_message() -> None:
         "credit-note",
         "statement",
         "payment-reminder",
+        "payment-receipt",
         "account-export",
         "invitation",
         "security-notice",
@@ -42,138 +44,75 @@ def test_the_same_event_always_gets_the_same_message_id() -> None:
     assert message_id_for(event_id, "q.example") != message_id_for(uuid4(), "q.example")
 
 
-def test_invoice_email_states_number_total_and_due_date() -> None:
-    event = InvoiceIssued(
-        account_id=uuid4(),
-        invoice_id=uuid4(),
-        number="INV-000007",
-        seller_name="Acme",
-        customer=IssuedInvoiceCustomer(customer_id=uuid4(), name="Bob", email="bob@example.com"),
-        currency="EUR",
-        lines=[
-            InvoiceLine(
-                description="Work",
-                quantity=Decimal("2.0000"),
-                unit_price=Decimal("5.0050"),
-                amount=Decimal("10.0100"),
-            )
-        ],
-        total=Decimal("10.0100"),
-        issue_date=date(2026, 1, 1),
-        due_date=date(2026, 1, 31),
-    )
-    subject, body = invoice_email(event)
-    assert "INV-000007" in subject
-    assert "Total due: 10.01 EUR, by 2026-01-31" in body, "the currency's minor unit"
-    assert "Work: 2 x 5.005 = 10.01 EUR" in body
-
-
-def test_invoice_email_shows_each_discount_and_the_tax_of_each_rate() -> None:
-    event = InvoiceIssued(
-        account_id=uuid4(),
-        invoice_id=uuid4(),
-        number="INV-000008",
-        seller_name="Acme",
-        customer=IssuedInvoiceCustomer(customer_id=uuid4(), name="Bob", email="bob@example.com"),
-        currency="EUR",
-        lines=[
-            InvoiceLine(
-                description="Work",
-                quantity=Decimal(2),
-                unit_price=Decimal(50),
-                amount=Decimal(100),
-                discount_percent=Decimal(10),
-                discount_amount=Decimal(10),
-                net_amount=Decimal(90),
-                tax_rate=Decimal(20),
-            ),
-            InvoiceLine(
-                description="Books",
-                quantity=Decimal(1),
-                unit_price=Decimal(10),
-                amount=Decimal(10),
-                tax_rate=Decimal("5.5"),
-            ),
-        ],
-        subtotal=Decimal(100),
-        taxes=[
-            TaxTotal(rate=Decimal("5.5"), taxable_amount=Decimal(10), tax_amount=Decimal("0.55")),
-            TaxTotal(rate=Decimal(20), taxable_amount=Decimal(90), tax_amount=Decimal(18)),
-        ],
-        tax_total=Decimal("18.55"),
-        total=Decimal("118.55"),
-        issue_date=date(2026, 1, 1),
-        due_date=date(2026, 1, 31),
-    )
-    _, body = invoice_email(event)
-    assert "Work: 2 x 50 = 100.00 EUR, less 10% = 90.00 EUR (tax 20%)" in body
-    assert "Books: 1 x 10 = 10.00 EUR (tax 5.5%)" in body
-    assert "Subtotal: 100.00 EUR" in body
-    assert "Tax 5.5% on 10.00 EUR: 0.55 EUR" in body
-    assert "Tax 20% on 90.00 EUR: 18.00 EUR" in body
-    assert "Total due: 118.55 EUR, by 2026-01-31" in body
-
-
-def test_invoice_email_amounts_follow_each_currency_minor_unit() -> None:
-    assert money(Decimal("1234.5000"), "JPY") == "1235 JPY"
-    assert money(Decimal("1.2345"), "BHD") == "1.235 BHD"
-    assert money(Decimal("7"), "EUR") == "7.00 EUR"
-
-
 def test_termination_no_name_can_break_a_mail_header() -> None:
     """A CR/LF in a company name must not add a header or stall the export email."""
-    from email.message import EmailMessage
-
-    from notifications.domain import header_value
-
     hostile = "Acme\r\nBcc: everyone@example.com\x00\x1b"
     message = EmailMessage()
     message["Subject"] = header_value(f"Your export for {hostile}")
-    rendered = bytes(message)
-    assert b"\r\nBcc:" not in rendered
+    assert b"\r\nBcc:" not in bytes(message)
     assert header_value(hostile) == "Acme  Bcc: everyone@example.com"
 
 
-def test_rectify_the_invoice_email_prints_the_sellers_address_and_tax_id_as_issued() -> None:
-    """RECTIFY: the email shows the details the invoice was issued with, from the event."""
-    event = InvoiceIssued(
-        account_id=uuid4(),
-        invoice_id=uuid4(),
-        number="INV-000008",
-        seller_name="Acme SA",
-        seller_address="1 New Street, Lyon",
-        seller_tax_id="FR40303265045",
-        customer=IssuedInvoiceCustomer(
-            customer_id=uuid4(), name="Bob", email="bob@example.com", address="9 Buyer Road"
-        ),
-        currency="EUR",
-        lines=[
-            InvoiceLine(
-                description="Work", quantity=Decimal(1), unit_price=Decimal(5), amount=Decimal(5)
-            )
-        ],
-        total=Decimal(5),
-        issue_date=date(2026, 1, 1),
-        due_date=date(2026, 1, 31),
+def test_a_schedule_is_its_stages_in_days_from_the_due_date_then_its_repeats() -> None:
+    schedule = ReminderSchedule(
+        days_before_due=[3],
+        on_due=True,
+        days_after_due=[14, 7],
+        repeat_every_days=10,
+        repeat_limit=2,
     )
-    _, body = invoice_email(event)
-    assert "From:\nAcme SA\n1 New Street, Lyon\nTax id: FR40303265045\n" in body
-    assert "Bill to:\nBob\n9 Buyer Road\n" in body
+    assert reminder_offsets(schedule) == [-3, 0, 7, 14, 24, 34]
+    assert reminder_offsets(ReminderSchedule(repeat_every_days=5, repeat_limit=2)) == [5, 10]
+    assert reminder_offsets(ReminderSchedule(days_before_due=[2])) == [-2]
 
 
-def test_rectify_a_change_notice_names_the_fields_and_who_changed_them_not_the_values() -> None:
-    event = DetailsChanged(
-        account_id=uuid4(),
-        change_id=uuid4(),
-        subject="account",
-        subject_id=uuid4(),
-        fields=["address", "tax_id"],
-        changed_by_name="Carla Admin",
-        changed_at=datetime(2026, 11, 22, 17, 5, tzinfo=UTC),
-        notice_name="Olga",
-        notice_email="olga@example.com",
-    )
-    subject, body = details_changed_email(event)
-    assert subject == "Quittance: the company's details changed"
-    assert "Carla Admin changed the company's details" in body
-    assert "2026-11-22 17:05 UTC: address, tax_id." in body
+def test_each_stage_falls_due_on_its_day_and_goes_once() -> None:
+    stages = [-3, 0, 7]
+    due = date(2026, 12, 10)
+    assert due_stage(stages, due, date(2026, 12, 6), None) is None, "4 days before: nothing"
+    assert due_stage(stages, due, date(2026, 12, 7), None) == -3
+    assert due_stage(stages, due, date(2026, 12, 8), -3) is None, "sent: not again"
+    assert due_stage(stages, due, date(2026, 12, 10), -3) == 0
+    assert due_stage(stages, due, date(2026, 12, 17), 0) == 7
+    assert due_stage(stages, due, date(2027, 3, 1), 7) is None, "the schedule is over"
+
+
+def test_after_an_outage_only_the_latest_due_stage_is_sent_never_an_earlier_one_later() -> None:
+    stages = [-3, 0, 7, 14]
+    due = date(2026, 12, 10)
+    # Down from before the first stage until after the third: one reminder, the latest.
+    assert due_stage(stages, due, date(2026, 12, 18), None) == 7
+    # Once the later one went, the skipped earlier ones never go.
+    assert due_stage(stages, due, date(2026, 12, 19), 7) is None
+    assert due_stage(stages, due, date(2026, 12, 24), 7) == 14
+
+
+@pytest.mark.parametrize(
+    ("local", "quiet", "expected"),
+    [
+        (time(12, 0), QuietHours(start=time(21), end=time(8)), False),
+        (time(21, 0), QuietHours(start=time(21), end=time(8)), True),
+        (time(2, 30), QuietHours(start=time(21), end=time(8)), True),
+        (time(8, 0), QuietHours(start=time(21), end=time(8)), False),
+        (time(13, 0), QuietHours(start=time(12), end=time(14)), True),
+        (time(14, 0), QuietHours(start=time(12), end=time(14)), False),
+        (time(3, 0), None, False),
+    ],
+)
+def test_quiet_hours_may_wrap_midnight(
+    local: time, quiet: QuietHours | None, expected: bool
+) -> None:
+    assert in_quiet_hours(local, quiet) is expected
+
+
+def test_a_temporary_failure_is_retried_with_growing_waits_then_given_up() -> None:
+    waits = [retry_delay(attempt) for attempt in range(1, len(RETRY_DELAYS) + 1)]
+    assert all(wait is not None for wait in waits)
+    assert waits == sorted(waits), "each wait at least the one before"
+    assert sum((w for w in waits if w), timedelta()) > timedelta(days=1)
+    assert retry_delay(len(RETRY_DELAYS) + 1) is None
+
+
+def test_only_5xx_replies_are_permanent() -> None:
+    assert all(is_permanent(code) for code in (550, 552, 554))
+    assert not any(is_permanent(code) for code in (421, 450, 451, 250, None))

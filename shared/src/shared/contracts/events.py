@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID
@@ -40,6 +40,21 @@ class AccessOutcome(StrEnum):
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The languages the account's mail is written in: billing accepts no other (a contract, so that
+# an account never chooses a language its mail silently ignores).
+MAIL_LANGUAGES = ("en", "fr", "de", "es")
+
+
+class MailPresentation(_Part):
+    """How the account's mail reads: its language, time zone and logo, as the account set them."""
+
+    locale: str = Field(default="en", description="BCP 47 language and optional region: fr-CA.")
+    time_zone: str = Field(default="UTC", description="IANA time zone dates are shown in.")
+    logo_url: str | None = Field(
+        default=None, description="An https address of the account's logo, shown in HTML mail."
+    )
 
 
 class IssuedInvoiceCustomer(_Part):
@@ -103,6 +118,9 @@ class InvoiceIssued(EventData):
     total: Decimal = Field(description="subtotal + tax_total: what is due.")
     issue_date: date = Field(description="Date of issue.")
     due_date: date = Field(description="Payment due date.")
+    presentation: MailPresentation | None = Field(
+        default=None, description="How the account's mail reads; null: the account's settings."
+    )
 
 
 class CreditNoteIssued(EventData):
@@ -126,6 +144,9 @@ class CreditNoteIssued(EventData):
     tax_total: Decimal = Field(description="Sum of the taxes.")
     total: Decimal = Field(description="What is credited against the invoice.")
     issue_date: date = Field(description="Date of issue.")
+    presentation: MailPresentation | None = Field(
+        default=None, description="How the account's mail reads; null: the account's settings."
+    )
 
 
 class InvoiceVoided(EventData):
@@ -168,6 +189,9 @@ class StatementIssued(EventData):
         description="What is owed at the end by days past due: current, 1-30, 31-60, 61-90, "
         "over-90."
     )
+    presentation: MailPresentation | None = Field(
+        default=None, description="How the account's mail reads; null: the account's settings."
+    )
 
 
 class PaymentReceived(EventData):
@@ -185,6 +209,12 @@ class PaymentReceived(EventData):
     credit_amount: Decimal = Field(description="An overpayment, kept as the customer's credit.")
     amount_due: Decimal = Field(description="What the invoice still asks for after it.")
     received_at: datetime = Field(description="When billing recorded it.")
+    seller_name: str | None = personal_data(
+        "The account's company name, the receipt's sender.", default=None
+    )
+    presentation: MailPresentation | None = Field(
+        default=None, description="How the account's mail reads; null: the account's settings."
+    )
 
 
 class PaymentRefunded(EventData):
@@ -229,6 +259,9 @@ class UserInvited(EventData):
     # Sealed like personal data: a secret must not be readable on the broker either.
     token: str = personal_data("The invitation's one-time secret, accepted once before expiry.")
     expires_at: datetime = Field(description="When the invitation lapses.")
+    presentation: MailPresentation | None = Field(
+        default=None, description="How the account's mail reads; null: the account's settings."
+    )
 
 
 class NewDeviceSignedIn(EventData):
@@ -265,6 +298,64 @@ class DetailsChanged(EventData):
     changed_at: datetime = Field(description="When.")
     notice_name: str | None = personal_data("Whom to tell, if anyone.", default=None)
     notice_email: str | None = personal_data("Where to tell them, if anyone.", default=None)
+
+
+class ReminderSchedule(_Part):
+    """When an account's customers are reminded of an unpaid invoice, relative to its due date."""
+
+    days_before_due: list[int] = Field(
+        default_factory=list, max_length=5, description="Days before the due date, each 1 to 90."
+    )
+    on_due: bool = Field(default=False, description="On the due date.")
+    days_after_due: list[int] = Field(
+        default_factory=list, max_length=10, description="Days after the due date, each 1 to 365."
+    )
+    repeat_every_days: int | None = Field(
+        default=None, ge=1, le=90, description="Then every N days after the last of those."
+    )
+    repeat_limit: int = Field(default=0, ge=0, le=24, description="At most this many repeats.")
+
+
+class QuietHours(_Part):
+    """The hours of the account's day when no reminder is sent (local time, may wrap midnight)."""
+
+    start: time = Field(description="From this local time.")
+    end: time = Field(description="Until this local time.")
+
+
+class AccountMailSettingsChanged(EventData):
+    """The account was opened or changed how its mail reads or when reminders go out."""
+
+    event_type = "account.mail_settings_changed"
+
+    account_name: str = personal_data("The account's company name, the mail's sender.")
+    presentation: MailPresentation = Field(description="Language, time zone and logo.")
+    reminders: ReminderSchedule | None = Field(description="The reminder schedule; null: none.")
+    quiet_hours: QuietHours | None = Field(description="When no reminder goes out; null: any time.")
+    changed_at: datetime = Field(description="When; an older change never overrides a newer one.")
+
+
+class EmailStatusChanged(EventData):
+    """An email changed status: the account's delivery log (in billing) shows it."""
+
+    event_type = "email.status_changed"
+
+    email_id: UUID = Field(description="Notifications' id of the email.")
+    message_id: str = Field(description="Its Message-ID.")
+    kind: str = Field(description="The transactional kind: invoice, payment-reminder...")
+    recipient: str = personal_data("The address it is sent to.")
+    status: str = Field(
+        description="queued, deferred (a temporary failure, retried), sent, bounced (refused "
+        "for good), suppressed (the address bounced before) or cancelled."
+    )
+    attempts: int = Field(ge=0, description="Attempts to hand it to the mail server so far.")
+    reason: str | None = Field(
+        default=None, description="For deferred, bounced, suppressed: the SMTP code and class."
+    )
+    document_id: UUID | None = Field(
+        default=None, description="The invoice, credit note or payment it is about, if any."
+    )
+    changed_at: datetime = Field(description="When.")
 
 
 class AccountTerminated(EventData):
@@ -433,5 +524,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         UserInvited,
         NewDeviceSignedIn,
         DetailsChanged,
+        AccountMailSettingsChanged,
+        EmailStatusChanged,
     )
 }

@@ -38,7 +38,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "invoice.voided",
         ("billing",),
-        ("billing",),
+        ("notifications", "billing"),
         "An issued invoice was voided: it is no longer due (for reminders and webhooks).",
     ),
     Topic(
@@ -50,7 +50,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "payment.received",
         ("billing",),
-        ("billing",),
+        ("notifications", "billing"),
         "A payment confirmed by the gateway's signed webhook (for receipts and webhooks).",
     ),
     Topic(
@@ -62,7 +62,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "invoice.payment_status_changed",
         ("billing",),
-        ("billing",),
+        ("notifications", "billing"),
         "An invoice became partially paid, paid, or owed again (reminders stop or resume).",
     ),
     Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
@@ -79,7 +79,24 @@ TOPICS: tuple[Topic, ...] = (
         ("notifications",),
         "Details were corrected; tell the owner or the user when the change needs a notice.",
     ),
-    Topic("account.terminated", ("billing",), ("retention",), "Start the termination saga."),
+    Topic(
+        "account.terminated",
+        ("billing",),
+        ("retention", "notifications"),
+        "Start the termination saga; reminders stop at once.",
+    ),
+    Topic(
+        "account.mail_settings_changed",
+        ("billing",),
+        ("notifications",),
+        "How the account's mail reads (language, time zone, logo) and its reminder schedule.",
+    ),
+    Topic(
+        "email.status_changed",
+        ("notifications",),
+        ("billing",),
+        "An email was sent, deferred, bounced or suppressed: the account's delivery log.",
+    ),
     Topic(
         "export.requested",
         ("retention",),

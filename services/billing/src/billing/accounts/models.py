@@ -5,12 +5,13 @@ from __future__ import annotations
 import zoneinfo
 from datetime import datetime
 from functools import cache
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import AfterValidator
-from sqlalchemy import BigInteger, DateTime, Index, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 from billing.accounts.domain import AccountStatus, Role, UserStatus
@@ -20,6 +21,7 @@ from billing.database import BillingTable, created_at_column
 from billing.invoices.domain import DEFAULT_TERMS_DAYS
 from billing.invoices.models import CurrencyCode, TermsDays
 from billing.schemas import Patch, Schema, optional
+from shared.contracts import MAIL_LANGUAGES
 from shared.idempotency import ShownOnce
 from shared.input_types import EmailAddress, Name, SafeText, TaxId
 
@@ -36,6 +38,12 @@ def _time_zone(name: str) -> str:
     return name
 
 
+def _mail_language(tag: str) -> str:
+    if tag.split("-", 1)[0] not in MAIL_LANGUAGES:
+        raise ValueError(f"mail is written in {', '.join(MAIL_LANGUAGES)}: choose one of them")
+    return tag
+
+
 TimeZoneName = Annotated[
     str,
     pydantic.Field(
@@ -49,9 +57,70 @@ LocaleCode = Annotated[
     str,
     pydantic.Field(
         pattern="^[a-z]{2,3}(-[A-Z]{2})?$",
-        description="BCP 47 language and optional region, such as fr or en-GB: how mail reads.",
+        description="BCP 47 language and optional region, such as fr or en-GB: how mail reads. "
+        f"Mail is written in {', '.join(MAIL_LANGUAGES)}.",
+    ),
+    AfterValidator(_mail_language),
+]
+
+
+LOGO_URL_PATTERN = r"^https://[^\s/?#@\x22\x27<>]+(?:/[^\s#\x22\x27<>]*)?$"
+LogoUrl = Annotated[
+    str,
+    pydantic.StringConstraints(max_length=2000),
+    pydantic.Field(
+        pattern=LOGO_URL_PATTERN,
+        description="An https address of the company's logo, shown at the top of HTML mail.",
     ),
 ]
+LocalTime = Annotated[
+    str, pydantic.Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, local.")
+]
+DaysBefore = Annotated[int, pydantic.Field(strict=True, ge=1, le=90)]
+DaysAfter = Annotated[int, pydantic.Field(strict=True, ge=1, le=365)]
+
+
+class ReminderScheduleInput(Schema):
+    """When customers are reminded of an unpaid invoice; each stage goes once per invoice."""
+
+    days_before_due: list[DaysBefore] = pydantic.Field(
+        default_factory=list, max_length=5, description="Days before the due date, 1 to 90."
+    )
+    on_due: pydantic.StrictBool = pydantic.Field(default=False, description="On the due date.")
+    days_after_due: list[DaysAfter] = pydantic.Field(
+        default_factory=list, max_length=10, description="Days after the due date, 1 to 365."
+    )
+    repeat_every_days: int | None = pydantic.Field(
+        default=None, strict=True, ge=1, le=90, description="Then every N days after the last."
+    )
+    repeat_limit: int = pydantic.Field(
+        default=0, strict=True, ge=0, le=24, description="At most this many repeats."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _coherent(self) -> ReminderScheduleInput:
+        if len(set(self.days_before_due)) != len(self.days_before_due) or len(
+            set(self.days_after_due)
+        ) != len(self.days_after_due):
+            raise ValueError("a day appears twice in the schedule")
+        if (self.repeat_every_days is None) != (self.repeat_limit == 0):
+            raise ValueError("repeat_every_days and repeat_limit go together")
+        if not (self.days_before_due or self.on_due or self.days_after_due or self.repeat_limit):
+            raise ValueError("a schedule needs at least one stage (send null to stop reminders)")
+        return self
+
+
+class QuietHoursInput(Schema):
+    """Hours of the account's day (its time zone) when no reminder is sent; may wrap midnight."""
+
+    start: LocalTime
+    end: LocalTime
+
+    @pydantic.model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursInput:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
 
 
 class Account(BillingTable, table=True):
@@ -72,6 +141,10 @@ class Account(BillingTable, table=True):
     # Each customer with activity gets last month's statement on the first of the month.
     monthly_statements: bool = Field(default=False)
     next_credit_note_number: int = Field(default=1)
+    logo_url: str | None = None
+    # How customers are reminded of unpaid invoices (notifications keeps the per-invoice state).
+    reminders: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    quiet_hours: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -155,6 +228,13 @@ class AccountDetailsChange(Patch):
     monthly_statements: pydantic.StrictBool = optional(
         "Email each customer with activity last month's statement on the first of the month."
     )
+    logo_url: LogoUrl | None = optional("The company's logo in HTML mail; null removes it.")
+    reminders: ReminderScheduleInput | None = optional(
+        "The payment reminder schedule; null: no reminders."
+    )
+    quiet_hours: QuietHoursInput | None = optional(
+        "When no reminder is sent, in the account's time zone; null: any time."
+    )
 
 
 class OwnDetailsChange(Patch):
@@ -188,6 +268,9 @@ class AccountPublic(Schema):
     time_zone: str
     payment_terms_days: int
     monthly_statements: bool
+    logo_url: str | None
+    reminders: ReminderScheduleInput | None
+    quiet_hours: QuietHoursInput | None
     created_at: datetime | None
     terminated_at: datetime | None
 

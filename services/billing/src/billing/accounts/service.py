@@ -8,6 +8,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.accounts.domain import Role
+from billing.accounts.mail import MAIL_SETTINGS, mail_settings_changed
 from billing.accounts.models import Account, AccountCreate, AccountDetailsChange, AppUser
 from billing.auth.models import ApiKey, Principal
 from billing.auth.passwords import hash_password
@@ -61,6 +62,7 @@ class AccountService:
             work.session.add(
                 ApiKey(key_hash=hash_api_key(api_key), account_id=account.id, user_id=owner.id)
             )
+            work.emit(mail_settings_changed(account))
         return account, owner, api_key
 
     async def get(self, *, principal: Principal) -> Account:
@@ -81,7 +83,7 @@ class AccountService:
             account = await get_account(work.session, account_id, for_update=True)
             assert account is not None
             owner = await account_owner(work.session, account_id)
-            await rectify(
+            changed = await rectify(
                 work,
                 principal=principal,
                 subject=ChangeSubject.ACCOUNT,
@@ -89,4 +91,6 @@ class AccountService:
                 patch=change,
                 notice=Notice(name=owner.name, email=owner.email),
             )
+            if MAIL_SETTINGS.intersection(changed):
+                work.emit(mail_settings_changed(account))
         return account

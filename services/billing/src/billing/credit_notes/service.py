@@ -30,7 +30,7 @@ from billing.invoices.domain import (
 from billing.invoices.models import Invoice, InvoiceLine
 from billing.invoices.service import invoice_lines, issued_customer, issued_lines, issued_taxes
 from billing.payments.service import credit_invoice, lock_customer
-from shared.contracts import CreditNoteIssued
+from shared.contracts import CreditNoteIssued, MailPresentation
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
@@ -215,9 +215,15 @@ class CreditNoteService:
                 update(Account)
                 .where(col(Account.id) == account_id)
                 .values(next_credit_note_number=col(Account.next_credit_note_number) + 1)
-                .returning(col(Account.next_credit_note_number), col(Account.time_zone))
+                .returning(
+                    col(Account.next_credit_note_number),
+                    col(Account.time_zone),
+                    col(Account.locale),
+                    col(Account.logo_url),
+                )
             )
-            next_number, time_zone = taken.one()
+            next_number, time_zone, locale, logo_url = taken.one()
+            presentation = MailPresentation(locale=locale, time_zone=time_zone, logo_url=logo_url)
             now = datetime.now(UTC)
             assert invoice.number is not None
             assert invoice.seller_name is not None
@@ -273,7 +279,7 @@ class CreditNoteService:
             await work.session.flush()  # the note before its lines (their foreign key)
             await credit_invoice(work, invoice, total, note.id)
             work.session.add_all([invoice, *note_lines])
-            work.emit(_issued_event(note, invoice.number, note_lines, taxes))
+            work.emit(_issued_event(note, invoice.number, note_lines, taxes, presentation))
         return CreditNoteWithLines(note, note_lines)
 
     async def get(self, *, principal: Principal, credit_note_id: UUID) -> CreditNoteWithLines:
@@ -336,6 +342,7 @@ def _issued_event(
     invoice_number: str,
     lines: Sequence[CreditNoteLine],
     taxes: Sequence[TaxTotal],
+    presentation: MailPresentation,
 ) -> CreditNoteIssued:
     return CreditNoteIssued(
         account_id=note.account_id,
@@ -355,4 +362,5 @@ def _issued_event(
         tax_total=note.tax_total,
         total=note.total,
         issue_date=note.issue_date,
+        presentation=presentation,
     )

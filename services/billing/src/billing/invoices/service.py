@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.accounts.mail import mail_presentation
 from billing.accounts.models import Account
 from billing.auth.models import Principal
 from billing.customers.models import Customer
@@ -33,7 +34,7 @@ from billing.invoices.domain import (
     price_line,
 )
 from billing.invoices.models import Invoice, InvoiceCreate, InvoiceLine, InvoiceVoid
-from shared.contracts import InvoiceIssued, InvoiceVoided, IssuedInvoiceCustomer
+from shared.contracts import InvoiceIssued, InvoiceVoided, IssuedInvoiceCustomer, MailPresentation
 from shared.contracts import InvoiceLine as IssuedLine
 from shared.contracts import TaxTotal as IssuedTaxTotal
 from shared.db import SessionFactory
@@ -49,7 +50,8 @@ _ACCOUNT_DEFAULTS = "SELECT currency, payment_terms_days FROM account WHERE id =
 # The seller locked, with the buyers: the lock, held to commit, keeps numbering gapless, and a
 # correction of the account's details (which takes it too) lands before or after, never within.
 _SELLER_AND_BUYERS = """
-SELECT a.next_invoice_number, a.name, a.address, a.tax_id, a.time_zone, c.id AS customer_id,
+SELECT a.next_invoice_number, a.name, a.address, a.tax_id, a.time_zone, a.locale, a.logo_url,
+       c.id AS customer_id,
     c.name AS customer_name, c.email AS customer_email, c.address AS customer_address,
     c.tax_id AS customer_tax_id
 FROM account a LEFT JOIN customer c ON c.account_id = a.id AND c.id = ANY($2::uuid[])
@@ -292,11 +294,13 @@ async def _number_and_announce(
             customer_tax_id=customer.tax_id,
         ),
     )
-    work.emit(_issued_event(invoice, lines))
+    work.emit(_issued_event(invoice, lines, mail_presentation(account)))
 
 
 def _issued_event(
-    invoice: Invoice | DraftedInvoice, lines: Sequence[InvoiceLine | DraftedLine]
+    invoice: Invoice | DraftedInvoice,
+    lines: Sequence[InvoiceLine | DraftedLine],
+    presentation: MailPresentation,
 ) -> InvoiceIssued:
     """The `invoice.issued` event, from the invoice's own snapshot."""
     assert invoice.number is not None
@@ -319,6 +323,7 @@ def _issued_event(
         total=invoice.total,
         issue_date=invoice.issue_date,
         due_date=invoice.due_date,
+        presentation=presentation,
     )
 
 
@@ -446,6 +451,9 @@ async def issue_in(
         elif refusal := _date_issued(invoice, issue_date):
             refused[index] = refusal
     accepted = [s for index, s in enumerate(batch) if index not in refused]
+    presentation = MailPresentation(
+        locale=seller["locale"], time_zone=seller["time_zone"], logo_url=seller["logo_url"]
+    )
     for offset, submitted in enumerate(accepted):
         invoice = submitted.item.invoice
         buyer = buyers[invoice.customer_id]
@@ -460,7 +468,7 @@ async def issue_in(
         )
         number = seller["next_invoice_number"] + offset
         _mark_issued(invoice, number=number, now=now, parties=parties)
-        event = _issued_event(invoice, submitted.item.lines)
+        event = _issued_event(invoice, submitted.item.lines, presentation)
         # Emitted in its request's context: its record carries that request's trace.
         submitted.context.run(work.emit, event)
     if accepted:

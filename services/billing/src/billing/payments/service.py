@@ -18,6 +18,8 @@ from sqlalchemy import func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.accounts.mail import mail_presentation
+from billing.accounts.models import Account
 from billing.auth.models import Principal
 from billing.customers.models import Customer
 from billing.errors import (
@@ -351,6 +353,8 @@ class PaymentService:
                 )
             )
         assert invoice.number is not None
+        account = await session.get(Account, invoice.account_id)
+        assert account is not None
         work.emit(
             PaymentReceived(
                 account_id=invoice.account_id,
@@ -366,6 +370,8 @@ class PaymentService:
                 if owed
                 else Decimal(0),
                 received_at=now,
+                seller_name=invoice.seller_name,
+                presentation=mail_presentation(account),
             )
         )
         return "recorded", invoice.account_id

@@ -15,14 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.invoices.domain import issue_date_at, to_minor_unit
 from billing.statements.service import Statement, StatementService
-from shared.contracts import IssuedInvoiceCustomer, StatementEntry, StatementIssued
+from shared.contracts import (
+    IssuedInvoiceCustomer,
+    MailPresentation,
+    StatementEntry,
+    StatementIssued,
+)
 from shared.db import pooled_driver
 from shared.unit_of_work import UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 _ACCOUNTS = """
-SELECT id, name, time_zone, currency FROM account
+SELECT id, name, time_zone, currency, locale, logo_url FROM account
 WHERE monthly_statements AND status = 'ACTIVE'
 """
 # Customers not yet sent this period's statement that have something to show: a document or
@@ -143,4 +148,7 @@ def _event(
         ],
         closing_balance=money(statement.closing_balance),
         aging={bucket.value: money(amount) for bucket, amount in statement.aging.items()},
+        presentation=MailPresentation(
+            locale=account["locale"], time_zone=account["time_zone"], logo_url=account["logo_url"]
+        ),
     )

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from billing.accounts.domain import Role, UserStatus
+from billing.accounts.mail import mail_presentation
 from billing.accounts.models import Account, AppUser, OwnDetailsChange
 from billing.auth.models import ApiKey, Principal, WebSession
 from billing.auth.passwords import hash_password
@@ -149,6 +150,7 @@ class UserService:
                     role=user.role.value,
                     token=token,
                     expires_at=expires_at,
+                    presentation=mail_presentation(account),
                 )
             )
         return user
