@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.api import bench_api_issue_invoice
 from bench.identity import bench_identity
+from bench.notifications import bench_notifications
 from bench.relay import bench_relay
 from bench.termination import bench_termination
 from bench.webhooks import bench_webhooks
@@ -38,6 +39,8 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "termination": bench_termination,
     # webhook_deliveries_per_s against raw_http_post_per_s
     "webhooks": bench_webhooks,
+    # emails_per_s against raw_smtp_send_per_s, invoice_to_email_p99_ms against raw_pipeline_p99_ms
+    "notifications": bench_notifications,
 }
 
 

@@ -499,6 +499,7 @@ async def test_a_customer_pays_on_the_sandbox_page_and_the_statement_shows_it(
 async def _pay_and_download(
     system: Stack, hooks_url: str, received: list[tuple[dict[str, str], bytes]]
 ) -> None:
+    cora = f"cora-{uuid.uuid4().hex[:6]}@customer.example.com"
     async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as billing:
         opened = await billing.post(
             "/accounts",
@@ -522,7 +523,7 @@ async def _pay_and_download(
         customer = await billing.post(
             "/customers",
             headers=headers,
-            json={"name": "Cora Customer", "email": "cora@customer.example.com"},
+            json={"name": "Cora Customer", "email": cora},
         )
         invoice = await billing.post(
             "/invoices",
@@ -558,6 +559,15 @@ async def _pay_and_download(
             return bool(found.json()["status"] == "paid")
 
         await eventually(marked_paid, what="the invoice marked paid")
+        # The customer gets the invoice, then the receipt of the payment (USE).
+        mail = MailCatcher(system.mail_url)
+        await mail.wait_for(lambda ms: len([m for m in ms if cora in m["to"]]) == 2)
+        issued, receipt = mail.to(cora)
+        number = invoice.json()["number"]
+        assert issued["subject"] == f"Invoice {number} from Walkthrough Ltd"
+        assert receipt["subject"] == f"Payment received for invoice {number}"
+        assert "received your payment of €360.00" in receipt["text"]
+        assert "The invoice is paid in full." in receipt["text"]
         await eventually(lambda: received, what="the account's endpoint receiving the webhook")
         hook_headers, hook_body = received[0]
         parts = [part.split("=", 1) for part in hook_headers["quittance-signature"].split(",")]
@@ -581,3 +591,83 @@ async def _pay_and_download(
             "payment",
         ]
     assert await rows_mentioning(system.database_url("billing"), "4242424242424242") == {}
+
+
+async def test_the_readme_html_invoice_email_in_the_web_inbox_and_the_delivery_log(
+    system: Stack,
+) -> None:
+    """The README's mail walkthrough: an account writing French with its logo issues an
+    invoice; the web inbox shows the HTML email (sandboxed) and the account's delivery log
+    shows it sent."""
+    tag = uuid.uuid4().hex[:6]
+    buyer = f"marie-{tag}@client.example.com"
+    async with httpx.AsyncClient(base_url=system.service_url("billing"), timeout=30) as billing:
+        opened = await billing.post(
+            "/accounts",
+            json={
+                "name": "Atelier Dupont",
+                "owner": {"name": "Jean", "email": f"j-{tag}@a.example"},
+            },
+        )
+        headers = {"Authorization": f"Bearer {opened.json()['api_key']}"}
+        changed = await billing.patch(
+            "/account",
+            headers=headers,
+            json={
+                "locale": "fr-FR",
+                "time_zone": "Europe/Paris",
+                "logo_url": "https://atelier.example/logo.png",
+            },
+        )
+        assert changed.status_code == 200, changed.text
+        customer = await billing.post(
+            "/customers", headers=headers, json={"name": "Marie Client", "email": buyer}
+        )
+        invoice = await billing.post(
+            "/invoices",
+            headers=headers,
+            json={
+                "customer_id": customer.json()["id"],
+                "currency": "EUR",
+                "lines": [
+                    {
+                        "description": "Reliure, voir https://atelier.example/reliure",
+                        "quantity": "2",
+                        "unit_price": "1250.5",
+                        "tax_rate": "20",
+                    }
+                ],
+                "issue": True,
+            },
+        )
+        assert invoice.status_code == 201, invoice.text
+        number = invoice.json()["number"]
+        mail = MailCatcher(system.mail_url)
+        await mail.wait_for(lambda ms: any(buyer in m["to"] for m in ms))
+        (message,) = mail.to(buyer)
+        assert message["subject"] == f"Facture {number} de Atelier Dupont"
+        async with httpx.AsyncClient(base_url=system.mail_url, timeout=30) as inbox:
+            assert f"Facture {number}" in (await inbox.get("/")).text
+            page = await inbox.get(f"/messages/{message['id']}")
+            assert f"src='/messages/{message['id']}/html' sandbox" in page.text
+            rendered = await inbox.get(f"/messages/{message['id']}/html")
+        assert "sandbox" in rendered.headers["content-security-policy"]
+        assert '<html lang="fr">' in rendered.text
+        assert '<img src="https://atelier.example/logo.png" alt="Atelier Dupont"' in rendered.text
+        assert "3\u202f001,20\u00a0€" in rendered.text, "2 x 1 250,50 € + 20 %, French style"
+        assert 'href="https://atelier.example/reliure" rel="nofollow noopener noreferrer"' in (
+            rendered.text
+        )
+
+        async def logged() -> list[Any]:
+            found = await billing.get(
+                "/email-deliveries",
+                headers=headers,
+                params={"document_id": invoice.json()["id"]},
+            )
+            return list(found.json())
+
+        (delivery,) = await eventually(logged, what="the invoice email in the delivery log")
+        assert delivery["status"] == "sent"
+        assert delivery["kind"] == "invoice"
+        assert delivery["recipient"] == buyer

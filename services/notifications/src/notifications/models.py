@@ -84,7 +84,10 @@ class AccountMailSettings(NotificationsTable, table=True):
     locale: str
     time_zone: str
     logo_url: str | None = None
-    reminders: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # none_as_null: "no schedule" is SQL NULL, not JSON null, so `IS NULL` finds it.
+    reminders: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     quiet_start: time | None = None
     quiet_end: time | None = None
     terminated: bool = Field(default=False)

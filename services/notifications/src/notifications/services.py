@@ -706,7 +706,8 @@ class NotificationsService:
     async def _remind(
         self, work: Work, invoice: ReminderInvoice, settings: AccountMailSettings, now: datetime
     ) -> UUID | None:
-        assert settings.reminders is not None
+        if settings.reminders is None:
+            return None
         look = Look(
             presentation=MailPresentation(
                 locale=settings.locale, time_zone=settings.time_zone, logo_url=settings.logo_url

@@ -171,6 +171,35 @@ def _reminders(mail: MailCatcher, email: str) -> list[dict[str, Any]]:
     return [m for m in mail.to(email) if "Reminder" in m["subject"] or "Rappel" in m["subject"]]
 
 
+async def test_use_an_account_without_reminders_gets_none_and_holds_up_no_one_else(
+    service: NotificationsService, settings: NotificationsSettings, clock: Clock
+) -> None:
+    """Most accounts set no schedule (and one can stop it): their invoices are never reminded
+    of, and the run still reminds the others'."""
+    silent = uuid.uuid4()
+    await _publish(
+        settings,
+        AccountMailSettingsChanged(
+            account_id=silent,
+            account_name="Quiet Ltd",
+            presentation=MailPresentation(),
+            reminders=None,
+            quiet_hours=None,
+            changed_at=datetime.now(UTC),
+        ),
+    )
+    reminded = await _account(settings, ReminderSchedule(on_due=True))
+    never = _invoice(silent, f"n-{uuid.uuid4().hex[:6]}@example.com", due=date(2030, 1, 5))
+    once = _invoice(reminded, f"o-{uuid.uuid4().hex[:6]}@example.com", due=date(2030, 1, 5))
+    for invoice in (never, once):
+        await _publish(settings, invoice)
+    await _noted(settings, never, once)
+    clock.now = datetime(2030, 1, 5, 12, tzinfo=UTC)
+    await service.send_due_reminders()
+    assert await _stages(settings, never) == []
+    assert await _stages(settings, once) == [0]
+
+
 async def test_use_each_stage_is_sent_once_and_after_an_outage_only_the_latest(
     service: NotificationsService, settings: NotificationsSettings, clock: Clock, mail: MailCatcher
 ) -> None:

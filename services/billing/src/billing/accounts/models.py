@@ -143,8 +143,13 @@ class Account(BillingTable, table=True):
     next_credit_note_number: int = Field(default=1)
     logo_url: str | None = None
     # How customers are reminded of unpaid invoices (notifications keeps the per-invoice state).
-    reminders: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
-    quiet_hours: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    # none_as_null: "none" is SQL NULL, not JSON null.
+    reminders: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True)
+    )
+    quiet_hours: dict[str, str] | None = Field(
+        default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True)
+    )
     created_at: datetime | None = Field(default=None, sa_column=created_at_column())
     terminated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
