@@ -20,8 +20,7 @@ SCHEDULE = {
     "days_before_due": [3],
     "on_due": True,
     "days_after_due": [7, 14],
-    "repeat_every_days": 7,
-    "repeat_limit": 3,
+    "repeat": {"every_days": 7, "times": 3},
 }
 
 
@@ -76,7 +75,13 @@ async def test_use_opening_and_changing_the_mail_settings_tell_notifications(
         "time_zone": "Europe/Paris",
         "logo_url": "https://cdn.acme.example/logo.png",
     }
-    assert configured["reminders"] == SCHEDULE
+    assert configured["reminders"] == {  # in the contract's terms
+        "days_before_due": [3],
+        "on_due": True,
+        "days_after_due": [7, 14],
+        "repeat_every_days": 7,
+        "repeat_limit": 3,
+    }
     assert configured["quiet_hours"] == {"start": "21:00:00", "end": "08:00:00"}
     assert off["reminders"] is None
     assert off["quiet_hours"] == configured["quiet_hours"]
@@ -121,12 +126,12 @@ async def test_use_an_issued_invoice_carries_how_the_accounts_mail_reads(
     [
         ({"reminders": {"days_after_due": [0]}}, "reminders.days_after_due.0"),
         ({"reminders": {"days_before_due": [91]}}, "reminders.days_before_due.0"),
-        ({"reminders": {"days_after_due": [7, 7]}}, "reminders"),
-        ({"reminders": {"repeat_limit": 2}}, "reminders"),
-        ({"reminders": {}}, "reminders"),
+        ({"reminders": {"days_after_due": [7, 7]}}, "reminders.days_after_due"),
+        ({"reminders": {"repeat": {"every_days": 7}}}, "reminders.repeat.times"),
+        ({"reminders": {"repeat": {"every_days": 0, "times": 2}}}, "reminders.repeat.every_days"),
+        ({"reminders": {"repeat_limit": 2}}, "reminders.repeat_limit"),
         ({"reminders": {"on_due": "yes"}}, "reminders.on_due"),
         ({"reminders": {"on_due": True, "marketing": True}}, "reminders.marketing"),
-        ({"quiet_hours": {"start": "22:00", "end": "22:00"}}, "quiet_hours"),
         ({"quiet_hours": {"start": "25:00", "end": "08:00"}}, "quiet_hours.start"),
         ({"logo_url": "http://cdn.acme.example/logo.png"}, "logo_url"),
         ({"logo_url": "javascript:alert(1)"}, "logo_url"),

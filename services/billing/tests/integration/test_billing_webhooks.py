@@ -191,6 +191,29 @@ async def test_an_endpoint_receives_each_event_signed_with_a_stable_id_and_no_pe
     assert delivery["event_id"] == body["id"]
 
 
+async def test_an_endpoint_whose_name_cannot_resolve_fails_alone(
+    hooked: httpx.AsyncClient, owner: dict[str, Any], endpoint: tuple[Endpoint, str]
+) -> None:
+    """A host name IDNA cannot encode (a 64-character label) once made the resolver raise
+    something other than a network error, and the whole batch, every account's deliveries in
+    it, was tried again and again."""
+    receiver, url = endpoint
+    path = f"/fine-{uuid.uuid4().hex[:6]}"
+    broken = await _register(hooked, owner, f"http://{'a' * 64}.example/hook")
+    fine = await _register(hooked, owner, f"{url}{path}")
+    await _issue(hooked, owner)
+    await eventually(lambda: receiver.at(path), what="the other endpoint's webhook")
+
+    async def tried() -> dict[str, Any] | None:
+        found = await _deliveries(hooked, owner, broken["endpoint"]["id"])
+        return found[0] if found and found[0]["attempts"] >= 1 else None
+
+    attempted = await eventually(tried, what="the broken endpoint's attempt recorded")
+    assert attempted["status"] in {"pending", "dead"}
+    assert attempted["last_error"] == "the host did not resolve"
+    assert fine["endpoint"]["id"] != broken["endpoint"]["id"]
+
+
 async def test_timeouts_429_and_5xx_are_retried_with_the_same_event_id_then_dead_lettered(
     hooked: httpx.AsyncClient, owner: dict[str, Any], endpoint: tuple[Endpoint, str]
 ) -> None:

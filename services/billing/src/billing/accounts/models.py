@@ -38,12 +38,6 @@ def _time_zone(name: str) -> str:
     return name
 
 
-def _mail_language(tag: str) -> str:
-    if tag.split("-", 1)[0] not in MAIL_LANGUAGES:
-        raise ValueError(f"mail is written in {', '.join(MAIL_LANGUAGES)}: choose one of them")
-    return tag
-
-
 TimeZoneName = Annotated[
     str,
     pydantic.Field(
@@ -56,11 +50,10 @@ TimeZoneName = Annotated[
 LocaleCode = Annotated[
     str,
     pydantic.Field(
-        pattern="^[a-z]{2,3}(-[A-Z]{2})?$",
-        description="BCP 47 language and optional region, such as fr or en-GB: how mail reads. "
-        f"Mail is written in {', '.join(MAIL_LANGUAGES)}.",
+        pattern=f"^({'|'.join(MAIL_LANGUAGES)})(-[A-Z]{{2}})?$",
+        description="The language mail is written in and an optional region, such as fr or "
+        f"en-GB: {', '.join(MAIL_LANGUAGES)}.",
     ),
-    AfterValidator(_mail_language),
 ]
 
 
@@ -76,51 +69,51 @@ LogoUrl = Annotated[
 LocalTime = Annotated[
     str, pydantic.Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, local.")
 ]
-DaysBefore = Annotated[int, pydantic.Field(strict=True, ge=1, le=90)]
-DaysAfter = Annotated[int, pydantic.Field(strict=True, ge=1, le=365)]
+DaysBefore = Annotated[int, pydantic.Field(ge=1, le=90)]
+DaysAfter = Annotated[int, pydantic.Field(ge=1, le=365)]
+
+
+def _no_day_twice(days: list[int]) -> list[int]:
+    if len(set(days)) != len(days):
+        raise ValueError("a day appears twice")
+    return days
+
+
+class ReminderRepeat(Schema):
+    """After the last of the days after the due date, again every N days, so many times."""
+
+    every_days: int = pydantic.Field(ge=1, le=90, description="Every N days.")
+    times: int = pydantic.Field(ge=1, le=24, description="At most this many times.")
 
 
 class ReminderScheduleInput(Schema):
-    """When customers are reminded of an unpaid invoice; each stage goes once per invoice."""
+    """When customers are reminded of an unpaid invoice; each stage goes once per invoice. Every
+    part is optional: a schedule with no stage reminds of nothing."""
 
-    days_before_due: list[DaysBefore] = pydantic.Field(
-        default_factory=list, max_length=5, description="Days before the due date, 1 to 90."
+    days_before_due: Annotated[list[DaysBefore], AfterValidator(_no_day_twice)] = pydantic.Field(
+        default_factory=list,
+        max_length=5,
+        description="Days before the due date, 1 to 90, each once.",
+        json_schema_extra={"uniqueItems": True},
     )
     on_due: pydantic.StrictBool = pydantic.Field(default=False, description="On the due date.")
-    days_after_due: list[DaysAfter] = pydantic.Field(
-        default_factory=list, max_length=10, description="Days after the due date, 1 to 365."
+    days_after_due: Annotated[list[DaysAfter], AfterValidator(_no_day_twice)] = pydantic.Field(
+        default_factory=list,
+        max_length=10,
+        description="Days after the due date, 1 to 365, each once.",
+        json_schema_extra={"uniqueItems": True},
     )
-    repeat_every_days: int | None = pydantic.Field(
-        default=None, strict=True, ge=1, le=90, description="Then every N days after the last."
+    repeat: ReminderRepeat | None = pydantic.Field(
+        default=None, description="Then again at an interval; null: no repeats."
     )
-    repeat_limit: int = pydantic.Field(
-        default=0, strict=True, ge=0, le=24, description="At most this many repeats."
-    )
-
-    @pydantic.model_validator(mode="after")
-    def _coherent(self) -> ReminderScheduleInput:
-        if len(set(self.days_before_due)) != len(self.days_before_due) or len(
-            set(self.days_after_due)
-        ) != len(self.days_after_due):
-            raise ValueError("a day appears twice in the schedule")
-        if (self.repeat_every_days is None) != (self.repeat_limit == 0):
-            raise ValueError("repeat_every_days and repeat_limit go together")
-        if not (self.days_before_due or self.on_due or self.days_after_due or self.repeat_limit):
-            raise ValueError("a schedule needs at least one stage (send null to stop reminders)")
-        return self
 
 
 class QuietHoursInput(Schema):
-    """Hours of the account's day (its time zone) when no reminder is sent; may wrap midnight."""
+    """Hours of the account's day (its time zone) when no reminder is sent; may wrap midnight
+    (21:00 to 08:00). The same start and end: no quiet hours."""
 
     start: LocalTime
     end: LocalTime
-
-    @pydantic.model_validator(mode="after")
-    def _not_empty(self) -> QuietHoursInput:
-        if self.start == self.end:
-            raise ValueError("start and end must differ")
-        return self
 
 
 class Account(BillingTable, table=True):

@@ -20,6 +20,7 @@ SCOPE_AREAS = (
     "session",
     "sessions",
     "webhook-endpoints",
+    "email-deliveries",
 )
 
 
@@ -54,6 +55,8 @@ class ApiKeyScope(StrEnum):
     SESSION_WRITE = "session:write"
     WEBHOOK_ENDPOINTS_READ = "webhook-endpoints:read"
     WEBHOOK_ENDPOINTS_WRITE = "webhook-endpoints:write"
+    EMAIL_DELIVERIES_READ = "email-deliveries:read"  # the delivery log (it has nothing to write)
+    EMAIL_DELIVERIES_WRITE = "email-deliveries:write"
 
 
 def scope_for(route_path: str, *, changes: bool) -> str:

@@ -100,7 +100,7 @@ class WebhookSender:
     async def _addresses(self, host: str, port: int) -> list[str]:
         try:
             return [host] if _is_ip(host) else await _resolve(host, port)
-        except OSError:
+        except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a long label)
             return []
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
@@ -221,7 +221,13 @@ class WebhookDispatcher:
             "Quittance-Event-Type": row["event_type"],
             SIGNATURE_HEADER: signature(secrets, body, int(time.time())),
         }
-        outcome = await self.sender.post(row["url"], body, headers)
+        try:
+            outcome = await self.sender.post(row["url"], body, headers)
+        except Exception as exc:
+            # One endpoint's surprise must not stop the batch: every other account's deliveries
+            # in it would wait for it forever.
+            log.exception("webhook delivery %s failed unexpectedly", row["id"])
+            outcome = Outcome(None, type(exc).__name__)
         attempt = row["attempts"] + 1
         if outcome.delivered:
             return row["id"], DeliveryStatus.DELIVERED, now, outcome
