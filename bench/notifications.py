@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from aiosmtpd.controller import Controller
 
+from bench.profiling import start_profilers, stop_profilers
 from devstack.processes import free_port
 from devstack.stack import Stack
 from devstack.testing import read_topic
@@ -554,7 +555,9 @@ async def bench_notifications(stack: Stack) -> list[Result]:
         try:
             pid = stack.services["notifications"].pid
             cpu_before, wall_before = _cpu_s(pid), time.perf_counter()
+            profilers = start_profilers(stack, ["notifications"])  # BENCH_PROFILE=<py-spy>
             emails_per_s, emails = await _emails_per_s(settings, sink)
+            stop_profilers(profilers)
             cpu_ms = (_cpu_s(pid) - cpu_before) * 1000 / (emails + WARMUP)
             sample = sink.handler.sample
             raw_smtp = max([await _raw_smtp_per_s(sink, sample, emails) for _ in range(2)])
