@@ -166,6 +166,8 @@ class NotificationsService:
     ) -> Look:
         """How the account's mail reads and whose name it carries: the event's snapshot when
         it has one, else the account's settings as billing last said, else the defaults."""
+        if snapshot is not None and name:
+            return Look(presentation=snapshot, account_name=name)  # no query on the hot path
         settings = await work.session.get(AccountMailSettings, account_id)
         if snapshot is None and settings is not None:
             snapshot = MailPresentation(
