@@ -13,7 +13,7 @@ from uuid import UUID
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.contracts import TOPICS, Envelope, EventData
+from shared.contracts import TOPICS, Envelope, EventData, envelope_of
 from shared.contracts.envelope import producer_of
 from shared.crypto import (
     DataKey,
@@ -106,7 +106,7 @@ class EventRoutes:
             raw["data"] = await decrypt_personal(
                 raw["data"], paths, _keys_of_account(self.keys, subject), aad=aad
             )
-        event = Envelope[route.model].model_validate(raw)  # type: ignore[name-defined]
+        event = envelope_of(route.model).model_validate(raw)
         return route, event
 
     async def dispatch(self, body: bytes) -> bool:

@@ -487,6 +487,15 @@ async def test_use_mail_reads_in_the_accounts_settings_when_the_event_carries_no
 ) -> None:
     """A security notice has no snapshot: it follows the account's settings as billing said."""
     account_id = await _account(settings, ReminderSchedule(on_due=True), locale="de-DE")
+
+    async def settings_kept() -> bool:
+        rows = await _query(
+            settings, "SELECT 1 FROM account_mail_settings WHERE account_id = $1", account_id
+        )
+        return bool(rows)
+
+    # The settings travel on their own topic: the invoice must not overtake them here.
+    await eventually(settings_kept, timeout=20, what="the account's mail settings kept")
     email = f"erik-{uuid.uuid4().hex[:8]}@example.com"
     invoice = _invoice(account_id, email, due=date(2030, 9, 1))
     await _publish(settings, invoice)

@@ -4,6 +4,7 @@ from shared.contracts.envelope import (
     SPEC_VERSION,
     Envelope,
     EventData,
+    envelope_of,
     new_envelope,
     personal_data,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "Topic",
     "UserInvited",
     "dead_letter_topic",
+    "envelope_of",
     "new_envelope",
     "personal_data",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
@@ -85,10 +86,17 @@ class Envelope(BaseModel, Generic[DataT]):
         return producer_of(self.source)
 
 
+@cache
+def envelope_of(data_type: type[Any]) -> type[Envelope[Any]]:
+    """`Envelope[data_type]`, kept: pydantic caches it only weakly, and once the garbage
+    collector frees the class every event would build it again (a millisecond each)."""
+    return Envelope.__class_getitem__(data_type)  # type: ignore[return-value]
+
+
 def new_envelope(data: DataT, *, source: str, time: datetime | None = None) -> Envelope[DataT]:
     """Wrap an event payload in a fresh envelope with a new id."""
     # Parametrise by the payload's own class, so it serialises with all its fields.
-    envelope_class: type[Envelope[DataT]] = Envelope.__class_getitem__(type(data))  # type: ignore[assignment]
+    envelope_class: type[Envelope[DataT]] = envelope_of(type(data))
     return envelope_class(
         source=source_of(source),
         type=data.event_type,
