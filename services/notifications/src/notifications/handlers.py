@@ -33,27 +33,23 @@ def create_routes(
 
     @routes.on(InvoiceIssued)
     async def on_invoice_issued(event: Envelope[InvoiceIssued], work: Work) -> None:
-        """Queue the invoice email, once; it is sent after commit (the sweeper retries)."""
-        email_id = await service.queue_invoice_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        """Queue the invoice email, once; sent once that commits."""
+        await service.queue_invoice_email(event=event, work=work)
 
     @routes.on(CreditNoteIssued)
     async def on_credit_note_issued(event: Envelope[CreditNoteIssued], work: Work) -> None:
-        """Queue the credit note email, once; it is sent after commit (the sweeper retries)."""
-        email_id = await service.queue_credit_note_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        """Queue the credit note email, once; sent once that commits."""
+        await service.queue_credit_note_email(event=event, work=work)
 
     @routes.on(StatementIssued)
     async def on_statement_issued(event: Envelope[StatementIssued], work: Work) -> None:
-        """Queue the monthly statement, once; it is sent after commit (the sweeper retries)."""
-        email_id = await service.queue_statement_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        """Queue the monthly statement, once; sent once that commits."""
+        await service.queue_statement_email(event=event, work=work)
 
     @routes.on(PaymentReceived)
     async def on_payment_received(event: Envelope[PaymentReceived], work: Work) -> None:
         """Queue the receipt, once; a settled invoice's reminders stop."""
-        email_id = await service.queue_payment_receipt(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        await service.queue_payment_receipt(event=event, work=work)
 
     @routes.on(InvoicePaymentStatusChanged)
     async def on_payment_status_changed(
@@ -81,28 +77,23 @@ def create_routes(
 
     @routes.on(UserInvited)
     async def on_user_invited(event: Envelope[UserInvited], work: Work) -> None:
-        """Queue the invitation, once; it is sent after commit (the sweeper retries)."""
-        email_id = await service.queue_invitation_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        """Queue the invitation, once; sent once that commits."""
+        await service.queue_invitation_email(event=event, work=work)
 
     @routes.on(NewDeviceSignedIn)
     async def on_new_device_signed_in(event: Envelope[NewDeviceSignedIn], work: Work) -> None:
-        """Queue the security notice, once; it is sent after commit (the sweeper retries)."""
-        email_id = await service.queue_new_device_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        """Queue the security notice, once; sent once that commits."""
+        await service.queue_new_device_email(event=event, work=work)
 
     @routes.on(DetailsChanged)
     async def on_details_changed(event: Envelope[DetailsChanged], work: Work) -> None:
         """Queue the change notice, once, when someone must be told of the change."""
-        email_id = await service.queue_change_notice(event=event, work=work)
-        if email_id is not None:
-            work.after_commit(lambda: service.deliver(email_id))
+        await service.queue_change_notice(event=event, work=work)
 
     @routes.on(ExportAssembled)
     async def on_export_assembled(event: Envelope[ExportAssembled], work: Work) -> None:
         """Queue the email that carries the export bundle to the account owner."""
-        email_id = await service.queue_export_email(event=event, work=work)
-        work.after_commit(lambda: service.deliver(email_id))
+        await service.queue_export_email(event=event, work=work)
 
     @routes.on(ExportBundleChunk)
     async def on_export_bundle_chunk(event: Envelope[ExportBundleChunk], work: Work) -> None:

@@ -8,6 +8,7 @@ refuse to authenticate over a plaintext connection.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,8 @@ class SmtpMailer:
     def __init__(self, settings: SmtpSettings, telemetry: Telemetry) -> None:
         self.settings = settings
         self.tracer = telemetry.tracer(__name__)
+        # Looked up once: aiosmtplib would ask the resolver again, in a thread, every send.
+        self.local_hostname = settings.local_hostname or socket.getfqdn()
 
     @contextmanager
     def span(self) -> Iterator[None]:
@@ -94,4 +97,5 @@ class SmtpMailer:
                 use_tls=self.settings.use_tls,
                 tls_context=tls_context(self.settings) if encrypted(self.settings) else None,
                 timeout=self.settings.timeout_s,
+                local_hostname=self.local_hostname,
             )

@@ -45,7 +45,9 @@ def assemble(
     runtime.consume(
         create_routes(service=service, participant=participant, telemetry=runtime.telemetry)
     )
-    app = create_consumer_app(runtime, background=[service.run_sweeper, service.run_reminders])
+    app = create_consumer_app(
+        runtime, background=[service.run_sending, service.run_sweeper, service.run_reminders]
+    )
     return app, service
 
 

@@ -122,6 +122,9 @@ class NotificationsService:
         self.settings = settings
         self.clock = clock
         self.renderer = Renderer()
+        # Sends under way: the consumer starts one and goes on while the server answers.
+        self._slots = asyncio.Semaphore(settings.concurrent_sends)
+        self._sending: set[asyncio.Task[bool]] = set()
 
     def _mime(
         self,
@@ -163,9 +166,11 @@ class NotificationsService:
         work: Work,
         pdf: tuple[str, bytes] | None = None,
         document_id: UUID | None = None,
+        send_after_commit: bool = True,
     ) -> UUID:
-        """Queue one message, in the unit of work of what caused it; its id. The cause (an
-        event's id, or a reminder stage's) names the message: the same cause, the same id."""
+        """Queue one message, in the unit of work of what caused it, to be sent once that
+        commits (unless the caller sends a batch itself); its id. The cause (an event's id,
+        or a reminder stage's) names the message: the same cause, the same id."""
         message_id = message_id_for(cause, self.settings.message_id_domain)
         email = OutgoingEmail(
             account_id=account_id,
@@ -177,6 +182,8 @@ class NotificationsService:
             mime=self._mime(message_id=message_id, recipient=recipient, rendered=rendered, pdf=pdf),
         )
         work.session.add(email)
+        if send_after_commit:
+            work.after_commit(lambda: self.send_after_commit(email.id))
         return email.id
 
     async def _look(
@@ -473,6 +480,7 @@ class NotificationsService:
                 existing.attachment_chunks = export.chunks
                 existing.attachment_sha256 = export.sha256
                 work.session.add(existing)
+                work.after_commit(lambda: self.send_after_commit(existing.id))
             return existing.id
         look = await self._look(work, export.account_id, None, export.account_name)
         rendered = export_message(self.renderer, look, export)
@@ -493,6 +501,7 @@ class NotificationsService:
             ),
         )
         work.session.add(email)
+        work.after_commit(lambda: self.send_after_commit(email.id))
         return email.id
 
     async def receive_bundle_chunk(self, *, chunk: ExportBundleChunk, work: Work) -> None:
@@ -508,7 +517,7 @@ class NotificationsService:
             )
         ).first()
         if waiting is not None:
-            work.after_commit(lambda: self.deliver(waiting))
+            work.after_commit(lambda: self.send_after_commit(waiting))
 
     def _bundle_pieces(self, email: OutgoingEmail) -> list[str] | None:
         """The keys of the bundle's chunks, in order, once all are here; else None."""
@@ -579,6 +588,41 @@ class NotificationsService:
                 changed_at=self.clock(),
             )
         )
+
+    async def send_after_commit(self, email_id: UUID) -> None:
+        """Start sending a committed email; returns once a sending slot is free, so the
+        consumer goes on while the server answers and slows to its pace when all are taken.
+        A send lost with the process is the sweeper's to retry."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._send_in_slot(email_id))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_in_slot(self, email_id: UUID) -> bool:
+        try:
+            return await self.deliver(email_id)
+        except Exception:
+            log.exception("sending email %s failed; the sweeper tries again", email_id)
+            return False
+        finally:
+            self._slots.release()
+
+    async def _send_all(self, email_ids: list[UUID]) -> int:
+        """Send these, as many at once as there are slots; how many went."""
+
+        async def one(email_id: UUID) -> bool:
+            await self._slots.acquire()
+            return await self._send_in_slot(email_id)
+
+        return sum(await asyncio.gather(*(one(email_id) for email_id in email_ids)))
+
+    async def run_sending(self) -> None:
+        """Until stopped; then gives the sends under way the SMTP timeout to finish."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._sending:
+                await asyncio.wait(set(self._sending), timeout=self.settings.smtp.timeout_s)
 
     async def deliver(self, email_id: UUID) -> bool:
         """Send one queued email under a row lock; False if it is not sent now (sent or being
@@ -679,10 +723,7 @@ class NotificationsService:
                     .limit(100)
                 )
             ).all()
-        sent = 0
-        for email_id in ids:
-            sent += await self.deliver(email_id)
-        return sent
+        return await self._send_all(list(ids))
 
     async def send_due_reminders(self, *, batch: int = 200) -> int:
         """Queue and send each open invoice's latest due reminder stage, once (the stage's row
@@ -719,8 +760,7 @@ class NotificationsService:
             if len(rows) < batch:
                 break
             after = rows[-1][0].invoice_id
-        for email_id in queued:
-            await self.deliver(email_id)
+        await self._send_all(queued)
         return len(queued)
 
     async def _remind(
@@ -769,6 +809,7 @@ class NotificationsService:
             rendered=rendered,
             work=work,
             document_id=invoice.invoice_id,
+            send_after_commit=False,  # the run sends its reminders together, then returns
         )
         work.session.add(
             ReminderSent(

@@ -23,6 +23,10 @@ class SmtpSettings(BaseModel):
         "certificate and host name are always verified (TLS clause).",
     )
     timeout_s: float = Field(default=10.0, description="Per-command timeout.")
+    local_hostname: str | None = Field(
+        default=None,
+        description="The name this host gives in EHLO; by default its fully qualified name.",
+    )
 
     @model_validator(mode="after")
     def _one_tls_mode_and_whole_credentials(self) -> SmtpSettings:
@@ -70,4 +74,10 @@ class NotificationsSettings(ServiceSettings):
     )
     reminder_interval_s: float = Field(
         default=60.0, ge=0.1, description="How often due payment reminders are looked for."
+    )
+    concurrent_sends: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Emails handed to the SMTP server at once (each its own connection).",
     )
