@@ -145,6 +145,7 @@ def test_development_secrets_are_refused_outside_development(
 def test_production_settings_accept_real_secrets() -> None:
     from billing.settings import BillingSettings
     from retention.settings import RetentionSettings
+    from shared.signing import SigningKey
 
     keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
     assert BillingSettings(environment="production", keystore=keystore)
@@ -152,8 +153,17 @@ def test_production_settings_accept_real_secrets() -> None:
         environment="production",
         certificate_key="another-secret",  # type: ignore[arg-type]
         operator_token="a-third-secret",  # type: ignore[arg-type]
+        certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
         keystore=keystore,
     )
+    with pytest.raises(ValidationError, match="PEM Ed25519"):
+        RetentionSettings(
+            environment="production",
+            certificate_key="another-secret",  # type: ignore[arg-type]
+            operator_token="a-third-secret",  # type: ignore[arg-type]
+            certificate_signing_key="not a key",  # type: ignore[arg-type]
+            keystore=keystore,
+        )
 
 
 SETTINGS = {

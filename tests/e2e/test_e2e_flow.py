@@ -39,6 +39,7 @@ from devstack.testing import (
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
 from shared.crypto import KeyDestroyedError
 from shared.settings import KeyStoreSettings
+from shared.signing import verify
 
 pytestmark = pytest.mark.e2e
 OWNER_PASSWORD = "the account owner's passphrase"
@@ -390,6 +391,25 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
         )
 
     await eventually(certified, timeout=60, what="the purge certificate")
+    # The last message: the signed certificate, to the owner, verifying with the key retention
+    # publishes; the address goes once it is sent (the databases' check below).
+    messages = await mail.wait_for(
+        lambda ms: any(
+            owner_email in m["to"] and m["subject"].startswith("Certificate") for m in ms
+        )
+    )
+    last = next(m for m in messages if owner_email in m["to"] and "Certificate" in m["subject"])
+    certificate, signature = mail.attachment(last, 0), mail.attachment(last, 1)
+    async with httpx.AsyncClient(base_url=system.service_url("retention"), timeout=30) as retention:
+        public_key = (await retention.get("/certificates/signing-key.pem")).content
+        published = await retention.get(
+            "/certificates",
+            params={"id": json.loads(certificate)["certificate_id"], "part": "payload"},
+        )
+    assert verify(public_key, certificate, signature)
+    assert published.content == certificate
+    assert mark not in certificate.decode()
+    assert account_id not in certificate.decode()
 
     # Every database, the key store's included.
     for database in [*(spec.name for spec in SERVICES), "keystore"]:

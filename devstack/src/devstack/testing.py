@@ -46,6 +46,12 @@ class MailCatcher:
         """Messages addressed to one recipient."""
         return [m for m in self.messages() if address in m["to"]]
 
+    def attachment(self, message: dict[str, Any], index: int) -> bytes:
+        """The decoded bytes of a message's attachment."""
+        response = httpx.get(f"{self.url}/messages/{message['id']}/attachments/{index}", timeout=10)
+        response.raise_for_status()
+        return response.content
+
     async def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 30
     ) -> list[dict[str, Any]]:

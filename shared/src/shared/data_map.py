@@ -26,6 +26,8 @@ class RetentionCategory(StrEnum):
     TERMINATION = "termination"  # a termination's working data: gone with its certificate
     REPLAY = "replay"  # answers kept to repeat to a retried request: a day
     INBOX = "inbox"  # ids of events handled, kept to ignore their redeliveries
+    # Where the purge certificate goes: outlives the purge, deleted once the certificate is sent.
+    CERTIFICATE_DELIVERY = "certificate-delivery"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,16 @@ class AccountDataMap:
     service: str
     tables: tuple[AccountTable, ...]
     not_account_data: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def purged_tables(self) -> tuple[AccountTable, ...]:
+        """The tables the purge empties: all but the certificate's delivery, which the service
+        deletes itself once the certificate is sent."""
+        return tuple(
+            table
+            for table in self.tables
+            if table.retention is not RetentionCategory.CERTIFICATE_DELIVERY
+        )
 
     @property
     def exported_tables(self) -> tuple[AccountTable, ...]:

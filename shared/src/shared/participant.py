@@ -252,7 +252,7 @@ class Participant:
         await self.ensure_purge_allowed(request.account_id)
         deleted = 0
         driver = await work.driver()
-        for table in self.data_map.tables:
+        for table in self.data_map.purged_tables:
             status = await driver.execute(
                 f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map
                 f"WHERE {_quote(table.account_column)} = $1",
@@ -295,7 +295,7 @@ class Participant:
         try:
             async with self.engine.connect() as connection:
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                for table in self.data_map.tables:
+                for table in self.data_map.purged_tables:
                     await autocommit.execute(text(f"VACUUM {_quote(table.name)}"))
         except Exception:
             log.exception("vacuum after purge failed; autovacuum will get there")

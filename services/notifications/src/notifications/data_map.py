@@ -5,6 +5,7 @@ from __future__ import annotations
 from notifications.models import (
     AccountMailSettings,
     BouncedAddress,
+    CertificateRecipient,
     OutgoingEmail,
     ReminderInvoice,
     ReminderSent,
@@ -101,6 +102,19 @@ DATA_MAP = AccountDataMap(
                 "terminated": "working state: whether reminders stopped for termination",
             },
             personal=("account_name",),
+            order_by=("account_id",),
+        ),
+        account_table(
+            CertificateRecipient,
+            record_type="certificate_recipient",
+            # Not purged with the rest: the certificate is sent after every purge, and this
+            # row goes with it (services.py, _forget_certificate_delivery).
+            retention=RetentionCategory.CERTIFICATE_DELIVERY,
+            withheld={
+                column: "where the purge certificate goes; deleted once it is sent"
+                for column in CertificateRecipient.model_fields
+            },
+            personal=("address", "account_name"),
             order_by=("account_id",),
         ),
     ),

@@ -21,6 +21,7 @@ class MessageKind(StrEnum):
     PAYMENT_REMINDER = "payment-reminder"
     PAYMENT_RECEIPT = "payment-receipt"
     ACCOUNT_EXPORT = "account-export"
+    PURGE_CERTIFICATE = "purge-certificate"
     INVITATION = "invitation"
     SECURITY_NOTICE = "security-notice"
 

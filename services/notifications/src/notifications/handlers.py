@@ -5,6 +5,7 @@ from __future__ import annotations
 from notifications.services import NotificationsService
 from shared.contracts import (
     AccountMailSettingsChanged,
+    AccountPurged,
     AccountTerminated,
     CreditNoteIssued,
     DetailsChanged,
@@ -94,6 +95,11 @@ def create_routes(
     async def on_export_assembled(event: Envelope[ExportAssembled], work: Work) -> None:
         """Queue the email that carries the export bundle to the account owner."""
         await service.queue_export_email(event=event, work=work)
+
+    @routes.on(AccountPurged)
+    async def on_account_purged(event: Envelope[AccountPurged], work: Work) -> None:
+        """Send the signed purge certificate to the owner; then their address goes too."""
+        await service.queue_certificate_email(event=event, work=work)
 
     @routes.on(ExportBundleChunk)
     async def on_export_bundle_chunk(event: Envelope[ExportBundleChunk], work: Work) -> None:

@@ -3,13 +3,15 @@ reminder's state), the account's look and the renderer; no I/O."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from notifications.rendering import RenderedEmail, Renderer
 from shared.contracts import (
+    AccountPurged,
     CreditNoteIssued,
     DetailsChanged,
     ExportAssembled,
@@ -245,4 +247,24 @@ def export_message(renderer: Renderer, look: Look, export: ExportAssembled) -> R
         account_name=look.account_name,
         subject={"account": export.account_name},
         context={"size": export.size, "sha256": export.sha256},
+    )
+
+
+def certificate_message(
+    renderer: Renderer, look: Look, purged: AccountPurged, key_url: str
+) -> RenderedEmail:
+    """The covering message of the signed purge certificate (TERMINATION): the last one."""
+    assert purged.certificate is not None
+    completed_at = datetime.fromisoformat(json.loads(purged.certificate)["completed_at"])
+    return renderer.render(
+        "purge-certificate",
+        look.presentation,
+        account_name=look.account_name,
+        subject={"account": look.account_name},
+        context={
+            "certificate_id": str(purged.certificate_id),
+            "completed_at": completed_at,
+            "key_id": purged.signing_key_id or "",
+            "key_url": key_url,
+        },
     )

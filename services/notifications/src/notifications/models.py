@@ -126,3 +126,17 @@ class ReminderSent(NotificationsTable, table=True):
     account_id: UUID = Field(index=True)
     email_id: UUID
     sent_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class CertificateRecipient(NotificationsTable, table=True):
+    """Where an account's purge certificate goes, noted at termination. It outlives the
+    purge on purpose (the only row that does) and is deleted once the certificate is sent."""
+
+    __tablename__ = "certificate_recipient"
+
+    account_id: UUID = Field(primary_key=True)
+    address: str
+    account_name: str
+    locale: str = Field(default="en")
+    time_zone: str = Field(default="UTC")
+    noted_at: datetime = Field(sa_type=DateTime(timezone=True))

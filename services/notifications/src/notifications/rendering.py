@@ -39,6 +39,7 @@ SUBJECTS = {
     "payment-reminder": "Reminder: invoice %(number)s from %(seller)s",
     "payment-receipt": "Payment received for invoice %(number)s",
     "account-export": "Your Quittance data export for %(account)s",
+    "purge-certificate": "Certificate of deletion for %(account)s",
     "invitation": "%(inviter)s invited you to %(account)s on Quittance",
     "new-device": "New sign-in to your Quittance account",
     "details-changed": "Quittance: %(what)s changed",

@@ -6,7 +6,8 @@ import asyncio
 import base64
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email import policy
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import and_, or_, true, update
+from sqlalchemy import and_, delete, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -45,6 +46,7 @@ from notifications.mailer import SmtpMailer
 from notifications.messages import (
     Look,
     Reminder,
+    certificate_message,
     credit_note_message,
     details_changed_message,
     export_message,
@@ -58,6 +60,7 @@ from notifications.messages import (
 from notifications.models import (
     AccountMailSettings,
     BouncedAddress,
+    CertificateRecipient,
     OutgoingEmail,
     ReminderInvoice,
     ReminderSent,
@@ -66,6 +69,7 @@ from notifications.rendering import RenderedEmail, Renderer, resolve_zone
 from notifications.settings import NotificationsSettings
 from shared.contracts import (
     AccountMailSettingsChanged,
+    AccountPurged,
     AccountTerminated,
     CreditNoteIssued,
     DetailsChanged,
@@ -94,6 +98,15 @@ from shared.unit_of_work import UnitsOfWork, Work
 log = logging.getLogger(__name__)
 
 _WIRE = policy.compat32.clone(linesep="\r\n")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file attached to a message: its name, its application/* subtype, its bytes."""
+
+    name: str
+    subtype: str
+    content: bytes
 
 
 def _header(value: str) -> str:
@@ -132,20 +145,20 @@ class NotificationsService:
         message_id: str,
         recipient: str,
         rendered: RenderedEmail,
-        pdf: tuple[str, bytes] | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> bytes:
         # The compat32 MIME classes: a third of the time of EmailMessage's header registry.
         body = MIMEMultipart("alternative")
         body.attach(MIMEText(rendered.text, "plain", "utf-8"))
         body.attach(MIMEText(rendered.html, "html", "utf-8"))
         message = body
-        if pdf is not None:
-            name, content = pdf
-            attachment = MIMEApplication(content, "pdf")
-            attachment.add_header("Content-Disposition", "attachment", filename=name)
+        if attachments:
             message = MIMEMultipart("mixed")
             message.attach(body)
-            message.attach(attachment)
+            for attachment in attachments:
+                part = MIMEApplication(attachment.content, attachment.subtype)
+                part.add_header("Content-Disposition", "attachment", filename=attachment.name)
+                message.attach(part)
         # Header values pass through header_value: no input can add a header or break one.
         message["From"] = self.settings.sender
         message["To"] = _header(recipient)
@@ -164,7 +177,7 @@ class NotificationsService:
         recipient: str,
         rendered: RenderedEmail,
         work: Work,
-        pdf: tuple[str, bytes] | None = None,
+        attachments: Sequence[Attachment] = (),
         document_id: UUID | None = None,
         send_after_commit: bool = True,
     ) -> UUID:
@@ -179,7 +192,12 @@ class NotificationsService:
             recipient=recipient,
             subject=rendered.subject,
             document_id=document_id,
-            mime=self._mime(message_id=message_id, recipient=recipient, rendered=rendered, pdf=pdf),
+            mime=self._mime(
+                message_id=message_id,
+                recipient=recipient,
+                rendered=rendered,
+                attachments=attachments,
+            ),
         )
         work.session.add(email)
         if send_after_commit:
@@ -232,7 +250,7 @@ class NotificationsService:
             recipient=invoice.customer.email,
             rendered=rendered,
             work=work,
-            pdf=(f"{invoice.number}.pdf", await _pdf(invoice_document(invoice))),
+            attachments=[await _pdf(f"{invoice.number}.pdf", invoice_document(invoice))],
             document_id=invoice.invoice_id,
         )
 
@@ -257,7 +275,7 @@ class NotificationsService:
             recipient=note.customer.email,
             rendered=rendered,
             work=work,
-            pdf=(f"{note.number}.pdf", await _pdf(credit_note_document(note))),
+            attachments=[await _pdf(f"{note.number}.pdf", credit_note_document(note))],
             document_id=note.credit_note_id,
         )
 
@@ -276,7 +294,7 @@ class NotificationsService:
             recipient=statement.customer.email,
             rendered=rendered,
             work=work,
-            pdf=(name_of_file, await _pdf(statement_document(statement))),
+            attachments=[await _pdf(name_of_file, statement_document(statement))],
         )
 
     async def queue_payment_receipt(self, *, event: Envelope[PaymentReceived], work: Work) -> UUID:
@@ -323,8 +341,10 @@ class NotificationsService:
             work.session.add(reminded)
 
     async def note_terminated(self, *, event: Envelope[AccountTerminated], work: Work) -> None:
-        """A terminated account's customers are reminded of nothing more, from now on."""
+        """A terminated account's customers are reminded of nothing more, from now on; where
+        its purge certificate goes is noted."""
         account_id = event.data.account_id
+        await self._note_certificate_recipient(work, event.data)
         await self._note_settings(work, account_id, terminated=True)
         await work.session.exec(
             update(ReminderInvoice)
@@ -336,6 +356,56 @@ class NotificationsService:
             work,
             col(OutgoingEmail.account_id) == account_id,
             col(OutgoingEmail.kind) == MessageKind.PAYMENT_REMINDER,
+        )
+
+    async def _note_certificate_recipient(self, work: Work, terminated: AccountTerminated) -> None:
+        """Note where the purge certificate goes: the owner's address is readable now, and
+        not once the account's key is destroyed. The row outlives the purge until it is sent."""
+        settings = await work.session.get(AccountMailSettings, terminated.account_id)
+        values = {
+            "address": terminated.owner_email,
+            "account_name": terminated.account_name,
+            "locale": settings.locale if settings is not None else "en",
+            "time_zone": settings.time_zone if settings is not None else "UTC",
+            "noted_at": self.clock(),
+        }
+        await work.session.exec(
+            insert(CertificateRecipient)
+            .values(account_id=terminated.account_id, **values)
+            .on_conflict_do_update(index_elements=["account_id"], set_=values)
+        )
+
+    async def queue_certificate_email(
+        self, *, event: Envelope[AccountPurged], work: Work
+    ) -> UUID | None:
+        """Queue the signed purge certificate to the owner noted at termination, if any."""
+        purged = event.data
+        if purged.certificate is None or purged.signature is None:
+            log.warning("a purge certificate without its signature; nothing to send")
+            return None
+        recipient = await work.session.get(CertificateRecipient, purged.account_id)
+        if recipient is None:
+            log.warning("no address noted for the purge certificate %s", purged.certificate_id)
+            return None
+        look = Look(
+            presentation=MailPresentation(locale=recipient.locale, time_zone=recipient.time_zone),
+            account_name=recipient.account_name,
+        )
+        rendered = certificate_message(
+            self.renderer, look, purged, self.settings.certificate_key_url
+        )
+        return self._queue(
+            cause=event.id,
+            account_id=purged.account_id,
+            kind=MessageKind.PURGE_CERTIFICATE,
+            recipient=recipient.address,
+            rendered=rendered,
+            work=work,
+            attachments=[
+                Attachment("certificate.json", "json", purged.certificate.encode()),
+                Attachment("certificate.sig", "octet-stream", base64.b64decode(purged.signature)),
+            ],
+            document_id=purged.certificate_id,
         )
 
     async def note_mail_settings(
@@ -574,6 +644,8 @@ class NotificationsService:
 
     def _announce(self, work: Work, email: OutgoingEmail, *, reason: str | None = None) -> None:
         """Tell billing's delivery log where the email stands (statuses that are an outcome)."""
+        if email.kind is MessageKind.PURGE_CERTIFICATE:
+            return  # billing keeps nothing of a purged account, and its key is gone
         work.emit(
             EmailStatusChanged(
                 account_id=email.account_id,
@@ -659,6 +731,11 @@ class NotificationsService:
                 delay = None if is_permanent(code) else retry_delay(email.attempts)
                 if delay is None:
                     self._leave_queue(email, EmailStatus.BOUNCED)
+                    if email.kind is MessageKind.PURGE_CERTIFICATE:
+                        # Not deliverable, for good: the address is not kept for another try.
+                        log.error("the purge certificate %s could not be delivered", email.id)
+                        await self._forget_certificate_delivery(work, email)
+                        return False
                     if is_permanent(code):
                         await session.exec(
                             insert(BouncedAddress)
@@ -684,6 +761,8 @@ class NotificationsService:
             email.next_attempt_at = None
             session.add(email)
             self._announce(work, email)
+            if email.kind is MessageKind.PURGE_CERTIFICATE:
+                await self._forget_certificate_delivery(work, email)
             if email.kind is MessageKind.ACCOUNT_EXPORT and email.saga_id is not None:
                 # The bundle went out: notifications' copy goes once this commits.
                 work.after_commit(self.export_store.removal(str(email.saga_id)))
@@ -695,6 +774,16 @@ class NotificationsService:
                     ),
                 )
         return True
+
+    @staticmethod
+    async def _forget_certificate_delivery(work: Work, email: OutgoingEmail) -> None:
+        """The last of a purged account: its certificate's message and address go."""
+        await work.session.delete(email)
+        await work.session.exec(
+            delete(CertificateRecipient).where(
+                col(CertificateRecipient.account_id) == email.account_id
+            )
+        )
 
     @staticmethod
     def _leave_queue(email: OutgoingEmail, status: EmailStatus) -> None:
@@ -869,6 +958,6 @@ def _chunk_key(saga_id: UUID, transfer_id: object, index: int) -> str:
     return f"{saga_id}/bundle/{transfer_id}/{index:06d}"
 
 
-async def _pdf(document: PrintedDocument) -> bytes:
-    """The document laid out off the event loop (it takes CPU)."""
-    return await asyncio.to_thread(render_pdf, document)
+async def _pdf(name: str, document: PrintedDocument) -> Attachment:
+    """The document as a PDF attachment, laid out off the event loop (it takes CPU)."""
+    return Attachment(name, "pdf", await asyncio.to_thread(render_pdf, document))

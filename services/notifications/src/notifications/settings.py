@@ -66,6 +66,10 @@ class NotificationsSettings(ServiceSettings):
         default="http://127.0.0.1:8000/invitations/accept",
         description="Where an invited person accepts (billing's public address).",
     )
+    certificate_key_url: str = Field(
+        default="http://127.0.0.1:8002/certificates/signing-key.pem",
+        description="Where retention publishes the key that verifies purge certificates.",
+    )
     resend_after_s: float = Field(
         default=30.0, ge=0.1, description="A queued email this old is retried by the sweeper."
     )

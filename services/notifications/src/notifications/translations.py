@@ -7,6 +7,12 @@ from __future__ import annotations
 
 CATALOG: dict[str, dict[str, str]] = {
     "fr": {
+        "Certificate of deletion for %(account)s": "Certificat de suppression pour %(account)s",
+        "Every record of %(account)s has been deleted from Quittance's systems, and the key that protected them was destroyed.": "Toutes les données de %(account)s ont été supprimées des systèmes de Quittance, et la clé qui les protégeait a été détruite.",
+        "Attached is the signed certificate of the deletion (certificate.json) and its Ed25519 signature (certificate.sig). It holds no personal data.": "Vous trouverez ci-joint le certificat signé de la suppression (certificate.json) et sa signature Ed25519 (certificate.sig). Il ne contient aucune donnée personnelle.",
+        "Certificate %(id)s, completed on %(when)s.": "Certificat %(id)s, établi le %(when)s.",
+        "To check it, download the public key %(key)s from %(url)s and run:": "Pour le vérifier, téléchargez la clé publique %(key)s depuis %(url)s et exécutez :",
+        "Your address is not kept: this is the last message about this account.": "Votre adresse n'est pas conservée : ceci est le dernier message concernant ce compte.",
         "Total": "Total",
         "Total credited": "Total crédité",
         "%(amount)s more than was due is kept as your credit for later invoices.": "Le trop-perçu de %(amount)s est conservé à votre crédit pour vos prochaines factures.",
@@ -75,6 +81,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "your user details": "vos informations d'utilisateur",
     },
     "de": {
+        "Certificate of deletion for %(account)s": "Löschbescheinigung für %(account)s",
+        "Every record of %(account)s has been deleted from Quittance's systems, and the key that protected them was destroyed.": "Alle Daten von %(account)s wurden aus den Systemen von Quittance gelöscht, und der Schlüssel, der sie schützte, wurde vernichtet.",
+        "Attached is the signed certificate of the deletion (certificate.json) and its Ed25519 signature (certificate.sig). It holds no personal data.": "Anbei die signierte Bescheinigung der Löschung (certificate.json) und ihre Ed25519-Signatur (certificate.sig). Sie enthält keine personenbezogenen Daten.",
+        "Certificate %(id)s, completed on %(when)s.": "Bescheinigung %(id)s, ausgestellt am %(when)s.",
+        "To check it, download the public key %(key)s from %(url)s and run:": "Zur Prüfung laden Sie den öffentlichen Schlüssel %(key)s von %(url)s herunter und führen Sie aus:",
+        "Your address is not kept: this is the last message about this account.": "Ihre Adresse wird nicht gespeichert: Dies ist die letzte Nachricht zu diesem Konto.",
         "Total": "Gesamtbetrag",
         "Total credited": "Gutgeschrieben insgesamt",
         "%(amount)s more than was due is kept as your credit for later invoices.": "Der zu viel gezahlte Betrag von %(amount)s wird Ihnen als Guthaben für künftige Rechnungen angerechnet.",
@@ -143,6 +155,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "your user details": "Ihre Benutzerangaben",
     },
     "es": {
+        "Certificate of deletion for %(account)s": "Certificado de eliminación de %(account)s",
+        "Every record of %(account)s has been deleted from Quittance's systems, and the key that protected them was destroyed.": "Todos los datos de %(account)s se han eliminado de los sistemas de Quittance, y la clave que los protegía se ha destruido.",
+        "Attached is the signed certificate of the deletion (certificate.json) and its Ed25519 signature (certificate.sig). It holds no personal data.": "Se adjuntan el certificado firmado de la eliminación (certificate.json) y su firma Ed25519 (certificate.sig). No contiene datos personales.",
+        "Certificate %(id)s, completed on %(when)s.": "Certificado %(id)s, emitido el %(when)s.",
+        "To check it, download the public key %(key)s from %(url)s and run:": "Para comprobarlo, descargue la clave pública %(key)s desde %(url)s y ejecute:",
+        "Your address is not kept: this is the last message about this account.": "Su dirección no se conserva: este es el último mensaje sobre esta cuenta.",
         "Total": "Total",
         "Total credited": "Total abonado",
         "%(amount)s more than was due is kept as your credit for later invoices.": "El importe pagado en exceso, %(amount)s, queda como saldo a su favor para futuras facturas.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,8 @@ from devstack.testing import (
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.contracts import (
+    AccountPurged,
+    AccountTerminated,
     CreditNoteIssued,
     DetailsChanged,
     ExportAssembled,
@@ -42,6 +45,7 @@ from shared.contracts import (
     new_envelope,
 )
 from shared.export_store import FolderExportStore
+from shared.signing import SigningKey, verify
 
 pytestmark = pytest.mark.integration
 
@@ -304,6 +308,97 @@ async def test_purge_deletes_the_accounts_email_records_and_confirms(
         return await rows_mentioning(settings.database_url, str(invoice.account_id)) == {}
 
     await eventually(nothing_left, timeout=15, what="no row about the account")
+
+
+async def _count(settings: NotificationsSettings, sql: str, *args: Any) -> int:
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        return int(await connection.fetchval(sql, *args))
+    finally:
+        await connection.close()
+
+
+async def test_termination_the_signed_certificate_is_mailed_to_the_owner_then_the_address_goes(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    """TERMINATION: the owner's address, noted at termination, outlives the purge only until
+    the signed certificate is sent to it; the certificate arrives as signed, and verifies."""
+    account_id, saga_id, certificate_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    owner = f"ada-{uuid.uuid4().hex[:8]}@acme.example.com"
+    terminated = AccountTerminated(
+        account_id=account_id,
+        account_name="Acme Ltd",
+        owner_email=owner,
+        terminated_at=datetime.now(UTC),
+    )
+    await _publish(settings, new_envelope(terminated, source="billing"))
+    recipient_sql = "SELECT count(*) FROM certificate_recipient WHERE account_id = $1"
+
+    async def noted() -> bool:
+        return await _count(settings, recipient_sql, account_id) == 1
+
+    await eventually(noted, timeout=20, what="the certificate's recipient noted")
+    purge = PurgeRequested(account_id=account_id, saga_id=saga_id)
+    await _publish(settings, new_envelope(purge, source="retention"))
+    await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("purge.completed"),
+        count=1,
+        key=str(account_id),
+    )
+    assert await _count(settings, recipient_sql, account_id) == 1, "it outlives the purge"
+
+    key = SigningKey.generate()
+    payload = json.dumps(
+        {"certificate_id": str(certificate_id), "completed_at": datetime.now(UTC).isoformat()},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    signature = key.sign(payload)
+    purged = AccountPurged(
+        account_id=account_id,
+        saga_id=saga_id,
+        certificate_id=certificate_id,
+        services=["audit", "billing", "notifications"],
+        certificate=payload.decode(),
+        signature=base64.b64encode(signature).decode(),
+        signing_key_id=key.key_id,
+    )
+    envelope = new_envelope(purged, source="retention")
+    await _publish(settings, envelope)
+    await _publish(settings, envelope)  # redelivered: still one message
+    await mail.wait_for(lambda ms: any(owner in m["to"] for m in ms))
+
+    async def nothing_left() -> bool:
+        return (
+            await rows_mentioning(settings.database_url, str(account_id)) == {}
+            and await rows_mentioning(settings.database_url, owner) == {}
+        )
+
+    await eventually(nothing_left, timeout=15, what="no row about the account or its owner")
+    (message,) = mail.to(owner)
+    assert message["subject"] == "Certificate of deletion for Acme Ltd"
+    assert str(certificate_id) in message["text"]
+    assert key.key_id in message["text"]
+    assert settings.certificate_key_url in message["text"]
+    assert [(a["filename"], a["content_type"]) for a in message["attachments"]] == [
+        ("certificate.json", "application/json"),
+        ("certificate.sig", "application/octet-stream"),
+    ]
+    attached, attached_signature = mail.attachment(message, 0), mail.attachment(message, 1)
+    assert attached == payload, "the certificate arrives byte for byte as it was signed"
+    assert verify(key.public_pem(), attached, attached_signature)
+    # Billing keeps nothing of a purged account: no delivery status is announced for it.
+    statuses = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("email.status_changed"),
+        count=1,
+        key=str(account_id),
+        timeout=3,
+    )
+    assert statuses == []
 
 
 async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whatever_the_name(

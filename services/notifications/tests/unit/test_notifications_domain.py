@@ -26,6 +26,7 @@ from shared.contracts import QuietHours, ReminderSchedule
 def test_use_there_is_no_marketing_kind_of_message() -> None:
     kinds = {kind.value for kind in MessageKind}
     assert kinds == {
+        "purge-certificate",
         "invoice",
         "credit-note",
         "statement",

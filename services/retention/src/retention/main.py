@@ -8,12 +8,13 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from retention.api import saga_routes, sagas_health
+from retention.api import certificate_routes, saga_routes, sagas_health
 from retention.handlers import create_routes
 from retention.services import RetentionService, SagaTiming
 from retention.settings import RetentionSettings
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.signing import SigningKey
 from shared.telemetry import Telemetry
 
 SERVICE = "retention"
@@ -35,6 +36,7 @@ def create_app(
         keys=runtime.keys,
         participants=settings.participants,
         certificate_key=settings.certificate_key.get_secret_value().encode(),
+        signing_key=SigningKey.from_setting(settings.certificate_signing_key.get_secret_value()),
         timing=SagaTiming(
             step_timeout=timedelta(seconds=settings.step_timeout_s),
             max_attempts=settings.max_step_attempts,
@@ -48,7 +50,10 @@ def create_app(
     return create_consumer_app(
         runtime,
         background=[watch_deadlines],
-        routes=saga_routes(service, settings.operator_token.get_secret_value()),
+        routes=[
+            *saga_routes(service, settings.operator_token.get_secret_value()),
+            *certificate_routes(service),
+        ],
         health_checks=[sagas_health(service)],
     )
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, Column, DateTime, func
+from sqlalchemy import BigInteger, Column, DateTime, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -38,6 +38,12 @@ class TerminationSaga(RetentionTable, table=True):
     bundle_transfer_id: UUID | None = None
     bundle_sha256: str | None = None
     bundle_size: int | None = Field(default=None, sa_type=BigInteger)
+    manifest_sha256: str | None = Field(default=None, description="Of the bundle's manifest.")
+    purged_at: dict[str, str] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default="{}"),
+        description="When each participant said it purged (ISO 8601).",
+    )
     terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     step_attempt: int = Field(default=1, description="Requests sent for the current step.")
@@ -71,4 +77,11 @@ class PurgeCertificate(RetentionTable, table=True):
     terminated_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered_at: datetime = Field(sa_type=DateTime(timezone=True))
     completed_at: datetime = Field(sa_type=DateTime(timezone=True))
-    digest: str
+    digest: str = Field(description="SHA-256 of the signed payload.")
+    payload: str | None = Field(
+        default=None,
+        sa_type=Text,
+        description="The certificate as signed: canonical JSON, kept byte for byte.",
+    )
+    signature: str | None = Field(default=None, description="Base64 Ed25519 signature.")
+    signing_key_id: str | None = Field(default=None, description="Which public key verifies it.")

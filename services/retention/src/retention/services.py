@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import zlib
@@ -16,7 +17,7 @@ from uuid import UUID, uuid4
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from retention.domain import SagaStatus, account_reference, certificate_digest
+from retention.domain import Purge, SagaStatus, account_reference, certificate_payload
 from retention.models import PurgeCertificate, TerminationSaga
 from shared.contracts import (
     AccountPurged,
@@ -36,6 +37,7 @@ from shared.deflate import Zip64Writer
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
 from shared.outbox import forget_account_events
+from shared.signing import SigningKey
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class RetentionService:
         keys: KeyStore,
         participants: list[str],
         certificate_key: bytes,
+        signing_key: SigningKey,
         timing: SagaTiming,
     ) -> None:
         self.sessions = sessions
@@ -73,6 +76,7 @@ class RetentionService:
         self.keys = keys
         self.participants = sorted(participants)
         self.certificate_key = certificate_key
+        self.signing_key = signing_key
         self.timing = timing
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
@@ -143,7 +147,7 @@ class RetentionService:
         ):
             return
         try:
-            size, sha256 = await asyncio.to_thread(self._assemble, saga)
+            size, sha256, saga.manifest_sha256 = await asyncio.to_thread(self._assemble, saga)
         except _CorruptSliceError as exc:
             # A chunk did not add up to what its participant hashed: ask for that slice again.
             log.error("slice of %s failed its checksum; asking for it again", exc.service)
@@ -167,7 +171,7 @@ class RetentionService:
             for service, slice_ in saga.slices.items()
         )
 
-    def _assemble(self, saga: TerminationSaga) -> tuple[int, str]:
+    def _assemble(self, saga: TerminationSaga) -> tuple[int, str, str]:
         """Write the ZIP of CSVs (one per service and table) with a manifest, streaming.
 
         The participants' deflate pieces go into the ZIP as they are; each file is inflated
@@ -201,11 +205,12 @@ class RetentionService:
                             "sha256": file["sha256"],
                         }
                     )
-            bundle.add_bytes(
-                "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode()
-            )
+            manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            bundle.add_bytes("manifest.json", manifest_bytes)
             bundle.close()
-        return self.store.size(key), self.store.sha256(key)
+        # The certificate names the manifest: the customer hashes the one in their bundle.
+        manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+        return self.store.size(key), self.store.sha256(key), manifest_sha256
 
     def _pieces(
         self, saga: TerminationSaga, service: str, slice_: dict[str, Any], file: dict[str, Any]
@@ -282,6 +287,7 @@ class RetentionService:
         if saga is None or saga.status is not SagaStatus.PURGING:
             return
         saga.purged = {**saga.purged, event.producer: purged.rows_deleted}
+        saga.purged_at = {**saga.purged_at, event.producer: event.time.isoformat()}
         if set(saga.purged) < set(saga.participants):
             work.session.add(saga)
             return
@@ -295,12 +301,17 @@ class RetentionService:
                 saga_id=saga.id,
                 certificate_id=certificate.id,
                 services=sorted(saga.purged),
+                certificate=certificate.payload,
+                signature=certificate.signature,
+                signing_key_id=certificate.signing_key_id,
             ),
             replayable=False,
         )
         work.after_commit(self.store.removal(str(saga.id)))  # the bundle goes with the saga
 
     def _certificate(self, saga: TerminationSaga, destroyed_keys: list[str]) -> PurgeCertificate:
+        """The purge certificate, signed: what was exported, what each service deleted and
+        when, which keys were destroyed; verifiable offline with the published public key."""
         assert saga.bundle_sha256 is not None
         assert saga.delivered_at is not None
         certificate = PurgeCertificate(
@@ -313,10 +324,27 @@ class RetentionService:
             delivered_at=saga.delivered_at,
             completed_at=datetime.now(UTC),
             digest="",
+            signing_key_id=self.signing_key.key_id,
         )
-        certificate.digest = certificate_digest(
-            certificate.model_dump(mode="json", exclude={"digest"})
+        payload = certificate_payload(
+            certificate_id=certificate.id,
+            saga_id=certificate.saga_id,
+            account_reference=certificate.account_reference,
+            bundle_sha256=certificate.bundle_sha256,
+            manifest_sha256=saga.manifest_sha256,
+            purges={
+                service: Purge(rows=rows, at=saga.purged_at.get(service, ""))
+                for service, rows in saga.purged.items()
+            },
+            destroyed_keys=certificate.destroyed_keys,
+            terminated_at=certificate.terminated_at,
+            delivered_at=certificate.delivered_at,
+            completed_at=certificate.completed_at,
+            signing_key_id=self.signing_key.key_id,
         )
+        certificate.payload = payload.decode()
+        certificate.digest = hashlib.sha256(payload).hexdigest()
+        certificate.signature = base64.b64encode(self.signing_key.sign(payload)).decode()
         return certificate
 
     # ------------------------------------------------------------------ deadlines
@@ -396,6 +424,11 @@ class RetentionService:
                 )
 
         return resend
+
+    async def certificate(self, certificate_id: UUID) -> PurgeCertificate | None:
+        """A purge certificate by its id."""
+        async with self.sessions() as session:
+            return await session.get(PurgeCertificate, certificate_id)
 
     async def sagas(self) -> list[TerminationSaga]:
         """Every saga in flight, those needing a person first (for operators)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
+from shared.signing import SigningKey
 
 
 class RetentionSettings(ServiceSettings):
@@ -26,6 +27,11 @@ class RetentionSettings(ServiceSettings):
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}certificate-key"),
         description="Keys the account reference in purge certificates (HMAC-SHA256).",
     )
+    certificate_signing_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}certificate-signing-key"),
+        description="PEM Ed25519 private key (PKCS#8) that signs purge certificates; its public "
+        "half is published at /certificates/signing-key.pem.",
+    )
     step_timeout_s: float = Field(
         default=600, gt=0, description="How long a saga step may take before it is retried."
     )
@@ -39,3 +45,10 @@ class RetentionSettings(ServiceSettings):
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
         description="Bearer token operators use to list sagas in flight.",
     )
+
+    @field_validator("certificate_signing_key")
+    @classmethod
+    def _signing_key_loads(cls, value: SecretStr) -> SecretStr:
+        """A key that cannot sign fails at start, not at the first certificate."""
+        SigningKey.from_setting(value.get_secret_value())  # SigningKeyError is a ValueError
+        return value

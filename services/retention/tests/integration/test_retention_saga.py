@@ -7,21 +7,24 @@ import csv
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import select
 
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
-from retention.domain import certificate_digest
 from retention.main import create_app
 from retention.services import certificate_for
 from retention.settings import RetentionSettings
+from retention.verify_certificate import check
 from shared.contracts import (
     AccountTerminated,
     ExportDelivered,
@@ -36,9 +39,12 @@ from shared.db import create_engine, create_session_factory
 from shared.deflate import deflate_piece
 from shared.export_store import FolderExportStore
 from shared.keystore import create_key_store
+from shared.signing import SigningKey
 
 pytestmark = pytest.mark.integration
 PARTICIPANTS = ("billing", "notifications", "audit")
+# The README's offline check uses the openssl command; Debian and macOS ship it.
+OPENSSL = shutil.which("openssl") or "openssl"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,7 @@ def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
         **service_env("retention"),
         certificate_key="test-certificate-key",  # type: ignore[arg-type]
         operator_token="test-operator-token",  # type: ignore[arg-type]
+        certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
     )
 
 
@@ -259,9 +266,125 @@ async def test_termination_collects_chunked_slices_delivers_purges_and_certifies
     assert str(certificate.id) == purged["certificate_id"]
     assert certificate.services == {"audit": 3, "billing": 3, "notifications": 3}
     assert len(certificate.destroyed_keys) == 1
-    assert certificate.digest == certificate_digest(
-        certificate.model_dump(mode="json", exclude={"digest"})
+    assert certificate.payload is not None
+    assert certificate.digest == hashlib.sha256(certificate.payload.encode()).hexdigest()
+
+
+async def _certified(
+    settings: RetentionSettings, account_id: uuid.UUID
+) -> tuple[zipfile.ZipFile, dict[str, Any]]:
+    """Run a whole termination, the test playing every participant; the bundle and the
+    `account.purged` event."""
+    await _terminate(settings, account_id)
+    saga_id = uuid.UUID((await _events(settings, "export.requested", account_id))[0]["saga_id"])
+    for service, files in SLICES.items():
+        await _send_slice(
+            settings, service=service, account_id=account_id, saga_id=saga_id, files=files
+        )
+    bundle = await _bundle(settings, account_id)
+    await _publish(
+        settings,
+        ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
+        "notifications",
     )
+    await _events(settings, "purge.requested", account_id)
+    for rows, service in enumerate(PARTICIPANTS, start=4):
+        await _publish(
+            settings,
+            PurgeCompleted(account_id=account_id, saga_id=saga_id, rows_deleted=rows),
+            service,
+        )
+    return bundle, (await _events(settings, "account.purged", account_id))[0]
+
+
+def _openssl_verifies(folder: Path, payload: bytes, signature: bytes, key: bytes) -> bool:
+    """What `openssl pkeyutl -verify` says, as the README tells a customer to run it."""
+    (folder / "certificate.json").write_bytes(payload)
+    (folder / "certificate.sig").write_bytes(signature)
+    (folder / "signing-key.pem").write_bytes(key)
+    command = "pkeyutl -verify -pubin -inkey signing-key.pem -rawin"
+    command += " -in certificate.json -sigfile certificate.sig"
+    result = subprocess.run(
+        [OPENSSL, *command.split()],
+        cwd=folder,
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0 and b"Signature Verified Successfully" in result.stdout
+
+
+async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
+    settings: RetentionSettings, tmp_path: Path
+) -> None:
+    """TERMINATION: the certificate says what was exported (the manifest's hash), what each
+    service deleted and when, which key was destroyed; Ed25519-signed, it verifies with the
+    published key alone, and one changed byte is refused. It holds no personal data."""
+    account_id = uuid.uuid4()
+    async with running(create_app(settings)) as client:
+        bundle, purged = await _certified(settings, account_id)
+        certificate_id = purged["certificate_id"]
+        envelope = (await client.get("/certificates", params={"id": certificate_id})).json()
+        payload_response = await client.get(
+            "/certificates", params={"id": certificate_id, "part": "payload"}
+        )
+        signature_response = await client.get(
+            "/certificates", params={"id": certificate_id, "part": "signature"}
+        )
+        key_response = await client.get("/certificates/signing-key.pem")
+        refusals = [
+            await client.get("/certificates", params={"id": "nope"}),
+            await client.get("/certificates", params={"id": certificate_id, "part": "all"}),
+        ]
+        unknown = await client.get("/certificates", params={"id": str(uuid.uuid4())})
+
+    payload, signature, key = (
+        payload_response.content,
+        signature_response.content,
+        key_response.content,
+    )
+    assert payload_response.headers["content-type"] == "application/json"
+    assert len(signature) == 64
+    assert key.startswith(b"-----BEGIN PUBLIC KEY-----")
+    document = json.loads(payload)
+    assert envelope["certificate"] == document
+    assert envelope["payload"].encode() == payload
+    assert envelope["signature"]["algorithm"] == "Ed25519"
+    assert envelope["signature"]["key_id"] == key_response.headers["key-id"]
+
+    assert document["certificate_id"] == certificate_id
+    assert (
+        document["exported"]["manifest_sha256"]
+        == hashlib.sha256(bundle.read("manifest.json")).hexdigest()
+    ), "the customer can match the certificate to the manifest in their bundle"
+    assert {service: part["rows"] for service, part in document["deleted"].items()} == {
+        "billing": 4,
+        "notifications": 5,
+        "audit": 6,
+    }
+    assert all(
+        datetime.fromisoformat(part["completed_at"])
+        <= datetime.fromisoformat(document["completed_at"])
+        for part in document["deleted"].values()
+    )
+    assert len(document["destroyed_keys"]) == 1
+    text = payload.decode()
+    for personal in ("Acme", "ada@acme.example.com", str(account_id)):
+        assert personal not in text, "the certificate names the account only by a keyed hash"
+
+    valid, message = check(payload, signature, key)
+    assert valid, message
+    assert _openssl_verifies(tmp_path, payload, signature, key)
+    for position in (0, len(payload) // 2, len(payload) - 1):
+        tampered = bytearray(payload)
+        tampered[position] ^= 0x01
+        assert not check(bytes(tampered), signature, key)[0], f"byte {position} changed"
+        assert not _openssl_verifies(tmp_path, bytes(tampered), signature, key)
+    other_key = SigningKey.generate().public_pem()
+    assert not check(payload, signature, other_key)[0], "another key does not verify it"
+
+    assert [r.status_code for r in refusals] == [422, 422]
+    assert [r.json()["errors"][0]["field"] for r in refusals] == ["id", "part"]
+    assert unknown.status_code == 404
 
 
 async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(
@@ -364,6 +487,7 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
         keys=keys,
         participants=list(PARTICIPANTS),
         certificate_key=b"test",
+        signing_key=SigningKey.generate(),
         timing=SagaTiming(step_timeout=timedelta(hours=1), max_attempts=3),
     )
     account_id = uuid.uuid4()

@@ -498,6 +498,16 @@ class AccountPurged(EventData):
     saga_id: UUID = Field(description="The termination saga.")
     certificate_id: UUID = Field(description="The purge certificate retention issued.")
     services: list[str] = Field(description="Services that confirmed.")
+    # No personal data (the account is a keyed hash in it): readable after the key is gone.
+    certificate: str | None = Field(
+        default=None, description="The certificate as signed: canonical JSON, byte for byte."
+    )
+    signature: str | None = Field(
+        default=None, description="Base64 of the certificate's Ed25519 signature."
+    )
+    signing_key_id: str | None = Field(
+        default=None, description="Id of the published public key that verifies it."
+    )
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {

@@ -83,7 +83,7 @@ TOPICS: tuple[Topic, ...] = (
         "account.terminated",
         ("billing",),
         ("retention", "notifications"),
-        "Start the termination saga; reminders stop at once.",
+        "Start the termination saga; reminders stop at once; note where the certificate goes.",
     ),
     Topic(
         "account.mail_settings_changed",
@@ -135,7 +135,12 @@ TOPICS: tuple[Topic, ...] = (
         ("retention",),
         "A service confirms its purge.",
     ),
-    Topic("account.purged", ("retention",), (), "The purge certificate was issued."),
+    Topic(
+        "account.purged",
+        ("retention",),
+        ("notifications",),
+        "The signed purge certificate was issued; email it to the owner.",
+    ),
 )
 
 
