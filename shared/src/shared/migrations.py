@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.delivery import DeliveryTable
+from shared.legal_holds import LegalHoldMark  # noqa: F401 - its table joins the shared metadata
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:

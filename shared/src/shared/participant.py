@@ -32,11 +32,13 @@ from shared.contracts import (
     ExportSliceWritten,
     PurgeCompleted,
     PurgeRequested,
+    consumers_of,
 )
 from shared.data_map import AccountDataMap, AccountTable
 from shared.deflate import DeflateChunker, inflate_pieces
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
+from shared.legal_holds import HoldHook, LegalHolds, forget_holds
 from shared.outbox import forget_account_events
 from shared.routing import EventRoutes
 from shared.unit_of_work import Work
@@ -149,8 +151,9 @@ class Participant:
         """The service taking part."""
         return self.data_map.service
 
-    def register(self, routes: EventRoutes) -> None:
-        """Add the service's export and purge handlers to its routes."""
+    def register(self, routes: EventRoutes, *, on_legal_hold: HoldHook | None = None) -> None:
+        """Add the service's export and purge handlers to its routes, and the legal holds'
+        (with the service's own part of them, if any)."""
 
         @routes.on(ExportRequested)
         async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
@@ -159,8 +162,15 @@ class Participant:
 
         @routes.on(PurgeRequested)
         async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
-            """Delete everything this service holds about the account and confirm."""
-            await self.purge(event.data, work)
+            """Delete everything this service holds about the account and confirm; under a
+            legal hold, nothing (retention asks again once the hold is released)."""
+            try:
+                await self.purge(event.data, work)
+            except PurgeBlockedError as blocked:
+                log.warning("purge of saga %s refused: %s", event.data.saga_id, blocked)
+
+        if self.service in consumers_of("legal_hold.placed"):
+            LegalHolds.register(routes, then=on_legal_hold)  # every participant knows (LAW)
 
     # ------------------------------------------------------------------ export
 
@@ -263,6 +273,7 @@ class Participant:
         # The outbox keeps published events for replay: the account's go too, and the
         # confirmation itself is deleted as soon as the broker has it.
         deleted += await forget_account_events(work.session, account_id=request.account_id)
+        deleted += await forget_holds(work.session, request.account_id)  # none stands
         work.emit(
             PurgeCompleted(
                 account_id=request.account_id, saga_id=request.saga_id, rows_deleted=deleted

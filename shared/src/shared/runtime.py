@@ -26,6 +26,7 @@ from shared.health import (
 from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
 from shared.keystore import KeyStore, create_key_store
+from shared.legal_holds import LegalHolds
 from shared.outbox import Outbox, OutboxRelay
 from shared.participant import Participant
 from shared.routing import EventRoutes
@@ -130,7 +131,13 @@ class ServiceRuntime(Generic[SettingsT]):
 
     def participant(self, data_map: AccountDataMap) -> Participant:
         """The service's part in terminations, derived from its account data map."""
-        return Participant(data_map=data_map, engine=self.engine, store=self.store, keys=self.keys)
+        return Participant(
+            data_map=data_map,
+            engine=self.engine,
+            store=self.store,
+            keys=self.keys,
+            guard=LegalHolds(self.engine),
+        )
 
     def consume(self, routes: EventRoutes) -> None:
         """Subscribe the service's routes, dispatching through its units of work and key store."""

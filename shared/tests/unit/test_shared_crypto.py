@@ -36,6 +36,8 @@ from shared.contracts import (
     InvoicePaymentStatusChanged,
     InvoiceVoided,
     IssuedInvoiceCustomer,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     MailPresentation,
     NewDeviceSignedIn,
     PaymentReceived,
@@ -303,6 +305,24 @@ SAMPLES: dict[str, EventData] = {
     "purge.completed": PurgeCompleted(account_id=ACCOUNT, saga_id=SAGA, rows_deleted=3),
     "account.purged": AccountPurged(
         account_id=ACCOUNT, saga_id=SAGA, certificate_id=uuid.uuid4(), services=["billing"]
+    ),
+    "legal_hold.placed": LegalHoldPlaced(
+        account_id=ACCOUNT,
+        hold_id=uuid.uuid4(),
+        legal_basis="Court order 2030/117 (Jane Doe v. Acme)",
+        reason="Preserve everything of 2029",
+        placed_by=uuid.uuid4(),
+        placed_by_name="Lea Legal",
+        placed_at=datetime(2030, 1, 1, tzinfo=UTC),
+        ends_at=None,
+    ),
+    "legal_hold.released": LegalHoldReleased(
+        account_id=ACCOUNT,
+        hold_id=uuid.uuid4(),
+        released_by=uuid.uuid4(),
+        released_by_name="Lea Legal",
+        reason="Settled with Jane Doe",
+        released_at=datetime(2030, 2, 1, tzinfo=UTC),
     ),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from audit.services import AuditService
 from shared.contracts import DataAccessed, Envelope
+from shared.legal_holds import HoldEvent
 from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
@@ -21,5 +22,9 @@ def create_routes(
         """Append the access to the account's trail."""
         await service.record_access(event=event, work=work)
 
-    participant.register(routes)
+    async def on_legal_hold(event: HoldEvent, work: Work) -> None:
+        """Append the placing or release of a legal hold to the account's trail (LAW)."""
+        await service.record_legal_hold(event, work)
+
+    participant.register(routes, on_legal_hold=on_legal_hold)
     return routes

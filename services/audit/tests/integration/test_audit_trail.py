@@ -14,8 +14,16 @@ from audit.main import create_app
 from audit.services import AuditService
 from audit.settings import AuditSettings
 from devstack.testing import eventually, produce, running, sealed
-from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
+from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
+    DataAccessed,
+    LegalHoldPlaced,
+    LegalHoldReleased,
+    new_envelope,
+)
 from shared.db import create_engine, create_session_factory
+from shared.legal_holds import LegalHolds
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +109,64 @@ async def test_staff_access_a_row_edited_in_the_database_is_detected(
     finally:
         await connection.close()
     assert await audit.verify_chain(account_id) == 2
+
+
+async def test_law_placing_and_releasing_a_legal_hold_are_in_the_trail_and_known_to_audit(
+    audit: AuditService, settings: AuditSettings
+) -> None:
+    """Each act on a hold is a chained entry naming the legal staff member, the basis and
+    the reason; audit's own purge of the account would be refused while the hold stands."""
+    account_id, hold_id, staff_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    placed = new_envelope(
+        LegalHoldPlaced(
+            account_id=account_id,
+            hold_id=hold_id,
+            legal_basis="Court order 2030/117",
+            reason="Litigation",
+            placed_by=staff_id,
+            placed_by_name="Lea Legal",
+            placed_at=datetime.now(UTC),
+        ),
+        source="billing",
+    )
+    await _publish_to(settings, "legal_hold.placed", placed)
+    await eventually(lambda: _entries(audit, account_id, 1), what="the placing recorded")
+    guard = LegalHolds(create_engine(settings.database_url))
+    try:
+        assert await guard.purge_blocked(account_id) is not None, "audit knows of the hold"
+        released = new_envelope(
+            LegalHoldReleased(
+                account_id=account_id,
+                hold_id=hold_id,
+                released_by=staff_id,
+                released_by_name="Lea Legal",
+                reason="Settled",
+                released_at=datetime.now(UTC),
+            ),
+            source="billing",
+        )
+        await _publish_to(settings, "legal_hold.released", released)
+        entries = await eventually(
+            lambda: _entries(audit, account_id, 2), what="the release recorded"
+        )
+        assert await guard.purge_blocked(account_id) is None, "the release lifts it"
+    finally:
+        await guard.engine.dispose()
+    assert [(e.outcome, e.actor, e.actor_id, e.purpose) for e in entries] == [
+        ("hold-placed", "legal", str(staff_id), "legal"),
+        ("hold-released", "legal", str(staff_id), "legal"),
+    ]
+    assert entries[0].reason == "Court order 2030/117: Litigation"
+    assert entries[1].reason == "Settled"
+    assert {e.resource_id for e in entries} == {str(hold_id)}
+    assert await audit.verify_chain(account_id) is None
+
+
+async def _publish_to(settings: AuditSettings, topic: str, envelope: Any) -> None:
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic(topic),
+        await sealed(envelope, settings.keystore),
+        key=envelope.subject.encode(),
+        headers=[("content-type", b"application/json")],
+    )

@@ -27,6 +27,9 @@ class _Trail:
     async def record_access(self, *, event: Envelope[DataAccessed], work: Any) -> None:
         self.recorded.append(event)
 
+    async def record_legal_hold(self, event: Envelope[Any], work: Any) -> None:
+        self.recorded.append(event)
+
 
 def _harness() -> tuple[HandlerHarness, _Trail, RecordingParticipant]:
     trail, participant = _Trail(), RecordingParticipant(DATA_MAP)

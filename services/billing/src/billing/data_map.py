@@ -5,6 +5,7 @@ from __future__ import annotations
 from billing.models import (
     AccessGrant,
     Account,
+    AccountLegalHold,
     ApiKey,
     AppUser,
     ChangeRecord,
@@ -382,6 +383,16 @@ DATA_MAP = AccountDataMap(
             ),
             personal=("name", "email", "address", "tax_id", "notes"),
             order_by=("created_at", "id"),
+        ),
+        account_table(
+            AccountLegalHold,
+            retention=CONTRACT,
+            withheld={
+                column: "a legal hold is not disclosed to the account (it may be confidential)"
+                for column in AccountLegalHold.model_fields
+            },
+            personal=("legal_basis", "reason", "release_reason"),
+            order_by=("placed_at", "id"),
         ),
         account_table(
             AccessGrant,

@@ -21,6 +21,7 @@ from billing.deliveries.service import DeliveryService
 from billing.errors import BillingError, NotAuthenticatedError
 from billing.integrations.service import IntegrationService
 from billing.invoices.service import InvoiceService
+from billing.legal_holds.service import LegalHoldService
 from billing.payments.service import PaymentService
 from billing.rectification.service import ChangeService
 from billing.recurring.service import RecurringService
@@ -57,6 +58,7 @@ class Services:
     customers: CustomerService
     deliveries: DeliveryService
     integrations: IntegrationService
+    legal_holds: LegalHoldService
     invoices: InvoiceService
     payments: PaymentService
     recurring: RecurringService

@@ -34,6 +34,8 @@ from billing.integrations import routes as integrations
 from billing.integrations.service import IntegrationService
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
+from billing.legal_holds import routes as legal_holds
+from billing.legal_holds.service import LegalHoldService
 from billing.payments import routes as payments
 from billing.payments.factory import create_gateway
 from billing.payments.service import PaymentService
@@ -100,6 +102,7 @@ def create_app(
         credit_notes=CreditNoteService(sessions=sessions, units=units),
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
         deliveries=DeliveryService(sessions=sessions),
+        legal_holds=LegalHoldService(sessions=sessions, units=units),
         integrations=IntegrationService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         payments=PaymentService(
@@ -197,6 +200,7 @@ def create_app(
         webhooks,
         integrations,
         deliveries,
+        legal_holds,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

@@ -10,6 +10,7 @@ from billing.database import BillingTable
 from billing.deliveries.models import EmailDelivery
 from billing.integrations.models import Integration
 from billing.invoices.models import Invoice, InvoiceLine
+from billing.legal_holds.models import AccountLegalHold
 from billing.payments.models import (
     CustomerCredit,
     GatewayWebhook,
@@ -31,6 +32,7 @@ IdempotencyRecord = idempotency_table(BillingTable.metadata)
 __all__ = [
     "AccessGrant",
     "Account",
+    "AccountLegalHold",
     "ApiKey",
     "AppUser",
     "BillingTable",

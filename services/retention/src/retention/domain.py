@@ -19,6 +19,7 @@ class SagaStatus(StrEnum):
     EXPORTING = "exporting"
     DELIVERING = "delivering"
     PURGING = "purging"
+    HELD = "held"  # exported and delivered; a legal hold stands, so nothing is purged (LAW)
 
 
 def account_reference(account_id: UUID, key: bytes) -> str:

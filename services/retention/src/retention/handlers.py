@@ -9,6 +9,8 @@ from shared.contracts import (
     ExportDelivered,
     ExportSliceChunk,
     ExportSliceWritten,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     PurgeCompleted,
 )
 from shared.routing import EventRoutes
@@ -44,5 +46,15 @@ def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRo
     async def on_purge_completed(event: Envelope[PurgeCompleted], work: Work) -> None:
         """Collect a purge confirmation; certify when all are in."""
         await service.record_purge(event=event, work=work)
+
+    @routes.on(LegalHoldPlaced)
+    async def on_legal_hold_placed(event: Envelope[LegalHoldPlaced], work: Work) -> None:
+        """No termination of the account purges while the hold stands (LAW)."""
+        await service.note_hold_placed(placed=event.data, work=work)
+
+    @routes.on(LegalHoldReleased)
+    async def on_legal_hold_released(event: Envelope[LegalHoldReleased], work: Work) -> None:
+        """A termination that waited for the hold goes on, if no other stands."""
+        await service.note_hold_released(released=event.data, work=work)
 
     return routes

@@ -55,6 +55,11 @@ class TerminationSaga(RetentionTable, table=True):
         sa_column=Column(JSONB, nullable=False, server_default="[]"),
         description="The account's data keys, destroyed once the export was delivered.",
     )
+    waiting_for_holds: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default="[]"),
+        description="The legal holds a held saga waits for.",
+    )
     needs_attention: str | None = Field(
         default=None, description="Why a person must look: set when retries are used up."
     )

@@ -29,6 +29,8 @@ from shared.contracts import (
     ExportRequested,
     ExportSliceChunk,
     ExportSliceWritten,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     PurgeCompleted,
     PurgeRequested,
 )
@@ -36,6 +38,7 @@ from shared.db import SessionFactory
 from shared.deflate import Zip64Writer
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
+from shared.legal_holds import note_placed, note_released, standing_holds
 from shared.outbox import forget_account_events
 from shared.signing import SigningKey
 from shared.unit_of_work import UnitsOfWork, Work
@@ -264,9 +267,21 @@ class RetentionService:
     # ------------------------------------------------------------------ delivery and purge
 
     async def record_delivery(self, *, delivered: ExportDelivered, work: Work) -> None:
-        """The customer has their export: ask every participant to purge."""
+        """The customer has their export: ask every participant to purge, unless a legal
+        hold stands (then the saga waits, keys and all, until it is released)."""
         saga = await self._saga(work.session, delivered.saga_id)
         if saga is None or saga.status is not SagaStatus.DELIVERING:
+            return
+        saga.delivered_at = datetime.now(UTC)
+        await self._purge_unless_held(saga, work)
+
+    async def _purge_unless_held(self, saga: TerminationSaga, work: Work) -> None:
+        holds = await standing_holds(work.session, saga.account_id)
+        if holds:
+            self._next_step(saga, SagaStatus.HELD)
+            saga.waiting_for_holds = [str(hold) for hold in holds]
+            work.session.add(saga)
+            log.warning("saga %s waits: %d legal hold(s) stand", saga.id, len(holds))
             return
         # The customer has everything; nobody needs to read the account's events again. The
         # key goes now, before the purges: every copy of those events (topics, dead letters,
@@ -276,9 +291,37 @@ class RetentionService:
             {*saga.destroyed_keys, *await self.keys.destroy(saga.account_id)}
         )
         self._next_step(saga, SagaStatus.PURGING)
-        saga.delivered_at = datetime.now(UTC)
+        saga.waiting_for_holds = []
         work.session.add(saga)
-        work.emit(PurgeRequested(account_id=saga.account_id, saga_id=saga.id))
+        work.emit(
+            PurgeRequested(account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt)
+        )
+
+    async def note_hold_placed(self, *, placed: LegalHoldPlaced, work: Work) -> None:
+        """Keep the hold; a saga still purging stops asking (what is purged stays purged)."""
+        await note_placed(work.session, placed)
+        saga = await self._saga_of_account(work.session, placed.account_id)
+        if saga is not None and saga.status is SagaStatus.PURGING:
+            self._next_step(saga, SagaStatus.HELD)
+            saga.waiting_for_holds = [str(placed.hold_id)]
+            work.session.add(saga)
+
+    async def note_hold_released(self, *, released: LegalHoldReleased, work: Work) -> None:
+        """Drop the hold; a saga that waited for it goes on when no other hold stands."""
+        await note_released(work.session, released)
+        saga = await self._saga_of_account(work.session, released.account_id)
+        if saga is not None and saga.status is SagaStatus.HELD:
+            await self._purge_unless_held(saga, work)
+
+    async def _saga_of_account(
+        self, session: AsyncSession, account_id: UUID
+    ) -> TerminationSaga | None:
+        result = await session.exec(
+            select(TerminationSaga)
+            .where(TerminationSaga.account_id == account_id)
+            .with_for_update()
+        )
+        return result.first()
 
     async def record_purge(self, *, event: Envelope[PurgeCompleted], work: Work) -> None:
         """Note a participant's purge; when all have purged, certify and forget the saga."""
@@ -366,6 +409,10 @@ class RetentionService:
             )
             for saga in overdue.all():
                 chased += 1
+                if saga.status is SagaStatus.HELD:
+                    # Waiting for the law is not a stall: look again, go on if the hold ended.
+                    await self._purge_unless_held(saga, work)
+                    continue
                 if saga.step_attempt >= self.timing.max_attempts:
                     saga.needs_attention = (
                         f"{saga.status} step overdue after {saga.step_attempt} requests; "
@@ -392,6 +439,8 @@ class RetentionService:
         }.get(saga.status, {})
         if saga.status is SagaStatus.DELIVERING:
             return ["notifications"]
+        if saga.status is SagaStatus.HELD:
+            return [f"legal hold {hold}" for hold in saga.waiting_for_holds]
         return sorted(set(saga.participants) - set(done))
 
     def _request_again(self, saga: TerminationSaga, work: Work) -> None:

@@ -31,6 +31,8 @@ from shared.contracts import (
     ExportFile,
     ExportSliceChunk,
     ExportSliceWritten,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     PurgeCompleted,
     new_envelope,
 )
@@ -385,6 +387,96 @@ async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
     assert [r.status_code for r in refusals] == [422, 422]
     assert [r.json()["errors"][0]["field"] for r in refusals] == ["id", "part"]
     assert unknown.status_code == 404
+
+
+async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_released(
+    settings: RetentionSettings,
+) -> None:
+    """LAW: the customer still gets their export; then nothing is purged and no key is
+    destroyed while the hold stands, operators see the saga waiting for it, and its release
+    lets the purge go on."""
+    account_id, hold_id, staff_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _publish(
+        settings,
+        LegalHoldPlaced(
+            account_id=account_id,
+            hold_id=hold_id,
+            legal_basis="Court order 2030/117",
+            reason="Litigation",
+            placed_by=staff_id,
+            placed_by_name="Lea Legal",
+            placed_at=datetime.now(UTC),
+        ),
+        "billing",
+    )
+    async with running(create_app(settings)) as client:
+        await _terminate(settings, account_id)
+        saga_id = uuid.UUID((await _events(settings, "export.requested", account_id))[0]["saga_id"])
+        for service, files in SLICES.items():
+            await _send_slice(
+                settings, service=service, account_id=account_id, saga_id=saga_id, files=files
+            )
+        await _bundle(settings, account_id)  # the export is made and sent all the same
+        await _publish(
+            settings,
+            ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
+            "notifications",
+        )
+        operator = {"Authorization": "Bearer test-operator-token"}
+
+        async def saga_status() -> dict[str, Any] | None:
+            sagas = (await client.get("/sagas", headers=operator)).json()
+            return next((s for s in sagas if s["saga_id"] == str(saga_id)), None)
+
+        async def held() -> dict[str, Any] | None:
+            saga = await saga_status()
+            return saga if saga is not None and saga["status"] == "held" else None
+
+        waiting = await eventually(held, timeout=20, what="the saga waiting for the hold")
+        assert waiting["waiting_for"] == [f"legal hold {hold_id}"]
+        assert waiting["needs_attention"] is None, "waiting for the law is not a stall"
+        purges = await read_events(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic("purge.requested"),
+            count=1,
+            key=str(account_id),
+            timeout=3,
+        )
+        assert purges == [], "nothing is asked to purge under a hold"
+        keys = create_key_store(settings.keystore)
+        await keys.start()
+        try:
+            assert await keys.key_for_writing(account_id), "the account's key is kept"
+        finally:
+            await keys.close()
+
+        await _publish(
+            settings,
+            LegalHoldReleased(
+                account_id=account_id,
+                hold_id=hold_id,
+                released_by=staff_id,
+                released_by_name="Lea Legal",
+                reason="Settled",
+                released_at=datetime.now(UTC),
+            ),
+            "billing",
+        )
+        await _events(settings, "purge.requested", account_id)
+
+        async def purging() -> bool:
+            saga = await saga_status()
+            return saga is not None and saga["status"] == "purging"
+
+        await eventually(purging, timeout=20, what="the purge going on after the release")
+    keys = create_key_store(settings.keystore)
+    await keys.start()
+    try:
+        with pytest.raises(KeyDestroyedError):
+            await keys.key_for_writing(account_id)
+    finally:
+        await keys.close()
+    await _clear_saga(settings, account_id)
 
 
 async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(

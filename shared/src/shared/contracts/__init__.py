@@ -33,6 +33,8 @@ from shared.contracts.events import (
     InvoicePaymentStatusChanged,
     InvoiceVoided,
     IssuedInvoiceCustomer,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     MailPresentation,
     NewDeviceSignedIn,
     PaymentReceived,
@@ -46,7 +48,7 @@ from shared.contracts.events import (
     TaxTotal,
     UserInvited,
 )
-from shared.contracts.topics import TOPICS, Topic, dead_letter_topic
+from shared.contracts.topics import TOPICS, Topic, consumers_of, dead_letter_topic
 
 __all__ = [
     "EVENT_TYPES",
@@ -77,6 +79,8 @@ __all__ = [
     "InvoicePaymentStatusChanged",
     "InvoiceVoided",
     "IssuedInvoiceCustomer",
+    "LegalHoldPlaced",
+    "LegalHoldReleased",
     "MailPresentation",
     "NewDeviceSignedIn",
     "PaymentReceived",
@@ -90,6 +94,7 @@ __all__ = [
     "TaxTotal",
     "Topic",
     "UserInvited",
+    "consumers_of",
     "dead_letter_topic",
     "envelope_of",
     "new_envelope",

@@ -391,6 +391,33 @@ class DataAccessed(EventData):
     accessed_at: datetime = Field(description="When it was read.")
 
 
+class LegalHoldPlaced(EventData):
+    """Legal staff put the account's data on hold: no service may purge any of it until the
+    hold is released or ends (LAW)."""
+
+    event_type = "legal_hold.placed"
+
+    hold_id: UUID = Field(description="The hold.")
+    legal_basis: str = personal_data("The law, order or request that requires it (free text).")
+    reason: str = personal_data("Why, as the legal staff member wrote it.")
+    placed_by: UUID = Field(description="The legal staff member who placed it.")
+    placed_by_name: str = personal_data("Their name.")
+    placed_at: datetime = Field(description="When.")
+    ends_at: datetime | None = Field(default=None, description="When it lapses; null: released.")
+
+
+class LegalHoldReleased(EventData):
+    """The hold no longer applies; the account may be purged if no other hold stands (LAW)."""
+
+    event_type = "legal_hold.released"
+
+    hold_id: UUID = Field(description="The hold released.")
+    released_by: UUID = Field(description="The legal staff member who released it.")
+    released_by_name: str = personal_data("Their name.")
+    reason: str = personal_data("Why it no longer applies.")
+    released_at: datetime = Field(description="When.")
+
+
 class ExportRequested(EventData):
     """Retention asks every participant to send its slice of the account's records."""
 
@@ -536,5 +563,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DetailsChanged,
         AccountMailSettingsChanged,
         EmailStatusChanged,
+        LegalHoldPlaced,
+        LegalHoldReleased,
     )
 }

@@ -136,12 +136,29 @@ TOPICS: tuple[Topic, ...] = (
         "A service confirms its purge.",
     ),
     Topic(
+        "legal_hold.placed",
+        ("billing",),
+        ("retention", "notifications", "audit"),
+        "A legal hold: nothing of the account may be purged until it is released (LAW).",
+    ),
+    Topic(
+        "legal_hold.released",
+        ("billing",),
+        ("retention", "notifications", "audit"),
+        "A legal hold was released; a termination waiting for it goes on.",
+    ),
+    Topic(
         "account.purged",
         ("retention",),
         ("notifications",),
         "The signed purge certificate was issued; email it to the owner.",
     ),
 )
+
+
+def consumers_of(name: str) -> tuple[str, ...]:
+    """The services that read a topic."""
+    return next(topic.consumers for topic in TOPICS if topic.name == name)
 
 
 def dead_letter_topic(name: str) -> str:

@@ -111,6 +111,7 @@ ADMINISTRATOR = Allow(ADMINISTRATORS)
 OWNER = Allow(OWNER_ONLY)
 STAFF = Allow(staff_roles=EVERY_STAFF_ROLE)
 STAFF_ADMINISTRATOR = Allow(staff_roles=STAFF_ADMINISTRATORS)
+LEGAL_STAFF = Allow(staff_roles=frozenset({StaffRole.LEGAL}))
 
 AnyUser = Annotated[Principal, Depends(ANY_USER)]
 OwnSession = Annotated[Principal, Depends(OWN_SESSION)]
@@ -119,3 +120,4 @@ Administrator = Annotated[Principal, Depends(ADMINISTRATOR)]
 Owner = Annotated[Principal, Depends(OWNER)]
 Staff = Annotated[Principal, Depends(STAFF)]
 StaffAdministrator = Annotated[Principal, Depends(STAFF_ADMINISTRATOR)]
+LegalStaff = Annotated[Principal, Depends(LEGAL_STAFF)]

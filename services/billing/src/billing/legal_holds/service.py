@@ -1,0 +1,102 @@
+"""Placing and releasing legal holds: billing's record, the shared hold table its own purge
+asks, and the events every other service keeps (LAW)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlmodel import col, select
+
+from billing.accounts.models import Account
+from billing.auth.models import Principal
+from billing.errors import ConflictError, InvalidReferenceError, NotFoundError
+from billing.legal_holds.models import AccountLegalHold, LegalHoldCreate, LegalHoldRelease
+from billing.staff_access.models import StaffMember
+from shared.contracts import LegalHoldPlaced, LegalHoldReleased
+from shared.db import SessionFactory
+from shared.legal_holds import note_placed, note_released
+from shared.unit_of_work import UnitsOfWork, Work
+
+
+class LegalHoldService:
+    """Legal holds, placed and released by legal staff; each act is an event audit records."""
+
+    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+        self.sessions = sessions
+        self.units = units
+
+    async def place(self, *, principal: Principal, request: LegalHoldCreate) -> AccountLegalHold:
+        """Place a hold: billing's own purge is blocked in this very transaction."""
+        staff_id = principal.require_staff()
+        now = datetime.now(UTC)
+        if request.ends_at is not None and request.ends_at <= now:
+            raise InvalidReferenceError("a hold must end in the future", field="ends_at")
+        async with self.units() as work:
+            if await work.session.get(Account, request.account_id) is None:
+                raise InvalidReferenceError("no such account", field="account_id")
+            hold = AccountLegalHold(
+                account_id=request.account_id,
+                legal_basis=request.legal_basis,
+                reason=request.reason,
+                placed_by=staff_id,
+                placed_at=now,
+                ends_at=request.ends_at,
+            )
+            work.session.add(hold)
+            placed = LegalHoldPlaced(
+                account_id=hold.account_id,
+                hold_id=hold.id,
+                legal_basis=hold.legal_basis,
+                reason=hold.reason,
+                placed_by=staff_id,
+                placed_by_name=await _name_of(work, staff_id),
+                placed_at=now,
+                ends_at=hold.ends_at,
+            )
+            await note_placed(work.session, placed)
+            work.emit(placed)
+        return hold
+
+    async def release(
+        self, *, principal: Principal, hold_id: UUID, request: LegalHoldRelease
+    ) -> AccountLegalHold:
+        """Release a hold; a termination that waited for it goes on if no other stands."""
+        staff_id = principal.require_staff()
+        async with self.units() as work:
+            hold: AccountLegalHold | None = (
+                await work.session.exec(
+                    select(AccountLegalHold).where(AccountLegalHold.id == hold_id).with_for_update()
+                )
+            ).first()
+            if hold is None:
+                raise NotFoundError("no such legal hold")
+            if hold.released_at is not None:
+                raise ConflictError("this hold was already released")
+            now = datetime.now(UTC)
+            hold.released_by, hold.released_at, hold.release_reason = staff_id, now, request.reason
+            work.session.add(hold)
+            released = LegalHoldReleased(
+                account_id=hold.account_id,
+                hold_id=hold.id,
+                released_by=staff_id,
+                released_by_name=await _name_of(work, staff_id),
+                reason=request.reason,
+                released_at=now,
+            )
+            await note_released(work.session, released)
+            work.emit(released)
+        return hold
+
+    async def list(self, *, account_id: UUID | None) -> list[AccountLegalHold]:
+        """Holds, newest first; those of one account if given."""
+        async with self.sessions() as session:
+            query = select(AccountLegalHold).order_by(col(AccountLegalHold.placed_at).desc())
+            if account_id is not None:
+                query = query.where(AccountLegalHold.account_id == account_id)
+            return list((await session.exec(query.limit(500))).all())
+
+
+async def _name_of(work: Work, staff_id: UUID) -> str:
+    member = await work.session.get(StaffMember, staff_id)
+    return member.name if member is not None else ""

@@ -1,0 +1,190 @@
+"""LAW: legal staff place and release legal holds; while one stands, billing's purge of the
+account does nothing (the participant kit's one purge path asks), and each act is an event
+the other services keep and audit records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from billing.settings import BillingSettings
+from devstack.testing import add_staff, eventually, produce, read_events, sealed
+from shared.contracts import PurgeRequested, new_envelope
+
+pytestmark = pytest.mark.integration
+
+
+async def _legal(api: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
+    _, headers = await add_staff(api, admin, roles=["legal"], name="Lea Legal")
+    return headers
+
+
+async def _fetchval(settings: BillingSettings, sql: str, *args: Any) -> Any:
+    connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    try:
+        return await connection.fetchval(sql, *args)
+    finally:
+        await connection.close()
+
+
+def _hold(account_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "legal_basis": "Court order 2030/117",
+        "reason": "Litigation: preserve the invoices of 2029",
+        **changes,
+    }
+
+
+async def test_law_legal_staff_place_and_release_a_hold_and_every_service_is_told(
+    api: httpx.AsyncClient,
+    security_admin: dict[str, str],
+    account: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    legal = await _legal(api, security_admin)
+    placed = await api.post(
+        "/staff/legal-holds", headers=legal, json=_hold(account["account"]["id"])
+    )
+    assert placed.status_code == 201, placed.text
+    hold = placed.json()
+    assert hold["released_at"] is None
+    listed = await api.get(
+        "/staff/legal-holds", headers=legal, params={"account_id": account["account"]["id"]}
+    )
+    assert [h["id"] for h in listed.json()] == [hold["id"]]
+    standing = "SELECT count(*) FROM legal_hold WHERE hold_id = $1 AND released_at IS NULL"
+    assert await _fetchval(billing_settings, standing, uuid.UUID(hold["id"])) == 1
+
+    released = await api.post(
+        f"/staff/legal-holds/{hold['id']}/release", headers=legal, json={"reason": "Settled"}
+    )
+    assert released.status_code == 200, released.text
+    assert released.json()["release_reason"] == "Settled"
+    again = await api.post(
+        f"/staff/legal-holds/{hold['id']}/release", headers=legal, json={"reason": "Twice"}
+    )
+    assert again.status_code == 409
+    assert await _fetchval(billing_settings, standing, uuid.UUID(hold["id"])) == 0
+
+    events = {
+        topic: await read_events(
+            billing_settings.kafka.bootstrap_servers,
+            billing_settings.kafka.topic(topic),
+            count=1,
+            key=account["account"]["id"],
+            keystore=billing_settings.keystore,
+        )
+        for topic in ("legal_hold.placed", "legal_hold.released")
+    }
+    assert events["legal_hold.placed"][0]["data"]["hold_id"] == hold["id"]
+    assert events["legal_hold.placed"][0]["data"]["placed_by_name"] == "Lea Legal"
+    assert events["legal_hold.released"][0]["data"]["reason"] == "Settled"
+    raw = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("legal_hold.placed"),
+        count=1,
+        key=account["account"]["id"],
+    )
+    assert "Court order" not in str(raw), "the basis and reason travel sealed"
+
+
+async def test_law_only_legal_staff_and_only_valid_holds(
+    api: httpx.AsyncClient, security_admin: dict[str, str], account: dict[str, Any]
+) -> None:
+    legal = await _legal(api, security_admin)
+    _, support = await add_staff(api, security_admin, roles=["support"])
+    account_id = account["account"]["id"]
+    refused = [
+        await api.post("/staff/legal-holds", headers=support, json=_hold(account_id)),
+        await api.post("/staff/legal-holds", headers=account["headers"], json=_hold(account_id)),
+        await api.get("/staff/legal-holds", headers=support),
+    ]
+    assert [r.status_code for r in refused] == [403, 403, 403]
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    cases = {
+        "legal_basis": _hold(account_id, legal_basis="  "),
+        "reason": _hold(account_id, reason="x\u0000y"),
+        "ends_at": _hold(account_id, ends_at="2031-01-01T00:00:00"),  # no timezone
+        "account_id": _hold(str(uuid.uuid4())),
+    }
+    for field, body in cases.items():
+        answer = await api.post("/staff/legal-holds", headers=legal, json=body)
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.text, (field, answer.text)
+    in_the_past = await api.post(
+        "/staff/legal-holds", headers=legal, json=_hold(account_id, ends_at=past)
+    )
+    assert in_the_past.status_code == 422
+    assert "ends_at" in in_the_past.text
+    unknown = await api.post(
+        f"/staff/legal-holds/{uuid.uuid4()}/release", headers=legal, json={"reason": "x"}
+    )
+    assert unknown.status_code == 404
+    listed = await api.get("/staff/legal-holds", headers=legal, params={"account_id": account_id})
+    assert listed.json() == [], "no refused request placed anything"
+
+
+async def test_law_billing_purges_nothing_while_a_hold_stands(
+    api: httpx.AsyncClient,
+    security_admin: dict[str, str],
+    account: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    """A purge request that reaches billing under a hold deletes nothing and confirms nothing;
+    the one after the release purges and confirms once."""
+    legal = await _legal(api, security_admin)
+    account_id = account["account"]["id"]
+    hold = (await api.post("/staff/legal-holds", headers=legal, json=_hold(account_id))).json()
+    saga_id = uuid.uuid4()
+
+    async def request_purge(attempt: int) -> uuid.UUID:
+        envelope = new_envelope(
+            PurgeRequested(account_id=uuid.UUID(account_id), saga_id=saga_id, attempt=attempt),
+            source="retention",
+        )
+        await produce(
+            billing_settings.kafka.bootstrap_servers,
+            billing_settings.kafka.topic("purge.requested"),
+            await sealed(envelope, billing_settings.keystore),
+            key=account_id.encode(),
+            headers=[("content-type", b"application/json")],
+        )
+        return envelope.id
+
+    blocked = await request_purge(1)
+
+    async def handled() -> bool:
+        claimed = "SELECT count(*) FROM inbox_message WHERE event_id = $1"
+        return bool(await _fetchval(billing_settings, claimed, blocked))
+
+    await eventually(handled, timeout=30, what="billing handled the purge request")
+    still = await api.get("/account", headers=account["headers"])
+    assert still.status_code == 200, "the account's data is still there"
+    account_rows = "SELECT count(*) FROM account WHERE id = $1"
+    assert await _fetchval(billing_settings, account_rows, uuid.UUID(account_id)) == 1
+
+    await api.post(
+        f"/staff/legal-holds/{hold['id']}/release", headers=legal, json={"reason": "Settled"}
+    )
+    await request_purge(2)
+    confirmations = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("purge.completed"),
+        count=2,
+        key=account_id,
+        timeout=15,
+    )
+    assert len(confirmations) == 1, "only the request after the release purged"
+
+    async def purged() -> bool:
+        return await _fetchval(billing_settings, account_rows, uuid.UUID(account_id)) == 0
+
+    await eventually(purged, timeout=15, what="the account purged after the release")
+    marks = "SELECT count(*) FROM legal_hold WHERE account_id = $1"
+    assert await _fetchval(billing_settings, marks, uuid.UUID(account_id)) == 0
