@@ -126,3 +126,28 @@ def downgrade_delivery_for_replay() -> None:
         "replayable",
     ):
         op.drop_column("outbox_message", column)
+
+
+def create_legal_hold_table() -> None:
+    """In a revision's upgrade(): the participant kit's `legal_hold` table (shared.legal_holds)."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.create_table(
+        "legal_hold",
+        sa.Column("hold_id", sa.Uuid(), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("hold_id"),
+    )
+    op.create_index("ix_legal_hold_account_id", "legal_hold", ["account_id"])
+
+
+def drop_legal_hold_table() -> None:
+    """In a revision's downgrade(): remove the participant kit's `legal_hold` table."""
+    from alembic import op
+
+    op.drop_index("ix_legal_hold_account_id", table_name="legal_hold")
+    op.drop_table("legal_hold")

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from shared.migrations import create_legal_hold_table, drop_legal_hold_table
+
 revision: str = "0023"
 down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
@@ -18,16 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "legal_hold",
-        sa.Column("hold_id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("hold_id"),
-    )
-    op.create_index("ix_legal_hold_account_id", "legal_hold", ["account_id"])
+    create_legal_hold_table()
     op.create_table(
         "account_legal_hold",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -48,5 +41,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_account_legal_hold_account_id", table_name="account_legal_hold")
     op.drop_table("account_legal_hold")
-    op.drop_index("ix_legal_hold_account_id", table_name="legal_hold")
-    op.drop_table("legal_hold")
+    drop_legal_hold_table()

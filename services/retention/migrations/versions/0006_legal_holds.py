@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from shared.migrations import create_legal_hold_table, drop_legal_hold_table
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -20,16 +22,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # A termination whose export went out waits here while a legal hold stands.
     op.execute("ALTER TYPE sagastatus ADD VALUE IF NOT EXISTS 'HELD'")
-    op.create_table(
-        "legal_hold",
-        sa.Column("hold_id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("hold_id"),
-    )
-    op.create_index("ix_legal_hold_account_id", "legal_hold", ["account_id"])
+    create_legal_hold_table()
     op.add_column(
         "termination_saga",
         sa.Column(
@@ -43,5 +36,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("termination_saga", "waiting_for_holds")
-    op.drop_index("ix_legal_hold_account_id", table_name="legal_hold")
-    op.drop_table("legal_hold")
+    drop_legal_hold_table()
