@@ -20,6 +20,7 @@ from billing.models import (
     Integration,
     Invoice,
     InvoiceLine,
+    LegalDisclosure,
     Payment,
     PaymentCheckout,
     PaymentRefund,
@@ -393,6 +394,16 @@ DATA_MAP = AccountDataMap(
             },
             personal=("legal_basis", "reason", "release_reason"),
             order_by=("placed_at", "id"),
+        ),
+        account_table(
+            LegalDisclosure,
+            retention=CONTRACT,
+            withheld={
+                column: "a legal disclosure may be confidential; audit's trail records it"
+                for column in LegalDisclosure.model_fields
+            },
+            personal=("legal_basis", "recipient", "what"),
+            order_by=("disclosed_at", "id"),
         ),
         account_table(
             AccessGrant,

@@ -21,7 +21,7 @@ from billing.deliveries.service import DeliveryService
 from billing.errors import BillingError, NotAuthenticatedError
 from billing.integrations.service import IntegrationService
 from billing.invoices.service import InvoiceService
-from billing.legal_holds.service import LegalHoldService
+from billing.legal.service import LegalDisclosureService, LegalHoldService
 from billing.payments.service import PaymentService
 from billing.rectification.service import ChangeService
 from billing.recurring.service import RecurringService
@@ -59,6 +59,7 @@ class Services:
     deliveries: DeliveryService
     integrations: IntegrationService
     legal_holds: LegalHoldService
+    legal_disclosures: LegalDisclosureService
     invoices: InvoiceService
     payments: PaymentService
     recurring: RecurringService

@@ -34,8 +34,8 @@ from billing.integrations import routes as integrations
 from billing.integrations.service import IntegrationService
 from billing.invoices import routes as invoices
 from billing.invoices.service import InvoiceService
-from billing.legal_holds import routes as legal_holds
-from billing.legal_holds.service import LegalHoldService
+from billing.legal import routes as legal
+from billing.legal.service import LegalDisclosureService, LegalHoldService
 from billing.payments import routes as payments
 from billing.payments.factory import create_gateway
 from billing.payments.service import PaymentService
@@ -103,6 +103,7 @@ def create_app(
         customers=CustomerService(engine=runtime.engine, sessions=sessions, units=units),
         deliveries=DeliveryService(sessions=sessions),
         legal_holds=LegalHoldService(sessions=sessions, units=units),
+        legal_disclosures=LegalDisclosureService(sessions=sessions, units=units),
         integrations=IntegrationService(sessions=sessions, units=units),
         invoices=InvoiceService(sessions=sessions, units=units),
         payments=PaymentService(
@@ -200,7 +201,7 @@ def create_app(
         webhooks,
         integrations,
         deliveries,
-        legal_holds,
+        legal,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

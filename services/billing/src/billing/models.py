@@ -10,7 +10,7 @@ from billing.database import BillingTable
 from billing.deliveries.models import EmailDelivery
 from billing.integrations.models import Integration
 from billing.invoices.models import Invoice, InvoiceLine
-from billing.legal_holds.models import AccountLegalHold
+from billing.legal.models import AccountLegalHold, LegalDisclosure
 from billing.payments.models import (
     CustomerCredit,
     GatewayWebhook,
@@ -48,6 +48,7 @@ __all__ = [
     "Integration",
     "Invoice",
     "InvoiceLine",
+    "LegalDisclosure",
     "Payment",
     "PaymentCheckout",
     "PaymentRefund",

@@ -188,3 +188,67 @@ async def test_law_billing_purges_nothing_while_a_hold_stands(
     await eventually(purged, timeout=15, what="the account purged after the release")
     marks = "SELECT count(*) FROM legal_hold WHERE account_id = $1"
     assert await _fetchval(billing_settings, marks, uuid.UUID(account_id)) == 0
+
+
+async def test_law_a_legal_disclosure_is_recorded_and_is_a_data_access_in_the_trail(
+    api: httpx.AsyncClient,
+    security_admin: dict[str, str],
+    account: dict[str, Any],
+    billing_settings: BillingSettings,
+) -> None:
+    """What was given, to whom, under which basis, by whom: kept by billing and sent to audit
+    as a data access by the legal actor (sealed on the broker)."""
+    legal = await _legal(api, security_admin)
+    _, support = await add_staff(api, security_admin, roles=["support"])
+    account_id = account["account"]["id"]
+    body = {
+        "account_id": account_id,
+        "legal_basis": "Tax authority request 2030-55",
+        "recipient": "Office of Tax Inspection",
+        "what": "Invoices of 2029 (CSV)",
+    }
+    assert (
+        await api.post("/staff/legal-disclosures", headers=support, json=body)
+    ).status_code == 403
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for field, bad in {
+        "recipient": {**body, "recipient": " "},
+        "what": {**body, "what": ""},
+        "disclosed_at": {**body, "disclosed_at": future},
+        "account_id": {**body, "account_id": str(uuid.uuid4())},
+    }.items():
+        answer = await api.post("/staff/legal-disclosures", headers=legal, json=bad)
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.text, (field, answer.text)
+
+    recorded = await api.post("/staff/legal-disclosures", headers=legal, json=body)
+    assert recorded.status_code == 201, recorded.text
+    listed = await api.get(
+        "/staff/legal-disclosures", headers=legal, params={"account_id": account_id}
+    )
+    assert [d["id"] for d in listed.json()] == [recorded.json()["id"]], "refusals kept nothing"
+
+    accesses = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("data.accessed"),
+        count=1,
+        key=account_id,
+        keystore=billing_settings.keystore,
+    )
+    access = accesses[0]["data"]
+    assert (access["actor"], access["purpose"], access["resource_type"]) == (
+        "legal",
+        "legal",
+        "legal_disclosure",
+    )
+    assert access["resource_id"] == recorded.json()["id"]
+    assert access["actor_name"] == "Lea Legal"
+    assert "Office of Tax Inspection" in access["reason"]
+    assert "Tax authority request 2030-55" in access["reason"]
+    raw = await read_events(
+        billing_settings.kafka.bootstrap_servers,
+        billing_settings.kafka.topic("data.accessed"),
+        count=1,
+        key=account_id,
+    )
+    assert "Office of Tax Inspection" not in str(raw), "the recipient travels sealed"

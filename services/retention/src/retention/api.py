@@ -18,7 +18,7 @@ from shared.signing import ALGORITHM
 
 
 def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[str, Any]]:
-    """`GET /sagas`: every termination in flight and its step, those needing a person first."""
+    """`GET /sagas`: every termination in flight and its steps, those needing a person first."""
 
     @get(include_in_schema=False)
     async def sagas(scope: Any) -> AsgiResponse:
@@ -39,6 +39,7 @@ def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[st
                 "step_deadline_at": saga.step_deadline_at.isoformat(),
                 "needs_attention": saga.needs_attention,
                 "waiting_for": service.waiting_for(saga),
+                "steps": service.steps(saga),
             }
             for saga in await service.sagas()
         ]

@@ -432,6 +432,29 @@ class RetentionService:
         """The services the saga's current step still waits for."""
         return self._missing(saga)
 
+    def steps(self, saga: TerminationSaga) -> list[dict[str, Any]]:
+        """The saga's steps in order, each done, current or pending; the current one with
+        what it waits for, and each participant's part of the export and purge."""
+        order = [
+            (SagaStatus.EXPORTING, "export", sorted(saga.slices)),
+            (SagaStatus.DELIVERING, "delivery", ["notifications"] if saga.delivered_at else []),
+            (SagaStatus.HELD, "legal hold", []),
+            (SagaStatus.PURGING, "purge", sorted(saga.purged)),
+        ]
+        if saga.status is not SagaStatus.HELD:
+            order = [step for step in order if step[0] is not SagaStatus.HELD]
+        current = next(i for i, (status, _, _) in enumerate(order) if status is saga.status)
+        steps: list[dict[str, Any]] = []
+        for index, (_, name, done_by) in enumerate(order):
+            state = "done" if index < current else "current" if index == current else "pending"
+            step: dict[str, Any] = {"step": name, "state": state, "done_by": done_by}
+            if state == "current":
+                step["waiting_for"] = self._missing(saga)
+                step["attempt"] = saga.step_attempt
+            steps.append(step)
+        steps.append({"step": "certificate", "state": "pending", "done_by": []})
+        return steps
+
     def _missing(self, saga: TerminationSaga) -> list[str]:
         done: dict[str, Any] = {
             SagaStatus.EXPORTING: saga.slices,

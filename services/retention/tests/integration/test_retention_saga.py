@@ -435,6 +435,15 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
         waiting = await eventually(held, timeout=20, what="the saga waiting for the hold")
         assert waiting["waiting_for"] == [f"legal hold {hold_id}"]
         assert waiting["needs_attention"] is None, "waiting for the law is not a stall"
+        assert [(s["step"], s["state"]) for s in waiting["steps"]] == [
+            ("export", "done"),
+            ("delivery", "done"),
+            ("legal hold", "current"),
+            ("purge", "pending"),
+            ("certificate", "pending"),
+        ]
+        assert waiting["steps"][0]["done_by"] == ["audit", "billing", "notifications"]
+        assert waiting["steps"][2]["waiting_for"] == [f"legal hold {hold_id}"]
         purges = await read_events(
             settings.kafka.bootstrap_servers,
             settings.kafka.topic("purge.requested"),
@@ -530,6 +539,13 @@ async def test_termination_an_overdue_step_is_asked_again_then_shown_as_needing_
 
         sagas = await eventually(needs_person, timeout=15, what="the saga needs a person")
         assert sagas[0]["waiting_for"] == ["audit", "billing", "notifications"]
+        assert [(s["step"], s["state"]) for s in sagas[0]["steps"]] == [
+            ("export", "current"),
+            ("delivery", "pending"),
+            ("purge", "pending"),
+            ("certificate", "pending"),
+        ]
+        assert sagas[0]["steps"][0]["attempt"] == 2
         assert "Acme" not in json.dumps(sagas), "operators see ids and steps, not whose"
         health = await client.get("/healthz")
         assert health.status_code == 503

@@ -1,4 +1,4 @@
-"""Routes of legal holds: legal staff only (LAW)."""
+"""Routes of legal holds and disclosures: legal staff only (LAW)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from fastapi import APIRouter, Query
 
 from billing.auth.policy import LegalStaff
 from billing.dependencies import ServicesDep
-from billing.legal_holds.models import LegalHoldCreate, LegalHoldPublic, LegalHoldRelease
+from billing.legal.models import (
+    LegalDisclosureCreate,
+    LegalDisclosurePublic,
+    LegalHoldCreate,
+    LegalHoldPublic,
+    LegalHoldRelease,
+)
 from billing.problems import ANY_ROUTE, AUTHENTICATED, CONFLICT, NOT_FOUND
 
-router = APIRouter(tags=["legal holds"], responses={**ANY_ROUTE, **AUTHENTICATED})
+router = APIRouter(tags=["legal"], responses={**ANY_ROUTE, **AUTHENTICATED})
 
 
 @router.post("/staff/legal-holds", status_code=201, response_model=LegalHoldPublic)
@@ -47,3 +53,24 @@ async def list_legal_holds(
     """Legal holds, newest first."""
     holds = await services.legal_holds.list(account_id=account_id)
     return [LegalHoldPublic.model_validate(hold) for hold in holds]
+
+
+@router.post("/staff/legal-disclosures", status_code=201, response_model=LegalDisclosurePublic)
+async def record_legal_disclosure(
+    body: LegalDisclosureCreate, principal: LegalStaff, services: ServicesDep
+) -> LegalDisclosurePublic:
+    """Record that an account's data was given to an outside party because the law required
+    it: what, to whom, under which basis. It is a data access in the account's audit trail."""
+    disclosure = await services.legal_disclosures.record(principal=principal, request=body)
+    return LegalDisclosurePublic.model_validate(disclosure)
+
+
+@router.get("/staff/legal-disclosures", response_model=list[LegalDisclosurePublic])
+async def list_legal_disclosures(
+    principal: LegalStaff,
+    services: ServicesDep,
+    account_id: Annotated[UUID | None, Query(description="Only this account's.")] = None,
+) -> list[LegalDisclosurePublic]:
+    """Legal disclosures, newest first."""
+    disclosures = await services.legal_disclosures.list(account_id=account_id)
+    return [LegalDisclosurePublic.model_validate(item) for item in disclosures]

@@ -1,5 +1,5 @@
-"""Placing and releasing legal holds: billing's record, the shared hold table its own purge
-asks, and the events every other service keeps (LAW)."""
+"""Legal holds (billing's record, the shared hold table its own purge asks, the events every
+other service keeps) and legal disclosures (recorded and audited) (LAW)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,21 @@ from sqlmodel import col, select
 from billing.accounts.models import Account
 from billing.auth.models import Principal
 from billing.errors import ConflictError, InvalidReferenceError, NotFoundError
-from billing.legal_holds.models import AccountLegalHold, LegalHoldCreate, LegalHoldRelease
+from billing.legal.models import (
+    AccountLegalHold,
+    LegalDisclosure,
+    LegalDisclosureCreate,
+    LegalHoldCreate,
+    LegalHoldRelease,
+)
 from billing.staff_access.models import StaffMember
-from shared.contracts import LegalHoldPlaced, LegalHoldReleased
+from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
+    DataAccessed,
+    LegalHoldPlaced,
+    LegalHoldReleased,
+)
 from shared.db import SessionFactory
 from shared.legal_holds import note_placed, note_released
 from shared.unit_of_work import UnitsOfWork, Work
@@ -100,3 +112,60 @@ class LegalHoldService:
 async def _name_of(work: Work, staff_id: UUID) -> str:
     member = await work.session.get(StaffMember, staff_id)
     return member.name if member is not None else ""
+
+
+class LegalDisclosureService:
+    """Legal disclosures: each recorded, and a data access audit chains (actor: legal)."""
+
+    def __init__(self, *, sessions: SessionFactory, units: UnitsOfWork) -> None:
+        self.sessions = sessions
+        self.units = units
+
+    async def record(
+        self, *, principal: Principal, request: LegalDisclosureCreate
+    ) -> LegalDisclosure:
+        """Record what was given, to whom, under which basis; audit gets it in the same commit."""
+        staff_id = principal.require_staff()
+        now = datetime.now(UTC)
+        disclosed_at = request.disclosed_at or now
+        if disclosed_at > now:
+            raise InvalidReferenceError("a disclosure is recorded once made", field="disclosed_at")
+        async with self.units() as work:
+            if await work.session.get(Account, request.account_id) is None:
+                raise InvalidReferenceError("no such account", field="account_id")
+            disclosure = LegalDisclosure(
+                account_id=request.account_id,
+                legal_basis=request.legal_basis,
+                recipient=request.recipient,
+                what=request.what,
+                disclosed_by=staff_id,
+                disclosed_at=disclosed_at,
+            )
+            work.session.add(disclosure)
+            work.emit(
+                DataAccessed(
+                    account_id=disclosure.account_id,
+                    access_id=disclosure.id,
+                    actor=AccessActor.LEGAL,
+                    actor_id=str(staff_id),
+                    actor_name=await _name_of(work, staff_id),
+                    purpose=AccessPurpose.LEGAL,
+                    reason=(
+                        f"{disclosure.legal_basis}; given to {disclosure.recipient}: "
+                        f"{disclosure.what}"
+                    ),
+                    grant_id=None,
+                    resource_type="legal_disclosure",
+                    resource_id=str(disclosure.id),
+                    accessed_at=disclosed_at,
+                )
+            )
+        return disclosure
+
+    async def list(self, *, account_id: UUID | None) -> list[LegalDisclosure]:
+        """Disclosures, newest first; those of one account if given."""
+        async with self.sessions() as session:
+            query = select(LegalDisclosure).order_by(col(LegalDisclosure.disclosed_at).desc())
+            if account_id is not None:
+                query = query.where(LegalDisclosure.account_id == account_id)
+            return list((await session.exec(query.limit(500))).all())

@@ -1,0 +1,1 @@
+"""Legal holds and disclosures (LAW): placed, released and recorded by legal staff."""

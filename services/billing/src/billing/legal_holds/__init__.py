@@ -1,1 +1,0 @@
-"""Legal holds (LAW): placed and released by legal staff; no purge passes one."""
