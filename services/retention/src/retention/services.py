@@ -38,7 +38,7 @@ from shared.db import SessionFactory
 from shared.deflate import Zip64Writer
 from shared.export_store import ExportStore
 from shared.keystore import KeyStore
-from shared.legal_holds import note_placed, note_released, standing_holds
+from shared.legal_holds import forget_holds, note_placed, note_released, standing_holds
 from shared.outbox import forget_account_events
 from shared.signing import SigningKey
 from shared.unit_of_work import UnitsOfWork, Work
@@ -338,6 +338,7 @@ class RetentionService:
         work.session.add(certificate)
         await work.session.delete(saga)
         await forget_account_events(work.session, account_id=saga.account_id)
+        await forget_holds(work.session, saga.account_id)  # released: nothing of it stays
         work.emit(
             AccountPurged(
                 account_id=saga.account_id,
