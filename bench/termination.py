@@ -12,6 +12,7 @@ asyncpg (the export's floor), and the same `GET /account` while nothing else run
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -76,6 +77,8 @@ async def _seed_billing(stack: Stack, account_id: uuid.UUID) -> int:
                     "ISSUED",
                     "EUR",
                     105,
+                    105,  # the subtotal: no tax
+                    0,  # the tax total
                     now.date(),
                     (now + timedelta(days=30)).date(),
                     now,
@@ -83,7 +86,10 @@ async def _seed_billing(stack: Stack, account_id: uuid.UUID) -> int:
                 )
             )
             lines.extend(
-                (uuid.uuid4(), invoice_id, account_id, position, f"Work item {position}", 1, 21, 21)
+                (
+                    *(uuid.uuid4(), invoice_id, account_id, position, f"Work item {position}"),
+                    *(1, 21, 21, 0, 0, 0),  # no discount, no tax
+                )
                 for position in range(1, LINES_PER_INVOICE + 1)
             )
         await connection.copy_records_to_table(
@@ -97,6 +103,8 @@ async def _seed_billing(stack: Stack, account_id: uuid.UUID) -> int:
                 "status",
                 "currency",
                 "total",
+                "subtotal",
+                "tax_total",
                 "issue_date",
                 "due_date",
                 "created_at",
@@ -115,6 +123,9 @@ async def _seed_billing(stack: Stack, account_id: uuid.UUID) -> int:
                 "quantity",
                 "unit_price",
                 "amount",
+                "discount_percent",
+                "discount_amount",
+                "tax_rate",
             ],
         )
         await connection.execute("ANALYZE")
@@ -421,7 +432,7 @@ async def bench_termination(stack: Stack) -> list[Result]:
             certificates = await _certificates(watch)
             profilers = start_profilers(stack, [spec.name for spec in SERVICES])
             cpu_before = _cpu_by_command()
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), datetime.now(UTC)
             response = await api.post(
                 "/account/termination", headers=owner, json={"password": OWNER_PASSWORD}
             )
@@ -441,7 +452,20 @@ async def bench_termination(stack: Stack) -> list[Result]:
                     raise RuntimeError("no certificate within 10 minutes")
                 await asyncio.sleep(0.1)
             elapsed = time.perf_counter() - started
+            # When each participant's purge was confirmed, from the signed certificate.
+            payload = await watch.fetchval(
+                "SELECT payload FROM purge_certificate ORDER BY completed_at DESC LIMIT 1"
+            )
             await watch.close()
+            if payload:
+                purged = {
+                    service: round(
+                        (datetime.fromisoformat(part["completed_at"]) - started_at).total_seconds(),
+                        1,
+                    )
+                    for service, part in json.loads(payload)["deleted"].items()
+                }
+                print(f"purges confirmed at (s): {purged}", file=sys.stderr, flush=True)
             # Where the time went (the first moment each saga state was seen), for whoever tunes it.
             print(f"termination phases (s): {phases}", file=sys.stderr, flush=True)
             print(f"cpu seconds: {_cpu_spent(cpu_before)}", file=sys.stderr, flush=True)
