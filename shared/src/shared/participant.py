@@ -16,6 +16,7 @@ import base64
 import hashlib
 import logging
 import re
+import time
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -263,13 +264,19 @@ class Participant:
         deleted = 0
         driver = await work.driver()
         for table in self.data_map.purged_tables:
+            began = time.perf_counter()
             status = await driver.execute(
                 f"DELETE FROM {_quote(table.name)} "  # noqa: S608 - names from the data map
                 f"WHERE {_quote(table.account_column)} = $1",
                 request.account_id,
                 timeout=BULK_TIMEOUT_S,  # a large account's rows take longer than a request's
             )
-            deleted += int(str(status).rsplit(" ", 1)[-1])
+            rows = int(str(status).rsplit(" ", 1)[-1])
+            deleted += rows
+            if rows:  # where a large purge spends its time, for whoever tunes it
+                log.info(
+                    "purged %d rows of %s in %.2f s", rows, table.name, time.perf_counter() - began
+                )
         # The outbox keeps published events for replay: the account's go too, and the
         # confirmation itself is deleted as soon as the broker has it.
         deleted += await forget_account_events(work.session, account_id=request.account_id)
