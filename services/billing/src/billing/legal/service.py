@@ -4,6 +4,7 @@ other service keeps) and legal disclosures (recorded and audited) (LAW)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlmodel import col, select
@@ -45,8 +46,7 @@ class LegalHoldService:
         if request.ends_at is not None and request.ends_at <= now:
             raise InvalidReferenceError("a hold must end in the future", field="ends_at")
         async with self.units() as work:
-            if await work.session.get(Account, request.account_id) is None:
-                raise InvalidReferenceError("no such account", field="account_id")
+            await _require_account(work, request.account_id)
             hold = AccountLegalHold(
                 account_id=request.account_id,
                 legal_basis=request.legal_basis,
@@ -102,11 +102,28 @@ class LegalHoldService:
 
     async def list(self, *, account_id: UUID | None) -> list[AccountLegalHold]:
         """Holds, newest first; those of one account if given."""
-        async with self.sessions() as session:
-            query = select(AccountLegalHold).order_by(col(AccountLegalHold.placed_at).desc())
-            if account_id is not None:
-                query = query.where(AccountLegalHold.account_id == account_id)
-            return list((await session.exec(query.limit(500))).all())
+        return await _newest_first(
+            self.sessions, AccountLegalHold, AccountLegalHold.placed_at, account_id
+        )
+
+
+LegalRecord = TypeVar("LegalRecord", AccountLegalHold, LegalDisclosure)
+
+
+async def _newest_first(
+    sessions: SessionFactory, model: type[LegalRecord], when: Any, account_id: UUID | None
+) -> list[LegalRecord]:
+    """The records, newest first (at most 500); those of one account if given."""
+    async with sessions() as session:
+        query = select(model).order_by(col(when).desc())
+        if account_id is not None:
+            query = query.where(col(model.account_id) == account_id)
+        return list((await session.exec(query.limit(500))).all())
+
+
+async def _require_account(work: Work, account_id: UUID) -> None:
+    if await work.session.get(Account, account_id) is None:
+        raise InvalidReferenceError("no such account", field="account_id")
 
 
 async def _name_of(work: Work, staff_id: UUID) -> str:
@@ -131,8 +148,7 @@ class LegalDisclosureService:
         if disclosed_at > now:
             raise InvalidReferenceError("a disclosure is recorded once made", field="disclosed_at")
         async with self.units() as work:
-            if await work.session.get(Account, request.account_id) is None:
-                raise InvalidReferenceError("no such account", field="account_id")
+            await _require_account(work, request.account_id)
             disclosure = LegalDisclosure(
                 account_id=request.account_id,
                 legal_basis=request.legal_basis,
@@ -164,8 +180,6 @@ class LegalDisclosureService:
 
     async def list(self, *, account_id: UUID | None) -> list[LegalDisclosure]:
         """Disclosures, newest first; those of one account if given."""
-        async with self.sessions() as session:
-            query = select(LegalDisclosure).order_by(col(LegalDisclosure.disclosed_at).desc())
-            if account_id is not None:
-                query = query.where(LegalDisclosure.account_id == account_id)
-            return list((await session.exec(query.limit(500))).all())
+        return await _newest_first(
+            self.sessions, LegalDisclosure, LegalDisclosure.disclosed_at, account_id
+        )
