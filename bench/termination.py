@@ -294,6 +294,7 @@ async def _open_account(api: httpx.AsyncClient, name: str) -> tuple[uuid.UUID, d
             "/accounts",
             json={
                 "name": name,
+                "plan": "free",  # no grace period: the clock runs from termination to purge
                 "owner": {
                     "name": "Ada",
                     "email": f"ada@{name}.example.com",

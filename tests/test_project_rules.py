@@ -69,6 +69,8 @@ def _routes(service: str) -> Any:
     kwargs: dict[str, Any] = {"telemetry": create_telemetry("rules")}
     if service != "billing":
         kwargs["service"] = None
+    if service == "retention":
+        kwargs["sweeps"] = None
     if service != "retention":
         data_map = __import__(f"{service}.data_map", fromlist=["DATA_MAP"]).DATA_MAP
         kwargs["participant"] = RecordingParticipant(data_map).kit
@@ -123,6 +125,75 @@ def test_termination_the_data_map_check_finds_an_undeclared_table_and_column() -
     assert data_map.problems(metadata) == [
         "note.secret: not declared (export it, or withhold it with a reason)",
         "attachment: not in the data map (declare it, or say why it is not)",
+    ]
+
+
+def _data_map_and_metadata(service: str) -> tuple[Any, Any]:
+    data_map = __import__(f"{service}.data_map", fromlist=["DATA_MAP"]).DATA_MAP
+    models = __import__(f"{service}.models", fromlist=["x"])
+    base = next(
+        value
+        for name, value in vars(models).items()
+        if name.endswith("Table") and isinstance(value, type) and hasattr(value, "metadata")
+    )
+    return data_map, base.metadata
+
+
+def test_plan_retention_the_services_holding_swept_tables_are_exactly_the_sweeps_participants() -> (
+    None
+):
+    """PLAN-RETENTION: a service with a table the plan's sweep deletes from receives the sweep
+    and reports it; no other does."""
+    sweeping = sorted(
+        service for service in SERVICES if _data_map_and_metadata(service)[0].swept_tables
+    )
+    topics = {topic.name: topic for topic in TOPICS}
+    assert sorted(topics["retention.sweep_requested"].consumers) == sweeping
+    assert sorted(topics["retention.sweep_reported"].producers) == sweeping
+    assert sweeping == ["billing", "notifications"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_plan_retention_every_swept_table_has_the_index_its_sweep_reads(service: str) -> None:
+    """PLAN-RETENTION: the sweep reads one account's rows past a time; without an index on
+    (account, time) each batch would scan the table while the API waits."""
+    data_map, metadata = _data_map_and_metadata(service)
+    for table in data_map.swept_tables:
+        leading = {
+            tuple(column.name for column in index.columns)[:2]
+            for index in metadata.tables[table.name].indexes
+        }
+        assert (table.account_column, table.kept_from) in leading, table.name
+
+
+def test_plan_retention_the_data_map_check_wants_a_time_for_every_swept_table() -> None:
+    """The check can fail: a delivery log declared without the time its period runs from."""
+    from sqlalchemy import Column, DateTime, Integer, MetaData, Table
+
+    from shared.data_map import AccountDataMap, RetentionCategory, account_table
+
+    metadata = MetaData()
+    log = Table(
+        "log",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("account_id", Integer),
+        Column("sent_at", DateTime),
+    )
+    undated = account_table(
+        log, retention=RetentionCategory.DELIVERY_LOG, exported=("id", "account_id", "sent_at")
+    )
+    assert AccountDataMap(service="x", tables=(undated,)).problems(metadata) == [
+        "log: swept by plan, but no kept_from column says from when"
+    ]
+    misdated = account_table(
+        log,
+        retention=RetentionCategory.DELIVERY_LOG,
+        exported=("id", "account_id", "sent_at"),
+        kept_from="sent",
+    )
+    assert AccountDataMap(service="x", tables=(misdated,)).problems(metadata) == [
+        "log.sent: kept_from is not a column"
     ]
 
 

@@ -64,6 +64,7 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
             "/accounts",
             json={
                 "name": f"Acme {tag}",
+                "plan": "free",  # no grace period: the export is attached, the purge follows
                 "owner": {"name": "Ada", "email": owner_email, "password": OWNER_PASSWORD},
             },
         )
@@ -314,6 +315,7 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
             "/accounts",
             json={
                 "name": f"Acme {mark}",
+                "plan": "free",  # no grace period: the purge follows the export at once
                 "owner": {"name": f"Ada {mark}", "email": owner_email, "password": OWNER_PASSWORD},
             },
         )

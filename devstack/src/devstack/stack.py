@@ -218,6 +218,8 @@ class Stack:
             # On one machine the endpoints a developer registers are local: allowed here only.
             env[f"{prefix}WEBHOOKS__ALLOW_PRIVATE_ADDRESSES"] = "true"
             env[f"{prefix}WEBHOOKS__ALLOW_HTTP"] = "true"
+        if service == "retention":
+            env[f"{prefix}PUBLIC_URL"] = self.service_url("retention")
         if service == "notifications":
             env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
             env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)

@@ -30,6 +30,12 @@ class RetentionCategory(StrEnum):
     CERTIFICATE_DELIVERY = "certificate-delivery"
 
 
+# The categories whose rows the plan's sweep deletes once past their time (PLAN-RETENTION); the
+# others are kept for the contract, or on a clock that is not the plan's (retention's `/plans`
+# says which, for every plan).
+SWEPT_BY_PLAN = frozenset({RetentionCategory.REQUEST_METADATA, RetentionCategory.DELIVERY_LOG})
+
+
 @dataclass(frozen=True)
 class AccountTable:
     """One table holding account data, as the data map declares it."""
@@ -42,6 +48,7 @@ class AccountTable:
     retention: RetentionCategory
     account_column: str = "account_id"
     order_by: tuple[str, ...] = ("id",)
+    kept_from: str | None = None  # the time a row's retention period runs from
 
     @property
     def name(self) -> str:
@@ -67,6 +74,12 @@ class AccountTable:
         ]
         if self.account_column not in columns:
             found.append(f"{self.name}: no account column {self.account_column!r}")
+        if self.retention in SWEPT_BY_PLAN and self.kept_from is None:
+            found.append(f"{self.name}: swept by plan, but no kept_from column says from when")
+        if self.kept_from is not None and self.kept_from not in columns:
+            found.append(f"{self.name}.{self.kept_from}: kept_from is not a column")
+        if self.kept_from is not None and self.retention not in SWEPT_BY_PLAN:
+            found.append(f"{self.name}: kept_from, but {self.retention} is not swept by plan")
         return found
 
 
@@ -80,6 +93,7 @@ def account_table(
     record_type: str | None = None,
     account_column: str = "account_id",
     order_by: tuple[str, ...] = ("id",),
+    kept_from: str | None = None,
 ) -> AccountTable:
     """Declare a table (a SQLModel table class or a Table) of the data map."""
     table: Table = getattr(model, "__table__", model)
@@ -92,6 +106,7 @@ def account_table(
         retention=retention,
         account_column=account_column,
         order_by=order_by,
+        kept_from=kept_from,
     )
 
 
@@ -112,6 +127,11 @@ class AccountDataMap:
             for table in self.tables
             if table.retention is not RetentionCategory.CERTIFICATE_DELIVERY
         )
+
+    @property
+    def swept_tables(self) -> tuple[AccountTable, ...]:
+        """The tables the plan's sweep deletes from, in purge order."""
+        return tuple(table for table in self.tables if table.retention in SWEPT_BY_PLAN)
 
     @property
     def exported_tables(self) -> tuple[AccountTable, ...]:

@@ -6,7 +6,9 @@ own export store (the database writes the CSV, memory stays flat, the event loop
 then publishes it to retention as deflated chunks sealed with the account's key, straight to
 the broker (tens of megabytes have no business in the outbox table); the outbox event that
 announces the slice follows once the broker has every chunk. The purge deletes in the
-declared order, in one transaction with its confirmation, and vacuums afterwards.
+declared order, in one transaction with its confirmation, and vacuums afterwards. The plan's
+sweep deletes, table by table, the account's rows past the time retention sends, in short
+batches of their own transactions (the API's requests never wait behind a long one).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from shared.contracts import (
     ExportSliceWritten,
     PurgeCompleted,
     PurgeRequested,
+    RetentionSweepReported,
+    RetentionSweepRequested,
+    SweptTable,
     consumers_of,
 )
 from shared.data_map import AccountDataMap, AccountTable
@@ -49,6 +54,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 448 * 1024  # deflated bytes per chunk: in base64, sealed, it stays < 1 MB
 BULK_TIMEOUT_S = 3600.0  # an export's COPY or a purge's DELETE of a very large account
 PUBLISH_EVERY = 8  # chunks in flight at once: memory stays flat
+SWEEP_BATCH = 2000  # rows a sweep deletes per transaction: each holds its locks for milliseconds
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"  # a spreadsheet runs such a cell as a formula
 _NUMBER_PATTERN = r"^[-+]?[0-9]+(\.[0-9]+)?$"
 
@@ -105,6 +111,20 @@ def export_query(table: AccountTable) -> str:
     return (
         f"SELECT {columns} FROM {_quote(table.name)} "  # noqa: S608 - names come from the data map
         f"WHERE {_quote(table.account_column)} = $1 ORDER BY {order}"
+    )
+
+
+def sweep_queries(table: AccountTable) -> tuple[str, str, str]:
+    """The sweep's three statements for a table: count what is past its time ($1 account,
+    $2 cutoff), delete a batch of it ($3 rows), and find the next row due."""
+    assert table.kept_from is not None
+    name, account, kept = _quote(table.name), _quote(table.account_column), _quote(table.kept_from)
+    past = f"{account} = $1 AND {kept} < $2"
+    return (
+        f"SELECT count(*), min({kept}) FROM {name} WHERE {past}",  # noqa: S608 - from the map
+        f"DELETE FROM {name} WHERE ctid = ANY(ARRAY("  # noqa: S608 - names from the data map
+        f"SELECT ctid FROM {name} WHERE {past} LIMIT $3)) RETURNING {kept}",
+        f"SELECT min({kept}) FROM {name} WHERE {account} = $1 AND {kept} >= $2",  # noqa: S608
     )
 
 
@@ -169,6 +189,15 @@ class Participant:
                 await self.purge(event.data, work)
             except PurgeBlockedError as blocked:
                 log.warning("purge of saga %s refused: %s", event.data.saga_id, blocked)
+
+        if self.service in consumers_of(RetentionSweepRequested.event_type):
+
+            @routes.on(RetentionSweepRequested)
+            async def on_retention_sweep_requested(
+                event: Envelope[RetentionSweepRequested], work: Work
+            ) -> None:
+                """Delete the account's rows past the plan's time (or count them) and report."""
+                await self.sweep(event.data, work)
 
         if self.service in consumers_of("legal_hold.placed"):
             LegalHolds.register(routes, then=on_legal_hold)  # every participant knows (LAW)
@@ -293,6 +322,62 @@ class Participant:
             # would still open a late event of the account and put a row back.
             self.keys.evict(request.account_id)
         work.after_commit(self._vacuum_later)
+
+    # ------------------------------------------------------------------ the plan's sweep
+
+    async def sweep(self, request: RetentionSweepRequested, work: Work) -> None:
+        """Delete what is past its time in every swept table of the account, batch by batch,
+        and report it; a dry run, or a standing legal hold, only counts (PLAN-RETENTION, LAW).
+
+        The batches commit on their own: a rerun after a crash deletes what is left and
+        reports that; the report itself goes out once (the inbox)."""
+        held = False
+        try:
+            await self.ensure_purge_allowed(request.account_id)
+        except PurgeBlockedError:
+            held = True
+        swept: list[SweptTable] = []
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            for table in self.data_map.swept_tables:
+                cutoff = request.cutoffs.get(str(table.retention))
+                if cutoff is None:
+                    continue  # the plan keeps this category for the contract
+                count, delete, next_due = sweep_queries(table)
+                if request.dry_run or held:
+                    rows, oldest = await driver.fetchrow(count, request.account_id, cutoff)
+                else:  # each statement its own transaction (no transaction is open here)
+                    rows, oldest = 0, None
+                    while batch := await driver.fetch(
+                        delete, request.account_id, cutoff, SWEEP_BATCH
+                    ):
+                        rows += len(batch)
+                        first = min(row[0] for row in batch)
+                        oldest = first if oldest is None else min(oldest, first)
+                next_kept = await driver.fetchval(next_due, request.account_id, cutoff)
+                swept.append(
+                    SweptTable(
+                        table=table.name,
+                        category=str(table.retention),
+                        rows=rows,
+                        oldest_at=oldest if rows else None,
+                        next_due_at=None
+                        if next_kept is None
+                        else next_kept + (request.as_of - cutoff),
+                    )
+                )
+                if rows and not (request.dry_run or held):
+                    log.info("swept %d rows of %s past the plan's time", rows, table.name)
+        work.emit(
+            RetentionSweepReported(
+                account_id=request.account_id,
+                sweep_id=request.sweep_id,
+                dry_run=request.dry_run,
+                held=held,
+                tables=swept,
+            )
+        )
 
     async def ensure_purge_allowed(self, account_id: UUID) -> None:
         """The one place every deletion of an account passes: legal holds are checked here."""

@@ -59,6 +59,7 @@ DATA_MAP = AccountDataMap(
                 "changed_at",
             ),
             personal=("recipient",),
+            kept_from="changed_at",
             order_by=("changed_at", "email_id"),
         ),
         account_table(
@@ -120,6 +121,7 @@ DATA_MAP = AccountDataMap(
                 "delivered_at",
                 "created_at",
             ),
+            kept_from="created_at",
             order_by=("created_at", "id"),
         ),
         account_table(
@@ -495,6 +497,7 @@ DATA_MAP = AccountDataMap(
                 "csrf_hash": "a credential's hash is never handed out",
                 "staff_id": STAFF_ONLY,
             },
+            kept_from="last_seen_at",
             order_by=("created_at", "id"),
         ),
         account_table(
@@ -506,6 +509,7 @@ DATA_MAP = AccountDataMap(
                 "email_digest": "a hash of the email tried, kept only to throttle guessing",
             },
             personal=("address",),
+            kept_from="created_at",
             order_by=("created_at", "id"),
         ),
         account_table(

@@ -6,6 +6,7 @@ time the account's plan states."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from netaddr import IPSet
 from billing.auth.retention import RequestMetadataRetention
 from billing.main import create_app
 from billing.settings import BillingSettings
-from devstack.testing import enrol_staff, read_events, running
+from devstack.testing import enrol_staff, produce, read_events, running, sealed
+from shared.contracts import RetentionSweepRequested, new_envelope
 from shared.db import create_engine
 
 pytestmark = pytest.mark.integration
@@ -118,9 +120,10 @@ async def test_collected_without_a_database_no_location_is_recorded(
 async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_states(
     api: httpx.AsyncClient, billing_settings: BillingSettings, security_admin: dict[str, str]
 ) -> None:
-    """COLLECTED, PLAN-RETENTION: sessions and failed sign-ins go once past their plan's days
-    (free 30, standard 90, enterprise 180 after last use; staff 365, failures of nobody 30);
-    younger ones and others' stay."""
+    """COLLECTED, PLAN-RETENTION: an account's sessions and failed sign-ins go when retention's
+    sweep says they are past their plan's time (here free 30 days, standard 90, enterprise 180
+    after last use); request metadata of no account goes by billing's own sweep (staff 365 days,
+    failures of nobody 30); younger rows and other accounts' stay."""
     staff_email = f"kept-{uuid.uuid4().hex[:8]}@quittance.example.com"
     added = await api.post(
         "/staff",
@@ -136,6 +139,7 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
         await api.post("/sessions", json={"email": nobody, "password": "whatever it is"})
     ).status_code == 401
     accounts = {}
+    sweep_id = uuid.uuid4()
     for plan in ("free", "standard", "enterprise"):
         email = f"{plan}-{uuid.uuid4().hex[:8]}@keep.example.com"
         opened = await api.post(
@@ -184,6 +188,44 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
             "AND created_at > now() - interval '1 hour'"
         )
         deleted = await RequestMetadataRetention(engine=engine, interval_s=3600).sweep()
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM web_session WHERE account_id = ANY($1::uuid[])",
+                list(accounts.values()),
+            )
+            == 6
+        ), "billing's own sweep leaves accounts' rows to their plan's"
+        as_of = datetime.now(UTC)
+        for plan, account_id in accounts.items():
+            days = {"free": 30, "standard": 90, "enterprise": 180}[plan]
+            envelope = new_envelope(
+                RetentionSweepRequested(
+                    account_id=account_id,
+                    sweep_id=sweep_id,
+                    dry_run=False,
+                    as_of=as_of,
+                    cutoffs={"request-metadata": as_of - timedelta(days=days)},
+                ),
+                source="retention",
+            )
+            await produce(
+                billing_settings.kafka.bootstrap_servers,
+                billing_settings.kafka.topic(envelope.type),
+                await sealed(envelope, billing_settings.keystore),
+                key=envelope.subject.encode(),
+                headers=[("content-type", b"application/json")],
+            )
+        reports = {
+            report["subject"]: report["data"]
+            for account_id in accounts.values()
+            for report in await read_events(
+                billing_settings.kafka.bootstrap_servers,
+                billing_settings.kafka.topic("retention.sweep_reported"),
+                count=1,
+                key=str(account_id),
+                keystore=billing_settings.keystore,
+            )
+        }
         left = {
             plan: (
                 await connection.fetchval(
@@ -210,7 +252,15 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
     assert left == {"free": (1, 0), "standard": (2, 1), "enterprise": (2, 1)}
     assert staff_left == [1, 1], "100 days is inside staff's 365"
     assert unclaimed_recent == 0, "a failure of nobody goes after 30 days"
-    assert deleted >= 3
+    assert deleted >= 1
+    free = reports[str(accounts["free"])]
+    assert {t["table"]: t["rows"] for t in free["tables"]} == {
+        "web_session": 1,
+        "sign_in_failure": 1,
+    }
+    assert not free["dry_run"]
+    assert not free["held"]
+    assert all(t["rows"] == 0 for t in reports[str(accounts["standard"])]["tables"])
 
 
 async def test_collected_a_new_device_is_noticed_even_after_old_sessions_were_deleted(

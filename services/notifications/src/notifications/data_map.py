@@ -43,6 +43,7 @@ DATA_MAP = AccountDataMap(
                 "attachment_chunks": "how the bundle reached notifications",
             },
             personal=("recipient", "subject", "mime", "last_error"),
+            kept_from="created_at",
             order_by=("created_at", "id"),
         ),
         account_table(
@@ -51,12 +52,14 @@ DATA_MAP = AccountDataMap(
             retention=RetentionCategory.DELIVERY_LOG,
             exported=("account_id", "address", "reason", "bounced_at"),
             personal=("address", "reason"),
+            kept_from="bounced_at",
             order_by=("address",),
         ),
         account_table(
             ReminderSent,
             record_type="payment_reminder",
-            retention=RetentionCategory.DELIVERY_LOG,
+            # Which reminders an invoice had: what stops a second one, kept with the invoice.
+            retention=RetentionCategory.CONTRACT,
             exported=("invoice_id", "stage", "account_id", "email_id", "sent_at"),
             order_by=("invoice_id", "stage"),
         ),

@@ -240,13 +240,19 @@ def details_changed_message(
 
 
 def export_message(renderer: Renderer, look: Look, export: ExportAssembled) -> RenderedEmail:
-    """The covering message of the termination's export (TERMINATION)."""
+    """The covering message of the termination's export (TERMINATION): with the bundle
+    attached, or with the signed link that opens it for the grace period."""
     return renderer.render(
         "account-export",
         look.presentation,
         account_name=look.account_name,
         subject={"account": export.account_name},
-        context={"size": export.size, "sha256": export.sha256},
+        context={
+            "size": export.size,
+            "sha256": export.sha256,
+            "download_url": export.download_url,
+            "link_expires_at": export.link_expires_at,
+        },
     )
 
 

@@ -30,6 +30,7 @@ class OutgoingEmail(NotificationsTable, table=True):
             "next_attempt_at",
             postgresql_where=text("status = 'QUEUED'"),
         ),
+        Index("ix_outgoing_email_sweep", "account_id", "created_at"),  # the plan's sweep
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
@@ -67,6 +68,7 @@ class BouncedAddress(NotificationsTable, table=True):
     the account corrects it (sends to another address)."""
 
     __tablename__ = "bounced_address"
+    __table_args__ = (Index("ix_bounced_address_sweep", "account_id", "bounced_at"),)
 
     account_id: UUID = Field(primary_key=True)
     address: str = Field(primary_key=True, description="Lower-cased.")

@@ -523,8 +523,10 @@ class NotificationsService:
         )
 
     async def queue_export_email(self, *, event: Envelope[ExportAssembled], work: Work) -> UUID:
-        """Queue the email that will carry the bundle; one per saga, however often asked."""
+        """Queue the email that will carry the bundle, or its link; one per saga, however
+        often asked."""
         export = event.data
+        attached = export.download_url is None
         existing = (
             await work.session.exec(
                 select(OutgoingEmail)
@@ -546,8 +548,9 @@ class NotificationsService:
                     )
                 )
             else:
-                existing.attachment_transfer_id = export.transfer_id
-                existing.attachment_chunks = export.chunks
+                if attached:
+                    existing.attachment_transfer_id = export.transfer_id
+                    existing.attachment_chunks = export.chunks
                 existing.attachment_sha256 = export.sha256
                 work.session.add(existing)
                 work.after_commit(lambda: self.send_after_commit(existing.id))
@@ -562,9 +565,9 @@ class NotificationsService:
             recipient=export.recipient_email,
             subject=rendered.subject,
             saga_id=export.saga_id,
-            attachment_transfer_id=export.transfer_id,
-            attachment_chunks=export.chunks,
-            attachment_name=export.file_name,
+            attachment_transfer_id=export.transfer_id if attached else None,
+            attachment_chunks=export.chunks if attached else None,
+            attachment_name=export.file_name if attached else None,
             attachment_sha256=export.sha256,
             mime=self._mime(
                 message_id=message_id, recipient=export.recipient_email, rendered=rendered

@@ -457,6 +457,42 @@ async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whate
     assert FolderExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]
 
 
+async def test_termination_with_a_grace_period_the_owner_gets_the_link_not_the_bundle(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
+) -> None:
+    """TERMINATION: on a plan with a grace period the export email carries retention's signed
+    link and the date it stops working, no attachment; the delivery is confirmed as usual."""
+    owner = f"ada-{uuid.uuid4().hex[:8]}@acme.example.com"
+    account_id, saga_id = uuid.uuid4(), uuid.uuid4()
+    url = f"https://exports.example.com/exports/download?saga={saga_id}&signature=c2lnbmVk"
+    assembled = ExportAssembled(
+        account_id=account_id,
+        saga_id=saga_id,
+        transfer_id=uuid.uuid4(),
+        chunks=0,
+        file_name="quittance-export.zip",
+        size=4096,
+        sha256="cd" * 32,
+        account_name="Acme",
+        recipient_email=owner,
+        download_url=url,
+        link_expires_at=datetime(2030, 7, 1, 12, 0, tzinfo=UTC),
+    )
+    await _publish(settings, new_envelope(assembled, source="retention"))
+    messages = await mail.wait_for(lambda ms: any(owner in m["to"] for m in ms), timeout=30)
+    (received,) = [m for m in messages if owner in m["to"]]
+    assert received["attachments"] == []
+    assert url in received["text"]
+    assert "2030" in received["text"], "the date the link stops working"
+    (delivered,) = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("export.delivered"),
+        count=1,
+        key=str(account_id),
+    )
+    assert delivered["data"]["saga_id"] == str(saga_id)
+
+
 async def test_a_large_message_reaches_the_smtp_server_byte_for_byte_dots_and_all(
     infrastructure: Stack, tmp_path: Path
 ) -> None:

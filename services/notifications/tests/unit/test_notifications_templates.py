@@ -242,6 +242,23 @@ def _every_message(locale: str, currency: str, amount: Decimal) -> dict[str, Ren
                 recipient_email="olga@example.com",
             ),
         ),
+        "account-export-link": export_message(
+            RENDERER,
+            look,
+            ExportAssembled(
+                account_id=account_id,
+                saga_id=uuid4(),
+                transfer_id=uuid4(),
+                chunks=0,
+                file_name="quittance-export.zip",
+                size=123456,
+                sha256="ab" * 32,
+                account_name="Acme SA",
+                recipient_email="olga@example.com",
+                download_url="https://exports.example.com/exports/download?saga=1&signature=x",
+                link_expires_at=at,
+            ),
+        ),
     }
 
 

@@ -1,20 +1,39 @@
-"""Retention's small HTTP surface: sagas in flight for operators, their health, and the purge
-certificates with the public key that verifies them."""
+"""Retention's small HTTP surface: sagas in flight and sweeps for operators, their health, the
+plans' retention terms, and the purge certificates with the public key that verifies them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiResponse, HttpHandler, get
 
+from retention.domain import KEPT_REGARDLESS_OF_PLAN, ExportLink, PlanTerms
 from retention.services import RetentionService
+from retention.sweeps import SweepService
 from shared.health import Check, HealthCheck
 from shared.signing import ALGORITHM
+
+
+def _refused(scope: Any, operator_token: str) -> AsgiResponse | None:
+    """A 401 problem unless the request bears the operator token."""
+    headers = dict(scope.get("headers") or [])
+    given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
+    if hmac.compare_digest(given, operator_token.encode()):
+        return None
+    return _problem(401, "Unauthorized", "the operator token is required")
+
+
+def _json(body: Any, status: int = 200) -> AsgiResponse:
+    return AsgiResponse(
+        json.dumps(body).encode(), status_code=status, headers={"content-type": "application/json"}
+    )
 
 
 def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[str, Any]]:
@@ -22,14 +41,8 @@ def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[st
 
     @get(include_in_schema=False)
     async def sagas(scope: Any) -> AsgiResponse:
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
-        if not hmac.compare_digest(given, operator_token.encode()):
-            return AsgiResponse(
-                b'{"title": "the operator token is required"}',
-                status_code=401,
-                headers={"content-type": "application/problem+json"},
-            )
+        if (refused := _refused(scope, operator_token)) is not None:
+            return refused
         body = [
             {
                 # Ids and states only: an operator sees where a saga is, not whose it is.
@@ -40,14 +53,87 @@ def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[st
                 "needs_attention": saga.needs_attention,
                 "waiting_for": service.waiting_for(saga),
                 "steps": service.steps(saga),
+                "purge_due_at": saga.purge_due_at.isoformat() if saga.purge_due_at else None,
+                "downloads": saga.downloads,
             }
             for saga in await service.sagas()
         ]
-        return AsgiResponse(
-            json.dumps(body).encode(), status_code=200, headers={"content-type": "application/json"}
-        )
+        return _json(body)
 
     return [("/sagas", sagas)]
+
+
+def _days(period: timedelta) -> float:
+    return round(period.total_seconds() / 86400, 4)
+
+
+def plan_routes(plans: dict[str, PlanTerms]) -> list[tuple[str, Any]]:
+    """`GET /plans`: for every plan, how long each kind of data is kept (public: it is the
+    promise of PLAN-RETENTION, the same for every customer of a plan)."""
+    body = {
+        "plans": {
+            name: {
+                "grace_period_days": _days(terms.grace_period),
+                "kept_days": {str(c): _days(p) for c, p in sorted(terms.kept.items())},
+            }
+            for name, terms in sorted(plans.items())
+        },
+        "kept_regardless_of_plan": {str(c): why for c, why in KEPT_REGARDLESS_OF_PLAN.items()},
+    }
+
+    @get(include_in_schema=False)
+    async def plans_(scope: Any) -> AsgiResponse:
+        return _json(body)
+
+    return [("/plans", plans_)]
+
+
+def _sweep_body(sweep: Any, tallies: list[Any]) -> dict[str, Any]:
+    return {
+        "sweep_id": str(sweep.id),
+        "scheduled_for": sweep.slot.isoformat() if sweep.slot else None,
+        "dry_run": sweep.dry_run,
+        "as_of": sweep.as_of.isoformat(),
+        "accounts": sweep.accounts,
+        "reports": sweep.reports,
+        "expected_reports": sweep.expected_reports,
+        "held_reports": sweep.held_reports,
+        "rows": sweep.rows,
+        "completed_at": sweep.completed_at.isoformat() if sweep.completed_at else None,
+        "tables": [
+            {
+                "service": tally.service,
+                "table": tally.table_name,
+                "category": tally.category,
+                "rows": tally.rows,
+                "oldest_at": tally.oldest_at.isoformat() if tally.oldest_at else None,
+                "next_due_at": tally.next_due_at.isoformat() if tally.next_due_at else None,
+            }
+            for tally in tallies
+        ],
+    }
+
+
+def sweep_routes(sweeps: SweepService, operator_token: str) -> list[tuple[str, Any]]:
+    """`GET /sweeps`: the newest sweeps, what each deleted (or would) per table, and when the
+    next rows fall due; `POST /sweeps?dry_run=true|false`: start one now (operators)."""
+
+    async def sweeps_endpoint(scope: Any) -> AsgiResponse:
+        if (refused := _refused(scope, operator_token)) is not None:
+            return refused
+        if scope["method"] != "POST":
+            listed = await sweeps.sweeps()
+            return _json([_sweep_body(sweep, tallies) for sweep, tallies in listed])
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        dry_run = query.get("dry_run", ["false"])[-1]
+        if dry_run not in ("true", "false"):
+            return _problem(422, "Invalid field", "dry_run must be true or false", "dry_run")
+        sweep = await sweeps.start(dry_run=dry_run == "true")
+        assert sweep is not None  # an operator's sweep takes no slot
+        return _json(_sweep_body(sweep, []), status=202)
+
+    handler = HttpHandler(sweeps_endpoint, include_in_schema=False, methods=("GET", "HEAD", "POST"))
+    return [("/sweeps", handler)]
 
 
 def sagas_health(service: RetentionService) -> HealthCheck:
@@ -138,3 +224,74 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
         return AsgiResponse(content, status_code=200, headers={"content-type": media_type})
 
     return [("/certificates/signing-key.pem", signing_key), ("/certificates", certificate)]
+
+
+DOWNLOAD_BLOCK = 256 * 1024  # bytes read from the store per piece sent
+
+
+def _link_from(query: dict[str, list[str]]) -> tuple[ExportLink, bytes] | AsgiResponse:
+    """The link's parts, or a 422 problem naming the first bad one."""
+    try:
+        saga_id = UUID(query.get("saga", [""])[-1])
+    except ValueError:
+        return _problem(422, "Invalid field", "saga must be a UUID", "saga")
+    try:
+        account_id = UUID(query.get("account", [""])[-1])
+    except ValueError:
+        return _problem(422, "Invalid field", "account must be a UUID", "account")
+    expires = query.get("expires", [""])[-1]
+    if not expires.isdigit() or len(expires) > 12:
+        return _problem(422, "Invalid field", "expires must be a Unix time", "expires")
+    encoded = query.get("signature", [""])[-1]
+    try:
+        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        signature = b""
+    if len(signature) != 64:
+        return _problem(422, "Invalid field", "signature must be 64 bytes, base64url", "signature")
+    return ExportLink(saga_id=saga_id, account_id=account_id, expires=int(expires)), signature
+
+
+def export_routes(service: RetentionService) -> list[tuple[str, Any]]:
+    """`GET /exports/download?saga=&account=&expires=&signature=`: the termination's export,
+    for the holder of the signed link mailed to the owner, until the grace period ends; each
+    download is a data access in the account's audit trail. The link dies with the purge."""
+
+    async def download(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("method") != "GET":  # a HEAD would count as a download without one
+            await _problem(405, "Method not allowed", "use GET")(scope, receive, send)
+            return
+        parsed = _link_from(parse_qs(scope.get("query_string", b"").decode("latin-1")))
+        if isinstance(parsed, AsgiResponse):
+            await parsed(scope, receive, send)
+            return
+        link, signature = parsed
+        why = service.check_link(link, signature)
+        refusal = {
+            "forged": (403, "Forbidden", "the link's signature does not match it"),
+            "expired": (410, "Gone", "the link expired: the grace period is over"),
+        }.get(why)
+        opened = None if refusal else await service.open_download(link)
+        if opened is None:
+            status, title, detail = refusal or (410, "Gone", "the export was purged")
+            await _problem(status, title, detail)(scope, receive, send)
+            return
+        key, size = opened
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/zip"),
+                    (b"content-length", str(size).encode()),
+                    (b"content-disposition", b'attachment; filename="quittance-export.zip"'),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        with await asyncio.to_thread(service.store.reader, key) as bundle:
+            while block := await asyncio.to_thread(bundle.read, DOWNLOAD_BLOCK):
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return [("/exports/download", download)]

@@ -1,9 +1,11 @@
-"""Retention's event handlers: each moves a termination saga one step."""
+"""Retention's event handlers: each moves a termination saga one step, or a sweep."""
 
 from __future__ import annotations
 
 from retention.services import RetentionService
+from retention.sweeps import SweepService
 from shared.contracts import (
+    AccountPlanChanged,
     AccountTerminated,
     Envelope,
     ExportDelivered,
@@ -12,15 +14,30 @@ from shared.contracts import (
     LegalHoldPlaced,
     LegalHoldReleased,
     PurgeCompleted,
+    RetentionSweepReported,
 )
 from shared.routing import EventRoutes
 from shared.telemetry import Telemetry
 from shared.unit_of_work import Work
 
 
-def create_routes(*, service: RetentionService, telemetry: Telemetry) -> EventRoutes:
+def create_routes(
+    *, service: RetentionService, sweeps: SweepService, telemetry: Telemetry
+) -> EventRoutes:
     """What retention does with the events it consumes."""
     routes = EventRoutes("retention", telemetry)
+
+    @routes.on(AccountPlanChanged)
+    async def on_account_plan_changed(event: Envelope[AccountPlanChanged], work: Work) -> None:
+        """Keep the account's plan: its sweeps' cutoffs (PLAN-RETENTION)."""
+        await sweeps.note_plan(event.data, work)
+
+    @routes.on(RetentionSweepReported)
+    async def on_retention_sweep_reported(
+        event: Envelope[RetentionSweepReported], work: Work
+    ) -> None:
+        """Add a service's sweep of one account to the sweep's count."""
+        await sweeps.record_report(event, work)
 
     @routes.on(AccountTerminated)
     async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:

@@ -8,10 +8,18 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from retention.api import certificate_routes, saga_routes, sagas_health
+from retention.api import (
+    certificate_routes,
+    export_routes,
+    plan_routes,
+    saga_routes,
+    sagas_health,
+    sweep_routes,
+)
 from retention.handlers import create_routes
 from retention.services import RetentionService, SagaTiming
 from retention.settings import RetentionSettings
+from retention.sweeps import SweepService
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
 from shared.signing import SigningKey
@@ -24,7 +32,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 def create_app(
     settings: RetentionSettings | None = None, *, telemetry: Telemetry | None = None
 ) -> AsgiFastStream:
-    """Build the retention app: the termination saga's subscribers and outbox relay."""
+    """Build the retention app: the termination saga's and the sweeps' subscribers, the outbox
+    relay, the deadline watch and the sweep schedule."""
     settings = settings or RetentionSettings()
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
@@ -41,17 +50,32 @@ def create_app(
             step_timeout=timedelta(seconds=settings.step_timeout_s),
             max_attempts=settings.max_step_attempts,
         ),
+        plans=settings.plans,
+        public_url=settings.public_url,
     )
-    runtime.consume(create_routes(service=service, telemetry=runtime.telemetry))
+    sweeps = SweepService(
+        sessions=runtime.sessions,
+        units=runtime.units,
+        plans=settings.plans,
+        every=timedelta(seconds=settings.sweep_every_s),
+    )
+    runtime.consume(create_routes(service=service, sweeps=sweeps, telemetry=runtime.telemetry))
 
     async def watch_deadlines() -> None:
         await service.run_deadline_watch(settings.deadline_check_interval_s)
 
+    async def schedule_sweeps() -> None:
+        await sweeps.run_schedule(settings.sweep_check_interval_s)
+
+    operator_token = settings.operator_token.get_secret_value()
     return create_consumer_app(
         runtime,
-        background=[watch_deadlines],
+        background=[watch_deadlines, schedule_sweeps],
         routes=[
-            *saga_routes(service, settings.operator_token.get_secret_value()),
+            *saga_routes(service, operator_token),
+            *sweep_routes(sweeps, operator_token),
+            *plan_routes(settings.plans),
+            *export_routes(service),
             *certificate_routes(service),
         ],
         health_checks=[sagas_health(service)],

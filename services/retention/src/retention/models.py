@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, Column, DateTime, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -63,7 +63,61 @@ class TerminationSaga(RetentionTable, table=True):
     needs_attention: str | None = Field(
         default=None, description="Why a person must look: set when retries are used up."
     )
+    plan: str | None = Field(default=None, description="The plan: it sets the grace period.")
+    purge_due_at: datetime | None = Field(
+        default=None,
+        sa_type=DateTime(timezone=True),
+        description="The grace period's end: the purge starts then, and the link dies.",
+    )
+    downloads: int = Field(default=0, description="Times the export link was used.")
     created_at: datetime | None = Field(default=None, sa_column=_timestamp())
+
+
+class AccountPlan(RetentionTable, table=True):
+    """An account's plan, from billing's `account.plan_changed`: its sweep's cutoffs."""
+
+    __tablename__ = "account_plan"
+
+    account_id: UUID = Field(primary_key=True)
+    plan: str
+    changed_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class RetentionSweep(RetentionTable, table=True):
+    """One sweep of every known account (PLAN-RETENTION): what was asked, what came back."""
+
+    __tablename__ = "retention_sweep"
+    # A scheduled sweep's slot is taken once, whichever instance gets there first.
+    __table_args__ = (UniqueConstraint("slot"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    slot: datetime | None = Field(
+        default=None,
+        sa_type=DateTime(timezone=True),
+        description="The schedule's slot; null for one an operator asked for.",
+    )
+    dry_run: bool
+    as_of: datetime = Field(sa_type=DateTime(timezone=True))
+    accounts: int = Field(description="Accounts asked.")
+    expected_reports: int = Field(description="Reports that complete it: accounts x services.")
+    reports: int = Field(default=0)
+    held_reports: int = Field(default=0, description="Reports of an account on legal hold.")
+    rows: int = Field(default=0, sa_type=BigInteger, description="Deleted, or would be.")
+    completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SweepTally(RetentionTable, table=True):
+    """A sweep's sum for one table of one service: no account is named."""
+
+    __tablename__ = "sweep_tally"
+
+    sweep_id: UUID = Field(primary_key=True, foreign_key="retention_sweep.id", ondelete="CASCADE")
+    service: str = Field(primary_key=True)
+    table_name: str = Field(primary_key=True)
+    category: str
+    rows: int = Field(default=0, sa_type=BigInteger)
+    oldest_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    next_due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class PurgeCertificate(RetentionTable, table=True):

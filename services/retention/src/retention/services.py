@@ -1,4 +1,5 @@
-"""The termination saga: collect every slice, send the CSV bundle, purge everywhere, certify."""
+"""The termination saga: collect every slice, send the CSV bundle (attached, or as a signed link
+for the plan's grace period), purge everywhere, certify."""
 
 from __future__ import annotations
 
@@ -17,11 +18,22 @@ from uuid import UUID, uuid4
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from retention.domain import Purge, SagaStatus, account_reference, certificate_payload
-from retention.models import PurgeCertificate, TerminationSaga
+from retention.domain import (
+    ExportLink,
+    PlanTerms,
+    Purge,
+    SagaStatus,
+    account_reference,
+    certificate_payload,
+    plan_terms,
+)
+from retention.models import AccountPlan, PurgeCertificate, TerminationSaga
 from shared.contracts import (
+    AccessActor,
+    AccessPurpose,
     AccountPurged,
     AccountTerminated,
+    DataAccessed,
     Envelope,
     ExportAssembled,
     ExportBundleChunk,
@@ -40,7 +52,7 @@ from shared.export_store import ExportStore
 from shared.keystore import KeyStore
 from shared.legal_holds import forget_holds, note_placed, note_released, standing_holds
 from shared.outbox import forget_account_events
-from shared.signing import SigningKey
+from shared.signing import SigningKey, verify
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -72,6 +84,8 @@ class RetentionService:
         certificate_key: bytes,
         signing_key: SigningKey,
         timing: SagaTiming,
+        plans: dict[str, PlanTerms],
+        public_url: str,
     ) -> None:
         self.sessions = sessions
         self.units = units
@@ -81,6 +95,8 @@ class RetentionService:
         self.certificate_key = certificate_key
         self.signing_key = signing_key
         self.timing = timing
+        self.plans = plans
+        self.public_url = public_url.rstrip("/")
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
@@ -110,7 +126,11 @@ class RetentionService:
             participants=self.participants,
             terminated_at=terminated.terminated_at,
             step_deadline_at=datetime.now(UTC) + self.timing.step_timeout,
+            plan=terminated.plan,
         )
+        grace = plan_terms(self.plans, terminated.plan).grace_period
+        if grace:  # read-only and downloadable until then (the account is already read-only)
+            saga.purge_due_at = terminated.terminated_at + grace
         work.session.add(saga)
         work.emit(ExportRequested(account_id=saga.account_id, saga_id=saga.id))
 
@@ -226,8 +246,19 @@ class RetentionService:
     async def _send_bundle(
         self, saga: TerminationSaga, *, size: int, sha256: str, work: Work
     ) -> None:
-        """Publish the bundle to notifications as sealed chunks, then the request to mail it."""
+        """Ask notifications to mail the bundle: with a grace period, a signed link to it that
+        works until the purge; without one, the bundle itself, sent as sealed chunks."""
         transfer_id = uuid4()
+        if saga.purge_due_at is not None and saga.purge_due_at > datetime.now(UTC):
+            link = ExportLink(
+                saga_id=saga.id,
+                account_id=saga.account_id,
+                expires=int(saga.purge_due_at.timestamp()),
+            )
+            signature = self.signing_key.sign(link.message())
+            url = f"{self.public_url}/exports/download?{link.query(signature)}"
+            self._assembled(saga, transfer_id, 0, size, sha256, work, url)
+            return
         chunks = 0
         batch: list[ExportBundleChunk] = []
         key = f"{saga.id}/bundle/{BUNDLE_NAME}"
@@ -247,6 +278,18 @@ class RetentionService:
                     await work.publish_now(batch)
                     batch = []
         await work.publish_now(batch)
+        self._assembled(saga, transfer_id, max(chunks, 1), size, sha256, work, None)
+
+    def _assembled(
+        self,
+        saga: TerminationSaga,
+        transfer_id: UUID,
+        chunks: int,
+        size: int,
+        sha256: str,
+        work: Work,
+        download_url: str | None,
+    ) -> None:
         saga.bundle_transfer_id, saga.bundle_size, saga.bundle_sha256 = transfer_id, size, sha256
         self._next_step(saga, SagaStatus.DELIVERING)
         work.session.add(saga)
@@ -255,12 +298,14 @@ class RetentionService:
                 account_id=saga.account_id,
                 saga_id=saga.id,
                 transfer_id=transfer_id,
-                chunks=max(chunks, 1),
+                chunks=chunks,
                 file_name=BUNDLE_NAME,
                 size=size,
                 sha256=sha256,
                 account_name=saga.account_name,
                 recipient_email=saga.owner_email,
+                download_url=download_url,
+                link_expires_at=saga.purge_due_at if download_url else None,
             )
         )
 
@@ -273,6 +318,13 @@ class RetentionService:
         if saga is None or saga.status is not SagaStatus.DELIVERING:
             return
         saga.delivered_at = datetime.now(UTC)
+        if saga.purge_due_at is not None and saga.purge_due_at > saga.delivered_at:
+            # The grace period: the link works, nothing is purged; the deadline watch goes on
+            # at its end.
+            self._next_step(saga, SagaStatus.GRACE)
+            saga.step_deadline_at = saga.purge_due_at
+            work.session.add(saga)
+            return
         await self._purge_unless_held(saga, work)
 
     async def _purge_unless_held(self, saga: TerminationSaga, work: Work) -> None:
@@ -293,6 +345,7 @@ class RetentionService:
         self._next_step(saga, SagaStatus.PURGING)
         saga.waiting_for_holds = []
         work.session.add(saga)
+        work.after_commit(self.store.removal(f"{saga.id}/bundle"))  # the link dies with it
         work.emit(
             PurgeRequested(account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt)
         )
@@ -339,6 +392,9 @@ class RetentionService:
         await work.session.delete(saga)
         await forget_account_events(work.session, account_id=saga.account_id)
         await forget_holds(work.session, saga.account_id)  # released: nothing of it stays
+        plan = await work.session.get(AccountPlan, saga.account_id)
+        if plan is not None:
+            await work.session.delete(plan)
         work.emit(
             AccountPurged(
                 account_id=saga.account_id,
@@ -410,8 +466,9 @@ class RetentionService:
             )
             for saga in overdue.all():
                 chased += 1
-                if saga.status is SagaStatus.HELD:
-                    # Waiting for the law is not a stall: look again, go on if the hold ended.
+                if saga.status in (SagaStatus.HELD, SagaStatus.GRACE):
+                    # Waiting for the law, or for the grace period's end, is not a stall: look
+                    # again, go on if the hold ended (the grace period has).
                     await self._purge_unless_held(saga, work)
                     continue
                 if saga.step_attempt >= self.timing.max_attempts:
@@ -439,11 +496,14 @@ class RetentionService:
         order = [
             (SagaStatus.EXPORTING, "export", sorted(saga.slices)),
             (SagaStatus.DELIVERING, "delivery", ["notifications"] if saga.delivered_at else []),
+            (SagaStatus.GRACE, "grace period", []),
             (SagaStatus.HELD, "legal hold", []),
             (SagaStatus.PURGING, "purge", sorted(saga.purged)),
         ]
         if saga.status is not SagaStatus.HELD:
             order = [step for step in order if step[0] is not SagaStatus.HELD]
+        if saga.purge_due_at is None:
+            order = [step for step in order if step[0] is not SagaStatus.GRACE]
         current = next(i for i, (status, _, _) in enumerate(order) if status is saga.status)
         steps: list[dict[str, Any]] = []
         for index, (_, name, done_by) in enumerate(order):
@@ -465,6 +525,8 @@ class RetentionService:
             return ["notifications"]
         if saga.status is SagaStatus.HELD:
             return [f"legal hold {hold}" for hold in saga.waiting_for_holds]
+        if saga.status is SagaStatus.GRACE and saga.purge_due_at is not None:
+            return [f"the grace period's end at {saga.purge_due_at.isoformat()}"]
         return sorted(set(saga.participants) - set(done))
 
     def _request_again(self, saga: TerminationSaga, work: Work) -> None:
@@ -497,6 +559,48 @@ class RetentionService:
                 )
 
         return resend
+
+    # ------------------------------------------------------------------ the export link
+
+    def check_link(self, link: ExportLink, signature: bytes, now: datetime | None = None) -> str:
+        """Why the link does not open the export ("" when it does): signed by this service
+        for this saga and account, and not past its end."""
+        if not verify(self.signing_key.public_pem(), link.message(), signature):
+            return "forged"
+        if (now or datetime.now(UTC)).timestamp() >= link.expires:
+            return "expired"
+        return ""
+
+    async def open_download(self, link: ExportLink) -> tuple[str, int] | None:
+        """Record a download of the account's export as a data access, then give the bundle's
+        store key and size; None once the saga is past its grace period (the link died)."""
+        async with self.units() as work:
+            saga = await self._saga(work.session, link.saga_id)
+            if (
+                saga is None
+                or saga.account_id != link.account_id
+                or saga.status not in (SagaStatus.DELIVERING, SagaStatus.GRACE)
+                or saga.bundle_size is None
+            ):
+                return None
+            saga.downloads += 1
+            work.session.add(saga)
+            work.emit(
+                DataAccessed(
+                    account_id=saga.account_id,
+                    access_id=uuid4(),
+                    actor=AccessActor.EXPORT_LINK,
+                    actor_id="export-link",
+                    actor_name="the holder of the export link mailed to the account's owner",
+                    purpose=AccessPurpose.CUSTOMER_SELF_SERVICE,
+                    reason="the termination's export was downloaded",
+                    grant_id=None,
+                    resource_type="export_bundle",
+                    resource_id=str(saga.id),
+                    accessed_at=datetime.now(UTC),
+                )
+            )
+            return f"{saga.id}/bundle/{BUNDLE_NAME}", saga.bundle_size
 
     async def certificate(self, certificate_id: UUID) -> PurgeCertificate | None:
         """A purge certificate by its id."""

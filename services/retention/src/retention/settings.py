@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from retention.domain import FALLBACK_PLAN, PLANS, PlanTerms
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
 from shared.signing import SigningKey
 
@@ -43,8 +44,31 @@ class RetentionSettings(ServiceSettings):
     )
     operator_token: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
-        description="Bearer token operators use to list sagas in flight.",
+        description="Bearer token operators use to list sagas and sweeps, and start a sweep.",
     )
+    plans: dict[str, PlanTerms] = Field(
+        default_factory=lambda: dict(PLANS),
+        description="Each plan's grace period and how long it keeps each swept category "
+        "(JSON; periods in seconds or ISO 8601, e.g. P90D).",
+    )
+    sweep_every_s: float = Field(
+        default=86400, gt=0, description="How often the scheduled sweep runs (once a day)."
+    )
+    sweep_check_interval_s: float = Field(
+        default=60, gt=0, description="How often an instance looks whether a sweep is due."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8002",
+        description="Where customers reach retention: the base of export download links.",
+    )
+
+    @field_validator("plans")
+    @classmethod
+    def _fallback_plan_stated(cls, value: dict[str, PlanTerms]) -> dict[str, PlanTerms]:
+        """An account of an unknown plan is kept as the fallback plan says: it must exist."""
+        if FALLBACK_PLAN not in value:
+            raise ValueError(f"the plans must include {FALLBACK_PLAN!r}")
+        return value
 
     @field_validator("certificate_signing_key")
     @classmethod

@@ -13,10 +13,11 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -499,6 +500,94 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
         await keys.close()
 
 
+async def test_termination_a_grace_period_gives_a_signed_download_link_until_the_purge(
+    settings: RetentionSettings,
+) -> None:
+    """TERMINATION, STAFF-ACCESS: on a plan with a grace period the owner is mailed a signed
+    link instead of the bundle; it downloads the export (each time a data access in the audit
+    trail), opens nothing for a changed account or signature, and is gone once the grace
+    period ends, when the purge starts."""
+    grace = timedelta(seconds=8)
+    plans = {
+        **settings.plans,
+        "standard": settings.plans["standard"].model_copy(update={"grace_period": grace}),
+    }
+    graced = settings.model_copy(update={"plans": plans, "deadline_check_interval_s": 0.2})
+    account_id = uuid.uuid4()
+    async with running(create_app(graced), base_url="http://retention") as client:
+        await _publish(
+            settings,
+            AccountTerminated(
+                account_id=account_id,
+                account_name="Acme",
+                owner_email="ada@acme.example.com",
+                terminated_at=datetime.now(UTC),
+                plan="standard",
+            ),
+            "billing",
+        )
+        saga_id = uuid.UUID((await _events(settings, "export.requested", account_id))[0]["saga_id"])
+        for service, files in SLICES.items():
+            await _send_slice(
+                settings, service=service, account_id=account_id, saga_id=saga_id, files=files
+            )
+        assembled = (await _events(settings, "export.assembled", account_id))[-1]
+        assert assembled["chunks"] == 0, "no attachment: a link"
+        link = httpx.URL(assembled["download_url"])
+        assert str(link).startswith(f"{settings.public_url}/exports/download?")
+        assert datetime.fromisoformat(assembled["link_expires_at"]) > datetime.now(UTC)
+        await _publish(
+            settings,
+            ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
+            "notifications",
+        )
+        operator = {"Authorization": "Bearer test-operator-token"}
+
+        async def in_grace() -> dict[str, Any] | None:
+            sagas = (await client.get("/sagas", headers=operator)).json()
+            saga = next((s for s in sagas if s["saga_id"] == str(saga_id)), None)
+            return saga if saga is not None and saga["status"] == "grace" else None
+
+        waiting = await eventually(in_grace, timeout=10, what="the saga in its grace period")
+        assert ("grace period", "current") in [(s["step"], s["state"]) for s in waiting["steps"]]
+
+        downloaded = await client.get(link.path, params=link.params)
+        assert downloaded.status_code == 200, downloaded.text
+        assert hashlib.sha256(downloaded.content).hexdigest() == assembled["sha256"]
+        assert "manifest.json" in zipfile.ZipFile(io.BytesIO(downloaded.content)).namelist()
+        (access,) = await _events(settings, "data.accessed", account_id)
+        assert access["actor"] == "export-link"
+        assert access["purpose"] == "customer-self-service"
+        assert (access["resource_type"], access["resource_id"]) == ("export_bundle", str(saga_id))
+
+        other_account = link.params.set("account", str(uuid.uuid4()))
+        forged = await client.get(link.path, params=other_account)
+        assert forged.status_code == 403, "the link opens one account's export only"
+        bad = await client.get(link.path, params=link.params.set("signature", "AAAA"))
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "signature"
+
+        await _events(settings, "purge.requested", account_id)  # at the grace period's end
+        gone = await client.get(link.path, params=link.params)
+        assert gone.status_code == 410
+        assert "expired" in gone.json()["detail"]
+        sagas = (await client.get("/sagas", headers=operator)).json()
+        assert next(s for s in sagas if s["saga_id"] == str(saga_id))["downloads"] == 1
+        for service in PARTICIPANTS:
+            await _publish(
+                settings,
+                PurgeCompleted(account_id=account_id, saga_id=saga_id, rows_deleted=1),
+                service,
+            )
+        await _events(settings, "account.purged", account_id)
+    store = FolderExportStore(settings.export_store_path)  # type: ignore[arg-type]
+
+    async def bundle_gone() -> bool:
+        return not [key for key in store.files() if key.startswith(str(saga_id))]
+
+    await eventually(bundle_gone, timeout=10, what="the bundle removed with the saga")
+
+
 async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(
     settings: RetentionSettings,
 ) -> None:
@@ -608,6 +697,8 @@ async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
         certificate_key=b"test",
         signing_key=SigningKey.generate(),
         timing=SagaTiming(step_timeout=timedelta(hours=1), max_attempts=3),
+        plans=settings.plans,
+        public_url=settings.public_url,
     )
     account_id = uuid.uuid4()
     try:

@@ -43,7 +43,11 @@ async def test_termination_every_step_reaches_the_saga_once_with_its_producer() 
     """TERMINATION: the saga learns which participant answered from the event's producer."""
     saga = _Saga()
     harness = HandlerHarness(
-        create_routes(service=saga, telemetry=create_telemetry("retention")),  # type: ignore[arg-type]
+        create_routes(
+            service=saga,  # type: ignore[arg-type]
+            sweeps=None,  # type: ignore[arg-type]
+            telemetry=create_telemetry("retention"),
+        ),
         service="retention",
     )
     account_id, saga_id, transfer_id = uuid4(), uuid4(), uuid4()

@@ -24,11 +24,13 @@ class AccessPurpose(StrEnum):
 
 
 class AccessActor(StrEnum):
-    """Who read the data: a staff member, a third-party integration, or a legal disclosure."""
+    """Who read the data: a staff member, a third-party integration, a legal disclosure, or the
+    holder of a termination's export link."""
 
     STAFF = "staff"
     INTEGRATION = "integration"
     LEGAL = "legal"
+    EXPORT_LINK = "export-link"  # whoever held the signed link to the account's export
 
 
 class AccessOutcome(StrEnum):
@@ -366,6 +368,57 @@ class AccountTerminated(EventData):
     account_name: str = personal_data("Company name, for the export's covering email.")
     owner_email: str = personal_data("Where the export is sent.")
     terminated_at: datetime = Field(description="When the owner terminated.")
+    plan: str | None = Field(
+        default=None,
+        description="The subscription plan: it sets the grace period before the purge.",
+    )
+
+
+class AccountPlanChanged(EventData):
+    """The account's subscription plan was set or changed: how long its data is kept
+    (PLAN-RETENTION)."""
+
+    event_type = "account.plan_changed"
+
+    plan: str = Field(description="The plan's name.")
+    changed_at: datetime = Field(description="When.")
+
+
+class RetentionSweepRequested(EventData):
+    """Retention asks each owning service to delete the account's rows past the plan's time
+    (PLAN-RETENTION, COLLECTED), or, in a dry run, to say what would go."""
+
+    event_type = "retention.sweep_requested"
+
+    sweep_id: UUID = Field(description="The sweep.")
+    dry_run: bool = Field(description="Count, delete nothing.")
+    as_of: datetime = Field(description="The time the cutoffs were taken from.")
+    cutoffs: dict[str, datetime] = Field(
+        description="Per retention category: rows whose time is before this are past it."
+    )
+
+
+class SweptTable(_Part):
+    """What a sweep did (or would do) in one table of one account."""
+
+    table: str = Field(description="The table.")
+    category: str = Field(description="Its retention category.")
+    rows: int = Field(ge=0, description="Rows past their time: deleted, or would be.")
+    oldest_at: datetime | None = Field(description="The oldest of them.")
+    next_due_at: datetime | None = Field(
+        description="When the next row that stays passes its time; null: none stays."
+    )
+
+
+class RetentionSweepReported(EventData):
+    """A service swept the account (the producer says which)."""
+
+    event_type = "retention.sweep_reported"
+
+    sweep_id: UUID = Field(description="The sweep.")
+    dry_run: bool = Field(description="Nothing was deleted.")
+    held: bool = Field(description="A legal hold stands: nothing was deleted (LAW).")
+    tables: list[SweptTable] = Field(description="Per table swept.")
 
 
 class DataAccessed(EventData):
@@ -482,12 +535,20 @@ class ExportAssembled(EventData):
 
     saga_id: UUID = Field(description="The termination saga.")
     transfer_id: UUID = Field(description="The sending of the bundle's chunks.")
-    chunks: int = Field(ge=1, description="How many chunks carry the bundle.")
+    chunks: int = Field(ge=0, description="How many chunks carry the bundle; 0 with a link.")
     file_name: str = Field(description="Name of the attachment, e.g. quittance-export.zip.")
     size: int = Field(ge=0, description="Size of the bundle in bytes.")
     sha256: str = Field(description="Hex SHA-256 of the bundle.")
     account_name: str = personal_data("Company name for the covering email.")
     recipient_email: str = personal_data("Where the bundle is sent.")
+    download_url: str | None = personal_data(
+        "A signed link to the bundle for the grace period, instead of an attachment; a "
+        "credential, so sealed.",
+        default=None,
+    )
+    link_expires_at: datetime | None = Field(
+        default=None, description="When the link stops working: the purge."
+    )
 
 
 class ExportDelivered(EventData):
@@ -548,6 +609,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PaymentRefunded,
         InvoicePaymentStatusChanged,
         AccountTerminated,
+        AccountPlanChanged,
+        RetentionSweepRequested,
+        RetentionSweepReported,
         DataAccessed,
         ExportRequested,
         ExportSliceChunk,

@@ -65,7 +65,12 @@ TOPICS: tuple[Topic, ...] = (
         ("notifications", "billing"),
         "An invoice became partially paid, paid, or owed again (reminders stop or resume).",
     ),
-    Topic("data.accessed", ("billing",), ("audit",), "Staff or a third party read customer data."),
+    Topic(
+        "data.accessed",
+        ("billing", "retention"),
+        ("audit",),
+        "Staff or a third party read customer data (retention: an export link was used).",
+    ),
     Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
     Topic(
         "user.new_device_signed_in",
@@ -152,6 +157,24 @@ TOPICS: tuple[Topic, ...] = (
         ("retention",),
         ("notifications",),
         "The signed purge certificate was issued; email it to the owner.",
+    ),
+    Topic(
+        "account.plan_changed",
+        ("billing",),
+        ("retention",),
+        "The account's plan was set or changed: how long each kind of its data is kept.",
+    ),
+    Topic(
+        "retention.sweep_requested",
+        ("retention",),
+        ("billing", "notifications"),
+        "Delete the account's rows past the plan's time, or count them in a dry run.",
+    ),
+    Topic(
+        "retention.sweep_reported",
+        ("billing", "notifications"),
+        ("retention",),
+        "A service swept the account: rows per table, deleted or that would be.",
     ),
 )
 

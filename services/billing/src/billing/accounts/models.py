@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Index, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from billing.accounts.domain import AccountStatus, Role, UserStatus
+from billing.accounts.domain import PLANS, AccountStatus, Role, UserStatus
 from billing.auth.models import Reauthentication, TotpCode
 from billing.auth.passwords import Password
 from billing.database import BillingTable, created_at_column
@@ -202,7 +202,7 @@ class AccountCreate(Schema):
 
     name: Name = pydantic.Field(description="Company name.")
     plan: str = pydantic.Field(
-        default="standard", pattern="^(free|standard|enterprise)$", description="Subscription plan."
+        default="standard", pattern=f"^({'|'.join(PLANS)})$", description="Subscription plan."
     )
     owner: OwnerCreate = pydantic.Field(description="The first user, with the owner role.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlmodel import select
@@ -15,6 +16,7 @@ from billing.auth.passwords import hash_password
 from billing.auth.service import hash_api_key, new_api_key
 from billing.rectification.models import ChangeSubject
 from billing.rectification.service import Notice, rectify
+from shared.contracts import AccountPlanChanged
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork
 
@@ -63,6 +65,12 @@ class AccountService:
                 ApiKey(key_hash=hash_api_key(api_key), account_id=account.id, user_id=owner.id)
             )
             work.emit(mail_settings_changed(account))
+            # Retention keeps the account's data for the plan's times (PLAN-RETENTION).
+            work.emit(
+                AccountPlanChanged(
+                    account_id=account.id, plan=account.plan, changed_at=datetime.now(UTC)
+                )
+            )
         return account, owner, api_key
 
     async def get(self, *, principal: Principal) -> Account:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import pydantic
-from sqlalchemy import ARRAY, DateTime, String
+from sqlalchemy import ARRAY, DateTime, Index, String
 from sqlmodel import Field
 
 from billing.accounts.domain import Role
@@ -66,6 +66,7 @@ class WebSession(BillingTable, table=True):
     """
 
     __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_sweep", "account_id", "last_seen_at"),)
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     token_hash: str = Field(unique=True)
@@ -103,6 +104,7 @@ class SignInFailure(BillingTable, table=True):
     """A failed sign-in, counted to throttle guessing per user and per address."""
 
     __tablename__ = "sign_in_failure"
+    __table_args__ = (Index("ix_sign_in_failure_sweep", "account_id", "created_at"),)
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     # The account and user the address named, when it named one (a purge then takes them).

@@ -1,5 +1,7 @@
-"""Request metadata is kept for the time the account's plan states, then deleted (COLLECTED,
-PLAN-RETENTION): a sweep in small batches, harmless to run on several instances at once."""
+"""Request metadata of no account (staff members' sessions and failed sign-ins, and failed
+sign-ins for addresses that are nobody's) is kept for a bounded time, then deleted (COLLECTED):
+a sweep in small batches, harmless to run on several instances at once. An account's own rows
+go by its plan, in the participant kit's sweep that retention schedules (PLAN-RETENTION)."""
 
 from __future__ import annotations
 
@@ -8,46 +10,40 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing.accounts.domain import (
-    REQUEST_METADATA_DAYS,
-    STAFF_REQUEST_METADATA_DAYS,
-    UNCLAIMED_REQUEST_METADATA_DAYS,
-)
+from billing.accounts.domain import STAFF_REQUEST_METADATA_DAYS, UNCLAIMED_REQUEST_METADATA_DAYS
 from shared.db import driver_in_transaction
 
 log = logging.getLogger(__name__)
 BATCH = 1000  # rows a statement deletes: short transactions, never a long lock
 
-# $1: plan (NULL: rows of no account), $2: days kept after last use, $3: batch. A live session
-# was used within its idle timeout, far inside any plan's time.
-_SESSIONS = """
+# $1: days kept, $2: batch. A live staff session was used within its idle timeout.
+_STAFF_SESSIONS = """
 DELETE FROM web_session WHERE id IN (
-    SELECT s.id FROM web_session s LEFT JOIN account a ON a.id = s.account_id
-    WHERE a.plan IS NOT DISTINCT FROM $1 AND s.last_seen_at < now() - make_interval(days => $2)
-    LIMIT $3
-)
-"""
-# Failed sign-ins of no account are a staff member's (kept with staff sessions) or nobody's.
-_FAILURES = """
-DELETE FROM sign_in_failure WHERE id IN (
-    SELECT f.id FROM sign_in_failure f LEFT JOIN account a ON a.id = f.account_id
-    WHERE a.plan IS NOT DISTINCT FROM $1 AND f.created_at < now() - make_interval(days => $2)
-        AND ($1 IS NOT NULL OR f.staff_id IS NULL)
-    LIMIT $3
+    SELECT id FROM web_session
+    WHERE account_id IS NULL AND last_seen_at < now() - make_interval(days => $1)
+    LIMIT $2
 )
 """
 _STAFF_FAILURES = """
 DELETE FROM sign_in_failure WHERE id IN (
     SELECT id FROM sign_in_failure
-    WHERE staff_id IS NOT NULL AND $1::text IS NULL
-        AND created_at < now() - make_interval(days => $2)
-    LIMIT $3
+    WHERE account_id IS NULL AND staff_id IS NOT NULL
+        AND created_at < now() - make_interval(days => $1)
+    LIMIT $2
+)
+"""
+_UNCLAIMED_FAILURES = """
+DELETE FROM sign_in_failure WHERE id IN (
+    SELECT id FROM sign_in_failure
+    WHERE account_id IS NULL AND staff_id IS NULL
+        AND created_at < now() - make_interval(days => $1)
+    LIMIT $2
 )
 """
 
 
 class RequestMetadataRetention:
-    """Deletes sessions and failed sign-ins past their plan's time."""
+    """Deletes request metadata of no account past its time."""
 
     def __init__(self, *, engine: AsyncEngine, interval_s: float) -> None:
         self.engine = engine
@@ -55,22 +51,17 @@ class RequestMetadataRetention:
 
     async def sweep(self) -> int:
         """Delete everything past its time, batch by batch; how many rows went."""
-        rounds: list[tuple[str, str | None, int]] = [
-            (statement, plan, days)
-            for plan, days in REQUEST_METADATA_DAYS.items()
-            for statement in (_SESSIONS, _FAILURES)
-        ]
-        rounds += [
-            (_SESSIONS, None, STAFF_REQUEST_METADATA_DAYS),
-            (_STAFF_FAILURES, None, STAFF_REQUEST_METADATA_DAYS),
-            (_FAILURES, None, UNCLAIMED_REQUEST_METADATA_DAYS),
-        ]
+        rounds = (
+            (_STAFF_SESSIONS, STAFF_REQUEST_METADATA_DAYS),
+            (_STAFF_FAILURES, STAFF_REQUEST_METADATA_DAYS),
+            (_UNCLAIMED_FAILURES, UNCLAIMED_REQUEST_METADATA_DAYS),
+        )
         deleted = 0
-        for statement, plan, days in rounds:
+        for statement, days in rounds:
             while True:
                 async with self.engine.begin() as connection:
                     db = await driver_in_transaction(connection)
-                    status = await db.execute(statement, plan, days, BATCH)
+                    status = await db.execute(statement, days, BATCH)
                 count = int(status.split()[-1])
                 deleted += count
                 if count < BATCH:

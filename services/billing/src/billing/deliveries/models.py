@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Index
 from sqlmodel import Field
 
 from billing.database import BillingTable
@@ -27,6 +27,7 @@ class EmailDelivery(BillingTable, table=True):
     """One email's latest status, from `email.status_changed`."""
 
     __tablename__ = "email_delivery"
+    __table_args__ = (Index("ix_email_delivery_sweep", "account_id", "changed_at"),)
 
     email_id: UUID = Field(primary_key=True)
     account_id: UUID = Field(foreign_key="account.id")

@@ -47,6 +47,7 @@ class TerminationService:
                     account_name=account.name,
                     owner_email=owner.email,
                     terminated_at=account.terminated_at,
+                    plan=account.plan,
                 ),
             )
         return account

@@ -8,7 +8,7 @@ from typing import Annotated
 from uuid import UUID, uuid4
 
 import pydantic
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -56,7 +56,10 @@ class WebhookDelivery(BillingTable, table=True):
     """One event for one endpoint: its body (no personal data) and its attempts."""
 
     __tablename__ = "webhook_delivery"
-    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_delivery_sweep", "account_id", "created_at"),  # the plan's sweep
+    )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     account_id: UUID = Field(foreign_key="account.id", index=True)

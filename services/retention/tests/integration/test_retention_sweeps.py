@@ -1,0 +1,91 @@
+"""PLAN-RETENTION: the scheduled sweep on the real database and broker, with two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from devstack.testing import eventually, produce, read_events, running, sealed
+from retention.main import create_app
+from retention.settings import RetentionSettings
+from shared.contracts import AccountPlanChanged, new_envelope
+from shared.signing import SigningKey
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
+    return RetentionSettings(
+        **service_env("retention"),
+        certificate_key="test-certificate-key",  # type: ignore[arg-type]
+        operator_token="test-operator-token",  # type: ignore[arg-type]
+        certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
+        sweep_every_s=1.0,
+        sweep_check_interval_s=0.1,
+    )
+
+
+async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instances(
+    settings: RetentionSettings,
+) -> None:
+    """Two instances look for the due sweep ten times a second; each slot of the schedule is
+    taken by one of them, and the account is asked once per slot, never twice."""
+    account_id = uuid.uuid4()
+    envelope = new_envelope(
+        AccountPlanChanged(account_id=account_id, plan="enterprise", changed_at=datetime.now(UTC)),
+        source="billing",
+    )
+    await produce(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic(envelope.type),
+        await sealed(envelope, settings.keystore),
+        key=envelope.subject.encode(),
+        headers=[("content-type", b"application/json")],
+    )
+    database = settings.database_url.replace("+asyncpg", "")
+
+    async def known() -> bool:
+        connection = await asyncpg.connect(database)
+        try:
+            plan = await connection.fetchval(
+                "SELECT plan FROM account_plan WHERE account_id = $1", account_id
+            )
+        finally:
+            await connection.close()
+        return plan == "enterprise"
+
+    async with running(create_app(settings)), running(create_app(settings)):
+        await eventually(known, what="retention learning the account's plan")
+        began = datetime.now(UTC)
+        await asyncio.sleep(4)
+        ended = datetime.now(UTC)
+    connection = await asyncpg.connect(database)
+    try:
+        slots = await connection.fetch(
+            "SELECT slot, id FROM retention_sweep WHERE slot >= $1 AND slot < $2 ORDER BY slot",
+            began,
+            ended,
+        )
+    finally:
+        await connection.close()
+    assert len(slots) >= 3, "a sweep a second"
+    requests = await read_events(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.topic("retention.sweep_requested"),
+        count=10_000,
+        key=str(account_id),
+        timeout=5,
+    )
+    asked = [event["data"]["sweep_id"] for event in requests]
+    for _, sweep_id in slots:
+        assert asked.count(str(sweep_id)) == 1, "each sweep asks the account once"
+    assert len(asked) == len(set(asked)), "no sweep asked twice"
+    cutoffs = requests[-1]["data"]["cutoffs"]
+    assert set(cutoffs) == {"delivery-log", "request-metadata"}
