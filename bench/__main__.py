@@ -14,6 +14,7 @@ from bench.api import bench_api_issue_invoice
 from bench.identity import bench_identity
 from bench.notifications import bench_notifications
 from bench.relay import bench_relay
+from bench.sweep import bench_sweep
 from bench.termination import bench_termination
 from bench.webhooks import bench_webhooks
 from devstack.processes import free_port
@@ -41,6 +42,8 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "webhooks": bench_webhooks,
     # emails_per_s against raw_smtp_send_per_s, invoice_to_email_p99_ms against raw_pipeline_p99_ms
     "notifications": bench_notifications,
+    # retention_sweep_rows_per_s against raw_delete_rows_per_s, api_p99_during_sweep_ms
+    "sweep": bench_sweep,
 }
 
 

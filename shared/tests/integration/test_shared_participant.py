@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Column, DateTime, MetaData, Numeric, Table, Text, Uuid, func, text
@@ -27,7 +28,7 @@ from shared.export_store import FolderExportStore
 from shared.kafka import create_producer, ensure_topics
 from shared.keystore import MemoryKeyStore
 from shared.outbox import Outbox, event_aad
-from shared.participant import Participant, unpack
+from shared.participant import Participant, PurgeIncompleteError, unpack
 from shared.settings import KafkaSettings
 from shared.unit_of_work import UnitOfWorkFactory
 
@@ -233,3 +234,42 @@ async def test_termination_purge_deletes_the_accounts_rows_only_confirms_and_vac
         return last is not None
 
     await eventually(vacuumed, timeout=20, what="the purged table was vacuumed")
+
+
+async def test_termination_a_row_committed_during_the_purge_fails_it_and_the_retry_takes_it(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With PostgreSQL's per-row foreign-key checks off for speed, the purge looks again once
+    its deletes are done: a row of the account that another transaction committed meanwhile
+    (a late event's) fails the purge, which changes nothing, and the next attempt deletes all."""
+    account_id = uuid.uuid4()
+    await _seed(engine, account_id, ["mine"] * 5)
+    outbox = Outbox(source="billing", kafka=KafkaSettings(), keys=MemoryKeyStore())
+    units = UnitOfWorkFactory(sessions=create_session_factory(engine), outbox=outbox)
+    kit = Participant(data_map=DATA_MAP, engine=engine, store=FolderExportStore(tmp_path))
+    check = Participant._ensure_nothing_left
+
+    async def late_row_then_check(self: Participant, driver: Any, account: uuid.UUID) -> None:
+        await _seed(engine, account, ["late"])  # committed by its own transaction
+        await check(self, driver, account)
+
+    monkeypatch.setattr(Participant, "_ensure_nothing_left", late_row_then_check)
+    request = PurgeRequested(account_id=account_id, saga_id=uuid.uuid4())
+    with pytest.raises(PurgeIncompleteError):
+        async with units() as work:
+            await kit.purge(request, work)
+    assert kit._skip_row_checks, "the test server's role may turn the checks off"
+
+    async def rows() -> dict[str, int]:
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                text("SELECT body, count(*) FROM note WHERE account_id = :a GROUP BY body"),
+                {"a": account_id},
+            )
+            return {body: count for body, count in found.all()}
+
+    assert await rows() == {"mine": 5, "late": 1}, "the failed purge deleted nothing"
+    monkeypatch.setattr(Participant, "_ensure_nothing_left", check)
+    async with units() as work:
+        await kit.purge(request, work)
+    assert await rows() == {}

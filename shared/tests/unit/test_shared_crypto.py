@@ -17,6 +17,7 @@ from shared.contracts import (
     AccessActor,
     AccessPurpose,
     AccountMailSettingsChanged,
+    AccountPlanChanged,
     AccountPurged,
     AccountTerminated,
     CreditNoteIssued,
@@ -46,7 +47,10 @@ from shared.contracts import (
     PurgeRequested,
     QuietHours,
     ReminderSchedule,
+    RetentionSweepReported,
+    RetentionSweepRequested,
     StatementIssued,
+    SweptTable,
     UserInvited,
     personal_data,
 )
@@ -299,6 +303,8 @@ SAMPLES: dict[str, EventData] = {
         sha256="00",
         account_name="Secret GmbH",
         recipient_email="zoe@private.example",
+        download_url="https://retention.example/exports/download?saga=1&signature=secret-link",
+        link_expires_at=datetime(2030, 3, 1, tzinfo=UTC),
     ),
     "export.delivered": ExportDelivered(account_id=ACCOUNT, saga_id=SAGA, message_id="<m@x>"),
     "purge.requested": PurgeRequested(account_id=ACCOUNT, saga_id=SAGA),
@@ -323,6 +329,31 @@ SAMPLES: dict[str, EventData] = {
         released_by_name="Lea Legal",
         reason="Settled with Jane Doe",
         released_at=datetime(2030, 2, 1, tzinfo=UTC),
+    ),
+    "account.plan_changed": AccountPlanChanged(
+        account_id=ACCOUNT, plan="free", changed_at=datetime(2030, 1, 1, tzinfo=UTC)
+    ),
+    "retention.sweep_requested": RetentionSweepRequested(
+        account_id=ACCOUNT,
+        sweep_id=SAGA,
+        dry_run=True,
+        as_of=datetime(2030, 6, 1, tzinfo=UTC),
+        cutoffs={"request-metadata": datetime(2030, 5, 2, tzinfo=UTC)},
+    ),
+    "retention.sweep_reported": RetentionSweepReported(
+        account_id=ACCOUNT,
+        sweep_id=SAGA,
+        dry_run=True,
+        held=False,
+        tables=[
+            SweptTable(
+                table="web_session",
+                category="request-metadata",
+                rows=3,
+                oldest_at=datetime(2030, 1, 1, tzinfo=UTC),
+                next_due_at=None,
+            )
+        ],
     ),
 }
 
