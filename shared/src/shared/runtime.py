@@ -36,6 +36,7 @@ from shared.unit_of_work import UnitOfWorkFactory
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 RELAY_STALL_S = 10.0  # a relay failing to publish for this long makes the service unhealthy
+BACKGROUND_STOP_S = 10.0  # how long a cancelled background job may take to end at shutdown
 log = logging.getLogger(__name__)
 
 
@@ -82,10 +83,16 @@ class ServiceRuntime(Generic[SettingsT]):
         self._tasks.extend(asyncio.create_task(job(), name=job.__name__) for job in jobs)
 
     async def stop_background(self) -> None:
-        """Stop background jobs and the relay."""
+        """Stop background jobs and the relay; a job that does not stop in time is left
+        behind (and named), so the consumers still leave their group and the process ends."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=BACKGROUND_STOP_S)
+            for task in stuck:
+                log.error(
+                    "background job %s did not stop; shutting down without it", task.get_name()
+                )
         self._tasks.clear()
         await self.relay.stop()
 

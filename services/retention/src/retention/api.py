@@ -172,6 +172,8 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
     personal data, and its id (a random UUID) is known only to whom it was given.
 
     - `GET /certificates/signing-key.pem`: the Ed25519 public key (header `Key-Id`);
+      `?key_id=` gives a key rotated out, for the certificates it signed;
+    - `GET /certificates/signing-keys`: every published key, by id, the current one marked;
     - `GET /certificates?id=<certificate id>`: the certificate, its signed bytes and signature;
       `&part=payload` gives exactly the signed bytes, `&part=signature` the raw 64-byte
       signature: with the key, `openssl pkeyutl -verify -rawin` checks them offline.
@@ -179,13 +181,25 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
 
     @get(include_in_schema=False)
     async def signing_key(scope: Any) -> AsgiResponse:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        key_id = query.get("key_id", [service.signing_key.key_id])[-1]
+        pem = service.public_keys.get(key_id)
+        if pem is None:
+            return _problem(404, "Not found", "no published key has this id", "key_id")
         return AsgiResponse(
-            service.signing_key.public_pem(),
+            pem,
             status_code=200,
-            headers={
-                "content-type": "application/x-pem-file",
-                "key-id": service.signing_key.key_id,
-            },
+            headers={"content-type": "application/x-pem-file", "key-id": key_id},
+        )
+
+    @get(include_in_schema=False)
+    async def signing_keys(scope: Any) -> AsgiResponse:
+        current = service.signing_key.key_id
+        return _json(
+            [
+                {"key_id": key_id, "current": key_id == current, "pem": pem.decode()}
+                for key_id, pem in sorted(service.public_keys.items())
+            ]
         )
 
     @get(include_in_schema=False)
@@ -223,7 +237,11 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
             media_type = "application/json"
         return AsgiResponse(content, status_code=200, headers={"content-type": media_type})
 
-    return [("/certificates/signing-key.pem", signing_key), ("/certificates", certificate)]
+    return [
+        ("/certificates/signing-key.pem", signing_key),
+        ("/certificates/signing-keys", signing_keys),
+        ("/certificates", certificate),
+    ]
 
 
 DOWNLOAD_BLOCK = 256 * 1024  # bytes read from the store per piece sent

@@ -52,7 +52,7 @@ from shared.export_store import ExportStore
 from shared.keystore import KeyStore
 from shared.legal_holds import forget_holds, note_placed, note_released, standing_holds
 from shared.outbox import forget_account_events
-from shared.signing import SigningKey, verify
+from shared.signing import SigningKey, key_id_of, verify
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class RetentionService:
         timing: SagaTiming,
         plans: dict[str, PlanTerms],
         public_url: str,
+        retired_public_keys: list[bytes] | None = None,
     ) -> None:
         self.sessions = sessions
         self.units = units
@@ -97,6 +98,11 @@ class RetentionService:
         self.timing = timing
         self.plans = plans
         self.public_url = public_url.rstrip("/")
+        # Every public key that verifies our signatures, by id: the current one and those
+        # rotated out (published for the certificates they signed).
+        self.public_keys = {signing_key.key_id: signing_key.public_pem()} | {
+            key_id_of(pem): pem for pem in retired_public_keys or []
+        }
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
@@ -565,7 +571,8 @@ class RetentionService:
     def check_link(self, link: ExportLink, signature: bytes, now: datetime | None = None) -> str:
         """Why the link does not open the export ("" when it does): signed by this service
         for this saga and account, and not past its end."""
-        if not verify(self.signing_key.public_pem(), link.message(), signature):
+        message = link.message()
+        if not any(verify(pem, message, signature) for pem in self.public_keys.values()):
             return "forged"
         if (now or datetime.now(UTC)).timestamp() >= link.expires:
             return "expired"

@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from retention.domain import FALLBACK_PLAN, PLANS, PlanTerms
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
-from shared.signing import SigningKey
+from shared.signing import SigningKey, key_id_of
 
 
 class RetentionSettings(ServiceSettings):
@@ -32,6 +32,11 @@ class RetentionSettings(ServiceSettings):
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}certificate-signing-key"),
         description="PEM Ed25519 private key (PKCS#8) that signs purge certificates; its public "
         "half is published at /certificates/signing-key.pem.",
+    )
+    certificate_retired_public_keys: list[str] = Field(
+        default=[],
+        description="PEM public keys of signing keys rotated out: still published, so the "
+        "certificates they signed stay verifiable (and links they signed keep working).",
     )
     step_timeout_s: float = Field(
         default=600, gt=0, description="How long a saga step may take before it is retried."
@@ -61,6 +66,14 @@ class RetentionSettings(ServiceSettings):
         default="http://127.0.0.1:8002",
         description="Where customers reach retention: the base of export download links.",
     )
+
+    @field_validator("certificate_retired_public_keys")
+    @classmethod
+    def _retired_keys_load(cls, value: list[str]) -> list[str]:
+        """A retired key that is not an Ed25519 public key fails at start."""
+        for pem in value:
+            key_id_of(pem.encode())  # SigningKeyError is a ValueError
+        return value
 
     @field_validator("plans")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlmodel import select
 
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
@@ -389,6 +390,29 @@ async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
     assert [r.json()["errors"][0]["field"] for r in refusals] == ["id", "part"]
     assert unknown.status_code == 404
 
+    # The signing key is rotated: the old public key stays published under its id, so this
+    # certificate still verifies offline; new ones are signed with the new key.
+    old_key_id = key_response.headers["key-id"]
+    rotated = settings.model_copy(
+        update={
+            "certificate_signing_key": SecretStr(SigningKey.generate().private_pem()),
+            "certificate_retired_public_keys": [key.decode()],
+        }
+    )
+    async with running(create_app(rotated)) as client:
+        current = await client.get("/certificates/signing-key.pem")
+        retired = await client.get("/certificates/signing-key.pem", params={"key_id": old_key_id})
+        listed = (await client.get("/certificates/signing-keys")).json()
+        missing = await client.get("/certificates/signing-key.pem", params={"key_id": "0" * 16})
+    assert current.headers["key-id"] != old_key_id
+    assert retired.content == key
+    assert check(payload, signature, retired.content)[0]
+    assert {(k["key_id"], k["current"]) for k in listed} == {
+        (old_key_id, False),
+        (current.headers["key-id"], True),
+    }
+    assert missing.status_code == 404
+
 
 async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_released(
     settings: RetentionSettings,
@@ -512,7 +536,7 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
         **settings.plans,
         "standard": settings.plans["standard"].model_copy(update={"grace_period": grace}),
     }
-    graced = settings.model_copy(update={"plans": plans, "deadline_check_interval_s": 0.2})
+    graced = settings.model_copy(update={"plans": plans, "deadline_check_interval_s": 0.5})
     account_id = uuid.uuid4()
     async with running(create_app(graced), base_url="http://retention") as client:
         await _publish(
