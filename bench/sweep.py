@@ -27,9 +27,9 @@ Result = tuple[str, float, str, str, float]
 
 SCALE = float(os.environ.get("BENCH_SWEEP_SCALE", "1"))
 ACCOUNTS = 20
-ROWS_PER_TABLE = int(2_500 * SCALE)  # per account: 4 tables x 20 accounts x 2,500 = 200,000
+ROWS_PER_TABLE = int(6_250 * SCALE)  # per account: 4 tables x 20 accounts x 6,250 = 500,000
 OPERATOR = {"Authorization": "Bearer dev-only-operator-token"}
-BATCH = 2000  # as the participant kit's sweep
+BATCH = 5000  # as the participant kit's sweep
 # Per service: table, the column its period runs from, and an INSERT of $2 rows for account $1
 # from long before any plan's time.
 SEEDS = {
