@@ -29,9 +29,9 @@ install: .venv/.synced ## Install the workspace (uv, one lock file)
 up: install ## Run the whole system on its embedded defaults (Ctrl-C stops it)
 	$(RUN) quittance-devstack up
 
-test: install ## Run the whole suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise)
+test: install ## Run the whole suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise); the fuzz run is `make fuzz`
 	$(RUN) lint-imports
-	$(RUN) pytest
+	$(RUN) pytest -m "not fuzz"
 
 test-unit: install ## Fast tests: pure rules and handler unit tests
 	$(RUN) pytest -m "not integration and not e2e"
@@ -43,7 +43,7 @@ test-e2e: install ## The four services as processes, driven over HTTP
 	$(RUN) pytest -m e2e
 
 fuzz: install ## The billing API fuzz run with a fresh seed (FUZZ_SEED=<n> repeats one)
-	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} $(RUN) pytest services/billing/tests/integration/test_billing_fuzz.py
+	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} $(RUN) pytest -m fuzz services/billing/tests/integration/test_billing_fuzz.py
 
 lint: install ## ruff and the services-never-import-each-other check
 	$(RUN) ruff check .

@@ -175,50 +175,61 @@ async def _seed_notifications(stack: Stack, account_id: uuid.UUID) -> int:
 
 
 async def _seed_audit(stack: Stack, account_id: uuid.UUID) -> int:
+    """The account's trail: entries and their personal parts (not chained: the bench
+    measures export and purge, not verification)."""
     connection = await asyncpg.connect(_dsn(stack, "audit"))
     try:
         now = datetime.now(UTC)
+        first = 10_000_000  # global sequences clear of anything the run appends
         await connection.copy_records_to_table(
-            "access_log_entry",
+            "audit_entry",
             records=[
                 (
-                    uuid.uuid4(),
+                    first + sequence,
                     account_id,
                     sequence,
                     uuid.uuid4(),
-                    uuid.uuid4(),
+                    "data-access",
                     "staff",
                     "s-1",
-                    "Sam Support",
                     "support",
-                    f"TICKET-{sequence}",
+                    "granted",
                     "customer",
                     "c-1",
                     now,
-                    "0" * 64,
-                    "0" * 64,
                     now,
+                    "0" * 64,
+                    "0" * 64,
+                    "0" * 64,
                 )
                 for sequence in range(1, ACCESSES + 1)
             ],
             columns=[
-                "id",
+                "global_seq",
                 "account_id",
-                "sequence",
+                "account_seq",
                 "event_id",
-                "access_id",
-                "actor",
+                "kind",
+                "actor_type",
                 "actor_id",
-                "actor_name",
                 "purpose",
-                "reason",
+                "outcome",
                 "resource_type",
                 "resource_id",
-                "accessed_at",
-                "previous_hash",
-                "entry_hash",
+                "occurred_at",
                 "recorded_at",
+                "personal_commitment",
+                "account_previous_hash",
+                "account_hash",
             ],
+        )
+        await connection.copy_records_to_table(
+            "audit_personal",
+            records=[
+                (first + sequence, account_id, "0" * 32, "Sam Support", f"TICKET-{sequence}")
+                for sequence in range(1, ACCESSES + 1)
+            ],
+            columns=["global_seq", "account_id", "salt", "actor_name", "reason"],
         )
         await connection.execute("ANALYZE")
         return ACCESSES
@@ -229,7 +240,7 @@ async def _seed_audit(stack: Stack, account_id: uuid.UUID) -> int:
 _COPY_TABLES = {
     "billing": ["account", "app_user", "api_key", "access_grant", "customer", "invoice"],
     "notifications": ["outgoing_email"],
-    "audit": ["access_log_entry"],
+    "audit": ["audit_entry", "audit_personal"],
 }
 
 

@@ -202,6 +202,7 @@ def test_plan_retention_the_data_map_check_wants_a_time_for_every_swept_table() 
     [
         ("billing.settings", "BillingSettings", {}),
         ("retention.settings", "RetentionSettings", {}),
+        ("audit.settings", "AuditSettings", {}),
     ],
 )
 def test_development_secrets_are_refused_outside_development(
@@ -214,12 +215,20 @@ def test_development_secrets_are_refused_outside_development(
 
 
 def test_production_settings_accept_real_secrets() -> None:
+    from audit.settings import AuditSettings
     from billing.settings import BillingSettings
     from retention.settings import RetentionSettings
     from shared.signing import SigningKey
 
     keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
     assert BillingSettings(environment="production", keystore=keystore)
+    assert AuditSettings(
+        environment="production",
+        reference_key="a-secret",  # type: ignore[arg-type]
+        operator_token="another-secret",  # type: ignore[arg-type]
+        checkpoint_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
+        keystore=keystore,
+    )
     assert RetentionSettings(
         environment="production",
         certificate_key="another-secret",  # type: ignore[arg-type]

@@ -127,7 +127,9 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
             lambda: _fetch(
                 system,
                 "audit",
-                "SELECT actor_name, purpose, reason FROM access_log_entry WHERE account_id = $1",
+                "SELECT p.actor_name, e.purpose, p.reason FROM audit_entry e "
+                "JOIN audit_personal p USING (global_seq) WHERE e.account_id = $1 "
+                "ORDER BY e.account_seq",
                 uuid.UUID(account_id),
             ),
             what="the access reached the audit trail",
@@ -236,7 +238,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(
     )
     rows = await eventually(
         lambda: _fetch(
-            system, "audit", "SELECT reason FROM access_log_entry WHERE account_id = $1", account_id
+            system, "audit", "SELECT reason FROM audit_personal WHERE account_id = $1", account_id
         ),
         what="the valid event after the dead letter was handled",
     )
@@ -369,7 +371,7 @@ async def test_termination_leaves_nothing_behind_in_databases_topics_stores_or_l
             lambda: _fetch(
                 system,
                 "audit",
-                "SELECT 1 FROM access_log_entry WHERE account_id = $1",
+                "SELECT 1 FROM audit_entry WHERE account_id = $1",
                 uuid.UUID(account_id),
             ),
             what="the staff read reached the audit trail",

@@ -885,7 +885,7 @@ async def _audit_entries(system: Stack, account_id: uuid.UUID) -> bool:
     connection = await asyncpg.connect(dsn)
     try:
         count = await connection.fetchval(
-            "SELECT count(*) FROM access_log_entry WHERE account_id = $1", account_id
+            "SELECT count(*) FROM audit_entry WHERE account_id = $1", account_id
         )
     finally:
         await connection.close()

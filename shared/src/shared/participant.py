@@ -20,6 +20,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from uuid import UUID, uuid4
@@ -73,6 +74,9 @@ class PurgeGuard(Protocol):
     async def purge_blocked(self, account_id: UUID) -> str | None:
         """The reason the purge must wait, or None."""
         ...
+
+
+PurgeHook = Callable[[PurgeRequested, Work], Awaitable[None]]
 
 
 class PurgeBlockedError(Exception):
@@ -187,9 +191,16 @@ class Participant:
         """The service taking part."""
         return self.data_map.service
 
-    def register(self, routes: EventRoutes, *, on_legal_hold: HoldHook | None = None) -> None:
+    def register(
+        self,
+        routes: EventRoutes,
+        *,
+        on_legal_hold: HoldHook | None = None,
+        after_purge: PurgeHook | None = None,
+    ) -> None:
         """Add the service's export and purge handlers to its routes, and the legal holds'
-        (with the service's own part of them, if any)."""
+        (with the service's own part of them, if any); `after_purge` runs in the purge's
+        transaction, once the account's rows are gone."""
 
         @routes.on(ExportRequested)
         async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
@@ -202,6 +213,8 @@ class Participant:
             legal hold, nothing (retention asks again once the hold is released)."""
             try:
                 await self.purge(event.data, work)
+                if after_purge is not None:
+                    await after_purge(event.data, work)
             except PurgeBlockedError as blocked:
                 log.warning("purge of saga %s refused: %s", event.data.saga_id, blocked)
 

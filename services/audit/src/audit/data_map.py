@@ -1,39 +1,52 @@
-"""Audit's account data map."""
+"""Audit's account data map: the account's entries and their personal parts (ACCESS_TRAIL)."""
 
 from __future__ import annotations
 
-from audit.models import AccessLogEntry
+from audit.models import AuditEntry, AuditPersonal
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
+
+BY_REFERENCE = "names the account only by a keyed hash, and outlives it as proof"
 
 DATA_MAP = AccountDataMap(
     service="audit",
     tables=(
         account_table(
-            AccessLogEntry,
+            AuditPersonal,
+            record_type="data_access_personal",
+            retention=RetentionCategory.ACCESS_TRAIL,
+            exported=("global_seq", "account_id", "salt", "actor_name", "reason"),
+            personal=("actor_name", "reason"),
+            order_by=("global_seq",),
+        ),
+        account_table(
+            AuditEntry,
             record_type="data_access",
             retention=RetentionCategory.ACCESS_TRAIL,
             exported=(
-                "id",
+                "global_seq",
                 "account_id",
-                "sequence",
+                "account_seq",
                 "event_id",
-                "access_id",
-                "actor",
+                "kind",
+                "actor_type",
                 "actor_id",
-                "actor_name",
                 "purpose",
-                "reason",
                 "grant_id",
                 "outcome",
                 "resource_type",
                 "resource_id",
-                "accessed_at",
-                "previous_hash",
-                "entry_hash",
+                "occurred_at",
                 "recorded_at",
+                "personal_commitment",
+                "account_previous_hash",
+                "account_hash",
             ),
-            personal=("actor_name", "reason"),
-            order_by=("sequence",),
+            order_by=("account_seq",),
         ),
     ),
+    not_account_data={
+        "chain_link": BY_REFERENCE,
+        "purged_account": BY_REFERENCE,
+        "audit_checkpoint": "signs the chains' heads; names accounts only by keyed hashes",
+    },
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audit.services import AuditService
-from shared.contracts import DataAccessed, Envelope
+from shared.contracts import DataAccessed, Envelope, PurgeRequested
 from shared.legal_holds import HoldEvent
 from shared.participant import Participant
 from shared.routing import EventRoutes
@@ -26,5 +26,9 @@ def create_routes(
         """Append the placing or release of a legal hold to the account's trail (LAW)."""
         await service.record_legal_hold(event, work)
 
-    participant.register(routes, on_legal_hold=on_legal_hold)
+    async def after_purge(request: PurgeRequested, work: Work) -> None:
+        """The account's links stay, marked as purged: the global chain still verifies."""
+        await service.note_purged(request, work)
+
+    participant.register(routes, on_legal_hold=on_legal_hold, after_purge=after_purge)
     return routes

@@ -7,32 +7,56 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
+from audit.api import audit_routes
 from audit.data_map import DATA_MAP
 from audit.handlers import create_routes
 from audit.services import AuditService
 from audit.settings import AuditSettings
+from shared.db import SessionFactory
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.signing import SigningKey
 from shared.telemetry import Telemetry
+from shared.unit_of_work import UnitsOfWork
 
 SERVICE = "audit"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
+def create_service(
+    settings: AuditSettings, *, sessions: SessionFactory, units: UnitsOfWork | None = None
+) -> AuditService:
+    """The trail's service from settings (the app's, or the verify command's)."""
+    return AuditService(
+        sessions=sessions,
+        units=units,
+        reference_key=settings.reference_key.get_secret_value().encode(),
+        signing_key=SigningKey.from_setting(settings.checkpoint_signing_key.get_secret_value()),
+    )
+
+
 def create_app(
     settings: AuditSettings | None = None, *, telemetry: Telemetry | None = None
 ) -> AsgiFastStream:
-    """Build the audit app: subscribers and outbox relay."""
+    """Build the audit app: subscribers, outbox relay, checkpoints, the verify API."""
     settings = settings or AuditSettings()
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
-    service = AuditService(sessions=runtime.sessions)
+    service = create_service(settings, sessions=runtime.sessions, units=runtime.units)
     participant = runtime.participant(DATA_MAP)
     runtime.consume(
         create_routes(service=service, participant=participant, telemetry=runtime.telemetry)
     )
-    return create_consumer_app(runtime)
+
+    async def sign_checkpoints() -> None:
+        await service.run_checkpoints(settings.checkpoint_interval_s)
+
+    return create_consumer_app(
+        runtime,
+        background=[sign_checkpoints],
+        routes=audit_routes(service, settings.operator_token.get_secret_value()),
+    )
 
 
 def migrate(settings: AuditSettings | None = None) -> None:

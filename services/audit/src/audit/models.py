@@ -1,65 +1,114 @@
-"""Audit's tables."""
+"""Audit's tables: the chained entries, their erasable personal parts, the global chain's
+links (which outlive a purge), the signed checkpoints, and the purged accounts' references."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Column, DateTime, UniqueConstraint, func
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from audit.domain import CHAINED_FIELDS, ChainedEntry
 
 
 class AuditTable(SQLModel, registry=registry()):
     """Base of audit's tables; its metadata is audit's alone."""
 
 
-class AccessLogEntry(AuditTable, table=True):
-    """One access to customer data, chained to the account's previous entry by hash."""
+class AuditEntry(AuditTable, table=True):
+    """One recorded act on customer data, with no personal value in it: chained into its
+    account's chain here and into the global chain by its link."""
 
-    __tablename__ = "access_log_entry"
-    __table_args__ = (UniqueConstraint("account_id", "sequence"),)
+    __tablename__ = "audit_entry"
+    __table_args__ = (UniqueConstraint("account_id", "account_seq"),)
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    global_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     account_id: UUID = Field(index=True)
-    sequence: int
+    account_seq: int
     event_id: UUID = Field(unique=True)
-    access_id: UUID
-    actor: str
+    kind: str
+    actor_type: str
     actor_id: str
-    actor_name: str
     purpose: str
-    reason: str
     grant_id: UUID | None = None
-    outcome: str = Field(default="granted")
+    outcome: str
     resource_type: str
     resource_id: str
-    accessed_at: datetime = Field(sa_type=DateTime(timezone=True))
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    recorded_at: datetime = Field(sa_type=DateTime(timezone=True))
+    personal_commitment: str
+    account_previous_hash: str
+    account_hash: str
+
+    def chained_fields(self) -> dict[str, Any]:
+        """The fields the entry's digest covers, in JSON form."""
+        return self.model_dump(mode="json", include=set(CHAINED_FIELDS))
+
+    def chained(self) -> ChainedEntry:
+        """The entry as the chain's checks see it."""
+        return ChainedEntry(
+            global_seq=self.global_seq,
+            fields=self.chained_fields(),
+            account_previous_hash=self.account_previous_hash,
+            account_hash=self.account_hash,
+        )
+
+
+class AuditPersonal(AuditTable, table=True):
+    """An entry's personal part (who, in words, and why): erasable on its own, the entry keeps
+    a salted commitment to it."""
+
+    __tablename__ = "audit_personal"
+
+    global_seq: int = Field(
+        sa_column=Column(
+            BigInteger,
+            ForeignKey("audit_entry.global_seq", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    account_id: UUID = Field(index=True)
+    salt: str
+    actor_name: str
+    reason: str
+
+
+class ChainLink(AuditTable, table=True):
+    """A link of the global chain: the entry's digest, chained; the account only by keyed
+    reference. Kept after the account's purge, so the global chain still verifies."""
+
+    __tablename__ = "chain_link"
+
+    global_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_reference: str = Field(index=True)
+    digest: str
     previous_hash: str
-    entry_hash: str
-    recorded_at: datetime | None = Field(
-        default=None,
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
+    hash: str
 
-    HASHED_FIELDS: ClassVar[tuple[str, ...]] = (
-        "account_id",
-        "sequence",
-        "event_id",
-        "access_id",
-        "actor",
-        "actor_id",
-        "actor_name",
-        "purpose",
-        "reason",
-        "grant_id",
-        "outcome",
-        "resource_type",
-        "resource_id",
-        "accessed_at",
-    )
 
-    def hashed_fields(self) -> dict[str, Any]:
-        """The fields the chain hash covers, in JSON form."""
-        return self.model_dump(mode="json", include=set(self.HASHED_FIELDS))
+class AuditCheckpoint(AuditTable, table=True):
+    """The chains' heads at a moment, signed with Ed25519 and linked to the previous one."""
+
+    __tablename__ = "audit_checkpoint"
+
+    number: int = Field(primary_key=True)
+    global_seq: int = Field(sa_type=BigInteger)
+    global_hash: str
+    payload: str = Field(sa_type=Text, description="The signed canonical JSON, byte for byte.")
+    sha256: str = Field(description="Of the payload: the next checkpoint names it.")
+    signature: str = Field(description="Base64 Ed25519 signature of the payload.")
+    signing_key_id: str
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class PurgedAccount(AuditTable, table=True):
+    """An account purged at termination, by keyed reference: its links have no entry."""
+
+    __tablename__ = "purged_account"
+    __table_args__ = (UniqueConstraint("account_reference"),)
+
+    account_reference: str = Field(primary_key=True)
+    purged_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from audit.models import AccessLogEntry
+from audit.models import AuditCheckpoint, AuditEntry, AuditPersonal, ChainLink, PurgedAccount
+
+# One lock for the global chain: its appends (and a checkpoint's reading of the heads) take
+# their turn. Any 64-bit number no other lock of audit's database uses.
+GLOBAL_CHAIN_LOCK = 0x6175646974  # "audit"
 
 
 class AuditRepository:
@@ -17,29 +22,92 @@ class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_chain(self, account_id: UUID) -> None:
-        """Serialise appends to one account's chain for the rest of the transaction."""
+    async def lock_chains(self) -> None:
+        """Serialise appends to the chains for the rest of the transaction."""
         connection = await self.session.connection()
         await connection.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": str(account_id)},
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": GLOBAL_CHAIN_LOCK}
         )
 
-    async def chain_head(self, account_id: UUID) -> AccessLogEntry | None:
+    async def global_head(self) -> ChainLink | None:
+        """The newest link of the global chain."""
+        result = await self.session.exec(
+            select(ChainLink).order_by(col(ChainLink.global_seq).desc()).limit(1)
+        )
+        return result.first()
+
+    async def account_head(self, account_id: UUID) -> AuditEntry | None:
         """The account's newest entry."""
         result = await self.session.exec(
-            select(AccessLogEntry)
-            .where(AccessLogEntry.account_id == account_id)
-            .order_by(col(AccessLogEntry.sequence).desc())
+            select(AuditEntry)
+            .where(AuditEntry.account_id == account_id)
+            .order_by(col(AuditEntry.account_seq).desc())
             .limit(1)
         )
         return result.first()
 
-    async def entries(self, account_id: UUID) -> list[AccessLogEntry]:
+    async def recorded(self, event_id: UUID) -> bool:
+        """Whether an event is in the trail already."""
+        result = await self.session.exec(
+            select(AuditEntry.global_seq).where(AuditEntry.event_id == event_id)
+        )
+        return result.first() is not None
+
+    async def entries(self, account_id: UUID) -> Sequence[AuditEntry]:
         """The account's chain in order."""
         result = await self.session.exec(
-            select(AccessLogEntry)
-            .where(AccessLogEntry.account_id == account_id)
-            .order_by(col(AccessLogEntry.sequence))
+            select(AuditEntry)
+            .where(AuditEntry.account_id == account_id)
+            .order_by(col(AuditEntry.account_seq))
         )
-        return list(result.all())
+        return result.all()
+
+    async def personal_parts(self, account_id: UUID | None = None) -> Sequence[AuditPersonal]:
+        """The personal parts still kept (of one account, or all)."""
+        query = select(AuditPersonal)
+        if account_id is not None:
+            query = query.where(AuditPersonal.account_id == account_id)
+        result = await self.session.exec(query)
+        return result.all()
+
+    async def all_entries(self) -> Sequence[AuditEntry]:
+        """Every entry, in global order."""
+        result = await self.session.exec(select(AuditEntry).order_by(col(AuditEntry.global_seq)))
+        return result.all()
+
+    async def links(self) -> Sequence[ChainLink]:
+        """The global chain in order."""
+        result = await self.session.exec(select(ChainLink).order_by(col(ChainLink.global_seq)))
+        return result.all()
+
+    async def purged_references(self) -> frozenset[str]:
+        """The keyed references of purged accounts."""
+        result = await self.session.exec(select(PurgedAccount.account_reference))
+        return frozenset(result.all())
+
+    async def checkpoints(self) -> Sequence[AuditCheckpoint]:
+        """Every checkpoint, oldest first."""
+        result = await self.session.exec(
+            select(AuditCheckpoint).order_by(col(AuditCheckpoint.number))
+        )
+        return result.all()
+
+    async def latest_checkpoint(self) -> AuditCheckpoint | None:
+        """The newest checkpoint."""
+        result = await self.session.exec(
+            select(AuditCheckpoint).order_by(col(AuditCheckpoint.number).desc()).limit(1)
+        )
+        return result.first()
+
+    async def heads_since(self, global_seq: int) -> Sequence[tuple[UUID, int, str]]:
+        """Each account's newest entry among those after a global sequence."""
+        connection = await self.session.connection()
+        result = await connection.execute(
+            text(
+                "SELECT DISTINCT ON (account_id) account_id, account_seq, account_hash "
+                "FROM audit_entry WHERE global_seq > :after "
+                "ORDER BY account_id, account_seq DESC"
+            ),
+            {"after": global_seq},
+        )
+        return [(row[0], row[1], row[2]) for row in result.all()]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings, embedded_database_url
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
+from shared.signing import SigningKey
 
 
 class AuditSettings(ServiceSettings):
-    """Where audit's database and broker are."""
+    """Where audit's database and broker are; the keys of its references and checkpoints."""
 
     model_config = SettingsConfigDict(
         env_prefix="AUDIT_", env_nested_delimiter="__", extra="ignore"
@@ -18,3 +19,26 @@ class AuditSettings(ServiceSettings):
     database_url: str = Field(
         default=embedded_database_url("audit"), description="Audit's own database."
     )
+    reference_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-reference-key"),
+        description="Keys the account reference in links and checkpoints (HMAC-SHA256).",
+    )
+    checkpoint_signing_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-checkpoint-signing-key"),
+        description="PEM Ed25519 private key (PKCS#8) that signs checkpoints; its public half "
+        "is published at /checkpoints/signing-key.pem.",
+    )
+    checkpoint_interval_s: float = Field(
+        default=60, gt=0, description="How often the chains' heads are signed."
+    )
+    operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
+        description="Bearer token operators use to verify the chains.",
+    )
+
+    @field_validator("checkpoint_signing_key")
+    @classmethod
+    def _signing_key_loads(cls, value: SecretStr) -> SecretStr:
+        """A key that cannot sign fails at start, not at the first checkpoint."""
+        SigningKey.from_setting(value.get_secret_value())
+        return value

@@ -23,12 +23,16 @@ from shared.telemetry import create_telemetry
 class _Trail:
     def __init__(self) -> None:
         self.recorded: list[Envelope[DataAccessed]] = []
+        self.purged: list[PurgeRequested] = []
 
     async def record_access(self, *, event: Envelope[DataAccessed], work: Any) -> None:
         self.recorded.append(event)
 
     async def record_legal_hold(self, event: Envelope[Any], work: Any) -> None:
         self.recorded.append(event)
+
+    async def note_purged(self, request: PurgeRequested, work: Any) -> None:
+        self.purged.append(request)
 
 
 def _harness() -> tuple[HandlerHarness, _Trail, RecordingParticipant]:
@@ -63,8 +67,10 @@ async def test_staff_access_each_data_access_is_recorded_once_with_its_actor_ope
 
 
 async def test_termination_audit_exports_and_purges_through_the_kit() -> None:
-    harness, _, participant = _harness()
+    """After the kit's purge, audit notes the account as purged (its links stay)."""
+    harness, trail, participant = _harness()
     export = ExportRequested(account_id=uuid4(), saga_id=uuid4())
     purge = PurgeRequested(account_id=export.account_id, saga_id=export.saga_id)
     await harness.deliver((export, "retention"), (purge, "retention"))
     assert participant.calls == [("export", export), ("purge", purge)]
+    assert trail.purged == [purge]

@@ -13,7 +13,7 @@ import pytest
 from billing.main import create_app
 from billing.settings import BillingSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 HERE = Path(__file__).parent
 # A fixed seed keeps `make test` repeatable; FUZZ_SEED explores further (`make fuzz`).
 SEED = os.environ.get("FUZZ_SEED", "20261122")

@@ -1,0 +1,282 @@
+"""STAFF-ACCESS: the trail on the real database, tampered with in SQL as someone with the
+database's password would; each kind of tampering is found and the first bad entry named. The
+chains are written by the service's own append, on a database of this module's own (each test
+starts from an empty trail)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from audit.domain import EntryKind
+from audit.main import MIGRATIONS_DIR
+from audit.services import Act, AuditService
+from devstack.stack import Stack
+from shared.contracts import PurgeRequested
+from shared.db import create_engine, create_session_factory
+from shared.keystore import MemoryKeyStore
+from shared.migrations import upgrade_database
+from shared.outbox import Outbox
+from shared.settings import KafkaSettings
+from shared.signing import SigningKey
+from shared.unit_of_work import UnitOfWorkFactory
+
+pytestmark = pytest.mark.integration
+TABLES = "audit_personal, audit_entry, chain_link, audit_checkpoint, purged_account"
+REFERENCE_KEY = "test-reference-key"
+SIGNING_KEY = SigningKey.generate()
+
+
+@pytest.fixture(scope="module")
+async def database(infrastructure: Stack) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    name = f"audit_tamper_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(infrastructure.create_databases, [name], suffixed=False)
+    url = infrastructure.database_url("x").rsplit("/", 1)[0] + f"/{name}"
+    await asyncio.to_thread(upgrade_database, MIGRATIONS_DIR, url)
+    engine = create_engine(url)
+    yield engine, url.replace("+asyncpg", "")
+    await engine.dispose()
+
+
+@pytest.fixture
+async def trail(database: tuple[AsyncEngine, str]) -> tuple[AuditService, str]:
+    engine, dsn = database
+    await _sql(dsn, f"TRUNCATE {TABLES}")
+    sessions = create_session_factory(engine)
+    outbox = Outbox(source="audit", kafka=KafkaSettings(), keys=MemoryKeyStore())
+    service = AuditService(
+        sessions=sessions,
+        units=UnitOfWorkFactory(sessions=sessions, outbox=outbox),
+        reference_key=REFERENCE_KEY.encode(),
+        signing_key=SIGNING_KEY,
+    )
+    return service, dsn
+
+
+async def _sql(dsn: str, statement: str, *args: Any) -> Any:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.execute(statement, *args)
+    finally:
+        await connection.close()
+
+
+async def _record(service: AuditService, account_id: uuid.UUID, count: int) -> None:
+    assert service.units is not None
+    for number in range(count):
+        async with service.units() as work:
+            await service.append(
+                work,
+                Act(
+                    account_id=account_id,
+                    event_id=uuid.uuid4(),
+                    kind=EntryKind.DATA_ACCESS,
+                    actor_type="staff",
+                    actor_id="staff-1",
+                    purpose="support",
+                    grant_id=uuid.uuid4(),
+                    outcome="granted",
+                    resource_type="customer",
+                    resource_id=f"c-{number}",
+                    occurred_at=datetime.now(UTC),
+                    actor_name="Sam Support",
+                    reason=f"TICKET-{number}",
+                ),
+            )
+
+
+async def _two_accounts(service: AuditService) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two accounts' entries interleaved: a1 1-3, a2 1-2, a1 4-5 (globally 1-7)."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await _record(service, first, 3)
+    await _record(service, second, 2)
+    await _record(service, first, 2)
+    return first, second
+
+
+async def test_staff_access_an_untouched_trail_verifies_and_is_checkpointed(
+    trail: tuple[AuditService, str],
+) -> None:
+    service, _ = trail
+    first, _ = await _two_accounts(service)
+    checkpoint = await service.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.global_seq == 7
+    assert str(first) not in checkpoint.payload, "accounts by keyed reference only"
+    assert await service.checkpoint() is None, "nothing new, no checkpoint"
+    await _record(service, first, 1)
+    second_checkpoint = await service.checkpoint()
+    assert second_checkpoint is not None
+    assert checkpoint.sha256 in second_checkpoint.payload, "each names the one before"
+    result = await service.verify()
+    assert (result.entries, result.links, result.checkpoints) == (8, 8, 2)
+    assert result.finding is None
+
+
+async def test_staff_access_a_changed_field_is_named(trail: tuple[AuditService, str]) -> None:
+    service, dsn = trail
+    first, _ = await _two_accounts(service)
+    await _sql(
+        dsn,
+        "UPDATE audit_entry SET purpose = 'security' WHERE account_id = $1 AND account_seq = 2",
+        first,
+    )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("changed", 2)
+
+
+async def test_staff_access_a_changed_personal_part_is_named(
+    trail: tuple[AuditService, str],
+) -> None:
+    service, dsn = trail
+    first, _ = await _two_accounts(service)
+    await _sql(
+        dsn,
+        "UPDATE audit_personal SET reason = 'routine' WHERE global_seq = 6 AND account_id = $1",
+        first,
+    )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.account_id, finding.account_seq) == (
+        "personal-part-changed",
+        str(first),
+        4,
+    )
+
+
+async def test_staff_access_a_removed_entry_is_named(trail: tuple[AuditService, str]) -> None:
+    service, dsn = trail
+    await _two_accounts(service)
+    await _sql(dsn, "DELETE FROM audit_entry WHERE global_seq = 4")
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("removed", 4)
+    await _sql(dsn, "DELETE FROM chain_link WHERE global_seq = 4")
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("removed", 4), "with its link too"
+
+
+async def test_staff_access_an_inserted_entry_is_named(trail: tuple[AuditService, str]) -> None:
+    service, dsn = trail
+    first, _ = await _two_accounts(service)
+    # A copy of entry 5 of the account, slipped in as its 6th (its link never written).
+    await _sql(
+        dsn,
+        "INSERT INTO audit_entry SELECT 99, account_id, 6, gen_random_uuid(), kind, actor_type, "
+        "actor_id, purpose, grant_id, outcome, resource_type, resource_id, occurred_at, "
+        "recorded_at, personal_commitment, account_hash, account_hash FROM audit_entry "
+        "WHERE account_id = $1 AND account_seq = 5",
+        first,
+    )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("inserted", 99)
+
+
+async def test_staff_access_reordered_entries_are_named(trail: tuple[AuditService, str]) -> None:
+    service, dsn = trail
+    first, _ = await _two_accounts(service)
+    # Entries 2 and 3 of the account trade places (their sequence numbers swapped).
+    for old, new in ((2, 1000), (3, 2), (1000, 3)):
+        await _sql(
+            dsn,
+            "UPDATE audit_entry SET account_seq = $3 WHERE account_id = $1 AND account_seq = $2",
+            first,
+            old,
+            new,
+        )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert finding.global_seq in (2, 3)
+    assert finding.problem in ("changed", "reordered")
+
+
+async def test_staff_access_truncation_after_a_checkpoint_is_named(
+    trail: tuple[AuditService, str],
+) -> None:
+    """The newest entries, their personal parts and their links removed together: nothing in
+    the tables shows it, but the signed checkpoint does."""
+    service, dsn = trail
+    first, _ = await _two_accounts(service)
+    assert await service.checkpoint() is not None
+    await _sql(dsn, "DELETE FROM chain_link WHERE global_seq >= 6")
+    await _sql(dsn, "DELETE FROM audit_entry WHERE global_seq >= 6")
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("truncated", 6)
+    finding = (await service.verify(first)).finding
+    assert finding is not None
+    assert finding.problem == "truncated"
+    # The command an operator runs on the server says the same, and fails.
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "audit.verify",
+        env={
+            **os.environ,
+            "AUDIT_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
+            "AUDIT_REFERENCE_KEY": REFERENCE_KEY,
+            "AUDIT_CHECKPOINT_SIGNING_KEY": SIGNING_KEY.private_pem(),
+        },
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await command.communicate()
+    assert command.returncode == 1
+    assert json.loads(output)["first_problem"]["problem"] == "truncated"
+
+
+async def test_staff_access_a_forged_or_removed_checkpoint_is_named(
+    trail: tuple[AuditService, str],
+) -> None:
+    service, dsn = trail
+    for _ in range(3):
+        await _record(service, uuid.uuid4(), 1)
+        assert await service.checkpoint() is not None
+    await _sql(dsn, "DELETE FROM audit_checkpoint WHERE number = 2")
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.detail) == ("removed", "before checkpoint 3")
+    await _sql(
+        dsn,
+        "UPDATE audit_checkpoint SET payload = replace(payload, '\"number\":3', "
+        "'\"number\":2') WHERE number = 3",
+    )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.detail) == ("changed", "checkpoint 3")
+
+
+async def test_staff_access_erased_personal_parts_and_a_purged_account_still_verify(
+    trail: tuple[AuditService, str],
+) -> None:
+    """Erasable yet verifiable: a person's names and reasons go, and a whole account goes at
+    its purge; both chains still verify, and the purged account's links stay."""
+    service, dsn = trail
+    _first, second = await _two_accounts(service)
+    await service.checkpoint()
+    assert await service.erase_personal_part(2)
+    assert (await service.verify()).finding is None
+    await _sql(dsn, "DELETE FROM audit_personal WHERE account_id = $1", second)
+    await _sql(dsn, "DELETE FROM audit_entry WHERE account_id = $1", second)
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert finding.problem == "removed", "gone without a purge: found"
+    assert service.units is not None
+    async with service.units() as work:
+        await service.note_purged(PurgeRequested(account_id=second, saga_id=uuid.uuid4()), work)
+    result = await service.verify()
+    assert result.finding is None, result.finding
+    assert result.links == 7
+    assert result.entries == 5
