@@ -221,12 +221,17 @@ def test_production_settings_accept_real_secrets() -> None:
     from shared.signing import SigningKey
 
     keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
-    assert BillingSettings(environment="production", keystore=keystore)
+    assert BillingSettings(
+        environment="production",
+        keystore=keystore,
+        audit_token_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
+    )
     assert AuditSettings(
         environment="production",
         reference_key="a-secret",  # type: ignore[arg-type]
         operator_token="another-secret",  # type: ignore[arg-type]
         checkpoint_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
+        billing_token_public_key=SigningKey.generate().public_pem().decode(),  # type: ignore[arg-type]
         keystore=keystore,
     )
     assert RetentionSettings(

@@ -165,9 +165,23 @@ def service_env(
 ) -> Any:
     """Settings keyword arguments that point a service at the test servers."""
     from shared.settings import KafkaSettings
+    from shared.signing import SigningKey
+
+    # Billing signs the tokens audit accepts: one pair for the session, each side its half.
+    token_key = SigningKey.generate()
+    secrets_of = {
+        "billing": {"audit_token_signing_key": token_key.private_pem()},
+        "audit": {
+            "billing_token_public_key": token_key.public_pem().decode(),
+            "reference_key": "test-audit-reference-key",
+            "checkpoint_signing_key": SigningKey.generate().private_pem(),
+            "operator_token": "test-audit-operator-token",
+        },
+    }
 
     def kwargs(service: str) -> dict[str, Any]:
         return {
+            **secrets_of.get(service, {}),
             "environment": "test",
             "database_url": migrated_database(service),
             "kafka": KafkaSettings(

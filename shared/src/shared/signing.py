@@ -94,3 +94,13 @@ def verify(public_pem: bytes, payload: bytes, signature: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def public_key_from_setting(value: str) -> bytes:
+    """A PEM Ed25519 public key from a setting; a development default (the text another
+    service's development signing key is derived from) gives that key's public half."""
+    if value.startswith(DEVELOPMENT_SECRET_PREFIX):
+        return SigningKey.from_setting(value).public_pem()
+    pem = value.encode()
+    _public(pem)  # SigningKeyError (a ValueError) for anything but an Ed25519 public key
+    return pem

@@ -3,15 +3,23 @@ and verification of the chains (operators)."""
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 import json
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
 from faststream.asgi import AsgiResponse, get
 
+from audit.repository import TrailQuery
 from audit.services import AuditService, Verification
+from shared.contracts import AccessPurpose
+from shared.participant import spreadsheet_safe
+from shared.tokens import TokenError, TokenReader
 
 
 def _json(body: Any, status: int = 200, media_type: str = "application/json") -> AsgiResponse:
@@ -101,3 +109,170 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
         ("/checkpoints/signing-key.pem", signing_key),
         ("/verify", verify),
     ]
+
+
+REPORT_COLUMNS = (
+    "global_seq",
+    "account_id",
+    "account_seq",
+    "occurred_at",
+    "kind",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "purpose",
+    "reason",
+    "grant_id",
+    "outcome",
+    "resource_type",
+    "resource_id",
+)
+PURPOSES = frozenset(str(purpose) for purpose in AccessPurpose)
+REPORT_ROLES = frozenset({"owner", "admin"})
+MAX_PAGE = 500
+
+
+def _row(entry: Any, part: Any) -> dict[str, Any]:
+    return {
+        "global_seq": entry.global_seq,
+        "account_id": str(entry.account_id),
+        "account_seq": entry.account_seq,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "kind": entry.kind,
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "actor_name": None if part is None else part.actor_name,  # None: erased
+        "purpose": entry.purpose,
+        "reason": None if part is None else part.reason,
+        "grant_id": None if entry.grant_id is None else str(entry.grant_id),
+        "outcome": entry.outcome,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+    }
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            ["" if row[c] is None else spreadsheet_safe(str(row[c])) for c in REPORT_COLUMNS]
+        )
+    return out.getvalue().encode()
+
+
+def _query_from(params: dict[str, list[str]], *, staff: bool) -> TrailQuery | AsgiResponse:
+    """The query's filters, or a 422 problem naming the first bad one."""
+    one = {name: values[-1] for name, values in params.items()}
+    try:
+        after = int(one.get("after", "0"))
+        if not 0 <= after < 2**62:
+            raise ValueError
+    except ValueError:
+        return _problem(422, "Invalid field", "after must be an entry's global_seq", "after")
+    try:
+        limit = int(one.get("limit", "100"))
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError
+    except ValueError:
+        return _problem(422, "Invalid field", f"limit must be 1 to {MAX_PAGE}", "limit")
+    purpose = one.get("purpose")
+    if purpose is not None and purpose not in PURPOSES:
+        return _problem(
+            422, "Invalid field", f"purpose must be one of {sorted(PURPOSES)}", "purpose"
+        )
+    actor_id = one.get("actor_id")
+    if actor_id is not None and (len(actor_id) > 200 or not actor_id.isprintable()):
+        return _problem(422, "Invalid field", "actor_id must be printable text", "actor_id")
+    uuids: dict[str, UUID | None] = {}
+    for name in ("grant_id", "account_id"):
+        try:
+            uuids[name] = UUID(one[name]) if name in one else None
+        except ValueError:
+            return _problem(422, "Invalid field", f"{name} must be a UUID", name)
+    if uuids["account_id"] is not None and not staff:
+        return _problem(422, "Invalid field", "the report is of your own account", "account_id")
+    times: dict[str, datetime | None] = {}
+    for name in ("from", "to"):
+        try:
+            times[name] = datetime.fromisoformat(one[name]) if name in one else None
+        except ValueError:
+            times[name] = None
+            return _problem(422, "Invalid field", f"{name} must be an ISO 8601 time", name)
+        value = times[name]
+        if value is not None and value.tzinfo is None:
+            return _problem(422, "Invalid field", f"{name} must name its time zone", name)
+    if one.get("format", "json") not in ("json", "csv"):
+        return _problem(422, "Invalid field", "format must be json or csv", "format")
+    return TrailQuery(
+        account_id=uuids["account_id"],
+        actor_id=actor_id,
+        purpose=purpose,
+        grant_id=uuids["grant_id"],
+        since=times["from"],
+        until=times["to"],
+        after=after,
+        limit=limit,
+    )
+
+
+def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str, Any]]:
+    """`GET /access-report`: who read the account's data, when, under which purpose and grant,
+    for its owner or an admin, with a token billing signed (`POST /account/access-report-token`
+    there); `GET /entries`: the whole trail for security staff (`POST /staff/audit-token`).
+    Both filter by actor, purpose, grant and time (`from`, `to`), page with `after` and
+    `limit`, and answer JSON or, with `format=csv`, CSV."""
+
+    def _claims(scope: Any) -> dict[str, Any] | AsgiResponse:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").decode("latin-1")
+        try:
+            return tokens.read(given)
+        except TokenError:
+            return _problem(401, "Unauthorized", "a valid token from billing is required")
+
+    async def answer(scope: Any, query: TrailQuery) -> AsgiResponse:
+        found = await service.query(query)
+        rows = [_row(entry, part) for entry, part in found]
+        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if params.get("format", ["json"])[-1] == "csv":
+            return AsgiResponse(
+                _csv(rows),
+                status_code=200,
+                headers={
+                    "content-type": "text/csv; charset=utf-8",
+                    "content-disposition": 'attachment; filename="access-report.csv"',
+                    "cache-control": "no-store",
+                },
+            )
+        following = rows[-1]["global_seq"] if len(rows) == query.limit else None
+        return _json({"entries": rows, "next_after": following})
+
+    @get(include_in_schema=False)
+    async def access_report(scope: Any) -> AsgiResponse:
+        claims = _claims(scope)
+        if isinstance(claims, AsgiResponse):
+            return claims
+        if claims.get("kind") != "user" or claims.get("role") not in REPORT_ROLES:
+            return _problem(403, "Forbidden", "the report is for the account's owner and admins")
+        query = _query_from(parse_qs(scope.get("query_string", b"").decode("latin-1")), staff=False)
+        if isinstance(query, AsgiResponse):
+            return query
+        # The account is the token's, whatever else is asked: no other tenant's entry is read.
+        own = replace(query, account_id=UUID(str(claims["account_id"])))
+        return await answer(scope, own)
+
+    @get(include_in_schema=False)
+    async def entries(scope: Any) -> AsgiResponse:
+        claims = _claims(scope)
+        if isinstance(claims, AsgiResponse):
+            return claims
+        if claims.get("kind") != "staff" or "security" not in claims.get("roles", []):
+            return _problem(403, "Forbidden", "the trail is for security staff")
+        query = _query_from(parse_qs(scope.get("query_string", b"").decode("latin-1")), staff=True)
+        if isinstance(query, AsgiResponse):
+            return query
+        return await answer(scope, query)
+
+    return [("/access-report", access_report), ("/entries", entries)]

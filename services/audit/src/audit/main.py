@@ -7,7 +7,7 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 
-from audit.api import audit_routes
+from audit.api import audit_routes, report_routes
 from audit.data_map import DATA_MAP
 from audit.handlers import create_routes
 from audit.services import AuditService
@@ -15,8 +15,9 @@ from audit.settings import AuditSettings
 from shared.db import SessionFactory
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
-from shared.signing import SigningKey
+from shared.signing import SigningKey, public_key_from_setting
 from shared.telemetry import Telemetry
+from shared.tokens import TokenReader
 from shared.unit_of_work import UnitsOfWork
 
 SERVICE = "audit"
@@ -33,6 +34,12 @@ def create_service(
         reference_key=settings.reference_key.get_secret_value().encode(),
         signing_key=SigningKey.from_setting(settings.checkpoint_signing_key.get_secret_value()),
     )
+
+
+def token_reader(settings: AuditSettings) -> TokenReader:
+    """Checks the tokens billing signs for audit."""
+    public = public_key_from_setting(settings.billing_token_public_key.get_secret_value())
+    return TokenReader(public, audience="audit")
 
 
 def create_app(
@@ -55,7 +62,10 @@ def create_app(
     return create_consumer_app(
         runtime,
         background=[sign_checkpoints],
-        routes=audit_routes(service, settings.operator_token.get_secret_value()),
+        routes=[
+            *audit_routes(service, settings.operator_token.get_secret_value()),
+            *report_routes(service, token_reader(settings)),
+        ],
     )
 
 

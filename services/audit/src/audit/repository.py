@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import text
@@ -111,3 +113,48 @@ class AuditRepository:
             {"after": global_seq},
         )
         return [(row[0], row[1], row[2]) for row in result.all()]
+
+
+@dataclass(frozen=True)
+class TrailQuery:
+    """What to read of the trail: filters, and a page after a global sequence."""
+
+    account_id: UUID | None = None
+    actor_id: str | None = None
+    purpose: str | None = None
+    grant_id: UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int = 0
+    limit: int = 100
+
+
+async def query_trail(
+    session: AsyncSession, query: TrailQuery
+) -> Sequence[tuple[AuditEntry, AuditPersonal | None]]:
+    """Entries matching the query, oldest first, each with its personal part if kept."""
+    statement = (
+        select(AuditEntry, AuditPersonal)
+        .join(
+            AuditPersonal,
+            col(AuditPersonal.global_seq) == col(AuditEntry.global_seq),
+            isouter=True,
+        )
+        .where(col(AuditEntry.global_seq) > query.after)
+        .order_by(col(AuditEntry.global_seq))
+        .limit(query.limit)
+    )
+    if query.account_id is not None:
+        statement = statement.where(AuditEntry.account_id == query.account_id)
+    if query.actor_id is not None:
+        statement = statement.where(AuditEntry.actor_id == query.actor_id)
+    if query.purpose is not None:
+        statement = statement.where(AuditEntry.purpose == query.purpose)
+    if query.grant_id is not None:
+        statement = statement.where(AuditEntry.grant_id == query.grant_id)
+    if query.since is not None:
+        statement = statement.where(col(AuditEntry.occurred_at) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(AuditEntry.occurred_at) < query.until)
+    result = await session.exec(statement)
+    return [(entry, part) for entry, part in result.all()]

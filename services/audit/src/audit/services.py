@@ -31,7 +31,7 @@ from audit.domain import (
     personal_commitment,
 )
 from audit.models import AuditCheckpoint, AuditEntry, AuditPersonal, ChainLink, PurgedAccount
-from audit.repository import AuditRepository
+from audit.repository import AuditRepository, TrailQuery, query_trail
 from shared.contracts import (
     AccessActor,
     AccessPurpose,
@@ -380,6 +380,11 @@ class AuditService:
         return Verification(
             entries=len(entries), links=len(links), checkpoints=len(checkpoints), finding=finding
         )
+
+    async def query(self, query: TrailQuery) -> list[tuple[AuditEntry, AuditPersonal | None]]:
+        """Entries matching a query, a page at a time."""
+        async with self.sessions() as session:
+            return list(await query_trail(session, query))
 
     async def access_log(self, account_id: UUID) -> list[tuple[AuditEntry, AuditPersonal | None]]:
         """The account's trail, oldest first, with each entry's personal part if kept."""

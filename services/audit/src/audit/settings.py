@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
-from shared.signing import SigningKey
+from shared.signing import SigningKey, public_key_from_setting
 
 
 class AuditSettings(ServiceSettings):
@@ -31,10 +31,22 @@ class AuditSettings(ServiceSettings):
     checkpoint_interval_s: float = Field(
         default=60, gt=0, description="How often the chains' heads are signed."
     )
+    billing_token_public_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-token-signing-key"),
+        description="Billing's PEM Ed25519 public key: audit accepts the tokens it signs (an "
+        "owner's access report, security staff's queries). Not secret, but it must be billing's.",
+    )
     operator_token: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
         description="Bearer token operators use to verify the chains.",
     )
+
+    @field_validator("billing_token_public_key")
+    @classmethod
+    def _public_key_loads(cls, value: SecretStr) -> SecretStr:
+        """A key that cannot verify fails at start."""
+        public_key_from_setting(value.get_secret_value())
+        return value
 
     @field_validator("checkpoint_signing_key")
     @classmethod

@@ -23,21 +23,13 @@ from shared.contracts import (
 )
 from shared.db import create_engine, create_session_factory
 from shared.legal_holds import LegalHolds
-from shared.signing import SigningKey
 
 pytestmark = pytest.mark.integration
 
 
-SECRETS: dict[str, Any] = {
-    "reference_key": "test-audit-reference-key",
-    "operator_token": "test-audit-operator-token",
-    "checkpoint_signing_key": SigningKey.generate().private_pem(),
-}
-
-
 @pytest.fixture(scope="module")
 def settings(service_env: Callable[[str], dict[str, Any]]) -> AuditSettings:
-    return AuditSettings(**service_env("audit"), **SECRETS)
+    return AuditSettings(**service_env("audit"))
 
 
 @pytest.fixture(scope="module")

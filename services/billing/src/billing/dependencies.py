@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from billing.accounts.service import AccountService
+from billing.audit_access.service import AuditTokenService
 from billing.auth.models import Principal
 from billing.auth.second_factor import SecondFactor
 from billing.auth.service import AuthService
@@ -50,6 +51,7 @@ class Services:
     """Billing's use cases, one service per domain."""
 
     auth: AuthService
+    audit_tokens: AuditTokenService
     sessions: SessionService
     second_factor: SecondFactor
     accounts: AccountService

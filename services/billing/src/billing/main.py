@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request, Response
 from billing import operations
 from billing.accounts import routes as accounts
 from billing.accounts.service import AccountService
+from billing.audit_access import routes as audit_access
+from billing.audit_access.service import AuditTokenService
 from billing.auth import keys as api_keys
 from billing.auth import routes as sign_in
 from billing.auth.location import create_locator
@@ -63,6 +65,7 @@ from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.idempotency import IdempotencyMiddleware, sweep_idempotency_records_forever
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime
+from shared.signing import SigningKey
 from shared.telemetry import RequestTelemetryMiddleware, Telemetry
 
 SERVICE = "billing"
@@ -89,6 +92,11 @@ def create_app(
     gateway = create_gateway(settings.payments)
     services = Services(
         auth=AuthService(engine=runtime.engine, sessions=sessions, units=units),
+        audit_tokens=AuditTokenService(
+            key=SigningKey.from_setting(settings.audit_token_signing_key.get_secret_value()),
+            ttl_s=settings.audit_token_ttl_s,
+            audit_url=settings.audit_url,
+        ),
         sessions=SessionService(
             engine=runtime.engine,
             units=units,
@@ -202,6 +210,7 @@ def create_app(
         integrations,
         deliveries,
         legal,
+        audit_access,
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings, embedded_database_url
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, ServiceSettings, embedded_database_url
 
 
 class PaymentSettings(BaseModel):
@@ -93,6 +93,17 @@ class BillingSettings(ServiceSettings):
     )
     sign_in_throttle_minutes: int = Field(
         default=15, ge=1, description="The window over which failed sign-ins are counted."
+    )
+    audit_token_signing_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-token-signing-key"),
+        description="PEM Ed25519 private key (PKCS#8) signing the short-lived tokens audit "
+        "accepts (the access report, staff queries); audit holds its public half.",
+    )
+    audit_token_ttl_s: int = Field(
+        default=300, ge=10, le=3600, description="How long a token for audit works."
+    )
+    audit_url: str = Field(
+        default="http://127.0.0.1:8003", description="Where audit answers, for the tokens' users."
     )
     statement_interval_s: float = Field(
         default=3600.0, gt=0, description="How often due monthly statements are looked for."

@@ -15,7 +15,9 @@ from devstack.processes import free_port
 from devstack.pytest_plugin import FAST_GROUP_JOIN
 from devstack.testing import enrol_staff, running, served
 from shared.settings import KafkaSettings, KeyStoreSettings
+from shared.signing import SigningKey
 
+AUDIT_TOKEN_KEY = SigningKey.generate()  # billing signs tokens for audit with it
 OWNER_PASSWORD = "the account owner's passphrase"
 
 
@@ -44,6 +46,7 @@ def billing_settings(
         # throttle has its own test, from an address of its own.
         sign_in_failures_per_address=100_000,
         keystore=keystore_settings,
+        audit_token_signing_key=AUDIT_TOKEN_KEY.private_pem(),  # type: ignore[arg-type]
     )
 
 

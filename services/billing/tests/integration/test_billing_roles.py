@@ -127,6 +127,8 @@ async def test_every_route_with_every_role_is_refused_exactly_when_its_policy_sa
         (Role.ACCOUNTANT, "PATCH", "/account", 403),
         (Role.READ_ONLY, "PATCH", "/users/me", 200),
         (Role.READ_ONLY, "GET", "/account/changes", 403),
+        (Role.ADMIN, "POST", "/account/access-report-token", 200),
+        (Role.ACCOUNTANT, "POST", "/account/access-report-token", 403),
     ],
 )
 async def test_what_each_role_may_do(

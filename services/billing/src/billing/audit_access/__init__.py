@@ -1,0 +1,1 @@
+"""Tokens that let audit know a user or staff member of billing (STAFF-ACCESS)."""
