@@ -885,7 +885,8 @@ async def _audit_entries(system: Stack, account_id: uuid.UUID) -> bool:
     connection = await asyncpg.connect(dsn)
     try:
         count = await connection.fetchval(
-            "SELECT count(*) FROM audit_entry WHERE account_id = $1", account_id
+            "SELECT count(*) FROM audit_entry WHERE account_id = $1 AND kind = 'data-access'",
+            account_id,
         )
     finally:
         await connection.close()

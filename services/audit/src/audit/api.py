@@ -57,7 +57,7 @@ def verification_body(result: Verification) -> dict[str, Any]:
 
 def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, Any]]:
     """`GET /checkpoints?after=<n>`, `GET /checkpoints/signing-key.pem` (public);
-    `GET /verify[?account_id=]` (operator token)."""
+    `GET /verify[?account_id=]` and `GET /alerts` (operator token)."""
 
     @get(include_in_schema=False)
     async def checkpoints(scope: Any) -> AsgiResponse:
@@ -104,10 +104,30 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
                 return _problem(422, "Invalid field", "account_id must be a UUID", "account_id")
         return _json(verification_body(await service.verify(account_id)))
 
+    @get(include_in_schema=False)
+    async def alerts(scope: Any) -> AsgiResponse:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
+        if not hmac.compare_digest(given, operator_token.encode()):
+            return _problem(401, "Unauthorized", "the operator token is required")
+        return _json(
+            [
+                {
+                    "alert_id": str(alert.id),
+                    "kind": alert.kind,
+                    "actor_id": alert.actor_id,
+                    "detail": alert.detail,
+                    "raised_at": alert.raised_at.isoformat(),
+                }
+                for alert in await service.alerts()
+            ]
+        )
+
     return [
         ("/checkpoints", checkpoints),
         ("/checkpoints/signing-key.pem", signing_key),
         ("/verify", verify),
+        ("/alerts", alerts),
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit.models import AuditEntry, AuditPersonal
+from audit.models import AuditEntry, AuditPersonal, GrantMark
 from shared.data_map import AccountDataMap, RetentionCategory, account_table
 
 BY_REFERENCE = "names the account only by a keyed hash, and outlives it as proof"
@@ -43,8 +43,17 @@ DATA_MAP = AccountDataMap(
             ),
             order_by=("account_seq",),
         ),
+        account_table(
+            GrantMark,
+            retention=RetentionCategory.ACCESS_TRAIL,
+            withheld={
+                column: "a copy of billing's access grant, exported there"
+                for column in GrantMark.model_fields
+            },
+        ),
     ),
     not_account_data={
+        "audit_alert": "names a staff member and a grant by id, no account",
         "chain_link": BY_REFERENCE,
         "purged_account": BY_REFERENCE,
         "audit_checkpoint": "signs the chains' heads; names accounts only by keyed hashes",

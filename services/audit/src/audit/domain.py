@@ -28,6 +28,15 @@ class EntryKind(StrEnum):
     DATA_ACCESS = "data-access"  # a read of customer data, granted or refused
     LEGAL_HOLD_PLACED = "legal-hold-placed"
     LEGAL_HOLD_RELEASED = "legal-hold-released"
+    GRANT_OPENED = "grant-opened"  # an account's user let a staff member read, for a purpose
+    GRANT_REVOKED = "grant-revoked"
+
+
+class AlertKind(StrEnum):
+    """What audit raises an alert for."""
+
+    MANY_ACCOUNTS_READ = "many-accounts-read"  # one staff member, more accounts in an hour
+    READ_UNDER_ENDED_GRANT = "read-under-ended-grant"  # a read after its grant was revoked/lapsed
 
 
 # The entry's chained fields, and its personal fields (kept apart, committed to).

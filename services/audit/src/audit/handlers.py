@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audit.services import AuditService
-from shared.contracts import DataAccessed, Envelope, PurgeRequested
+from shared.contracts import AccessGrantChanged, DataAccessed, Envelope, PurgeRequested
 from shared.legal_holds import HoldEvent
 from shared.participant import Participant
 from shared.routing import EventRoutes
@@ -21,6 +21,11 @@ def create_routes(
     async def on_data_accessed(event: Envelope[DataAccessed], work: Work) -> None:
         """Append the access to the account's trail."""
         await service.record_access(event=event, work=work)
+
+    @routes.on(AccessGrantChanged)
+    async def on_access_grant_changed(event: Envelope[AccessGrantChanged], work: Work) -> None:
+        """Append the grant's opening or revocation; keep it to check reads against."""
+        await service.record_grant(event=event, work=work)
 
     async def on_legal_hold(event: HoldEvent, work: Work) -> None:
         """Append the placing or release of a legal hold to the account's trail (LAW)."""

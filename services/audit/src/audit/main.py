@@ -33,6 +33,7 @@ def create_service(
         units=units,
         reference_key=settings.reference_key.get_secret_value().encode(),
         signing_key=SigningKey.from_setting(settings.checkpoint_signing_key.get_secret_value()),
+        alert_accounts_per_hour=settings.alert_accounts_per_hour,
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -23,7 +23,10 @@ class AuditEntry(AuditTable, table=True):
     account's chain here and into the global chain by its link."""
 
     __tablename__ = "audit_entry"
-    __table_args__ = (UniqueConstraint("account_id", "account_seq"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "account_seq"),
+        Index("ix_audit_entry_actor_time", "actor_id", "occurred_at"),  # the alert's count
+    )
 
     global_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     account_id: UUID = Field(index=True)
@@ -112,3 +115,30 @@ class PurgedAccount(AuditTable, table=True):
 
     account_reference: str = Field(primary_key=True)
     purged_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class GrantMark(AuditTable, table=True):
+    """An access grant as billing announced it: what a read under it is checked against."""
+
+    __tablename__ = "access_grant_mark"
+
+    grant_id: UUID = Field(primary_key=True)
+    account_id: UUID = Field(index=True)
+    staff_id: UUID
+    purpose: str
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class AuditAlert(AuditTable, table=True):
+    """Something a person must look at, raised once (its key says once for what)."""
+
+    __tablename__ = "audit_alert"
+    __table_args__ = (UniqueConstraint("once_key"),)
+
+    id: UUID = Field(primary_key=True)
+    kind: str
+    actor_id: str
+    once_key: str
+    detail: str
+    raised_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -9,15 +9,17 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, delete
+from sqlmodel import col, delete, select
 
 from audit.domain import (
     GENESIS_HASH,
+    AlertKind,
     EntryKind,
     Finding,
     Head,
@@ -30,11 +32,22 @@ from audit.domain import (
     link,
     personal_commitment,
 )
-from audit.models import AuditCheckpoint, AuditEntry, AuditPersonal, ChainLink, PurgedAccount
+from audit.models import (
+    AuditAlert,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditPersonal,
+    ChainLink,
+    GrantMark,
+    PurgedAccount,
+)
 from audit.repository import AuditRepository, TrailQuery, query_trail
 from shared.contracts import (
     AccessActor,
+    AccessGrantChanged,
+    AccessOutcome,
     AccessPurpose,
+    AuditAlertRaised,
     DataAccessed,
     Envelope,
     LegalHoldPlaced,
@@ -46,6 +59,8 @@ from shared.signing import SigningKey, verify
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
+# Alerts are about staff, not an account: their events are keyed by this (nil) id.
+ALERTS_KEY = UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,13 @@ class AuditService:
         units: UnitsOfWork | None = None,
         reference_key: bytes,
         signing_key: SigningKey,
+        alert_accounts_per_hour: int = 20,
     ) -> None:
         self.sessions = sessions
         self.units = units
         self.reference_key = reference_key
         self.signing_key = signing_key
+        self.alert_accounts_per_hour = alert_accounts_per_hour
 
     def reference(self, account_id: UUID) -> str:
         """The account's keyed reference."""
@@ -120,6 +137,126 @@ class AuditService:
                 reason=access.reason,
             ),
         )
+        await self._alert_if_needed(event, work)
+
+    async def _alert_if_needed(self, event: Envelope[DataAccessed], work: Work) -> None:
+        """Raise an alert for a read under a grant that had ended, or for a staff member
+        reading more accounts in an hour than the limit (each alert once)."""
+        access = event.data
+        if access.outcome == AccessOutcome.GRANTED and access.grant_id is not None:
+            mark = await work.session.get(GrantMark, access.grant_id)
+            ended = mark is not None and (
+                mark.expires_at <= access.accessed_at
+                or (mark.revoked_at is not None and mark.revoked_at <= access.accessed_at)
+            )
+            if ended:
+                await self._raise(
+                    work,
+                    AlertKind.READ_UNDER_ENDED_GRANT,
+                    access.actor_id,
+                    f"ended:{event.id}",
+                    f"read {access.resource_type} {access.resource_id} under grant "
+                    f"{access.grant_id}, which had ended",
+                )
+        if access.actor == AccessActor.STAFF:
+            window = access.accessed_at - timedelta(hours=1)
+            accounts = await work.session.exec(
+                select(func.count(func.distinct(AuditEntry.account_id))).where(
+                    AuditEntry.actor_id == access.actor_id,
+                    AuditEntry.kind == EntryKind.DATA_ACCESS,
+                    col(AuditEntry.occurred_at) > window,
+                )
+            )
+            count = accounts.one()
+            if count > self.alert_accounts_per_hour:
+                hour = access.accessed_at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+                await self._raise(
+                    work,
+                    AlertKind.MANY_ACCOUNTS_READ,
+                    access.actor_id,
+                    f"many:{access.actor_id}:{hour}",
+                    f"{count} accounts read within an hour (limit {self.alert_accounts_per_hour})",
+                )
+
+    async def _raise(
+        self, work: Work, kind: AlertKind, actor_id: str, once_key: str, detail: str
+    ) -> None:
+        """Keep the alert and announce it, unless it was raised already."""
+        alert_id, now = uuid4(), datetime.now(UTC)
+        created = await work.session.exec(
+            insert(AuditAlert)
+            .values(
+                id=alert_id,
+                kind=kind,
+                actor_id=actor_id,
+                once_key=once_key,
+                detail=detail,
+                raised_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["once_key"])
+            .returning(col(AuditAlert.id))
+        )
+        if created.first() is None:
+            return
+        log.warning("audit alert %s for %s: %s", kind, actor_id, detail)
+        work.emit(
+            AuditAlertRaised(
+                account_id=ALERTS_KEY,
+                alert_id=alert_id,
+                kind=kind,
+                actor_id=actor_id,
+                detail=detail,
+                raised_at=now,
+            )
+        )
+
+    async def record_grant(self, *, event: Envelope[AccessGrantChanged], work: Work) -> None:
+        """Append a grant's opening or revocation to the chains, and keep the grant to check
+        reads against (STAFF-ACCESS)."""
+        change = event.data
+        opened = change.change == "opened"
+        await self.append(
+            work,
+            Act(
+                account_id=change.account_id,
+                event_id=event.id,
+                kind=EntryKind.GRANT_OPENED if opened else EntryKind.GRANT_REVOKED,
+                actor_type="user",
+                actor_id=str(change.changed_by),
+                purpose=change.purpose,
+                grant_id=change.grant_id,
+                outcome=change.change,
+                resource_type="access_grant",
+                resource_id=str(change.staff_id),
+                occurred_at=change.changed_at,
+                actor_name=change.changed_by_name,
+                reason=change.reason,
+            ),
+        )
+        statement = insert(GrantMark).values(
+            grant_id=change.grant_id,
+            account_id=change.account_id,
+            staff_id=change.staff_id,
+            purpose=change.purpose,
+            expires_at=change.expires_at,
+            revoked_at=None if opened else change.changed_at,
+        )
+        revoked = func.coalesce(GrantMark.revoked_at, statement.excluded.revoked_at)
+        await work.session.exec(
+            statement.on_conflict_do_update(
+                index_elements=["grant_id"],
+                # A revocation seen before its opening (another partition) is kept.
+                set_={"revoked_at": revoked},
+            )
+        )
+
+    async def alerts(self, limit: int = 100) -> list[AuditAlert]:
+        """The newest alerts (for operators)."""
+        async with self.sessions() as session:
+            found = await session.exec(
+                select(AuditAlert).order_by(col(AuditAlert.raised_at).desc()).limit(limit)
+            )
+            return list(found.all())
 
     async def record_legal_hold(
         self, event: Envelope[LegalHoldPlaced] | Envelope[LegalHoldReleased], work: Work

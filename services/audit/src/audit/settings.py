@@ -36,6 +36,9 @@ class AuditSettings(ServiceSettings):
         description="Billing's PEM Ed25519 public key: audit accepts the tokens it signs (an "
         "owner's access report, security staff's queries). Not secret, but it must be billing's.",
     )
+    alert_accounts_per_hour: int = Field(
+        default=20, ge=1, description="One staff member reading more accounts in an hour alerts."
+    )
     operator_token: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
         description="Bearer token operators use to verify the chains.",

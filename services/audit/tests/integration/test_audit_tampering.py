@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,9 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.domain import EntryKind
 from audit.main import MIGRATIONS_DIR
+from audit.repository import AuditRepository
 from audit.services import Act, AuditService
 from devstack.stack import Stack
-from shared.contracts import PurgeRequested
+from shared.contracts import (
+    AccessActor,
+    AccessGrantChanged,
+    AccessPurpose,
+    DataAccessed,
+    PurgeRequested,
+    new_envelope,
+)
 from shared.db import create_engine, create_session_factory
 from shared.keystore import MemoryKeyStore
 from shared.migrations import upgrade_database
@@ -32,7 +40,10 @@ from shared.signing import SigningKey
 from shared.unit_of_work import UnitOfWorkFactory
 
 pytestmark = pytest.mark.integration
-TABLES = "audit_personal, audit_entry, chain_link, audit_checkpoint, purged_account"
+TABLES = (
+    "audit_personal, audit_entry, chain_link, audit_checkpoint, purged_account, "
+    "audit_alert, access_grant_mark"
+)
 REFERENCE_KEY = "test-reference-key"
 SIGNING_KEY = SigningKey.generate()
 
@@ -280,3 +291,100 @@ async def test_staff_access_erased_personal_parts_and_a_purged_account_still_ver
     assert result.finding is None, result.finding
     assert result.links == 7
     assert result.entries == 5
+
+
+def _read(account_id: uuid.UUID, staff: str, grant_id: uuid.UUID, at: datetime) -> Any:
+    return new_envelope(
+        DataAccessed(
+            account_id=account_id,
+            access_id=uuid.uuid4(),
+            actor=AccessActor.STAFF,
+            actor_id=staff,
+            actor_name="Sam Support",
+            purpose=AccessPurpose.SUPPORT,
+            reason="TICKET-1",
+            grant_id=grant_id,
+            resource_type="customer",
+            resource_id="c-1",
+            accessed_at=at,
+        ),
+        source="billing",
+    )
+
+
+async def _alerts(dsn: str) -> list[tuple[str, str]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT kind, actor_id FROM audit_alert ORDER BY raised_at")
+        announced = await connection.fetchval(
+            "SELECT count(*) FROM outbox_message WHERE topic = 'audit.alert_raised'"
+        )
+    finally:
+        await connection.close()
+    assert announced == len(rows), "each alert kept is announced once"
+    return [(row["kind"], row["actor_id"]) for row in rows]
+
+
+async def test_staff_access_grants_are_in_the_trail_and_a_read_after_revocation_alerts(
+    trail: tuple[AuditService, str],
+) -> None:
+    """A grant's opening and revocation are chained; a read recorded under the grant after
+    its revocation (which billing would refuse: audit checks anyway) raises an alert, once."""
+    service, dsn = trail
+    await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
+    account_id, grant_id, staff_id, owner = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    opened_at = datetime.now(UTC)
+    assert service.units is not None
+    for change, at in (("opened", opened_at), ("revoked", opened_at + timedelta(minutes=5))):
+        async with service.units() as work:
+            await service.record_grant(
+                event=new_envelope(
+                    AccessGrantChanged(
+                        account_id=account_id,
+                        grant_id=grant_id,
+                        change=change,
+                        staff_id=staff_id,
+                        purpose=AccessPurpose.SUPPORT,
+                        reason="TICKET-1",
+                        expires_at=opened_at + timedelta(hours=2),
+                        changed_by=owner,
+                        changed_by_name="Olga Owner",
+                        changed_at=at,
+                    ),
+                    source="billing",
+                ),
+                work=work,
+            )
+    before = _read(account_id, str(staff_id), grant_id, opened_at + timedelta(minutes=1))
+    after = _read(account_id, str(staff_id), grant_id, opened_at + timedelta(minutes=6))
+    for event in (before, after, after):
+        async with service.units() as work:
+            if not await AuditRepository(work.session).recorded(event.id):
+                await service.record_access(event=event, work=work)
+    kinds = [entry.kind for entry, _ in await service.access_log(account_id)]
+    assert kinds == ["grant-opened", "grant-revoked", "data-access", "data-access"]
+    assert await _alerts(dsn) == [("read-under-ended-grant", str(staff_id))]
+    assert (await service.verify(account_id)).finding is None
+
+
+async def test_staff_access_one_staff_member_reading_many_accounts_alerts_once_an_hour(
+    trail: tuple[AuditService, str],
+) -> None:
+    service, dsn = trail
+    await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
+    watchful = AuditService(
+        sessions=service.sessions,
+        units=service.units,
+        reference_key=service.reference_key,
+        signing_key=service.signing_key,
+        alert_accounts_per_hour=2,
+    )
+    assert watchful.units is not None
+    now = datetime.now(UTC)
+    for number in range(5):
+        async with watchful.units() as work:
+            event = _read(uuid.uuid4(), "staff-curious", uuid.uuid4(), now)
+            await watchful.record_access(event=event, work=work)
+        if number == 1:
+            assert await _alerts(dsn) == [], "two accounts: within the limit"
+    assert await _alerts(dsn) == [("many-accounts-read", "staff-curious")]

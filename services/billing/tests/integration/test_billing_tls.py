@@ -14,6 +14,7 @@ import trustme
 
 from billing.settings import BillingSettings
 from devstack.processes import ManagedProcess, free_port, wait_until
+from shared.signing import SigningKey
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,7 @@ def https_billing(
         "BILLING_KAFKA__TOPIC_PREFIX": billing_settings.kafka.topic_prefix,
         "BILLING_KEYSTORE__URL": billing_settings.keystore.url,
         "BILLING_KEYSTORE__MASTER_KEY": "tls-test-keystore-master-key",
+        "BILLING_AUDIT_TOKEN_SIGNING_KEY": SigningKey.generate().private_pem(),
         "BILLING_TLS_CERTFILE": str(folder / "server.pem"),
         "BILLING_TLS_KEYFILE": str(folder / "server.pem"),
         "BILLING_EXPORT_STORE_PATH": str(folder),

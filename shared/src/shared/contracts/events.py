@@ -459,6 +459,35 @@ class LegalHoldPlaced(EventData):
     ends_at: datetime | None = Field(default=None, description="When it lapses; null: released.")
 
 
+class AccessGrantChanged(EventData):
+    """An account's user opened or revoked a staff member's access grant (STAFF-ACCESS)."""
+
+    event_type = "access_grant.changed"
+
+    grant_id: UUID = Field(description="The grant.")
+    change: str = Field(pattern="^(opened|revoked)$", description="opened or revoked.")
+    staff_id: UUID = Field(description="Who may read under it.")
+    purpose: AccessPurpose = Field(description="For what.")
+    reason: str = personal_data("The ticket or reason the user gave.")
+    expires_at: datetime = Field(description="When it lapses on its own.")
+    changed_by: UUID = Field(description="The account's user who opened or revoked it.")
+    changed_by_name: str = personal_data("Their name.")
+    changed_at: datetime = Field(description="When.")
+
+
+class AuditAlertRaised(EventData):
+    """Audit saw something a person must look at: one staff member reading many accounts, a
+    read under a grant that had ended (STAFF-ACCESS)."""
+
+    event_type = "audit.alert_raised"
+
+    alert_id: UUID = Field(description="The alert.")
+    kind: str = Field(description="many-accounts-read, or read-under-ended-grant.")
+    actor_id: str = Field(description="The staff member concerned.")
+    detail: str = Field(description="What was seen (no personal data: ids and counts).")
+    raised_at: datetime = Field(description="When.")
+
+
 class LegalHoldReleased(EventData):
     """The hold no longer applies; the account may be purged if no other hold stands (LAW)."""
 
@@ -610,6 +639,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         InvoicePaymentStatusChanged,
         AccountTerminated,
         AccountPlanChanged,
+        AccessGrantChanged,
+        AuditAlertRaised,
         RetentionSweepRequested,
         RetentionSweepReported,
         DataAccessed,

@@ -159,6 +159,18 @@ TOPICS: tuple[Topic, ...] = (
         "The signed purge certificate was issued; email it to the owner.",
     ),
     Topic(
+        "access_grant.changed",
+        ("billing",),
+        ("audit",),
+        "A staff access grant was opened or revoked: in the trail, and what reads are checked by.",
+    ),
+    Topic(
+        "audit.alert_raised",
+        ("audit",),
+        (),
+        "Audit saw something a person must look at (the ops dashboard shows it, issue 12).",
+    ),
+    Topic(
         "account.plan_changed",
         ("billing",),
         ("retention",),

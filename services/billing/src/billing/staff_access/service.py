@@ -25,7 +25,13 @@ from billing.errors import (
 )
 from billing.staff_access.domain import StaffRole, may_read_for
 from billing.staff_access.models import AccessGrant, AccessGrantCreate, StaffCreate, StaffMember
-from shared.contracts import AccessActor, AccessOutcome, AccessPurpose, DataAccessed
+from shared.contracts import (
+    AccessActor,
+    AccessGrantChanged,
+    AccessOutcome,
+    AccessPurpose,
+    DataAccessed,
+)
 from shared.db import SessionFactory
 from shared.unit_of_work import UnitsOfWork, Work
 
@@ -204,6 +210,25 @@ async def active_grant(
     return result.first()
 
 
+def _grant_changed(
+    grant: AccessGrant, change: str, principal: Principal, at: datetime
+) -> AccessGrantChanged:
+    """The event that puts a grant's opening or revocation in audit's trail."""
+    assert principal.user_id is not None
+    return AccessGrantChanged(
+        account_id=grant.account_id,
+        grant_id=grant.id,
+        change=change,
+        staff_id=grant.staff_id,
+        purpose=grant.purpose,
+        reason=grant.reason,
+        expires_at=grant.expires_at,
+        changed_by=principal.user_id,
+        changed_by_name=principal.name,
+        changed_at=at,
+    )
+
+
 class StaffAccessService:
     """Who among the staff may read what, and the record of each read."""
 
@@ -245,6 +270,7 @@ class StaffAccessService:
                 expires_at=request.expires_at,
             )
             work.session.add(grant)
+            work.emit(_grant_changed(grant, "opened", principal, now))
         return grant
 
     async def grants(self, *, principal: Principal) -> list[AccessGrant]:
@@ -274,6 +300,7 @@ class StaffAccessService:
             if grant.revoked_at is None:
                 grant.revoked_at = datetime.now(UTC)
                 work.session.add(grant)
+                work.emit(_grant_changed(grant, "revoked", principal, grant.revoked_at))
         return grant
 
     async def read_customer(
