@@ -4,9 +4,7 @@ and verification of the chains (operators)."""
 from __future__ import annotations
 
 import csv
-import hmac
 import io
-import json
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -17,22 +15,10 @@ from faststream.asgi import AsgiResponse, get
 
 from audit.repository import TrailQuery
 from audit.services import AuditService, Verification
+from shared.asgi_api import bearer, json_response, operator_refusal, problem
 from shared.contracts import AccessPurpose
 from shared.participant import spreadsheet_safe
 from shared.tokens import TokenError, TokenReader
-
-
-def _json(body: Any, status: int = 200, media_type: str = "application/json") -> AsgiResponse:
-    return AsgiResponse(
-        json.dumps(body).encode(), status_code=status, headers={"content-type": media_type}
-    )
-
-
-def _problem(status: int, title: str, detail: str, field: str | None = None) -> AsgiResponse:
-    body: dict[str, Any] = {"title": title, "status": status, "detail": detail}
-    if field is not None:
-        body["errors"] = [{"field": field, "message": detail}]
-    return _json(body, status, "application/problem+json")
 
 
 def verification_body(result: Verification) -> dict[str, Any]:
@@ -64,9 +50,9 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         after = query.get("after", ["0"])[-1]
         if not after.isdigit() or len(after) > 18:
-            return _problem(422, "Invalid field", "after must be a checkpoint number", "after")
+            return problem(422, "Invalid field", "after must be a checkpoint number", "after")
         found = await service.checkpoints(after=int(after))
-        return _json(
+        return json_response(
             [
                 {
                     "number": c.number,
@@ -91,26 +77,22 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
 
     @get(include_in_schema=False)
     async def verify(scope: Any) -> AsgiResponse:
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
-        if not hmac.compare_digest(given, operator_token.encode()):
-            return _problem(401, "Unauthorized", "the operator token is required")
+        if (refused := operator_refusal(scope, operator_token)) is not None:
+            return refused
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         account_id = None
         if "account_id" in query:
             try:
                 account_id = UUID(query["account_id"][-1])
             except ValueError:
-                return _problem(422, "Invalid field", "account_id must be a UUID", "account_id")
-        return _json(verification_body(await service.verify(account_id)))
+                return problem(422, "Invalid field", "account_id must be a UUID", "account_id")
+        return json_response(verification_body(await service.verify(account_id)))
 
     @get(include_in_schema=False)
     async def alerts(scope: Any) -> AsgiResponse:
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
-        if not hmac.compare_digest(given, operator_token.encode()):
-            return _problem(401, "Unauthorized", "the operator token is required")
-        return _json(
+        if (refused := operator_refusal(scope, operator_token)) is not None:
+            return refused
+        return json_response(
             [
                 {
                     "alert_id": str(alert.id),
@@ -190,41 +172,41 @@ def _query_from(params: dict[str, list[str]], *, staff: bool) -> TrailQuery | As
         if not 0 <= after < 2**62:
             raise ValueError
     except ValueError:
-        return _problem(422, "Invalid field", "after must be an entry's global_seq", "after")
+        return problem(422, "Invalid field", "after must be an entry's global_seq", "after")
     try:
         limit = int(one.get("limit", "100"))
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError
     except ValueError:
-        return _problem(422, "Invalid field", f"limit must be 1 to {MAX_PAGE}", "limit")
+        return problem(422, "Invalid field", f"limit must be 1 to {MAX_PAGE}", "limit")
     purpose = one.get("purpose")
     if purpose is not None and purpose not in PURPOSES:
-        return _problem(
+        return problem(
             422, "Invalid field", f"purpose must be one of {sorted(PURPOSES)}", "purpose"
         )
     actor_id = one.get("actor_id")
     if actor_id is not None and (len(actor_id) > 200 or not actor_id.isprintable()):
-        return _problem(422, "Invalid field", "actor_id must be printable text", "actor_id")
+        return problem(422, "Invalid field", "actor_id must be printable text", "actor_id")
     uuids: dict[str, UUID | None] = {}
     for name in ("grant_id", "account_id"):
         try:
             uuids[name] = UUID(one[name]) if name in one else None
         except ValueError:
-            return _problem(422, "Invalid field", f"{name} must be a UUID", name)
+            return problem(422, "Invalid field", f"{name} must be a UUID", name)
     if uuids["account_id"] is not None and not staff:
-        return _problem(422, "Invalid field", "the report is of your own account", "account_id")
+        return problem(422, "Invalid field", "the report is of your own account", "account_id")
     times: dict[str, datetime | None] = {}
     for name in ("from", "to"):
         try:
             times[name] = datetime.fromisoformat(one[name]) if name in one else None
         except ValueError:
             times[name] = None
-            return _problem(422, "Invalid field", f"{name} must be an ISO 8601 time", name)
+            return problem(422, "Invalid field", f"{name} must be an ISO 8601 time", name)
         value = times[name]
         if value is not None and value.tzinfo is None:
-            return _problem(422, "Invalid field", f"{name} must name its time zone", name)
+            return problem(422, "Invalid field", f"{name} must name its time zone", name)
     if one.get("format", "json") not in ("json", "csv"):
-        return _problem(422, "Invalid field", "format must be json or csv", "format")
+        return problem(422, "Invalid field", "format must be json or csv", "format")
     return TrailQuery(
         account_id=uuids["account_id"],
         actor_id=actor_id,
@@ -245,12 +227,10 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
     `limit`, and answer JSON or, with `format=csv`, CSV."""
 
     def _claims(scope: Any) -> dict[str, Any] | AsgiResponse:
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").decode("latin-1")
         try:
-            return tokens.read(given)
+            return tokens.read(bearer(scope))
         except TokenError:
-            return _problem(401, "Unauthorized", "a valid token from billing is required")
+            return problem(401, "Unauthorized", "a valid token from billing is required")
 
     async def answer(scope: Any, query: TrailQuery) -> AsgiResponse:
         found = await service.query(query)
@@ -267,7 +247,7 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
                 },
             )
         following = rows[-1]["global_seq"] if len(rows) == query.limit else None
-        return _json({"entries": rows, "next_after": following})
+        return json_response({"entries": rows, "next_after": following})
 
     @get(include_in_schema=False)
     async def access_report(scope: Any) -> AsgiResponse:
@@ -275,7 +255,7 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
         if isinstance(claims, AsgiResponse):
             return claims
         if claims.get("kind") != "user" or claims.get("role") not in REPORT_ROLES:
-            return _problem(403, "Forbidden", "the report is for the account's owner and admins")
+            return problem(403, "Forbidden", "the report is for the account's owner and admins")
         query = _query_from(parse_qs(scope.get("query_string", b"").decode("latin-1")), staff=False)
         if isinstance(query, AsgiResponse):
             return query
@@ -289,7 +269,7 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
         if isinstance(claims, AsgiResponse):
             return claims
         if claims.get("kind") != "staff" or "security" not in claims.get("roles", []):
-            return _problem(403, "Forbidden", "the trail is for security staff")
+            return problem(403, "Forbidden", "the trail is for security staff")
         query = _query_from(parse_qs(scope.get("query_string", b"").decode("latin-1")), staff=True)
         if isinstance(query, AsgiResponse):
             return query

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 from datetime import timedelta
 from typing import Any
@@ -17,23 +16,9 @@ from faststream.asgi import AsgiResponse, HttpHandler, get
 from retention.domain import KEPT_REGARDLESS_OF_PLAN, ExportLink, PlanTerms
 from retention.services import RetentionService
 from retention.sweeps import SweepService
+from shared.asgi_api import json_response, operator_refusal, problem
 from shared.health import Check, HealthCheck
 from shared.signing import ALGORITHM
-
-
-def _refused(scope: Any, operator_token: str) -> AsgiResponse | None:
-    """A 401 problem unless the request bears the operator token."""
-    headers = dict(scope.get("headers") or [])
-    given = headers.get(b"authorization", b"").removeprefix(b"Bearer ")
-    if hmac.compare_digest(given, operator_token.encode()):
-        return None
-    return _problem(401, "Unauthorized", "the operator token is required")
-
-
-def _json(body: Any, status: int = 200) -> AsgiResponse:
-    return AsgiResponse(
-        json.dumps(body).encode(), status_code=status, headers={"content-type": "application/json"}
-    )
 
 
 def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[str, Any]]:
@@ -41,7 +26,7 @@ def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[st
 
     @get(include_in_schema=False)
     async def sagas(scope: Any) -> AsgiResponse:
-        if (refused := _refused(scope, operator_token)) is not None:
+        if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
         body = [
             {
@@ -58,7 +43,7 @@ def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[st
             }
             for saga in await service.sagas()
         ]
-        return _json(body)
+        return json_response(body)
 
     return [("/sagas", sagas)]
 
@@ -83,7 +68,7 @@ def plan_routes(plans: dict[str, PlanTerms]) -> list[tuple[str, Any]]:
 
     @get(include_in_schema=False)
     async def plans_(scope: Any) -> AsgiResponse:
-        return _json(body)
+        return json_response(body)
 
     return [("/plans", plans_)]
 
@@ -119,18 +104,18 @@ def sweep_routes(sweeps: SweepService, operator_token: str) -> list[tuple[str, A
     next rows fall due; `POST /sweeps?dry_run=true|false`: start one now (operators)."""
 
     async def sweeps_endpoint(scope: Any) -> AsgiResponse:
-        if (refused := _refused(scope, operator_token)) is not None:
+        if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
         if scope["method"] != "POST":
             listed = await sweeps.sweeps()
-            return _json([_sweep_body(sweep, tallies) for sweep, tallies in listed])
+            return json_response([_sweep_body(sweep, tallies) for sweep, tallies in listed])
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         dry_run = query.get("dry_run", ["false"])[-1]
         if dry_run not in ("true", "false"):
-            return _problem(422, "Invalid field", "dry_run must be true or false", "dry_run")
+            return problem(422, "Invalid field", "dry_run must be true or false", "dry_run")
         sweep = await sweeps.start(dry_run=dry_run == "true")
         assert sweep is not None  # an operator's sweep takes no slot
-        return _json(_sweep_body(sweep, []), status=202)
+        return json_response(_sweep_body(sweep, []), status=202)
 
     handler = HttpHandler(sweeps_endpoint, include_in_schema=False, methods=("GET", "HEAD", "POST"))
     return [("/sweeps", handler)]
@@ -151,22 +136,6 @@ def sagas_health(service: RetentionService) -> HealthCheck:
 CERTIFICATE_PARTS = ("envelope", "payload", "signature")
 
 
-def _problem(status: int, title: str, detail: str, field: str | None = None) -> AsgiResponse:
-    body: dict[str, Any] = {
-        "type": f"https://quittance.dev/problems/{title.lower().replace(' ', '-')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if field is not None:
-        body["errors"] = [{"field": field, "message": detail}]
-    return AsgiResponse(
-        json.dumps(body).encode(),
-        status_code=status,
-        headers={"content-type": "application/problem+json"},
-    )
-
-
 def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
     """Purge certificates and the key that verifies them. Public: a certificate holds no
     personal data, and its id (a random UUID) is known only to whom it was given.
@@ -185,7 +154,7 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
         key_id = query.get("key_id", [service.signing_key.key_id])[-1]
         pem = service.public_keys.get(key_id)
         if pem is None:
-            return _problem(404, "Not found", "no published key has this id", "key_id")
+            return problem(404, "Not found", "no published key has this id", "key_id")
         return AsgiResponse(
             pem,
             status_code=200,
@@ -195,7 +164,7 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
     @get(include_in_schema=False)
     async def signing_keys(scope: Any) -> AsgiResponse:
         current = service.signing_key.key_id
-        return _json(
+        return json_response(
             [
                 {"key_id": key_id, "current": key_id == current, "pem": pem.decode()}
                 for key_id, pem in sorted(service.public_keys.items())
@@ -207,16 +176,14 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         part = query.get("part", ["envelope"])[-1]
         if part not in CERTIFICATE_PARTS:
-            return _problem(
-                422, "Invalid field", f"part must be one of {CERTIFICATE_PARTS}", "part"
-            )
+            return problem(422, "Invalid field", f"part must be one of {CERTIFICATE_PARTS}", "part")
         try:
             certificate_id = UUID(query.get("id", [""])[-1])
         except ValueError:
-            return _problem(422, "Invalid field", "id must be a certificate id (a UUID)", "id")
+            return problem(422, "Invalid field", "id must be a certificate id (a UUID)", "id")
         found = await service.certificate(certificate_id)
         if found is None or found.payload is None or found.signature is None:
-            return _problem(404, "Not found", "no signed certificate has this id")
+            return problem(404, "Not found", "no signed certificate has this id")
         signature = base64.b64decode(found.signature)
         if part == "payload":
             content, media_type = found.payload.encode(), "application/json"
@@ -252,21 +219,21 @@ def _link_from(query: dict[str, list[str]]) -> tuple[ExportLink, bytes] | AsgiRe
     try:
         saga_id = UUID(query.get("saga", [""])[-1])
     except ValueError:
-        return _problem(422, "Invalid field", "saga must be a UUID", "saga")
+        return problem(422, "Invalid field", "saga must be a UUID", "saga")
     try:
         account_id = UUID(query.get("account", [""])[-1])
     except ValueError:
-        return _problem(422, "Invalid field", "account must be a UUID", "account")
+        return problem(422, "Invalid field", "account must be a UUID", "account")
     expires = query.get("expires", [""])[-1]
     if not expires.isdigit() or len(expires) > 12:
-        return _problem(422, "Invalid field", "expires must be a Unix time", "expires")
+        return problem(422, "Invalid field", "expires must be a Unix time", "expires")
     encoded = query.get("signature", [""])[-1]
     try:
         signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except ValueError:
         signature = b""
     if len(signature) != 64:
-        return _problem(422, "Invalid field", "signature must be 64 bytes, base64url", "signature")
+        return problem(422, "Invalid field", "signature must be 64 bytes, base64url", "signature")
     return ExportLink(saga_id=saga_id, account_id=account_id, expires=int(expires)), signature
 
 
@@ -277,7 +244,7 @@ def export_routes(service: RetentionService) -> list[tuple[str, Any]]:
 
     async def download(scope: Any, receive: Any, send: Any) -> None:
         if scope.get("method") != "GET":  # a HEAD would count as a download without one
-            await _problem(405, "Method not allowed", "use GET")(scope, receive, send)
+            await problem(405, "Method not allowed", "use GET")(scope, receive, send)
             return
         parsed = _link_from(parse_qs(scope.get("query_string", b"").decode("latin-1")))
         if isinstance(parsed, AsgiResponse):
@@ -292,7 +259,7 @@ def export_routes(service: RetentionService) -> list[tuple[str, Any]]:
         opened = None if refusal else await service.open_download(link)
         if opened is None:
             status, title, detail = refusal or (410, "Gone", "the export was purged")
-            await _problem(status, title, detail)(scope, receive, send)
+            await problem(status, title, detail)(scope, receive, send)
             return
         key, size = opened
         await send(

@@ -17,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
 from devstack.testing import eventually, produce, read_events, rows_mentioning, running, sealed
+from retention.domain import ExportLink
 from retention.main import create_app
 from retention.services import certificate_for
 from retention.settings import RetentionSettings
@@ -531,7 +533,7 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
     link instead of the bundle; it downloads the export (each time a data access in the audit
     trail), opens nothing for a changed account or signature, and is gone once the grace
     period ends, when the purge starts."""
-    grace = timedelta(seconds=8)
+    grace = timedelta(hours=1)  # its end is brought forward below, not waited for
     plans = {
         **settings.plans,
         "standard": settings.plans["standard"].model_copy(update={"grace_period": grace}),
@@ -591,10 +593,30 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
         assert bad.status_code == 422
         assert bad.json()["errors"][0]["field"] == "signature"
 
-        await _events(settings, "purge.requested", account_id)  # at the grace period's end
+        # A link past its end: refused, whatever else is right with it.
+        ended = ExportLink(
+            saga_id=saga_id, account_id=account_id, expires=int(datetime.now(UTC).timestamp()) - 1
+        )
+        signer = SigningKey.from_setting(settings.certificate_signing_key.get_secret_value())
+        expired = await client.get(f"/exports/download?{ended.query(signer.sign(ended.message()))}")
+        assert expired.status_code == 410
+        assert "expired" in expired.json()["detail"]
+
+        # The grace period ends (brought forward rather than waited for): the purge starts and
+        # the link, though not yet past its own end, dies with it.
+        connection = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+        try:
+            await connection.execute(
+                "UPDATE termination_saga SET purge_due_at = now(), step_deadline_at = now() "
+                "WHERE id = $1",
+                saga_id,
+            )
+        finally:
+            await connection.close()
+        await _events(settings, "purge.requested", account_id)
         gone = await client.get(link.path, params=link.params)
         assert gone.status_code == 410
-        assert "expired" in gone.json()["detail"]
+        assert "purged" in gone.json()["detail"]
         sagas = (await client.get("/sagas", headers=operator)).json()
         assert next(s for s in sagas if s["saga_id"] == str(saga_id))["downloads"] == 1
         for service in PARTICIPANTS:
