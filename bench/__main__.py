@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import bench_api_issue_invoice
+from bench.audit import bench_audit
 from bench.identity import bench_identity
 from bench.notifications import bench_notifications
 from bench.relay import bench_relay
@@ -44,6 +45,9 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "notifications": bench_notifications,
     # retention_sweep_rows_per_s against raw_delete_rows_per_s, api_p99_during_sweep_ms
     "sweep": bench_sweep,
+    # audit_append_per_s against copy_in_rows_per_s, audit_verify_entries_per_s against
+    # raw_read_entries_per_s
+    "audit": bench_audit,
 }
 
 

@@ -295,10 +295,14 @@ class RecordingWork:
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Claim in the in-memory inbox (as of the last commit)."""
-        if (consumer, event_id) in self._units.inbox:
+        if (consumer, event_id) in self._units.inbox or (consumer, event_id) in self.claims:
             return False
         self.claims.append((consumer, event_id))
         return True
+
+    async def claim_many(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        """Claim each in the in-memory inbox (as of the last commit)."""
+        return {event_id for event_id in event_ids if await self.claim(consumer, event_id)}
 
 
 class RecordingUnits:
@@ -361,7 +365,7 @@ class HandlerHarness:
         )
         self.units = RecordingUnits(source=service)
         self.keys = MemoryKeyStore()
-        routes.bind(units=self.units, keys=self.keys).subscribe(self.broker, kafka)
+        routes.bind(units=self.units, keys=self.keys).subscribe(self.broker, kafka, policy)
         self.dead: list[Any] = []
 
         @self.broker.subscriber(*[f"{t}.dlq" for t in routes.event_types])

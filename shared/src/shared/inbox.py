@@ -21,6 +21,21 @@ async def claim_event(session: AsyncSession, *, consumer: str, event_id: UUID) -
     return result.scalar_one_or_none() is not None
 
 
+_CLAIM_MANY = text(
+    "INSERT INTO inbox_message (consumer, event_id) "
+    "SELECT :consumer, unnest(CAST(:event_ids AS uuid[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
+async def claim_events(session: AsyncSession, *, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+    """Record many events as handled by consumer in one statement; the ones that were not yet
+    (a redelivered one, or the second copy of one, is left out)."""
+    connection = await session.connection()
+    result = await connection.execute(_CLAIM_MANY, {"consumer": consumer, "event_ids": event_ids})
+    return {row[0] for row in result.all()}
+
+
 _PRUNE = text(
     "DELETE FROM inbox_message WHERE ctid = ANY(ARRAY("
     "SELECT ctid FROM inbox_message WHERE handled_at < now() - make_interval(secs => :age) "

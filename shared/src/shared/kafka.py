@@ -172,6 +172,56 @@ class DeadLetterPolicy:
             if count >= self.redelivery_alarm
         ]
 
+    async def settle(self, record: Any, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """Run attempt for one record: retried, then dead-lettered with the reason; an outage
+        is waited out and raised, so the record is redelivered."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                result = await attempt()
+            except Exception as exc:
+                kind = classify(exc)
+                if kind == "outage":
+                    await self._back_off(record, exc)
+                    raise
+                if kind == "invalid" or tries >= self.max_attempts:
+                    reason = (
+                        _describe(exc)
+                        if kind == "invalid"
+                        else (f"failed {tries} times: {_describe(exc)}")
+                    )
+                    await self.dead_letter(record, kind=kind, reason=reason)
+                    self.settled(record)
+                    return None
+                log.warning("handler failed (attempt %d): %s", tries, _describe(exc))
+                await asyncio.sleep(self.retry_backoff_s * 2 ** (tries - 1))
+            else:
+                self.settled(record)
+                return result
+
+    async def wait_out_outage(self, record: Any, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """Run attempt (a batch's, which settles its records itself); after an outage, wait
+        longer each time the same record comes back, then raise so it is redelivered."""
+        try:
+            result = await attempt()
+        except Exception as exc:
+            if classify(exc) == "outage":
+                await self._back_off(record, exc)
+            raise
+        self.settled(record)
+        return result
+
+    async def _back_off(self, record: Any, exc: BaseException) -> None:
+        # Never dead-letter a good message because a server is down: wait longer each time
+        # the same record comes back, then nack so it is redelivered.
+        count = self.redelivered(record)
+        delay = min(self.retry_backoff_s * 2**count, self.max_backoff_s)
+        log.warning(
+            "server unavailable (redelivery %d, next in %.1fs): %s", count, delay, _describe(exc)
+        )
+        await asyncio.sleep(delay)
+
     def middleware(self, msg: Any, /, *, context: Any) -> BaseMiddleware[Any, Any]:
         """FastStream middleware factory."""
         return _DeadLetterMiddleware(msg, context=context, policy=self)
@@ -184,41 +234,10 @@ class _DeadLetterMiddleware(BaseMiddleware[Any, Any]):
 
     async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
         record = msg.raw_message
-        policy = self.policy
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = await call_next(msg)
-            except Exception as exc:
-                kind = classify(exc)
-                if kind == "outage":
-                    # Never dead-letter a good message because a server is down: wait longer
-                    # each time the same record comes back, then nack so it is redelivered.
-                    count = policy.redelivered(record)
-                    delay = min(policy.retry_backoff_s * 2**count, policy.max_backoff_s)
-                    log.warning(
-                        "server unavailable (redelivery %d, next in %.1fs): %s",
-                        count,
-                        delay,
-                        _describe(exc),
-                    )
-                    await asyncio.sleep(delay)
-                    raise
-                if kind == "invalid" or attempt >= policy.max_attempts:
-                    reason = (
-                        _describe(exc)
-                        if kind == "invalid"
-                        else (f"failed {attempt} times: {_describe(exc)}")
-                    )
-                    await policy.dead_letter(record, kind=kind, reason=reason)
-                    policy.settled(record)
-                    return None
-                log.warning("handler failed (attempt %d): %s", attempt, _describe(exc))
-                await asyncio.sleep(policy.retry_backoff_s * 2 ** (attempt - 1))
-            else:
-                policy.settled(record)
-                return result
+        if isinstance(record, tuple | list):
+            # A batch: its dispatcher settles each record itself; what comes out is an outage.
+            return await self.policy.wait_out_outage(record[0], lambda: call_next(msg))
+        return await self.policy.settle(record, lambda: call_next(msg))
 
 
 def _describe(exc: BaseException) -> str:

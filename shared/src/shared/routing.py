@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -22,7 +24,8 @@ from shared.crypto import (
     decrypt_personal,
     personal_paths,
 )
-from shared.kafka import PermanentError, subscriber_options
+from shared.errors import describe
+from shared.kafka import DeadLetterPolicy, PermanentError, classify, subscriber_options
 from shared.keystore import KeyStore
 from shared.outbox import event_aad
 from shared.settings import KafkaSettings
@@ -32,6 +35,10 @@ from shared.unit_of_work import UnitsOfWork, Work
 DataT = TypeVar("DataT", bound=EventData)
 Handler = Callable[[Envelope[Any], Work], Awaitable[None]]
 """A handler gets the typed event and the unit of work it runs in; the dispatcher commits."""
+BatchHandler = Callable[[list[Envelope[Any]], Work], Awaitable[None]]
+"""A batch handler gets events of one type, each new to its inbox, in one unit of work."""
+# The most records a batch subscriber takes from one fetch.
+BATCH_MAX_RECORDS = 500
 
 log = logging.getLogger(__name__)
 _PRODUCERS: dict[str, tuple[str, ...]] = {topic.name: topic.producers for topic in TOPICS}
@@ -42,6 +49,7 @@ class _Route:
     model: type[EventData]
     handler: Handler
     consumer: str
+    batch: BatchHandler | None = None
 
 
 class EventRoutes:
@@ -74,6 +82,35 @@ class EventRoutes:
             return handler
 
         return register
+
+    def on_batch(
+        self, model: type[DataT]
+    ) -> Callable[[Callable[[list[Envelope[DataT]], Work], Awaitable[None]]], BatchHandler]:
+        """Register a handler of many events of one type at once (one unit of work, one inbox
+        statement): the service's subscriber then takes records in batches. A batch whose
+        handler fails is handled again one event at a time, so only a faulty event is retried
+        and dead-lettered."""
+
+        def register(
+            handler: Callable[[list[Envelope[DataT]], Work], Awaitable[None]],
+        ) -> BatchHandler:
+            if model.event_type in self._routes:
+                raise ValueError(f"{self.service} already handles {model.event_type}")
+
+            async def one(event: Envelope[DataT], work: Work) -> None:
+                await handler([event], work)
+
+            self._routes[model.event_type] = _Route(
+                model, one, f"{self.service}.{handler.__name__}", handler
+            )
+            return handler
+
+        return register
+
+    @property
+    def batched(self) -> bool:
+        """Whether any event type has a batch handler (the subscriber then takes batches)."""
+        return any(route.batch is not None for route in self._routes.values())
 
     @property
     def event_types(self) -> list[str]:
@@ -127,6 +164,58 @@ class EventRoutes:
             await route.handler(event, work)
         return True
 
+    async def dispatch_batch(self, records: Sequence[Any], policy: DeadLetterPolicy) -> None:
+        """Handle a batch of records: each run of one batch-handled type in one unit of work,
+        anything else (and any record that will not decode) one at a time through the
+        dead-letter policy; only an outage comes out, and the whole batch is redelivered."""
+        decoded: list[tuple[Any, _Route, Envelope[Any]]] = []
+        for record in records:
+            try:
+                route, event = await self.decode(record.value)
+            except Exception as exc:
+                if classify(exc) == "outage":
+                    raise
+                # Decoded again on its own path: the same retries, reason and dead letter.
+                await policy.settle(record, partial(self.dispatch, record.value))
+                continue
+            decoded.append((record, route, event))
+        for route, run in groupby(decoded, key=lambda item: item[1]):
+            items = list(run)
+            if route.batch is not None:
+                try:
+                    await self._handle_many(route, [event for _, _, event in items])
+                    for record, _, _ in items:
+                        policy.settled(record)
+                    continue
+                except Exception as exc:
+                    if classify(exc) == "outage":
+                        raise
+                    log.warning(
+                        "a batch of %d %s failed; handling them one at a time: %s",
+                        len(items),
+                        route.model.event_type,
+                        describe(exc),
+                    )
+            for record, _, _ in items:
+                await policy.settle(record, partial(self.dispatch, record.value))
+
+    async def _handle_many(self, route: _Route, events: list[Envelope[Any]]) -> None:
+        """One unit of work for events of one type: claimed at once, the new ones handled."""
+        assert self.units is not None
+        assert route.batch is not None
+        async with self.units() as work:
+            fresh = await work.claim_many(route.consumer, [event.id for event in events])
+            new: list[Envelope[Any]] = []
+            for event in events:
+                if event.id in fresh:
+                    fresh.discard(event.id)  # a second copy in the batch is a duplicate too
+                    new.append(event)
+            skipped = len(events) - len(new)
+            if skipped:
+                self.telemetry.delivery.duplicates_skipped.labels(route.consumer).inc(skipped)
+            if new:
+                await route.batch(new, work)
+
     async def _record_unreadable(self, body: bytes) -> None:
         raw = json.loads(body)
         route = self._routes[raw["type"]]
@@ -138,9 +227,37 @@ class EventRoutes:
             "%s event %s of a purged account skipped: its key is destroyed", raw["type"], raw["id"]
         )
 
-    def subscribe(self, broker: KafkaBroker, kafka: KafkaSettings) -> None:
-        """Add the service's single subscriber, in the consumer group named after the service."""
+    def subscribe(
+        self, broker: KafkaBroker, kafka: KafkaSettings, dead_letters: DeadLetterPolicy
+    ) -> None:
+        """Add the service's single subscriber, in the consumer group named after the service;
+        it takes batches when a handler takes them."""
         topics = [kafka.topic(name) for name in self.event_types]
+        options = subscriber_options(
+            group_id=f"{kafka.topic_prefix}{self.service}",
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        )
+        if self.batched:
+
+            async def on_events(body: Any, message: KafkaMessage) -> None:
+                records = message.raw_message
+                await self.dispatch_batch(
+                    records if isinstance(records, tuple | list) else (records,), dead_letters
+                )
+
+            on_events.__name__ = f"{self.service}_event_batches"
+            broker.subscriber(
+                *topics,
+                decoder=_raw_body,
+                batch=True,
+                max_records=BATCH_MAX_RECORDS,
+                # A fetch answers with what has arrived once its wait ends: no extra wait.
+                batch_timeout_ms=kafka.fetch_max_wait_ms,
+                **options,
+            )(on_events)
+            return
 
         async def on_event(body: Any, message: KafkaMessage) -> None:
             await self.dispatch(message.body)
@@ -151,12 +268,7 @@ class EventRoutes:
             decoder=_raw_body,  # the dispatcher parses once; FastStream must not parse first
             # The group is the service, within the topic namespace: deployments (or test runs)
             # sharing a broker under different prefixes never rebalance one another.
-            **subscriber_options(
-                group_id=f"{kafka.topic_prefix}{self.service}",
-                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-                session_timeout_ms=kafka.session_timeout_ms,
-                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-            ),
+            **options,
         )(on_event)
 
 

@@ -148,7 +148,9 @@ class ServiceRuntime(Generic[SettingsT]):
 
     def consume(self, routes: EventRoutes) -> None:
         """Subscribe the service's routes, dispatching through its units of work and key store."""
-        routes.bind(units=self.units, keys=self.keys).subscribe(self.broker, self.settings.kafka)
+        routes.bind(units=self.units, keys=self.keys).subscribe(
+            self.broker, self.settings.kafka, self.dead_letters
+        )
 
     async def housekeeping(self) -> None:
         """Prune the inbox past its window, now and then; a failure waits for the next round."""

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope, EventData, new_envelope
 from shared.db import SessionFactory, driver_in_transaction
-from shared.inbox import claim_event
+from shared.inbox import claim_event, claim_events
 from shared.outbox import Outbox, StagedEvent, trace_headers
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ class Work(Protocol):
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
+        ...
+
+    async def claim_many(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        """Record events as handled by consumer at once; those that were not yet."""
         ...
 
     async def driver(self) -> asyncpg.Connection:
@@ -108,6 +112,10 @@ class UnitOfWork:
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """Record an event as handled by consumer; False if it already was."""
         return await claim_event(self.session, consumer=consumer, event_id=event_id)
+
+    async def claim_many(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        """Record events as handled by consumer at once; those that were not yet."""
+        return await claim_events(self.session, consumer=consumer, event_ids=event_ids)
 
     async def driver(self) -> asyncpg.Connection:
         """The transaction's asyncpg connection, for hot paths that skip the ORM."""

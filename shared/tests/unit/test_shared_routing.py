@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
@@ -75,7 +75,7 @@ class _Wiring:
         async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:
             self.handled.append(event)
 
-        routes.subscribe(self.broker, kafka)
+        routes.subscribe(self.broker, kafka, self.policy)
 
         @self.broker.subscriber("purge.requested.dlq", "account.terminated.dlq")
         async def dead_letters(body: Any, message: KafkaMessage) -> None:
@@ -293,3 +293,103 @@ async def test_an_event_whose_key_was_destroyed_is_recorded_and_skipped() -> Non
         "events_unreadable_key_destroyed_total", {"type": "account.terminated"}
     )
     assert skipped == 1.0
+
+
+class _BatchWiring:
+    """Routes with a batch handler of purge.requested (failing on chosen events) and a
+    one-at-a-time handler of account.terminated."""
+
+    def __init__(self, *, poison: set[UUID] | None = None, error: Exception | None = None):
+        self.telemetry = create_telemetry("unit")
+        kafka = KafkaSettings(bootstrap_servers="localhost:9", max_attempts=2, retry_backoff_s=0)
+        self.policy = DeadLetterPolicy(
+            consumer="unit", telemetry=self.telemetry, max_attempts=2, retry_backoff_s=0
+        )
+        self.broker: KafkaBroker = create_broker(
+            service="unit", kafka=kafka, telemetry=self.telemetry, dead_letters=self.policy
+        )
+        self.units = RecordingUnits(source="billing")
+        self.batches: list[list[UUID]] = []
+        self.handled: list[UUID] = []
+        self.dead: list[Any] = []
+        routes = EventRoutes("billing", self.telemetry).bind(
+            units=self.units, keys=MemoryKeyStore()
+        )
+
+        @routes.on_batch(PurgeRequested)
+        async def on_purges(events: list[Envelope[PurgeRequested]], work: Work) -> None:
+            self.batches.append([event.id for event in events])
+            if any(event.id in (poison or set()) for event in events):
+                raise error or RuntimeError("one bad event")
+            self.handled.extend(event.id for event in events)
+
+        @routes.on(AccountTerminated)
+        async def on_account_terminated(event: Envelope[AccountTerminated], work: Work) -> None:
+            self.handled.append(event.id)
+
+        routes.subscribe(self.broker, kafka, self.policy)
+
+        @self.broker.subscriber("purge.requested.dlq", "account.terminated.dlq")
+        async def dead_letters(body: Any, message: KafkaMessage) -> None:
+            self.dead.append(message)
+
+
+def _purge_event() -> tuple[UUID, bytes]:
+    event = new_envelope(PurgeRequested(account_id=uuid4(), saga_id=uuid4()), source="retention")
+    return event.id, event.model_dump_json().encode()
+
+
+async def test_a_batch_is_claimed_and_handled_in_one_unit_of_work_each_event_once() -> None:
+    wiring = _BatchWiring()
+    events = [_purge_event() for _ in range(5)]
+    bodies = [body for _, body in events]
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish_batch(*bodies, bodies[0], topic="purge.requested", headers=JSON)
+        await broker.publish_batch(*bodies[:2], topic="purge.requested", headers=JSON)
+    ids = [event_id for event_id, _ in events]
+    assert wiring.batches == [ids], "one handler call; the copy and the redelivery skipped"
+    assert wiring.units.commits == 2, "one unit of work per batch"
+    assert {event_id for _, event_id in wiring.units.inbox} == set(ids)
+    skipped = wiring.telemetry.registry.get_sample_value(
+        "inbox_duplicates_skipped_total", {"consumer": "billing.on_purges"}
+    )
+    assert skipped == 3.0
+    assert wiring.dead == []
+
+
+async def test_a_malformed_record_in_a_batch_is_dead_lettered_and_the_rest_handled() -> None:
+    wiring = _BatchWiring()
+    (first, one), (second, two) = _purge_event(), _purge_event()
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish_batch(one, b"{not json", two, topic="purge.requested", headers=JSON)
+    assert wiring.handled == [first, second]
+    assert len(wiring.dead) == 1
+    assert wiring.dead[0].body == b"{not json"
+    assert wiring.dead[0].headers["x-dead-letter-kind"] == "invalid"
+
+
+async def test_a_failing_batch_is_handled_one_by_one_and_only_the_bad_event_dead_lettered() -> None:
+    events = [_purge_event() for _ in range(4)]
+    bad = events[2][0]
+    wiring = _BatchWiring(poison={bad})
+    async with TestKafkaBroker(wiring.broker) as broker:
+        await broker.publish_batch(*[b for _, b in events], topic="purge.requested", headers=JSON)
+    good = [event_id for event_id, _ in events if event_id != bad]
+    assert sorted(wiring.handled) == sorted(good), "each good event handled once"
+    assert len(wiring.dead) == 1
+    assert wiring.dead[0].headers["x-dead-letter-reason"].startswith("failed 2 times")
+    assert wiring.dead[0].body == events[2][1]
+    assert bad not in {event_id for _, event_id in wiring.units.inbox}, "its claim rolled back"
+
+
+async def test_an_outage_in_a_batch_redelivers_the_whole_batch_and_dead_letters_nothing() -> None:
+    events = [_purge_event() for _ in range(3)]
+    wiring = _BatchWiring(poison={events[0][0]}, error=ConnectionRefusedError(111, "refused"))
+    async with TestKafkaBroker(wiring.broker) as broker:
+        with pytest.raises(ConnectionRefusedError):  # nacked: every partition rewound
+            await broker.publish_batch(
+                *[b for _, b in events], topic="purge.requested", headers=JSON
+            )
+    assert wiring.handled == []
+    assert wiring.dead == []
+    assert wiring.units.inbox == set(), "nothing claimed: all of it comes again"

@@ -56,6 +56,7 @@ DATA_MAP = AccountDataMap(
         "audit_alert": "names a staff member and a grant by id, no account",
         "chain_link": BY_REFERENCE,
         "purged_account": BY_REFERENCE,
+        "purge_record": "the signed purge certificate: " + BY_REFERENCE,
         "audit_checkpoint": "signs the chains' heads; names accounts only by keyed hashes",
     },
 )

@@ -14,6 +14,7 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -30,6 +31,8 @@ class EntryKind(StrEnum):
     LEGAL_HOLD_RELEASED = "legal-hold-released"
     GRANT_OPENED = "grant-opened"  # an account's user let a staff member read, for a purpose
     GRANT_REVOKED = "grant-revoked"
+    GRANT_EXPIRED = "grant-expired"  # a grant reached its end unrevoked (audit notes it)
+    PURGE_CERTIFIED = "purge-certified"  # the account's signed purge certificate (global chain)
 
 
 class AlertKind(StrEnum):
@@ -37,6 +40,7 @@ class AlertKind(StrEnum):
 
     MANY_ACCOUNTS_READ = "many-accounts-read"  # one staff member, more accounts in an hour
     READ_UNDER_ENDED_GRANT = "read-under-ended-grant"  # a read after its grant was revoked/lapsed
+    VERIFICATION_FAILED = "verification-failed"  # the scheduled check found the trail altered
 
 
 # The entry's chained fields, and its personal fields (kept apart, committed to).
@@ -69,6 +73,12 @@ def canonical(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def json_time(moment: datetime) -> str:
+    """A UTC time as the entries' JSON holds it (pydantic's form: microseconds only when there
+    are some, and 'Z')."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def entry_digest(fields: Mapping[str, Any]) -> str:
     """SHA-256 of the entry's canonical JSON (its chained fields only)."""
     return hashlib.sha256(canonical(fields)).hexdigest()
@@ -96,13 +106,13 @@ class ChainedEntry:
 
     @property
     def account_id(self) -> str:
-        """The account, as text."""
-        return str(self.fields["account_id"])
+        """The account, as text (a purge record names it only by its keyed reference)."""
+        return str(self.fields.get("account_id", self.fields.get("account_reference")))
 
     @property
     def account_seq(self) -> int:
-        """The entry's place in its account's chain, from 1."""
-        return int(self.fields["account_seq"])
+        """The entry's place in its account's chain, from 1 (0: in the global chain only)."""
+        return int(self.fields.get("account_seq", 0))
 
 
 @dataclass(frozen=True)
@@ -277,6 +287,11 @@ def checkpoint_payload(
         "signing_key_id": signing_key_id,
     }
     return canonical(document)
+
+
+# A purge record's link names the account so: not as the purged account's own links, whose
+# missing entries the purge explains, so a deleted purge record is still caught.
+PURGE_RECORD_PREFIX = "purge:"
 
 
 def account_reference(account_id: UUID, key: bytes) -> str:

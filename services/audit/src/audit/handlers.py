@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from audit.services import AuditService
-from shared.contracts import AccessGrantChanged, DataAccessed, Envelope, PurgeRequested
+from shared.contracts import (
+    AccessGrantChanged,
+    AccountPurged,
+    DataAccessed,
+    Envelope,
+    PurgeRequested,
+)
 from shared.legal_holds import HoldEvent
 from shared.participant import Participant
 from shared.routing import EventRoutes
@@ -17,15 +23,20 @@ def create_routes(
     """What audit does with the events it consumes."""
     routes = EventRoutes("audit", telemetry)
 
-    @routes.on(DataAccessed)
-    async def on_data_accessed(event: Envelope[DataAccessed], work: Work) -> None:
-        """Append the access to the account's trail."""
-        await service.record_access(event=event, work=work)
+    @routes.on_batch(DataAccessed)
+    async def on_data_accessed(events: list[Envelope[DataAccessed]], work: Work) -> None:
+        """Append the accesses to their accounts' trails, many at once."""
+        await service.record_accesses(events, work)
 
     @routes.on(AccessGrantChanged)
     async def on_access_grant_changed(event: Envelope[AccessGrantChanged], work: Work) -> None:
         """Append the grant's opening or revocation; keep it to check reads against."""
         await service.record_grant(event=event, work=work)
+
+    @routes.on(AccountPurged)
+    async def on_account_purged(event: Envelope[AccountPurged], work: Work) -> None:
+        """Chain the purge certificate into the global chain, as proof kept (TERMINATION)."""
+        await service.record_purge_certificate(event=event, work=work)
 
     async def on_legal_hold(event: HoldEvent, work: Work) -> None:
         """Append the placing or release of a legal hold to the account's trail (LAW)."""

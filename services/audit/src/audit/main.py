@@ -60,9 +60,12 @@ def create_app(
     async def sign_checkpoints() -> None:
         await service.run_checkpoints(settings.checkpoint_interval_s)
 
+    async def verify_trail() -> None:
+        await service.run_verification(settings.verify_interval_s)
+
     return create_consumer_app(
         runtime,
-        background=[sign_checkpoints],
+        background=[sign_checkpoints, verify_trail],
         routes=[
             *audit_routes(service, settings.operator_token.get_secret_value()),
             *report_routes(service, token_reader(settings)),

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Text, Un
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from audit.domain import CHAINED_FIELDS, ChainedEntry
+from audit.domain import CHAINED_FIELDS, ChainedEntry, EntryKind
 
 
 class AuditTable(SQLModel, registry=registry()):
@@ -117,6 +117,39 @@ class PurgedAccount(AuditTable, table=True):
     purged_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
+class PurgeRecord(AuditTable, table=True):
+    """A purged account's signed purge certificate, chained into the global chain only (the
+    account's own chain went with the purge). It holds no personal data and is kept as proof."""
+
+    __tablename__ = "purge_record"
+
+    global_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_reference: str = Field(unique=True)
+    event_id: UUID = Field(unique=True)
+    certificate_id: UUID
+    certificate: str = Field(sa_type=Text, description="Canonical JSON, byte for byte.")
+    certificate_sha256: str
+    signature: str
+    signing_key_id: str
+    recorded_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+    def chained_fields(self) -> dict[str, Any]:
+        """What its link's digest covers."""
+        return {
+            "kind": EntryKind.PURGE_CERTIFIED.value,
+            "account_reference": self.account_reference,
+            "event_id": str(self.event_id),
+            "certificate_id": str(self.certificate_id),
+            "certificate_sha256": self.certificate_sha256,
+            "signature": self.signature,
+            "signing_key_id": self.signing_key_id,
+        }
+
+    def chained(self) -> ChainedEntry:
+        """The record as the global chain's check sees it."""
+        return ChainedEntry(self.global_seq, self.chained_fields(), "", "")
+
+
 class GrantMark(AuditTable, table=True):
     """An access grant as billing announced it: what a read under it is checked against."""
 
@@ -128,6 +161,9 @@ class GrantMark(AuditTable, table=True):
     purpose: str
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    expiry_recorded: bool = Field(
+        default=False, description="Its lapse is in the trail (a grant-expired entry)."
+    )
 
 
 class AuditAlert(AuditTable, table=True):

@@ -11,14 +11,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
+from opentelemetry import metrics
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, delete, select
 
 from audit.domain import (
     GENESIS_HASH,
+    PURGE_RECORD_PREFIX,
     AlertKind,
     EntryKind,
     Finding,
@@ -29,6 +31,7 @@ from audit.domain import (
     check_global_chain,
     checkpoint_payload,
     entry_digest,
+    json_time,
     link,
     personal_commitment,
 )
@@ -40,13 +43,15 @@ from audit.models import (
     ChainLink,
     GrantMark,
     PurgedAccount,
+    PurgeRecord,
 )
-from audit.repository import AuditRepository, TrailQuery, query_trail
+from audit.repository import GLOBAL_CHAIN_LOCK, AuditRepository, TrailQuery, query_trail
 from shared.contracts import (
     AccessActor,
     AccessGrantChanged,
     AccessOutcome,
     AccessPurpose,
+    AccountPurged,
     AuditAlertRaised,
     DataAccessed,
     Envelope,
@@ -109,6 +114,14 @@ class AuditService:
         self.reference_key = reference_key
         self.signing_key = signing_key
         self.alert_accounts_per_hour = alert_accounts_per_hour
+        meter = metrics.get_meter("quittance.audit")
+        self._alerts = meter.create_counter(
+            "quittance.audit.alerts", unit="{alert}", description="Alerts raised, by kind."
+        )
+        self._verified = meter.create_gauge(
+            "quittance.audit.chain.verified",
+            description="1 when the last scheduled verification found the trail intact, else 0.",
+        )
 
     def reference(self, account_id: UUID) -> str:
         """The account's keyed reference."""
@@ -116,35 +129,52 @@ class AuditService:
 
     # ------------------------------------------------------------------ recording
 
-    async def record_access(self, *, event: Envelope[DataAccessed], work: Work) -> None:
-        """Append an access, granted or refused, to the chains (STAFF-ACCESS, PURPOSE)."""
-        access = event.data
-        await self.append(
+    async def record_accesses(self, events: list[Envelope[DataAccessed]], work: Work) -> None:
+        """Append accesses, granted or refused, to the chains at once, then raise what alerts
+        they call for (STAFF-ACCESS, PURPOSE)."""
+        await self.append_many(
             work,
-            Act(
-                account_id=access.account_id,
-                event_id=event.id,
-                kind=EntryKind.DATA_ACCESS,
-                actor_type=access.actor,
-                actor_id=access.actor_id,
-                purpose=access.purpose,
-                grant_id=access.grant_id,
-                outcome=access.outcome,
-                resource_type=access.resource_type,
-                resource_id=access.resource_id,
-                occurred_at=access.accessed_at,
-                actor_name=access.actor_name,
-                reason=access.reason,
-            ),
+            [
+                Act(
+                    account_id=event.data.account_id,
+                    event_id=event.id,
+                    kind=EntryKind.DATA_ACCESS,
+                    actor_type=event.data.actor,
+                    actor_id=event.data.actor_id,
+                    purpose=event.data.purpose,
+                    grant_id=event.data.grant_id,
+                    outcome=event.data.outcome,
+                    resource_type=event.data.resource_type,
+                    resource_id=event.data.resource_id,
+                    occurred_at=event.data.accessed_at,
+                    actor_name=event.data.actor_name,
+                    reason=event.data.reason,
+                )
+                for event in events
+            ],
         )
-        await self._alert_if_needed(event, work)
+        await self._alert_if_needed(events, work)
 
-    async def _alert_if_needed(self, event: Envelope[DataAccessed], work: Work) -> None:
+    async def _alert_if_needed(self, events: list[Envelope[DataAccessed]], work: Work) -> None:
         """Raise an alert for a read under a grant that had ended, or for a staff member
         reading more accounts in an hour than the limit (each alert once)."""
-        access = event.data
-        if access.outcome == AccessOutcome.GRANTED and access.grant_id is not None:
-            mark = await work.session.get(GrantMark, access.grant_id)
+        granted = {
+            event.data.grant_id
+            for event in events
+            if event.data.outcome == AccessOutcome.GRANTED and event.data.grant_id is not None
+        }
+        marks = {}
+        if granted:
+            found = await work.session.exec(
+                select(GrantMark).where(col(GrantMark.grant_id).in_(granted))
+            )
+            marks = {mark.grant_id: mark for mark in found.all()}
+        latest_read: dict[str, datetime] = {}
+        for event in events:
+            access = event.data
+            mark = None
+            if access.outcome == AccessOutcome.GRANTED and access.grant_id is not None:
+                mark = marks.get(access.grant_id)
             ended = mark is not None and (
                 mark.expires_at <= access.accessed_at
                 or (mark.revoked_at is not None and mark.revoked_at <= access.accessed_at)
@@ -158,24 +188,51 @@ class AuditService:
                     f"read {access.resource_type} {access.resource_id} under grant "
                     f"{access.grant_id}, which had ended",
                 )
-        if access.actor == AccessActor.STAFF:
-            window = access.accessed_at - timedelta(hours=1)
-            accounts = await work.session.exec(
-                select(func.count(func.distinct(AuditEntry.account_id))).where(
-                    AuditEntry.actor_id == access.actor_id,
-                    AuditEntry.kind == EntryKind.DATA_ACCESS,
-                    col(AuditEntry.occurred_at) > window,
-                )
+            if access.actor == AccessActor.STAFF:
+                seen = latest_read.get(access.actor_id)
+                if seen is None or access.accessed_at > seen:
+                    latest_read[access.actor_id] = access.accessed_at
+        if latest_read:
+            await self._alert_if_many_accounts(work, latest_read)
+
+    async def _alert_if_many_accounts(self, work: Work, latest_read: dict[str, datetime]) -> None:
+        """Alert once an hour for each staff member who read more accounts in the hour up to
+        their latest read than the limit: one query for all of them, each count stopping at
+        the limit, and none for whoever was alerted this hour already."""
+        hours = {
+            actor_id: read_at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+            for actor_id, read_at in latest_read.items()
+        }
+        driver = await work.driver()
+        raised = {
+            row[0]
+            for row in await driver.fetch(
+                "SELECT once_key FROM audit_alert WHERE once_key = ANY($1::text[])",
+                [f"many:{actor_id}:{hour}" for actor_id, hour in hours.items()],
             )
-            count = accounts.one()
+        }
+        pending = [
+            (actor_id, read_at - timedelta(hours=1))
+            for actor_id, read_at in latest_read.items()
+            if f"many:{actor_id}:{hours[actor_id]}" not in raised
+        ]
+        if not pending:
+            return
+        counts = await driver.fetch(
+            MANY_ACCOUNTS_SQL,
+            [actor_id for actor_id, _ in pending],
+            [since for _, since in pending],
+            EntryKind.DATA_ACCESS.value,
+            self.alert_accounts_per_hour + 1,
+        )
+        for actor_id, count in counts:
             if count > self.alert_accounts_per_hour:
-                hour = access.accessed_at.astimezone(UTC).strftime("%Y-%m-%dT%H")
                 await self._raise(
                     work,
                     AlertKind.MANY_ACCOUNTS_READ,
-                    access.actor_id,
-                    f"many:{access.actor_id}:{hour}",
-                    f"{count} accounts read within an hour (limit {self.alert_accounts_per_hour})",
+                    actor_id,
+                    f"many:{actor_id}:{hours[actor_id]}",
+                    f"more than {self.alert_accounts_per_hour} accounts read within an hour",
                 )
 
     async def _raise(
@@ -199,6 +256,7 @@ class AuditService:
         if created.first() is None:
             return
         log.warning("audit alert %s for %s: %s", kind, actor_id, detail)
+        self._alerts.add(1, {"kind": kind.value})
         work.emit(
             AuditAlertRaised(
                 account_id=ALERTS_KEY,
@@ -288,60 +346,173 @@ class AuditService:
             ),
         )
 
-    async def append(self, work: Work, act: Act) -> AuditEntry:
-        """Chain the act after the account's head and the global head, under the chains' lock;
-        its personal part apart, committed to with a fresh salt."""
+    async def append(self, work: Work, act: Act) -> int:
+        """Chain one act; its global sequence (see `append_many`)."""
+        return (await self.append_many(work, [act]))[0]
+
+    async def append_many(self, work: Work, acts: list[Act]) -> list[int]:
+        """Chain the acts, in order, after their accounts' heads and the global head, under the
+        chains' lock; each personal part apart, committed to with a fresh salt. Their global
+        sequences."""
+        if not acts:
+            return []
+        driver = await work.driver()
+        await driver.execute("SELECT pg_advisory_xact_lock($1)", GLOBAL_CHAIN_LOCK)
+        head = await driver.fetchrow(
+            "SELECT global_seq, hash FROM chain_link ORDER BY global_seq DESC LIMIT 1"
+        )
+        global_seq, global_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
+        accounts = list({act.account_id: None for act in acts})
+        heads = {
+            row[0]: (row[1], row[2]) for row in await driver.fetch(ACCOUNT_HEADS_SQL, accounts)
+        }
+        recorded_at = datetime.now(UTC)
+        recorded_text = json_time(recorded_at)
+        entries, personal, links, sequences = [], [], [], []
+        for act in acts:
+            account_seq, previous = heads.get(act.account_id, (0, GENESIS_HASH))
+            account_seq += 1
+            global_seq += 1
+            salt = secrets.token_hex(16)
+            commitment = personal_commitment(
+                salt, {"actor_name": act.actor_name, "reason": act.reason}
+            )
+            occurred_at = act.occurred_at.astimezone(UTC)  # as the database gives it back
+            digest = entry_digest(
+                {
+                    "account_id": str(act.account_id),
+                    "account_seq": account_seq,
+                    "event_id": str(act.event_id),
+                    "kind": act.kind.value,
+                    "actor_type": act.actor_type,
+                    "actor_id": act.actor_id,
+                    "purpose": act.purpose,
+                    "grant_id": None if act.grant_id is None else str(act.grant_id),
+                    "outcome": act.outcome,
+                    "resource_type": act.resource_type,
+                    "resource_id": act.resource_id,
+                    "occurred_at": json_time(occurred_at),
+                    "recorded_at": recorded_text,
+                    "personal_commitment": commitment,
+                }
+            )
+            account_hash = link(previous, digest)
+            entries.append(
+                (
+                    global_seq,
+                    act.account_id,
+                    account_seq,
+                    act.event_id,
+                    act.kind.value,
+                    act.actor_type,
+                    act.actor_id,
+                    act.purpose,
+                    act.grant_id,
+                    act.outcome,
+                    act.resource_type,
+                    act.resource_id,
+                    occurred_at,
+                    recorded_at,
+                    commitment,
+                    previous,
+                    account_hash,
+                )
+            )
+            personal.append((global_seq, act.account_id, salt, act.actor_name, act.reason))
+            next_hash = link(global_hash, digest)
+            links.append(
+                (global_seq, self.reference(act.account_id), digest, global_hash, next_hash)
+            )
+            heads[act.account_id] = (account_seq, account_hash)
+            global_hash = next_hash
+            sequences.append(global_seq)
+        # COPY, not INSERT: a batch of a thousand acts is three statements, not three thousand.
+        await driver.copy_records_to_table("audit_entry", records=entries, columns=ENTRY_COLUMNS)
+        await driver.copy_records_to_table(
+            "audit_personal", records=personal, columns=PERSONAL_COLUMNS
+        )
+        await driver.copy_records_to_table("chain_link", records=links, columns=LINK_COLUMNS)
+        return sequences
+
+    async def record_purge_certificate(self, *, event: Envelope[AccountPurged], work: Work) -> None:
+        """Chain the account's signed purge certificate into the global chain (its own chain
+        went with the purge); it names the account only by keyed reference (TERMINATION)."""
+        purged = event.data
+        if purged.certificate is None or purged.signature is None or not purged.signing_key_id:
+            log.warning("account.purged %s carries no signed certificate; not chained", event.id)
+            return
         repo = AuditRepository(work.session)
         await repo.lock_chains()
+        reference = PURGE_RECORD_PREFIX + self.reference(purged.account_id)
+        known = await work.session.exec(
+            select(PurgeRecord.global_seq).where(PurgeRecord.account_reference == reference)
+        )
+        if known.first() is not None:
+            return  # one certificate an account: a second purge of it finds nothing to delete
         global_head = await repo.global_head()
-        account_head = await repo.account_head(act.account_id)
-        salt = secrets.token_hex(16)
-        entry = AuditEntry(
+        record = PurgeRecord(
             global_seq=(global_head.global_seq + 1) if global_head else 1,
-            account_id=act.account_id,
-            account_seq=(account_head.account_seq + 1) if account_head else 1,
-            event_id=act.event_id,
-            kind=act.kind,
-            actor_type=act.actor_type,
-            actor_id=act.actor_id,
-            purpose=act.purpose,
-            grant_id=act.grant_id,
-            outcome=act.outcome,
-            resource_type=act.resource_type,
-            resource_id=act.resource_id,
-            # In UTC: the database gives it back so, and the digest must come out the same.
-            occurred_at=act.occurred_at.astimezone(UTC),
+            account_reference=reference,
+            event_id=event.id,
+            certificate_id=purged.certificate_id,
+            certificate=purged.certificate,
+            certificate_sha256=hashlib.sha256(purged.certificate.encode()).hexdigest(),
+            signature=purged.signature,
+            signing_key_id=purged.signing_key_id,
             recorded_at=datetime.now(UTC),
-            personal_commitment=personal_commitment(
-                salt, {"actor_name": act.actor_name, "reason": act.reason}
-            ),
-            account_previous_hash=account_head.account_hash if account_head else GENESIS_HASH,
-            account_hash="",
         )
-        digest = entry_digest(entry.chained_fields())
-        entry.account_hash = link(entry.account_previous_hash, digest)
-        previous = global_head.hash if global_head else GENESIS_HASH
-        work.session.add(entry)
-        await work.session.flush()  # the entry before what references it
+        work.session.add(record)
         work.session.add(
-            AuditPersonal(
-                global_seq=entry.global_seq,
-                account_id=act.account_id,
-                salt=salt,
-                actor_name=act.actor_name,
-                reason=act.reason,
+            _next_link(
+                global_head, record.global_seq, reference, entry_digest(record.chained_fields())
             )
         )
-        work.session.add(
-            ChainLink(
-                global_seq=entry.global_seq,
-                account_reference=self.reference(act.account_id),
-                digest=digest,
-                previous_hash=previous,
-                hash=link(previous, digest),
-            )
-        )
-        return entry
+
+    async def record_lapsed_grants(self, now: datetime | None = None, batch: int = 500) -> int:
+        """Append a grant-expired entry for each grant that reached its end unrevoked; how many.
+        Each lapse once: its entry's event id is derived from the grant (STAFF-ACCESS)."""
+        assert self.units is not None
+        now = now or datetime.now(UTC)
+        recorded = 0
+        while True:
+            async with self.units() as work:
+                lapsed = (
+                    await work.session.exec(
+                        select(GrantMark)
+                        .where(
+                            col(GrantMark.expires_at) <= now,
+                            col(GrantMark.revoked_at).is_(None),
+                            col(GrantMark.expiry_recorded).is_(False),
+                        )
+                        .order_by(col(GrantMark.expires_at))
+                        .limit(batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for mark in lapsed:
+                    await self.append(
+                        work,
+                        Act(
+                            account_id=mark.account_id,
+                            event_id=uuid5(GRANT_LAPSE_NAMESPACE, str(mark.grant_id)),
+                            kind=EntryKind.GRANT_EXPIRED,
+                            actor_type="system",
+                            actor_id="audit",
+                            purpose=mark.purpose,
+                            grant_id=mark.grant_id,
+                            outcome="expired",
+                            resource_type="access_grant",
+                            resource_id=str(mark.staff_id),
+                            occurred_at=mark.expires_at,
+                            actor_name="",
+                            reason="",
+                        ),
+                    )
+                    mark.expiry_recorded = True
+                    work.session.add(mark)
+            recorded += len(lapsed)
+            if len(lapsed) < batch:
+                return recorded
 
     async def note_purged(self, request: PurgeRequested, work: Work) -> None:
         """After the purge: the account's links stay, known by reference as purged."""
@@ -404,13 +575,44 @@ class AuditService:
         return checkpoint
 
     async def run_checkpoints(self, interval_s: float) -> None:
-        """Forever: a checkpoint each interval; a failure waits for the next."""
+        """Forever: each interval, note the grants that lapsed, then sign a checkpoint; a
+        failure waits for the next round."""
         while True:
             await asyncio.sleep(interval_s)
             try:
+                await self.record_lapsed_grants()
                 await self.checkpoint()
             except Exception:
                 log.exception("signing a checkpoint failed; trying again next round")
+
+    async def run_verification(self, interval_s: float) -> None:
+        """Forever: each interval, verify the whole trail (alerting on a finding)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.check_trail()
+            except Exception:
+                log.exception("verifying the trail failed; trying again next round")
+
+    async def check_trail(self) -> Verification:
+        """Verify the whole trail; a finding raises an alert, once per finding, and the
+        verification gauge says whether the trail is intact (STAFF-ACCESS)."""
+        assert self.units is not None
+        result = await self.verify()
+        self._verified.set(1 if result.finding is None else 0)
+        if result.finding is not None:
+            finding = result.finding
+            where = f"{finding.global_seq}:{finding.account_id}:{finding.account_seq}"
+            async with self.units() as work:
+                await self._raise(
+                    work,
+                    AlertKind.VERIFICATION_FAILED,
+                    "audit",
+                    f"verify:{finding.problem}:{where}",
+                    f"the trail does not verify: {finding.problem} at global entry "
+                    f"{finding.global_seq}, account entry {finding.account_seq}: {finding.detail}",
+                )
+        return result
 
     async def checkpoints(self, after: int = 0, limit: int = 100) -> list[AuditCheckpoint]:
         """Published checkpoints after a number."""
@@ -451,7 +653,53 @@ class AuditService:
 
     async def verify(self, account_id: UUID | None = None) -> Verification:
         """Check the global chain, then each account's (or one account's) against the signed
-        checkpoints; the first thing wrong is named."""
+        checkpoints; the first thing wrong is named.
+
+        The whole trail is first checked by the database in one pass (every hash recomputed
+        from the stored rows); only when that finds a difference, or for one account, is it
+        read into Python and checked entry by entry, which names the problem.
+        """
+        if account_id is None:
+            intact = await self._verify_in_database()
+            if intact is not None:
+                return intact
+        return await self._verify_exactly(account_id)
+
+    async def _verify_in_database(self) -> Verification | None:
+        """The verification if the database-side pass finds the whole trail intact, else None."""
+        async with self.sessions() as session:
+            repo = AuditRepository(session)
+            checkpoints = list(await repo.checkpoints())
+            finding, global_head, heads = self._signed_heads(checkpoints)
+            if finding is not None:
+                return Verification(0, 0, len(checkpoints), finding)
+            if await repo.first_suspect() is not None:
+                return None
+            if (
+                global_head is not None
+                and await repo.link_hash(global_head.seq) != global_head.hash
+            ):
+                return None
+            purged = await repo.purged_references()
+            signed: list[tuple[UUID, int, str]] = []
+            for account in await repo.account_ids():
+                reference = self.reference(account)
+                if reference in purged:
+                    return None
+                if reference in heads:
+                    signed.append((account, heads[reference].seq, heads[reference].hash))
+            if signed and await repo.heads_matching(signed) != len(signed):
+                return None
+            records = list(await repo.purge_records())
+            held = await repo.link_digests([record.global_seq for record in records])
+            if any(held.get(r.global_seq) != entry_digest(r.chained_fields()) for r in records):
+                return None
+            entries, links = await repo.counts()
+        return Verification(entries, links, len(checkpoints), None)
+
+    async def _verify_exactly(self, account_id: UUID | None) -> Verification:
+        """Read the trail (or one account's chain, with the whole global chain) and check it
+        entry by entry, naming the first problem."""
         async with self.sessions() as session:
             repo = AuditRepository(session)
             checkpoints = list(await repo.checkpoints())
@@ -459,8 +707,10 @@ class AuditService:
             entries = list(await repo.all_entries())
             parts = await repo.personal_parts(account_id)
             purged = await repo.purged_references()
+            records = await repo.purge_records()
         finding, global_head, heads = self._signed_heads(checkpoints)
         by_seq = {entry.global_seq: entry.chained() for entry in entries}
+        by_seq.update((record.global_seq, record.chained()) for record in records)
         if finding is None:
             finding = check_global_chain(
                 (
@@ -530,3 +780,39 @@ class AuditService:
             entries = await repo.entries(account_id)
             parts = {part.global_seq: part for part in await repo.personal_parts(account_id)}
         return [(entry, parts.get(entry.global_seq)) for entry in entries]
+
+
+# Namespace of the event ids of grant-expired entries (uuid5 of the grant id): each lapse once.
+GRANT_LAPSE_NAMESPACE = UUID("6b1d4f0e-8a52-5c1e-9d3b-2f7a0c9e4b61")
+
+
+def _next_link(head: ChainLink | None, global_seq: int, reference: str, digest: str) -> ChainLink:
+    """The global chain's next link after `head`."""
+    previous = head.hash if head else GENESIS_HASH
+    return ChainLink(
+        global_seq=global_seq,
+        account_reference=reference,
+        digest=digest,
+        previous_hash=previous,
+        hash=link(previous, digest),
+    )
+
+
+# COPY's columns: each table's, in the order `append_many` builds its rows.
+ENTRY_COLUMNS = tuple(AuditEntry.model_fields)
+PERSONAL_COLUMNS = tuple(AuditPersonal.model_fields)
+LINK_COLUMNS = tuple(ChainLink.model_fields)
+# How many accounts each staff member read since a time, counted up to a limit ($4).
+MANY_ACCOUNTS_SQL = (
+    "SELECT reader.actor_id, (SELECT count(*) FROM (SELECT DISTINCT e.account_id "
+    "FROM audit_entry e WHERE e.actor_id = reader.actor_id AND e.kind = $3 "
+    "AND e.occurred_at > reader.since LIMIT $4) AS read) "
+    "FROM unnest($1::text[], $2::timestamptz[]) AS reader(actor_id, since)"
+)
+# Each account's newest entry, by a backward index scan per account (not all its entries).
+ACCOUNT_HEADS_SQL = (
+    "SELECT head.account_id, head.account_seq, head.account_hash "
+    "FROM unnest($1::uuid[]) AS account(id) CROSS JOIN LATERAL ("
+    "SELECT account_id, account_seq, account_hash FROM audit_entry "
+    "WHERE account_id = account.id ORDER BY account_seq DESC LIMIT 1) AS head"
+)

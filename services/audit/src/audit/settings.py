@@ -31,6 +31,11 @@ class AuditSettings(ServiceSettings):
     checkpoint_interval_s: float = Field(
         default=60, gt=0, description="How often the chains' heads are signed."
     )
+    verify_interval_s: float = Field(
+        default=3600,
+        gt=0,
+        description="How often the whole trail is verified; a finding raises an alert.",
+    )
     billing_token_public_key: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-token-signing-key"),
         description="Billing's PEM Ed25519 public key: audit accepts the tokens it signs (an "

@@ -27,6 +27,7 @@ from shared.contracts import (
     AccessActor,
     AccessGrantChanged,
     AccessPurpose,
+    AccountPurged,
     DataAccessed,
     PurgeRequested,
     new_envelope,
@@ -42,7 +43,7 @@ from shared.unit_of_work import UnitOfWorkFactory
 pytestmark = pytest.mark.integration
 TABLES = (
     "audit_personal, audit_entry, chain_link, audit_checkpoint, purged_account, "
-    "audit_alert, access_grant_mark"
+    "audit_alert, access_grant_mark, purge_record"
 )
 REFERENCE_KEY = "test-reference-key"
 SIGNING_KEY = SigningKey.generate()
@@ -360,7 +361,7 @@ async def test_staff_access_grants_are_in_the_trail_and_a_read_after_revocation_
     for event in (before, after, after):
         async with service.units() as work:
             if not await AuditRepository(work.session).recorded(event.id):
-                await service.record_access(event=event, work=work)
+                await service.record_accesses([event], work)
     kinds = [entry.kind for entry, _ in await service.access_log(account_id)]
     assert kinds == ["grant-opened", "grant-revoked", "data-access", "data-access"]
     assert await _alerts(dsn) == [("read-under-ended-grant", str(staff_id))]
@@ -384,7 +385,167 @@ async def test_staff_access_one_staff_member_reading_many_accounts_alerts_once_a
     for number in range(5):
         async with watchful.units() as work:
             event = _read(uuid.uuid4(), "staff-curious", uuid.uuid4(), now)
-            await watchful.record_access(event=event, work=work)
+            await watchful.record_accesses([event], work)
         if number == 1:
             assert await _alerts(dsn) == [], "two accounts: within the limit"
     assert await _alerts(dsn) == [("many-accounts-read", "staff-curious")]
+
+
+HOSTILE = [
+    'quote " backslash \\ slash / ',
+    "controls \x01\x08\t\n\x0b\x0c\r\x1f\x7f end",
+    "line\u2028para\u2029 bidi\u202e nbsp\u00a0",
+    "ünïcödé 中文 עברית emoji 🧾 and \U0001f600",
+    "'; DROP TABLE audit_entry; --",
+    "",
+]
+
+
+async def test_staff_access_the_database_pass_and_the_exact_check_agree_on_hostile_text(
+    trail: tuple[AuditService, str],
+) -> None:
+    """The whole trail is checked in SQL first: its canonical JSON must be Python's byte for
+    byte over any text, or an intact trail would be reported altered. Many acts of
+    interleaved accounts in one append, with times with and without microseconds."""
+    service, _ = trail
+    accounts = [uuid.uuid4(), uuid.uuid4()]
+    whole_second = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    acts = [
+        Act(
+            account_id=accounts[number % 2],
+            event_id=uuid.uuid4(),
+            kind=EntryKind.DATA_ACCESS,
+            actor_type="staff",
+            actor_id=text,
+            purpose=text or "support",
+            grant_id=None if number % 3 else uuid.uuid4(),
+            outcome="granted",
+            resource_type=text[::-1],
+            resource_id=text,
+            occurred_at=whole_second + timedelta(microseconds=number % 2 * 120_000),
+            actor_name=text,
+            reason=text * 3,
+        )
+        for number, text in enumerate(HOSTILE * 2)
+    ]
+    assert service.units is not None
+    async with service.units() as work:
+        sequences = await service.append_many(work, acts)
+    assert sequences == list(range(1, len(acts) + 1))
+    await service.checkpoint()
+    in_database = await service._verify_in_database()
+    assert in_database is not None, "the database pass found a difference in an intact trail"
+    assert in_database.finding is None
+    assert (in_database.entries, in_database.links) == (len(acts), len(acts))
+    exactly = await service._verify_exactly(None)
+    assert exactly.finding is None, exactly.finding
+    for account in accounts:
+        assert (await service.verify(account)).finding is None
+
+
+async def _certify_purge(service: AuditService, account_id: uuid.UUID) -> None:
+    assert service.units is not None
+    async with service.units() as work:
+        await service.note_purged(PurgeRequested(account_id=account_id, saga_id=uuid.uuid4()), work)
+    certificate = json.dumps({"account": "keyed-hash", "services": ["audit", "billing"]})
+    event = new_envelope(
+        AccountPurged(
+            account_id=account_id,
+            saga_id=uuid.uuid4(),
+            certificate_id=uuid.uuid4(),
+            services=["audit", "billing"],
+            certificate=certificate,
+            signature="c2lnbmF0dXJl",
+            signing_key_id="retention-1",
+        ),
+        source="retention",
+    )
+    async with service.units() as work:
+        await service.record_purge_certificate(event=event, work=work)
+    async with service.units() as work:  # a second delivery chains nothing more
+        await service.record_purge_certificate(event=event, work=work)
+
+
+async def test_termination_the_purge_certificate_is_chained_and_its_removal_or_change_caught(
+    trail: tuple[AuditService, str],
+) -> None:
+    """TERMINATION, STAFF-ACCESS: the account's entries go with its purge; its signed
+    certificate is chained into the global chain and kept, and cannot go or change unseen."""
+    service, dsn = trail
+    _first, second = await _two_accounts(service)
+    await _sql(dsn, "DELETE FROM audit_personal WHERE account_id = $1", second)
+    await _sql(dsn, "DELETE FROM audit_entry WHERE account_id = $1", second)
+    await _certify_purge(service, second)
+    await service.checkpoint()
+    result = await service.verify()
+    assert result.finding is None, result.finding
+    assert result.links == 8, "seven entries' links and the certificate's"
+    await _sql(dsn, "UPDATE purge_record SET certificate_sha256 = repeat('0', 64)")
+    changed = (await service.verify()).finding
+    assert changed is not None
+    assert (changed.problem, changed.global_seq) == ("changed", 8)
+    await _sql(dsn, "DELETE FROM purge_record")
+    removed = (await service.verify()).finding
+    assert removed is not None
+    assert (removed.problem, removed.global_seq) == ("removed", 8)
+
+
+async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
+    trail: tuple[AuditService, str],
+) -> None:
+    """STAFF-ACCESS: grants opened, revoked and expired are all in the trail."""
+    service, dsn = trail
+    await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
+    account_id, owner = uuid.uuid4(), uuid.uuid4()
+    opened_at = datetime.now(UTC) - timedelta(hours=3)
+    lapsing, revoked, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert service.units is not None
+    changes = [
+        (lapsing, "opened", opened_at, timedelta(hours=1)),
+        (revoked, "opened", opened_at, timedelta(hours=1)),
+        (revoked, "revoked", opened_at + timedelta(minutes=10), timedelta(hours=1)),
+        (running, "opened", opened_at, timedelta(hours=5)),
+    ]
+    for grant_id, change, at, lasting in changes:
+        async with service.units() as work:
+            await service.record_grant(
+                event=new_envelope(
+                    AccessGrantChanged(
+                        account_id=account_id,
+                        grant_id=grant_id,
+                        change=change,
+                        staff_id=uuid.uuid4(),
+                        purpose=AccessPurpose.SUPPORT,
+                        reason="TICKET-9",
+                        expires_at=opened_at + lasting,
+                        changed_by=owner,
+                        changed_by_name="Olga Owner",
+                        changed_at=at,
+                    ),
+                    source="billing",
+                ),
+                work=work,
+            )
+    assert await service.record_lapsed_grants() == 1
+    assert await service.record_lapsed_grants() == 0, "each lapse once"
+    log = [(entry.kind, entry.grant_id) for entry, _ in await service.access_log(account_id)]
+    assert log[-1] == ("grant-expired", lapsing)
+    assert [kind for kind, _ in log].count("grant-expired") == 1
+    assert (await service.verify()).finding is None
+
+
+async def test_staff_access_a_failed_verification_raises_one_alert(
+    trail: tuple[AuditService, str],
+) -> None:
+    """The scheduled check of the trail alerts when it finds it altered, once per finding."""
+    service, dsn = trail
+    await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
+    await _two_accounts(service)
+    assert (await service.check_trail()).finding is None
+    assert await _alerts(dsn) == []
+    await _sql(dsn, "UPDATE audit_entry SET resource_id = 'other' WHERE global_seq = 4")
+    for _ in range(2):
+        finding = (await service.check_trail()).finding
+        assert finding is not None
+        assert finding.global_seq == 4
+    assert await _alerts(dsn) == [("verification-failed", "audit")]

@@ -25,8 +25,8 @@ class _Trail:
         self.recorded: list[Envelope[DataAccessed]] = []
         self.purged: list[PurgeRequested] = []
 
-    async def record_access(self, *, event: Envelope[DataAccessed], work: Any) -> None:
-        self.recorded.append(event)
+    async def record_accesses(self, events: list[Envelope[DataAccessed]], work: Any) -> None:
+        self.recorded.extend(events)
 
     async def record_legal_hold(self, event: Envelope[Any], work: Any) -> None:
         self.recorded.append(event)

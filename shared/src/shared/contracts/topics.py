@@ -155,8 +155,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic(
         "account.purged",
         ("retention",),
-        ("notifications",),
-        "The signed purge certificate was issued; email it to the owner.",
+        ("notifications", "audit"),
+        "The signed purge certificate was issued: email it to the owner; chain it in the trail.",
     ),
     Topic(
         "access_grant.changed",
