@@ -294,6 +294,38 @@ async def test_staff_access_erased_personal_parts_and_a_purged_account_still_ver
     assert result.entries == 5
 
 
+async def _change_grant(
+    service: AuditService,
+    account_id: uuid.UUID,
+    grant_id: uuid.UUID,
+    change: str,
+    at: datetime,
+    expires_at: datetime,
+    staff_id: uuid.UUID | None = None,
+) -> None:
+    """Record billing's access_grant.changed as audit's handler does."""
+    assert service.units is not None
+    async with service.units() as work:
+        await service.record_grant(
+            event=new_envelope(
+                AccessGrantChanged(
+                    account_id=account_id,
+                    grant_id=grant_id,
+                    change=change,
+                    staff_id=staff_id or uuid.uuid4(),
+                    purpose=AccessPurpose.SUPPORT,
+                    reason="TICKET-1",
+                    expires_at=expires_at,
+                    changed_by=uuid.uuid4(),
+                    changed_by_name="Olga Owner",
+                    changed_at=at,
+                ),
+                source="billing",
+            ),
+            work=work,
+        )
+
+
 def _read(account_id: uuid.UUID, staff: str, grant_id: uuid.UUID, at: datetime) -> Any:
     return new_envelope(
         DataAccessed(
@@ -333,29 +365,13 @@ async def test_staff_access_grants_are_in_the_trail_and_a_read_after_revocation_
     its revocation (which billing would refuse: audit checks anyway) raises an alert, once."""
     service, dsn = trail
     await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
-    account_id, grant_id, staff_id, owner = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    account_id, grant_id, staff_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     opened_at = datetime.now(UTC)
     assert service.units is not None
     for change, at in (("opened", opened_at), ("revoked", opened_at + timedelta(minutes=5))):
-        async with service.units() as work:
-            await service.record_grant(
-                event=new_envelope(
-                    AccessGrantChanged(
-                        account_id=account_id,
-                        grant_id=grant_id,
-                        change=change,
-                        staff_id=staff_id,
-                        purpose=AccessPurpose.SUPPORT,
-                        reason="TICKET-1",
-                        expires_at=opened_at + timedelta(hours=2),
-                        changed_by=owner,
-                        changed_by_name="Olga Owner",
-                        changed_at=at,
-                    ),
-                    source="billing",
-                ),
-                work=work,
-            )
+        await _change_grant(
+            service, account_id, grant_id, change, at, opened_at + timedelta(hours=2), staff_id
+        )
     before = _read(account_id, str(staff_id), grant_id, opened_at + timedelta(minutes=1))
     after = _read(account_id, str(staff_id), grant_id, opened_at + timedelta(minutes=6))
     for event in (before, after, after):
@@ -496,7 +512,7 @@ async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
     """STAFF-ACCESS: grants opened, revoked and expired are all in the trail."""
     service, dsn = trail
     await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
-    account_id, owner = uuid.uuid4(), uuid.uuid4()
+    account_id = uuid.uuid4()
     opened_at = datetime.now(UTC) - timedelta(hours=3)
     lapsing, revoked, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     assert service.units is not None
@@ -507,25 +523,7 @@ async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
         (running, "opened", opened_at, timedelta(hours=5)),
     ]
     for grant_id, change, at, lasting in changes:
-        async with service.units() as work:
-            await service.record_grant(
-                event=new_envelope(
-                    AccessGrantChanged(
-                        account_id=account_id,
-                        grant_id=grant_id,
-                        change=change,
-                        staff_id=uuid.uuid4(),
-                        purpose=AccessPurpose.SUPPORT,
-                        reason="TICKET-9",
-                        expires_at=opened_at + lasting,
-                        changed_by=owner,
-                        changed_by_name="Olga Owner",
-                        changed_at=at,
-                    ),
-                    source="billing",
-                ),
-                work=work,
-            )
+        await _change_grant(service, account_id, grant_id, change, at, opened_at + lasting)
     assert await service.record_lapsed_grants() == 1
     assert await service.record_lapsed_grants() == 0, "each lapse once"
     log = [(entry.kind, entry.grant_id) for entry, _ in await service.access_log(account_id)]
