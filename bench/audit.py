@@ -11,8 +11,8 @@ the same N entry rows into a table like `audit_entry` (same columns and indexes)
 `audit_verify_entries_per_s`: the trail grown to VERIFY_ENTRIES (a million unless
 BENCH_AUDIT_VERIFY_ENTRIES says otherwise) by the service's own batch append in this process,
 checkpointed, then `AuditService.verify()` (what `GET /verify` and `python -m audit.verify`
-run) timed over all of it. Against `raw_read_entries_per_s`: a plain asyncpg fetch of every
-entry row, the least any verifier reads.
+run, in one process per CPU) timed over all of it. Against `raw_read_entries_per_s`: a plain
+asyncpg fetch of every entry row, the least any verifier reads.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from audit.domain import EntryKind
 from audit.main import create_service
 from audit.services import Act
 from audit.settings import AuditSettings
+from bench.profiling import start_profilers, stop_profilers
 from bench.termination import _dsn
 from devstack.stack import Stack
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envelope
@@ -232,9 +233,11 @@ async def bench_audit(stack: Stack) -> list[Result]:
     await _produce(settings, bodies)
     _note(f"{len(bodies)} sealed data.accessed events produced; starting audit")
     await asyncio.to_thread(stack.start_service, "audit")
+    profilers = start_profilers(stack, ["audit"])  # BENCH_PROFILE=<py-spy>
     try:
         await _wait_for_entries(dsn, len(bodies))
     finally:
+        stop_profilers(profilers)
         await asyncio.to_thread(stack.stop_services)
     append_per_s = await _append_rate(dsn)
     copy_per_s = await _copy_in_rate(dsn)

@@ -43,7 +43,7 @@ def verification_body(result: Verification) -> dict[str, Any]:
 
 def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, Any]]:
     """`GET /checkpoints?after=<n>`, `GET /checkpoints/signing-key.pem` (public);
-    `GET /verify[?account_id=]` and `GET /alerts` (operator token)."""
+    `GET /verify[?account_id=][&first=][&last=]` and `GET /alerts` (operator token)."""
 
     @get(include_in_schema=False)
     async def checkpoints(scope: Any) -> AsgiResponse:
@@ -86,7 +86,20 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
                 account_id = UUID(query["account_id"][-1])
             except ValueError:
                 return problem(422, "Invalid field", "account_id must be a UUID", "account_id")
-        return json_response(verification_body(await service.verify(account_id)))
+        bounds: dict[str, int | None] = {"first": 1, "last": None}
+        for name in bounds:
+            if name in query:
+                value = query[name][-1]
+                if not value.isdigit() or len(value) > 18 or int(value) < 1:
+                    return problem(
+                        422, "Invalid field", f"{name} must be a global sequence (1 up)", name
+                    )
+                bounds[name] = int(value)
+        first, last = bounds["first"] or 1, bounds["last"]
+        if last is not None and last < first:
+            return problem(422, "Invalid field", "last must not come before first", "last")
+        result = await service.verify(account_id, first=first, last=last)
+        return json_response({**verification_body(result), "first": first, "last": last})
 
     @get(include_in_schema=False)
     async def alerts(scope: Any) -> AsgiResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def create_service(
         reference_key=settings.reference_key.get_secret_value().encode(),
         signing_key=SigningKey.from_setting(settings.checkpoint_signing_key.get_secret_value()),
         alert_accounts_per_hour=settings.alert_accounts_per_hour,
+        verify_processes=settings.verify_processes or os.cpu_count() or 1,
+        database_url=settings.database_url,
     )
 
 

@@ -46,6 +46,7 @@ from audit.models import (
     PurgeRecord,
 )
 from audit.repository import GLOBAL_CHAIN_LOCK, AuditRepository, TrailQuery, query_trail
+from audit.scan import ScanPart, TrailScan, scan_in_process
 from shared.contracts import (
     AccessActor,
     AccessGrantChanged,
@@ -108,8 +109,14 @@ class AuditService:
         reference_key: bytes,
         signing_key: SigningKey,
         alert_accounts_per_hour: int = 20,
+        verify_processes: int = 1,
+        database_url: str | None = None,
     ) -> None:
+        if verify_processes > 1 and database_url is None:
+            raise ValueError("verifying in several processes needs the database's URL")
         self.sessions = sessions
+        self.verify_processes = verify_processes
+        self.database_url = database_url
         self.units = units
         self.reference_key = reference_key
         self.signing_key = signing_key
@@ -651,66 +658,143 @@ class AuditService:
                 accounts[reference] = Head(head["seq"], head["hash"])
         return None, global_head, accounts
 
-    async def verify(self, account_id: UUID | None = None) -> Verification:
+    async def verify(
+        self, account_id: UUID | None = None, *, first: int = 1, last: int | None = None
+    ) -> Verification:
         """Check the global chain, then each account's (or one account's) against the signed
-        checkpoints; the first thing wrong is named.
+        checkpoints, over the whole trail or the global sequences `first` to `last`; the first
+        thing wrong is named.
 
-        The whole trail is first checked by the database in one pass (every hash recomputed
-        from the stored rows); only when that finds a difference, or for one account, is it
-        read into Python and checked entry by entry, which names the problem.
+        The range is first scanned in one streamed pass (`scan.TrailScan`: every hash
+        recomputed, both chains followed); only when that finds a difference, or for one
+        account, is it read again and checked entry by entry, which names the problem.
         """
+        if first < 1 or (last is not None and last < first):
+            raise ValueError("a range runs from global sequence 1 up, its end not before its start")
         if account_id is None:
-            intact = await self._verify_in_database()
+            intact = await self._scan(first, last)
             if intact is not None:
                 return intact
-        return await self._verify_exactly(account_id)
+        return await self._verify_exactly(account_id, first, last)
 
-    async def _verify_in_database(self) -> Verification | None:
-        """The verification if the database-side pass finds the whole trail intact, else None."""
+    async def _scan(self, first: int, last: int | None) -> Verification | None:
+        """The verification if the fast scan finds the range intact, else None."""
         async with self.sessions() as session:
             repo = AuditRepository(session)
             checkpoints = list(await repo.checkpoints())
-            finding, global_head, heads = self._signed_heads(checkpoints)
+            finding, global_head, _ = self._signed_heads(checkpoints)
             if finding is not None:
                 return Verification(0, 0, len(checkpoints), finding)
-            if await repo.first_suspect() is not None:
-                return None
+            end = await repo.trail_end()
+            last = end if last is None else min(last, end)
+            if global_head is not None and global_head.seq > end:
+                return None  # truncated after a checkpoint
+            parts = []
+            for part_first, part_last in self._split(first, last):
+                before = GENESIS_HASH if part_first == 1 else await repo.link_hash(part_first - 1)
+                if before is None:
+                    return None
+                parts.append(ScanPart(part_first, part_last, before))
+            records = await repo.purge_records()
+            purged = await repo.purged_references()
+            digests = {r.global_seq: entry_digest(r.chained_fields()) for r in records}
+            scans = await self._scan_parts(repo, parts, purged, digests)
+            # Each stretch must end where the next begins, with the hash it began from: the
+            # links run unbroken to the range's end (so every entry in it has its link), and
+            # every account chain met from its start starts at genesis.
+            for part, scan in zip(parts, scans, strict=True):
+                if scan is None or scan.expected_seq != part.last + 1:
+                    return None
+                if not scan.chains_start_at_genesis():
+                    return None
+            for scan, following in zip(scans, parts[1:], strict=False):
+                if scan is None or scan.previous_hash != following.previous_hash:
+                    return None
             if (
                 global_head is not None
+                and first <= global_head.seq <= last
                 and await repo.link_hash(global_head.seq) != global_head.hash
             ):
                 return None
-            purged = await repo.purged_references()
-            signed: list[tuple[UUID, int, str]] = []
-            for account in await repo.account_ids():
-                reference = self.reference(account)
-                if reference in purged:
-                    return None
-                if reference in heads:
-                    signed.append((account, heads[reference].seq, heads[reference].hash))
-            if signed and await repo.heads_matching(signed) != len(signed):
+            intact = [scan for scan in scans if scan is not None]
+            if not all([await self._accounts_follow_on(repo, scan) for scan in intact]):
                 return None
-            records = list(await repo.purge_records())
-            held = await repo.link_digests([record.global_seq for record in records])
-            if any(held.get(r.global_seq) != entry_digest(r.chained_fields()) for r in records):
-                return None
-            entries, links = await repo.counts()
+        entries, links = sum(s.entries for s in intact), sum(s.links for s in intact)
         return Verification(entries, links, len(checkpoints), None)
 
-    async def _verify_exactly(self, account_id: UUID | None) -> Verification:
-        """Read the trail (or one account's chain, with the whole global chain) and check it
-        entry by entry, naming the first problem."""
+    def _split(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The range in stretches of at least SCAN_PART_MIN links, one a process, as many as
+        `verify_processes` allows."""
+        count = max(1, min(self.verify_processes, (last - first + 1) // SCAN_PART_MIN))
+        size = -(-(last - first + 1) // count)
+        return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+
+    async def _scan_parts(
+        self,
+        repo: AuditRepository,
+        parts: list[ScanPart],
+        purged: frozenset[str],
+        digests: dict[int, str],
+    ) -> list[TrailScan | None]:
+        """Each stretch scanned: one here, in this process; several each in a process of its
+        own (the hashing is Python's, so one process uses one core)."""
+        if len(parts) == 1:
+            part = parts[0]
+            scan = TrailScan(part.previous_hash, part.first, purged, digests)
+            async for block in repo.scan_blocks(part.first, part.last):
+                if not scan.feed(block):
+                    return [None]
+            return [scan]
+        assert self.database_url is not None
+        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        return list(
+            await asyncio.gather(*(scan_in_process(dsn, part, purged, digests) for part in parts))
+        )
+
+    async def _accounts_follow_on(self, repo: AuditRepository, scan: TrailScan) -> bool:
+        """Whether each account's first entry in the range follows its entry before the range.
+
+        The accounts' signed heads need no check of their own here: every entry's digest is
+        in the global chain, whose signed head the scan held, so an account chain cut short
+        or rewritten shows there (the exact check still names it by the account's heads).
+        """
+        expected = {(UUID(account), seq): hash_ for account, seq, hash_ in scan.openings()}
+        return await repo.account_hashes(list(expected)) == expected
+
+    async def _verify_exactly(
+        self, account_id: UUID | None, first: int = 1, last: int | None = None
+    ) -> Verification:
+        """Read the range (or one account's chain in it, with the range's global chain) and
+        check it entry by entry, naming the first problem."""
         async with self.sessions() as session:
             repo = AuditRepository(session)
             checkpoints = list(await repo.checkpoints())
-            links = list(await repo.links())
-            entries = list(await repo.all_entries())
+            end = await repo.trail_end()
+            whole = first == 1 and (last is None or last >= end)
+            last = end if last is None else min(last, end)
+            links = list(await repo.links_between(first, last))
+            entries = list(await repo.entries_between(first, last))
             parts = await repo.personal_parts(account_id)
             purged = await repo.purged_references()
-            records = await repo.purge_records()
+            records = [r for r in await repo.purge_records() if first <= r.global_seq <= last]
+            start_previous = GENESIS_HASH if first == 1 else await repo.link_hash(first - 1)
+            openings = {}
+            if not whole:
+                starts: dict[UUID, int] = {}
+                for entry in entries:
+                    starts.setdefault(entry.account_id, entry.account_seq)
+                openings = await repo.account_hashes(
+                    [(account, seq - 1) for account, seq in starts.items() if seq > 1]
+                )
         finding, global_head, heads = self._signed_heads(checkpoints)
+        if not whole:
+            heads = {}  # a range is checked on its own: the signed heads only for the whole
+            if global_head is not None and not first <= global_head.seq <= last:
+                global_head = None
         by_seq = {entry.global_seq: entry.chained() for entry in entries}
         by_seq.update((record.global_seq, record.chained()) for record in records)
+        if finding is None and start_previous is None:
+            finding = Finding("removed", first - 1, None, None, "the link before the range")
         if finding is None:
             finding = check_global_chain(
                 (
@@ -718,9 +802,12 @@ class AuditService:
                     for x in links
                 ),
                 by_seq,
+                start_previous=start_previous or GENESIS_HASH,
                 purged=purged,
                 signed_head=global_head,
             )
+        if finding is None and links and links[0].global_seq != first:
+            finding = Finding("removed", first, None, None, "the range's first link is missing")
         if finding is None:
             linked = {x.global_seq for x in links}
             stray = next((e for e in entries if e.global_seq not in linked), None)
@@ -740,7 +827,7 @@ class AuditService:
         for entry in entries:
             if account_id is None or entry.account_id == account_id:
                 accounts.setdefault(entry.account_id, []).append(entry)
-        if account_id is not None:
+        if account_id is not None and whole:
             accounts.setdefault(account_id, [])
         for account, chain in sorted(accounts.items(), key=lambda item: str(item[0])):
             if finding is not None:
@@ -751,8 +838,12 @@ class AuditService:
                     "inserted", None, str(account), None, "entries of an account purged"
                 )
                 break
+            chain.sort(key=lambda e: e.account_seq)
+            start_seq = chain[0].account_seq if chain and not whole else 1
             finding = check_account_chain(
-                (entry.chained() for entry in sorted(chain, key=lambda e: e.account_seq)),
+                (entry.chained() for entry in chain),
+                start_seq=start_seq,
+                start_previous=openings.get((account, start_seq - 1), GENESIS_HASH),
                 signed_head=heads.get(reference),
                 personal=personal,
             )
@@ -781,6 +872,10 @@ class AuditService:
             parts = {part.global_seq: part for part in await repo.personal_parts(account_id)}
         return [(entry, parts.get(entry.global_seq)) for entry in entries]
 
+
+# The fewest links a verification gives a process of its own: below it, starting a process
+# costs more than it saves.
+SCAN_PART_MIN = 100_000
 
 # Namespace of the event ids of grant-expired entries (uuid5 of the grant id): each lapse once.
 GRANT_LAPSE_NAMESPACE = UUID("6b1d4f0e-8a52-5c1e-9d3b-2f7a0c9e4b61")

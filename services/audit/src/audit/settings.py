@@ -36,6 +36,12 @@ class AuditSettings(ServiceSettings):
         gt=0,
         description="How often the whole trail is verified; a finding raises an alert.",
     )
+    verify_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Processes a verification of many entries is spread over (each takes a "
+        "stretch of at least 100,000); 0: one per CPU.",
+    )
     billing_token_public_key: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-token-signing-key"),
         description="Billing's PEM Ed25519 public key: audit accepts the tokens it signs (an "

@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from audit.api import audit_routes
 from audit.domain import EntryKind
 from audit.main import MIGRATIONS_DIR
 from audit.repository import AuditRepository
@@ -213,6 +215,116 @@ async def test_staff_access_reordered_entries_are_named(trail: tuple[AuditServic
     assert finding is not None
     assert finding.global_seq in (2, 3)
     assert finding.problem in ("changed", "reordered")
+
+
+async def test_staff_access_a_range_is_verified_on_its_own_and_joined_to_what_precedes_it(
+    trail: tuple[AuditService, str],
+) -> None:
+    """A range of global sequences verifies while a change lies outside it, names the change
+    inside it, and is caught when the entry or link just before it no longer leads into it."""
+    service, dsn = trail
+    first, _ = await _two_accounts(service)  # a1 1-3, a2 4-5, a1 6-7 (a1's 4 and 5)
+    await service.checkpoint()
+    await _sql(dsn, "UPDATE audit_entry SET outcome = 'refused' WHERE global_seq = 2")
+    after = await service.verify(first=4, last=7)
+    assert (after.finding, after.entries, after.links) == (None, 4, 4)
+    finding = (await service.verify(first=1, last=3)).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("changed", 2)
+    # a1's entry 3 (global 3, before the range) rewritten with a consistent hash of its own:
+    # a1's next entry (global 6, in the range) no longer follows it.
+    await _sql(dsn, "UPDATE audit_entry SET account_hash = repeat('ab', 32) WHERE global_seq = 3")
+    finding = (await service.verify(first=5, last=7)).finding
+    assert finding is not None
+    assert (finding.global_seq, finding.account_id) == (6, str(first))
+    await _sql(dsn, "DELETE FROM chain_link WHERE global_seq = 4")
+    finding = (await service.verify(first=5, last=7)).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq) == ("removed", 4)
+
+
+async def test_staff_access_an_account_chain_not_starting_from_genesis_is_named(
+    trail: tuple[AuditService, str],
+) -> None:
+    """An account's only entry re-linked after a forged predecessor, its own hash recomputed to
+    match (the entry's content, and so the global chain, untouched; no checkpoint yet)."""
+    service, dsn = trail
+    await _two_accounts(service)
+    lone = uuid.uuid4()
+    await _record(service, lone, 1)  # global 8
+    await _sql(
+        dsn,
+        "UPDATE audit_entry e SET account_previous_hash = repeat('cd', 32), "
+        "account_hash = encode(sha256(decode(repeat('cd', 32), 'hex') || decode(l.digest, "
+        "'hex')), 'hex') FROM chain_link l WHERE l.global_seq = e.global_seq AND e.global_seq = 8",
+    )
+    finding = (await service.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq, finding.account_id) == ("inserted", 8, str(lone))
+
+
+async def test_staff_access_a_verification_spread_over_processes_joins_their_stretches(
+    trail: tuple[AuditService, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each stretch scanned in a process of its own (spawned, on its own connection), joined
+    where the next begins: the intact trail verifies, a change in the second stretch is named."""
+    service, dsn = trail
+    spread = AuditService(
+        sessions=service.sessions,
+        units=service.units,
+        reference_key=REFERENCE_KEY.encode(),
+        signing_key=SIGNING_KEY,
+        verify_processes=2,
+        database_url=dsn,
+    )
+    monkeypatch.setattr("audit.services.SCAN_PART_MIN", 3)
+    first, _ = await _two_accounts(spread)
+    await spread.checkpoint()
+    assert spread._split(1, 7) == [(1, 4), (5, 7)]
+    result = await spread.verify()
+    assert (result.finding, result.entries, result.links) == (None, 7, 7)
+    await _sql(dsn, "UPDATE audit_entry SET outcome = 'refused' WHERE global_seq = 6")
+    assert await spread._scan(1, None) is None, "the second stretch's process saw the change"
+    finding = (await spread.verify()).finding
+    assert finding is not None
+    assert (finding.problem, finding.global_seq, finding.account_id) == ("changed", 6, str(first))
+
+
+async def test_staff_access_the_verify_api_checks_a_range_and_refuses_a_bad_one(
+    trail: tuple[AuditService, str],
+) -> None:
+    """`GET /verify?first=&last=` for operators: a range's result, RFC 9457 problems naming
+    the field for a bad bound, and no answer without the operator token."""
+    service, dsn = trail
+    await _two_accounts(service)
+    await _sql(dsn, "UPDATE audit_entry SET resource_id = 'c-other' WHERE global_seq = 2")
+    routes = dict(audit_routes(service, "operator-secret"))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await routes[scope["path"]](scope, receive, send)
+
+    operator = {"Authorization": "Bearer operator-secret"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as api:
+        assert (await api.get("/verify?first=3")).status_code == 401
+        intact = await api.get("/verify?first=3&last=7", headers=operator)
+        assert intact.status_code == 200, intact.text
+        assert intact.json()["verified"] is True
+        assert (intact.json()["entries"], intact.json()["first"]) == (5, 3)
+        whole = (await api.get("/verify", headers=operator)).json()
+        assert whole["verified"] is False
+        assert whole["first_problem"]["global_seq"] == 2
+        for query, field in [
+            ("first=0", "first"),
+            ("first=x", "first"),
+            ("last=-1", "last"),
+            ("first=5&last=4", "last"),
+            ("account_id=nope", "account_id"),
+        ]:
+            refused = await api.get(f"/verify?{query}", headers=operator)
+            assert refused.status_code == 422, query
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert field in refused.text, query
 
 
 async def test_staff_access_truncation_after_a_checkpoint_is_named(
@@ -417,11 +529,12 @@ HOSTILE = [
 ]
 
 
-async def test_staff_access_the_database_pass_and_the_exact_check_agree_on_hostile_text(
+async def test_staff_access_the_fast_scan_and_the_exact_check_agree_on_hostile_text(
     trail: tuple[AuditService, str],
 ) -> None:
-    """The whole trail is checked in SQL first: its canonical JSON must be Python's byte for
-    byte over any text, or an intact trail would be reported altered. Many acts of
+    """The whole trail is scanned from the database's text first: its canonical JSON must be
+    the exact check's byte for byte over any text (tabs and newlines included, which the
+    scan's rows are separated by), or an intact trail would be reported altered. Many acts of
     interleaved accounts in one append, with times with and without microseconds."""
     service, _ = trail
     accounts = [uuid.uuid4(), uuid.uuid4()]
@@ -449,10 +562,14 @@ async def test_staff_access_the_database_pass_and_the_exact_check_agree_on_hosti
         sequences = await service.append_many(work, acts)
     assert sequences == list(range(1, len(acts) + 1))
     await service.checkpoint()
-    in_database = await service._verify_in_database()
-    assert in_database is not None, "the database pass found a difference in an intact trail"
-    assert in_database.finding is None
-    assert (in_database.entries, in_database.links) == (len(acts), len(acts))
+    scanned = await service._scan(1, None)
+    assert scanned is not None, "the fast scan found a difference in an intact trail"
+    assert scanned.finding is None
+    assert (scanned.entries, scanned.links) == (len(acts), len(acts))
+    for first, last in [(1, 3), (4, 9), (5, len(acts))]:
+        part = await service._scan(first, last)
+        assert part is not None, f"the fast scan of {first}..{last} found a difference"
+        assert (part.entries, part.links) == (last - first + 1, last - first + 1)
     exactly = await service._verify_exactly(None)
     assert exactly.finding is None, exactly.finding
     for account in accounts:
