@@ -268,14 +268,16 @@ async def decrypt_personal(
     """Return a copy of ``data`` with every sealed personal value opened; plaintext is refused."""
     trie = _compile(tuple(paths))
     # Check every field's form before any key lookup: plaintext is refused even for purged keys.
-    needed = {parsed[0] for path, value in _leaves(data, trie) if (parsed := _split(path, value))}
+    # Each field is parsed once: the lookup below, then the opening, use the same parse.
+    parsed = {path: _split(path, value) for path, value in _leaves(data, trie)}
+    needed = {found[0] for found in parsed.values() if found is not None}
     resolved = {key_id: await _resolve(keys, key_id) for key_id in sorted(needed)}
 
     def open_(path: str, value: Any) -> Any:
-        parsed = _split(path, value)
-        if parsed is None:
+        found = parsed[path]
+        if found is None:
             return None
-        key_id, sealed = parsed
+        key_id, sealed = found
         nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         try:
             plaintext = resolved[key_id].cipher.decrypt(

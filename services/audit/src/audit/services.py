@@ -370,6 +370,7 @@ class AuditService:
         )
         global_seq, global_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
         accounts = list({act.account_id: None for act in acts})
+        references = {account: self.reference(account) for account in accounts}  # one HMAC each
         heads = {
             row[0]: (row[1], row[2]) for row in await driver.fetch(ACCOUNT_HEADS_SQL, accounts)
         }
@@ -427,9 +428,7 @@ class AuditService:
             )
             personal.append((global_seq, act.account_id, salt, act.actor_name, act.reason))
             next_hash = link(global_hash, digest)
-            links.append(
-                (global_seq, self.reference(act.account_id), digest, global_hash, next_hash)
-            )
+            links.append((global_seq, references[act.account_id], digest, global_hash, next_hash))
             heads[act.account_id] = (account_seq, account_hash)
             global_hash = next_hash
             sequences.append(global_seq)
