@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from unittest import mock
 
 import asyncpg
@@ -44,6 +45,8 @@ from shared.unit_of_work import UnitOfWorkFactory
 Result = tuple[str, float, str, str, float]
 
 APPEND_EVENTS = int(os.environ.get("BENCH_AUDIT_EVENTS", "60000"))
+# Audit's processes consuming (uvicorn workers, one consumer group): 1, as `make up` runs it.
+APPEND_WORKERS = int(os.environ.get("BENCH_AUDIT_WORKERS", "1"))
 VERIFY_ENTRIES = int(os.environ.get("BENCH_AUDIT_VERIFY_ENTRIES", "1000000"))
 ACCOUNTS, STAFF = 1000, 40
 GROW_BATCH = 5000
@@ -232,7 +235,7 @@ async def bench_audit(stack: Stack) -> list[Result]:
     bodies = await _sealed_events(settings, accounts)
     await _produce(settings, bodies)
     _note(f"{len(bodies)} sealed data.accessed events produced; starting audit")
-    await asyncio.to_thread(stack.start_service, "audit")
+    await asyncio.to_thread(partial(stack.start_service, "audit", workers=APPEND_WORKERS))
     profilers = start_profilers(stack, ["audit"])  # BENCH_PROFILE=<py-spy>
     try:
         await _wait_for_entries(dsn, len(bodies))
