@@ -74,8 +74,8 @@ SCAN_SETTINGS = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'"
 BLOCK = 2000
 # One text value per block of BLOCK links: a million rows are five hundred messages, not a
 # million (the driver's per-row cost, not the database's, bounds a plain read). Each block is
-# its own range scan of the three primary keys. Times are read in UTC, in ISO style (set by
-# the caller). (Composed of this module's constants only: S608 does not apply.)
+# its own range scan of the three primary keys; SCAN_SETTINGS are set first. (Composed of this
+# module's constants only: S608 does not apply.)
 SCAN_SQL = f"""
 SELECT (
     SELECT string_agg({_ROW_SQL}, E'\\n' ORDER BY l.global_seq)
