@@ -32,6 +32,14 @@ def problem(status: int, title: str, detail: str, field: str | None = None) -> A
     return json_response(body, status, "application/problem+json")
 
 
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """A whole number from 0 written in ASCII digits, at most `max_digits` of them; None for
+    anything else (str.isdigit alone lets through '²', which int() then refuses)."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def bearer(scope: Any) -> str:
     """The request's bearer token ("" without one)."""
     headers: dict[bytes, bytes] = dict(scope.get("headers") or [])

@@ -15,7 +15,7 @@ from faststream.asgi import AsgiResponse, get
 
 from audit.repository import TrailQuery
 from audit.services import AuditService, Verification
-from shared.asgi_api import bearer, json_response, operator_refusal, problem
+from shared.asgi_api import bearer, json_response, operator_refusal, problem, whole_number
 from shared.contracts import AccessPurpose
 from shared.participant import spreadsheet_safe
 from shared.tokens import TokenError, TokenReader
@@ -48,10 +48,10 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
     @get(include_in_schema=False)
     async def checkpoints(scope: Any) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        after = query.get("after", ["0"])[-1]
-        if not after.isdigit() or len(after) > 18:
+        after = whole_number(query.get("after", ["0"])[-1])
+        if after is None:
             return problem(422, "Invalid field", "after must be a checkpoint number", "after")
-        found = await service.checkpoints(after=int(after))
+        found = await service.checkpoints(after=after)
         return json_response(
             [
                 {
@@ -89,12 +89,12 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
         bounds: dict[str, int | None] = {"first": 1, "last": None}
         for name in bounds:
             if name in query:
-                value = query[name][-1]
-                if not value.isdigit() or len(value) > 18 or int(value) < 1:
+                value = whole_number(query[name][-1])
+                if value is None or value < 1:
                     return problem(
                         422, "Invalid field", f"{name} must be a global sequence (1 up)", name
                     )
-                bounds[name] = int(value)
+                bounds[name] = value
         first, last = bounds["first"] or 1, bounds["last"]
         if last is not None and last < first:
             return problem(422, "Invalid field", "last must not come before first", "last")

@@ -317,6 +317,9 @@ async def test_staff_access_the_verify_api_checks_a_range_and_refuses_a_bad_one(
         for query, field in [
             ("first=0", "first"),
             ("first=x", "first"),
+            ("first=%C2%B2", "first"),  # '²': a digit to str.isdigit, not to int()
+            ("last=%EF%BC%91", "last"),  # a fullwidth '1'
+            ("first=1234567890123456789", "first"),
             ("last=-1", "last"),
             ("first=5&last=4", "last"),
             ("account_id=nope", "account_id"),

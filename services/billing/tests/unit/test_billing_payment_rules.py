@@ -83,6 +83,7 @@ def test_a_sandbox_signature_holds_under_either_secret_while_one_is_rotated_out(
         "from the future": _header("new-secret", body, now + 301),
         "no timestamp": "v1=00",
         "no signature": f"t={now}",
+        "a digit only to str.isdigit": "t=\u00b2,v1=00",
         "empty": "",
     }
     for header in refusals.values():

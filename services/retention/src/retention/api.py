@@ -16,7 +16,7 @@ from faststream.asgi import AsgiResponse, HttpHandler, get
 from retention.domain import KEPT_REGARDLESS_OF_PLAN, ExportLink, PlanTerms
 from retention.services import RetentionService
 from retention.sweeps import SweepService
-from shared.asgi_api import json_response, operator_refusal, problem
+from shared.asgi_api import json_response, operator_refusal, problem, whole_number
 from shared.health import Check, HealthCheck
 from shared.signing import ALGORITHM
 
@@ -224,8 +224,8 @@ def _link_from(query: dict[str, list[str]]) -> tuple[ExportLink, bytes] | AsgiRe
         account_id = UUID(query.get("account", [""])[-1])
     except ValueError:
         return problem(422, "Invalid field", "account must be a UUID", "account")
-    expires = query.get("expires", [""])[-1]
-    if not expires.isdigit() or len(expires) > 12:
+    expires = whole_number(query.get("expires", [""])[-1], max_digits=12)
+    if expires is None:
         return problem(422, "Invalid field", "expires must be a Unix time", "expires")
     encoded = query.get("signature", [""])[-1]
     try:
@@ -234,7 +234,7 @@ def _link_from(query: dict[str, list[str]]) -> tuple[ExportLink, bytes] | AsgiRe
         signature = b""
     if len(signature) != 64:
         return problem(422, "Invalid field", "signature must be 64 bytes, base64url", "signature")
-    return ExportLink(saga_id=saga_id, account_id=account_id, expires=int(expires)), signature
+    return ExportLink(saga_id=saga_id, account_id=account_id, expires=expires), signature
 
 
 def export_routes(service: RetentionService) -> list[tuple[str, Any]]:

@@ -592,6 +592,10 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
         bad = await client.get(link.path, params=link.params.set("signature", "AAAA"))
         assert bad.status_code == 422
         assert bad.json()["errors"][0]["field"] == "signature"
+        for odd in ("²", "\uff11\uff12", "-1", "1e9", ""):  # digits to str.isdigit, not to a link
+            refused = await client.get(link.path, params=link.params.set("expires", odd))
+            assert refused.status_code == 422, odd
+            assert refused.json()["errors"][0]["field"] == "expires"
 
         # A link past its end: refused, whatever else is right with it.
         ended = ExportLink(

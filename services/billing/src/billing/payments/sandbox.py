@@ -22,6 +22,7 @@ from billing.payments.gateway import (
     WebhookRejected,
     checked_event,
 )
+from shared.asgi_api import whole_number
 
 SIGNATURE_HEADER = "sandbox-signature"
 _KINDS = {
@@ -41,8 +42,8 @@ def verify_signature(
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
+        if name == "t" and (number := whole_number(value)) is not None:
+            timestamp = number
         elif name == "v1":
             signatures.append(value)
     if timestamp is None or not signatures:
