@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,7 +20,6 @@ from audit.models import (
     PurgedAccount,
     PurgeRecord,
 )
-from audit.scan import SCAN_SETTINGS, SCAN_SQL
 from shared.db import driver_in_transaction
 
 # One lock for the global chain: its appends (and a checkpoint's reading of the heads) take
@@ -91,14 +91,9 @@ class AuditRepository:
         result = await self.session.exec(select(PurgeRecord).order_by(col(PurgeRecord.global_seq)))
         return result.all()
 
-    async def scan_blocks(self, first: int, last: int) -> AsyncIterator[str]:
-        """The links from `first` to `last` with their entries and personal parts, as the fast
-        scan reads them (`scan.SCAN_SQL`): a block of rows at a time, streamed."""
-        driver = await driver_in_transaction(await self.session.connection())
-        await driver.execute(SCAN_SETTINGS)
-        async for record in driver.cursor(SCAN_SQL, first, last, prefetch=4):
-            if record[0] is not None:
-                yield record[0]
+    async def driver(self) -> asyncpg.Connection:
+        """The transaction's asyncpg connection, for the scan's streamed read."""
+        return await driver_in_transaction(await self.session.connection())
 
     async def trail_end(self) -> int:
         """The highest global sequence of any link or entry (0 for an empty trail)."""

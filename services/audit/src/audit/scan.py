@@ -299,20 +299,32 @@ def _serve_one_scan() -> None:
     sys.stdout.write(json.dumps(answer))
 
 
+async def scan_stretch(
+    connection: asyncpg.Connection,
+    part: ScanPart,
+    purged: frozenset[str],
+    purge_digests: dict[int, str],
+) -> TrailScan | None:
+    """Scan one stretch on a connection inside a transaction: the scan's state at its end, or
+    None at the first row that differs."""
+    scan = TrailScan(part.previous_hash, part.first, purged, purge_digests)
+    await connection.execute(SCAN_SETTINGS)
+    async for record in connection.cursor(SCAN_SQL, part.first, part.last, prefetch=4):
+        if record[0] is not None and not scan.feed(record[0]):
+            return None
+    return scan
+
+
 async def _scan_part(
     dsn: str, part: ScanPart, purged: frozenset[str], purge_digests: dict[int, str]
 ) -> TrailScan | None:
-    scan = TrailScan(part.previous_hash, part.first, purged, purge_digests)
+    """A child's stretch, on a connection of its own."""
     connection = await asyncpg.connect(dsn)
     try:
         async with connection.transaction(readonly=True):
-            await connection.execute(SCAN_SETTINGS)
-            async for record in connection.cursor(SCAN_SQL, part.first, part.last, prefetch=4):
-                if record[0] is not None and not scan.feed(record[0]):
-                    return None
+            return await scan_stretch(connection, part, purged, purge_digests)
     finally:
         await connection.close()
-    return scan
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from audit.models import (
     PurgeRecord,
 )
 from audit.repository import GLOBAL_CHAIN_LOCK, AuditRepository, TrailQuery, query_trail
-from audit.scan import ScanPart, TrailScan, scan_in_process
+from audit.scan import ScanPart, TrailScan, scan_in_process, scan_stretch
 from shared.contracts import (
     AccessActor,
     AccessGrantChanged,
@@ -738,12 +738,7 @@ class AuditService:
         """Each stretch scanned: one here, in this process; several each in a process of its
         own (the hashing is Python's, so one process uses one core)."""
         if len(parts) == 1:
-            part = parts[0]
-            scan = TrailScan(part.previous_hash, part.first, purged, digests)
-            async for block in repo.scan_blocks(part.first, part.last):
-                if not scan.feed(block):
-                    return [None]
-            return [scan]
+            return [await scan_stretch(await repo.driver(), parts[0], purged, digests)]
         assert self.database_url is not None
         dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         return list(
