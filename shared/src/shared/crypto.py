@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 from uuid import UUID
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
@@ -283,7 +284,7 @@ async def decrypt_personal(
             plaintext = resolved[key_id].cipher.decrypt(
                 nonce, ciphertext, _associated_data(aad, path)
             )
-            return json.loads(plaintext)
+            return orjson.loads(plaintext)
         except (InvalidTag, ValueError):
             raise TamperedFieldError(path) from None
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import time
+from collections.abc import Collection
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
@@ -78,6 +79,10 @@ class KeyStore(Protocol):
 
     async def key(self, key_id: str) -> DataKey:
         """Return a key by id; raise KeyDestroyedError if it is unknown or destroyed."""
+        ...
+
+    async def keys(self, key_ids: Collection[str]) -> dict[str, DataKey]:
+        """Return the keys of these ids that exist, in one round trip; the others are absent."""
         ...
 
     async def destroy(self, account_id: UUID) -> list[str]:
@@ -316,6 +321,19 @@ class PostgresKeyStore:
             raise KeyDestroyedError(key_id)
         return await self._unwrap(row["account_id"], key_id, row["wrapped"])
 
+    async def keys(self, key_ids: Collection[str]) -> dict[str, DataKey]:
+        """Return the keys of these ids that exist, in one query."""
+        if not key_ids:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT key_id, account_id, wrapped FROM account_data_key WHERE key_id = ANY($1)",
+            list(key_ids),
+        )
+        return {
+            row["key_id"]: await self._unwrap(row["account_id"], row["key_id"], row["wrapped"])
+            for row in rows
+        }
+
     async def destroy(self, account_id: UUID) -> list[str]:
         """Delete the account's key row, then have the wrapper forget the account."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -367,6 +385,11 @@ class MemoryKeyStore:
             if key.key_id == key_id:
                 return key
         raise KeyDestroyedError(key_id)
+
+    async def keys(self, key_ids: Collection[str]) -> dict[str, DataKey]:
+        """Return the keys of these ids that exist."""
+        wanted = set(key_ids)
+        return {key.key_id: key for key in self._by_account.values() if key.key_id in wanted}
 
     async def destroy(self, account_id: UUID) -> list[str]:
         """Forget the account's key, for good."""
@@ -420,6 +443,22 @@ class CachedKeyStore:
         key = await self.inner.key(key_id)
         self._remember(key)
         return key
+
+    async def keys(self, key_ids: Collection[str]) -> dict[str, DataKey]:
+        """Return the keys of these ids that exist: those in memory, the rest in one fetch."""
+        found: dict[str, DataKey] = {}
+        missing = []
+        for key_id in key_ids:
+            cached = self._fresh(self._by_id, key_id)
+            if cached is None:
+                missing.append(key_id)
+            else:
+                found[key_id] = cached
+        if missing:
+            for key in (await self.inner.keys(missing)).values():
+                self._remember(key)
+                found[key.key_id] = key
+        return found
 
     async def destroy(self, account_id: UUID) -> list[str]:
         """Destroy in the inner store and evict the account's keys here, even if that fails."""

@@ -3,15 +3,15 @@ unit of work that claims the event in the inbox, so no handler can forget idempo
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
+import orjson
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
@@ -22,6 +22,7 @@ from shared.crypto import (
     ForeignKeyError,
     KeyDestroyedError,
     decrypt_personal,
+    key_ids_in,
     personal_paths,
 )
 from shared.errors import describe
@@ -117,13 +118,16 @@ class EventRoutes:
         """The event types (= topic names) this service consumes."""
         return sorted(self._routes)
 
-    async def decode(self, body: bytes) -> tuple[_Route, Envelope[Any]]:
+    async def decode(
+        self, body: bytes, known_keys: Mapping[str, DataKey] | None = None
+    ) -> tuple[_Route, Envelope[Any]]:
         """Parse, open and validate a message against its contract, once; invalid input raises.
 
         A personal field that is missing its seal, or whose seal fails, is refused: only a
-        holder of the account's key can write one (a forged event cannot).
+        holder of the account's key can write one (a forged event cannot). `known_keys` are
+        keys already fetched (a batch's); any other is looked up.
         """
-        raw = json.loads(body)  # ValueError: dead-lettered as invalid
+        raw = orjson.loads(body)  # ValueError: dead-lettered as invalid
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             raise PermanentError("not a CloudEvents envelope: no 'type'")
         route = self._routes.get(raw["type"])
@@ -141,7 +145,7 @@ class EventRoutes:
             subject = str(raw.get("subject"))
             aad = event_aad(raw["type"], str(raw.get("id")), subject)
             raw["data"] = await decrypt_personal(
-                raw["data"], paths, _keys_of_account(self.keys, subject), aad=aad
+                raw["data"], paths, _keys_of_account(self.keys, subject, known_keys), aad=aad
             )
         event = envelope_of(route.model).model_validate(raw)
         return route, event
@@ -169,9 +173,10 @@ class EventRoutes:
         anything else (and any record that will not decode) one at a time through the
         dead-letter policy; only an outage comes out, and the whole batch is redelivered."""
         decoded: list[tuple[Any, _Route, Envelope[Any]]] = []
+        known_keys = await self._sealing_keys(records)
         for record in records:
             try:
-                route, event = await self.decode(record.value)
+                route, event = await self.decode(record.value, known_keys)
             except Exception as exc:
                 if classify(exc) == "outage":
                     raise
@@ -199,6 +204,23 @@ class EventRoutes:
             for record, _, _ in items:
                 await policy.settle(record, partial(self.dispatch, record.value))
 
+    async def _sealing_keys(self, records: Sequence[Any]) -> Mapping[str, DataKey]:
+        """The keys that sealed the records' personal fields, fetched at once: a batch of a
+        thousand accounts is one key-store query, not a thousand. Unreadable records are
+        left for decode to refuse."""
+        if self.keys is None:
+            return {}
+        key_ids: set[str] = set()
+        for record in records:
+            try:
+                raw = orjson.loads(record.value)
+                route = self._routes.get(raw["type"])
+                if route is not None and isinstance(raw.get("data"), dict):
+                    key_ids |= key_ids_in(raw["data"], personal_paths(route.model))
+            except Exception:  # noqa: S112 - decode refuses it with its reason
+                continue
+        return await self.keys.keys(key_ids) if key_ids else {}
+
     async def _handle_many(self, route: _Route, events: list[Envelope[Any]]) -> None:
         """One unit of work for events of one type: claimed at once, the new ones handled."""
         assert self.units is not None
@@ -217,7 +239,7 @@ class EventRoutes:
                 await route.batch(new, work)
 
     async def _record_unreadable(self, body: bytes) -> None:
-        raw = json.loads(body)
+        raw = orjson.loads(body)
         route = self._routes[raw["type"]]
         assert self.units is not None
         async with self.units() as work:
@@ -272,11 +294,13 @@ class EventRoutes:
         )(on_event)
 
 
-def _keys_of_account(keys: KeyStore, subject: str) -> Callable[[str], Awaitable[DataKey]]:
+def _keys_of_account(
+    keys: KeyStore, subject: str, known_keys: Mapping[str, DataKey] | None
+) -> Callable[[str], Awaitable[DataKey]]:
     """Key lookup that refuses another account's key: a tenant cannot forge for another."""
 
     async def lookup(key_id: str) -> DataKey:
-        key = await keys.key(key_id)
+        key = (known_keys or {}).get(key_id) or await keys.key(key_id)
         if str(key.account_id) != subject:
             raise ForeignKeyError(key_id)
         return key

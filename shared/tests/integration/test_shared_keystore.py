@@ -71,6 +71,22 @@ async def test_termination_destroy_leaves_no_row_and_the_key_unreadable(
     assert await store.destroy(account_id) == [], "idempotent"
 
 
+async def test_termination_keys_are_read_together_and_a_destroyed_one_is_absent(
+    store: PostgresKeyStore,
+) -> None:
+    kept, destroyed = uuid.uuid4(), uuid.uuid4()
+    kept_key = await store.key_for_writing(kept)
+    destroyed_key = await store.key_for_writing(destroyed)
+    await store.destroy(destroyed)
+
+    found = await store.keys([kept_key.key_id, destroyed_key.key_id, "never-made"])
+
+    assert list(found) == [kept_key.key_id]
+    assert found[kept_key.key_id].secret == kept_key.secret
+    assert found[kept_key.key_id].account_id == kept
+    assert await store.keys([]) == {}
+
+
 async def test_termination_another_service_reads_the_same_key(
     store: PostgresKeyStore, keystore_database: str
 ) -> None:

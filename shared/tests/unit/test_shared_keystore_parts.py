@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import httpx
 import pytest
@@ -139,10 +139,16 @@ class _CountingStore(MemoryKeyStore):
     def __init__(self) -> None:
         super().__init__()
         self.reads = 0
+        self.asked: list[list[str]] = []
 
     async def key(self, key_id: str) -> DataKey:
         self.reads += 1
         return await super().key(key_id)
+
+    async def keys(self, key_ids: Collection[str]) -> dict[str, DataKey]:
+        self.reads += 1
+        self.asked.append(sorted(key_ids))
+        return await super().keys(key_ids)
 
 
 async def test_memory_store_gives_one_key_per_account_and_destroys_it() -> None:
@@ -242,3 +248,16 @@ async def test_the_factory_builds_a_cached_postgres_store_with_the_chosen_wrappe
     assert isinstance(store.inner._wrapper, wrapper_class)
     assert store._ttl_s == 5
     await store.inner._wrapper.close()
+
+
+async def test_the_cache_fetches_only_the_missing_keys_of_a_batch_in_one_read() -> None:
+    inner = _CountingStore()
+    first = await inner.key_for_writing(uuid.uuid4())
+    second = await inner.key_for_writing(uuid.uuid4())
+    cached = CachedKeyStore(inner, ttl_s=60)
+    await cached.key(first.key_id)
+    found = await cached.keys([first.key_id, second.key_id, "unknown"])
+    assert found == {first.key_id: first, second.key_id: second}, "the unknown id is absent"
+    assert inner.asked == [sorted([second.key_id, "unknown"])], "one read, of the missing only"
+    assert await cached.keys([first.key_id, second.key_id]) == found
+    assert inner.reads == 2, "both now remembered"

@@ -393,3 +393,79 @@ async def test_an_outage_in_a_batch_redelivers_the_whole_batch_and_dead_letters_
     assert wiring.handled == []
     assert wiring.dead == []
     assert wiring.units.inbox == set(), "nothing claimed: all of it comes again"
+
+
+class _CountingKeys(MemoryKeyStore):
+    """A key store that counts its lookups: one by id, and batched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_reads = 0
+        self.batch_reads = 0
+
+    async def key(self, key_id: str) -> Any:
+        self.single_reads += 1
+        return await super().key(key_id)
+
+    async def keys(self, key_ids: Any) -> Any:
+        self.batch_reads += 1
+        return await super().keys(key_ids)
+
+
+def _sealed_terminations_wiring(keys: MemoryKeyStore) -> tuple[KafkaBroker, list[Any], list[Any]]:
+    """Routes with a batch handler of account.terminated (sealed personal fields)."""
+    telemetry = create_telemetry("unit")
+    kafka = KafkaSettings(bootstrap_servers="localhost:9", max_attempts=2, retry_backoff_s=0)
+    policy = DeadLetterPolicy(
+        consumer="unit", telemetry=telemetry, max_attempts=2, retry_backoff_s=0
+    )
+    broker = create_broker(service="unit", kafka=kafka, telemetry=telemetry, dead_letters=policy)
+    handled: list[Any] = []
+    dead: list[Any] = []
+    routes = EventRoutes("retention", telemetry).bind(
+        units=RecordingUnits(source="retention"), keys=keys
+    )
+
+    @routes.on_batch(AccountTerminated)
+    async def on_terminations(events: list[Envelope[AccountTerminated]], work: Work) -> None:
+        handled.extend(events)
+
+    routes.subscribe(broker, kafka, policy)
+
+    @broker.subscriber("account.terminated.dlq")
+    async def dead_letters(body: Any, message: KafkaMessage) -> None:
+        dead.append(message)
+
+    return broker, handled, dead
+
+
+async def test_a_sealed_batch_of_many_accounts_fetches_its_keys_at_once() -> None:
+    """TERMINATION: a batch from a hundred accounts is opened with one key-store lookup, not a
+    hundred (a consumer catching up after a restart meets every key cold)."""
+    keys = _CountingKeys()
+    broker, handled, dead = _sealed_terminations_wiring(keys)
+    events = [_terminated() for _ in range(100)]
+    bodies = [seal_envelope(e, await keys.key_for_writing(e.data.account_id)) for e in events]
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(*bodies, topic="account.terminated", headers=JSON)
+    assert [e.data.owner_email for e in handled] == ["ada@acme.example.com"] * 100
+    assert dead == []
+    assert (keys.batch_reads, keys.single_reads) == (1, 0)
+
+
+async def test_a_key_fetched_for_a_batch_still_opens_only_its_own_accounts_events() -> None:
+    """A forged event sealed with another account's key (fetched with the batch) is refused;
+    a destroyed key is still recorded and skipped; the rest of the batch is handled."""
+    keys = _CountingKeys()
+    broker, handled, dead = _sealed_terminations_wiring(keys)
+    honest, forged, purged = _terminated(), _terminated(), _terminated()
+    honest_key = await keys.key_for_writing(honest.data.account_id)
+    purged_body = seal_envelope(purged, await keys.key_for_writing(purged.data.account_id))
+    await keys.destroy(purged.data.account_id)
+    bodies = [seal_envelope(forged, honest_key), purged_body, seal_envelope(honest, honest_key)]
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(*bodies, topic="account.terminated", headers=JSON)
+    assert [e.id for e in handled] == [honest.id]
+    assert len(dead) == 1
+    assert dead[0].body == bodies[0]
+    assert "belongs to another account" in dead[0].headers["x-dead-letter-reason"]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_FORMAT = "quittance-audit-checkpoint/1"
@@ -66,11 +67,10 @@ PERSONAL_FIELDS = ("actor_name", "reason")
 def canonical(value: Mapping[str, Any]) -> bytes:
     """RFC 8785 canonical JSON of an object of strings, integers and nulls.
 
-    For those types it is exactly Python's sorted, compact, non-ASCII-escaping JSON (a test
-    holds it to the `rfc8785` package over hostile text): four times faster, which verification
-    of a million entries needs.
+    For those types (and keys in ASCII) it is exactly orjson's sorted output (a test holds it
+    to the `rfc8785` package over hostile text): many times faster, which the append needs.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def json_time(moment: datetime) -> str:

@@ -170,21 +170,28 @@ class AuditService:
             for event in events
             if event.data.outcome == AccessOutcome.GRANTED and event.data.grant_id is not None
         }
-        marks = {}
+        # Each grant's end: (expires_at, revoked_at). One statement with an array, not an
+        # IN list the ORM compiles anew for every batch.
+        ends: dict[UUID, tuple[datetime, datetime | None]] = {}
         if granted:
-            found = await work.session.exec(
-                select(GrantMark).where(col(GrantMark.grant_id).in_(granted))
-            )
-            marks = {mark.grant_id: mark for mark in found.all()}
+            driver = await work.driver()
+            ends = {
+                row[0]: (row[1], row[2])
+                for row in await driver.fetch(
+                    "SELECT grant_id, expires_at, revoked_at FROM access_grant_mark"
+                    " WHERE grant_id = ANY($1::uuid[])",
+                    list(granted),
+                )
+            }
         latest_read: dict[str, datetime] = {}
         for event in events:
             access = event.data
-            mark = None
+            end = None
             if access.outcome == AccessOutcome.GRANTED and access.grant_id is not None:
-                mark = marks.get(access.grant_id)
-            ended = mark is not None and (
-                mark.expires_at <= access.accessed_at
-                or (mark.revoked_at is not None and mark.revoked_at <= access.accessed_at)
+                end = ends.get(access.grant_id)
+            ended = end is not None and (
+                end[0] <= access.accessed_at
+                or (end[1] is not None and end[1] <= access.accessed_at)
             )
             if ended:
                 await self._raise(
