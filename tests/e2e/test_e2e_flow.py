@@ -179,7 +179,8 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
 
 
 async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
-    """Consumer-only services too: /healthz checks database and broker, /metrics is Prometheus."""
+    """Consumer-only services too: /healthz checks database and broker, /metrics is Prometheus
+    with the consumer's lag per partition."""
     async with httpx.AsyncClient(timeout=10) as client:
         for spec in SERVICES:
             health = await client.get(f"{system.service_url(spec.name)}/healthz")
@@ -192,6 +193,9 @@ async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
             assert checks["consumer"].startswith("lag ")
             metrics = await client.get(f"{system.service_url(spec.name)}/metrics")
             assert "outbox_relayed_events" in metrics.text, spec.name
+            group = f"{system.topic_prefix}{spec.name}"
+            lag = f'messaging_kafka_consumer_lag{{messaging_consumer_group_name="{group}"'
+            assert lag in metrics.text, f"{spec.name}: its consumer's lag, per partition"
 
 
 async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(

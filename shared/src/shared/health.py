@@ -15,7 +15,7 @@ from typing import Any
 
 from faststream.asgi import AsgiResponse, get
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import database_is_reachable
@@ -49,13 +49,9 @@ class ConsumerProgress:
         """Total lag of the consumer's partitions, and whether it moved since last asked."""
         lag = 0
         positions: dict[Any, int] = {}
-        for partition in consumer.assignment():
-            highwater = consumer.highwater(partition)
-            if highwater is None:
-                continue
-            position = await consumer.position(partition)
+        for partition, position, behind in await partition_lags(consumer):
             positions[partition] = position
-            lag += max(highwater - position, 0)
+            lag += behind
         moved = positions != self._last_positions
         self._last_positions = positions
         if moved or lag == 0:
@@ -78,6 +74,34 @@ class ConsumerProgress:
         if lag and stalled_for > self.stall_after_s:
             return Check("consumer", False, f"lag {lag}, no progress for {stalled_for:.0f}s")
         return Check("consumer", True, f"lag {lag}")
+
+
+async def partition_lags(consumer: Any) -> list[tuple[Any, int, int]]:
+    """(partition, position, lag) of each assigned partition whose high watermark is known."""
+    found = []
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        if highwater is None:
+            continue
+        position = await consumer.position(partition)
+        found.append((partition, position, max(highwater - position, 0)))
+    return found
+
+
+async def record_consumer_lag(broker: KafkaBroker, group: str, gauge: Gauge) -> None:
+    """Set the lag gauge from the consumers' own positions and high watermarks (which works on
+    any broker, the embedded one included); partitions no longer assigned drop out."""
+    gauge.clear()
+    for subscriber in broker.subscribers:
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None:
+            continue
+        try:
+            lags = await partition_lags(consumer)
+        except Exception:  # noqa: S112 - a consumer between rebalances has no assignment
+            continue
+        for partition, _, lag in lags:
+            gauge.labels(group, partition.topic, str(partition.partition)).set(lag)
 
 
 async def health_report(
@@ -110,7 +134,7 @@ def health_body(healthy: bool, checks: dict[str, str]) -> bytes:
 def asgi_health_routes(
     engine: AsyncEngine,
     broker: KafkaBroker,
-    registry: CollectorRegistry,
+    metrics_text: Callable[[], Awaitable[bytes]],
     checks: Sequence[HealthCheck] = (),
 ) -> list[tuple[str, Any]]:
     """The `/healthz` and `/metrics` routes of a consumer-only (FastStream ASGI) service."""
@@ -127,7 +151,7 @@ def asgi_health_routes(
     @get(include_in_schema=False)
     async def metrics(scope: Any) -> AsgiResponse:
         return AsgiResponse(
-            generate_latest(registry),
+            await metrics_text(),
             status_code=200,
             headers={"content-type": CONTENT_TYPE_LATEST},
         )

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
+from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.data_map import AccountDataMap
@@ -22,6 +23,7 @@ from shared.health import (
     HealthCheck,
     asgi_health_routes,
     health_report,
+    record_consumer_lag,
 )
 from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
@@ -136,6 +138,15 @@ class ServiceRuntime(Generic[SettingsT]):
         """The health report."""
         return await health_report(self.engine, self.broker, self.health_checks)
 
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition, with consumer lag measured now."""
+        await record_consumer_lag(
+            self.broker,
+            f"{self.settings.kafka.topic_prefix}{self.name}",
+            self.telemetry.delivery.consumer_lag,
+        )
+        return bytes(generate_latest(self.telemetry.registry))
+
     def participant(self, data_map: AccountDataMap) -> Participant:
         """The service's part in terminations, derived from its account data map."""
         return Participant(
@@ -239,7 +250,7 @@ def create_consumer_app(
         runtime.broker,
         asgi_routes=[
             *asgi_health_routes(
-                runtime.engine, runtime.broker, runtime.telemetry.registry, runtime.health_checks
+                runtime.engine, runtime.broker, runtime.metrics_text, runtime.health_checks
             ),
             *routes,
         ],

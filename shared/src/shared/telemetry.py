@@ -33,8 +33,20 @@ class DeliveryMetrics:
     dead_lettered: Counter = field(init=False)
     duplicates_skipped: Counter = field(init=False)
     unreadable_events: Counter = field(init=False)
+    consumer_lag: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
+        self.consumer_lag = Gauge(
+            "messaging_kafka_consumer_lag",
+            "Records the consumer group has yet to read, per partition (high watermark minus"
+            " position), as the consumer saw them at the scrape",
+            [
+                "messaging_consumer_group_name",
+                "messaging_destination_name",
+                "messaging_destination_partition_id",
+            ],
+            registry=self.registry,
+        )
         self.unreadable_events = Counter(
             "events_unreadable_key_destroyed",
             "Events skipped because their account was purged and its key destroyed",

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from devstack.stack import Stack
@@ -146,3 +147,42 @@ async def test_a_relay_that_cannot_publish_is_reported_unhealthy(
 
     checks = await eventually(relay_down, timeout=40, what="the relay's failure was reported")
     assert checks["database"] == "ok"
+
+
+def _lag_samples(exposition: bytes, group: str) -> dict[tuple[str, str], float]:
+    """The exported consumer lag of a group, by (topic, partition)."""
+    return {
+        (
+            sample.labels["messaging_destination_name"],
+            sample.labels["messaging_destination_partition_id"],
+        ): sample.value
+        for family in text_string_to_metric_families(exposition.decode())
+        if family.name == "messaging_kafka_consumer_lag"
+        for sample in family.samples
+        if sample.labels["messaging_consumer_group_name"] == group
+    }
+
+
+async def test_consumer_lag_is_exported_per_partition_and_falls_to_zero_once_consumed(
+    runtime_with: Callable[[Any], Any],
+) -> None:
+    """/metrics measures each partition's lag from the consumer's positions and high
+    watermarks, which the embedded broker supports as any other."""
+    release = asyncio.Event()
+
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+        await release.wait()
+
+    runtime = await runtime_with(on_purge_requested)
+    group = f"{runtime.settings.kafka.topic_prefix}billing"
+    topic = runtime.settings.kafka.topic("purge.requested")
+    await _purges(runtime.settings, 5)
+
+    async def behind(total: float) -> dict[tuple[str, str], float] | None:
+        lags = _lag_samples(await runtime.metrics_text(), group)
+        return lags if lags and sum(lags.values()) == total else None
+
+    lags = await eventually(lambda: behind(4), timeout=30, what="four records behind, one held")
+    assert {found_topic for found_topic, _ in lags} == {topic}
+    release.set()
+    await eventually(lambda: behind(0), timeout=30, what="the lag fell to zero")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,7 +21,5 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics."""
-    return Response(
-        generate_latest(request.app.state.telemetry.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    """Prometheus metrics, consumer lag measured at the scrape."""
+    return Response(await request.app.state.runtime.metrics_text(), media_type=CONTENT_TYPE_LATEST)
