@@ -11,11 +11,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    Gauge as GaugeData,
+)
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    Sum,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 
 @dataclass
@@ -127,23 +145,89 @@ class HttpMetrics:
         )
 
 
+def _prometheus_name(name: str) -> str:
+    """`quittance.audit.alerts` as Prometheus spells it: `quittance_audit_alerts`."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name)
+
+
+class OpenTelemetryMetrics(Collector):
+    """Puts the instruments of a service's OpenTelemetry meters on its Prometheus `/metrics`,
+    read at each scrape: code measures with the OpenTelemetry API, operators scrape one page."""
+
+    def __init__(self, reader: InMemoryMetricReader) -> None:
+        self._reader = reader
+
+    def collect(self) -> list[Metric]:
+        """Each instrument as a Prometheus family: sums as counters (or gauges when they can
+        fall), gauges as gauges, histograms with their buckets; attributes become labels."""
+        data = self._reader.get_metrics_data()
+        families: list[Metric] = []
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for found in scope.metrics:
+                    families.extend(_family(found.name, found.description or "", found.data))
+        return families
+
+
+def _family(name: str, description: str, data: Any) -> list[Metric]:
+    name = _prometheus_name(name)
+    points = list(data.data_points)
+    labels = sorted({_prometheus_name(key) for point in points for key in point.attributes})
+
+    def values(point: Any) -> list[str]:
+        named = {_prometheus_name(k): str(v) for k, v in point.attributes.items()}
+        return [named.get(label, "") for label in labels]
+
+    family: Metric
+    if isinstance(data, Sum) and data.is_monotonic:
+        family = CounterMetricFamily(name, description, labels=labels)
+        for point in points:
+            family.add_metric(values(point), point.value)
+    elif isinstance(data, Sum | GaugeData):
+        family = GaugeMetricFamily(name, description, labels=labels)
+        for point in points:
+            family.add_metric(values(point), point.value)
+    elif isinstance(data, HistogramData):
+        family = HistogramMetricFamily(name, description, labels=labels)
+        for point in points:
+            cumulative, buckets = 0, []
+            for bound, count in zip(
+                [*point.explicit_bounds, float("inf")], point.bucket_counts, strict=True
+            ):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            family.add_metric(values(point), buckets, point.sum)
+    else:
+        return []
+    return [family]
+
+
 @dataclass
 class Telemetry:
-    """A service's tracer provider and metrics registry."""
+    """A service's tracer provider, meter provider and metrics registry."""
 
     service: str
     tracer_provider: TracerProvider
     registry: CollectorRegistry
     delivery: DeliveryMetrics
     http: HttpMetrics
+    meter_provider: MeterProvider | None = None
 
     def tracer(self, name: str) -> trace.Tracer:
         """Return a tracer of this service."""
         return self.tracer_provider.get_tracer(name)
 
+    def meter(self, name: str) -> metrics.Meter:
+        """Return a meter of this service; what it measures is on the service's `/metrics`."""
+        if self.meter_provider is None:
+            return metrics.NoOpMeter(name)
+        return self.meter_provider.get_meter(name)
+
     def shutdown(self) -> None:
         """Flush and stop span export."""
         self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
 
 
 def create_telemetry(
@@ -160,7 +244,13 @@ def create_telemetry(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
         )
     registry = CollectorRegistry()
-    return Telemetry(service, provider, registry, DeliveryMetrics(registry), HttpMetrics(registry))
+    # Each service its own meter provider, never the global one: tests run several in a process.
+    reader = InMemoryMetricReader()
+    registry.register(OpenTelemetryMetrics(reader))
+    meters = MeterProvider(resource=provider.resource, metric_readers=[reader])
+    return Telemetry(
+        service, provider, registry, DeliveryMetrics(registry), HttpMetrics(registry), meters
+    )
 
 
 Scope = MutableMapping[str, Any]

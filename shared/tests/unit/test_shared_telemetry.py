@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import generate_latest
 
 from shared.http import harden_api
 from shared.telemetry import JsonLogFormatter, RequestTelemetryMiddleware, create_telemetry
@@ -144,3 +145,33 @@ async def test_each_request_gets_one_server_span_and_one_duration_sample_by_rout
         ("GET", "/broken", "500"): 1,
         ("_OTHER", "/things/{thing_id}", "405"): 1,
     }
+
+
+def test_what_a_services_meters_measure_is_on_its_prometheus_page() -> None:
+    """Code measures with the OpenTelemetry API; the service's /metrics shows it: counters,
+    counts that can fall, gauges and histograms, with their attributes as labels. Another
+    service's telemetry in the same process sees none of it."""
+    telemetry = create_telemetry("unit")
+    meter = telemetry.meter("quittance.unit")
+    sent = meter.create_counter("quittance.unit.emails.sent", unit="{email}")
+    sent.add(2, {"kind": "invoice"})
+    sent.add(1, {"kind": "reminder"})
+    meter.create_up_down_counter("quittance.unit.sagas.active").add(3)
+    meter.create_gauge("quittance.unit.chain.verified").set(1)
+    took = meter.create_histogram("quittance.unit.purge.duration", unit="s")
+    for seconds in (0.5, 3.0, 8.0):
+        took.record(seconds)
+    page = generate_latest(telemetry.registry).decode()
+    value = telemetry.registry.get_sample_value
+    assert value("quittance_unit_emails_sent_total", {"kind": "invoice"}) == 2
+    assert value("quittance_unit_emails_sent_total", {"kind": "reminder"}) == 1
+    assert "# TYPE quittance_unit_emails_sent_total counter" in page
+    assert value("quittance_unit_sagas_active") == 3
+    assert "# TYPE quittance_unit_sagas_active gauge" in page
+    assert value("quittance_unit_chain_verified") == 1
+    assert value("quittance_unit_purge_duration_count") == 3
+    assert value("quittance_unit_purge_duration_sum") == 11.5
+    assert value("quittance_unit_purge_duration_bucket", {"le": "5.0"}) == 2
+    assert value("quittance_unit_purge_duration_bucket", {"le": "+Inf"}) == 3
+    other = create_telemetry("other")
+    assert other.registry.get_sample_value("quittance_unit_chain_verified") is None

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
+from opentelemetry.metrics import Meter
 
 from audit.api import audit_routes, report_routes
 from audit.data_map import DATA_MAP
@@ -26,7 +27,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_service(
-    settings: AuditSettings, *, sessions: SessionFactory, units: UnitsOfWork | None = None
+    settings: AuditSettings,
+    *,
+    sessions: SessionFactory,
+    units: UnitsOfWork | None = None,
+    meter: Meter | None = None,
 ) -> AuditService:
     """The trail's service from settings (the app's, or the verify command's)."""
     return AuditService(
@@ -37,6 +42,7 @@ def create_service(
         alert_accounts_per_hour=settings.alert_accounts_per_hour,
         verify_processes=settings.verify_processes or os.cpu_count() or 1,
         database_url=settings.database_url,
+        meter=meter,
     )
 
 
@@ -54,7 +60,12 @@ def create_app(
     runtime = create_runtime(
         SERVICE, settings, topics=consumed_and_produced(SERVICE), telemetry=telemetry
     )
-    service = create_service(settings, sessions=runtime.sessions, units=runtime.units)
+    service = create_service(
+        settings,
+        sessions=runtime.sessions,
+        units=runtime.units,
+        meter=runtime.telemetry.meter("quittance.audit"),
+    )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(
         create_routes(service=service, participant=participant, telemetry=runtime.telemetry)

@@ -111,6 +111,7 @@ class AuditService:
         alert_accounts_per_hour: int = 20,
         verify_processes: int = 1,
         database_url: str | None = None,
+        meter: metrics.Meter | None = None,
     ) -> None:
         if verify_processes > 1 and database_url is None:
             raise ValueError("verifying in several processes needs the database's URL")
@@ -121,7 +122,7 @@ class AuditService:
         self.reference_key = reference_key
         self.signing_key = signing_key
         self.alert_accounts_per_hour = alert_accounts_per_hour
-        meter = metrics.get_meter("quittance.audit")
+        meter = meter or metrics.get_meter("quittance.audit")
         self._alerts = meter.create_counter(
             "quittance.audit.alerts", unit="{alert}", description="Alerts raised, by kind."
         )

@@ -40,6 +40,7 @@ from shared.migrations import upgrade_database
 from shared.outbox import Outbox
 from shared.settings import KafkaSettings
 from shared.signing import SigningKey
+from shared.telemetry import create_telemetry
 from shared.unit_of_work import UnitOfWorkFactory
 
 pytestmark = pytest.mark.integration
@@ -655,15 +656,29 @@ async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
 async def test_staff_access_a_failed_verification_raises_one_alert(
     trail: tuple[AuditService, str],
 ) -> None:
-    """The scheduled check of the trail alerts when it finds it altered, once per finding."""
-    service, dsn = trail
+    """The scheduled check of the trail alerts when it finds it altered, once per finding, and
+    the service's /metrics says so (the verification gauge, the alerts counter)."""
+    trusting, dsn = trail
+    telemetry = create_telemetry("audit")
+    service = AuditService(
+        sessions=trusting.sessions,
+        units=trusting.units,
+        reference_key=REFERENCE_KEY.encode(),
+        signing_key=SIGNING_KEY,
+        meter=telemetry.meter("quittance.audit"),
+    )
+    registry = telemetry.registry
     await _sql(dsn, "TRUNCATE audit_alert, access_grant_mark, outbox_message")
     await _two_accounts(service)
     assert (await service.check_trail()).finding is None
     assert await _alerts(dsn) == []
+    assert registry.get_sample_value("quittance_audit_chain_verified") == 1
     await _sql(dsn, "UPDATE audit_entry SET resource_id = 'other' WHERE global_seq = 4")
     for _ in range(2):
         finding = (await service.check_trail()).finding
         assert finding is not None
         assert finding.global_seq == 4
     assert await _alerts(dsn) == [("verification-failed", "audit")]
+    assert registry.get_sample_value("quittance_audit_chain_verified") == 0
+    failed = {"kind": "verification-failed"}
+    assert registry.get_sample_value("quittance_audit_alerts_total", failed) == 1

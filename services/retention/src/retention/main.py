@@ -59,6 +59,7 @@ def create_app(
         units=runtime.units,
         plans=settings.plans,
         every=timedelta(seconds=settings.sweep_every_s),
+        meter=runtime.telemetry.meter("quittance.retention"),
     )
     runtime.consume(create_routes(service=service, sweeps=sweeps, telemetry=runtime.telemetry))
 

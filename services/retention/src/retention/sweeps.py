@@ -41,13 +41,14 @@ class SweepService:
         units: UnitsOfWork,
         plans: dict[str, PlanTerms],
         every: timedelta,
+        meter: metrics.Meter | None = None,
     ) -> None:
         self.sessions = sessions
         self.units = units
         self.plans = plans
         self.every = every
         self.services = sorted(consumers_of(RetentionSweepRequested.event_type))
-        meter = metrics.get_meter("quittance.retention")
+        meter = meter or metrics.get_meter("quittance.retention")
         self._swept_rows = meter.create_counter(
             "quittance.retention.sweep.rows",
             unit="{row}",
