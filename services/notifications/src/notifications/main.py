@@ -40,6 +40,7 @@ def assemble(
         export_store=runtime.store,
         settings=settings,
         clock=clock or (lambda: datetime.now(UTC)),
+        meter=runtime.telemetry.meter("quittance.notifications"),
     )
     participant = runtime.participant(DATA_MAP)
     runtime.consume(

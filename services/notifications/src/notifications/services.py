@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
 
+from opentelemetry import metrics
 from sqlalchemy import and_, delete, or_, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
@@ -127,6 +128,7 @@ class NotificationsService:
         export_store: ExportStore,
         settings: NotificationsSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        meter: metrics.Meter | None = None,
     ) -> None:
         self.sessions = sessions
         self.units = units
@@ -138,6 +140,12 @@ class NotificationsService:
         # Sends under way: the consumer starts one and goes on while the server answers.
         self._slots = asyncio.Semaphore(settings.concurrent_sends)
         self._sending: set[asyncio.Task[bool]] = set()
+        self._outcomes = (meter or metrics.get_meter("quittance.notifications")).create_counter(
+            "quittance.notifications.emails",
+            unit="{email}",
+            description="Emails by kind and outcome: sent, deferred (to be retried), bounced,"
+            " suppressed (an address that bounced before), counted once committed.",
+        )
 
     def _mime(
         self,
@@ -646,7 +654,15 @@ class NotificationsService:
             return await asyncio.to_thread(self._send_with_attachment, email, keys)
 
     def _announce(self, work: Work, email: OutgoingEmail, *, reason: str | None = None) -> None:
-        """Tell billing's delivery log where the email stands (statuses that are an outcome)."""
+        """Tell billing's delivery log where the email stands (statuses that are an outcome),
+        and count the outcome once it is committed."""
+        status = "deferred" if email.status is EmailStatus.QUEUED else email.status.value
+        outcome = {"kind": email.kind.value, "outcome": status}
+
+        async def count() -> None:
+            self._outcomes.add(1, outcome)
+
+        work.after_commit(count)
         if email.kind is MessageKind.PURGE_CERTIFICATE:
             return  # billing keeps nothing of a purged account, and its key is gone
         work.emit(
@@ -656,7 +672,7 @@ class NotificationsService:
                 message_id=email.message_id,
                 kind=email.kind.value,
                 recipient=email.recipient,
-                status="deferred" if email.status is EmailStatus.QUEUED else email.status.value,
+                status=status,
                 attempts=email.attempts,
                 reason=reason,
                 document_id=email.document_id,

@@ -33,6 +33,7 @@ from shared.contracts import (
     ReminderSchedule,
     new_envelope,
 )
+from shared.telemetry import Telemetry, create_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +69,26 @@ def settings(
 
 
 @pytest.fixture(scope="module")
+def telemetry() -> Telemetry:
+    return create_telemetry("notifications")
+
+
+@pytest.fixture(scope="module")
 async def service(
-    settings: NotificationsSettings, clock: Clock
+    settings: NotificationsSettings, clock: Clock, telemetry: Telemetry
 ) -> AsyncIterator[NotificationsService]:
-    app, service = assemble(settings, clock=clock)
+    app, service = assemble(settings, clock=clock, telemetry=telemetry)
     async with running(app):
         yield service
+
+
+OUTCOMES = ("sent", "deferred", "bounced", "suppressed")
+
+
+def _emails(telemetry: Telemetry, kind: str, outcome: str) -> float:
+    """Emails of a kind with an outcome, as the service's /metrics counts them."""
+    labels = {"kind": kind, "outcome": outcome}
+    return telemetry.registry.get_sample_value("quittance_notifications_emails_total", labels) or 0
 
 
 async def _publish(settings: NotificationsSettings, data: Any, *, event: Any = None) -> Any:
@@ -358,10 +373,16 @@ async def test_use_reminders_stop_when_paid_voided_credited_or_the_account_termi
 
 
 async def test_use_a_temporary_refusal_is_retried_and_a_queued_reminder_of_a_paid_invoice_never_goes(  # noqa: E501
-    service: NotificationsService, settings: NotificationsSettings, clock: Clock, mail: MailCatcher
+    service: NotificationsService,
+    settings: NotificationsSettings,
+    clock: Clock,
+    mail: MailCatcher,
+    telemetry: Telemetry,
 ) -> None:
     """The mail server defers `defer…` addresses (451): the reminder waits for its retry; the
-    invoice is paid meanwhile, and the waiting reminder is cancelled, not sent."""
+    invoice is paid meanwhile, and the waiting reminder is cancelled, not sent. /metrics counts
+    each deferral."""
+    deferred_before = _emails(telemetry, "payment-reminder", "deferred")
     account_id = await _account(settings, ReminderSchedule(on_due=True))
     email = f"defer-{uuid.uuid4().hex[:8]}@example.com"
     invoice = _invoice(account_id, email, due=date(2030, 7, 1))
@@ -389,6 +410,8 @@ async def test_use_a_temporary_refusal_is_retried_and_a_queued_reminder_of_a_pai
     )
     assert rows[0]["attempts"] >= 2
     assert rows[0]["next_attempt_at"] > clock.now + timedelta(seconds=60)
+    deferrals = _emails(telemetry, "payment-reminder", "deferred") - deferred_before
+    assert deferrals == rows[0]["attempts"], "each refused attempt counted once"
 
     await _publish(
         settings,
@@ -433,9 +456,14 @@ async def test_use_a_temporary_refusal_is_retried_and_a_queued_reminder_of_a_pai
 
 
 async def test_use_a_bounced_address_gets_no_more_mail_until_corrected(
-    service: NotificationsService, settings: NotificationsSettings, mail: MailCatcher
+    service: NotificationsService,
+    settings: NotificationsSettings,
+    mail: MailCatcher,
+    telemetry: Telemetry,
 ) -> None:
-    """The mail server refuses `bounce…` addresses for good (550)."""
+    """The mail server refuses `bounce…` addresses for good (550); /metrics counts the bounce
+    and the suppression."""
+    before = {outcome: _emails(telemetry, "invoice", outcome) for outcome in OUTCOMES}
     account_id = uuid.uuid4()
     bounced = f"bounce-{uuid.uuid4().hex[:8]}@example.com"
     first = _invoice(account_id, bounced, due=date(2030, 8, 1))
@@ -482,6 +510,10 @@ async def test_use_a_bounced_address_gets_no_more_mail_until_corrected(
         ("suppressed", bounced.upper()),
         ("sent", corrected),
     ]
+    counted = {o: _emails(telemetry, "invoice", o) - before[o] for o in OUTCOMES}
+    assert counted["bounced"] == 1
+    assert counted["suppressed"] == 1
+    assert counted["sent"] >= 1, "the corrected address's invoice (others may go meanwhile)"
 
 
 async def test_use_mail_reads_in_the_accounts_settings_when_the_event_carries_none(

@@ -53,6 +53,7 @@ def create_app(
         plans=settings.plans,
         public_url=settings.public_url,
         retired_public_keys=[pem.encode() for pem in settings.certificate_retired_public_keys],
+        meter=runtime.telemetry.meter("quittance.retention"),
     )
     sweeps = SweepService(
         sessions=runtime.sessions,

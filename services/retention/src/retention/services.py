@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from opentelemetry import metrics
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 BUNDLE_NAME = "quittance-export.zip"
 BUNDLE_CHUNK_BYTES = 448 * 1024  # in base64 and sealed, a chunk stays below 1 MB
 PUBLISH_EVERY = 8  # chunks in flight at once
+# Termination to certificate: minutes when all goes well, days under a grace period.
+TERMINATION_BUCKETS_S = (10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class RetentionService:
         plans: dict[str, PlanTerms],
         public_url: str,
         retired_public_keys: list[bytes] | None = None,
+        meter: metrics.Meter | None = None,
     ) -> None:
         self.sessions = sessions
         self.units = units
@@ -103,6 +108,19 @@ class RetentionService:
         self.public_keys = {signing_key.key_id: signing_key.public_pem()} | {
             key_id_of(pem): pem for pem in retired_public_keys or []
         }
+        meter = meter or metrics.get_meter("quittance.retention")
+        self._to_certificate = meter.create_histogram(
+            "quittance.retention.termination.duration",
+            unit="s",
+            description="Time from an account's termination to its signed purge certificate.",
+            explicit_bucket_boundaries_advisory=TERMINATION_BUCKETS_S,
+        )
+        self._sagas = meter.create_gauge(
+            "quittance.retention.sagas",
+            unit="{saga}",
+            description="Termination sagas in flight, by step and whether one needs a person"
+            " (held: a legal hold blocks the purge).",
+        )
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
@@ -414,6 +432,12 @@ class RetentionService:
             replayable=False,
         )
         work.after_commit(self.store.removal(str(saga.id)))  # the bundle goes with the saga
+        took = (certificate.completed_at - saga.terminated_at).total_seconds()
+
+        async def measure() -> None:
+            self._to_certificate.record(took)
+
+        work.after_commit(measure)
 
     def _certificate(self, saga: TerminationSaga, destroyed_keys: list[str]) -> PurgeCertificate:
         """The purge certificate, signed: what was exported, what each service deleted and
@@ -625,12 +649,35 @@ class RetentionService:
             )
             return list(result.all())
 
+    async def measure_sagas(self) -> None:
+        """Set the sagas gauge: how many are at each step, and how many of them need a person
+        (every pair, zeros too, so a saga that moved on leaves no stale count)."""
+        async with self.sessions() as session:
+            rows = await session.exec(
+                select(
+                    TerminationSaga.status,
+                    col(TerminationSaga.needs_attention).is_not(None),
+                    func.count(),
+                ).group_by(
+                    TerminationSaga.status, col(TerminationSaga.needs_attention).is_not(None)
+                )
+            )
+            counts = {(status, bool(stuck)): number for status, stuck, number in rows.all()}
+        for status in SagaStatus:
+            for stuck in (False, True):
+                self._sagas.set(
+                    counts.get((status, stuck), 0),
+                    {"status": status.value, "needs_person": str(stuck).lower()},
+                )
+
     async def run_deadline_watch(self, interval_s: float) -> None:
-        """Forever: chase overdue steps (instances skip each other's locked rows)."""
+        """Forever: chase overdue steps (instances skip each other's locked rows), then
+        measure where the sagas stand."""
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await self.chase_overdue_steps()
+                await self.measure_sagas()
             except Exception:
                 log.exception("chasing overdue saga steps failed; trying again")
 

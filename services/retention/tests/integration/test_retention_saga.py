@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlmodel import select
 
@@ -329,6 +330,12 @@ async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
     async with running(create_app(settings)) as client:
         bundle, purged = await _certified(settings, account_id)
         certificate_id = purged["certificate_id"]
+
+        async def timed() -> float | None:
+            return await _metric(client, "quittance_retention_termination_duration_count")
+
+        took = await eventually(timed, timeout=15, what="/metrics timing the termination")
+        assert took == 1, "the time from termination to this certificate, once"
         envelope = (await client.get("/certificates", params={"id": certificate_id})).json()
         payload_response = await client.get(
             "/certificates", params={"id": certificate_id, "part": "payload"}
@@ -700,8 +707,27 @@ async def test_termination_an_overdue_step_is_asked_again_then_shown_as_needing_
         health = await client.get("/healthz")
         assert health.status_code == 503
         assert "need a person" in health.json()["checks"]["sagas"]
+
+        async def counted_on_metrics() -> float | None:
+            stuck = {"status": "exporting", "needs_person": "true"}
+            found = await _metric(client, "quittance_retention_sagas", stuck)
+            return found if found else None
+
+        assert await eventually(counted_on_metrics, timeout=15, what="/metrics counts it") >= 1
         assert (await client.get("/sagas")).status_code == 401
     await _clear_saga(impatient, account_id)
+
+
+async def _metric(
+    client: httpx.AsyncClient, name: str, labels: dict[str, str] | None = None
+) -> float | None:
+    """A sample of the service's /metrics, as Prometheus would scrape it."""
+    page = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return float(sample.value)
+    return None
 
 
 async def _clear_saga(settings: RetentionSettings, account_id: uuid.UUID) -> None:
