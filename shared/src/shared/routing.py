@@ -127,7 +127,12 @@ class EventRoutes:
         holder of the account's key can write one (a forged event cannot). `known_keys` are
         keys already fetched (a batch's); any other is looked up.
         """
-        raw = orjson.loads(body)  # ValueError: dead-lettered as invalid
+        return await self._open(orjson.loads(body), known_keys)  # ValueError: invalid
+
+    async def _open(
+        self, raw: Any, known_keys: Mapping[str, DataKey] | None
+    ) -> tuple[_Route, Envelope[Any]]:
+        """Check, open and validate a parsed message (decode's work after the parse)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             raise PermanentError("not a CloudEvents envelope: no 'type'")
         route = self._routes.get(raw["type"])
@@ -173,10 +178,17 @@ class EventRoutes:
         anything else (and any record that will not decode) one at a time through the
         dead-letter policy; only an outage comes out, and the whole batch is redelivered."""
         decoded: list[tuple[Any, _Route, Envelope[Any]]] = []
-        known_keys = await self._sealing_keys(records)
+        parsed: list[tuple[Any, Any]] = []
         for record in records:
             try:
-                route, event = await self.decode(record.value, known_keys)
+                parsed.append((record, orjson.loads(record.value)))
+            except Exception:
+                # Not JSON: refused on its own path, with the same reason and dead letter.
+                await policy.settle(record, partial(self.dispatch, record.value))
+        known_keys = await self._sealing_keys([raw for _, raw in parsed])
+        for record, raw in parsed:
+            try:
+                route, event = await self._open(raw, known_keys)
             except Exception as exc:
                 if classify(exc) == "outage":
                     raise
@@ -204,21 +216,19 @@ class EventRoutes:
             for record, _, _ in items:
                 await policy.settle(record, partial(self.dispatch, record.value))
 
-    async def _sealing_keys(self, records: Sequence[Any]) -> Mapping[str, DataKey]:
-        """The keys that sealed the records' personal fields, fetched at once: a batch of a
-        thousand accounts is one key-store query, not a thousand. Unreadable records are
-        left for decode to refuse."""
+    async def _sealing_keys(self, messages: Sequence[Any]) -> Mapping[str, DataKey]:
+        """The keys that sealed the parsed messages' personal fields, fetched at once: a batch
+        of a thousand accounts is one key-store query, not a thousand. What is not an event
+        of ours is left for _open to refuse."""
         if self.keys is None:
             return {}
         key_ids: set[str] = set()
-        for record in records:
-            try:
-                raw = orjson.loads(record.value)
-                route = self._routes.get(raw["type"])
-                if route is not None and isinstance(raw.get("data"), dict):
-                    key_ids |= key_ids_in(raw["data"], personal_paths(route.model))
-            except Exception:  # noqa: S112 - decode refuses it with its reason
+        for raw in messages:
+            if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
                 continue
+            route = self._routes.get(raw["type"])
+            if route is not None and isinstance(raw.get("data"), dict):
+                key_ids |= key_ids_in(raw["data"], personal_paths(route.model))
         return await self.keys.keys(key_ids) if key_ids else {}
 
     async def _handle_many(self, route: _Route, events: list[Envelope[Any]]) -> None:
