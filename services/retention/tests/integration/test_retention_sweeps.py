@@ -61,18 +61,45 @@ async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instance
             await connection.close()
         return plan == "enterprise"
 
+    async def sweep_ids(since: datetime, until: datetime | None = None) -> list[uuid.UUID]:
+        connection = await asyncpg.connect(database)
+        try:
+            rows = await connection.fetch(
+                "SELECT id FROM retention_sweep WHERE slot >= $1 AND ($2::timestamptz IS NULL"
+                " OR slot < $2) ORDER BY slot",
+                since,
+                until,
+            )
+        finally:
+            await connection.close()
+        return [row["id"] for row in rows]
+
+    async def asked(count: int, wait_s: float) -> list[str]:
+        requests = await read_events(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic("retention.sweep_requested"),
+            count=count,
+            key=str(account_id),
+            timeout=wait_s,
+        )
+        return [event["data"]["sweep_id"] for event in requests]
+
     async with running(create_app(settings)), running(create_app(settings)):
         await eventually(known, what="retention learning the account's plan")
         began = datetime.now(UTC)
         await asyncio.sleep(2.5)
         ended = datetime.now(UTC)
+        slots = await sweep_ids(began, ended)
+
+        async def all_published() -> bool:
+            # The relay publishes after the commit: wait for it before stopping the instances.
+            published = set(await asked(len(slots), wait_s=1))
+            return all(str(sweep_id) in published for sweep_id in slots)
+
+        await eventually(all_published, what="each sweep's request published")
+    every_slot_since = await sweep_ids(began)
     connection = await asyncpg.connect(database)
     try:
-        slots = await connection.fetch(
-            "SELECT slot, id FROM retention_sweep WHERE slot >= $1 AND slot < $2 ORDER BY slot",
-            began,
-            ended,
-        )
         # The database outlives the module: later tests' sweeps need not ask this account.
         await connection.execute("DELETE FROM account_plan WHERE account_id = $1", account_id)
     finally:
@@ -80,16 +107,17 @@ async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instance
     assert len(slots) >= 3, "a sweep every half second"
     window = (ended - began).total_seconds()
     assert len(slots) <= window / 0.5 + 1, "one sweep per slot, not one per instance or look"
-    requests = await read_events(  # one more than expected: a duplicate would show up
+    # One more than were made: a duplicate request would show up.
+    requested = await asked(len(every_slot_since) + 1, wait_s=2)
+    for sweep_id in slots:
+        assert requested.count(str(sweep_id)) == 1, "each sweep asks the account once"
+    assert len(requested) == len(set(requested)), "no sweep asked twice"
+    requests = await read_events(
         settings.kafka.bootstrap_servers,
         settings.kafka.topic("retention.sweep_requested"),
-        count=len(slots) + 1,
+        count=1,
         key=str(account_id),
         timeout=2,
     )
-    asked = [event["data"]["sweep_id"] for event in requests]
-    for _, sweep_id in slots:
-        assert asked.count(str(sweep_id)) == 1, "each sweep asks the account once"
-    assert len(asked) == len(set(asked)), "no sweep asked twice"
     cutoffs = requests[-1]["data"]["cutoffs"]
     assert set(cutoffs) == {"delivery-log", "request-metadata"}
