@@ -148,6 +148,15 @@ def development_secrets(model: BaseModel, prefix: str = "") -> Iterator[str]:
             yield from development_secrets(value, f"{prefix}{name}.")
 
 
+def refuse_development_secrets(model: BaseModel, environment: str) -> None:
+    """Outside development, raise if any secret is still at its development default."""
+    if environment == "development":
+        return
+    defaults = list(development_secrets(model))
+    if defaults:
+        raise ValueError(f"still at their development default: {', '.join(defaults)}")
+
+
 class ServiceSettings(BaseSettings):
     """The settings common to the four services; each subclass sets its env prefix."""
 
@@ -199,9 +208,5 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> ServiceSettings:
-        if self.environment == "development":
-            return self
-        defaults = list(development_secrets(self))
-        if defaults:
-            raise ValueError(f"still at their development default: {', '.join(defaults)}")
+        refuse_development_secrets(self, self.environment)
         return self
