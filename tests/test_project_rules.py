@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr, ValidationError
 
 from devstack.testing import RecordingParticipant
@@ -58,9 +61,89 @@ def test_docker_compose_follows_the_compose_specification() -> None:
 
 def test_every_service_has_a_dockerfile_the_compose_file_builds() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
-    for service in SERVICES:
+    for service in (*SERVICES, "ops"):
         assert (ROOT / "services" / service / "Dockerfile").is_file()
         assert f"dockerfile: services/{service}/Dockerfile" in compose
+
+
+_PROMETHEUS_METRIC = re.compile(r'\b(Counter|Gauge|Histogram)\(\s*"([a-z_]+)"')
+_OTEL_INSTRUMENT = re.compile(
+    r'\bcreate_(counter|up_down_counter|gauge|histogram)\(\s*"([a-z_.]+)"'
+)
+_PROMQL_WORDS = frozenset({"and", "or", "unless", "bool", "offset", "on", "ignoring", "inf"})
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name the code registers, as a Prometheus scrape spells it."""
+    names = {"up"}  # Prometheus's own, per scrape target
+    sources = [*(ROOT / "shared" / "src").rglob("*.py"), *(ROOT / "services").glob("*/src/**/*.py")]
+    for source in sources:
+        text = source.read_text()
+        found = [(kind.lower(), name) for kind, name in _PROMETHEUS_METRIC.findall(text)]
+        found += [(kind, name.replace(".", "_")) for kind, name in _OTEL_INSTRUMENT.findall(text)]
+        for kind, name in found:
+            if kind == "counter":
+                names.add(f"{name}_total")
+            elif kind == "histogram":
+                names.update(f"{name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+            else:
+                names.add(name)
+    return names
+
+
+def _metric_names_in(expression: str) -> set[str]:
+    """The series a PromQL expression reads (label matchers, ranges and groupings dropped)."""
+    bare = re.sub(r'"[^"]*"', "", expression)
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", bare)
+    bare = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", bare)
+    return {
+        token
+        for token in re.findall(r"(?<![\w.:])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", bare)
+        if token not in _PROMQL_WORDS
+    }
+
+
+def test_alert_rules_and_grafana_panels_read_only_metrics_the_services_export() -> None:
+    """A renamed metric must not leave an alert that can never fire or an empty panel."""
+    exported = _exported_metric_names()
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    expressions = {
+        f"alert {rule['alert']}": rule["expr"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+    }
+    dashboard = json.loads(
+        (ROOT / "deploy" / "grafana" / "dashboards" / "quittance.json").read_text()
+    )
+    expressions |= {
+        f"panel {panel['title']} ({target['refId']})": target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    }
+    unknown = {
+        where: sorted(_metric_names_in(expression) - exported)
+        for where, expression in expressions.items()
+        if _metric_names_in(expression) - exported
+    }
+    assert unknown == {}
+    for must in ("consumer_lag", "outbox_oldest", "dead_lettered", "sagas", "chain_verified"):
+        assert any(must in e for e in rules_text(rules)), f"an alert on {must}"
+
+
+def rules_text(rules: Any) -> list[str]:
+    """The expressions of every alert rule."""
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+def test_compose_mounts_the_alert_rules_and_grafana_provisioning() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    prometheus = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in prometheus
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    grafana = compose["services"]["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana
 
 
 def _routes(service: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_up_serves_stops_cleanly_on_ctrl_c_and_keeps_its_data(tmp_path: Path) ->
         "smtp",
         "mail-web",
         "payment-gateway",
+        "dashboard",
         *(spec.name for spec in SERVICES),
     ]
     ports = {name: free_port() for name in names}
@@ -62,6 +64,13 @@ def test_up_serves_stops_cleanly_on_ctrl_c_and_keeps_its_data(tmp_path: Path) ->
         gateway = f"http://127.0.0.1:{ports['payment-gateway']}"
         assert gateway in log.read_text()
         assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200
+        dashboard = f"http://127.0.0.1:{ports['dashboard']}"
+        printed = re.search(rf"{re.escape(dashboard)}\s+\(password: (\S+)\)", log.read_text())
+        assert printed, "the dashboard's address and password are printed"
+        signed_in = httpx.post(
+            f"{dashboard}/sign-in", data={"password": printed.group(1)}, timeout=10
+        )
+        assert signed_in.status_code == 303, "the printed password signs in"
         opened = httpx.post(
             f"{billing}/accounts",
             timeout=10,

@@ -26,9 +26,11 @@ def up(var_dir: Path, ports: StackPorts, service_ports: dict[str, int]) -> int:
         stack.start_infrastructure()
         print("creating databases, running migrations, starting the services ...", flush=True)
         stack.start_services()
+        stack.start_dashboard()
         print(_banner(stack), flush=True)
         while not stopping:
-            for name, process in stack.services.items():
+            watched = {**stack.services, **({"ops": stack.dashboard} if stack.dashboard else {})}
+            for name, process in watched.items():
                 if not process.alive():
                     print(
                         f"{name} exited; its log: {process.log_path}\n{process.tail()}", flush=True
@@ -52,6 +54,9 @@ def _banner(stack: Stack) -> str:
     for spec in SERVICES:
         lines.append(f"  {spec.name:<14} {stack.service_url(spec.name)}   (/healthz, /metrics)")
     lines.append(f"  {'billing API':<14} {stack.service_url('billing')}/docs")
+    lines.append(
+        f"  {'ops dashboard':<14} {stack.dashboard_url}   (password: {stack.dashboard_password})"
+    )
     lines.append(f"  {'web inbox':<14} {stack.mail_url}")
     lines.append(f"  {'SMTP':<14} smtp://127.0.0.1:{stack.ports.smtp}")
     lines.append(f"  {'payments':<14} {stack.payment_gateway_url}   (the sandbox gateway)")
@@ -74,7 +79,7 @@ def main() -> None:
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--var-dir", type=Path, default=Path("var"))
     defaults = StackPorts()
-    for name in ("postgres", "kafka", "smtp", "mail_web", "payment_gateway"):
+    for name in ("postgres", "kafka", "smtp", "mail_web", "payment_gateway", "dashboard"):
         up_parser.add_argument(
             f"--{name.replace('_', '-')}-port", type=int, default=getattr(defaults, name)
         )
@@ -88,6 +93,7 @@ def main() -> None:
             args.smtp_port,
             args.mail_web_port,
             args.payment_gateway_port,
+            args.dashboard_port,
         )
         service_ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in SERVICES}
         sys.exit(up(args.var_dir, ports, service_ports))

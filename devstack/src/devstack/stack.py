@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -48,6 +49,7 @@ class StackPorts:
     smtp: int = 2525
     mail_web: int = 8025
     payment_gateway: int = 8010
+    dashboard: int = 8004
 
 
 @dataclass
@@ -74,6 +76,11 @@ class Stack:
         default_factory=lambda: f"whsec_{secrets.token_hex(24)}", repr=False
     )
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    dashboard: ManagedProcess | None = None
+    # Extra environment per service, on top of service_env (a test's shorter grace period).
+    service_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The dashboard's sign-in password, fresh for each run and printed by `make up`.
+    dashboard_password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     created_databases: list[str] = field(default_factory=list)
 
     @property
@@ -223,7 +230,53 @@ class Stack:
         if service == "notifications":
             env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
             env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)
-        return env
+        return {**env, **self.service_overrides.get(service, {})}
+
+    @property
+    def dashboard_url(self) -> str:
+        """The ops dashboard."""
+        return f"http://127.0.0.1:{self.ports.dashboard}"
+
+    def dashboard_env(self) -> dict[str, str]:
+        """The environment that points the dashboard at this stack's services."""
+        return {
+            "OPS_ENVIRONMENT": "development",
+            "OPS_SERVICES": json.dumps({s: self.service_url(s) for s in self.service_ports}),
+            "OPS_SIGN_IN_PASSWORD": self.dashboard_password,
+            "OPS_SESSION_KEY": secrets.token_hex(32),
+            "OPS_LOG_LEVEL": "INFO",
+        }
+
+    def start_dashboard(self) -> ManagedProcess:
+        """Start the ops dashboard (it reads the services over HTTP) and wait for it."""
+        _require_free(self.ports.dashboard, "the ops dashboard")
+        self.dashboard = ManagedProcess(
+            "ops",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ops.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.dashboard),
+                "--no-access-log",
+                "--no-server-header",
+            ],
+            log_path=self.log_dir / "ops.log",
+            env=self.dashboard_env(),
+        )
+        self.dashboard.start()
+        wait_until(lambda: port_is_open(self.ports.dashboard), timeout=30, what="the dashboard")
+        return self.dashboard
+
+    def stop_dashboard(self) -> None:
+        """Stop the ops dashboard if it runs."""
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
 
     def migrate(self, service: str) -> None:
         """Run a service's migrations the way production does: its own command, its own env."""
@@ -310,7 +363,8 @@ class Stack:
         self.services.clear()
 
     def stop(self) -> None:
-        """Stop the services, then the infrastructure."""
+        """Stop the dashboard and the services, then the infrastructure."""
+        self.stop_dashboard()
         self.stop_services()
         if self.payment_gateway is not None:
             self.payment_gateway.stop()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -473,3 +475,33 @@ def served(app: Any, port: int) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+# Flags that keep a headless Chromium off the network this machine does not have.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium_executable() -> str | None:
+    """Debian's Chromium (or QUITTANCE_CHROMIUM), or None when this machine has none."""
+    named = os.environ.get("QUITTANCE_CHROMIUM")
+    if named:
+        return named
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def artifacts_dir(name: str) -> Path:
+    """Where a test keeps what a person should look at (screenshots): QUITTANCE_TEST_ARTIFACTS,
+    else test-artifacts/ at the repository root."""
+    root = Path(os.environ.get("QUITTANCE_TEST_ARTIFACTS", Path.cwd() / "test-artifacts"))
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

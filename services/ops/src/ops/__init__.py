@@ -1,0 +1,1 @@
+"""Quittance ops: the operators' dashboard."""

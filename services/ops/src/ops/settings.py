@@ -1,0 +1,73 @@
+"""Ops settings: `OPS_` environment variables, nested with `__`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, refuse_development_secrets
+
+DEFAULT_SERVICES = {
+    "billing": "http://127.0.0.1:8000",
+    "notifications": "http://127.0.0.1:8001",
+    "retention": "http://127.0.0.1:8002",
+    "audit": "http://127.0.0.1:8003",
+}
+
+
+class OpsSettings(BaseSettings):
+    """Where the services answer, the staff tokens the dashboard reads them with, and sign-in."""
+
+    model_config = SettingsConfigDict(env_prefix="OPS_", env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="Development defaults are refused in production."
+    )
+    services: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_SERVICES),
+        description="Each service's base URL (JSON); the dashboard reads its /healthz, /metrics "
+        "and staff APIs, never its database.",
+    )
+    retention_operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Retention's operator token: the dashboard lists sagas with it.",
+    )
+    audit_operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
+        description="Audit's operator token: the dashboard lists verification alerts with it.",
+    )
+    sign_in_password: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}ops-password"),
+        description="The password operations staff sign in to the dashboard with.",
+    )
+    session_key: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}ops-session-key"),
+        description="Signs the dashboard's session cookie (HMAC).",
+    )
+    session_hours: float = Field(
+        default=8, gt=0, le=24, description="How long a sign-in lasts (a working shift)."
+    )
+    secure_cookie: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (set it when served over HTTPS).",
+    )
+    sign_in_failures_per_minute: int = Field(
+        default=5, ge=1, description="Wrong passwords accepted a minute before refusing all."
+    )
+    poll_interval_s: float = Field(
+        default=2, gt=0, description="How often the services are read (the page's refresh)."
+    )
+    history_points: int = Field(
+        default=150, ge=2, description="Readings kept in memory for the charts."
+    )
+    request_timeout_s: float = Field(
+        default=3, gt=0, description="How long a service may take to answer one read."
+    )
+    log_level: str = Field(default="INFO", description="Root log level.")
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_outside_development(self) -> OpsSettings:
+        refuse_development_secrets(self, self.environment)
+        return self

@@ -1,0 +1,102 @@
+"""What the dashboard computes from the services' metrics pages."""
+
+from __future__ import annotations
+
+from ops.domain import (
+    Reading,
+    ServiceReading,
+    audit_status,
+    dead_letter_rows,
+    lag_by_group,
+    lag_rows,
+    parse_metrics,
+    per_second,
+    service_rows,
+    topic_rows,
+)
+
+
+def line(name: str, value: float, **labels: str) -> str:
+    """One sample line of a Prometheus text page."""
+    inside = ",".join(f'{key}="{label}"' for key, label in labels.items())
+    return f"{name}{{{inside}}} {value}"
+
+
+def billing(issued: float, ok: float, failed: float) -> ServiceReading:
+    http = "http_server_request_duration_seconds_count"
+    page = "\n".join(
+        [
+            "# TYPE outbox_relayed_events counter",
+            line("outbox_relayed_events_total", issued, topic="p.invoice.issued"),
+            "# TYPE http_server_request_duration_seconds histogram",
+            line(http, ok, http_request_method="GET", http_response_status_code="200"),
+            line(http, failed, http_request_method="POST", http_response_status_code="503"),
+            "# TYPE messaging_kafka_consumer_lag gauge",
+            line(
+                "messaging_kafka_consumer_lag",
+                7,
+                messaging_consumer_group_name="billing",
+                messaging_destination_name="p.payment.settled",
+                messaging_destination_partition_id="0",
+            ),
+            "# TYPE dead_lettered_messages counter",
+            line("dead_lettered_messages_total", 2, topic="p.account.terminated", kind="invalid"),
+            line("dead_lettered_messages_total", 0, topic="p.invoice.issued", kind="failed"),
+            "",
+        ]
+    )
+    return ServiceReading("billing", True, True, {"database": "ok"}, tuple(parse_metrics(page)))
+
+
+def test_rates_are_counted_between_two_readings_and_a_restart_counts_from_zero() -> None:
+    assert per_second({"a": 30.0}, {"a": 10.0}, 2.0) == {"a": 10.0}
+    assert per_second({"a": 4.0}, {"a": 100.0}, 2.0) == {"a": 2.0}, "a counter that fell restarted"
+    assert per_second({"a": 4.0}, None, 2.0) == {"a": 0.0}, "no rate from one reading"
+
+
+def test_throughput_per_topic_comes_from_the_relays_counters() -> None:
+    before = Reading(10.0, (billing(issued=5, ok=0, failed=0),))
+    after = Reading(12.0, (billing(issued=25, ok=0, failed=0),))
+    assert topic_rows(after, before) == [
+        {"topic": "p.invoice.issued", "published": 25, "per_s": 10.0}
+    ]
+
+
+def test_a_service_shows_its_request_and_server_error_rates() -> None:
+    before = Reading(0.0, (billing(issued=0, ok=10, failed=1),))
+    after = Reading(4.0, (billing(issued=0, ok=30, failed=9),))
+    (row,) = service_rows(after, before)
+    assert row["status"] == "ok"
+    assert row["requests_per_s"] == 7.0, "(20 + 8) requests in 4 s"
+    assert row["server_errors_per_s"] == 2.0, "8 answers of 5xx in 4 s"
+
+
+def test_an_unreachable_or_unhealthy_service_is_named_as_such() -> None:
+    reading = Reading(
+        0.0,
+        (ServiceReading("audit", False), ServiceReading("retention", True, False, {"sagas": "1"})),
+    )
+    assert [row["status"] for row in service_rows(reading, None)] == ["unreachable", "down"]
+
+
+def test_lag_and_dead_letters_are_listed_per_group_partition_and_topic() -> None:
+    reading = Reading(0.0, (billing(issued=0, ok=0, failed=0),))
+    assert lag_rows(reading) == [
+        {"group": "billing", "topic": "p.payment.settled", "partition": "0", "lag": 7}
+    ]
+    assert lag_by_group(reading) == [{"group": "billing", "partitions": 1, "lag": 7}]
+    assert dead_letter_rows(reading) == [
+        {"service": "billing", "topic": "p.account.terminated", "kind": "invalid", "count": 2}
+    ], "topics with no dead letter are left out"
+
+
+def test_the_audit_chain_is_broken_when_any_verification_failed() -> None:
+    page = "# TYPE quittance_audit_chain_verified gauge\nquittance_audit_chain_verified %s\n"
+
+    def audit(value: int) -> Reading:
+        samples = tuple(parse_metrics(page % value))
+        return Reading(0.0, (ServiceReading("audit", True, True, {}, samples),))
+
+    assert audit_status(audit(1), [])["chain"] == "intact"
+    assert audit_status(audit(0), [])["chain"] == "broken"
+    assert audit_status(Reading(0.0, ()), None) == {"chain": "unknown", "alerts": None}
