@@ -358,3 +358,35 @@ async def test_a_batch_of_large_events_is_capped_in_bytes_but_never_empty(
     assert len(capped) == BATCH_MAX_BYTES // 900_000 + 1
     assert [row["seq"] for row in capped] == sorted(row["seq"] for row in capped)
     assert len(tiny_cap) == 1, "a row larger than the cap still goes, alone"
+
+
+async def _advisory_locks(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        query = (
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        )
+        return int((await connection.execute(text(query))).scalar_one())
+
+
+async def test_a_relay_stopped_at_any_moment_leaves_no_lock_for_the_next_one(
+    delivery_database: DeliveryDatabase, kafka: KafkaSettings
+) -> None:
+    """A relay stopped in the middle of a batch (a service shutting down) holds neither the
+    leader lock nor the batch fence afterwards: the next relay on the database publishes."""
+    engine = await delivery_database()
+    account = uuid.uuid4()
+    for stop_after_s in (0.0, 0.01, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3):
+        await _add_events(engine, kafka, [account], per_account=1500)
+        relay = OutboxRelay(
+            engine=engine,
+            kafka=kafka,
+            telemetry=create_telemetry("relay-test"),
+            poll_interval_s=0.05,
+            batch_size=100,
+        )
+        await relay.start()
+        await asyncio.sleep(stop_after_s)
+        await relay.stop()
+        held = await _advisory_locks(engine)
+        assert held == 0, f"stopped after {stop_after_s}s, {held} advisory locks are still held"
