@@ -22,40 +22,15 @@ from devstack.testing import (
     chromium_executable,
     eventually,
 )
-from retention.domain import PLANS
 
 pytestmark = pytest.mark.e2e
 OWNER_PASSWORD = "the dashboard test owner's passphrase"
 RETENTION_OPERATOR_TOKEN = "dev-only-operator-token"  # retention's development default
 
 
-GRACE_S = 45  # long enough to watch the saga wait, short enough to see it end
-
-
-@pytest.fixture(scope="module")
-def system(infrastructure: Stack) -> Iterator[Stack]:
-    """The four services, retention's standard plan with a grace period of seconds: the saga
-    waits long enough to be watched, then purges, so no export outlives this module."""
-    plans = {
-        name: {
-            "grace_period": GRACE_S if name == "standard" else terms.grace_period.total_seconds(),
-            "kept": {str(c): p.total_seconds() for c, p in terms.kept.items()},
-        }
-        for name, terms in PLANS.items()
-    }
-    infrastructure.topic_prefix = f"e2e{uuid.uuid4().hex[:8]}."
-    infrastructure.service_overrides = {"retention": {"RETENTION_PLANS": json.dumps(plans)}}
-    try:
-        infrastructure.start_services()
-        yield infrastructure
-    finally:
-        infrastructure.stop_services()
-        infrastructure.service_overrides = {}
-
-
 @pytest.fixture(scope="module")
 def dashboard(system: Stack) -> Iterator[str]:
-    """The dashboard as `make up` starts it, reading the four services of this module."""
+    """The dashboard as `make up` starts it, reading the four end-to-end services."""
     system.ports.dashboard = free_port()
     system.start_dashboard()
     try:
@@ -187,4 +162,7 @@ async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboar
     async def purged() -> bool:
         return not new_sagas & set(await _sagas(system))
 
-    await eventually(purged, timeout=GRACE_S + 90, what="the saga ending in its certificate")
+    # The grace period of the standard plan as the end-to-end services run it (conftest).
+    plans = json.loads(system.service_overrides["retention"]["RETENTION_PLANS"])
+    grace_s = plans["standard"]["grace_period"]
+    await eventually(purged, timeout=grace_s + 90, what="the saga ending in its certificate")
