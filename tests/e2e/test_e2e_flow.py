@@ -180,7 +180,7 @@ async def test_invoice_email_staff_audit_export_and_purge(system: Stack, mail: M
 
 async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
     """Consumer-only services too: /healthz checks database and broker, /metrics is Prometheus
-    with the consumer's lag per partition."""
+    with the consumer's lag per partition, and only labels on the allow-list."""
     async with httpx.AsyncClient(timeout=10) as client:
         for spec in SERVICES:
             health = await client.get(f"{system.service_url(spec.name)}/healthz")
@@ -196,6 +196,9 @@ async def test_every_service_reports_health_and_metrics(system: Stack) -> None:
             group = f"{system.topic_prefix}{spec.name}"
             lag = f'messaging_kafka_consumer_lag{{messaging_consumer_group_name="{group}"'
             assert lag in metrics.text, f"{spec.name}: its consumer's lag, per partition"
+            # USE: every label the service exposes is on the telemetry allow-list.
+            dropped = 'quittance_telemetry_dropped_total{what="metric label"} 0.0'
+            assert dropped in metrics.text, f"{spec.name}: a metric label is off the allow-list"
 
 
 async def test_a_malformed_event_is_dead_lettered_and_the_next_one_is_handled(

@@ -34,6 +34,7 @@ from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry, configure_logging, create_telemetry
+from shared.telemetry_privacy import AllowedMetrics
 from shared.unit_of_work import UnitOfWorkFactory
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -145,7 +146,7 @@ class ServiceRuntime(Generic[SettingsT]):
             f"{self.settings.kafka.topic_prefix}{self.name}",
             self.telemetry.delivery.consumer_lag,
         )
-        return bytes(generate_latest(self.telemetry.registry))
+        return bytes(generate_latest(AllowedMetrics(self.telemetry.registry)))
 
     def participant(self, data_map: AccountDataMap) -> Participant:
         """The service's part in terminations, derived from its account data map."""

@@ -35,6 +35,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from shared.telemetry_privacy import AllowListSpanExporter
+
 
 @dataclass
 class DeliveryMetrics:
@@ -235,14 +237,14 @@ def create_telemetry(
 ) -> Telemetry:
     """Build tracing (OTLP when an endpoint is set) and a fresh metrics registry."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # Every span leaves the process through the allow-list, whichever exporter takes it.
     if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(SimpleSpanProcessor(AllowListSpanExporter(exporter)))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces"))
-        )
+        otlp = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
+        provider.add_span_processor(BatchSpanProcessor(AllowListSpanExporter(otlp)))
     registry = CollectorRegistry()
     # Each service its own meter provider, never the global one: tests run several in a process.
     reader = InMemoryMetricReader()

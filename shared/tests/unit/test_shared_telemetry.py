@@ -13,10 +13,11 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from shared.http import harden_api
 from shared.telemetry import JsonLogFormatter, RequestTelemetryMiddleware, create_telemetry
+from shared.telemetry_privacy import LOG_FIELDS, AllowedMetrics
 
 
 @pytest.fixture
@@ -175,3 +176,56 @@ def test_what_a_services_meters_measure_is_on_its_prometheus_page() -> None:
     assert value("quittance_unit_purge_duration_bucket", {"le": "+Inf"}) == 3
     other = create_telemetry("other")
     assert other.registry.get_sample_value("quittance_unit_chain_verified") is None
+
+
+MARK = "mark-7f3a@example.com"
+
+
+def test_use_span_attributes_events_and_status_pass_the_allow_list() -> None:
+    """USE: only reviewed convention keys and our own non-personal ones leave the process;
+    an exception's message and a status description never do."""
+    exported = InMemorySpanExporter()
+    tracer = create_telemetry("allow-list-test", exporter=exported).tracer(__name__)
+    with tracer.start_as_current_span("work") as span:
+        span.set_attribute("http.route", "/customers/{customer_id}")
+        span.set_attribute("quittance.saga_id", "saga-1")
+        span.set_attribute("email", MARK)
+        span.set_attribute("quittance.customer.email", MARK)
+        span.set_attribute("enduser.id", MARK)
+        span.record_exception(ValueError(f"bad value {MARK}"))
+        span.set_status(StatusCode.ERROR, f"failed for {MARK}")
+    (finished,) = exported.get_finished_spans()
+    assert dict(finished.attributes or {}) == {
+        "http.route": "/customers/{customer_id}",
+        "quittance.saga_id": "saga-1",
+    }
+    (event,) = finished.events
+    assert dict(event.attributes or {}) == {
+        "exception.type": "ValueError",
+        "exception.escaped": "False",
+    }
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.status.description is None
+
+
+def test_use_metric_samples_with_a_label_off_the_allow_list_are_not_exposed() -> None:
+    """USE: a metric labelled by a personal field is dropped from /metrics, and counted."""
+    registry = CollectorRegistry()
+    Counter("quittance_test_sent", "test", ["topic"], registry=registry).labels("t").inc()
+    Counter("quittance_test_by_email", "test", ["email"], registry=registry).labels(MARK).inc()
+    exposed = generate_latest(AllowedMetrics(registry)).decode()
+    assert 'quittance_test_sent_total{topic="t"} 1.0' in exposed
+    assert MARK not in exposed
+    assert 'quittance_telemetry_dropped_total{what="metric label"}' in exposed
+
+
+def test_use_log_lines_carry_only_their_fixed_fields() -> None:
+    """USE: values handed to a log call as extra fields are never written."""
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "customer %s updated", ("c-1",), None
+    )
+    record.email = MARK
+    line = json.loads(JsonLogFormatter("svc").format(record))
+    assert set(line) <= set(LOG_FIELDS)
+    assert line["message"] == "customer c-1 updated"
+    assert MARK not in json.dumps(line)
