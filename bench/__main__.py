@@ -16,6 +16,7 @@ from bench.identity import bench_identity
 from bench.notifications import bench_notifications
 from bench.relay import bench_relay
 from bench.sweep import bench_sweep
+from bench.telemetry import bench_telemetry_overhead
 from bench.termination import bench_termination
 from bench.webhooks import bench_webhooks
 from devstack.processes import free_port
@@ -48,6 +49,8 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     # audit_append_per_s against copy_in_rows_per_s, audit_verify_entries_per_s against
     # raw_read_entries_per_s
     "audit": bench_audit,
+    # api_issue_invoice_per_s with tracing exported over OTLP against the same with it off
+    "telemetry_overhead_ratio": bench_telemetry_overhead,
 }
 
 

@@ -307,6 +307,7 @@ def test_production_settings_accept_real_secrets() -> None:
     assert BillingSettings(
         environment="production",
         keystore=keystore,
+        operator_token="an-operator-secret",  # type: ignore[arg-type]
         audit_token_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
     )
     assert AuditSettings(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Dialog, async_playwright, expect
 
 from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack
@@ -21,6 +21,7 @@ from devstack.testing import (
     artifacts_dir,
     chromium_executable,
     eventually,
+    produce,
 )
 
 pytestmark = pytest.mark.e2e
@@ -150,6 +151,31 @@ async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboar
             for spec in SERVICES:  # each service's consumer group, with its partitions
                 group = page.locator("#lag-groups tbody tr", has_text=f".{spec.name}")
                 await expect(group).to_have_count(1)
+
+            # A malformed event audit cannot handle: its letter shows why, then goes back.
+            planted = uuid.uuid4()
+            await produce(
+                system.bootstrap_servers,
+                f"{system.topic_prefix}data.accessed",
+                b'{"type": "data.accessed", "data": {"purpose": 7}}',
+                key=str(planted).encode(),
+                headers=[("content-type", b"application/json")],
+            )
+            letters = page.locator("#letters tbody tr", has_text=str(planted)[:8])
+            await expect(letters).to_contain_text("invalid", timeout=60_000)
+            await expect(letters).to_contain_text("audit")
+
+            async def give_a_reason(dialog: Dialog) -> None:
+                await dialog.accept("INC-7: the producer is fixed")
+
+            page.once("dialog", give_a_reason)
+            await letters.get_by_role("button", name="Send back").click()
+            await expect(page.locator("#letters-status")).to_contain_text(
+                "Sent back", timeout=30_000
+            )
+            # Still malformed, it is dead-lettered again; the first letter shows it went back.
+            await expect(letters.filter(has_text="sent back")).to_have_count(1, timeout=60_000)
+            await expect(letters).to_have_count(2, timeout=60_000)
             await page.screenshot(path=screenshots / "dashboard.png", full_page=True)
 
             await page.click("text=Sign out")

@@ -23,7 +23,7 @@ from shared.telemetry import JsonLogFormatter, create_telemetry
 from shared.telemetry_privacy import DROPPED
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "telemetry-test-operator-token"
+OPERATOR_TOKEN = "test-billing-operator-token"  # what service_env gives billing
 
 
 def _not_the_test_client(record: logging.LogRecord) -> bool:
@@ -92,7 +92,7 @@ async def test_use_marked_values_reach_no_span_metric_or_log_line(
     dropped_before = dict(DROPPED.counts)
     billing_spans, notification_spans = InMemorySpanExporter(), InMemorySpanExporter()
     billing = create_billing(
-        BillingSettings(**service_env("billing"), operator_token=OPERATOR_TOKEN),  # type: ignore[arg-type]
+        BillingSettings(**service_env("billing")),
         telemetry=create_telemetry("billing", exporter=billing_spans),
     )
     notifications = create_notifications(

@@ -25,7 +25,7 @@ async def test_issuing_an_invoice_and_emailing_it_is_one_trace(
 ) -> None:
     billing_spans, notification_spans = InMemorySpanExporter(), InMemorySpanExporter()
     billing = create_billing(
-        BillingSettings(**service_env("billing"), operator_token="op-token"),  # type: ignore[arg-type]
+        BillingSettings(**service_env("billing")),
         telemetry=create_telemetry("billing", exporter=billing_spans),
     )
     notifications = create_notifications(

@@ -25,7 +25,7 @@ from retention.settings import RetentionSettings
 from shared.signing import SigningKey
 
 pytestmark = pytest.mark.integration
-OPERATOR = {"Authorization": "Bearer sweep-operator-token"}
+OPERATOR = {"Authorization": "Bearer test-retention-operator-token"}
 PASSWORD = "a passphrase for the sweep"
 # Per table: the time column the plan's period runs from, and how far back a row is set: past
 # free's time (30 days of request metadata, 90 of delivery logs), inside standard's (90, 365).
@@ -99,14 +99,13 @@ async def _completed(client: httpx.AsyncClient, sweep_id: str) -> dict[str, Any]
 async def test_plan_retention_a_dry_run_lists_then_the_sweep_deletes_past_each_plans_time(
     service_env: Callable[[str], dict[str, Any]], infrastructure: Stack, mail: MailCatcher
 ) -> None:
-    billing_settings = BillingSettings(**service_env("billing"), operator_token="op-token")  # type: ignore[arg-type]
+    billing_settings = BillingSettings(**service_env("billing"))
     notifications_settings = NotificationsSettings(
         **service_env("notifications"),
         smtp=SmtpSettings(host="127.0.0.1", port=infrastructure.ports.smtp),
     )
     retention_settings = RetentionSettings(
         **service_env("retention"),
-        operator_token="sweep-operator-token",  # type: ignore[arg-type]
         certificate_key="sweep-certificate-key",  # type: ignore[arg-type]
         certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
     )

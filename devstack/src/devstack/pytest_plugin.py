@@ -175,12 +175,12 @@ def service_env(
             "billing_token_public_key": token_key.public_pem().decode(),
             "reference_key": "test-audit-reference-key",
             "checkpoint_signing_key": SigningKey.generate().private_pem(),
-            "operator_token": "test-audit-operator-token",
         },
     }
 
     def kwargs(service: str) -> dict[str, Any]:
         return {
+            "operator_token": f"test-{service}-operator-token",
             **secrets_of.get(service, {}),
             "environment": "test",
             "database_url": migrated_database(service),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from collections.abc import Callable, Coroutine, Iterable
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.data_map import AccountDataMap
 from shared.db import SessionFactory, create_engine, create_session_factory
+from shared.dead_letters import DeadLetterDesk, dead_letter_routes
 from shared.export_store import ExportStore, create_export_store
 from shared.health import (
     Check,
@@ -65,6 +67,11 @@ class ServiceRuntime(Generic[SettingsT]):
     extra_checks: list[HealthCheck] = field(default_factory=list)
     progress: ConsumerProgress = field(default_factory=ConsumerProgress)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @functools.cached_property
+    def dead_letter_desk(self) -> DeadLetterDesk:
+        """This service's consumer's dead letters and their redrive, for operators."""
+        return DeadLetterDesk(service=self.name, kafka=self.settings.kafka, units=self.units)
 
     async def start(self) -> None:
         """Create missing topics, connect the broker (and its subscribers), start the relay."""
@@ -189,7 +196,9 @@ def create_runtime(
     """Build a service's infrastructure from its settings; nothing connects until start()."""
     if configure_logs:
         configure_logging(name, settings.log_level)
-    telemetry = telemetry or create_telemetry(name, otlp_endpoint=settings.otlp_endpoint)
+    telemetry = telemetry or create_telemetry(
+        name, otlp_endpoint=settings.otlp_endpoint, tracing=settings.tracing
+    )
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     dead_letters = DeadLetterPolicy(
         consumer=name,
@@ -252,6 +261,9 @@ def create_consumer_app(
         asgi_routes=[
             *asgi_health_routes(
                 runtime.engine, runtime.broker, runtime.metrics_text, runtime.health_checks
+            ),
+            *dead_letter_routes(
+                runtime.dead_letter_desk, runtime.settings.operator_token.get_secret_value()
             ),
             *routes,
         ],

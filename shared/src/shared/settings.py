@@ -180,6 +180,15 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint for traces; unset keeps traces in-process."
     )
+    operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Bearer token of the operators (the ops dashboard): dead letters and their "
+        "redrive, and the service's own operator routes.",
+    )
+    tracing: bool = Field(
+        default=True,
+        description="Record spans; off only to measure what tracing costs (make bench).",
+    )
     log_level: str = Field(default="INFO", description="Root log level.")
     relay_batch_size: int = Field(default=500, ge=1, description="Outbox rows sent per batch.")
     relay_poll_interval_s: float = Field(

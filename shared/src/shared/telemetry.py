@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -233,10 +234,18 @@ class Telemetry:
 
 
 def create_telemetry(
-    service: str, *, otlp_endpoint: str | None = None, exporter: SpanExporter | None = None
+    service: str,
+    *,
+    otlp_endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+    tracing: bool = True,
 ) -> Telemetry:
-    """Build tracing (OTLP when an endpoint is set) and a fresh metrics registry."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    """Build tracing (OTLP when an endpoint is set) and a fresh metrics registry; without
+    tracing, spans are not recorded at all (the sampler drops them)."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ParentBased(ALWAYS_ON) if tracing else ALWAYS_OFF,
+    )
     # Every span leaves the process through the allow-list, whichever exporter takes it.
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(AllowListSpanExporter(exporter)))

@@ -151,9 +151,21 @@ def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return kept
 
 
+def _clean(span: ReadableSpan) -> bool:
+    """Whether a span carries nothing to drop (most do): it then leaves as it is."""
+    return (
+        not span.events
+        and span.status.description is None
+        and all(span_attribute_allowed(key) for key in span.attributes or ())
+        and all(span_attribute_allowed(k) for link in span.links for k in link.attributes or ())
+    )
+
+
 def allowed_span(span: ReadableSpan) -> ReadableSpan:
-    """A copy of span with only allowed attributes, on it, its events and its links; the
-    status keeps its code, not its description (an exception's message may quote a value)."""
+    """Span with only allowed attributes, on it, its events and its links; the status keeps
+    its code, not its description (an exception's message may quote a value)."""
+    if _clean(span):
+        return span
     return ReadableSpan(
         name=span.name,
         context=span.context,

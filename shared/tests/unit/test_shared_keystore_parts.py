@@ -206,6 +206,7 @@ def test_keystore_settings_come_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("BILLING_DATABASE_URL", "postgresql+asyncpg://u@db/billing")
     monkeypatch.setenv("BILLING_KEYSTORE__URL", "postgresql://u@keys.example/keystore")
     monkeypatch.setenv("BILLING_KEYSTORE__MASTER_KEY", "a-real-master-key")
+    monkeypatch.setenv("BILLING_OPERATOR_TOKEN", "a-real-operator-token")
     settings = _BillingLike(environment="production")
     assert settings.keystore.url == "postgresql://u@keys.example/keystore"
 
@@ -226,6 +227,7 @@ def test_the_vault_backend_needs_its_address_and_drops_the_unused_master_key() -
         database_url="postgresql+asyncpg://u@db/billing",
         environment="production",
         keystore=settings,
+        operator_token=SecretStr("a-real-operator-token"),
     )
 
 

@@ -9,6 +9,7 @@ from shared.settings import DEVELOPMENT_SECRET_PREFIX, KeyStoreSettings, Service
 
 URL = "postgresql+asyncpg://x/y"
 REAL_KEYSTORE = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
+TOKEN = SecretStr("a-real-operator-token")
 
 
 class _Vault(BaseModel):
@@ -28,16 +29,27 @@ def test_a_nested_development_secret_is_refused_outside_development() -> None:
     assert _Settings(database_url=URL, environment="development")
     for environment in ("test", "production"):
         with pytest.raises(ValidationError, match=r"development default: nested\.vault\.token"):
-            _Settings(database_url=URL, environment=environment, keystore=REAL_KEYSTORE)
+            _Settings(
+                database_url=URL,
+                environment=environment,
+                keystore=REAL_KEYSTORE,
+                operator_token=TOKEN,
+            )
 
 
 def test_every_nested_development_secret_is_named() -> None:
-    with pytest.raises(ValidationError, match=r"keystore\.master_key, nested\.vault\.token"):
+    with pytest.raises(
+        ValidationError, match=r"keystore\.master_key, operator_token, nested\.vault\.token"
+    ):
         _Settings(database_url=URL, environment="production")
 
 
 def test_a_nested_real_secret_is_accepted_in_production() -> None:
     nested = _Nested(vault=_Vault(token=SecretStr("a-real-token")))
     assert _Settings(
-        database_url=URL, environment="production", nested=nested, keystore=REAL_KEYSTORE
+        database_url=URL,
+        environment="production",
+        nested=nested,
+        keystore=REAL_KEYSTORE,
+        operator_token=TOKEN,
     )

@@ -229,3 +229,12 @@ def test_use_log_lines_carry_only_their_fixed_fields() -> None:
     assert set(line) <= set(LOG_FIELDS)
     assert line["message"] == "customer c-1 updated"
     assert MARK not in json.dumps(line)
+
+
+def test_with_tracing_off_no_span_is_recorded_or_exported() -> None:
+    """The switch make bench measures telemetry's cost with: the sampler drops every span."""
+    exported = InMemorySpanExporter()
+    tracer = create_telemetry("off-test", exporter=exported, tracing=False).tracer(__name__)
+    with tracer.start_as_current_span("work") as span:
+        assert not span.is_recording()
+    assert exported.get_finished_spans() == ()

@@ -36,6 +36,7 @@ def billing_settings(
     return BillingSettings(
         environment="test",
         database_url=billing_database,
+        operator_token="test-billing-operator-token",  # type: ignore[arg-type]
         kafka=KafkaSettings(
             bootstrap_servers=kafka_bootstrap,
             topic_prefix=f"b{uuid.uuid4().hex[:8]}.",

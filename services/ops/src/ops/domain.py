@@ -208,6 +208,23 @@ def dead_letter_rows(current: Reading) -> list[dict[str, Any]]:
     return rows
 
 
+LETTER_FIELDS = ("id", "topic", "kind", "reason", "dead_lettered_at", "account_id", "redriven")
+
+
+def letter_rows(listed: dict[str, list[dict[str, Any]] | None]) -> list[dict[str, Any]] | None:
+    """Every service's dead letters, newest first, each with its service; None when no
+    service's letters could be read."""
+    if listed and all(letters is None for letters in listed.values()):
+        return None
+    rows = [
+        {"service": service, **{field: letter.get(field) for field in LETTER_FIELDS}}
+        for service, letters in listed.items()
+        for letter in letters or []
+        if isinstance(letter, dict)
+    ]
+    return sorted(rows, key=lambda row: str(row["dead_lettered_at"]), reverse=True)
+
+
 def email_counts(current: Reading) -> dict[str, int]:
     """Emails by outcome (sent, deferred, bounced, suppressed)."""
     return {

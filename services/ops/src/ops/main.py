@@ -15,8 +15,10 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, TimestampSigner
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from ops.services import Observer
 from ops.settings import OpsSettings
@@ -26,6 +28,7 @@ from shared.http import (
     install_fallback_handlers,
     problem_response,
 )
+from shared.input_types import Reference
 from shared.telemetry import configure_logging
 
 SESSION_COOKIE = "quittance_ops_session"
@@ -44,6 +47,16 @@ STATIC_TYPES = {
 def _static(name: str) -> str:
     # Read once per process: the page's files do not change while it runs.
     return files("ops").joinpath("static", name).read_text(encoding="utf-8")
+
+
+class Redrive(BaseModel):
+    """An operator's order to send one dead letter back to its topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=r"^[!-~]+$")]
+    reason: Reference
 
 
 class SignIn:
@@ -179,6 +192,42 @@ def create_app(settings: OpsSettings | None = None) -> FastAPI:
             return _unauthenticated(request)
         observer: Observer = request.app.state.observer
         return JSONResponse(await observer.state())
+
+    @app.post("/api/dead-letters/redrive")
+    async def redrive(request: Request) -> Response:
+        """Send a dead letter back to its topic through its service (which records it in the
+        account's trail). JSON only, behind the SameSite=Strict session: no form can post it."""
+        if not sign_in.signed_in(request):
+            return _unauthenticated(request)
+        try:
+            order = Redrive.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(), body=None) from None
+        if order.service not in settings.services:
+            return problem_response(
+                status=422,
+                slug="invalid-field",
+                title="Invalid field",
+                detail="no such service",
+                instance="/api/dead-letters/redrive",
+                errors=[{"field": "service", "message": "no such service"}],
+            )
+        observer: Observer = request.app.state.observer
+        try:
+            answer = await observer.redrive(order.service, order.id, order.reason)
+        except httpx.HTTPError:
+            return problem_response(
+                status=503,
+                slug="service-unavailable",
+                title="Service unavailable",
+                detail=f"{order.service} cannot be reached; nothing was sent back",
+                instance="/api/dead-letters/redrive",
+            )
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            media_type=answer.headers.get("content-type", "application/json"),
+        )
 
     @app.get("/static/{name}")
     async def static(name: str) -> Response:

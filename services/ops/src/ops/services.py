@@ -22,12 +22,17 @@ from ops.domain import (
     history_point,
     lag_by_group,
     lag_rows,
+    letter_rows,
     outbox_rows,
     parse_metrics,
     service_rows,
     topic_rows,
 )
 from ops.settings import OpsSettings
+
+# Who the services record in the account's trail for a redrive: the dashboard has one shared
+# sign-in, so the name says so (named staff sign-in is still to come, issue 12).
+OPERATOR_NAME = "Operations (ops dashboard)"
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Observer:
         self._previous: Reading | None = None
         self._history: deque[dict[str, Any]] = deque(maxlen=settings.history_points)
         self._state: dict[str, Any] | None = None
+        self._letters: dict[str, list[dict[str, Any]] | None] = {}
+        self._letters_due = 0.0
 
     async def read_service(self, name: str, url: str) -> ServiceReading:
         """A service's /healthz and /metrics; unreachable when either cannot be read."""
@@ -89,13 +96,11 @@ class Observer:
             *(self.read_service(n, u) for n, u in self.settings.services.items())
         )
         sagas, alerts = await asyncio.gather(
-            self._staff_list(
-                "retention", "/sagas", self.settings.retention_operator_token.get_secret_value()
-            ),
-            self._staff_list(
-                "audit", "/alerts", self.settings.audit_operator_token.get_secret_value()
-            ),
+            self._staff_list("retention", "/sagas", self.settings.operator_token("retention")),
+            self._staff_list("audit", "/alerts", self.settings.operator_token("audit")),
         )
+        if self.clock() >= self._letters_due:
+            await self.read_letters()
         current = Reading(self.clock(), tuple(services))
         previous, self._previous = self._previous, current
         topics = topic_rows(current, previous)
@@ -110,12 +115,38 @@ class Observer:
             "lag": lag_rows(current),
             "outbox": outbox_rows(current),
             "dead_letters": dead_letter_rows(current),
+            "letters": letter_rows(self._letters),
             "emails": email_counts(current),
             "sagas": sagas,
             "audit": audit_status(current, alerts),
             "history": list(self._history),
         }
         return self._state
+
+    async def read_letters(self) -> None:
+        """Each service's dead letters with their reasons (less often than the metrics)."""
+        self._letters_due = self.clock() + self.settings.dead_letters_interval_s
+        services = list(self.settings.services)
+        listed = await asyncio.gather(
+            *(
+                self._staff_list(s, "/dead-letters", self.settings.operator_token(s))
+                for s in services
+            )
+        )
+        self._letters = dict(zip(services, listed, strict=True))
+
+    async def redrive(self, service: str, letter_id: str, reason: str) -> httpx.Response:
+        """Ask a service to send one of its dead letters back, then list the letters again."""
+        url = self.settings.services[service]
+        answer = await self.client.post(
+            f"{url}/dead-letters",
+            params={"id": letter_id, "reason": reason, "operator": OPERATOR_NAME},
+            headers={"authorization": f"Bearer {self.settings.operator_token(service)}"},
+        )
+        await self.read_letters()
+        if self._state is not None:
+            self._state["letters"] = letter_rows(self._letters)
+        return answer
 
     async def state(self) -> dict[str, Any]:
         """The latest state (read now if nothing was read yet)."""

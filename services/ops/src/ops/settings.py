@@ -30,13 +30,21 @@ class OpsSettings(BaseSettings):
         description="Each service's base URL (JSON); the dashboard reads its /healthz, /metrics "
         "and staff APIs, never its database.",
     )
+    billing_operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Billing's operator token: its dead letters and their redrive.",
+    )
+    notifications_operator_token: SecretStr = Field(
+        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
+        description="Notifications' operator token: its dead letters and their redrive.",
+    )
     retention_operator_token: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
-        description="Retention's operator token: the dashboard lists sagas with it.",
+        description="Retention's operator token: sagas, dead letters and their redrive.",
     )
     audit_operator_token: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
-        description="Audit's operator token: the dashboard lists verification alerts with it.",
+        description="Audit's operator token: alerts, dead letters and their redrive.",
     )
     sign_in_password: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}ops-password"),
@@ -62,10 +70,21 @@ class OpsSettings(BaseSettings):
     history_points: int = Field(
         default=150, ge=2, description="Readings kept in memory for the charts."
     )
+    dead_letters_interval_s: float = Field(
+        default=10,
+        gt=0,
+        description="How often each service's dead letters are listed (each listing reads its "
+        "dead-letter topics from the start).",
+    )
     request_timeout_s: float = Field(
         default=3, gt=0, description="How long a service may take to answer one read."
     )
     log_level: str = Field(default="INFO", description="Root log level.")
+
+    def operator_token(self, service: str) -> str:
+        """The operator token the dashboard presents to a service."""
+        token: SecretStr = getattr(self, f"{service}_operator_token")
+        return token.get_secret_value()
 
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> OpsSettings:

@@ -21,6 +21,8 @@ def settings() -> OpsSettings:
     return OpsSettings(
         environment="test",
         services={"billing": "http://127.0.0.1:9"},
+        billing_operator_token="t0",  # type: ignore[arg-type]
+        notifications_operator_token="t3",  # type: ignore[arg-type]
         retention_operator_token="t1",  # type: ignore[arg-type]
         audit_operator_token="t2",  # type: ignore[arg-type]
         sign_in_password=PASSWORD,  # type: ignore[arg-type]
@@ -131,3 +133,33 @@ async def test_hostile_input_is_refused_with_a_problem_naming_the_field(
 def test_production_refuses_the_development_password() -> None:
     with pytest.raises(ValueError, match="sign_in_password"):
         OpsSettings(environment="production")
+
+
+@pytest.mark.parametrize(
+    ("order", "field"),
+    [
+        ({"service": "nowhere", "id": "t.dlq/0/1", "reason": "INC-1"}, "service"),
+        ({"service": "billing", "id": "t.dlq/0/1 x", "reason": "INC-1"}, "id"),
+        ({"service": "billing", "id": "", "reason": "INC-1"}, "id"),
+        ({"service": "billing", "id": "t.dlq/0/1", "reason": "   "}, "reason"),
+        ({"service": "billing", "id": "t.dlq/0/1", "reason": "INC\u0000"}, "reason"),
+        ({"service": "billing", "id": "t.dlq/0/1", "reason": "card 4111 1111 1111 1111"}, "reason"),
+        ({"service": "billing", "id": "t.dlq/0/1", "reason": "r", "operator": "me"}, "operator"),
+    ],
+)
+async def test_a_redrive_order_names_the_field_it_cannot_take(
+    settings: OpsSettings, order: dict[str, str], field: str
+) -> None:
+    """Hostile or wrong input: a problem naming the field, and no service is asked anything."""
+    manager, client = await client_for(settings)
+    try:
+        refused = await client.post("/api/dead-letters/redrive", json=order)
+        assert refused.status_code == 401, "signed-in operators only"
+        await client.post("/sign-in", data={"password": PASSWORD})
+        refused = await client.post("/api/dead-letters/redrive", json=order)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]][-1] == field
+    finally:
+        await client.aclose()
+        await manager.__aexit__(None, None, None)

@@ -9,6 +9,7 @@ from ops.domain import (
     dead_letter_rows,
     lag_by_group,
     lag_rows,
+    letter_rows,
     parse_metrics,
     per_second,
     service_rows,
@@ -100,3 +101,25 @@ def test_the_audit_chain_is_broken_when_any_verification_failed() -> None:
     assert audit_status(audit(1), [])["chain"] == "intact"
     assert audit_status(audit(0), [])["chain"] == "broken"
     assert audit_status(Reading(0.0, ()), None) == {"chain": "unknown", "alerts": None}
+
+
+def test_letters_of_every_service_newest_first_and_none_when_none_can_be_read() -> None:
+    older = {
+        "id": "a.dlq/0/1",
+        "topic": "a",
+        "kind": "invalid",
+        "reason": "bad",
+        "dead_lettered_at": "2030-01-01T10:00:00+00:00",
+        "account_id": None,
+        "redriven": False,
+        "content": "never shown",
+    }
+    newer = {**older, "id": "b.dlq/0/2", "dead_lettered_at": "2030-01-01T11:00:00+00:00"}
+    rows = letter_rows({"billing": [older], "audit": [newer], "retention": None})
+    assert [(r["service"], r["id"]) for r in rows or []] == [
+        ("audit", "b.dlq/0/2"),
+        ("billing", "a.dlq/0/1"),
+    ]
+    assert all("content" not in row for row in rows or []), "only the fields the page shows"
+    assert letter_rows({"billing": None, "audit": None}) is None
+    assert letter_rows({"billing": []}) == []

@@ -47,10 +47,6 @@ class RetentionSettings(ServiceSettings):
     deadline_check_interval_s: float = Field(
         default=5, gt=0, description="How often overdue saga steps are looked for."
     )
-    operator_token: SecretStr = Field(
-        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}operator-token"),
-        description="Bearer token operators use to list sagas and sweeps, and start a sweep.",
-    )
     plans: dict[str, PlanTerms] = Field(
         default_factory=lambda: dict(PLANS),
         description="Each plan's grace period and how long it keeps each swept category "

@@ -59,7 +59,6 @@ def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
     return RetentionSettings(
         **service_env("retention"),
         certificate_key="test-certificate-key",  # type: ignore[arg-type]
-        operator_token="test-operator-token",  # type: ignore[arg-type]
         certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
     )
 
@@ -456,7 +455,7 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
             ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
             "notifications",
         )
-        operator = {"Authorization": "Bearer test-operator-token"}
+        operator = {"Authorization": "Bearer test-retention-operator-token"}
 
         async def saga_status() -> dict[str, Any] | None:
             sagas = (await client.get("/sagas", headers=operator)).json()
@@ -574,7 +573,7 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
             ExportDelivered(account_id=account_id, saga_id=saga_id, message_id="<m@x>"),
             "notifications",
         )
-        operator = {"Authorization": "Bearer test-operator-token"}
+        operator = {"Authorization": "Bearer test-retention-operator-token"}
 
         async def in_grace() -> dict[str, Any] | None:
             sagas = (await client.get("/sagas", headers=operator)).json()
@@ -689,7 +688,7 @@ async def test_termination_an_overdue_step_is_asked_again_then_shown_as_needing_
 
         async def needs_person() -> Any:
             response = await client.get(
-                "/sagas", headers={"Authorization": "Bearer test-operator-token"}
+                "/sagas", headers={"Authorization": "Bearer test-retention-operator-token"}
             )
             mine = [s for s in response.json() if s["saga_id"] == requests[0]["saga_id"]]
             return mine if mine and mine[0]["needs_attention"] else None

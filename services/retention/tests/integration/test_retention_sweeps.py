@@ -25,7 +25,6 @@ def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
     return RetentionSettings(
         **service_env("retention"),
         certificate_key="test-certificate-key",  # type: ignore[arg-type]
-        operator_token="test-operator-token",  # type: ignore[arg-type]
         certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
         sweep_every_s=0.5,
         sweep_check_interval_s=0.1,

@@ -67,9 +67,10 @@ TOPICS: tuple[Topic, ...] = (
     ),
     Topic(
         "data.accessed",
-        ("billing", "retention"),
+        ("billing", "retention", "notifications", "audit"),
         ("audit",),
-        "Staff or a third party read customer data (retention: an export link was used).",
+        "Staff or a third party read customer data (retention: an export link was used; any "
+        "service: an operator sent one of the account's dead letters back).",
     ),
     Topic("user.invited", ("billing",), ("notifications",), "A colleague was invited; email it."),
     Topic(

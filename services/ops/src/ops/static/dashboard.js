@@ -34,6 +34,58 @@ function fillTable(id, rows, columns, empty) {
   }
 }
 
+async function sendBack(letter) {
+  // The reason goes into the customer's audit trail with the redrive.
+  const reason = window.prompt(
+    `Send this ${letter.topic} message back to ${letter.service}? Why (recorded in the customer's audit trail):`,
+  );
+  const status = document.getElementById("letters-status");
+  if (!reason) return;
+  const response = await fetch("/api/dead-letters/redrive", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ service: letter.service, id: letter.id, reason }),
+  });
+  const body = await response.json().catch(() => ({}));
+  status.textContent =
+    response.status === 202
+      ? `Sent back: ${letter.topic} message of ${letter.service}`
+      : `Not sent back (${response.status}): ${body.detail || "unknown error"}`;
+  refresh();
+}
+
+function drawLetters(letters) {
+  fillTable(
+    "letters",
+    letters,
+    [
+      (l) => String(l.dead_lettered_at || "").replace("T", " ").slice(0, 19),
+      "service",
+      "topic",
+      "kind",
+      "reason",
+      (l) => (l.account_id || "—").slice(0, 8),
+      () => "",
+    ],
+    letters === null ? "The services' dead letters cannot be read" : "No dead letters",
+  );
+  if (!letters) return;
+  const rows = document.querySelectorAll("#letters tbody tr");
+  letters.forEach((letter, index) => {
+    const action = rows[index].lastElementChild;
+    if (letter.redriven) {
+      action.textContent = "sent back";
+      return;
+    }
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Send back";
+    button.addEventListener("click", () => sendBack(letter));
+    action.replaceChildren(button);
+  });
+}
+
 function drawServices(services) {
   const root = document.getElementById("services");
   root.replaceChildren();
@@ -131,6 +183,7 @@ function draw(state) {
     ["service", "topic", "kind", "count"],
     "No dead letters",
   );
+  drawLetters(state.letters);
   fillTable(
     "sagas",
     state.sagas,
