@@ -148,6 +148,11 @@ async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboar
             await expect(saga_row).to_contain_text("export: done", timeout=60_000)
             await expect(saga_row).to_contain_text("grace period: current", timeout=60_000)
             await expect(page.locator("#audit-chain")).to_contain_text("Chain:")
+            # An invoice's issue, from the request to the email, is one trace across services.
+            issue = page.locator("#traces tbody tr", has_text="/issue").filter(
+                has_text="notifications"
+            )
+            await expect(issue.first).to_contain_text("smtp send", timeout=30_000)
             for spec in SERVICES:  # each service's consumer group, with its partitions
                 group = page.locator("#lag-groups tbody tr", has_text=f".{spec.name}")
                 await expect(group).to_have_count(1)

@@ -464,6 +464,10 @@ class OutboxRelay:
                 sent = await self.relay_batch()
                 backoff = self.poll_interval_s
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Stopped mid-batch: whatever the rollback raised, the relay stops.
+                    raise asyncio.CancelledError from exc
                 self._failures += 1
                 self._last_error = _describe(exc)
                 self._suspect = True  # the broker may come back as a new one
@@ -505,10 +509,12 @@ class OutboxRelay:
                     background = asyncio.ensure_future(
                         self._record_then_select(connection, outcome, upcoming, len(outcomes) + 1)
                     )
-                    await asyncio.sleep(0)  # let it put its statement on the wire first
                     try:
+                        await asyncio.sleep(0)  # let it put its statement on the wire first
                         sending = await self._send(upcoming)
                     finally:
+                        # Even when stopped here: the connection is free again before the
+                        # transaction rolls back (asyncpg refuses a second operation).
                         upcoming = await background
             except BaseException:
                 if sending is not None:

@@ -9,12 +9,14 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qs
 
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.asgi_api import json_response, operator_refusal, problem, whole_number
 from shared.data_map import AccountDataMap
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.dead_letters import DeadLetterDesk, dead_letter_routes
@@ -247,6 +249,33 @@ def consumed_and_produced(service: str) -> tuple[str, ...]:
     return tuple(t.name for t in TOPICS if service in t.producers or service in t.consumers)
 
 
+TRACE_SPANS_MAX = 2000
+
+
+def operator_routes(runtime: ServiceRuntime[Any]) -> list[tuple[str, Any]]:
+    """What every service serves its operators (bearer: its operator token): its dead letters
+    and their redrive, and its recent spans (`GET /traces?limit=`, kept in process when no
+    collector is set; 404 when they go to the collector)."""
+    token = runtime.settings.operator_token.get_secret_value()
+    recent = runtime.telemetry.recent
+
+    @get(include_in_schema=False)
+    async def traces(scope: Any) -> AsgiResponse:
+        if (refused := operator_refusal(scope, token)) is not None:
+            return refused
+        if recent is None:
+            return problem(404, "Not found", "spans go to the collector, not kept here")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        limit = whole_number(query.get("limit", ["500"])[-1], max_digits=4)
+        if limit is None or not 1 <= limit <= TRACE_SPANS_MAX:
+            return problem(
+                422, "Invalid field", f"limit: a whole number from 1 to {TRACE_SPANS_MAX}", "limit"
+            )
+        return json_response(recent.recent(limit))
+
+    return [*dead_letter_routes(runtime.dead_letter_desk, token), ("/traces", traces)]
+
+
 def create_consumer_app(
     runtime: ServiceRuntime[SettingsT],
     *,
@@ -262,9 +291,7 @@ def create_consumer_app(
             *asgi_health_routes(
                 runtime.engine, runtime.broker, runtime.metrics_text, runtime.health_checks
             ),
-            *dead_letter_routes(
-                runtime.dead_letter_desk, runtime.settings.operator_token.get_secret_value()
-            ),
+            *operator_routes(runtime),
             *routes,
         ],
         logger=logging.getLogger(runtime.name),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +26,13 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import (
@@ -205,6 +212,51 @@ def _family(name: str, description: str, data: Any) -> list[Metric]:
     return [family]
 
 
+class RecentSpans(SpanExporter):
+    """The service's latest spans, kept in memory when no collector is set: the ops dashboard
+    shows them as recent traces. Bounded; fed through the allow-list like every exporter."""
+
+    def __init__(self, service: str, capacity: int = 2000) -> None:
+        self.service = service
+        self._spans: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._lock = threading.Lock()  # the export thread appends while requests read
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Keep the spans' summaries."""
+        rows = [self._row(span) for span in spans]
+        with self._lock:
+            self._spans.extend(rows)
+        return SpanExportResult.SUCCESS
+
+    def _row(self, span: ReadableSpan) -> dict[str, Any]:
+        context, parent = span.context, span.parent
+        trace_id, span_id = (context.trace_id, context.span_id) if context else (0, 0)
+        start, end = span.start_time or 0, span.end_time or span.start_time or 0
+        return {
+            "trace_id": format(trace_id, "032x"),
+            "span_id": format(span_id, "016x"),
+            "parent_id": format(parent.span_id, "016x") if parent is not None else None,
+            "service": self.service,
+            "name": span.name,
+            "kind": span.kind.name.lower(),
+            "started_at": datetime.fromtimestamp(start / 1e9, UTC).isoformat(),
+            "duration_ms": round((end - start) / 1e6, 3),
+            "error": span.status.status_code is trace.StatusCode.ERROR,
+            "attributes": {
+                k: v if isinstance(v, str | int | float | bool) else str(v)
+                for k, v in (span.attributes or {}).items()
+            },
+        }
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` spans, oldest first."""
+        with self._lock:
+            return list(self._spans)[-limit:]
+
+    def shutdown(self) -> None:
+        """Nothing to flush: the spans live in memory."""
+
+
 @dataclass
 class Telemetry:
     """A service's tracer provider, meter provider and metrics registry."""
@@ -215,6 +267,7 @@ class Telemetry:
     delivery: DeliveryMetrics
     http: HttpMetrics
     meter_provider: MeterProvider | None = None
+    recent: RecentSpans | None = None  # kept in process when no collector is set
 
     def tracer(self, name: str) -> trace.Tracer:
         """Return a tracer of this service."""
@@ -254,13 +307,24 @@ def create_telemetry(
 
         otlp = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
         provider.add_span_processor(BatchSpanProcessor(AllowListSpanExporter(otlp)))
+    recent = RecentSpans(service) if tracing and not otlp_endpoint else None
+    if recent is not None:
+        provider.add_span_processor(
+            BatchSpanProcessor(AllowListSpanExporter(recent), schedule_delay_millis=1000)
+        )
     registry = CollectorRegistry()
     # Each service its own meter provider, never the global one: tests run several in a process.
     reader = InMemoryMetricReader()
     registry.register(OpenTelemetryMetrics(reader))
     meters = MeterProvider(resource=provider.resource, metric_readers=[reader])
     return Telemetry(
-        service, provider, registry, DeliveryMetrics(registry), HttpMetrics(registry), meters
+        service,
+        provider,
+        registry,
+        DeliveryMetrics(registry),
+        HttpMetrics(registry),
+        meters,
+        recent,
     )
 
 

@@ -56,6 +56,7 @@ async def runtime_with(
                 bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, retry_backoff_s=0.01
             ),
             keystore=keystore_settings,
+            operator_token="test-operator-token",  # type: ignore[arg-type]
         )
         runtime = create_runtime(
             "billing", settings, topics=["purge.requested"], configure_logs=False

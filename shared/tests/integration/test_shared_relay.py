@@ -376,7 +376,9 @@ async def test_a_relay_stopped_at_any_moment_leaves_no_lock_for_the_next_one(
     leader lock nor the batch fence afterwards: the next relay on the database publishes."""
     engine = await delivery_database()
     account = uuid.uuid4()
-    for stop_after_s in (0.0, 0.01, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3):
+    # A stop that lands while a batch's statement runs used to be swallowed by the rollback's
+    # error: the relay went on, still leading, and stop() never returned.
+    for stop_after_s in [step / 100 for step in range(0, 32, 2)]:
         await _add_events(engine, kafka, [account], per_account=1500)
         relay = OutboxRelay(
             engine=engine,
@@ -387,6 +389,43 @@ async def test_a_relay_stopped_at_any_moment_leaves_no_lock_for_the_next_one(
         )
         await relay.start()
         await asyncio.sleep(stop_after_s)
-        await relay.stop()
+        await asyncio.wait_for(relay.stop(), 30)  # TimeoutError: the stop was swallowed
         held = await _advisory_locks(engine)
         assert held == 0, f"stopped after {stop_after_s}s, {held} advisory locks are still held"
+
+
+async def test_a_stop_is_never_swallowed_by_the_error_a_cancelled_batch_raises(
+    delivery_database: DeliveryDatabase, kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch cancelled mid-statement fails its rollback with another error (asyncpg: another
+    operation is in progress); the relay must still stop, not retry as after a failure."""
+    engine = await delivery_database()
+    relay = OutboxRelay(
+        engine=engine, kafka=kafka, telemetry=create_telemetry("relay-test"), poll_interval_s=0.05
+    )
+    in_batch = asyncio.Event()
+
+    async def batch_whose_rollback_fails() -> int:
+        in_batch.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError as cancelled:
+            raise RuntimeError("another operation is in progress") from cancelled
+        return 0
+
+    monkeypatch.setattr(relay, "relay_batch", batch_whose_rollback_fails)
+    await relay.start()
+    await asyncio.wait_for(in_batch.wait(), 30)
+    stopping = asyncio.create_task(relay.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+    if stopping not in done:  # the relay went on: let it stop for real, then fail
+        monkeypatch.setattr(relay, "relay_batch", _nothing_to_send)
+        while not stopping.done():
+            relay._task.cancel()  # type: ignore[union-attr]
+            await asyncio.wait({stopping}, timeout=0.5)
+    assert stopping in done, "the relay went on relaying after it was stopped"
+    assert await _advisory_locks(engine) == 0
+
+
+async def _nothing_to_send() -> int:
+    return 0

@@ -238,3 +238,26 @@ def test_with_tracing_off_no_span_is_recorded_or_exported() -> None:
     with tracer.start_as_current_span("work") as span:
         assert not span.is_recording()
     assert exported.get_finished_spans() == ()
+
+
+def test_without_a_collector_the_latest_spans_are_kept_in_process_through_the_allow_list() -> None:
+    """What the ops dashboard shows as recent traces: bounded, and never a personal value."""
+    telemetry = create_telemetry("kept-test")
+    assert telemetry.recent is not None
+    tracer = telemetry.tracer(__name__)
+    with tracer.start_as_current_span("parent") as parent:
+        parent.set_attribute("email", MARK)
+        with tracer.start_as_current_span("child", kind=SpanKind.CONSUMER):
+            pass
+    telemetry.tracer_provider.force_flush()
+    child, parent_row = telemetry.recent.recent(10)
+    assert (child["name"], parent_row["name"]) == ("child", "parent")
+    assert child["trace_id"] == parent_row["trace_id"]
+    assert child["parent_id"] == parent_row["span_id"]
+    assert child["kind"] == "consumer"
+    assert child["service"] == "kept-test"
+    assert parent_row["attributes"] == {}
+    assert MARK not in json.dumps(telemetry.recent.recent(10))
+    assert telemetry.recent.recent(1) == [parent_row]
+    assert create_telemetry("collector-test", otlp_endpoint="http://127.0.0.1:9").recent is None
+    assert create_telemetry("off-test", tracing=False).recent is None

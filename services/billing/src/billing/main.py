@@ -61,11 +61,10 @@ from billing.users.service import UserService
 from billing.webhooks import routes as webhooks
 from billing.webhooks.dispatcher import WebhookDispatcher
 from billing.webhooks.service import WebhookService
-from shared.dead_letters import dead_letter_routes
 from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.idempotency import IdempotencyMiddleware, sweep_idempotency_records_forever
 from shared.migrations import upgrade_database
-from shared.runtime import consumed_and_produced, create_runtime
+from shared.runtime import consumed_and_produced, create_runtime, operator_routes
 from shared.signing import SigningKey
 from shared.telemetry import RequestTelemetryMiddleware, Telemetry
 
@@ -215,8 +214,7 @@ def create_app(
     ):
         app.include_router(domain.router)
     app.include_router(operations.router)
-    operator_token = settings.operator_token.get_secret_value()
-    for path, handler in dead_letter_routes(runtime.dead_letter_desk, operator_token):
+    for path, handler in operator_routes(runtime):
         app.add_route(path, handler, methods=["GET", "HEAD", "POST"], include_in_schema=False)
     if settings.tls_certfile is not None:
         app.middleware("http")(_strict_transport_security)

@@ -38,6 +38,7 @@ def https_billing(
         "BILLING_KEYSTORE__URL": billing_settings.keystore.url,
         "BILLING_KEYSTORE__MASTER_KEY": "tls-test-keystore-master-key",
         "BILLING_AUDIT_TOKEN_SIGNING_KEY": SigningKey.generate().private_pem(),
+        "BILLING_OPERATOR_TOKEN": "tls-test-operator-token",
         "BILLING_TLS_CERTFILE": str(folder / "server.pem"),
         "BILLING_TLS_KEYFILE": str(folder / "server.pem"),
         "BILLING_EXPORT_STORE_PATH": str(folder),

@@ -148,3 +148,25 @@ async def test_dead_letters_are_for_operators_only(notifications: httpx.AsyncCli
             method, "/dead-letters", headers={"Authorization": "Bearer wrong"}
         )
         assert refused.status_code == 401, refused.text
+
+
+async def test_an_operator_reads_the_services_recent_spans_and_nobody_else(
+    notifications: httpx.AsyncClient, settings: NotificationsSettings
+) -> None:
+    """Kept in process when no collector is set: what the dashboard shows as recent traces."""
+    await _plant(settings, uuid.uuid4())  # the consumer handles (and dead-letters) it: spans
+
+    async def consumer_spans() -> list[dict[str, Any]]:
+        listed = await notifications.get("/traces", headers=OPERATOR, params={"limit": 2000})
+        assert listed.status_code == 200, listed.text
+        return [s for s in listed.json() if s["kind"] == "consumer"]
+
+    (span, *_) = await eventually(consumer_spans, what="the consumer's span")
+    assert span["service"] == "notifications"
+    assert "invoice.issued" in span["name"]
+    assert len(span["trace_id"]) == 32
+    assert (await notifications.get("/traces")).status_code == 401
+    for limit in ("0", "2001", "x", "-1"):
+        refused = await notifications.get("/traces", headers=OPERATOR, params={"limit": limit})
+        assert refused.status_code == 422, limit
+        assert refused.json()["errors"][0]["field"] == "limit"

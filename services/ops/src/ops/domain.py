@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -208,6 +209,7 @@ def dead_letter_rows(current: Reading) -> list[dict[str, Any]]:
     return rows
 
 
+RELAY_SPAN = "outbox publish"
 LETTER_FIELDS = ("id", "topic", "kind", "reason", "dead_lettered_at", "account_id", "redriven")
 
 
@@ -223,6 +225,58 @@ def letter_rows(listed: dict[str, list[dict[str, Any]] | None]) -> list[dict[str
         if isinstance(letter, dict)
     ]
     return sorted(rows, key=lambda row: str(row["dead_lettered_at"]), reverse=True)
+
+
+def _ends_at(span: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(span["started_at"]) + timedelta(
+        milliseconds=float(span["duration_ms"])
+    )
+
+
+def trace_rows(
+    listed: dict[str, list[dict[str, Any]] | None], limit: int = 15
+) -> list[dict[str, Any]] | None:
+    """The newest traces across the services, each with its spans in the order they started;
+    a relay's batch alone is not shown (it links to the requests, it does not carry them).
+    None when no service keeps its spans."""
+    if listed and all(spans is None for spans in listed.values()):
+        return None
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for spans in listed.values():
+        for span in spans or []:
+            if isinstance(span, dict) and "trace_id" in span and "started_at" in span:
+                by_trace.setdefault(str(span["trace_id"]), []).append(span)
+    rows = []
+    for trace_id, spans in by_trace.items():
+        if all(span.get("name") == RELAY_SPAN for span in spans):
+            continue
+        spans.sort(key=lambda span: str(span["started_at"]))
+        ids = {span.get("span_id") for span in spans}
+        root = next((s for s in spans if s.get("parent_id") not in ids), spans[0])
+        started = datetime.fromisoformat(spans[0]["started_at"])
+        rows.append(
+            {
+                "trace_id": trace_id,
+                "started_at": spans[0]["started_at"],
+                "root": root.get("name"),
+                "services": list(dict.fromkeys(str(s.get("service")) for s in spans)),
+                "duration_ms": round(
+                    (max(_ends_at(s) for s in spans) - started).total_seconds() * 1000, 1
+                ),
+                "error": any(s.get("error") for s in spans),
+                "spans": [
+                    {
+                        "service": s.get("service"),
+                        "name": s.get("name"),
+                        "duration_ms": s.get("duration_ms"),
+                        "error": bool(s.get("error")),
+                    }
+                    for s in spans
+                ],
+            }
+        )
+    rows.sort(key=lambda row: str(row["started_at"]), reverse=True)
+    return rows[:limit]
 
 
 def email_counts(current: Reading) -> dict[str, int]:

@@ -27,12 +27,14 @@ from ops.domain import (
     parse_metrics,
     service_rows,
     topic_rows,
+    trace_rows,
 )
 from ops.settings import OpsSettings
 
 # Who the services record in the account's trail for a redrive: the dashboard has one shared
 # sign-in, so the name says so (named staff sign-in is still to come, issue 12).
 OPERATOR_NAME = "Operations (ops dashboard)"
+TRACES_PATH = "/traces?limit=300"  # each service's newest spans
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,15 @@ class Observer:
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("could not read %s%s: %s", service, path, type(exc).__name__)
+            # A 404 is an answer (a service whose spans go to the collector), not a failure.
+            missing = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404
+            log.log(
+                logging.DEBUG if missing else logging.WARNING,
+                "could not read %s%s: %s",
+                service,
+                path,
+                type(exc).__name__,
+            )
             return None
         return body if isinstance(body, list) else None
 
@@ -95,9 +105,13 @@ class Observer:
         services = await asyncio.gather(
             *(self.read_service(n, u) for n, u in self.settings.services.items())
         )
-        sagas, alerts = await asyncio.gather(
+        sagas, alerts, *spans = await asyncio.gather(
             self._staff_list("retention", "/sagas", self.settings.operator_token("retention")),
             self._staff_list("audit", "/alerts", self.settings.operator_token("audit")),
+            *(
+                self._staff_list(s, TRACES_PATH, self.settings.operator_token(s))
+                for s in self.settings.services
+            ),
         )
         if self.clock() >= self._letters_due:
             await self.read_letters()
@@ -116,6 +130,7 @@ class Observer:
             "outbox": outbox_rows(current),
             "dead_letters": dead_letter_rows(current),
             "letters": letter_rows(self._letters),
+            "traces": trace_rows(dict(zip(self.settings.services, spans, strict=True))),
             "emails": email_counts(current),
             "sagas": sagas,
             "audit": audit_status(current, alerts),

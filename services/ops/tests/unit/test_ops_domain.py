@@ -14,6 +14,7 @@ from ops.domain import (
     per_second,
     service_rows,
     topic_rows,
+    trace_rows,
 )
 
 
@@ -123,3 +124,31 @@ def test_letters_of_every_service_newest_first_and_none_when_none_can_be_read() 
     assert all("content" not in row for row in rows or []), "only the fields the page shows"
     assert letter_rows({"billing": None, "audit": None}) is None
     assert letter_rows({"billing": []}) == []
+
+
+def _span(service: str, name: str, trace: str, span: str, parent: str | None, at: str) -> dict:
+    return {
+        "trace_id": trace,
+        "span_id": span,
+        "parent_id": parent,
+        "service": service,
+        "name": name,
+        "started_at": f"2030-01-01T10:00:{at}+00:00",
+        "duration_ms": 5.0,
+        "error": False,
+    }
+
+
+def test_traces_join_the_spans_of_every_service_newest_first_without_relay_batches() -> None:
+    request = _span("billing", "POST /invoices", "t1", "a", None, "00")
+    consumed = _span("notifications", "invoice.issued process", "t1", "b", "a", "01")
+    relay = _span("billing", "outbox publish", "t2", "c", None, "02")
+    later = _span("billing", "GET /account", "t3", "d", None, "03")
+    rows = trace_rows({"billing": [request, relay, later], "notifications": [consumed]})
+    assert [row["trace_id"] for row in rows or []] == ["t3", "t1"]
+    joined = (rows or [])[1]
+    assert joined["root"] == "POST /invoices"
+    assert joined["services"] == ["billing", "notifications"]
+    assert [s["name"] for s in joined["spans"]] == ["POST /invoices", "invoice.issued process"]
+    assert joined["duration_ms"] == 1005.0, "from the first start to the last end"
+    assert trace_rows({"billing": None}) is None

@@ -185,6 +185,22 @@ function draw(state) {
   );
   drawLetters(state.letters);
   fillTable(
+    "traces",
+    state.traces,
+    [
+      (t) => String(t.started_at).replace("T", " ").slice(11, 23),
+      (t) => t.trace_id.slice(0, 8),
+      "root",
+      (t) => t.services.join(", "),
+      "duration_ms",
+      (t) =>
+        t.spans
+          .map((s) => `${s.service}: ${s.name} (${s.duration_ms} ms)${s.error ? " ERROR" : ""}`)
+          .join(" → "),
+    ],
+    state.traces === null ? "Spans go to the collector (see Jaeger)" : "No trace yet",
+  );
+  fillTable(
     "sagas",
     state.sagas,
     [
