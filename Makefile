@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
+.PHONY: help install up test test-system test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,9 +29,12 @@ install: .venv/.synced ## Install the workspace (uv, one lock file)
 up: install ## Run the whole system on its embedded defaults (Ctrl-C stops it)
 	$(RUN) quittance-devstack up
 
-test: install ## Run the whole suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise); the fuzz run is `make fuzz`
+test: install ## Run the suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise); `make test-system` and `make fuzz` run the rest
 	$(RUN) lint-imports
-	$(RUN) pytest -m "not fuzz"
+	$(RUN) pytest -m "not fuzz and not system"
+
+test-system: install ## The runs of minutes: `make up` as a user runs it, the ops dashboard in headless Chromium
+	$(RUN) pytest -m system
 
 test-unit: install ## Fast tests: pure rules and handler unit tests
 	$(RUN) pytest -m "not integration and not e2e"

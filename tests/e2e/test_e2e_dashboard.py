@@ -24,7 +24,7 @@ from devstack.testing import (
     produce,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]  # `make test-system`
 OWNER_PASSWORD = "the dashboard test owner's passphrase"
 RETENTION_OPERATOR_TOKEN = "dev-only-operator-token"  # retention's development default
 

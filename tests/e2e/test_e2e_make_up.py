@@ -15,7 +15,7 @@ import pytest
 from devstack.processes import free_port, port_is_open, wait_until
 from devstack.stack import SERVICES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]  # `make test-system`
 
 
 def _up(var_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
