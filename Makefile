@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test test-system test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
+.PHONY: help install up chaos k8s test conformance scan security-lint audit test-system test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,14 +26,26 @@ $(UV):
 
 install: .venv/.synced ## Install the workspace (uv, one lock file)
 
-up: install ## Run the whole system on its embedded defaults (Ctrl-C stops it)
-	$(RUN) quittance-devstack up
+up: install ## Run the whole system on its embedded defaults (Ctrl-C stops it); TLS=1 serves HTTPS with a local CA
+	$(RUN) quittance-devstack up $(if $(TLS),--tls)
 
 test: install ## Run the suite against real servers (embedded unless QUITTANCE_TEST_* say otherwise); `make test-system` and `make fuzz` run the rest
 	$(RUN) lint-imports
-	$(RUN) pytest -m "not fuzz and not system"
+	$(RUN) pytest -m "not fuzz and not system and not network" --conformance var/conformance
 
-test-system: install ## The runs of minutes: `make up` as a user runs it, the ops dashboard in headless Chromium
+conformance: install ## The whole suite, then the privacy conformance report in var/conformance (report.md, report.html)
+	$(RUN) pytest -m "not network" --conformance var/conformance
+
+scan: security-lint audit ## The security scans: static lint, then the dependency audit and its live test
+	$(RUN) pytest -m network
+
+security-lint: install ## Static security lint (ruff's bandit rules) over the project
+	$(RUN) python -m devstack.security_scan lint
+
+audit: install ## Vulnerability audit of uv.lock's pins (pip-audit, PyPI's advisory data): fails on a fixable one
+	$(RUN) python -m devstack.security_scan audit
+
+test-system: install ## The runs of minutes: `make up` as a user runs it, the dashboard in Chromium, the stack in TLS mode, two consumer instances
 	$(RUN) pytest -m system
 
 test-unit: install ## Fast tests: pure rules and handler unit tests
@@ -55,6 +67,12 @@ lint: install ## ruff and the services-never-import-each-other check
 
 typecheck: install ## mypy, strict
 	$(RUN) mypy
+
+chaos: install ## Load with kill -9 of every service and PostgreSQL for CHAOS_MINUTES (5), then check nothing was lost or doubled
+	$(RUN) python -m devstack.chaos --minutes $${CHAOS_MINUTES:-5} $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
+k8s: install ## Regenerate deploy/k8s (Kubernetes and Strimzi manifests) from the services and topics
+	$(RUN) python -m devstack.k8s deploy/k8s
 
 asyncapi: install ## Regenerate docs/asyncapi.yaml from the contracts and subscribers
 	$(RUN) python -m shared.asyncapi > docs/asyncapi.yaml

@@ -12,9 +12,11 @@ from typing import Any
 
 from bench.api import bench_api_issue_invoice
 from bench.audit import bench_audit
+from bench.chaos import bench_chaos
 from bench.identity import bench_identity
 from bench.notifications import bench_notifications
 from bench.relay import bench_relay
+from bench.scaleout import bench_scaleout
 from bench.sweep import bench_sweep
 from bench.telemetry import bench_telemetry_overhead
 from bench.termination import bench_termination
@@ -51,6 +53,10 @@ BENCHES: dict[str, Callable[[Stack], Coroutine[Any, Any, list[Result]]]] = {
     "audit": bench_audit,
     # api_issue_invoice_per_s with tracing exported over OTLP against the same with it off
     "telemetry_overhead_ratio": bench_telemetry_overhead,
+    # chaos_effects_lost and chaos_effects_doubled against the effects checked
+    "chaos": bench_chaos,
+    # emails/s of two notifications instances in one consumer group against one instance
+    "scaleout_consumer_speedup": bench_scaleout,
 }
 
 
@@ -63,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="quittance-bench-") as var:
         stack = Stack(
             var_dir=Path(var),
-            ports=StackPorts(free_port(), free_port(), free_port(), free_port(), free_port()),
+            ports=StackPorts.free(),
             service_ports={s.name: free_port() for s in SERVICES},
         )
         stack.start_infrastructure()

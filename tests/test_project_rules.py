@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 from devstack.testing import RecordingParticipant
 from shared.asyncapi import render
 from shared.contracts import TOPICS
-from shared.settings import KeyStoreSettings
+from shared.settings import KafkaSettings, KeyStoreSettings
 from shared.telemetry import create_telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +166,7 @@ def test_each_service_consumes_exactly_the_topics_the_catalogue_gives_it(service
     assert _routes(service).event_types == expected
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("service", SERVICES)
 def test_termination_every_table_with_account_data_is_in_the_data_map_with_every_column(
     service: str,
@@ -182,6 +183,7 @@ def test_termination_every_table_with_account_data_is_in_the_data_map_with_every
     assert data_map.problems(base.metadata) == []
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_the_data_map_check_finds_an_undeclared_table_and_column() -> None:
     """The completeness check above can fail: a new table or column is caught."""
     from sqlalchemy import Column, Integer, MetaData, String, Table
@@ -222,6 +224,7 @@ def _data_map_and_metadata(service: str) -> tuple[Any, Any]:
     return data_map, base.metadata
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_the_services_holding_swept_tables_are_exactly_the_sweeps_participants() -> (
     None
 ):
@@ -236,6 +239,7 @@ def test_plan_retention_the_services_holding_swept_tables_are_exactly_the_sweeps
     assert sweeping == ["billing", "notifications"]
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 @pytest.mark.parametrize("service", SERVICES)
 def test_plan_retention_every_swept_table_has_the_index_its_sweep_reads(service: str) -> None:
     """PLAN-RETENTION: the sweep reads one account's rows past a time; without an index on
@@ -249,6 +253,7 @@ def test_plan_retention_every_swept_table_has_the_index_its_sweep_reads(service:
         assert (table.account_column, table.kept_from) in leading, table.name
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_the_data_map_check_wants_a_time_for_every_swept_table() -> None:
     """The check can fail: a delivery log declared without the time its period runs from."""
     from sqlalchemy import Column, DateTime, Integer, MetaData, Table
@@ -297,21 +302,39 @@ def test_development_secrets_are_refused_outside_development(
         settings(environment="production")
 
 
+def _encrypted_connections(service: str) -> dict[str, Any]:
+    """A production service's broker and database connections, over TLS."""
+    return {
+        "database_url": f"postgresql+asyncpg://{service}@db.internal/{service}?ssl=verify-full",
+        "kafka": KafkaSettings(
+            bootstrap_servers="kafka.internal:9093",
+            security_protocol="SASL_SSL",
+            sasl_username=service,
+            sasl_password=SecretStr(f"{service}-broker-secret"),
+        ),
+    }
+
+
 def test_production_settings_accept_real_secrets() -> None:
     from audit.settings import AuditSettings
     from billing.settings import BillingSettings
     from retention.settings import RetentionSettings
     from shared.signing import SigningKey
 
-    keystore = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
+    keystore = KeyStoreSettings(
+        master_key=SecretStr("a-real-master-key"),
+        url="postgresql://keystore@db.internal/keystore?sslmode=verify-full",
+    )
     assert BillingSettings(
         environment="production",
+        **_encrypted_connections("billing"),
         keystore=keystore,
         operator_token="an-operator-secret",  # type: ignore[arg-type]
         audit_token_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
     )
     assert AuditSettings(
         environment="production",
+        **_encrypted_connections("audit"),
         reference_key="a-secret",  # type: ignore[arg-type]
         operator_token="another-secret",  # type: ignore[arg-type]
         checkpoint_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
@@ -320,6 +343,7 @@ def test_production_settings_accept_real_secrets() -> None:
     )
     assert RetentionSettings(
         environment="production",
+        **_encrypted_connections("retention"),
         certificate_key="another-secret",  # type: ignore[arg-type]
         operator_token="a-third-secret",  # type: ignore[arg-type]
         certificate_signing_key=SigningKey.generate().private_pem(),  # type: ignore[arg-type]
@@ -328,10 +352,70 @@ def test_production_settings_accept_real_secrets() -> None:
     with pytest.raises(ValidationError, match="PEM Ed25519"):
         RetentionSettings(
             environment="production",
+            **_encrypted_connections("retention"),
             certificate_key="another-secret",  # type: ignore[arg-type]
             operator_token="a-third-secret",  # type: ignore[arg-type]
             certificate_signing_key="not a key",  # type: ignore[arg-type]
             keystore=keystore,
+        )
+
+
+@pytest.mark.clause("TLS")
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            {"kafka": KafkaSettings(bootstrap_servers="kafka.internal:9092")},
+            "kafka.security_protocol",
+        ),
+        ({"database_url": "postgresql+asyncpg://billing@db.internal/billing"}, "database_url"),
+        (
+            {"database_url": "postgresql+asyncpg://billing@db.internal/billing?ssl=require"},
+            "database_url",
+        ),
+        (
+            {
+                "keystore": KeyStoreSettings(
+                    master_key=SecretStr("a-real-master-key"),
+                    url="postgresql://keystore@db.internal/keystore?sslmode=prefer",
+                )
+            },
+            "keystore.url",
+        ),
+    ],
+)
+def test_tls_production_refuses_to_start_with_a_plaintext_broker_or_database(
+    change: dict[str, Any], named: str
+) -> None:
+    """In production, a connection without TLS (or, for PostgreSQL, without the server's
+    certificate and name checked) stops the service at start, naming it."""
+    from billing.settings import BillingSettings
+    from shared.signing import SigningKey
+
+    production = {
+        "environment": "production",
+        **_encrypted_connections("billing"),
+        "keystore": KeyStoreSettings(
+            master_key=SecretStr("a-real-master-key"),
+            url="postgresql://keystore@db.internal/keystore?sslmode=verify-full",
+        ),
+        "operator_token": SecretStr("an-operator-secret"),
+        "audit_token_signing_key": SigningKey.generate().private_pem(),
+    }
+    assert BillingSettings(**production)
+    with pytest.raises(ValidationError, match=f"plaintext connections .*{named}"):
+        BillingSettings(**(production | change))
+    # In development the embedded servers speak plaintext on the loopback.
+    assert BillingSettings(**(production | change | {"environment": "development"}))
+
+
+@pytest.mark.clause("TLS")
+def test_tls_sasl_credentials_go_with_sasl_ssl_only() -> None:
+    with pytest.raises(ValidationError, match="SASL_SSL needs"):
+        KafkaSettings(security_protocol="SASL_SSL", sasl_username="billing")
+    with pytest.raises(ValidationError, match="for SASL_SSL only"):
+        KafkaSettings(
+            security_protocol="SSL", sasl_username="billing", sasl_password=SecretStr("x")
         )
 
 
@@ -369,13 +453,20 @@ def test_notifications_smtp_address_can_be_set_from_the_environment(
     assert (settings.smtp.host, settings.smtp.port) == ("smtp.example", 587)
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_no_two_services_share_a_volume_in_the_compose_file() -> None:
-    """Each service has its own export store: nothing one writes can be read by another."""
+    """Each service has its own export store: nothing one writes can be read by another (nor
+    its private key: each mounts only its own folder of the certificates volume)."""
     import yaml
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     owners: dict[str, list[str]] = {}
-    for service in SERVICES:
+    for service in (*SERVICES, "ops"):
         for volume in compose["services"][service].get("volumes", []):
-            owners.setdefault(str(volume).split(":", 1)[0], []).append(service)
+            if isinstance(volume, dict):  # the long syntax: a volume, or one folder of it
+                subpath = volume.get("volume", {}).get("subpath", "")
+                name = f"{volume['source']}/{subpath}".rstrip("/")
+            else:
+                name = str(volume).split(":", 1)[0]
+            owners.setdefault(name, []).append(service)
     assert {volume: names for volume, names in owners.items() if len(names) > 1} == {}

@@ -9,12 +9,13 @@ import re
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Dialog, async_playwright, expect
 
 from devstack.processes import free_port
-from devstack.stack import SERVICES, Stack
+from devstack.stack import OPERATIONS_STAFF_EMAIL, SERVICES, Stack
 from devstack.testing import (
     CHROMIUM_FLAGS,
     MailCatcher,
@@ -33,6 +34,7 @@ RETENTION_OPERATOR_TOKEN = "dev-only-operator-token"  # retention's development 
 def dashboard(system: Stack) -> Iterator[str]:
     """The dashboard as `make up` starts it, reading the four end-to-end services."""
     system.ports.dashboard = free_port()
+    system.enrol_operations_staff()
     system.start_dashboard()
     try:
         yield system.dashboard_url
@@ -62,6 +64,20 @@ async def _sagas(system: Stack) -> list[str]:
         )
     listed.raise_for_status()
     return [saga["saga_id"] for saga in listed.json()]
+
+
+async def _trail(system: Stack, account_id: uuid.UUID) -> list[tuple[str, str, str]]:
+    dsn = system.database_url("audit").replace("postgresql+asyncpg://", "postgresql://", 1)
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT p.actor_name, e.purpose, p.reason FROM audit_entry e "
+            "JOIN audit_personal p USING (global_seq) WHERE e.account_id = $1",
+            account_id,
+        )
+    finally:
+        await connection.close()
+    return [tuple(row) for row in rows]
 
 
 async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboard(
@@ -119,14 +135,18 @@ async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboar
             page = await browser.new_page(viewport={"width": 1400, "height": 1800})
             await page.goto(dashboard)
             await expect(page).to_have_url(re.compile(r"/sign-in$"))
+            await page.fill("#email", OPERATIONS_STAFF_EMAIL)
             await page.fill("#password", "not the password")
             await page.click("button[type=submit]")
-            await expect(page.get_by_role("alert")).to_contain_text("not right")
+            await expect(page.get_by_role("alert")).to_contain_text("do not sign in")
             await page.screenshot(path=screenshots / "sign-in-refused.png")
 
+            # Operations staff sign in with their own staff account, and are named.
+            await page.fill("#email", OPERATIONS_STAFF_EMAIL)
             await page.fill("#password", system.dashboard_password)
             await page.click("button[type=submit]")
             await expect(page.get_by_role("heading", name="Services")).to_be_visible()
+            await expect(page.locator("#operator")).to_contain_text("Olive Operations")
 
             for spec in SERVICES:
                 card = page.locator(f'article[data-service="{spec.name}"]')
@@ -181,6 +201,13 @@ async def test_operations_staff_watch_invoices_and_a_termination_on_the_dashboar
             # Still malformed, it is dead-lettered again; the first letter shows it went back.
             await expect(letters.filter(has_text="sent back")).to_have_count(1, timeout=60_000)
             await expect(letters).to_have_count(2, timeout=60_000)
+            # STAFF-ACCESS: the account's trail names who sent it back, and why.
+            trail = await eventually(
+                lambda: _trail(system, planted), what="the redrive in the audit trail"
+            )
+            assert trail == [
+                ("Olive Operations", "billing-operations", "INC-7: the producer is fixed")
+            ]
             await page.screenshot(path=screenshots / "dashboard.png", full_page=True)
 
             await page.click("text=Sign out")

@@ -65,12 +65,16 @@ def test_up_serves_stops_cleanly_on_ctrl_c_and_keeps_its_data(tmp_path: Path) ->
         assert gateway in log.read_text()
         assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200
         dashboard = f"http://127.0.0.1:{ports['dashboard']}"
-        printed = re.search(rf"{re.escape(dashboard)}\s+\(password: (\S+)\)", log.read_text())
-        assert printed, "the dashboard's address and password are printed"
-        signed_in = httpx.post(
-            f"{dashboard}/sign-in", data={"password": printed.group(1)}, timeout=10
+        printed = re.search(
+            rf"{re.escape(dashboard)}\s+\(staff: (\S+), password: (\S+)\)", log.read_text()
         )
-        assert signed_in.status_code == 303, "the printed password signs in"
+        assert printed, "the dashboard's address, its staff member and password are printed"
+        signed_in = httpx.post(
+            f"{dashboard}/sign-in",
+            data={"email": printed.group(1), "password": printed.group(2)},
+            timeout=30,
+        )
+        assert signed_in.status_code == 303, "the printed staff member signs in"
         opened = httpx.post(
             f"{billing}/accounts",
             timeout=10,

@@ -616,6 +616,7 @@ async def _open_tenant(api: httpx.AsyncClient, tag: str, system: Stack) -> Tenan
     )
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_no_pan_planted_card_numbers_reach_no_table_topic_log_or_mail(
     system: Stack, mail: MailCatcher
 ) -> None:
@@ -723,6 +724,7 @@ def _marked_invoice_issued(mark: str, account_id: uuid.UUID) -> Envelope[Invoice
     return new_envelope(issued, source="billing")
 
 
+@pytest.mark.clause("TERMINATION", "COLLECTED")
 async def test_logs_hold_no_personal_data_from_the_main_flows_or_their_errors(
     system: Stack, mail: MailCatcher
 ) -> None:

@@ -25,7 +25,7 @@ from shared.contracts import AccessActor, AccessPurpose, DataAccessed, new_envel
 from shared.signing import SigningKey
 from shared.tokens import issue_token
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("STAFF-ACCESS", "LEAST-ACCESS")]
 PASSWORD = "an owner's long passphrase"
 
 
@@ -70,6 +70,7 @@ async def _read_by_staff(
     )
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_the_owner_reads_their_accounts_access_report_and_no_one_elses(
     service_env: Callable[[str], dict[str, Any]],
 ) -> None:

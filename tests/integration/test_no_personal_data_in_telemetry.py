@@ -22,7 +22,7 @@ from notifications.settings import NotificationsSettings, SmtpSettings
 from shared.telemetry import JsonLogFormatter, create_telemetry
 from shared.telemetry_privacy import DROPPED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("USE", "PURPOSE")]
 OPERATOR_TOKEN = "test-billing-operator-token"  # what service_env gives billing
 
 
@@ -72,6 +72,7 @@ def _span_text(span: ReadableSpan) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.clause("USE")
 async def test_use_marked_values_reach_no_span_metric_or_log_line(
     service_env: Callable[[str], dict[str, Any]],
     infrastructure: Stack,

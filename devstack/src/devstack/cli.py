@@ -8,12 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.stack import SERVICES, Stack, StackPorts
+from devstack.stack import OPERATIONS_STAFF_EMAIL, SERVICES, Stack, StackPorts
 
 
-def up(var_dir: Path, ports: StackPorts, service_ports: dict[str, int]) -> int:
+def up(
+    var_dir: Path, ports: StackPorts, service_ports: dict[str, int], *, tls: bool = False
+) -> int:
     """Start everything, print the URLs, and stop everything on Ctrl-C."""
-    stack = Stack(var_dir=var_dir, ports=ports, service_ports=service_ports)
+    stack = Stack(var_dir=var_dir, ports=ports, service_ports=service_ports, tls=tls)
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -26,6 +28,7 @@ def up(var_dir: Path, ports: StackPorts, service_ports: dict[str, int]) -> int:
         stack.start_infrastructure()
         print("creating databases, running migrations, starting the services ...", flush=True)
         stack.start_services()
+        stack.enrol_operations_staff()
         stack.start_dashboard()
         print(_banner(stack), flush=True)
         while not stopping:
@@ -55,7 +58,8 @@ def _banner(stack: Stack) -> str:
         lines.append(f"  {spec.name:<14} {stack.service_url(spec.name)}   (/healthz, /metrics)")
     lines.append(f"  {'billing API':<14} {stack.service_url('billing')}/docs")
     lines.append(
-        f"  {'ops dashboard':<14} {stack.dashboard_url}   (password: {stack.dashboard_password})"
+        f"  {'ops dashboard':<14} {stack.dashboard_url}   (staff: {OPERATIONS_STAFF_EMAIL}, "
+        f"password: {stack.dashboard_password})"
     )
     lines.append(f"  {'web inbox':<14} {stack.mail_url}")
     lines.append(f"  {'SMTP':<14} smtp://127.0.0.1:{stack.ports.smtp}")
@@ -66,6 +70,9 @@ def _banner(stack: Stack) -> str:
     )
     lines.append(f"  {'exports':<14} {stack.export_dir.resolve()}")
     lines.append(f"  {'logs':<14} {stack.log_dir.resolve()}")
+    if stack.tls:
+        lines.append(f"  {'TLS':<14} HTTPS with HSTS; trust {stack.authority.ca_file.resolve()}")
+        lines.append("                 (the certificate authority made for this machine)")
     lines.append("")
     lines.append("  The first staff member (a security admin), from another terminal:")
     lines.append("    .venv/bin/python -m billing.main security-admin --name NAME --email EMAIL")
@@ -78,6 +85,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--var-dir", type=Path, default=Path("var"))
+    up_parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the services and the dashboard over HTTPS, with a local certificate "
+        "authority made in <var-dir>/tls",
+    )
     defaults = StackPorts()
     for name in ("postgres", "kafka", "smtp", "mail_web", "payment_gateway", "dashboard"):
         up_parser.add_argument(
@@ -96,7 +109,7 @@ def main() -> None:
             args.dashboard_port,
         )
         service_ports = {spec.name: getattr(args, f"{spec.name}_port") for spec in SERVICES}
-        sys.exit(up(args.var_dir, ports, service_ports))
+        sys.exit(up(args.var_dir, ports, service_ports, tls=args.tls))
 
 
 if __name__ == "__main__":

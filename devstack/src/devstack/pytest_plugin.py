@@ -19,9 +19,20 @@ from typing import Any
 
 import pytest
 
+from devstack import conformance
 from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack, StackPorts
 from devstack.testing import MailCatcher
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The conformance report's option."""
+    conformance.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests cite privacy clauses with a mark the register checks."""
+    conformance.configure(config)
 
 
 def _testcontainers() -> tuple[str, str, list[Any]]:
@@ -53,13 +64,7 @@ def infrastructure() -> Iterator[Stack]:
     var_dir = Path(tempfile.mkdtemp(prefix="quittance-test-stack-"))
     stack = Stack(
         var_dir=var_dir,
-        ports=StackPorts(
-            postgres=free_port(),
-            kafka=free_port(),
-            smtp=free_port(),
-            mail_web=free_port(),
-            payment_gateway=free_port(),
-        ),
+        ports=StackPorts.free(),
         durable=False,
         postgres_admin_url=postgres_url,
         kafka_bootstrap=kafka,

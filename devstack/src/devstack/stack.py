@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import asyncpg
@@ -18,10 +20,15 @@ import httpx
 
 from devstack.broker import EmbeddedBroker
 from devstack.postgres import EmbeddedPostgres
-from devstack.processes import ManagedProcess, port_is_open, wait_until
+from devstack.processes import ManagedProcess, free_port, port_is_open, wait_until
 from shared.contracts import TOPICS
 from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
+
+# Who signs in to the ops dashboard that `make up` starts (billing's staff, role
+# billing-operations); the password is made for each run.
+OPERATIONS_STAFF_NAME = "Olive Operations"
+OPERATIONS_STAFF_EMAIL = "operations@quittance.example.com"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,41 @@ SERVICES = (
 )
 
 
+@dataclass(frozen=True)
+class LocalAuthority:
+    """A certificate authority made for one run of the stack, and the certificate (for
+    127.0.0.1 and localhost) that every server of the run serves; its CA file is what a
+    browser or client is told to trust."""
+
+    folder: Path
+
+    @property
+    def ca_file(self) -> Path:
+        """The authority's certificate (PEM)."""
+        return self.folder / "ca.pem"
+
+    @property
+    def server_file(self) -> Path:
+        """The servers' private key and certificate chain (PEM, readable by the owner only)."""
+        return self.folder / "server.pem"
+
+    @classmethod
+    def create(cls, folder: Path) -> LocalAuthority:
+        """Make the authority and the servers' certificate, or keep those of an earlier run."""
+        authority = cls(folder)
+        if authority.ca_file.exists() and authority.server_file.exists():
+            return authority
+        import trustme
+
+        folder.mkdir(parents=True, exist_ok=True)
+        made = trustme.CA(organization_name="Quittance development")
+        made.cert_pem.write_to_path(str(authority.ca_file))
+        served = made.issue_cert("127.0.0.1", "localhost")
+        served.private_key_and_cert_chain_pem.write_to_path(str(authority.server_file))
+        authority.server_file.chmod(0o600)
+        return authority
+
+
 @dataclass
 class StackPorts:
     """Where the embedded infrastructure listens."""
@@ -50,6 +92,11 @@ class StackPorts:
     mail_web: int = 8025
     payment_gateway: int = 8010
     dashboard: int = 8004
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Ports nothing listens on now: a stack beside another (tests, benchmarks, chaos)."""
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
@@ -79,9 +126,11 @@ class Stack:
     dashboard: ManagedProcess | None = None
     # Extra environment per service, on top of service_env (a test's shorter grace period).
     service_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    # The dashboard's sign-in password, fresh for each run and printed by `make up`.
+    # The operations staff member's password, fresh for each run and printed by `make up`.
     dashboard_password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     created_databases: list[str] = field(default_factory=list)
+    # HTTPS for the services and the dashboard, with a certificate authority made for the run.
+    tls: bool = False
 
     @property
     def log_dir(self) -> Path:
@@ -131,9 +180,32 @@ class Stack:
         """The libpq URL of the key-store database every service shares (TERMINATION)."""
         return f"{self.admin_url().rsplit('/', 1)[0]}/keystore{self.database_suffix}"
 
+    @property
+    def scheme(self) -> str:
+        """https in TLS mode, http otherwise."""
+        return "https" if self.tls else "http"
+
+    @functools.cached_property
+    def authority(self) -> LocalAuthority:
+        """The run's certificate authority and the certificate every server serves."""
+        return LocalAuthority.create(self.var_dir / "tls")
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client of this stack's servers trusts: the run's authority in TLS mode."""
+        return ssl.create_default_context(cafile=str(self.authority.ca_file)) if self.tls else True
+
+    def tls_env(self, prefix: str) -> dict[str, str]:
+        """A server's certificate (TLS mode)."""
+        if not self.tls:
+            return {}
+        return {
+            f"{prefix}TLS__CERTFILE": str(self.authority.server_file),
+            f"{prefix}TLS__KEYFILE": str(self.authority.server_file),
+        }
+
     def service_url(self, service: str) -> str:
         """Where a service's HTTP server answers."""
-        return f"http://127.0.0.1:{self.service_ports[service]}"
+        return f"{self.scheme}://127.0.0.1:{self.service_ports[service]}"
 
     # infrastructure
 
@@ -230,22 +302,60 @@ class Stack:
         if service == "notifications":
             env[f"{prefix}SMTP__HOST"] = "127.0.0.1"
             env[f"{prefix}SMTP__PORT"] = str(self.ports.smtp)
-        return {**env, **self.service_overrides.get(service, {})}
+        return {**env, **self.tls_env(prefix), **self.service_overrides.get(service, {})}
 
     @property
     def dashboard_url(self) -> str:
         """The ops dashboard."""
-        return f"http://127.0.0.1:{self.ports.dashboard}"
+        return f"{self.scheme}://127.0.0.1:{self.ports.dashboard}"
 
     def dashboard_env(self) -> dict[str, str]:
         """The environment that points the dashboard at this stack's services."""
         return {
             "OPS_ENVIRONMENT": "development",
             "OPS_SERVICES": json.dumps({s: self.service_url(s) for s in self.service_ports}),
-            "OPS_SIGN_IN_PASSWORD": self.dashboard_password,
             "OPS_SESSION_KEY": secrets.token_hex(32),
             "OPS_LOG_LEVEL": "INFO",
+            "OPS_SECURE_COOKIE": "true" if self.tls else "false",
+            **self.tls_env("OPS_"),
+            # The dashboard reads the services over HTTPS: it trusts the run's authority.
+            **({"SSL_CERT_FILE": str(self.authority.ca_file)} if self.tls else {}),
         }
+
+    def enrol_operations_staff(self) -> str:
+        """Make the operations staff member who signs in to the dashboard, with billing's
+        server command as an operator would (on a later run, the same member re-enrolled),
+        and choose this run's password with the enrolment code; their email."""
+        made = subprocess.run(
+            [
+                sys.executable,
+                *("-m", "billing.main", "staff-member", "--name", OPERATIONS_STAFF_NAME),
+                *("--email", OPERATIONS_STAFF_EMAIL, "--role", "billing-operations"),
+            ],
+            env={**os.environ, **self.service_env("billing")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"billing's staff-member command failed: {made.stderr[-2000:]}")
+        marker = "enrolment code (shown once): "
+        if marker not in made.stdout:
+            raise RuntimeError(f"billing's staff-member command printed no code: {made.stdout}")
+        code = made.stdout.split(marker)[1].strip()
+        enrolled = httpx.post(
+            f"{self.service_url('billing')}/staff/enrolment",
+            json={
+                "email": OPERATIONS_STAFF_EMAIL,
+                "code": code,
+                "password": self.dashboard_password,
+            },
+            timeout=30,
+            verify=self.verify(),
+        )
+        enrolled.raise_for_status()
+        return OPERATIONS_STAFF_EMAIL
 
     def start_dashboard(self) -> ManagedProcess:
         """Start the ops dashboard (it reads the services over HTTP) and wait for it."""
@@ -254,16 +364,8 @@ class Stack:
             "ops",
             [
                 sys.executable,
-                "-m",
-                "uvicorn",
-                "ops.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.ports.dashboard),
-                "--no-access-log",
-                "--no-server-header",
+                *("-m", "ops.main", "serve", "--host", "127.0.0.1"),
+                *("--port", str(self.ports.dashboard)),
             ],
             log_path=self.log_dir / "ops.log",
             env=self.dashboard_env(),
@@ -291,25 +393,16 @@ class Stack:
             raise RuntimeError(f"{service} migrations failed:\n{result.stdout}\n{result.stderr}")
 
     def start_service(self, service: str, *, wait: bool = True, workers: int = 1) -> ManagedProcess:
-        """Start one service under uvicorn (N worker processes) and wait for its /healthz."""
+        """Start one service with its own `serve` command (N worker processes) and wait for its
+        /healthz."""
         port = self.service_ports[service]
         _require_free(port, service)
         process = ManagedProcess(
             service,
             [
                 sys.executable,
-                "-m",
-                "uvicorn",
-                f"{service}.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--no-server-header",
-                "--workers",
-                str(workers),
+                *("-m", f"{service}.main", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *("--workers", str(workers)),
             ],
             log_path=self.log_dir / f"{service}.log",
             env=self.service_env(service),
@@ -329,7 +422,10 @@ class Stack:
                 raise RuntimeError(f"{service} exited:\n{process.tail()}")
             try:
                 return (
-                    httpx.get(f"{self.service_url(service)}/healthz", timeout=2).status_code == 200
+                    httpx.get(
+                        f"{self.service_url(service)}/healthz", timeout=2, verify=self.verify()
+                    ).status_code
+                    == 200
                 )
             except httpx.HTTPError:
                 return False

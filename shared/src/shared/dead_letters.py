@@ -10,7 +10,6 @@ where it had already been handled.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -30,9 +29,9 @@ from shared.kafka import (
     DLQ_KIND_HEADER,
     DLQ_ORIGIN_HEADER,
     DLQ_REASON_HEADER,
-    ssl_context,
+    client_security,
 )
-from shared.outbox import _INSERT_OUTBOX
+from shared.outbox import write_record
 from shared.settings import KafkaSettings
 from shared.unit_of_work import UnitOfWorkFactory
 
@@ -124,8 +123,11 @@ class DeadLetterDesk:
             for r, i in zip(records, ids, strict=True)
         ]
 
-    async def redrive(self, letter_id: str, *, operator: str, reason: str) -> DeadLetter:
-        """Send a letter back to its topic, once, and record it in the account's trail."""
+    async def redrive(
+        self, letter_id: str, *, operator: str, reason: str, operator_id: str | None = None
+    ) -> DeadLetter:
+        """Send a letter back to its topic, once, and record it in the account's trail under
+        the operator's name (and staff id)."""
         record = await self._find(letter_id)
         account_id = _account(record)
         if account_id is None:
@@ -138,22 +140,19 @@ class DeadLetterDesk:
         async with self.units() as work:
             if not await work.claim(REDRIVE_CONSUMER, _letter_key(letter_id)):
                 raise AlreadyRedrivenError(letter_id)
-            driver = await work.driver()
-            await driver.execute(
-                _INSERT_OUTBOX,
-                uuid.uuid4(),
-                topic,
-                str(account_id),
-                record.value,
-                json.dumps(original),
-                True,
+            await write_record(
+                await work.driver(),
+                topic=topic,
+                key=str(account_id),
+                value=record.value,
+                headers=original,
             )
             work.emit(
                 DataAccessed(
                     account_id=account_id,
                     access_id=uuid.uuid4(),
                     actor=AccessActor.STAFF,
-                    actor_id=operator,
+                    actor_id=operator_id or operator,
                     actor_name=operator,
                     purpose=AccessPurpose.BILLING_OPERATIONS,
                     reason=reason,
@@ -194,8 +193,7 @@ class DeadLetterDesk:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=self.kafka.max_message_bytes + 64 * 1024,
-            security_protocol=self.kafka.security_protocol,
-            ssl_context=ssl_context(self.kafka),
+            **client_security(self.kafka),
         )
 
     async def _read(self) -> list[ConsumerRecord[bytes, bytes]]:
@@ -263,23 +261,31 @@ class DeadLetterDesk:
 
 def dead_letter_routes(desk: DeadLetterDesk, operator_token: str) -> list[tuple[str, Any]]:
     """`GET /dead-letters`: this service's dead letters with their reasons (operators);
-    `POST /dead-letters?id=<letter id>&reason=<why>&operator=<who>`: send one back."""
+    `POST /dead-letters?id=<letter id>&reason=<why>&operator=<who>[&operator_id=<staff id>]`:
+    send one back."""
 
     async def dead_letters(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
         if scope["method"] != "POST":
             return json_response([letter.as_json() for letter in await desk.letters()])
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given = {name: query.get(name, [""])[-1].strip() for name in ("id", "reason", "operator")}
-        for name, limit in (("id", 400), ("reason", 500), ("operator", 200)):
-            if not given[name] or len(given[name]) > limit or not given[name].isprintable():
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        limits = {"id": 400, "reason": 500, "operator": 200, "operator_id": 100}
+        given = {name: query.get(name, [""])[-1].strip() for name in limits}
+        for name, limit in limits.items():
+            optional = name == "operator_id" and name not in query
+            if not optional and (
+                not given[name] or len(given[name]) > limit or not given[name].isprintable()
+            ):
                 return problem(
                     422, "Invalid field", f"{name}: 1 to {limit} printable characters", name
                 )
         try:
             letter = await desk.redrive(
-                given["id"], operator=given["operator"], reason=given["reason"]
+                given["id"],
+                operator=given["operator"],
+                reason=given["reason"],
+                operator_id=given["operator_id"] or None,
             )
         except DeadLetterNotFoundError:
             return problem(404, "Not found", "no dead letter of this service has this id", "id")

@@ -63,6 +63,18 @@ _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLSTATEs of a server that cannot serve now, whatever the statement: a connection failure
+# (class 08), an administrator or crash shutdown, a server still starting (57P01-57P03), too
+# many connections (53300). A restart of PostgreSQL answers these for a few seconds.
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The driver's SQLSTATE, through SQLAlchemy's wrapper if there is one; "" if none."""
+    original = getattr(exc, "orig", None) or exc
+    return str(getattr(original, "sqlstate", None) or getattr(exc, "sqlstate", None) or "")
+
+
 def is_infrastructure_outage(exc: BaseException) -> bool:
     """Whether the error says a server (database, broker, mail, disk) is unavailable."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -75,6 +87,8 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if _sqlstate(exc).startswith(_OUTAGE_SQLSTATES):
+        return True  # PostgreSQL shutting down, restarting or out of connections
     module, name = type(exc).__module__, type(exc).__name__
     if module.startswith("asyncpg") and ("Connection" in name or "CannotConnect" in name):
         return True
@@ -276,12 +290,42 @@ def ssl_context(kafka: KafkaSettings) -> Any:
     return create_ssl_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
 
 
+def client_security(kafka: KafkaSettings) -> dict[str, Any]:
+    """The TLS and SASL arguments of every aiokafka client (producer, consumer, admin)."""
+    arguments: dict[str, Any] = {
+        "security_protocol": kafka.security_protocol,
+        "ssl_context": ssl_context(kafka),
+    }
+    if kafka.security_protocol == "SASL_SSL":
+        username, password = kafka.sasl_credentials()
+        arguments |= {
+            "sasl_mechanism": kafka.sasl_mechanism,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+    return arguments
+
+
 def _security(kafka: KafkaSettings) -> Any:
+    """The same for FastStream's broker."""
     if kafka.security_protocol == "PLAINTEXT":
         return None
-    from faststream.security import BaseSecurity
+    from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-    return BaseSecurity(ssl_context=ssl_context(kafka), use_ssl=True)
+    if kafka.security_protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context(kafka), use_ssl=True)
+    username, password = kafka.sasl_credentials()
+    mechanism = {
+        "SCRAM-SHA-512": SASLScram512,
+        "SCRAM-SHA-256": SASLScram256,
+        "PLAIN": SASLPlaintext,
+    }[kafka.sasl_mechanism]
+    return mechanism(
+        username=username,
+        password=password,
+        ssl_context=ssl_context(kafka),
+        use_ssl=True,
+    )
 
 
 def create_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
@@ -294,8 +338,7 @@ def create_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer
         max_batch_size=256 * 1024,
         # The client refuses a larger record itself; a broker would refuse it anyway.
         max_request_size=kafka.max_message_bytes,
-        security_protocol=kafka.security_protocol,
-        ssl_context=ssl_context(kafka),
+        **client_security(kafka),
     )
 
 
@@ -344,8 +387,7 @@ def is_valid_topic_name(name: str) -> bool:
 def _admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
         bootstrap_servers=kafka.bootstrap_servers,
-        security_protocol=kafka.security_protocol,
-        ssl_context=ssl_context(kafka),
+        **client_security(kafka),
     )
 
 
@@ -470,8 +512,7 @@ class BrokerProbe:
             auto_offset_reset="none",  # an offset out of range is the answer, not a reason to move
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=self.kafka.max_message_bytes + 64 * 1024,
-            security_protocol=self.kafka.security_protocol,
-            ssl_context=ssl_context(self.kafka),
+            **client_security(self.kafka),
         )
         await consumer.start()
         try:

@@ -8,8 +8,10 @@ account, so every sealed copy in topics, dead-letter topics and backups becomes 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Collection
@@ -25,6 +27,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.crypto import KEY_BYTES, NONCE_BYTES, DataKey, KeyDestroyedError, new_data_key
 from shared.settings import KeyStoreSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CachedKeyStore",
@@ -252,6 +256,21 @@ class VaultTransitKeyWrapper:
 # --- stores --------------------------------------------------------------------------------
 
 
+# How long a starting service waits for the key store's database (restarting, or not up yet).
+START_WAIT_S = 120.0
+# What a database that is down or still starting answers a new connection with.
+UNREACHABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _kind(error: BaseException) -> str:
+    return type(error).__name__
+
+
 class PostgresKeyStore:
     """Wrapped keys in a dedicated key-store database, one row per account."""
 
@@ -269,16 +288,26 @@ class PostgresKeyStore:
             raise RuntimeError("PostgresKeyStore.start() was not awaited")
         return self._pool
 
-    async def start(self) -> None:
-        """Open the pool and create the table if missing."""
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
-            async with self._pool.acquire() as connection, connection.transaction():
+    async def start(self, *, wait_s: float = START_WAIT_S) -> None:
+        """Open the pool and create the table if missing; a database that is restarting (or
+        not up yet) is waited for, so a service started meanwhile does not exit."""
+        give_up = time.monotonic() + wait_s
+        while self._pool is None:
+            try:
+                pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+            except UNREACHABLE as unreachable:
+                if time.monotonic() > give_up:
+                    raise
+                log.warning("the key store is not reachable yet (%s); waiting", _kind(unreachable))
+                await asyncio.sleep(0.5)
+                continue
+            async with pool.acquire() as connection, connection.transaction():
                 # Services start together: CREATE TABLE IF NOT EXISTS alone races in the catalog.
                 await connection.execute(
                     "SELECT pg_advisory_xact_lock(hashtext('account_data_key'))"
                 )
                 await connection.execute(CREATE_TABLE_SQL)
+            self._pool = pool
 
     async def close(self) -> None:
         """Close the pool and the wrapper's client."""

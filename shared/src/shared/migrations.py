@@ -7,12 +7,15 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.delivery import DeliveryTable
 from shared.legal_holds import LegalHoldMark  # noqa: F401 - its table joins the shared metadata
+
+# The advisory lock that serialises a database's migrations (any constant no other lock uses).
+MIGRATION_LOCK = 0x51_7E_0B_0E
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:
@@ -42,6 +45,9 @@ def run_migrations(service_metadata: MetaData) -> None:
     def migrate(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=target, compare_type=True)
         with context.begin_transaction():
+            # Instances of a service starting together (scale-out) migrate one at a time: the
+            # next reads the version table only after the first committed, and finds it done.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             context.run_migrations()
 
     async def run() -> None:

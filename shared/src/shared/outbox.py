@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -19,13 +19,12 @@ from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate, trace
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import Envelope
 from shared.crypto import DataKey, encrypt_personal, personal_paths
-from shared.db import driver_in_transaction
+from shared.db import driver_dsn, driver_in_transaction
 from shared.delivery import OUTBOX_CHANNEL
 from shared.errors import describe
 from shared.kafka import (
@@ -194,6 +193,24 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox_message (event_id, topic, key, payload, headers, replayable) "
     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
 )
+
+
+async def write_record(
+    driver: asyncpg.Connection,
+    *,
+    topic: str,
+    key: str,
+    value: bytes,
+    headers: dict[str, str],
+    replayable: bool = True,
+) -> None:
+    """Add a record that is already sealed (a dead letter sent back) to the outbox, as it is,
+    in the caller's transaction; the relay publishes it like any other."""
+    await driver.execute(
+        _INSERT_OUTBOX, uuid4(), topic, key, value, json.dumps(headers), replayable
+    )
+
+
 _FORGET_KEPT = text(
     "DELETE FROM outbox_message WHERE key = :key "
     "AND (published_at IS NOT NULL OR parked_at IS NOT NULL)"
@@ -369,6 +386,7 @@ class OutboxRelay:
         self._tracer = telemetry.tracer(__name__)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._listener: asyncpg.Connection | None = None
         self._leads = False
         # The last record acknowledged on each partition, and when: what a broker that
@@ -394,6 +412,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         """Connect the producer and start relaying once this relay leads."""
+        self._stopping = False
         self._producer = create_producer(self.kafka, client_id=f"{self.telemetry.service}-relay")
         await self._producer.start()
         self._task = asyncio.create_task(self._run(), name=f"{self.telemetry.service}-relay")
@@ -430,11 +449,13 @@ class OutboxRelay:
         self._leads = False
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
-        self._listener = await asyncpg.connect(_asyncpg_dsn(self.engine))
+        self._listener = await asyncpg.connect(driver_dsn(self.engine.url))
         await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
         acquire = "SELECT pg_try_advisory_lock($1)"
-        while not await self._listener.fetchval(acquire, LEADER_LOCK):  # noqa: ASYNC110 - a lock held elsewhere
+        while not await self._listener.fetchval(acquire, LEADER_LOCK):
+            self._raise_if_stopping()
             await asyncio.sleep(self.poll_interval_s)
+        self._raise_if_stopping()
         await self._load_acked()
         self._suspect = True
         self._next_housekeeping = 0.0
@@ -444,6 +465,11 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         """Stop after the batch in flight."""
+        # The flag as well as the cancel: a library can lose a cancellation (Python 3.11's
+        # asyncio.wait_for returns a result that arrives with it), and the loop then ends at
+        # its next turn instead of relaying on, still leading.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -452,9 +478,13 @@ class OutboxRelay:
         if self._producer is not None:
             await self._producer.stop()
 
+    def _raise_if_stopping(self) -> None:
+        if self._stopping:
+            raise asyncio.CancelledError
+
     async def _run(self) -> None:
         backoff = self.poll_interval_s
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before reading, so a commit during the batch is not missed
             try:
                 if not self.leading:
@@ -465,7 +495,7 @@ class OutboxRelay:
                 backoff = self.poll_interval_s
             except Exception as exc:
                 task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if self._stopping or (task is not None and task.cancelling()):
                     # Stopped mid-batch: whatever the rollback raised, the relay stops.
                     raise asyncio.CancelledError from exc
                 self._failures += 1
@@ -812,8 +842,3 @@ def _creation_link(headers: Any) -> trace.Link | None:
     except ValueError:
         return None
     return trace.Link(context) if context.is_valid else None
-
-
-def _asyncpg_dsn(engine: AsyncEngine) -> str:
-    url = make_url(engine.url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)

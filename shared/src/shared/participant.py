@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from uuid import UUID, uuid4
 
+from opentelemetry import trace
 from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -176,8 +177,10 @@ class Participant:
         keys: KeyStore | None = None,
         guard: PurgeGuard | None = None,
         chunk_bytes: int = CHUNK_BYTES,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.data_map = data_map
+        self.tracer = tracer or trace.get_tracer(__name__)
         self.engine = engine
         self.store = store
         self.keys = keys
@@ -205,16 +208,18 @@ class Participant:
         @routes.on(ExportRequested)
         async def on_export_requested(event: Envelope[ExportRequested], work: Work) -> None:
             """Send this service's slice of the account to retention."""
-            await self.export(event.data, work)
+            with self._step(event.data.saga_id, "export slice"):
+                await self.export(event.data, work)
 
         @routes.on(PurgeRequested)
         async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
             """Delete everything this service holds about the account and confirm; under a
             legal hold, nothing (retention asks again once the hold is released)."""
             try:
-                await self.purge(event.data, work)
-                if after_purge is not None:
-                    await after_purge(event.data, work)
+                with self._step(event.data.saga_id, "purge rows"):
+                    await self.purge(event.data, work)
+                    if after_purge is not None:
+                        await after_purge(event.data, work)
             except PurgeBlockedError as blocked:
                 log.warning("purge of saga %s refused: %s", event.data.saga_id, blocked)
 
@@ -229,6 +234,13 @@ class Participant:
 
         if self.service in consumers_of("legal_hold.placed"):
             LegalHolds.register(routes, then=on_legal_hold)  # every participant knows (LAW)
+
+    def _step(self, saga_id: UUID, step: str) -> Any:
+        """This service's span of a termination's step, in the trace the request carried."""
+        return self.tracer.start_as_current_span(
+            f"termination {step}",
+            attributes={"quittance.saga.id": str(saga_id), "quittance.saga.step": step},
+        )
 
     # ------------------------------------------------------------------ export
 

@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import propagate, trace
 
 from shared.contracts import TOPICS, Envelope, EventData, envelope_of
 from shared.contracts.envelope import producer_of
@@ -59,6 +60,7 @@ class EventRoutes:
     def __init__(self, service: str, telemetry: Telemetry) -> None:
         self.service = service
         self.telemetry = telemetry
+        self.tracer = telemetry.tracer(__name__)
         self.units: UnitsOfWork | None = None
         self.keys: KeyStore | None = None
         self._routes: dict[str, _Route] = {}
@@ -184,7 +186,7 @@ class EventRoutes:
                 parsed.append((record, orjson.loads(record.value)))
             except Exception:
                 # Not JSON: refused on its own path, with the same reason and dead letter.
-                await policy.settle(record, partial(self.dispatch, record.value))
+                await self._settle_alone(record, policy)
         known_keys = await self._sealing_keys([raw for _, raw in parsed])
         for record, raw in parsed:
             try:
@@ -193,14 +195,15 @@ class EventRoutes:
                 if classify(exc) == "outage":
                     raise
                 # Decoded again on its own path: the same retries, reason and dead letter.
-                await policy.settle(record, partial(self.dispatch, record.value))
+                await self._settle_alone(record, policy)
                 continue
             decoded.append((record, route, event))
         for route, run in groupby(decoded, key=lambda item: item[1]):
             items = list(run)
             if route.batch is not None:
                 try:
-                    await self._handle_many(route, [event for _, _, event in items])
+                    with self._processing([record for record, _, _ in items]):
+                        await self._handle_many(route, [event for _, _, event in items])
                     for record, _, _ in items:
                         policy.settled(record)
                     continue
@@ -214,7 +217,41 @@ class EventRoutes:
                         describe(exc),
                     )
             for record, _, _ in items:
-                await policy.settle(record, partial(self.dispatch, record.value))
+                await self._settle_alone(record, policy)
+
+    async def _settle_alone(self, record: Any, policy: DeadLetterPolicy) -> None:
+        with self._processing([record]):
+            await policy.settle(record, partial(self.dispatch, record.value))
+
+    def _processing(self, records: Sequence[Any]) -> Any:
+        """The span of records handled together out of a fetched batch (FastStream's span is
+        the batch's). One record: a child of the trace it carries, so a flow's trace goes on
+        through a batch subscriber; several, or one that carries none: a child of the batch's,
+        linked to theirs (the semantic conventions' batch processing)."""
+        contexts = [propagate.extract(_trace_headers(record)) for record in records]
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": records[0].topic,
+            "messaging.batch.message_count": len(records),
+        }
+        carried = trace.get_current_span(contexts[0]).get_span_context()
+        if len(records) == 1 and carried.is_valid:
+            batch = trace.get_current_span().get_span_context()
+            return self.tracer.start_as_current_span(
+                f"{records[0].topic} process",
+                context=contexts[0],
+                kind=trace.SpanKind.CONSUMER,
+                links=[trace.Link(batch)] if batch.is_valid else None,
+                attributes=attributes,
+            )
+        links = [trace.Link(trace.get_current_span(c).get_span_context()) for c in contexts]
+        return self.tracer.start_as_current_span(
+            f"{records[0].topic} process",
+            kind=trace.SpanKind.CONSUMER,
+            links=[link for link in links if link.context.is_valid],
+            attributes=attributes,
+        )
 
     async def _sealing_keys(self, messages: Sequence[Any]) -> Mapping[str, DataKey]:
         """The keys that sealed the parsed messages' personal fields, fetched at once: a batch
@@ -321,3 +358,12 @@ def _keys_of_account(
 def _raw_body(message: Any) -> Any:
     """FastStream decoder that leaves the body as bytes."""
     return message.body
+
+
+def _trace_headers(record: Any) -> dict[str, str]:
+    """The W3C trace context a record's headers carry."""
+    return {
+        name: value.decode("latin-1")
+        for name, value in record.headers or ()
+        if name in ("traceparent", "tracestate") and isinstance(value, bytes)
+    }

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.asgi_api import json_response, operator_refusal, problem, whole_number
 from shared.data_map import AccountDataMap
-from shared.db import SessionFactory, create_engine, create_session_factory
+from shared.db import SessionFactory, StatementSpans, create_engine, create_session_factory
 from shared.dead_letters import DeadLetterDesk, dead_letter_routes
 from shared.export_store import ExportStore, create_export_store
 from shared.health import (
@@ -37,7 +37,14 @@ from shared.outbox import Outbox, OutboxRelay
 from shared.participant import Participant
 from shared.routing import EventRoutes
 from shared.settings import ServiceSettings
-from shared.telemetry import Telemetry, configure_logging, create_telemetry
+from shared.telemetry import (
+    UNOBSERVED_PATHS,
+    MatchedRoute,
+    RequestTelemetryMiddleware,
+    Telemetry,
+    configure_logging,
+    create_telemetry,
+)
 from shared.telemetry_privacy import AllowedMetrics
 from shared.unit_of_work import UnitOfWorkFactory
 
@@ -165,6 +172,7 @@ class ServiceRuntime(Generic[SettingsT]):
             store=self.store,
             keys=self.keys,
             guard=LegalHolds(self.engine),
+            tracer=self.telemetry.tracer("shared.participant"),
         )
 
     def consume(self, routes: EventRoutes) -> None:
@@ -202,6 +210,7 @@ def create_runtime(
         name, otlp_endpoint=settings.otlp_endpoint, tracing=settings.tracing
     )
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    StatementSpans(telemetry.tracer("shared.db"), url=settings.database_url).attach(engine)
     dead_letters = DeadLetterPolicy(
         consumer=name,
         telemetry=telemetry,
@@ -249,7 +258,7 @@ def consumed_and_produced(service: str) -> tuple[str, ...]:
     return tuple(t.name for t in TOPICS if service in t.producers or service in t.consumers)
 
 
-TRACE_SPANS_MAX = 2000
+TRACE_SPANS_MAX = 5000
 
 
 def operator_routes(runtime: ServiceRuntime[Any]) -> list[tuple[str, Any]]:
@@ -276,6 +285,32 @@ def operator_routes(runtime: ServiceRuntime[Any]) -> list[tuple[str, Any]]:
     return [*dead_letter_routes(runtime.dead_letter_desk, token), ("/traces", traces)]
 
 
+class ObservedAsgiFastStream(AsgiFastStream):
+    """FastStream's ASGI app with the same request telemetry as billing's: a server span and a
+    duration sample per request, by route (the consumer services serve customers too: the
+    export link, the access report)."""
+
+    def __init__(self, *brokers: Any, telemetry: Telemetry, **options: Any) -> None:
+        super().__init__(*brokers, **options)
+        self._observed = RequestTelemetryMiddleware(
+            self._route, telemetry=telemetry, excluded_paths=UNOBSERVED_PATHS
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve an HTTP request inside its telemetry; anything else as FastStream does."""
+        if scope["type"] == "http":
+            await self._observed(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _route(self, scope: Any, receive: Any, send: Any) -> None:
+        for path, _ in self.routes:
+            if scope["path"] == path:
+                scope["route"] = MatchedRoute(path)
+                break
+        await super().__call__(scope, receive, send)
+
+
 def create_consumer_app(
     runtime: ServiceRuntime[SettingsT],
     *,
@@ -283,10 +318,12 @@ def create_consumer_app(
     routes: Iterable[tuple[str, Any]] = (),
     health_checks: Iterable[HealthCheck] = (),
 ) -> AsgiFastStream:
-    """The ASGI app of a consumer-only service: subscribers, relay, `/healthz` and `/metrics`."""
+    """The ASGI app of a consumer-only service: subscribers, relay, `/healthz` and `/metrics`,
+    with request telemetry."""
     runtime.extra_checks.extend(health_checks)
-    app = AsgiFastStream(
+    app = ObservedAsgiFastStream(
         runtime.broker,
+        telemetry=runtime.telemetry,
         asgi_routes=[
             *asgi_health_routes(
                 runtime.engine, runtime.broker, runtime.metrics_text, runtime.health_checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,24 @@ def embedded_database_url(database: str) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:{EMBEDDED_POSTGRES_PORT}/{database}"
 
 
+class TlsSettings(BaseModel):
+    """The certificate a service serves HTTPS with; unset: plain HTTP (development)."""
+
+    certfile: Path | None = Field(default=None, description="Serve HTTPS with this PEM chain.")
+    keyfile: Path | None = Field(default=None, description="The PEM key of certfile.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the service serves HTTPS."""
+        return self.certfile is not None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TlsSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile are set together")
+        return self
+
+
 class KafkaSettings(BaseModel):
     """How a service reaches the Kafka-protocol broker."""
 
@@ -36,6 +55,11 @@ class KafkaSettings(BaseModel):
         default="PLAINTEXT", description="SSL or SASL_SSL in production (TLS clause)."
     )
     ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS.")
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="How the service signs in to the broker (SASL_SSL)."
+    )
+    sasl_username: str | None = Field(default=None, description="The service's broker user.")
+    sasl_password: SecretStr | None = Field(default=None, description="Its password.")
     partitions: int = Field(
         default=3, ge=1, description="Partitions for topics this stack creates."
     )
@@ -65,6 +89,21 @@ class KafkaSettings(BaseModel):
     def topic(self, name: str) -> str:
         """Return the physical topic name for a logical one."""
         return f"{self.topic_prefix}{name}"
+
+    def sasl_credentials(self) -> tuple[str, str]:
+        """The broker user and password (SASL_SSL)."""
+        if self.sasl_username is None or self.sasl_password is None:
+            raise ValueError("no SASL credentials: the security protocol is not SASL_SSL")
+        return self.sasl_username, self.sasl_password.get_secret_value()
+
+    @model_validator(mode="after")
+    def _credentials_with_sasl_only(self) -> KafkaSettings:
+        signs_in = self.sasl_username is not None or self.sasl_password is not None
+        if self.security_protocol == "SASL_SSL" and not (self.sasl_username and self.sasl_password):
+            raise ValueError("SASL_SSL needs sasl_username and sasl_password")
+        if self.security_protocol != "SASL_SSL" and signs_in:
+            raise ValueError("sasl_username and sasl_password are for SASL_SSL only")
+        return self
 
 
 class KeyStoreSettings(BaseModel):
@@ -168,6 +207,9 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(description="SQLAlchemy URL of this service's own database.")
     database_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings, description="HTTPS for the service's API (TLS)."
+    )
     keystore: KeyStoreSettings = Field(default_factory=KeyStoreSettings)
     export_store_path: Path | None = Field(
         default=None,
@@ -219,3 +261,29 @@ class ServiceSettings(BaseSettings):
     def _refuse_development_secrets_outside_development(self) -> ServiceSettings:
         refuse_development_secrets(self, self.environment)
         return self
+
+    @model_validator(mode="after")
+    def _refuse_plaintext_in_production(self) -> ServiceSettings:
+        plaintext = plaintext_connections(self)
+        if self.environment == "production" and plaintext:
+            raise ValueError(f"plaintext connections are refused in production: {plaintext}")
+        return self
+
+
+def verifies_server(url: str) -> bool:
+    """Whether a PostgreSQL URL asks for TLS with the server's certificate and name checked."""
+    query = parse_qs(urlsplit(url).query)
+    modes = query.get("ssl", []) + query.get("sslmode", [])
+    return modes == ["verify-full"]
+
+
+def plaintext_connections(settings: ServiceSettings) -> str:
+    """The service's connections that would carry personal data without TLS (TLS), named."""
+    plaintext = []
+    if settings.kafka.security_protocol == "PLAINTEXT":
+        plaintext.append("kafka.security_protocol is PLAINTEXT (SSL or SASL_SSL)")
+    if not verifies_server(settings.database_url):
+        plaintext.append("database_url lacks ssl=verify-full")
+    if settings.keystore.backend == "postgres" and not verifies_server(settings.keystore.url):
+        plaintext.append("keystore.url lacks sslmode=verify-full")
+    return "; ".join(plaintext)

@@ -216,16 +216,16 @@ class RecentSpans(SpanExporter):
     """The service's latest spans, kept in memory when no collector is set: the ops dashboard
     shows them as recent traces. Bounded; fed through the allow-list like every exporter."""
 
-    def __init__(self, service: str, capacity: int = 2000) -> None:
+    def __init__(self, service: str, capacity: int = 5000) -> None:
         self.service = service
-        self._spans: deque[dict[str, Any]] = deque(maxlen=capacity)
+        # The spans as they ended; summarised only when an operator asks (most never are).
+        self._spans: deque[ReadableSpan] = deque(maxlen=capacity)
         self._lock = threading.Lock()  # the export thread appends while requests read
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Keep the spans' summaries."""
-        rows = [self._row(span) for span in spans]
+        """Keep the spans."""
         with self._lock:
-            self._spans.extend(rows)
+            self._spans.extend(spans)
         return SpanExportResult.SUCCESS
 
     def _row(self, span: ReadableSpan) -> dict[str, Any]:
@@ -251,7 +251,8 @@ class RecentSpans(SpanExporter):
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` spans, oldest first."""
         with self._lock:
-            return list(self._spans)[-limit:]
+            spans = list(self._spans)[-limit:]
+        return [self._row(span) for span in spans]
 
     def shutdown(self) -> None:
         """Nothing to flush: the spans live in memory."""
@@ -341,6 +342,32 @@ def route_template(scope: Scope) -> str | None:
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(template) if template else None
+
+
+@dataclass(frozen=True)
+class MatchedRoute:
+    """What the request middleware reads of a matched route that is an exact path (FastStream's
+    routes, the operator routes billing mounts): the path, with nothing in it to hide."""
+
+    path: str
+
+
+class NamedRoute:
+    """An ASGI app mounted at an exact path that tells the request telemetry its route (a plain
+    Starlette route, unlike FastAPI's, leaves none in the scope)."""
+
+    def __init__(self, path: str, app: Callable[..., Awaitable[None]]) -> None:
+        self.path = path
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Name the route, then serve."""
+        scope["route"] = MatchedRoute(self.path)
+        await self.app(scope, receive, send)
+
+
+# Scrapes and probes: measured by whoever calls them, not worth a span each.
+UNOBSERVED_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 class RequestTelemetryMiddleware:

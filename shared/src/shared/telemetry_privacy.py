@@ -57,6 +57,8 @@ SPAN_ATTRIBUTES = frozenset(
         "db.system",
         "db.system.name",
         "db.operation.name",
+        "db.namespace",  # the service's database
+        "db.collection.name",  # a table
         "error.type",
         "exception.type",
         "exception.escaped",

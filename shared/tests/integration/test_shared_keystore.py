@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
 from devstack.fake_transit import FakeTransit
+from devstack.processes import free_port
 from devstack.stack import Stack
 from shared.crypto import KeyDestroyedError
 from shared.keystore import LocalKeyWrapper, PostgresKeyStore, VaultTransitKeyWrapper
@@ -47,6 +50,7 @@ async def _rows_about(url: str, account_id: uuid.UUID) -> list[asyncpg.Record]:
         await connection.close()
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_twenty_concurrent_writers_get_one_key(
     store: PostgresKeyStore, keystore_database: str
 ) -> None:
@@ -57,6 +61,7 @@ async def test_termination_twenty_concurrent_writers_get_one_key(
     assert len(await _rows_about(keystore_database, account_id)) == 1
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_destroy_leaves_no_row_and_the_key_unreadable(
     store: PostgresKeyStore, keystore_database: str
 ) -> None:
@@ -71,6 +76,7 @@ async def test_termination_destroy_leaves_no_row_and_the_key_unreadable(
     assert await store.destroy(account_id) == [], "idempotent"
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_keys_are_read_together_and_a_destroyed_one_is_absent(
     store: PostgresKeyStore,
 ) -> None:
@@ -87,6 +93,7 @@ async def test_termination_keys_are_read_together_and_a_destroyed_one_is_absent(
     assert await store.keys([]) == {}
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_another_service_reads_the_same_key(
     store: PostgresKeyStore, keystore_database: str
 ) -> None:
@@ -101,6 +108,7 @@ async def test_termination_another_service_reads_the_same_key(
         await other_service.close()
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_the_table_holds_wrapped_keys_only(
     store: PostgresKeyStore, keystore_database: str
 ) -> None:
@@ -112,6 +120,7 @@ async def test_termination_the_table_holds_wrapped_keys_only(
     assert key.secret.hex().encode() not in bytes(row["wrapped"])
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_restored_backup_row_is_unreadable_after_vault_forgets_the_account(
     keystore_database: str,
 ) -> None:
@@ -140,6 +149,7 @@ async def test_termination_a_restored_backup_row_is_unreadable_after_vault_forge
             await store.close()
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_destroyed_account_never_gets_a_key_again(
     store: PostgresKeyStore,
 ) -> None:
@@ -152,3 +162,51 @@ async def test_termination_a_destroyed_account_never_gets_a_key_again(
         await store.key_for_writing(account_id)
     rows = await store.pool.fetch("SELECT * FROM destroyed_account")
     assert all(str(account_id) not in str(dict(row)) for row in rows)
+
+
+async def test_a_service_starting_while_its_key_store_database_is_down_waits_for_it(
+    keystore_database: str,
+) -> None:
+    """A database that restarts (or is not up yet) when a service starts: the key store waits
+    for it instead of failing the start, and gives up after its wait."""
+    url = urlsplit(keystore_database)
+    port = free_port()
+    late = PostgresKeyStore(
+        url._replace(netloc=f"{url.username}@127.0.0.1:{port}").geturl(),
+        LocalKeyWrapper(MASTER_KEY),
+    )
+    forwarding: asyncio.Server | None = None
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(url.hostname, url.port)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def open_later() -> None:
+        nonlocal forwarding
+        await asyncio.sleep(2)  # the database comes up two seconds after the service starts
+        forwarding = await asyncio.start_server(forward, "127.0.0.1", port)
+
+    opening = asyncio.create_task(open_later())
+    try:
+        await asyncio.wait_for(late.start(wait_s=30), 60)
+        account = uuid.uuid4()
+        assert (await late.key_for_writing(account)).key_id
+    finally:
+        await opening
+        await late.close()
+        if forwarding is not None:
+            forwarding.close()
+    nowhere = PostgresKeyStore(
+        url._replace(netloc=f"{url.username}@127.0.0.1:{free_port()}").geturl(),
+        LocalKeyWrapper(MASTER_KEY),
+    )
+    with pytest.raises(ConnectionRefusedError):
+        await nowhere.start(wait_s=1)

@@ -102,6 +102,7 @@ async def _seed(engine: AsyncEngine, account_id: uuid.UUID, bodies: list[str]) -
         )
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_export_streams_the_declared_columns_as_safe_rfc4180_csv(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -130,6 +131,7 @@ async def test_termination_export_streams_the_declared_columns_as_safe_rfc4180_c
     assert rows[0]["created_at"].endswith("+00"), "timestamps in UTC"
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_export_publishes_sealed_chunks_that_add_up_then_announces_and_drops(
     engine: AsyncEngine, tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
@@ -187,6 +189,7 @@ async def test_termination_export_publishes_sealed_chunks_that_add_up_then_annou
     assert store.files() == [], "the spool is dropped once the chunks are out"
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_purge_deletes_the_accounts_rows_only_confirms_and_vacuums(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -236,6 +239,7 @@ async def test_termination_purge_deletes_the_accounts_rows_only_confirms_and_vac
     await eventually(vacuumed, timeout=20, what="the purged table was vacuumed")
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_row_committed_during_the_purge_fails_it_and_the_retry_takes_it(
     engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

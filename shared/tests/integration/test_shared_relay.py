@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -19,14 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.testing import eventually, read_topic
 from shared.contracts import PurgeRequested
-from shared.db import create_session_factory, transaction
+from shared.db import create_session_factory, driver_dsn, transaction
 from shared.keystore import MemoryKeyStore
 from shared.outbox import (
     _SELECT_BATCH,
     BATCH_MAX_BYTES,
     Outbox,
     OutboxRelay,
-    _asyncpg_dsn,
     forget_account_events,
 )
 from shared.settings import KafkaSettings
@@ -97,7 +97,7 @@ class _SplitBrainRelay(OutboxRelay):
         self.windows = windows
 
     async def _lead(self) -> None:
-        self._listener = await asyncpg.connect(_asyncpg_dsn(self.engine))
+        self._listener = await asyncpg.connect(driver_dsn(self.engine.url))
         await self._load_acked()
         self._leads = True
 
@@ -424,6 +424,42 @@ async def test_a_stop_is_never_swallowed_by_the_error_a_cancelled_batch_raises(
             relay._task.cancel()  # type: ignore[union-attr]
             await asyncio.wait({stopping}, timeout=0.5)
     assert stopping in done, "the relay went on relaying after it was stopped"
+    assert await _advisory_locks(engine) == 0
+
+
+async def test_a_stop_is_kept_when_a_library_loses_the_cancellation(
+    delivery_database: DeliveryDatabase, kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that a library swallows (Python 3.11's asyncio.wait_for when its result
+    arrives with the cancel) still stops the relay at the end of the batch in flight."""
+    engine = await delivery_database()
+    relay = OutboxRelay(
+        engine=engine, kafka=kafka, telemetry=create_telemetry("relay-test"), poll_interval_s=0.05
+    )
+    in_batch = asyncio.Event()
+    batches_after_the_stop = 0
+
+    async def batch_that_swallows_the_cancel() -> int:
+        nonlocal batches_after_the_stop
+        if in_batch.is_set():
+            batches_after_the_stop += 1
+            return 0
+        in_batch.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(relay, "relay_batch", batch_that_swallows_the_cancel)
+    await relay.start()
+    await asyncio.wait_for(in_batch.wait(), 30)
+    stopping = asyncio.create_task(relay.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+    if stopping not in done:  # the relay went on: make it stop for real, then fail
+        while not stopping.done():
+            relay._task.cancel()  # type: ignore[union-attr]
+            await asyncio.wait({stopping}, timeout=0.5)
+    assert stopping in done, f"the relay ran {batches_after_the_stop} batches after its stop"
+    assert batches_after_the_stop == 0
     assert await _advisory_locks(engine) == 0
 
 

@@ -395,6 +395,7 @@ def test_every_event_type_has_a_sample() -> None:
     assert set(SAMPLES) == set(EVENT_TYPES)
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_invoice_issued_personal_paths_cover_nested_fields() -> None:
     assert set(personal_paths(InvoiceIssued)) >= {
         "seller_name",
@@ -443,6 +444,7 @@ def test_personal_fields_in_a_shape_without_path_syntax_are_refused_not_skipped(
     assert personal_paths(Whole) == ("people",)
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("event_type", list(EVENT_TYPES))
 async def test_termination_every_event_type_round_trips_without_plaintext_on_the_wire(
     event_type: str,
@@ -489,6 +491,7 @@ async def test_none_stays_none_and_any_json_value_round_trips() -> None:
     )
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_ciphertext_moved_to_another_field_fails() -> None:
     key = new_data_key()
     sealed = _sealed_invoice(key)
@@ -514,6 +517,7 @@ async def test_a_ciphertext_moved_to_another_line_fails() -> None:
         )
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_ciphertext_moved_to_another_event_fails() -> None:
     key = new_data_key()
     one = _sealed_invoice(key, aad=_aad("invoice.issued", uuid.uuid4()))
@@ -532,6 +536,7 @@ def _flip_byte(wire: str, position: int) -> str:
     return f"{prefix}:{base64.urlsafe_b64encode(bytes(sealed)).rstrip(b'=').decode()}"
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("position", [0, 12, -1], ids=["nonce", "ciphertext", "tag"])
 async def test_termination_a_flipped_byte_fails(position: int) -> None:
     key = new_data_key()
@@ -551,6 +556,7 @@ async def test_malformed_wire_values_are_tampered(wire: str) -> None:
         await decrypt_personal(sealed, personal_paths(InvoiceIssued), {}, aad=b"x")
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_destroyed_key_makes_every_copy_unreadable() -> None:
     key = new_data_key()
     store = {key.key_id: key}
@@ -566,6 +572,7 @@ async def test_termination_a_destroyed_key_makes_every_copy_unreadable() -> None
     assert caught.value.key_id == key.key_id
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("plaintext", ["Zoë Secretperson", 42, ["Zoë"], {"n": "Zoë"}])
 async def test_termination_a_consumer_refuses_plaintext_personal_data(plaintext: Any) -> None:
     key = new_data_key()

@@ -36,6 +36,7 @@ def _chunk(content: bytes, size: int) -> list[bytes]:
     return pieces
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize(
     "content", [CSV, os.urandom(3_000_000), b""], ids=["csv", "incompressible", "empty"]
 )
@@ -53,6 +54,7 @@ def test_termination_chunks_are_cut_by_compressed_size_and_each_inflates_alone(
         assert len(pieces) == 1, "CSV is cut by what it compresses to, not by its own size"
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_a_bundle_of_pieces_is_a_zip_any_reader_opens_and_verifies(
     tmp_path: Path,
 ) -> None:

@@ -577,6 +577,7 @@ def _refused_at(response: httpx.Response) -> str:
     return field
 
 
+@pytest.mark.clause("NO-PAN")
 @pytest.mark.parametrize(
     ("request_kwargs", "field"),
     [
@@ -615,6 +616,7 @@ async def test_no_pan_a_card_number_anywhere_in_a_request_is_refused_before_the_
     assert reached == []
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_no_pan_a_card_number_in_the_path_is_refused_and_the_path_not_echoed() -> None:
     reached: list[Any] = []
     async with client(card_refusing_app(reached)) as http:
@@ -624,6 +626,7 @@ async def test_no_pan_a_card_number_in_the_path_is_refused_and_the_path_not_echo
     assert reached == []
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_no_pan_ordinary_requests_pass_with_their_body_intact() -> None:
     reached: list[Any] = []
     body = b'{"note": "INV-000042 of 2024-01-31, EUR 1,234.50, call +49 151 23456789"}'
@@ -637,6 +640,7 @@ async def test_no_pan_ordinary_requests_pass_with_their_body_intact() -> None:
     assert reached == [body, "123e4567-e89b-12d3-a456-426614174000"]
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_no_pan_the_refusal_sits_inside_the_body_limit_and_the_security_headers() -> None:
     reached: list[Any] = []
     async with client(card_refusing_app(reached)) as http:

@@ -116,6 +116,7 @@ def card_number_layouts(draw: st.DrawFn, card: str) -> str:
     return draw(st.sampled_from(BEFORE)) + digits + draw(st.sampled_from(AFTER))
 
 
+@pytest.mark.clause("NO-PAN")
 @settings(max_examples=400, deadline=None)
 @given(card=card_numbers(), data=st.data())
 def test_no_pan_a_card_number_is_found_in_any_layout_and_refused_without_echo(
@@ -134,6 +135,7 @@ def test_no_pan_a_card_number_is_found_in_any_layout_and_refused_without_echo(
     assert card not in json.dumps(refused.value.errors(include_input=False), default=str)
 
 
+@pytest.mark.clause("NO-PAN")
 @pytest.mark.parametrize(
     "text",
     [
@@ -183,6 +185,7 @@ def _in_script(zero: int, text: str) -> str:
     return "".join(chr(zero + int(char)) if char.isdigit() else char for char in text)
 
 
+@pytest.mark.clause("NO-PAN")
 @pytest.mark.parametrize(
     "text",
     [
@@ -200,6 +203,7 @@ def test_no_pan_unicode_digits_count_as_the_digits_they_stand_for(text: str) -> 
     assert contains_card_number(text)
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_only_luhn_valid_numbers_with_an_issuer_prefix_count() -> None:
     assert not contains_card_number("4111111111111112")  # fails Luhn
     for first in "0179":  # no scheme issues numbers starting with these
@@ -211,6 +215,7 @@ def test_no_pan_only_luhn_valid_numbers_with_an_issuer_prefix_count() -> None:
             assert contains_card_number(payload + _luhn_check_digit(payload)), issuer.scheme
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_digits_set_further_apart_than_the_separator_bound_are_separate_values() -> None:
     joined = "," * MAX_SEPARATOR_UNITS
     apart = "," * (MAX_SEPARATOR_UNITS + 1)
@@ -218,6 +223,7 @@ def test_no_pan_digits_set_further_apart_than_the_separator_bound_are_separate_v
     assert not contains_card_number(apart.join(["4111", "1111", "1111", "1111"]))
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_a_number_glued_into_a_longer_run_of_digits_is_not_a_card_number() -> None:
     # Windows start and end where groups of digits do: a 20-digit reference is not refused.
     assert not contains_card_number("41111111111111112030")
@@ -358,6 +364,7 @@ def ordinary_sentences(draw: st.DrawFn) -> str:
     return opening + text + draw(st.sampled_from(["", ".", " thanks"]))
 
 
+@pytest.mark.clause("NO-PAN")
 @settings(max_examples=600, deadline=None)
 @given(ordinary_sentences())
 def test_no_pan_ordinary_values_and_sentences_of_them_are_not_card_numbers(text: str) -> None:
@@ -365,6 +372,7 @@ def test_no_pan_ordinary_values_and_sentences_of_them_are_not_card_numbers(text:
     assert refuse_card_numbers(text) == text
 
 
+@pytest.mark.clause("NO-PAN")
 @pytest.mark.parametrize(
     "text",
     [
@@ -416,6 +424,7 @@ def test_an_iban_needs_a_known_country_its_length_and_valid_check_digits() -> No
         assert not is_valid_iban(wrong), wrong
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_the_work_on_a_megabyte_of_hostile_text_is_capped() -> None:
     sentence = (
         "Invoice INV-000042 of 2024-01-31 for EUR 12 345,67, paid from DE89 3704 0044 0532 0130"
@@ -558,6 +567,7 @@ def test_a_reference_is_stripped_and_must_not_be_blank() -> None:
         _Customer(name="A", email="a@example.com", reference="  ")
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_a_name_or_reference_holding_a_card_number_is_refused() -> None:
     for fields in (
         {"name": f"Alice {VISA}", "email": "a@example.com"},
@@ -587,6 +597,7 @@ def test_an_email_address_is_at_most_254_characters() -> None:
         _Customer(name="A", email="e" + longest)
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_a_card_number_as_the_local_part_of_an_email_gets_the_no_pan_message() -> None:
     for email in (f"{VISA}@example.com", "4111.1111.1111.1111@example.com"):
         with pytest.raises(ValidationError) as refused:
@@ -601,6 +612,7 @@ def test_an_email_address_with_a_control_character_is_refused_as_such() -> None:
     assert _messages(refused.value) == [f"Value error, {CONTROL_CHARACTERS_MESSAGE}"]
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_the_refusal_message_never_holds_the_value() -> None:
     with pytest.raises(ValueError, match="payment gateway") as refused:
         refuse_card_numbers(f"pay with {VISA}")
@@ -611,6 +623,7 @@ def test_no_pan_the_refusal_message_never_holds_the_value() -> None:
 # ---------------------------------------------------------------- whole documents
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_the_path_of_a_card_number_in_a_request_body_is_named() -> None:
     body = {
         "customer": {"name": "Alice", "email": "alice@example.com"},
@@ -625,6 +638,7 @@ def test_no_pan_the_path_of_a_card_number_in_a_request_body_is_named() -> None:
     assert find_card_number_path(body) is None
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_a_card_number_sent_as_a_json_number_is_found() -> None:
     assert find_card_number_path(json.loads('{"note": 4111111111111111}')) == "note"
     assert find_card_number_path({"note": 4111111111111111.0}) == "note"
@@ -633,10 +647,12 @@ def test_no_pan_a_card_number_sent_as_a_json_number_is_found() -> None:
     assert find_card_number_path({"huge": Decimal("1E+999999999"), "flag": True}) is None
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_a_card_number_in_an_object_key_is_found_without_being_named() -> None:
     assert find_card_number_path({"meta": {VISA: "x"}}) == "meta.<key>"
 
 
+@pytest.mark.clause("NO-PAN")
 def test_no_pan_query_strings_and_headers_are_documents_too() -> None:
     query = {"q": ["invoices", "4111-1111-1111-1111"], "page": "2"}
     assert find_card_number_path(query, "query") == "query.q.1"

@@ -23,7 +23,7 @@ from shared.keystore import (
     create_key_store,
     master_key_bytes,
 )
-from shared.settings import ServiceSettings
+from shared.settings import KafkaSettings, ServiceSettings
 
 ACCOUNT = uuid.uuid4()
 TOKEN = "test-vault-token"
@@ -75,6 +75,7 @@ async def transit() -> AsyncIterator[tuple[FakeTransit, VaultTransitKeyWrapper]]
         )
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_vault_wrapper_speaks_the_documented_transit_api_to_a_fake_transit(
     transit: tuple[FakeTransit, VaultTransitKeyWrapper],
 ) -> None:
@@ -101,6 +102,7 @@ async def test_termination_vault_wrapper_speaks_the_documented_transit_api_to_a_
     ]
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_wrapped_key_copy_is_unreadable_once_vault_forgets_the_account(
     transit: tuple[FakeTransit, VaultTransitKeyWrapper],
 ) -> None:
@@ -176,6 +178,7 @@ async def test_the_cache_reads_the_store_once_per_ttl() -> None:
     assert inner.reads == 3
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_destroying_through_the_cache_evicts_the_key_at_once() -> None:
     inner = MemoryKeyStore()
     cached = CachedKeyStore(inner, ttl_s=3600)
@@ -203,12 +206,15 @@ def test_keystore_settings_default_to_the_embedded_keystore_database() -> None:
 
 
 def test_keystore_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BILLING_DATABASE_URL", "postgresql+asyncpg://u@db/billing")
-    monkeypatch.setenv("BILLING_KEYSTORE__URL", "postgresql://u@keys.example/keystore")
+    monkeypatch.setenv("BILLING_DATABASE_URL", "postgresql+asyncpg://u@db/billing?ssl=verify-full")
+    monkeypatch.setenv("BILLING_KAFKA__SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv(
+        "BILLING_KEYSTORE__URL", "postgresql://u@keys.example/keystore?sslmode=verify-full"
+    )
     monkeypatch.setenv("BILLING_KEYSTORE__MASTER_KEY", "a-real-master-key")
     monkeypatch.setenv("BILLING_OPERATOR_TOKEN", "a-real-operator-token")
     settings = _BillingLike(environment="production")
-    assert settings.keystore.url == "postgresql://u@keys.example/keystore"
+    assert settings.keystore.url == "postgresql://u@keys.example/keystore?sslmode=verify-full"
 
 
 def test_the_development_master_key_is_refused_outside_development() -> None:
@@ -224,8 +230,9 @@ def test_the_vault_backend_needs_its_address_and_drops_the_unused_master_key() -
     )
     assert settings.master_key is None
     assert _BillingLike(
-        database_url="postgresql+asyncpg://u@db/billing",
+        database_url="postgresql+asyncpg://u@db/billing?ssl=verify-full",
         environment="production",
+        kafka=KafkaSettings(security_protocol="SSL"),
         keystore=settings,
         operator_token=SecretStr("a-real-operator-token"),
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.links import LINK_REL, user_text_html
+
+pytestmark = pytest.mark.clause("LINKS")
 
 
 class _Tags(HTMLParser):
@@ -30,6 +33,7 @@ def _parsed(text: str) -> _Tags:
     return parser
 
 
+@pytest.mark.clause("LINKS")
 def test_links_an_http_and_an_https_address_and_marks_them() -> None:
     parsed = _parsed("See https://example.com/a?b=1&c=2, or http://x.example/ (both).")
     links = [attrs for tag, attrs in parsed.tags if tag == "a"]

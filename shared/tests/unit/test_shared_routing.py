@@ -128,6 +128,7 @@ async def test_invalid_messages_are_dead_lettered_with_a_reason(body: bytes, rea
     assert len(wiring.handled) == 1, "the consumer goes on after a dead letter"
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("source", ["billing", "audit", "someone-else"])
 async def test_an_event_from_anyone_but_its_declared_producer_is_dead_lettered(
     source: str,
@@ -221,6 +222,35 @@ def test_outages_are_told_apart_from_bad_messages_and_bugs() -> None:
     assert classify(RuntimeError("bug")) == "failed"
 
 
+class _DriverError(Exception):
+    """What SQLAlchemy's asyncpg adapter wraps: a driver error with its SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "kind"),
+    [
+        ("57P03", "outage"),  # the database system is starting up (a restart, found by chaos)
+        ("57P01", "outage"),  # terminating connection due to administrator command
+        ("08006", "outage"),  # connection failure
+        ("53300", "outage"),  # too many connections
+        ("23505", "failed"),  # a unique violation is about the data, not the server
+        ("42P01", "failed"),  # an undefined table is a bug
+    ],
+)
+def test_a_database_that_cannot_serve_now_is_an_outage_whatever_wraps_it(
+    sqlstate: str, kind: str
+) -> None:
+    """A PostgreSQL restart answers 57P03 for seconds: its messages wait, never dead-lettered."""
+    from sqlalchemy.exc import DBAPIError
+
+    wrapped = DBAPIError("SELECT 1", {}, _DriverError(sqlstate))
+    assert classify(wrapped) == kind
+
+
 def test_the_backoff_grows_across_redeliveries_and_a_stuck_record_is_reported() -> None:
     policy = DeadLetterPolicy(consumer="unit", telemetry=create_telemetry("unit"))
 
@@ -246,6 +276,7 @@ def _terminated(account_id: Any = None) -> Any:
     )
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_sealed_personal_fields_reach_the_handler_opened() -> None:
     """TERMINATION: personal fields travel sealed with the account's key, handlers see them."""
     wiring = _Wiring()
@@ -439,6 +470,7 @@ def _sealed_terminations_wiring(keys: MemoryKeyStore) -> tuple[KafkaBroker, list
     return broker, handled, dead
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_a_sealed_batch_of_many_accounts_fetches_its_keys_at_once() -> None:
     """TERMINATION: a batch from a hundred accounts is opened with one key-store lookup, not a
     hundred (a consumer catching up after a restart meets every key cold)."""

@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from shared.settings import DEVELOPMENT_SECRET_PREFIX, KeyStoreSettings, ServiceSettings
+from shared.settings import (
+    DEVELOPMENT_SECRET_PREFIX,
+    KafkaSettings,
+    KeyStoreSettings,
+    ServiceSettings,
+)
 
-URL = "postgresql+asyncpg://x/y"
-REAL_KEYSTORE = KeyStoreSettings(master_key=SecretStr("a-real-master-key"))
+URL = "postgresql+asyncpg://x/y?ssl=verify-full"
+REAL_KEYSTORE = KeyStoreSettings(
+    master_key=SecretStr("a-real-master-key"), url="postgresql://x/keys?sslmode=verify-full"
+)
+TLS_BROKER = KafkaSettings(security_protocol="SSL")
 TOKEN = SecretStr("a-real-operator-token")
 
 
@@ -49,6 +57,7 @@ def test_a_nested_real_secret_is_accepted_in_production() -> None:
     assert _Settings(
         database_url=URL,
         environment="production",
+        kafka=TLS_BROKER,
         nested=nested,
         keystore=REAL_KEYSTORE,
         operator_token=TOKEN,

@@ -181,6 +181,7 @@ def test_what_a_services_meters_measure_is_on_its_prometheus_page() -> None:
 MARK = "mark-7f3a@example.com"
 
 
+@pytest.mark.clause("USE")
 def test_use_span_attributes_events_and_status_pass_the_allow_list() -> None:
     """USE: only reviewed convention keys and our own non-personal ones leave the process;
     an exception's message and a status description never do."""
@@ -208,6 +209,7 @@ def test_use_span_attributes_events_and_status_pass_the_allow_list() -> None:
     assert finished.status.description is None
 
 
+@pytest.mark.clause("USE")
 def test_use_metric_samples_with_a_label_off_the_allow_list_are_not_exposed() -> None:
     """USE: a metric labelled by a personal field is dropped from /metrics, and counted."""
     registry = CollectorRegistry()
@@ -219,6 +221,7 @@ def test_use_metric_samples_with_a_label_off_the_allow_list_are_not_exposed() ->
     assert 'quittance_telemetry_dropped_total{what="metric label"}' in exposed
 
 
+@pytest.mark.clause("USE")
 def test_use_log_lines_carry_only_their_fixed_fields() -> None:
     """USE: values handed to a log call as extra fields are never written."""
     record = logging.LogRecord(

@@ -1,9 +1,8 @@
-"""Audit's entry points: `create_app(settings)` and `python -m audit.main migrate`."""
+"""Audit's entry points: `create_app(settings)` and `python -m audit.main migrate|serve`."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
@@ -17,6 +16,7 @@ from audit.settings import AuditSettings
 from shared.db import SessionFactory
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.serving import service_cli
 from shared.signing import SigningKey, public_key_from_setting
 from shared.telemetry import Telemetry
 from shared.tokens import TokenReader
@@ -93,6 +93,4 @@ def migrate(settings: AuditSettings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["migrate"]:
-        sys.exit("usage: python -m audit.main migrate  (serve with uvicorn --factory)")
-    migrate()
+    service_cli("audit", port=8003, migrate=migrate, tls=lambda: AuditSettings().tls)

@@ -60,7 +60,7 @@ from shared.contracts import (
     LegalHoldReleased,
     PurgeRequested,
 )
-from shared.db import SessionFactory
+from shared.db import SessionFactory, driver_dsn
 from shared.signing import SigningKey, verify
 from shared.unit_of_work import UnitsOfWork, Work
 
@@ -748,7 +748,7 @@ class AuditService:
         if len(parts) == 1:
             return [await scan_stretch(await repo.driver(), parts[0], purged, digests)]
         assert self.database_url is not None
-        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        dsn = driver_dsn(self.database_url)
         return list(
             await asyncio.gather(*(scan_in_process(dsn, part, purged, digests) for part in parts))
         )

@@ -43,7 +43,7 @@ from shared.signing import SigningKey
 from shared.telemetry import create_telemetry
 from shared.unit_of_work import UnitOfWorkFactory
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("STAFF-ACCESS")]
 TABLES = (
     "audit_personal, audit_entry, chain_link, audit_checkpoint, purged_account, "
     "audit_alert, access_grant_mark, purge_record"
@@ -119,6 +119,7 @@ async def _two_accounts(service: AuditService) -> tuple[uuid.UUID, uuid.UUID]:
     return first, second
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_an_untouched_trail_verifies_and_is_checkpointed(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -138,6 +139,7 @@ async def test_staff_access_an_untouched_trail_verifies_and_is_checkpointed(
     assert result.finding is None
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_changed_field_is_named(trail: tuple[AuditService, str]) -> None:
     service, dsn = trail
     first, _ = await _two_accounts(service)
@@ -151,6 +153,7 @@ async def test_staff_access_a_changed_field_is_named(trail: tuple[AuditService, 
     assert (finding.problem, finding.global_seq) == ("changed", 2)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_changed_personal_part_is_named(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -170,6 +173,7 @@ async def test_staff_access_a_changed_personal_part_is_named(
     )
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_removed_entry_is_named(trail: tuple[AuditService, str]) -> None:
     service, dsn = trail
     await _two_accounts(service)
@@ -183,6 +187,7 @@ async def test_staff_access_a_removed_entry_is_named(trail: tuple[AuditService, 
     assert (finding.problem, finding.global_seq) == ("removed", 4), "with its link too"
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_an_inserted_entry_is_named(trail: tuple[AuditService, str]) -> None:
     service, dsn = trail
     first, _ = await _two_accounts(service)
@@ -200,6 +205,7 @@ async def test_staff_access_an_inserted_entry_is_named(trail: tuple[AuditService
     assert (finding.problem, finding.global_seq) == ("inserted", 99)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_reordered_entries_are_named(trail: tuple[AuditService, str]) -> None:
     service, dsn = trail
     first, _ = await _two_accounts(service)
@@ -218,6 +224,7 @@ async def test_staff_access_reordered_entries_are_named(trail: tuple[AuditServic
     assert finding.problem in ("changed", "reordered")
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_range_is_verified_on_its_own_and_joined_to_what_precedes_it(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -244,6 +251,7 @@ async def test_staff_access_a_range_is_verified_on_its_own_and_joined_to_what_pr
     assert (finding.problem, finding.global_seq) == ("removed", 4)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_an_account_chain_not_starting_from_genesis_is_named(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -264,6 +272,7 @@ async def test_staff_access_an_account_chain_not_starting_from_genesis_is_named(
     assert (finding.problem, finding.global_seq, finding.account_id) == ("inserted", 8, str(lone))
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_verification_spread_over_processes_joins_their_stretches(
     trail: tuple[AuditService, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -291,6 +300,7 @@ async def test_staff_access_a_verification_spread_over_processes_joins_their_str
     assert (finding.problem, finding.global_seq, finding.account_id) == ("changed", 6, str(first))
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_the_verify_api_checks_a_range_and_refuses_a_bad_one(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -331,6 +341,7 @@ async def test_staff_access_the_verify_api_checks_a_range_and_refuses_a_bad_one(
             assert field in refused.text, query
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_truncation_after_a_checkpoint_is_named(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -365,6 +376,7 @@ async def test_staff_access_truncation_after_a_checkpoint_is_named(
     assert json.loads(output)["first_problem"]["problem"] == "truncated"
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_forged_or_removed_checkpoint_is_named(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -386,6 +398,7 @@ async def test_staff_access_a_forged_or_removed_checkpoint_is_named(
     assert (finding.problem, finding.detail) == ("changed", "checkpoint 3")
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_erased_personal_parts_and_a_purged_account_still_verify(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -474,6 +487,7 @@ async def _alerts(dsn: str) -> list[tuple[str, str]]:
     return [(row["kind"], row["actor_id"]) for row in rows]
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_grants_are_in_the_trail_and_a_read_after_revocation_alerts(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -500,6 +514,7 @@ async def test_staff_access_grants_are_in_the_trail_and_a_read_after_revocation_
     assert (await service.verify(account_id)).finding is None
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_one_staff_member_reading_many_accounts_alerts_once_an_hour(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -533,6 +548,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_the_fast_scan_and_the_exact_check_agree_on_hostile_text(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -603,6 +619,7 @@ async def _certify_purge(service: AuditService, account_id: uuid.UUID) -> None:
         await service.record_purge_certificate(event=event, work=work)
 
 
+@pytest.mark.clause("TERMINATION", "STAFF-ACCESS")
 async def test_termination_the_purge_certificate_is_chained_and_its_removal_or_change_caught(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -627,6 +644,7 @@ async def test_termination_the_purge_certificate_is_chained_and_its_removal_or_c
     assert (removed.problem, removed.global_seq) == ("removed", 8)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
     trail: tuple[AuditService, str],
 ) -> None:
@@ -653,6 +671,7 @@ async def test_staff_access_a_grant_that_lapses_unrevoked_is_noted_once(
     assert (await service.verify()).finding is None
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_a_failed_verification_raises_one_alert(
     trail: tuple[AuditService, str],
 ) -> None:

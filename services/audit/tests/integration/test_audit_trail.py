@@ -70,6 +70,7 @@ async def _publish(settings: AuditSettings, envelope: Any) -> None:
     )
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_each_access_is_recorded_once_with_its_purpose(
     audit: AuditService, settings: AuditSettings
 ) -> None:
@@ -91,6 +92,7 @@ async def _entries(audit: AuditService, account_id: uuid.UUID, count: int) -> An
     return entries if len(entries) >= count else None
 
 
+@pytest.mark.clause("LAW")
 async def test_law_placing_and_releasing_a_legal_hold_are_in_the_trail_and_known_to_audit(
     audit: AuditService, settings: AuditSettings
 ) -> None:

@@ -33,6 +33,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 @pytest.mark.parametrize("text", HOSTILE)
 def test_staff_access_the_canonical_json_is_rfc_8785s_for_the_entrys_types(text: str) -> None:
     value = {"b": text, "a": 12345678901, "c": None, "é": text, "z": -1}
@@ -60,6 +61,7 @@ def _chain(n: int, account: str = ACCOUNT) -> tuple[list[ChainedEntry], list[Lin
     return entries, links, parts
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_intact_chains_verify_with_and_without_personal_parts() -> None:
     entries, links, parts = _chain(5)
     by_seq = {e.global_seq: e for e in entries}
@@ -71,6 +73,7 @@ def test_staff_access_intact_chains_verify_with_and_without_personal_parts() -> 
     assert check_global_chain(links, by_seq, signed_head=Head(5, links[-1].hash)) is None
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_a_changed_field_is_found_at_its_entry() -> None:
     entries, links, _ = _chain(5)
     entries[2] = replace(entries[2], fields={**entries[2].fields, "purpose": "legal"})
@@ -82,6 +85,7 @@ def test_staff_access_a_changed_field_is_found_at_its_entry() -> None:
     assert (found.problem, found.global_seq) == ("changed", 3)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_a_changed_personal_part_is_found() -> None:
     entries, _, parts = _chain(3)
     salt, part = parts[2]
@@ -91,6 +95,7 @@ def test_staff_access_a_changed_personal_part_is_found() -> None:
     assert (found.problem, found.account_seq) == ("personal-part-changed", 2)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_a_removed_entry_is_found_where_the_gap_is() -> None:
     entries, links, _ = _chain(5)
     del entries[1]
@@ -106,6 +111,7 @@ def test_staff_access_a_removed_entry_is_found_where_the_gap_is() -> None:
     assert (found.problem, found.global_seq) == ("removed", 2)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_an_inserted_entry_with_a_rehashed_tail_is_caught_by_the_checkpoint() -> None:
     """Re-hashing everything after a forged entry keeps the chain self-consistent: the signed
     head is what it no longer matches."""
@@ -123,6 +129,7 @@ def test_staff_access_an_inserted_entry_with_a_rehashed_tail_is_caught_by_the_ch
     assert (found.problem, found.account_seq) == ("changed", 4)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_reordered_entries_are_found() -> None:
     entries, _, _ = _chain(4)
     entries[1], entries[2] = entries[2], entries[1]
@@ -131,6 +138,7 @@ def test_staff_access_reordered_entries_are_found() -> None:
     assert found.account_seq in (2, 3)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_truncation_is_found_against_the_signed_heads() -> None:
     entries, links, _ = _chain(5)
     signed_account, signed_global = Head(5, entries[-1].account_hash), Head(5, links[-1].hash)
@@ -144,6 +152,7 @@ def test_staff_access_truncation_is_found_against_the_signed_heads() -> None:
     assert (found.problem, found.global_seq) == ("truncated", 4)
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_a_purged_accounts_links_verify_without_their_entries() -> None:
     _, links, _ = _chain(3)
     assert check_global_chain(links, {}, purged=frozenset({"ref"})) is None
@@ -152,6 +161,7 @@ def test_termination_a_purged_accounts_links_verify_without_their_entries() -> N
     assert found.problem == "removed"
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 def test_staff_access_a_commitment_reveals_nothing_without_its_salt() -> None:
     part = {"actor_name": "Ann", "reason": "x"}
     assert personal_commitment("a" * 32, part) != personal_commitment("b" * 32, part)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+import pytest
+
 from audit.data_map import DATA_MAP
 from audit.handlers import create_routes
 from devstack.testing import HandlerHarness, RecordingParticipant
@@ -45,6 +47,7 @@ def _harness() -> tuple[HandlerHarness, _Trail, RecordingParticipant]:
     return HandlerHarness(routes, service="audit"), trail, participant
 
 
+@pytest.mark.clause("PURPOSE", "STAFF-ACCESS")
 async def test_staff_access_each_data_access_is_recorded_once_with_its_actor_opened() -> None:
     """STAFF-ACCESS, PURPOSE: the handler gets the access with the actor's name readable."""
     harness, trail, _ = _harness()
@@ -66,6 +69,7 @@ async def test_staff_access_each_data_access_is_recorded_once_with_its_actor_ope
     assert harness.dead == []
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_audit_exports_and_purges_through_the_kit() -> None:
     """After the kit's purge, audit notes the account as purged (its links stay)."""
     harness, trail, participant = _harness()

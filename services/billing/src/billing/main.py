@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from billing import operations
 from billing.accounts import routes as accounts
@@ -31,6 +31,7 @@ from billing.data_map import DATA_MAP
 from billing.deliveries import routes as deliveries
 from billing.deliveries.service import DeliveryService
 from billing.dependencies import Services, caller_identifier
+from billing.errors import ConflictError
 from billing.handlers import create_routes
 from billing.integrations import routes as integrations
 from billing.integrations.service import IntegrationService
@@ -65,8 +66,9 @@ from shared.http import harden_api, mount_offline_docs, operation_id_from_name
 from shared.idempotency import IdempotencyMiddleware, sweep_idempotency_records_forever
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_runtime, operator_routes
+from shared.serving import serve, serve_arguments
 from shared.signing import SigningKey
-from shared.telemetry import RequestTelemetryMiddleware, Telemetry
+from shared.telemetry import UNOBSERVED_PATHS, NamedRoute, RequestTelemetryMiddleware, Telemetry
 
 SERVICE = "billing"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -215,24 +217,14 @@ def create_app(
         app.include_router(domain.router)
     app.include_router(operations.router)
     for path, handler in operator_routes(runtime):
-        app.add_route(path, handler, methods=["GET", "HEAD", "POST"], include_in_schema=False)
-    if settings.tls_certfile is not None:
-        app.middleware("http")(_strict_transport_security)
+        named: Any = NamedRoute(path, handler)  # an ASGI app, which Starlette's typing omits
+        app.add_route(path, named, methods=["GET", "HEAD", "POST"], include_in_schema=False)
     app.add_middleware(
         RequestTelemetryMiddleware,
         telemetry=runtime.telemetry,
-        excluded_paths=frozenset({"/healthz", "/metrics"}),
+        excluded_paths=UNOBSERVED_PATHS,
     )
     return app
-
-
-async def _strict_transport_security(
-    request: Request, call_next: Callable[[Request], Awaitable[Any]]
-) -> Response:
-    """HSTS on every response when billing serves HTTPS (TLS)."""
-    response: Response = await call_next(request)
-    response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-    return response
 
 
 def migrate(settings: BillingSettings | None = None) -> None:
@@ -255,15 +247,42 @@ async def add_security_admin(
     return str(member.id), code
 
 
+async def add_staff_on_server(
+    settings: BillingSettings, *, name: str, email: str, roles: list[StaffRole]
+) -> tuple[str, str, list[str] | None]:
+    """A staff member made on the server (whoever runs it holds the database anyway): a new
+    one with the roles, or, when the email is a staff member's already, a new enrolment code
+    for them (a lost password with no security admin left to re-enrol them: their password
+    and sessions go, their name and roles stay, whatever was asked). Their id, one-time
+    enrolment code, and the roles they kept when re-enrolled (None when new)."""
+    runtime = create_runtime(SERVICE, settings, topics=())
+    try:
+        staff = StaffService(sessions=runtime.sessions, units=runtime.units)
+        existing = await staff.find_by_email(email)
+        if existing is not None:
+            member, code = await staff.reenrol_on_server(staff_id=existing)
+            return str(member.id), code, list(member.roles)
+        member, code = await staff.add(request=StaffCreate(name=name, email=email, roles=roles))
+    finally:
+        await runtime.engine.dispose()
+    return str(member.id), code, None
+
+
 def cli() -> None:
-    """`migrate` the database, `serve` the API (HTTPS when a certificate is set), or add a
-    `security-admin` who then adds the other staff."""
+    """`migrate` the database, `serve` the API (HTTPS when a certificate is set), add a
+    `security-admin` who then adds the other staff, or a `staff-member` (or re-enrol one) on
+    the server."""
     parser = argparse.ArgumentParser(prog="python -m billing.main")
-    parser.add_argument("command", choices=["migrate", "serve", "security-admin"])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--name", help="security-admin: their full name")
-    parser.add_argument("--email", help="security-admin: their work email")
+    parser.add_argument("command", choices=["migrate", "serve", "security-admin", "staff-member"])
+    serve_arguments(parser, port=8000)
+    parser.add_argument("--name", help="security-admin, staff-member: their full name")
+    parser.add_argument("--email", help="security-admin, staff-member: their work email")
+    parser.add_argument(
+        "--role",
+        action="append",
+        choices=[role.value for role in StaffRole],
+        help="staff-member: a role (repeat for more)",
+    )
     args = parser.parse_args()
     if args.command == "migrate":
         migrate()
@@ -276,24 +295,30 @@ def cli() -> None:
         )
         print(f"staff id: {staff_id}\nenrolment code (shown once): {code}")
         return
-    import ssl
-
-    import uvicorn
-
-    settings = BillingSettings()
-    uvicorn.run(
+    if args.command == "staff-member":
+        if not args.name or not args.email or not args.role:
+            parser.error("staff-member needs --name, --email and at least one --role")
+        try:
+            staff_id, code, kept = asyncio.run(
+                add_staff_on_server(
+                    BillingSettings(),
+                    name=args.name,
+                    email=args.email,
+                    roles=[StaffRole(role) for role in args.role],
+                )
+            )
+        except ConflictError as conflict:  # a removed staff member's address
+            parser.exit(1, f"{conflict}: a removed staff member's email is not used again\n")
+        if kept is not None:
+            print(f"re-enrolled the existing staff member (roles kept: {', '.join(kept)})")
+        print(f"staff id: {staff_id}\nenrolment code (shown once): {code}")
+        return
+    serve(
         "billing.main:create_app",
-        factory=True,
+        BillingSettings().tls,
         host=args.host,
         port=args.port,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
-        # Python 3.10+ server contexts refuse anything below TLS 1.2 (TLS clause); the suite
-        # checks it against the running server (test_billing_tls).
-        ssl_version=ssl.PROTOCOL_TLS_SERVER,
-        proxy_headers=True,
-        access_log=False,  # it would log paths and query strings, which can hold personal data
-        server_header=False,
+        workers=args.workers,
     )
 
 

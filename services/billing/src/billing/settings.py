@@ -68,8 +68,6 @@ class BillingSettings(ServiceSettings):
     database_url: str = Field(
         default=embedded_database_url("billing"), description="Billing's own database."
     )
-    tls_certfile: Path | None = Field(default=None, description="Serve HTTPS with this cert.")
-    tls_keyfile: Path | None = Field(default=None, description="Key of tls_certfile.")
     max_grant_hours: int = Field(default=72, ge=1, description="Longest staff access grant.")
     max_body_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest request body; larger ones get a 413."

@@ -69,6 +69,7 @@ async def test_invalid_input_is_a_problem_naming_each_field_and_stores_nothing(
     assert len(invoices.json()) == 1
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_no_pan_a_card_number_in_any_text_field_is_refused_and_never_stored(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -96,6 +97,7 @@ async def test_no_pan_a_card_number_in_any_text_field_is_refused_and_never_store
         assert await rows_mentioning(billing_settings.database_url, form) == {}, form
 
 
+@pytest.mark.clause("LEAST-ACCESS")
 async def test_least_access_an_account_cannot_reach_another_accounts_customers(
     api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any]
 ) -> None:
@@ -195,6 +197,7 @@ async def _staff(api: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any
     return {"staff": {"id": staff_id}, "headers": headers}
 
 
+@pytest.mark.clause("STAFF-ACCESS", "SUPPORT-DATA", "PURPOSE")
 async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -202,10 +205,24 @@ async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
     billing_settings: BillingSettings,
     security_admin: dict[str, str],
 ) -> None:
+    """Support staff read an account's data only under a grant its own user opened; they
+    cannot open one for themselves; refusals and the read are both recorded."""
     staff = await _staff(api, security_admin)
     account_id = account["account"]["id"]
     path = f"/staff/accounts/{account_id}/customers/{customer['id']}"
     _problem(await api.get(path, params={"purpose": "support"}, headers=staff["headers"]), 403)
+    # SUPPORT-DATA: a support grant comes from the customer's side, never from staff.
+    self_granted = await api.post(
+        "/access-grants",
+        headers=staff["headers"],
+        json={
+            "staff_id": staff["staff"]["id"],
+            "purpose": "support",
+            "reason": "TICKET-42",
+            "expires_at": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+        },
+    )
+    _problem(self_granted, 403)
 
     expires = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     grant = await api.post(
@@ -255,6 +272,7 @@ async def test_staff_access_refused_reads_and_granted_ones_are_both_recorded(
     assert access["resource_id"] == customer["id"]
 
 
+@pytest.mark.clause("STAFF-ACCESS", "SUPPORT-DATA")
 async def test_staff_access_a_revoked_grant_refuses_the_next_read_at_once(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -290,6 +308,7 @@ async def test_staff_access_a_revoked_grant_refuses_the_next_read_at_once(
     _problem(await api.post(f"/access-grants/{grant_id}/revoke", headers=staff["headers"]), 403)
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_person(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -341,6 +360,7 @@ async def test_staff_access_grants_name_a_future_bounded_expiry_and_a_known_pers
     assert body["errors"][0]["field"] == "staff_id"
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_emits_account_terminated_and_leaves_the_account_read_only(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:
@@ -366,6 +386,7 @@ async def test_termination_emits_account_terminated_and_leaves_the_account_read_
     assert "read-only" in _problem(change, 403)["detail"]
 
 
+@pytest.mark.clause("TERMINATION")
 @pytest.mark.parametrize("control", ["\r\n", "\n", "\x00", "\x1b", "\x85"])
 async def test_termination_a_control_character_in_a_name_is_refused_naming_the_field(
     api: httpx.AsyncClient, control: str
@@ -383,6 +404,7 @@ async def test_termination_a_control_character_in_a_name_is_refused_naming_the_f
     assert "control characters" in body["errors"][0]["message"]
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_two_requests_at_once_terminate_once(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:

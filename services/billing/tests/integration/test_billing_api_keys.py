@@ -19,7 +19,7 @@ from billing.auth.scopes import SCOPE_AREAS, ApiKeyScope, scope_for
 from billing.main import create_app
 from billing.settings import BillingSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("LEAST-ACCESS", "INTEGRATIONS")]
 
 
 async def _key(api: httpx.AsyncClient, account: dict[str, Any], **body: Any) -> dict[str, Any]:

@@ -76,6 +76,7 @@ async def test_a_customer_keeps_its_tax_id_notes_and_contacts_as_written(
     assert len(corrected.json()["contacts"]) == 2
 
 
+@pytest.mark.clause("NO-PAN")
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -146,6 +147,7 @@ async def test_the_customers_tax_id_is_printed_on_invoices_as_issued(
     assert [e["data"]["customer"]["tax_id"] for e in events] == ["FR40303265045", "DE123"]
 
 
+@pytest.mark.clause("LEAST-ACCESS")
 async def test_another_accounts_customer_gets_no_contact(
     api: httpx.AsyncClient, account: dict[str, Any]
 ) -> None:

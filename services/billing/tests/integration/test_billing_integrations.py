@@ -13,7 +13,7 @@ from billing.accounts.domain import Role
 from billing.settings import BillingSettings
 from devstack.testing import read_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("INTEGRATIONS")]
 
 
 async def _enable(

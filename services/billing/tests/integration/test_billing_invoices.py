@@ -202,6 +202,7 @@ async def test_voiding_keeps_the_number_emits_invoice_voided_and_happens_once(
     assert event["data"]["reason"] == "Billed to the wrong Bob"
 
 
+@pytest.mark.clause("LEAST-ACCESS")
 async def test_a_reader_cannot_void(
     api: httpx.AsyncClient,
     account: dict[str, Any],

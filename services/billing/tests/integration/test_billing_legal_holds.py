@@ -16,7 +16,7 @@ from billing.settings import BillingSettings
 from devstack.testing import add_staff, eventually, produce, read_events, sealed
 from shared.contracts import PurgeRequested, new_envelope
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("LAW")]
 
 
 async def _legal(api: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
@@ -41,6 +41,7 @@ def _hold(account_id: str, **changes: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.clause("LAW")
 async def test_law_legal_staff_place_and_release_a_hold_and_every_service_is_told(
     api: httpx.AsyncClient,
     security_admin: dict[str, str],
@@ -94,6 +95,7 @@ async def test_law_legal_staff_place_and_release_a_hold_and_every_service_is_tol
     assert "Court order" not in str(raw), "the basis and reason travel sealed"
 
 
+@pytest.mark.clause("LAW")
 async def test_law_only_legal_staff_and_only_valid_holds(
     api: httpx.AsyncClient, security_admin: dict[str, str], account: dict[str, Any]
 ) -> None:
@@ -130,6 +132,7 @@ async def test_law_only_legal_staff_and_only_valid_holds(
     assert listed.json() == [], "no refused request placed anything"
 
 
+@pytest.mark.clause("LAW")
 async def test_law_billing_purges_nothing_while_a_hold_stands(
     api: httpx.AsyncClient,
     security_admin: dict[str, str],
@@ -192,6 +195,7 @@ async def test_law_billing_purges_nothing_while_a_hold_stands(
     assert await _fetchval(billing_settings, marks, uuid.UUID(account_id)) == 0
 
 
+@pytest.mark.clause("LAW")
 async def test_law_a_legal_disclosure_is_recorded_and_is_a_data_access_in_the_trail(
     api: httpx.AsyncClient,
     security_admin: dict[str, str],

@@ -36,6 +36,7 @@ async def _settings_events(
     )
 
 
+@pytest.mark.clause("USE")
 async def test_use_opening_and_changing_the_mail_settings_tell_notifications(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:
@@ -87,6 +88,7 @@ async def test_use_opening_and_changing_the_mail_settings_tell_notifications(
     assert off["quiet_hours"] == configured["quiet_hours"]
 
 
+@pytest.mark.clause("USE")
 async def test_use_an_issued_invoice_carries_how_the_accounts_mail_reads(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -121,6 +123,7 @@ async def test_use_an_issued_invoice_carries_how_the_accounts_mail_reads(
     }
 
 
+@pytest.mark.clause("USE")
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -171,6 +174,7 @@ async def _status(
     )
 
 
+@pytest.mark.clause("USE")
 async def test_use_the_delivery_log_shows_each_emails_latest_status_to_its_account_only(
     api: httpx.AsyncClient,
     account: dict[str, Any],

@@ -220,6 +220,7 @@ async def _payments(
     return payments
 
 
+@pytest.mark.clause("NO-PAN")
 async def test_an_invoice_paid_on_the_gateway_page_is_marked_paid_by_its_signed_webhook(
     billing: httpx.AsyncClient,
     gateway: Gateway,
@@ -628,6 +629,7 @@ async def test_the_gateway_down_answers_502_and_opens_no_page(
     assert [row["url"] for row in urls] == [None]  # no page was opened, none is shown
 
 
+@pytest.mark.clause("LEAST-ACCESS")
 async def test_payments_of_one_account_are_invisible_to_another(
     billing: httpx.AsyncClient, gateway: Gateway, seller: dict[str, Any]
 ) -> None:

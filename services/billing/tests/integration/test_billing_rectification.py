@@ -15,7 +15,7 @@ import pytest
 from billing.settings import BillingSettings
 from devstack.testing import read_events, read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("RECTIFY")]
 DUE = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
 
 
@@ -58,6 +58,7 @@ async def _changes(api: httpx.AsyncClient, account: dict[str, Any]) -> list[dict
     return changes
 
 
+@pytest.mark.clause("RECTIFY")
 @pytest.mark.parametrize("batch", [True, False], ids=["issued-at-once", "issued-from-draft"])
 async def test_the_next_invoice_prints_the_corrected_details_and_issued_ones_keep_theirs(
     api: httpx.AsyncClient,
@@ -118,6 +119,7 @@ async def test_the_next_invoice_prints_the_corrected_details_and_issued_ones_kee
     assert latest["data"]["customer"]["address"] == "9 Buyer Road, Lille"
 
 
+@pytest.mark.clause("RECTIFY")
 async def test_every_change_is_recorded_and_announced_by_field_names_only(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -171,6 +173,7 @@ async def test_every_change_is_recorded_and_announced_by_field_names_only(
     assert len(await _changes(api, account)) == 1
 
 
+@pytest.mark.clause("RECTIFY")
 async def test_a_change_of_company_details_notifies_the_owner(
     api: httpx.AsyncClient, account: dict[str, Any], billing_settings: BillingSettings
 ) -> None:
@@ -200,6 +203,7 @@ def _zone_not_on_utcs_date() -> str:
     return "Etc/GMT+12" if datetime.now(UTC).hour < 12 else "Pacific/Kiritimati"
 
 
+@pytest.mark.clause("RECTIFY")
 @pytest.mark.parametrize("batch", [True, False], ids=["issued-at-once", "issued-from-draft"])
 async def test_invoices_use_the_accounts_currency_and_are_dated_in_its_time_zone(
     api: httpx.AsyncClient, account: dict[str, Any], customer: dict[str, Any], batch: bool
@@ -288,6 +292,7 @@ async def test_a_hostile_correction_is_refused_naming_the_field_and_changes_noth
     assert await _changes(api, account) == []
 
 
+@pytest.mark.clause("RECTIFY")
 async def test_a_user_corrects_their_email_with_their_password_and_the_old_address_is_told(
     api: httpx.AsyncClient,
     account: dict[str, Any],

@@ -23,7 +23,7 @@ from devstack.testing import enrol_staff, produce, read_events, running, sealed
 from shared.contracts import RetentionSweepRequested, new_envelope
 from shared.db import create_engine
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("COLLECTED")]
 PASSWORD = "a passphrase for the map"
 LYON = "203.0.113.7"  # documentation addresses (RFC 5737), placed on a test map
 SOMEWHERE_IN_FRANCE = "198.51.100.9"
@@ -81,6 +81,7 @@ async def _open(api: httpx.AsyncClient) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.clause("COLLECTED")
 async def test_collected_a_session_records_its_approximate_location_from_the_local_database(
     api: httpx.AsyncClient, billing_settings: BillingSettings, geoip_database: Path
 ) -> None:
@@ -108,6 +109,7 @@ async def test_collected_a_session_records_its_approximate_location_from_the_loc
     assert notice["data"]["location"] == "France", "the new device's notice says where"
 
 
+@pytest.mark.clause("COLLECTED")
 async def test_collected_without_a_database_no_location_is_recorded(
     api: httpx.AsyncClient, billing_settings: BillingSettings
 ) -> None:
@@ -117,6 +119,7 @@ async def test_collected_without_a_database_no_location_is_recorded(
     assert [s["location"] for s in await _sessions(api, account)] == [None]
 
 
+@pytest.mark.clause("PLAN-RETENTION", "COLLECTED")
 async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_states(
     api: httpx.AsyncClient, billing_settings: BillingSettings, security_admin: dict[str, str]
 ) -> None:
@@ -263,6 +266,7 @@ async def test_collected_request_metadata_is_deleted_after_the_time_its_plan_sta
     assert all(t["rows"] == 0 for t in reports[str(accounts["standard"])]["tables"])
 
 
+@pytest.mark.clause("COLLECTED")
 async def test_collected_a_new_device_is_noticed_even_after_old_sessions_were_deleted(
     api: httpx.AsyncClient, billing_settings: BillingSettings
 ) -> None:

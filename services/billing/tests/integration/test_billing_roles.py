@@ -19,7 +19,7 @@ from billing.settings import BillingSettings
 from billing.staff_access.domain import StaffRole
 from devstack.testing import add_staff, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("LEAST-ACCESS")]
 
 # Routes anyone may call, each for a reason.
 PUBLIC = {

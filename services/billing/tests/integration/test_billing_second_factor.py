@@ -14,7 +14,7 @@ import pytest
 
 from billing.settings import BillingSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("LEAST-ACCESS")]
 PASSWORD = "a second factor's first factor"
 
 

@@ -19,7 +19,7 @@ from billing.settings import BillingSettings
 from billing.staff_access.domain import StaffRole
 from devstack.testing import STAFF_PASSWORD, add_staff, enrol_staff, read_events, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("COOKIES")]
 PASSWORD = "correct horse battery staple 42"
 # The routes that may set the cookie: signing in sets it, signing out and a new password clear it.
 SESSION_ROUTES = {("POST", "/sessions"), ("DELETE", "/session"), ("PUT", "/users/me/password")}
@@ -322,6 +322,7 @@ FIREFOX_ON_WINDOWS = (
 )
 
 
+@pytest.mark.clause("COLLECTED")
 async def test_collected_a_session_keeps_address_browser_system_and_referring_site_only(
     api: httpx.AsyncClient, billing_settings: BillingSettings
 ) -> None:

@@ -14,10 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
+from billing.main import cli
 from billing.settings import BillingSettings
 from devstack.testing import STAFF_PASSWORD, add_staff, enrol_staff, read_events, session_headers
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.clause("LEAST-ACCESS", "STAFF-ACCESS", "PURPOSE"),
+]
 
 
 def _grant(staff_id: str, purpose: str) -> dict[str, Any]:
@@ -81,6 +85,7 @@ async def test_only_a_security_admin_adds_staff_and_gives_roles(
     assert listed.status_code == 403
 
 
+@pytest.mark.clause("COOKIES")
 async def test_staff_sign_in_like_users_one_cookie_csrf_and_sign_out(
     api: httpx.AsyncClient, security_admin: dict[str, str]
 ) -> None:
@@ -154,6 +159,7 @@ async def test_staff_sign_in_is_throttled_per_staff_member(
     assert "Retry-After" in throttled.headers
 
 
+@pytest.mark.clause("PURPOSE")
 async def test_purpose_staff_read_only_for_their_roles_and_refusals_are_recorded(
     api: httpx.AsyncClient,
     account: dict[str, Any],
@@ -220,6 +226,7 @@ async def test_staff_have_no_api_keys_and_a_staff_password_change_ends_their_ses
     assert session_headers(signed_in)["X-CSRF-Token"]
 
 
+@pytest.mark.clause("LEAST-ACCESS")
 async def test_a_security_admin_neither_changes_their_own_roles_nor_removes_themselves(
     api: httpx.AsyncClient, security_admin: dict[str, str]
 ) -> None:
@@ -253,3 +260,48 @@ async def test_an_address_is_one_staff_member_whatever_its_case(
     )
     assert shouted.status_code == 409, shouted.text
     assert shouted.json()["errors"][0]["field"] == "email"
+
+
+async def test_the_server_command_makes_a_staff_member_with_roles_and_re_enrols_one_who_lost_access(
+    api: httpx.AsyncClient,
+    billing_settings: BillingSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The way back in when no security admin is left to re-enrol anyone: the same member, a
+    new code, their old password and sessions gone, their roles kept; a session names them.
+    (The command runs in this process: the subprocess path is the security admin's test.)"""
+    email = f"olive-{uuid.uuid4().hex[:8]}@quittance.example.com"
+    monkeypatch.setenv("BILLING_DATABASE_URL", billing_settings.database_url)
+
+    async def run(*arguments: str) -> str:
+        argv = ["billing.main", "staff-member", "--name", "Olive Ops", "--email", email]
+        monkeypatch.setattr(sys, "argv", [*argv, *arguments])
+        await asyncio.to_thread(cli)  # it runs its own event loop
+        return capsys.readouterr().out
+
+    said = await run("--role", "billing-operations")
+    assert "re-enrolled" not in said
+    first_id = said.split("staff id: ")[1].split()[0]
+    code = said.split("enrolment code (shown once): ")[1].strip()
+    headers = await enrol_staff(api, email=email, code=code)
+    session = await api.get("/staff/session", headers={"Cookie": headers["Cookie"]})
+    assert session.status_code == 200, session.text
+    assert session.json()["name"] == "Olive Ops"
+    assert session.json()["roles"] == ["billing-operations"]
+
+    said = await run("--role", "security")
+    assert said.split("staff id: ")[1].split()[0] == first_id, "the same member, not a second"
+    assert "re-enrolled the existing staff member (roles kept: billing-operations)" in said
+    ended = await api.get("/staff/session", headers={"Cookie": headers["Cookie"]})
+    assert ended.status_code == 401, "their sessions ended"
+    old = await api.post("/staff/sessions", json={"email": email, "password": STAFF_PASSWORD})
+    assert old.status_code == 401, "their old password is gone"
+    new_code = said.split("enrolment code (shown once): ")[1].strip()
+    headers = await enrol_staff(api, email=email, code=new_code)
+    signed_in = await api.get("/staff/session", headers={"Cookie": headers["Cookie"]})
+    assert signed_in.json()["roles"] == ["billing-operations"], "their roles stay, none added"
+    with pytest.raises(SystemExit) as refused:
+        await run()
+    assert refused.value.code == 2, "the command needs at least one role"
+    assert "--role" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from billing.settings import BillingSettings
 from devstack.testing import read_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("LEAST-ACCESS")]
 OWNER_PASSWORD = "the owner's long passphrase"
 PASSWORD = "a colleague's long passphrase"
 

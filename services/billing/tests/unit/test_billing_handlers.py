@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
+
 from billing.data_map import DATA_MAP
 from billing.handlers import create_routes
 from devstack.testing import HandlerHarness, RecordingParticipant
@@ -11,6 +13,7 @@ from shared.contracts import ExportRequested, PurgeRequested
 from shared.telemetry import create_telemetry
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_export_and_purge_requests_reach_the_kit_once_each() -> None:
     """TERMINATION: billing's part is the kit's, driven by its data map; redeliveries skipped."""
     participant = RecordingParticipant(DATA_MAP)
@@ -23,6 +26,7 @@ async def test_termination_export_and_purge_requests_reach_the_kit_once_each() -
     assert harness.dead == []
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_a_purge_request_not_from_retention_purges_nothing() -> None:
     """TERMINATION: only retention may ask for a purge; a forged request is dead-lettered."""
     participant = RecordingParticipant(DATA_MAP)

@@ -1,8 +1,8 @@
-"""Notifications' entry points: `create_app(settings)`, `python -m notifications.main migrate`."""
+"""Notifications' entry points: `create_app(settings)` and
+`python -m notifications.main migrate|serve`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from notifications.services import NotificationsService
 from notifications.settings import NotificationsSettings
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.serving import service_cli
 from shared.telemetry import Telemetry
 
 SERVICE = "notifications"
@@ -65,6 +66,6 @@ def migrate(settings: NotificationsSettings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["migrate"]:
-        sys.exit("usage: python -m notifications.main migrate  (serve with uvicorn --factory)")
-    migrate()
+    service_cli(
+        "notifications", port=8001, migrate=migrate, tls=lambda: NotificationsSettings().tls
+    )

@@ -8,7 +8,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from email import policy
 from email.header import Header
@@ -97,6 +97,8 @@ from shared.pdf import PrintedDocument, render_pdf
 from shared.unit_of_work import UnitsOfWork, Work
 
 log = logging.getLogger(__name__)
+# Reminder lag: minutes when all goes well, hours across quiet hours, days after an outage.
+REMINDER_LAG_BUCKETS_S = (60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 
 _WIRE = policy.compat32.clone(linesep="\r\n")
 
@@ -140,7 +142,15 @@ class NotificationsService:
         # Sends under way: the consumer starts one and goes on while the server answers.
         self._slots = asyncio.Semaphore(settings.concurrent_sends)
         self._sending: set[asyncio.Task[bool]] = set()
-        self._outcomes = (meter or metrics.get_meter("quittance.notifications")).create_counter(
+        meter = meter or metrics.get_meter("quittance.notifications")
+        self._reminder_lag = meter.create_histogram(
+            "quittance.notifications.reminder.lag",
+            unit="s",
+            description="From the start of the account's day a reminder stage fell due to its"
+            " email's queueing: the reminder interval, quiet hours and any outage.",
+            explicit_bucket_boundaries_advisory=REMINDER_LAG_BUCKETS_S,
+        )
+        self._outcomes = meter.create_counter(
             "quittance.notifications.emails",
             unit="{email}",
             description="Emails by kind and outcome: sent, deferred (to be retried), bounced,"
@@ -882,7 +892,8 @@ class NotificationsService:
             ),
             account_name=settings.account_name,
         )
-        local = now.astimezone(resolve_zone(settings.time_zone))
+        zone = resolve_zone(settings.time_zone)
+        local = now.astimezone(zone)
         quiet = (
             QuietHours(start=settings.quiet_start, end=settings.quiet_end)
             if settings.quiet_start is not None and settings.quiet_end is not None
@@ -930,6 +941,13 @@ class NotificationsService:
         )
         invoice.last_stage = stage
         work.session.add(invoice)
+        became_due = datetime.combine(invoice.due_date + timedelta(days=stage), time.min, zone)
+        lag = max((now - became_due).total_seconds(), 0.0)
+
+        async def measure() -> None:
+            self._reminder_lag.record(lag)
+
+        work.after_commit(measure)
         return email_id
 
     async def run_sweeper(self) -> None:

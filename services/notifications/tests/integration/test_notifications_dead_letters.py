@@ -19,6 +19,7 @@ from shared.dead_letters import REDRIVEN_FROM_HEADER
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-notifications-operator-token"  # what service_env gives notifications
+STAFF_ID = "6f1c0a52-4c1e-4b7e-9d38-2f0c1e7a9b11"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -57,6 +58,7 @@ async def _letters(api: httpx.AsyncClient, account_id: uuid.UUID) -> list[dict[s
     return [letter for letter in listed.json() if letter["account_id"] == str(account_id)]
 
 
+@pytest.mark.clause("STAFF-ACCESS")
 async def test_staff_access_an_operator_sees_why_a_message_failed_and_sends_it_back_once(
     notifications: httpx.AsyncClient, settings: NotificationsSettings
 ) -> None:
@@ -73,7 +75,12 @@ async def test_staff_access_an_operator_sees_why_a_message_failed_and_sends_it_b
     sent_back = await notifications.post(
         "/dead-letters",
         headers=OPERATOR,
-        params={"id": letter["id"], "reason": "INC-42 fixed", "operator": "Olga Ops"},
+        params={
+            "id": letter["id"],
+            "reason": "INC-42 fixed",
+            "operator": "Olga Ops",
+            "operator_id": STAFF_ID,
+        },
     )
     assert sent_back.status_code == 202, sent_back.text
     assert sent_back.json()["redriven"] is True
@@ -102,6 +109,7 @@ async def test_staff_access_an_operator_sees_why_a_message_failed_and_sends_it_b
     assert access["data"]["resource_type"] == "dead-letter"
     assert access["data"]["resource_id"] == letter["id"]
     assert access["data"]["actor_name"] == "Olga Ops"
+    assert access["data"]["actor_id"] == STAFF_ID, "the staff member, by id"
     assert access["data"]["reason"] == "INC-42 fixed"
 
     again = await notifications.post(
@@ -132,6 +140,12 @@ async def test_staff_access_an_operator_sees_why_a_message_failed_and_sends_it_b
         ({"id": "x/0/0", "reason": "r\x00", "operator": "o"}, 422, "reason"),
         ({"id": "x/0/0", "reason": "r" * 501, "operator": "o"}, 422, "reason"),
         ({"id": "x/0/0", "reason": "r"}, 422, "operator"),
+        ({"id": "x/0/0", "reason": "r", "operator": "o", "operator_id": ""}, 422, "operator_id"),
+        (
+            {"id": "x/0/0", "reason": "r", "operator": "o", "operator_id": "i" * 101},
+            422,
+            "operator_id",
+        ),
     ],
 )
 async def test_a_redrive_of_what_is_not_a_dead_letter_here_changes_nothing(
@@ -166,7 +180,7 @@ async def test_an_operator_reads_the_services_recent_spans_and_nobody_else(
     assert "invoice.issued" in span["name"]
     assert len(span["trace_id"]) == 32
     assert (await notifications.get("/traces")).status_code == 401
-    for limit in ("0", "2001", "x", "-1"):
+    for limit in ("0", "5001", "x", "-1"):
         refused = await notifications.get("/traces", headers=OPERATOR, params={"limit": limit})
         assert refused.status_code == 422, limit
         assert refused.json()["errors"][0]["field"] == "limit"

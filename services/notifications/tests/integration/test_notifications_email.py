@@ -97,6 +97,7 @@ async def _publish(settings: NotificationsSettings, envelope: Any) -> None:
     )
 
 
+@pytest.mark.clause("USE")
 async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_redelivered(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -125,6 +126,7 @@ async def test_use_an_issued_invoice_is_emailed_once_even_when_the_event_is_rede
     assert attached["size"] > 1000
 
 
+@pytest.mark.clause("USE")
 async def test_use_a_credit_note_is_emailed_to_the_customer_once(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -158,6 +160,7 @@ async def test_use_a_credit_note_is_emailed_to_the_customer_once(
     assert [a["filename"] for a in received["attachments"]] == ["CN-000007.pdf"]
 
 
+@pytest.mark.clause("USE")
 async def test_use_a_monthly_statement_is_emailed_once_with_its_pdf(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -206,6 +209,7 @@ async def test_use_a_monthly_statement_is_emailed_once_with_its_pdf(
     ]
 
 
+@pytest.mark.clause("RECTIFY")
 async def test_rectify_a_change_notice_is_mailed_once_and_a_change_without_one_sends_nothing(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -320,6 +324,7 @@ async def _count(settings: NotificationsSettings, sql: str, *args: Any) -> int:
         await connection.close()
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_the_signed_certificate_is_mailed_to_the_owner_then_the_address_goes(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -401,6 +406,7 @@ async def test_termination_the_signed_certificate_is_mailed_to_the_owner_then_th
     assert statuses == []
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whatever_the_name(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:
@@ -457,6 +463,7 @@ async def test_termination_the_export_arrives_in_chunks_and_is_mailed_once_whate
     assert FolderExportStore(settings.export_store_path).files() == [], "the bundle copy is gone"  # type: ignore[arg-type]
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_with_a_grace_period_the_owner_gets_the_link_not_the_bundle(
     notifications: httpx.AsyncClient, settings: NotificationsSettings, mail: MailCatcher
 ) -> None:

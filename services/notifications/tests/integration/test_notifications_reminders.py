@@ -186,6 +186,7 @@ def _reminders(mail: MailCatcher, email: str) -> list[dict[str, Any]]:
     return [m for m in mail.to(email) if "Reminder" in m["subject"] or "Rappel" in m["subject"]]
 
 
+@pytest.mark.clause("USE")
 async def test_use_an_account_without_reminders_gets_none_and_holds_up_no_one_else(
     service: NotificationsService, settings: NotificationsSettings, clock: Clock
 ) -> None:
@@ -215,6 +216,7 @@ async def test_use_an_account_without_reminders_gets_none_and_holds_up_no_one_el
     assert await _stages(settings, once) == [0]
 
 
+@pytest.mark.clause("USE")
 async def test_use_each_stage_is_sent_once_and_after_an_outage_only_the_latest(
     service: NotificationsService, settings: NotificationsSettings, clock: Clock, mail: MailCatcher
 ) -> None:
@@ -261,9 +263,15 @@ async def test_use_each_stage_is_sent_once_and_after_an_outage_only_the_latest(
     await mail.wait_for(lambda ms: len(_reminders(mail, email)) == 4)
 
 
+@pytest.mark.clause("USE")
 async def test_use_no_reminder_goes_in_the_accounts_quiet_hours(
-    service: NotificationsService, settings: NotificationsSettings, clock: Clock, mail: MailCatcher
+    service: NotificationsService,
+    settings: NotificationsSettings,
+    clock: Clock,
+    mail: MailCatcher,
+    telemetry: Telemetry,
 ) -> None:
+    """USE: quiet hours hold a reminder back; the reminder lag metric counts the wait."""
     account_id = await _account(
         settings, ReminderSchedule(on_due=True), quiet=QuietHours(start=time(21), end=time(8))
     )
@@ -274,14 +282,20 @@ async def test_use_no_reminder_goes_in_the_accounts_quiet_hours(
     clock.now = datetime(2030, 5, 10, 4, 30, tzinfo=UTC)  # 06:30 in Paris: quiet
     await service.send_due_reminders()
     assert await _stages(settings, invoice) == []
+    lag = "quittance_notifications_reminder_lag"
+    before = [telemetry.registry.get_sample_value(f"{lag}_{s}") or 0 for s in ("count", "sum")]
     clock.now = datetime(2030, 5, 10, 6, 0, tzinfo=UTC)  # 08:00 in Paris
     await service.send_due_reminders()
     assert await _stages(settings, invoice) == [0]
+    after = [telemetry.registry.get_sample_value(f"{lag}_{s}") or 0 for s in ("count", "sum")]
+    # Due from midnight in Paris, queued at 08:00 there: eight hours late.
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 8 * 3600]
     await mail.wait_for(lambda ms: len(_reminders(mail, email)) == 1)
     assert "Invoice" in _reminders(mail, email)[0]["text"]
     assert "is due today" in _reminders(mail, email)[0]["text"]
 
 
+@pytest.mark.clause("USE")
 async def test_use_reminders_stop_when_paid_voided_credited_or_the_account_terminated(
     service: NotificationsService, settings: NotificationsSettings, clock: Clock, mail: MailCatcher
 ) -> None:
@@ -372,6 +386,7 @@ async def test_use_reminders_stop_when_paid_voided_credited_or_the_account_termi
     assert await _stages(settings, open_) == [0], "nothing after the termination"
 
 
+@pytest.mark.clause("USE")
 async def test_use_a_temporary_refusal_is_retried_and_a_queued_reminder_of_a_paid_invoice_never_goes(  # noqa: E501
     service: NotificationsService,
     settings: NotificationsSettings,
@@ -455,6 +470,7 @@ async def test_use_a_temporary_refusal_is_retried_and_a_queued_reminder_of_a_pai
     assert told.count("cancelled") == 1
 
 
+@pytest.mark.clause("USE")
 async def test_use_a_bounced_address_gets_no_more_mail_until_corrected(
     service: NotificationsService,
     settings: NotificationsSettings,
@@ -516,6 +532,7 @@ async def test_use_a_bounced_address_gets_no_more_mail_until_corrected(
     assert counted["sent"] >= 1, "the corrected address's invoice (others may go meanwhile)"
 
 
+@pytest.mark.clause("USE")
 async def test_use_mail_reads_in_the_accounts_settings_when_the_event_carries_none(
     service: NotificationsService,
     settings: NotificationsSettings,

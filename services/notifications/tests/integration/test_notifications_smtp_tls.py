@@ -311,6 +311,7 @@ def _assert_delivered(server: Server, mime: bytes) -> None:
 # --- the tests ------------------------------------------------------------------------------
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_tls_starttls_with_auth_delivers(
@@ -325,6 +326,7 @@ async def test_tls_starttls_with_auth_delivers(
     assert starttls_server.recorder.logins == [(USER, True)]
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_implicit_tls_with_auth_delivers(
     via: str, implicit_tls_server: Server, pki: Pki, tmp_path: Path
@@ -337,6 +339,7 @@ async def test_tls_implicit_tls_with_auth_delivers(
     assert implicit_tls_server.recorder.logins == [(USER, True)]
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_wrong_password_raises_and_delivers_nothing(
     via: str, starttls_server: Server, pki: Pki, tmp_path: Path
@@ -356,6 +359,7 @@ async def test_tls_wrong_password_raises_and_delivers_nothing(
     assert starttls_server.recorder.received == []
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 @pytest.mark.parametrize("mode", ["start_tls", "use_tls"])
 async def test_tls_certificate_of_an_untrusted_ca_is_refused(
@@ -377,6 +381,7 @@ async def test_tls_certificate_of_an_untrusted_ca_is_refused(
     assert server.recorder.received == []
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_certificate_for_another_host_name_is_refused(
     via: str, wrong_name_server: Server, pki: Pki, tmp_path: Path
@@ -389,6 +394,7 @@ async def test_tls_certificate_for_another_host_name_is_refused(
     assert wrong_name_server.recorder.received == []
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_start_tls_never_falls_back_to_plaintext(
     via: str, plain_server: Server, pki: Pki, tmp_path: Path
@@ -400,6 +406,7 @@ async def test_tls_start_tls_never_falls_back_to_plaintext(
     assert plain_server.recorder.received == []
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_username_over_plaintext_is_refused_before_connecting(
     via: str, tmp_path: Path
@@ -422,6 +429,7 @@ async def test_tls_username_over_plaintext_is_refused_before_connecting(
             listener.accept()  # nobody connected
 
 
+@pytest.mark.clause("TLS")
 @pytest.mark.parametrize("via", SENDERS)
 async def test_tls_defaults_still_deliver_to_a_local_catcher(
     via: str, plain_server: Server, tmp_path: Path
@@ -432,6 +440,7 @@ async def test_tls_defaults_still_deliver_to_a_local_catcher(
     _assert_delivered(plain_server, mime)
 
 
+@pytest.mark.clause("TLS")
 def test_tls_context_always_verifies(pki: Pki) -> None:
     """TLS: the one context both senders use verifies certificate and host name, and with
     `ca_file` trusts that bundle instead of the system's."""
@@ -445,12 +454,14 @@ def test_tls_context_always_verifies(pki: Pki) -> None:
     ]
 
 
+@pytest.mark.clause("TLS")
 def test_tls_settings_reject_start_tls_with_use_tls() -> None:
     """TLS: STARTTLS and implicit TLS are exclusive."""
     with pytest.raises(ValidationError, match="start_tls and use_tls are exclusive"):
         SmtpSettings(start_tls=True, use_tls=True)
 
 
+@pytest.mark.clause("TLS")
 def test_tls_settings_reject_half_credentials() -> None:
     """TLS: a username without a password, or a password without a username, is an error."""
     with pytest.raises(ValidationError, match="the username has no password"):

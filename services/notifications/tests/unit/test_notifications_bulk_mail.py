@@ -8,6 +8,8 @@ import os
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import pytest
+
 from notifications.bulk_mail import compose_with_attachment
 
 
@@ -20,6 +22,7 @@ def _text_message() -> bytes:
     return bytes(message)
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_the_export_is_attached_whole_whatever_its_pieces() -> None:
     """Pieces of any size, not aligned on base64 lines, come out as one exact attachment."""
     content = os.urandom(57 * 1024 * 3 + 1234)

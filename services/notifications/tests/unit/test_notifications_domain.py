@@ -23,6 +23,7 @@ from notifications.domain import (
 from shared.contracts import QuietHours, ReminderSchedule
 
 
+@pytest.mark.clause("USE")
 def test_use_there_is_no_marketing_kind_of_message() -> None:
     kinds = {kind.value for kind in MessageKind}
     assert kinds == {
@@ -45,6 +46,7 @@ def test_the_same_event_always_gets_the_same_message_id() -> None:
     assert message_id_for(event_id, "q.example") != message_id_for(uuid4(), "q.example")
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_no_name_can_break_a_mail_header() -> None:
     """A CR/LF in a company name must not add a header or stall the export email."""
     hostile = "Acme\r\nBcc: everyone@example.com\x00\x1b"

@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
+
 from devstack.testing import HandlerHarness, RecordingParticipant
 from notifications.data_map import DATA_MAP
 from notifications.handlers import create_routes
@@ -75,6 +77,7 @@ def _invoice() -> InvoiceIssued:
     )
 
 
+@pytest.mark.clause("USE")
 async def test_use_an_issued_invoice_is_queued_once_under_redelivery() -> None:
     """USE: the invoice email, once however often the event comes (sending after the commit
     is the service's: test_notifications_sending)."""
@@ -84,6 +87,7 @@ async def test_use_an_issued_invoice_is_queued_once_under_redelivery() -> None:
     assert mail.queued == [invoice], "the customer's name and address reached the handler opened"
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_the_bundle_chunks_and_the_export_request_reach_their_handlers() -> None:
     harness, mail, participant = _harness()
     account_id, saga_id, transfer_id = uuid4(), uuid4(), uuid4()

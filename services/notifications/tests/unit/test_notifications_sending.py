@@ -87,6 +87,7 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+@pytest.mark.clause("USE")
 async def test_use_a_queued_email_is_sent_only_once_its_queueing_committed() -> None:
     sends = _Sends()
     service = _service(4, sends)

@@ -274,6 +274,7 @@ def _message_ids() -> set[str]:
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
+@pytest.mark.clause("USE")
 def test_use_every_message_of_every_template_is_translated_into_every_mail_language() -> None:
     """A template line added in English only fails here, not in a customer's inbox."""
     ids = _message_ids()
@@ -289,6 +290,7 @@ def test_use_every_message_of_every_template_is_translated_into_every_mail_langu
             ), f"{language}: the placeholders of {message!r}"
 
 
+@pytest.mark.clause("USE")
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize(
     ("currency", "amount", "exponent"),
@@ -320,6 +322,7 @@ def test_use_every_kind_renders_in_every_locale_with_amounts_in_the_currencys_mi
             assert message.text != _every_message("en-US", currency, amount)[kind].text
 
 
+@pytest.mark.clause("USE")
 def test_use_dates_are_written_in_the_locale_and_instants_in_the_accounts_time_zone() -> None:
     french = _every_message("fr-FR", "EUR", Decimal(10))
     assert "1 janvier 2026" in french["invoice"].text
@@ -331,6 +334,7 @@ def test_use_dates_are_written_in_the_locale_and_instants_in_the_accounts_time_z
     assert "Rechnung INV-000008" in german["invoice"].subject
 
 
+@pytest.mark.clause("USE")
 def test_use_a_language_mail_is_not_written_in_falls_back_to_english() -> None:
     look = Look(presentation=MailPresentation(locale="ja-JP"), account_name="Acme SA")
     rendered = invoice_message(RENDERER, look, _invoice())
@@ -338,6 +342,7 @@ def test_use_a_language_mail_is_not_written_in_falls_back_to_english() -> None:
     assert "Total due: €118.55, by January 31, 2026." in rendered.text
 
 
+@pytest.mark.clause("USE")
 def test_use_the_invoice_shows_each_discount_and_the_tax_of_each_rate() -> None:
     look = Look(presentation=MailPresentation(locale="en-GB"), account_name="Acme SA")
     text = invoice_message(RENDERER, look, _invoice()).text
@@ -349,6 +354,7 @@ def test_use_the_invoice_shows_each_discount_and_the_tax_of_each_rate() -> None:
     assert "Total due: €118.55, by 31 January 2026." in text
 
 
+@pytest.mark.clause("RECTIFY")
 def test_rectify_the_invoice_prints_the_sellers_address_and_tax_id_as_issued() -> None:
     look = Look(presentation=MailPresentation(), account_name="Acme SA")
     text = invoice_message(RENDERER, look, _invoice()).text
@@ -356,6 +362,7 @@ def test_rectify_the_invoice_prints_the_sellers_address_and_tax_id_as_issued() -
     assert "Bill to:\nBob Buyer\n9 Buyer Road\n" in text
 
 
+@pytest.mark.clause("RECTIFY")
 def test_rectify_a_change_notice_names_the_fields_and_who_changed_them_not_the_values() -> None:
     rendered = _every_message("en-US", "EUR", Decimal(1))["details-changed"]
     assert rendered.subject == "Quittance: the company's details changed"
@@ -363,6 +370,7 @@ def test_rectify_a_change_notice_names_the_fields_and_who_changed_them_not_the_v
     assert ": address, tax_id." in rendered.text
 
 
+@pytest.mark.clause("LINKS")
 def test_links_user_text_is_escaped_in_html_and_its_links_cannot_run_script() -> None:
     """LINKS: a customer's name, address and a line's text are the account's users' words."""
     hostile = '<script>alert(1)</script><a href="javascript:alert(2)">x</a> https://ok.example/p'
@@ -389,6 +397,7 @@ def test_links_user_text_is_escaped_in_html_and_its_links_cannot_run_script() ->
     assert "<img" not in html, "a logo that is not https is not shown"
 
 
+@pytest.mark.clause("USE")
 def test_use_the_logo_and_the_accounts_name_head_the_html() -> None:
     look = Look(
         presentation=MailPresentation(logo_url="https://cdn.example/acme.png"),
@@ -398,6 +407,7 @@ def test_use_the_logo_and_the_accounts_name_head_the_html() -> None:
     assert '<img src="https://cdn.example/acme.png" alt="Acme &amp; Co"' in html
 
 
+@pytest.mark.clause("USE")
 def test_use_an_html_body_parses_as_the_alternative_of_the_text() -> None:
     """The message notifications builds is multipart/alternative: text first, then HTML."""
     from email.message import EmailMessage

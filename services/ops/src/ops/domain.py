@@ -233,6 +233,19 @@ def _ends_at(span: dict[str, Any]) -> datetime:
     )
 
 
+SPANS_SHOWN = 25  # of a trace, besides its statements
+# What the dashboard itself asks the services every few seconds.
+DASHBOARD_READS = frozenset(
+    {"GET /traces", "GET /sagas", "GET /alerts", "GET /dead-letters", "GET /staff/session"}
+)
+
+
+def _is_statement(span: dict[str, Any]) -> bool:
+    """A PostgreSQL statement's span (the database semantic conventions')."""
+    attributes = span.get("attributes")
+    return isinstance(attributes, dict) and attributes.get("db.system.name") == "postgresql"
+
+
 def trace_rows(
     listed: dict[str, list[dict[str, Any]] | None], limit: int = 15
 ) -> list[dict[str, Any]] | None:
@@ -251,8 +264,12 @@ def trace_rows(
         if all(span.get("name") == RELAY_SPAN for span in spans):
             continue
         spans.sort(key=lambda span: str(span["started_at"]))
+        statements = [s for s in spans if _is_statement(s)]
+        steps = [s for s in spans if not _is_statement(s)]
         ids = {span.get("span_id") for span in spans}
         root = next((s for s in spans if s.get("parent_id") not in ids), spans[0])
+        if root.get("name") in DASHBOARD_READS:
+            continue  # the dashboard reading the services: it would crowd out their work
         started = datetime.fromisoformat(spans[0]["started_at"])
         rows.append(
             {
@@ -271,7 +288,19 @@ def trace_rows(
                         "duration_ms": s.get("duration_ms"),
                         "error": bool(s.get("error")),
                     }
-                    for s in spans
+                    for s in steps[:SPANS_SHOWN]
+                ],
+                "more_spans": max(len(steps) - SPANS_SHOWN, 0),
+                # A flow runs dozens of statements: each service's are counted, not listed.
+                "statements": [
+                    {
+                        "service": service,
+                        "count": len(mine),
+                        "duration_ms": round(sum(float(s.get("duration_ms", 0)) for s in mine), 1),
+                        "error": any(s.get("error") for s in mine),
+                    }
+                    for service in dict.fromkeys(str(s.get("service")) for s in statements)
+                    if (mine := [s for s in statements if str(s.get("service")) == service])
                 ],
             }
         )

@@ -31,10 +31,7 @@ from ops.domain import (
 )
 from ops.settings import OpsSettings
 
-# Who the services record in the account's trail for a redrive: the dashboard has one shared
-# sign-in, so the name says so (named staff sign-in is still to come, issue 12).
-OPERATOR_NAME = "Operations (ops dashboard)"
-TRACES_PATH = "/traces?limit=300"  # each service's newest spans
+TRACES_PATH = "/traces?limit=1000"  # each service's newest spans (statements included)
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +147,16 @@ class Observer:
         )
         self._letters = dict(zip(services, listed, strict=True))
 
-    async def redrive(self, service: str, letter_id: str, reason: str) -> httpx.Response:
-        """Ask a service to send one of its dead letters back, then list the letters again."""
+    async def redrive(
+        self, service: str, letter_id: str, reason: str, *, operator: tuple[str, str]
+    ) -> httpx.Response:
+        """Ask a service to send one of its dead letters back, in the operator's name (and
+        staff id), then list the letters again."""
         url = self.settings.services[service]
+        name, staff_id = operator
         answer = await self.client.post(
             f"{url}/dead-letters",
-            params={"id": letter_id, "reason": reason, "operator": OPERATOR_NAME},
+            params={"id": letter_id, "reason": reason, "operator": name, "operator_id": staff_id},
             headers={"authorization": f"Bearer {self.settings.operator_token(service)}"},
         )
         await self.read_letters()

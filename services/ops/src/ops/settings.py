@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DEVELOPMENT_SECRET_PREFIX, refuse_development_secrets
+from shared.settings import DEVELOPMENT_SECRET_PREFIX, TlsSettings, refuse_development_secrets
 
 DEFAULT_SERVICES = {
     "billing": "http://127.0.0.1:8000",
@@ -46,9 +46,21 @@ class OpsSettings(BaseSettings):
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}audit-operator-token"),
         description="Audit's operator token: alerts, dead letters and their redrive.",
     )
-    sign_in_password: SecretStr = Field(
-        default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}ops-password"),
-        description="The password operations staff sign in to the dashboard with.",
+    operations_roles: list[str] = Field(
+        default_factory=lambda: ["billing-operations"],
+        description="The staff roles (billing's) that may sign in to the dashboard.",
+    )
+    staff_check_interval_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often a signed-in operator's billing session is checked: a removed "
+        "staff member or a lost role is out within this time.",
+    )
+    staff_check_grace_s: float = Field(
+        default=900,
+        gt=0,
+        description="While billing cannot answer, how long after its last confirmation an "
+        "operator may still watch (never change anything).",
     )
     session_key: SecretStr = Field(
         default=SecretStr(f"{DEVELOPMENT_SECRET_PREFIX}ops-session-key"),
@@ -57,12 +69,17 @@ class OpsSettings(BaseSettings):
     session_hours: float = Field(
         default=8, gt=0, le=24, description="How long a sign-in lasts (a working shift)."
     )
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings, description="HTTPS for the dashboard (TLS)."
+    )
     secure_cookie: bool = Field(
         default=False,
         description="Mark the session cookie Secure (set it when served over HTTPS).",
     )
     sign_in_failures_per_minute: int = Field(
-        default=5, ge=1, description="Wrong passwords accepted a minute before refusing all."
+        default=5,
+        ge=1,
+        description="Wrong passwords accepted from one address in a minute before refusing it.",
     )
     poll_interval_s: float = Field(
         default=2, gt=0, description="How often the services are read (the page's refresh)."
@@ -89,4 +106,14 @@ class OpsSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> OpsSettings:
         refuse_development_secrets(self, self.environment)
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_plaintext_in_production(self) -> OpsSettings:
+        # The dashboard sends operator tokens and staff passwords to the services (TLS).
+        plaintext = sorted(
+            name for name, url in self.services.items() if not url.startswith("https://")
+        )
+        if self.environment == "production" and plaintext:
+            raise ValueError(f"plaintext connections are refused in production: {plaintext}")
         return self

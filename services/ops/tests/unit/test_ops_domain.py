@@ -139,16 +139,40 @@ def _span(service: str, name: str, trace: str, span: str, parent: str | None, at
     }
 
 
-def test_traces_join_the_spans_of_every_service_newest_first_without_relay_batches() -> None:
+def test_traces_join_the_spans_of_every_service_newest_first_without_relay_batches_or_polls() -> (
+    None
+):
     request = _span("billing", "POST /invoices", "t1", "a", None, "00")
     consumed = _span("notifications", "invoice.issued process", "t1", "b", "a", "01")
     relay = _span("billing", "outbox publish", "t2", "c", None, "02")
     later = _span("billing", "GET /account", "t3", "d", None, "03")
-    rows = trace_rows({"billing": [request, relay, later], "notifications": [consumed]})
+    polled = _span("billing", "GET /traces", "t4", "e", None, "04")  # the dashboard's own read
+    rows = trace_rows({"billing": [request, relay, later, polled], "notifications": [consumed]})
     assert [row["trace_id"] for row in rows or []] == ["t3", "t1"]
     joined = (rows or [])[1]
     assert joined["root"] == "POST /invoices"
     assert joined["services"] == ["billing", "notifications"]
     assert [s["name"] for s in joined["spans"]] == ["POST /invoices", "invoice.issued process"]
     assert joined["duration_ms"] == 1005.0, "from the first start to the last end"
+    assert joined["statements"] == []
+
+
+def test_a_traces_statements_are_counted_per_service_and_its_other_spans_capped() -> None:
+    request = _span("billing", "POST /invoices", "t1", "a", None, "00")
+    statements = [
+        {
+            **_span("billing", "SELECT invoice", "t1", f"q{i}", "a", "01"),
+            "attributes": {"db.system.name": "postgresql"},
+            "error": i == 2,
+        }
+        for i in range(3)
+    ]
+    steps = [_span("billing", f"step {i}", "t1", f"s{i}", "a", "02") for i in range(40)]
+    (row,) = trace_rows({"billing": [request, *statements, *steps]}) or []
+    assert row["statements"] == [
+        {"service": "billing", "count": 3, "duration_ms": 15.0, "error": True}
+    ]
+    assert len(row["spans"]) == 25
+    assert "SELECT invoice" not in {s["name"] for s in row["spans"]}
+    assert row["more_spans"] == 41 - 25
     assert trace_rows({"billing": None}) is None

@@ -99,9 +99,13 @@ def _sweep_body(sweep: Any, tallies: list[Any]) -> dict[str, Any]:
     }
 
 
+MAX_SWEPT_ACCOUNTS = 100  # named in one request; a sweep of every account names none
+
+
 def sweep_routes(sweeps: SweepService, operator_token: str) -> list[tuple[str, Any]]:
     """`GET /sweeps`: the newest sweeps, what each deleted (or would) per table, and when the
-    next rows fall due; `POST /sweeps?dry_run=true|false`: start one now (operators)."""
+    next rows fall due; `POST /sweeps?dry_run=true|false[&account_id=...]`: start one now, of
+    every known account or of those named (operators)."""
 
     async def sweeps_endpoint(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, operator_token)) is not None:
@@ -113,7 +117,16 @@ def sweep_routes(sweeps: SweepService, operator_token: str) -> list[tuple[str, A
         dry_run = query.get("dry_run", ["false"])[-1]
         if dry_run not in ("true", "false"):
             return problem(422, "Invalid field", "dry_run must be true or false", "dry_run")
-        sweep = await sweeps.start(dry_run=dry_run == "true")
+        named = query.get("account_id", [])
+        if len(named) > MAX_SWEPT_ACCOUNTS:
+            return problem(
+                422, "Invalid field", f"at most {MAX_SWEPT_ACCOUNTS} account ids", "account_id"
+            )
+        try:
+            accounts = [UUID(value) for value in named]
+        except ValueError:
+            return problem(422, "Invalid field", "account_id must be a UUID", "account_id")
+        sweep = await sweeps.start(dry_run=dry_run == "true", accounts=accounts)
         assert sweep is not None  # an operator's sweep takes no slot
         return json_response(_sweep_body(sweep, []), status=202)
 

@@ -1,8 +1,7 @@
-"""Retention's entry points: `create_app(settings)` and `python -m retention.main migrate`."""
+"""Retention's entry points: `create_app(settings)` and `python -m retention.main migrate|serve`."""
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from retention.settings import RetentionSettings
 from retention.sweeps import SweepService
 from shared.migrations import upgrade_database
 from shared.runtime import consumed_and_produced, create_consumer_app, create_runtime
+from shared.serving import service_cli
 from shared.signing import SigningKey
 from shared.telemetry import Telemetry
 
@@ -54,6 +54,7 @@ def create_app(
         public_url=settings.public_url,
         retired_public_keys=[pem.encode() for pem in settings.certificate_retired_public_keys],
         meter=runtime.telemetry.meter("quittance.retention"),
+        tracer=runtime.telemetry.tracer("quittance.retention"),
     )
     sweeps = SweepService(
         sessions=runtime.sessions,
@@ -91,6 +92,4 @@ def migrate(settings: RetentionSettings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["migrate"]:
-        sys.exit("usage: python -m retention.main migrate  (serve with uvicorn --factory)")
-    migrate()
+    service_cli("retention", port=8002, migrate=migrate, tls=lambda: RetentionSettings().tls)

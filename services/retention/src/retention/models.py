@@ -63,6 +63,10 @@ class TerminationSaga(RetentionTable, table=True):
     needs_attention: str | None = Field(
         default=None, description="Why a person must look: set when retries are used up."
     )
+    trace_parent: str | None = Field(
+        default=None,
+        description="W3C traceparent of the termination: each step's span joins its trace.",
+    )
     plan: str | None = Field(default=None, description="The plan: it sets the grace period.")
     purge_due_at: datetime | None = Field(
         default=None,

@@ -10,12 +10,13 @@ import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from opentelemetry import metrics
+from opentelemetry import metrics, propagate, trace
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -92,8 +93,10 @@ class RetentionService:
         public_url: str,
         retired_public_keys: list[bytes] | None = None,
         meter: metrics.Meter | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.sessions = sessions
+        self.tracer = tracer or trace.get_tracer("quittance.retention")
         self.units = units
         self.store = store
         self.keys = keys
@@ -121,12 +124,44 @@ class RetentionService:
             description="Termination sagas in flight, by step and whether one needs a person"
             " (held: a legal hold blocks the purge).",
         )
+        self._held_purges = meter.create_gauge(
+            "quittance.retention.purges.held",
+            unit="{saga}",
+            description="Terminations whose purge a legal hold blocks (LAW): exported, keys"
+            " kept, waiting for the hold's release.",
+        )
 
     async def _saga(self, session: AsyncSession, saga_id: UUID) -> TerminationSaga | None:
         result = await session.exec(
             select(TerminationSaga).where(TerminationSaga.id == saga_id).with_for_update()
         )
         return result.first()
+
+    @contextmanager
+    def _step(self, saga: TerminationSaga, step: str) -> Iterator[None]:
+        """The span of one step of the saga, in the saga's own trace (the one its termination
+        started), whatever woke the step: a participant's event of that trace, the deadline
+        watch (no trace), a legal hold's release (another trace, linked). The events the step
+        emits carry it on, so every service's part of the termination is in one trace."""
+        current = trace.get_current_span().get_span_context()
+        context, links = None, []
+        if saga.trace_parent is None:  # the first step: the saga's trace is this one
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            saga.trace_parent = carrier.get("traceparent")
+        else:
+            started = propagate.extract({"traceparent": saga.trace_parent})
+            origin = trace.get_current_span(started).get_span_context()
+            if origin.trace_id != current.trace_id:
+                context = started
+                links = [trace.Link(current)] if current.is_valid else []
+        with self.tracer.start_as_current_span(
+            f"termination {step}",
+            context=context,
+            links=links,
+            attributes={"quittance.saga.id": str(saga.id), "quittance.saga.step": step},
+        ):
+            yield
 
     def _next_step(self, saga: TerminationSaga, status: SagaStatus) -> None:
         saga.status = status
@@ -156,7 +191,8 @@ class RetentionService:
         if grace:  # read-only and downloadable until then (the account is already read-only)
             saga.purge_due_at = terminated.terminated_at + grace
         work.session.add(saga)
-        work.emit(ExportRequested(account_id=saga.account_id, saga_id=saga.id))
+        with self._step(saga, "export"):
+            work.emit(ExportRequested(account_id=saga.account_id, saga_id=saga.id))
 
     async def receive_slice_chunk(self, *, event: Envelope[ExportSliceChunk], work: Work) -> None:
         """Keep a chunk of a participant's slice; assemble when it was the last one missing."""
@@ -201,13 +237,15 @@ class RetentionService:
             saga.slices = {k: v for k, v in saga.slices.items() if k != exc.service}
             saga.step_attempt += 1
             work.session.add(saga)
-            work.emit(
-                ExportRequested(
-                    account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt
+            with self._step(saga, "export"):
+                work.emit(
+                    ExportRequested(
+                        account_id=saga.account_id, saga_id=saga.id, attempt=saga.step_attempt
+                    )
                 )
-            )
             return
-        await self._send_bundle(saga, size=size, sha256=sha256, work=work)
+        with self._step(saga, "deliver"):
+            await self._send_bundle(saga, size=size, sha256=sha256, work=work)
         work.after_commit(self.store.removal(f"{saga.id}/slices"))
 
     def _all_chunks_present(self, saga: TerminationSaga) -> bool:
@@ -345,20 +383,26 @@ class RetentionService:
         if saga.purge_due_at is not None and saga.purge_due_at > saga.delivered_at:
             # The grace period: the link works, nothing is purged; the deadline watch goes on
             # at its end.
-            self._next_step(saga, SagaStatus.GRACE)
-            saga.step_deadline_at = saga.purge_due_at
-            work.session.add(saga)
+            with self._step(saga, "grace"):
+                self._next_step(saga, SagaStatus.GRACE)
+                saga.step_deadline_at = saga.purge_due_at
+                work.session.add(saga)
             return
         await self._purge_unless_held(saga, work)
 
     async def _purge_unless_held(self, saga: TerminationSaga, work: Work) -> None:
         holds = await standing_holds(work.session, saga.account_id)
         if holds:
-            self._next_step(saga, SagaStatus.HELD)
-            saga.waiting_for_holds = [str(hold) for hold in holds]
-            work.session.add(saga)
+            with self._step(saga, "hold"):
+                self._next_step(saga, SagaStatus.HELD)
+                saga.waiting_for_holds = [str(hold) for hold in holds]
+                work.session.add(saga)
             log.warning("saga %s waits: %d legal hold(s) stand", saga.id, len(holds))
             return
+        with self._step(saga, "purge"):
+            await self._purge(saga, work)
+
+    async def _purge(self, saga: TerminationSaga, work: Work) -> None:
         # The customer has everything; nobody needs to read the account's events again. The
         # key goes now, before the purges: every copy of those events (topics, dead letters,
         # broker backups) becomes unreadable, and an event that reaches a participant late
@@ -379,9 +423,10 @@ class RetentionService:
         await note_placed(work.session, placed)
         saga = await self._saga_of_account(work.session, placed.account_id)
         if saga is not None and saga.status is SagaStatus.PURGING:
-            self._next_step(saga, SagaStatus.HELD)
-            saga.waiting_for_holds = [str(placed.hold_id)]
-            work.session.add(saga)
+            with self._step(saga, "hold"):
+                self._next_step(saga, SagaStatus.HELD)
+                saga.waiting_for_holds = [str(placed.hold_id)]
+                work.session.add(saga)
 
     async def note_hold_released(self, *, released: LegalHoldReleased, work: Work) -> None:
         """Drop the hold; a saga that waited for it goes on when no other hold stands."""
@@ -411,6 +456,10 @@ class RetentionService:
         if set(saga.purged) < set(saga.participants):
             work.session.add(saga)
             return
+        with self._step(saga, "certificate"):
+            await self._certify(saga, work)
+
+    async def _certify(self, saga: TerminationSaga, work: Work) -> None:
         certificate = self._certificate(saga, saga.destroyed_keys)
         work.session.add(certificate)
         await work.session.delete(saga)
@@ -512,7 +561,8 @@ class RetentionService:
                 else:
                     saga.step_attempt += 1
                     saga.step_deadline_at = now + self.timing.step_timeout
-                    self._request_again(saga, work)
+                    with self._step(saga, f"{saga.status} again"):
+                        self._request_again(saga, work)
                 work.session.add(saga)
         return chased
 
@@ -584,9 +634,10 @@ class RetentionService:
                     return
                 assert saga.bundle_size is not None
                 assert saga.bundle_sha256 is not None
-                await self._send_bundle(
-                    saga, size=saga.bundle_size, sha256=saga.bundle_sha256, work=work
-                )
+                with self._step(saga, "deliver"):
+                    await self._send_bundle(
+                        saga, size=saga.bundle_size, sha256=saga.bundle_sha256, work=work
+                    )
 
         return resend
 
@@ -663,6 +714,9 @@ class RetentionService:
                 )
             )
             counts = {(status, bool(stuck)): number for status, stuck, number in rows.all()}
+        self._held_purges.set(
+            sum(n for (status, _), n in counts.items() if status == SagaStatus.HELD)
+        )
         for status in SagaStatus:
             for stuck in (False, True):
                 self._sagas.set(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -54,6 +55,11 @@ class SweepService:
             unit="{row}",
             description="Rows past their plan's time: deleted, or counted by a dry run.",
         )
+        self._held_accounts = meter.create_counter(
+            "quittance.retention.sweep.held",
+            unit="{account}",
+            description="Accounts whose rows a sweep kept past their time: a legal hold stood.",
+        )
         self._sweeps = meter.create_counter(
             "quittance.retention.sweeps", unit="{sweep}", description="Sweeps completed."
         )
@@ -72,10 +78,16 @@ class SweepService:
         )
 
     async def start(
-        self, *, dry_run: bool, slot: datetime | None = None, now: datetime | None = None
+        self,
+        *,
+        dry_run: bool,
+        slot: datetime | None = None,
+        now: datetime | None = None,
+        accounts: Sequence[UUID] = (),
     ) -> RetentionSweep | None:
-        """Open a sweep and ask the services to sweep every known account, in one transaction;
-        None when the slot was already taken (by this instance or another)."""
+        """Open a sweep and ask the services to sweep every known account (or only those
+        given: an operator's look at a few), in one transaction; None when the slot was
+        already taken (by this instance or another)."""
         as_of = now or datetime.now(UTC)
         sweep = RetentionSweep(
             slot=slot, dry_run=dry_run, as_of=as_of, accounts=0, expected_reports=0
@@ -89,7 +101,10 @@ class SweepService:
             )
             if opened.first() is None:
                 return None
-            known = await work.session.exec(select(AccountPlan.account_id, AccountPlan.plan))
+            chosen = select(AccountPlan.account_id, AccountPlan.plan)
+            if accounts:
+                chosen = chosen.where(col(AccountPlan.account_id).in_(list(accounts)))
+            known = await work.session.exec(chosen)
             for account_id, plan in known.all():
                 work.emit(
                     RetentionSweepRequested(
@@ -128,6 +143,7 @@ class SweepService:
         sweep.reports += 1
         if report.held:
             sweep.held_reports += 1
+            self._held_accounts.add(1, {"service": event.producer, "dry_run": report.dry_run})
         for table in [] if report.held else report.tables:
             statement = insert(SweepTally).values(
                 sweep_id=sweep.id,

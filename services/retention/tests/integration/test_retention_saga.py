@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlmodel import select
@@ -47,6 +48,7 @@ from shared.deflate import deflate_piece
 from shared.export_store import FolderExportStore
 from shared.keystore import create_key_store
 from shared.signing import SigningKey
+from shared.telemetry import create_telemetry
 
 pytestmark = pytest.mark.integration
 PARTICIPANTS = ("billing", "notifications", "audit")
@@ -174,6 +176,7 @@ async def _bundle(settings: RetentionSettings, account_id: uuid.UUID) -> zipfile
     return zipfile.ZipFile(io.BytesIO(content))
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_collects_chunked_slices_delivers_purges_and_certifies_across_a_restart(
     settings: RetentionSettings,
 ) -> None:
@@ -319,6 +322,7 @@ def _openssl_verifies(folder: Path, payload: bytes, signature: bytes, key: bytes
     return result.returncode == 0 and b"Signature Verified Successfully" in result.stdout
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
     settings: RetentionSettings, tmp_path: Path
 ) -> None:
@@ -422,13 +426,15 @@ async def test_termination_the_purge_certificate_is_signed_and_verifies_offline(
     assert missing.status_code == 404
 
 
+@pytest.mark.clause("LAW")
 async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_released(
     settings: RetentionSettings,
 ) -> None:
     """LAW: the customer still gets their export; then nothing is purged and no key is
-    destroyed while the hold stands, operators see the saga waiting for it, and its release
-    lets the purge go on."""
+    destroyed while the hold stands, operators see the saga waiting for it (and the gauge of
+    purges a hold blocks), and its release lets the purge go on, in the saga's own trace."""
     account_id, hold_id, staff_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    spans = InMemorySpanExporter()
     await _publish(
         settings,
         LegalHoldPlaced(
@@ -442,7 +448,8 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
         ),
         "billing",
     )
-    async with running(create_app(settings)) as client:
+    app = create_app(settings, telemetry=create_telemetry("retention", exporter=spans))
+    async with running(app) as client:
         await _terminate(settings, account_id)
         saga_id = uuid.UUID((await _events(settings, "export.requested", account_id))[0]["saga_id"])
         for service, files in SLICES.items():
@@ -477,6 +484,11 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
         ]
         assert waiting["steps"][0]["done_by"] == ["audit", "billing", "notifications"]
         assert waiting["steps"][2]["waiting_for"] == [f"legal hold {hold_id}"]
+        blocked = await eventually(
+            lambda: _metric(client, "quittance_retention_purges_held"),
+            what="the gauge of purges a legal hold blocks",
+        )
+        assert blocked >= 1
         purges = await read_events(
             settings.kafka.bootstrap_servers,
             settings.kafka.topic("purge.requested"),
@@ -519,6 +531,25 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
             )
         await _events(settings, "account.purged", account_id)
 
+    # One trace for the saga, each step a span of it, whatever woke the step: the release
+    # came in another trace, which the purge step links to.
+    steps = [
+        s
+        for s in spans.get_finished_spans()
+        if (s.attributes or {}).get("quittance.saga.id") == str(saga_id)
+    ]
+    assert [s.name for s in steps] == [
+        "termination export",
+        "termination deliver",
+        "termination hold",
+        "termination purge",
+        "termination certificate",
+    ]
+    assert len({s.context.trace_id for s in steps}) == 1
+    purge = steps[3]
+    assert [link.context.trace_id for link in purge.links] != [steps[0].context.trace_id]
+    assert len(purge.links) == 1, "the hold's release, in its own trace"
+
     async def nothing_left() -> bool:  # the hold's own record included
         return await rows_mentioning(settings.database_url, str(account_id)) == {}
 
@@ -532,6 +563,7 @@ async def test_law_a_termination_under_a_legal_hold_exports_then_waits_until_rel
         await keys.close()
 
 
+@pytest.mark.clause("TERMINATION", "STAFF-ACCESS")
 async def test_termination_a_grace_period_gives_a_signed_download_link_until_the_purge(
     settings: RetentionSettings,
 ) -> None:
@@ -644,6 +676,7 @@ async def test_termination_a_grace_period_gives_a_signed_download_link_until_the
     await eventually(bundle_gone, timeout=10, what="the bundle removed with the saga")
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(
     settings: RetentionSettings,
 ) -> None:
@@ -673,6 +706,7 @@ async def test_termination_a_slice_that_fails_its_checksum_is_asked_for_again(
     assert bundle.read("billing-customer.csv") == SLICES["billing"]["customer.csv"]
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_an_overdue_step_is_asked_again_then_shown_as_needing_a_person(
     settings: RetentionSettings,
 ) -> None:
@@ -740,6 +774,7 @@ async def _clear_saga(settings: RetentionSettings, account_id: uuid.UUID) -> Non
         await connection.close()
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_a_crash_before_the_assembly_commits_loses_no_slice(
     settings: RetentionSettings,
 ) -> None:

@@ -17,7 +17,7 @@ from retention.settings import RetentionSettings
 from shared.contracts import AccountPlanChanged, new_envelope
 from shared.signing import SigningKey
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.clause("PLAN-RETENTION")]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def settings(service_env: Callable[[str], dict[str, Any]]) -> RetentionSettings:
     )
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instances(
     settings: RetentionSettings,
 ) -> None:

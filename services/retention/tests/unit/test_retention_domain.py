@@ -22,6 +22,7 @@ from retention.domain import (
 from shared.data_map import SWEPT_BY_PLAN, RetentionCategory
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_certificate_names_the_account_only_by_keyed_hash() -> None:
     account_id = uuid4()
     reference = account_reference(account_id, b"key-1")
@@ -30,6 +31,7 @@ def test_termination_certificate_names_the_account_only_by_keyed_hash() -> None:
     assert reference != account_reference(account_id, b"key-2")
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_every_plan_says_how_long_for_every_category() -> None:
     """PLAN-RETENTION: each category is kept either for the time each plan states, or by a
     rule that is the same for every plan (and said), never neither, never both."""
@@ -45,6 +47,7 @@ def test_plan_retention_every_plan_says_how_long_for_every_category() -> None:
     assert min(PLANS, key=lambda name: sum(PLANS[name].kept.values(), timedelta())) == FALLBACK_PLAN
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_a_plan_missing_a_category_or_keeping_it_no_time_is_refused() -> None:
     with pytest.raises(ValidationError, match="exactly these categories"):
         PlanTerms(grace_period=timedelta(0), kept={RetentionCategory.DELIVERY_LOG: timedelta(1)})
@@ -58,6 +61,7 @@ def test_plan_retention_a_plan_missing_a_category_or_keeping_it_no_time_is_refus
         )
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_cutoffs_are_the_plans_periods_back_from_the_sweeps_time() -> None:
     as_of = datetime(2030, 6, 1, tzinfo=UTC)
     cutoffs = sweep_cutoffs(plan_terms(PLANS, "free"), as_of)
@@ -69,6 +73,7 @@ def test_plan_retention_cutoffs_are_the_plans_periods_back_from_the_sweeps_time(
     assert sweep_cutoffs(plan_terms(PLANS, None), as_of) == cutoffs
 
 
+@pytest.mark.clause("PLAN-RETENTION")
 def test_plan_retention_every_instance_computes_the_same_slot_for_a_sweep() -> None:
     day = timedelta(days=1)
     morning = datetime(2030, 6, 1, 6, 0, tzinfo=UTC)
@@ -77,6 +82,7 @@ def test_plan_retention_every_instance_computes_the_same_slot_for_a_sweep() -> N
     assert sweep_slot(evening + timedelta(minutes=2), day) == datetime(2030, 6, 2, tzinfo=UTC)
 
 
+@pytest.mark.clause("TERMINATION")
 def test_termination_an_export_link_signs_its_saga_account_and_end() -> None:
     link = ExportLink(saga_id=uuid4(), account_id=uuid4(), expires=1_900_000_000)
     other = ExportLink(saga_id=link.saga_id, account_id=uuid4(), expires=link.expires)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+import pytest
+
 from devstack.testing import HandlerHarness
 from retention.handlers import create_routes
 from shared.contracts import (
@@ -39,6 +41,7 @@ class _Saga:
         self.steps.append(("purged", event.data, event.producer))
 
 
+@pytest.mark.clause("TERMINATION")
 async def test_termination_every_step_reaches_the_saga_once_with_its_producer() -> None:
     """TERMINATION: the saga learns which participant answered from the event's producer."""
     saga = _Saga()

@@ -179,6 +179,7 @@ class StaffSessionPublic(Schema, ShownOnce):
     """A staff member's signed-in session: send `csrf_token` as `X-CSRF-Token` with changes."""
 
     staff_id: UUID
+    name: str = pydantic.Field(description="The staff member's name, as the audit trail shows it.")
     roles: list[StaffRole]
     csrf_token: str
     expires_at: datetime | None = None

@@ -78,6 +78,7 @@ class SignedInStaff:
     csrf_token: str
     expires_at: datetime
     staff_id: UUID
+    name: str
     roles: frozenset[StaffRole]
 
 
@@ -295,7 +296,7 @@ class SessionService:
                 self.locator.locate(request.address),
             )
         roles = frozenset(StaffRole(role) for role in staff["roles"])
-        return SignedInStaff(token, csrf_token, expires_at, staff_id, roles)
+        return SignedInStaff(token, csrf_token, expires_at, staff_id, staff["name"], roles)
 
     def _new_session(self) -> tuple[str, str, datetime]:
         """A new session's cookie value (256 random bits, never reused), CSRF token and end."""

@@ -125,6 +125,7 @@ async def current_staff_session(principal: Staff, request: Request) -> StaffSess
     assert token is not None
     return StaffSessionPublic(
         staff_id=principal.staff_id,
+        name=principal.name,
         roles=sorted(principal.staff_roles),
         csrf_token=csrf_token_for(token),
     )
@@ -146,6 +147,7 @@ async def sign_in_staff(
     set_session_cookie(response, signed_in.token, services.sessions.absolute_s)
     return StaffSessionPublic(
         staff_id=signed_in.staff_id,
+        name=signed_in.name,
         roles=sorted(signed_in.roles),
         csrf_token=signed_in.csrf_token,
         expires_at=signed_in.expires_at,

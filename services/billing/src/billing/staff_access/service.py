@@ -109,10 +109,25 @@ class StaffService:
             work.session.add(member)
         return member, code
 
+    async def find_by_email(self, email: str) -> UUID | None:
+        """The id of the staff member (not removed) with this email, if any."""
+        async with self.sessions() as session:
+            found = await session.exec(
+                select(StaffMember.id).where(
+                    func.lower(StaffMember.email) == email.lower(),
+                    col(StaffMember.removed_at).is_(None),
+                )
+            )
+            return found.first()
+
     async def reenrol(self, *, principal: Principal, staff_id: UUID) -> tuple[StaffMember, str]:
         """A new enrolment code (a lost password): the password goes, their sessions end."""
         if staff_id == principal.staff_id:
             raise ConflictError("change your own password instead", field="staff_id")
+        return await self.reenrol_on_server(staff_id=staff_id)
+
+    async def reenrol_on_server(self, *, staff_id: UUID) -> tuple[StaffMember, str]:
+        """A new enrolment code, from the server's command: the password goes, sessions end."""
         code = secrets.token_urlsafe(24)
         async with self.units() as work:
             member = await _staff_member(work, staff_id)

@@ -171,6 +171,7 @@ function drawCharts(history) {
 
 function draw(state) {
   document.getElementById("updated").textContent = `Read at ${state.read_at}`;
+  document.getElementById("operator").textContent = `Signed in: ${state.operator}`;
   drawServices(state.services);
   drawCharts(state.history);
   fillTable("topics", state.topics, ["topic", "published", "per_s"], "Nothing published yet");
@@ -194,9 +195,20 @@ function draw(state) {
       (t) => t.services.join(", "),
       "duration_ms",
       (t) =>
-        t.spans
-          .map((s) => `${s.service}: ${s.name} (${s.duration_ms} ms)${s.error ? " ERROR" : ""}`)
-          .join(" → "),
+        [
+          t.spans
+            .map((s) => `${s.service}: ${s.name} (${s.duration_ms} ms)${s.error ? " ERROR" : ""}`)
+            .join(" → ") + (t.more_spans ? ` … and ${t.more_spans} more` : ""),
+          t.statements
+            .map(
+              (q) =>
+                `${q.service}: ${q.count} PostgreSQL statement${q.count === 1 ? "" : "s"}` +
+                ` (${q.duration_ms} ms)${q.error ? " ERROR" : ""}`,
+            )
+            .join(", "),
+        ]
+          .filter((part) => part)
+          .join(" · "),
     ],
     state.traces === null ? "Spans go to the collector (see Jaeger)" : "No trace yet",
   );
