@@ -57,8 +57,8 @@ test-integration: install ## Tests against the real PostgreSQL and broker
 test-e2e: install ## The four services as processes, driven over HTTP
 	$(RUN) pytest -m e2e
 
-fuzz: install ## The billing API fuzz run with a fresh seed (FUZZ_SEED=<n> repeats one)
-	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} $(RUN) pytest -m fuzz services/billing/tests/integration/test_billing_fuzz.py
+fuzz: install ## The API fuzz run over every HTTP service, with a fresh seed (FUZZ_SEED=<n> repeats one)
+	FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-50} $(RUN) pytest -m fuzz services/billing/tests/integration/test_billing_fuzz.py tests/e2e/test_fuzz_consumer_services.py
 
 lint: install ## ruff and the services-never-import-each-other check
 	$(RUN) ruff check .

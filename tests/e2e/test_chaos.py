@@ -1,5 +1,6 @@
-"""The short version of `make chaos`: 45 s of load while every service and PostgreSQL are
-killed with SIGKILL and started again; nothing lost, nothing doubled, the trail verifies."""
+"""The short version of `make chaos`: 35 s of load while every service and PostgreSQL are
+killed with SIGKILL and started again; nothing lost (emails, payments from the gateway's
+webhooks, receipts, audit entries, purges), nothing doubled, the trail verifies."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 from devstack.chaos import run_chaos
 
 pytestmark = pytest.mark.e2e
-SECONDS = 45  # `make chaos` runs for minutes; `make test` keeps to its 15
+SECONDS = 35  # `make chaos` runs for minutes; `make test` keeps to its 15
 SEED = 20261124  # a fixed seed: the same kills in the same order, run after run
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.clause("TERMINATION", "STAFF-ACCESS", "USE")
+@pytest.mark.clause("TERMINATION", "STAFF-ACCESS", "USE", "NO-PAN")
 async def test_kill_9_of_every_service_and_postgres_under_load_loses_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
@@ -23,6 +24,7 @@ async def test_kill_9_of_every_service_and_postgres_under_load_loses_and_doubles
     print(findings.summary())
     assert sum(findings.kills.values()) >= 4, findings.kills
     assert findings.invoices > 0, findings.summary()
+    assert findings.payments > 0, findings.summary()
     assert findings.reads > 0, findings.summary()
     assert findings.terminations > 0, findings.summary()
     assert findings.passed, findings.summary()

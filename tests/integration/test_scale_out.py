@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack, StackPorts
-from devstack.testing import MailCatcher
+from devstack.testing import MailCatcher, eventually
 from notifications.settings import NotificationsSettings
 from shared.contracts import InvoiceIssued, InvoiceLine, IssuedInvoiceCustomer, new_envelope
 from shared.keystore import create_key_store
@@ -100,6 +100,18 @@ async def test_two_instances_in_one_consumer_group_share_the_work_and_email_each
     try:
         with mock.patch.dict(os.environ, stack.service_env("notifications")):
             settings = NotificationsSettings()
+        topic = settings.kafka.topic("invoice.issued")
+
+        async def group_split_the_partitions() -> bool:
+            # Healthy is not yet assigned: the second instance's join starts a rebalance.
+            async with httpx.AsyncClient(timeout=10) as client:
+                held = [
+                    _assigned(topic, (await client.get(f"{url}/metrics")).text)
+                    for _, url in instances
+                ]
+            return all(held) and not set.intersection(*held)
+
+        await eventually(group_split_the_partitions, timeout=60, what="both instances assigned")
         numbers = await _produce_invoices(settings, recipient, count=60, accounts=12)
         mail = MailCatcher(stack.mail_url)
         await mail.wait_for(lambda ms: len([m for m in ms if recipient in m["to"]]) >= 60)
@@ -115,6 +127,16 @@ async def test_two_instances_in_one_consumer_group_share_the_work_and_email_each
     finally:
         for process, _ in instances:
             process.stop()
+
+
+def _assigned(topic: str, metrics: str) -> set[int]:
+    """The topic's partitions this instance consumes, from its consumer-lag samples."""
+    return {
+        int(line.split('messaging_destination_partition_id="', 1)[1].split('"', 1)[0])
+        for line in metrics.splitlines()
+        if line.startswith("messaging_kafka_consumer_lag{")
+        and f'messaging_destination_name="{topic}"' in line
+    }
 
 
 def _invoices_sent(metrics: str) -> int:

@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from devstack.payment_sandbox import DELIVERY_ATTEMPTS
 from devstack.processes import free_port
 from devstack.stack import SERVICES, Stack, StackPorts
 from devstack.testing import MailCatcher, add_staff, produce, rows_mentioning, security_admin_of
@@ -74,6 +75,7 @@ class Account:
     customer_email: str
     terminate: bool
     invoices: dict[str, str] = field(default_factory=dict)  # invoice id -> number
+    paid: dict[str, str] = field(default_factory=dict)  # invoice id -> total, paid at the gateway
     terminated: bool = False
 
 
@@ -84,6 +86,11 @@ class Findings:
     invoices: int = 0
     invoice_emails_missing: list[str] = field(default_factory=list)
     invoice_emails_doubled: list[str] = field(default_factory=list)
+    payments: int = 0
+    payments_missing: list[str] = field(default_factory=list)
+    payments_doubled: list[str] = field(default_factory=list)
+    receipts_missing: list[str] = field(default_factory=list)
+    receipts_doubled: list[str] = field(default_factory=list)
     reads: int = 0
     reads_unanswered: int = 0
     audit_entries_missing: list[str] = field(default_factory=list)
@@ -103,14 +110,17 @@ class Findings:
 
     @property
     def checked(self) -> int:
-        """The effects the run checked: invoices emailed, reads recorded, accounts purged."""
-        return self.invoices + self.reads + self.terminations
+        """The effects the run checked: invoices emailed, payments recorded and receipted,
+        reads recorded, accounts purged."""
+        return self.invoices + self.payments + self.reads + self.terminations
 
     @property
     def lost(self) -> int:
         """Effects that should have happened and did not."""
         return (
             len(self.invoice_emails_missing)
+            + len(self.payments_missing)
+            + len(self.receipts_missing)
             + len(self.audit_entries_missing)
             + len(self.certificates_missing)
             + len(self.leftovers)
@@ -121,6 +131,8 @@ class Findings:
         """Effects that happened more than once."""
         return (
             len(self.invoice_emails_doubled)
+            + len(self.payments_doubled)
+            + len(self.receipts_doubled)
             + len(self.audit_entries_doubled)
             + len(self.mails_to_owner_doubled)
         )
@@ -141,6 +153,9 @@ class Findings:
             f"kills: {dict(self.kills)}",
             f"invoices issued: {self.invoices}; emails missing {len(self.invoice_emails_missing)}"
             f", doubled {len(self.invoice_emails_doubled)}",
+            f"payments at the gateway: {self.payments}; recorded missing "
+            f"{len(self.payments_missing)}, doubled {len(self.payments_doubled)}; receipts "
+            f"missing {len(self.receipts_missing)}, doubled {len(self.receipts_doubled)}",
             f"staff reads: {self.reads} ({self.reads_unanswered} unanswered); audit entries "
             f"missing {len(self.audit_entries_missing)}, doubled {len(self.audit_entries_doubled)}",
             f"terminations: {self.terminations}; certificates missing "
@@ -156,6 +171,10 @@ class Findings:
         details = [
             *self.invoice_emails_missing,
             *self.invoice_emails_doubled,
+            *self.payments_missing,
+            *self.payments_doubled,
+            *self.receipts_missing,
+            *self.receipts_doubled,
             *self.audit_entries_missing,
             *self.audit_entries_doubled,
             *self.certificates_missing,
@@ -296,6 +315,29 @@ class Chaos:
             "issuing an invoice",
         )
         account.invoices[issued["id"]] = issued["number"]
+        if not account.terminate and self.random.random() < 0.5:
+            await self._pay(api, account, issued["id"])
+
+    async def _pay(self, api: httpx.AsyncClient, account: Account, invoice_id: str) -> None:
+        """The customer pays on the gateway's page; billing learns it from the gateway's signed
+        webhook, which the gateway sends again until billing takes it."""
+        checkout = await self._expect(
+            await self._call(
+                api,
+                "POST",
+                f"/invoices/{invoice_id}/checkout",
+                key=True,
+                headers=account.headers,
+                json={},
+            ),
+            201,
+            "opening a checkout",
+        )
+        async with httpx.AsyncClient(timeout=15) as payer:  # the gateway is not killed
+            paid = await payer.post(checkout["url"], data={"card_number": "4242 4242 4242 4242"})
+        if paid.status_code != 303:
+            raise RuntimeError(f"paying at the gateway: {paid.status_code} {paid.text[:200]}")
+        account.paid[invoice_id] = str(checkout["amount"])
 
     async def _staff_read(self, api: httpx.AsyncClient, account: Account) -> None:
         reason = f"CHAOS-{uuid.uuid4().hex[:12]}"
@@ -443,7 +485,23 @@ class Chaos:
         )
         if sagas.status_code != 200 or sagas.json():
             pending.append(f"sagas in flight: {sagas.text[:200]}")
+        unconfirmed = await self._payments_unconfirmed(client)
+        if unconfirmed:
+            pending.append(f"{unconfirmed} payments the gateway is still telling billing")
         return pending
+
+    async def _payments_unconfirmed(self, client: httpx.AsyncClient) -> int:
+        """Payment events the gateway has neither delivered nor given up on."""
+        events = await client.get(
+            f"{self.stack.payment_gateway_url}/v1/events",
+            headers={"Authorization": f"Bearer {self.stack.gateway_api_key}"},
+        )
+        events.raise_for_status()
+        return sum(
+            1
+            for event in events.json()
+            if not event["delivered"] and len(event["attempts"]) < DELIVERY_ATTEMPTS
+        )
 
     async def _settle(self, mail: MailCatcher) -> None:
         """Until nothing is on its way and no mail arrived for a few seconds (a queued email
@@ -462,6 +520,37 @@ class Chaos:
                     return
                 await asyncio.sleep(1)
         self.log(f"  the system did not settle in 4 minutes ({pending}); checking as it is")
+
+    async def _check_payments(self, account: Account, to_customer: list[dict[str, Any]]) -> None:
+        """Each payment made at the gateway: recorded once, its invoice paid, one receipt."""
+        found = self.findings
+        base = self.stack.service_url("billing")
+        async with httpx.AsyncClient(base_url=base, timeout=30, verify=self.stack.verify()) as api:
+            for invoice_id in account.paid:
+                found.payments += 1
+                number = account.invoices[invoice_id]
+                recorded = await api.get(
+                    "/payments", params={"invoice_id": invoice_id}, headers=account.headers
+                )
+                payments = recorded.json() if recorded.status_code == 200 else []
+                if not payments:
+                    found.payments_missing.append(f"invoice {number}: no payment recorded")
+                elif len(payments) > 1:
+                    found.payments_doubled.append(f"invoice {number}: {len(payments)} payments")
+                invoice = await api.get(f"/invoices/{invoice_id}", headers=account.headers)
+                if payments and invoice.json().get("status") != "paid":
+                    found.payments_missing.append(f"invoice {number}: paid, not marked paid")
+                receipts = [
+                    m
+                    for m in to_customer
+                    if m["subject"] == f"Payment received for invoice {number}"
+                ]
+                ids = {m["message_id"] for m in receipts}
+                if not ids:
+                    found.receipts_missing.append(f"invoice {number}: no receipt")
+                elif len(ids) > 1:
+                    found.receipts_doubled.append(f"invoice {number}: {len(ids)} receipts")
+                found.redelivered += len(receipts) - len(ids)
 
     async def _audit_entries(self) -> Counter[str]:
         dsn = self.stack.database_url("audit").replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -482,7 +571,7 @@ class Chaos:
             to_customer = [m for m in messages if account.customer_email in m["to"]]
             for invoice_id, number in account.invoices.items():
                 found.invoices += 1
-                sent = [m for m in to_customer if number in m["subject"].split()]
+                sent = [m for m in to_customer if m["subject"].startswith(f"Invoice {number} ")]
                 ids = {m["message_id"] for m in sent}
                 if not sent:
                     found.invoice_emails_missing.append(
@@ -494,6 +583,8 @@ class Chaos:
                         + "; ".join(f"{m['subject']} {m['message_id']}" for m in sent)
                     )
                 found.redelivered += len(sent) - len(ids)
+            if account.paid:
+                await self._check_payments(account, to_customer)
             if account.terminated:
                 found.terminations += 1
                 to_owner = [m for m in messages if account.owner_email in m["to"]]

@@ -68,6 +68,10 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+# Deliveries of a webhook before the sandbox gives up (0.5 s, doubling: about a minute).
+DELIVERY_ATTEMPTS = 8
+
+
 @dataclass
 class Session:
     """A checkout session: one payment of a fixed amount, open until paid or expired."""
@@ -112,7 +116,7 @@ class Sandbox:
         webhook_secret: str,
         webhook_url: str,
         public_url: str,
-        max_attempts: int = 8,
+        max_attempts: int = DELIVERY_ATTEMPTS,
         first_retry_s: float = 0.5,
     ) -> None:
         self.api_key = api_key

@@ -1,13 +1,15 @@
-"""The small HTTP surfaces of the consumer services (retention, audit): JSON answers, RFC 9457
-problems naming the field, and the operator token's check, the same in each."""
+"""The small HTTP surfaces of the consumer services (notifications, retention, audit): routes
+that answer a wrong method with a problem and let errors reach the app's problem answer, JSON
+answers, RFC 9457 problems naming the field, and the operator token's check, the same in each."""
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from faststream.asgi import AsgiResponse
+from faststream.asgi import AsgiResponse, HttpHandler
 
 
 def json_response(
@@ -19,7 +21,13 @@ def json_response(
     )
 
 
-def problem(status: int, title: str, detail: str, field: str | None = None) -> AsgiResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> AsgiResponse:
     """An RFC 9457 problem; `field` names the query parameter or field at fault."""
     body: dict[str, Any] = {
         "type": f"https://quittance.dev/problems/{title.lower().replace(' ', '-')}",
@@ -29,7 +37,40 @@ def problem(status: int, title: str, detail: str, field: str | None = None) -> A
     }
     if field is not None:
         body["errors"] = [{"field": field, "message": detail}]
-    return json_response(body, status, "application/problem+json")
+    return AsgiResponse(
+        json.dumps(body).encode(),
+        status_code=status,
+        headers={"content-type": "application/problem+json", **(headers or {})},
+    )
+
+
+Endpoint = Callable[[Any], Awaitable[AsgiResponse]]
+
+
+class ApiRoute(HttpHandler):
+    """A route of a consumer service: a method it does not take is a 405 problem naming the ones
+    it does, and an error escapes to the app, which answers it as a problem (503 for an outage,
+    500 else, logging no values); FastStream's own handler answers both in plain text."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer the request with the endpoint, or with a 405 problem."""
+        response: Any
+        if scope["method"] not in self.methods:
+            allowed = ", ".join(self.methods)
+            response = problem(
+                405,
+                "Method not allowed",
+                f"this route takes {allowed}",
+                headers={"allow": allowed},
+            )
+        else:
+            response = await self.func(scope)  # FastStream types it as any ASGI app
+        await response(scope, receive, send)
+
+
+def api_route(endpoint: Endpoint, methods: Sequence[str] = ("GET", "HEAD")) -> ApiRoute:
+    """Serve an endpoint `(scope) -> AsgiResponse` for these methods (GET and HEAD by default)."""
+    return ApiRoute(endpoint, include_in_schema=False, methods=tuple(methods))
 
 
 def whole_number(text: str, max_digits: int = 18) -> int | None:

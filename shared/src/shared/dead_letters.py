@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faststream.asgi import AsgiResponse, HttpHandler
+from faststream.asgi import AsgiResponse
 
-from shared.asgi_api import json_response, operator_refusal, problem, whole_number
+from shared.asgi_api import api_route, json_response, operator_refusal, problem, whole_number
 from shared.contracts import AccessActor, AccessPurpose, DataAccessed
 from shared.contracts.topics import DEAD_LETTER_SUFFIX, TOPICS
 from shared.kafka import (
@@ -295,5 +295,5 @@ def dead_letter_routes(desk: DeadLetterDesk, operator_token: str) -> list[tuple[
             return problem(422, "Invalid field", str(exc), "id")
         return json_response(letter.as_json(), status=202)
 
-    handler = HttpHandler(dead_letters, include_in_schema=False, methods=("GET", "HEAD", "POST"))
+    handler = api_route(dead_letters, ("GET", "HEAD", "POST"))
     return [("/dead-letters", handler)]

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.asgi_api import api_route
 from shared.db import database_is_reachable
 
 
@@ -139,7 +140,7 @@ def asgi_health_routes(
 ) -> list[tuple[str, Any]]:
     """The `/healthz` and `/metrics` routes of a consumer-only (FastStream ASGI) service."""
 
-    @get(include_in_schema=False)
+    @api_route
     async def healthz(scope: Any) -> AsgiResponse:
         healthy, report = await health_report(engine, broker, checks)
         return AsgiResponse(
@@ -148,7 +149,7 @@ def asgi_health_routes(
             headers={"content-type": "application/json"},
         )
 
-    @get(include_in_schema=False)
+    @api_route
     async def metrics(scope: Any) -> AsgiResponse:
         return AsgiResponse(
             await metrics_text(),

@@ -411,26 +411,14 @@ class SecurityHeadersMiddleware:
 
 def _is_outage(exc: BaseException) -> bool:
     """Whether the error says the database (or another server) is out of reach."""
-    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
     if isinstance(exc, PoolTimeoutError):
         return True  # no pooled connection came free: the database is slow or gone
-    if is_infrastructure_outage(exc):
-        return True
-    if isinstance(exc, DBAPIError):
-        # asyncpg's errors reach SQLAlchemy wrapped in the dialect's DB-API classes.
-        cause: BaseException | None = exc.orig
-        for _ in range(3):
-            if cause is None:
-                break
-            if is_infrastructure_outage(cause):
-                return True
-            cause = cause.__cause__
-    return False
+    return is_infrastructure_outage(exc)
 
 
-class _UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware:
     """Answers what no exception handler did: 503 for an outage, else 500; logs no values.
 
     It sits just outside Starlette's ExceptionMiddleware, so the exception stops here: it
@@ -561,7 +549,7 @@ def install_fallback_handlers(app: FastAPI) -> None:
     """
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_middleware(_UnhandledErrorMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)
 
 
 def harden_api(app: FastAPI, *, max_body_bytes: int) -> None:

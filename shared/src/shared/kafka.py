@@ -76,15 +76,31 @@ def _sqlstate(exc: BaseException) -> str:
 
 
 def is_infrastructure_outage(exc: BaseException) -> bool:
-    """Whether the error says a server (database, broker, mail, disk) is unavailable."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
+    """Whether the error, or the driver error it wraps, says a server (database, broker, mail,
+    disk, key or export store) is unavailable."""
     if isinstance(exc, _PERMANENT_ERRORS):
         return False
+    return any(_says_server_unavailable(cause) for cause in _wrapped_chain(exc))
+
+
+def _wrapped_chain(exc: BaseException) -> list[BaseException]:
+    """The error and, when it wraps a driver's, SQLAlchemy's `orig` (the adapter's error) and
+    the causes beneath it (asyncpg's own); other errors' causes are their own business."""
+    chain = [exc]
+    cause: BaseException | None = getattr(exc, "orig", None)
+    while isinstance(cause, BaseException) and len(chain) < 4 and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__
+    return chain
+
+
+def _says_server_unavailable(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
     if type(exc).__name__ == "KeyUnwrapError":
         return True  # a misconfigured key store must not make good events look purged
     if isinstance(exc, OSError | TimeoutError | InterfaceError | OperationalError):
-        return True
+        return not isinstance(exc, _PERMANENT_ERRORS)
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if _sqlstate(exc).startswith(_OUTAGE_SQLSTATES):
@@ -94,6 +110,10 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
         return True
     if module.startswith("asyncpg") and name == "InterfaceError" and "closed" in str(exc):
         return True  # a pooled connection the server dropped ("connection is closed")
+    if module.startswith("asyncpg") and name == "InternalClientError":
+        # The driver lost track of its protocol: seen when PostgreSQL is killed in the middle
+        # of a statement (chaos). The statement's fate is the server's, never the request's.
+        return True
     if module.startswith("aiokafka") and ("Connection" in name or "Timeout" in name):
         return True
     if module.startswith("aiosmtplib") and ("Connect" in name or "Disconnected" in name):

@@ -11,12 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream, AsgiResponse, HttpHandler
 from faststream.kafka import KafkaBroker
 from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.asgi_api import json_response, operator_refusal, problem, whole_number
+from shared.asgi_api import (
+    ApiRoute,
+    api_route,
+    json_response,
+    operator_refusal,
+    problem,
+    whole_number,
+)
 from shared.data_map import AccountDataMap
 from shared.db import SessionFactory, StatementSpans, create_engine, create_session_factory
 from shared.dead_letters import DeadLetterDesk, dead_letter_routes
@@ -29,6 +36,7 @@ from shared.health import (
     health_report,
     record_consumer_lag,
 )
+from shared.http import SecurityHeadersMiddleware, UnhandledErrorMiddleware
 from shared.inbox import prune_inbox
 from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
 from shared.keystore import KeyStore, create_key_store
@@ -268,7 +276,7 @@ def operator_routes(runtime: ServiceRuntime[Any]) -> list[tuple[str, Any]]:
     token = runtime.settings.operator_token.get_secret_value()
     recent = runtime.telemetry.recent
 
-    @get(include_in_schema=False)
+    @api_route
     async def traces(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, token)) is not None:
             return refused
@@ -286,14 +294,21 @@ def operator_routes(runtime: ServiceRuntime[Any]) -> list[tuple[str, Any]]:
 
 
 class ObservedAsgiFastStream(AsgiFastStream):
-    """FastStream's ASGI app with the same request telemetry as billing's: a server span and a
-    duration sample per request, by route (the consumer services serve customers too: the
-    export link, the access report)."""
+    """FastStream's ASGI app with billing's request telemetry (a server span and a duration
+    sample per request, by route), billing's security headers, and billing's problem answers:
+    an unknown path is a 404 problem, an error a 503 (outage) or 500 problem that logs no
+    values. The consumer services serve customers too: the export link, the access report."""
 
     def __init__(self, *brokers: Any, telemetry: Telemetry, **options: Any) -> None:
+        for path, route in options.get("asgi_routes", ()):
+            if isinstance(route, HttpHandler) and not isinstance(route, ApiRoute):
+                # FastStream's handler answers an error as plain text 500, outages included.
+                raise TypeError(f"{path}: serve it with shared.asgi_api.api_route")
         super().__init__(*brokers, **options)
         self._observed = RequestTelemetryMiddleware(
-            self._route, telemetry=telemetry, excluded_paths=UNOBSERVED_PATHS
+            SecurityHeadersMiddleware(UnhandledErrorMiddleware(self._route)),
+            telemetry=telemetry,
+            excluded_paths=UNOBSERVED_PATHS,
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -304,11 +319,12 @@ class ObservedAsgiFastStream(AsgiFastStream):
         await super().__call__(scope, receive, send)
 
     async def _route(self, scope: Any, receive: Any, send: Any) -> None:
-        for path, _ in self.routes:
+        for path, route in self.routes:
             if scope["path"] == path:
                 scope["route"] = MatchedRoute(path)
-                break
-        await super().__call__(scope, receive, send)
+                await route(scope, receive, send)
+                return
+        await problem(404, "Not found", "no such resource")(scope, receive, send)
 
 
 def create_consumer_app(

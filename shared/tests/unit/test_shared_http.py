@@ -445,6 +445,12 @@ OUTAGES: dict[str, Callable[[], Exception]] = {
     "wrapped-driver": lambda: wrapped_by_sqlalchemy(
         asyncpg.exceptions.ConnectionDoesNotExistError("closed")
     ),
+    # asyncpg's answer when PostgreSQL is killed in the middle of a statement (found by chaos)
+    "driver-lost-protocol": lambda: wrapped_by_sqlalchemy(
+        asyncpg.exceptions.InternalClientError(
+            "waiter is not done while handling critical protocol error"
+        )
+    ),
 }
 
 

@@ -251,6 +251,25 @@ def test_a_database_that_cannot_serve_now_is_an_outage_whatever_wraps_it(
     assert classify(wrapped) == kind
 
 
+def test_a_driver_that_lost_its_protocol_to_a_killed_database_is_an_outage() -> None:
+    """PostgreSQL killed in the middle of a statement: asyncpg's InternalClientError, translated
+    by SQLAlchemy's dialect, redelivers the event; it is never dead-lettered."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+    from sqlalchemy.exc import DBAPIError
+
+    driver = asyncpg.exceptions.InternalClientError("got result for unknown protocol state 3")
+    try:
+        try:
+            raise driver
+        except asyncpg.exceptions.InternalClientError as error:
+            raise AsyncAdapt_asyncpg_dbapi.InternalClientError(str(error), error) from error
+    except AsyncAdapt_asyncpg_dbapi.Error as adapted:
+        wrapped = DBAPIError.instance("SELECT 1", {}, adapted, AsyncAdapt_asyncpg_dbapi.Error)
+    assert classify(wrapped) == "outage"
+    assert classify(driver) == "outage"
+
+
 def test_the_backoff_grows_across_redeliveries_and_a_stuck_record_is_reported() -> None:
     policy = DeadLetterPolicy(consumer="unit", telemetry=create_telemetry("unit"))
 

@@ -11,11 +11,18 @@ from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
-from faststream.asgi import AsgiResponse, get
+from faststream.asgi import AsgiResponse
 
 from audit.repository import TrailQuery
 from audit.services import AuditService, Verification
-from shared.asgi_api import bearer, json_response, operator_refusal, problem, whole_number
+from shared.asgi_api import (
+    api_route,
+    bearer,
+    json_response,
+    operator_refusal,
+    problem,
+    whole_number,
+)
 from shared.contracts import AccessPurpose
 from shared.participant import spreadsheet_safe
 from shared.tokens import TokenError, TokenReader
@@ -45,7 +52,7 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
     """`GET /checkpoints?after=<n>`, `GET /checkpoints/signing-key.pem` (public);
     `GET /verify[?account_id=][&first=][&last=]` and `GET /alerts` (operator token)."""
 
-    @get(include_in_schema=False)
+    @api_route
     async def checkpoints(scope: Any) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         after = whole_number(query.get("after", ["0"])[-1])
@@ -64,7 +71,7 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
             ]
         )
 
-    @get(include_in_schema=False)
+    @api_route
     async def signing_key(scope: Any) -> AsgiResponse:
         return AsgiResponse(
             service.signing_key.public_pem(),
@@ -75,7 +82,7 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
             },
         )
 
-    @get(include_in_schema=False)
+    @api_route
     async def verify(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
@@ -101,7 +108,7 @@ def audit_routes(service: AuditService, operator_token: str) -> list[tuple[str, 
         result = await service.verify(account_id, first=first, last=last)
         return json_response({**verification_body(result), "first": first, "last": last})
 
-    @get(include_in_schema=False)
+    @api_route
     async def alerts(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
@@ -262,7 +269,7 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
         following = rows[-1]["global_seq"] if len(rows) == query.limit else None
         return json_response({"entries": rows, "next_after": following})
 
-    @get(include_in_schema=False)
+    @api_route
     async def access_report(scope: Any) -> AsgiResponse:
         claims = _claims(scope)
         if isinstance(claims, AsgiResponse):
@@ -276,7 +283,7 @@ def report_routes(service: AuditService, tokens: TokenReader) -> list[tuple[str,
         own = replace(query, account_id=UUID(str(claims["account_id"])))
         return await answer(scope, own)
 
-    @get(include_in_schema=False)
+    @api_route
     async def entries(scope: Any) -> AsgiResponse:
         claims = _claims(scope)
         if isinstance(claims, AsgiResponse):

@@ -696,6 +696,8 @@ class AuditService:
             last = end if last is None else min(last, end)
             if global_head is not None and global_head.seq > end:
                 return None  # truncated after a checkpoint
+            if last < first:  # an empty trail, or a range that starts past its end
+                return Verification(0, 0, len(checkpoints), None)
             parts = []
             for part_first, part_last in self._split(first, last):
                 before = GENESIS_HASH if part_first == 1 else await repo.link_hash(part_first - 1)

@@ -11,12 +11,12 @@ from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
-from faststream.asgi import AsgiResponse, HttpHandler, get
+from faststream.asgi import AsgiResponse
 
 from retention.domain import KEPT_REGARDLESS_OF_PLAN, ExportLink, PlanTerms
 from retention.services import RetentionService
 from retention.sweeps import SweepService
-from shared.asgi_api import json_response, operator_refusal, problem, whole_number
+from shared.asgi_api import api_route, json_response, operator_refusal, problem, whole_number
 from shared.health import Check, HealthCheck
 from shared.signing import ALGORITHM
 
@@ -24,7 +24,7 @@ from shared.signing import ALGORITHM
 def saga_routes(service: RetentionService, operator_token: str) -> list[tuple[str, Any]]:
     """`GET /sagas`: every termination in flight and its steps, those needing a person first."""
 
-    @get(include_in_schema=False)
+    @api_route
     async def sagas(scope: Any) -> AsgiResponse:
         if (refused := operator_refusal(scope, operator_token)) is not None:
             return refused
@@ -66,7 +66,7 @@ def plan_routes(plans: dict[str, PlanTerms]) -> list[tuple[str, Any]]:
         "kept_regardless_of_plan": {str(c): why for c, why in KEPT_REGARDLESS_OF_PLAN.items()},
     }
 
-    @get(include_in_schema=False)
+    @api_route
     async def plans_(scope: Any) -> AsgiResponse:
         return json_response(body)
 
@@ -130,7 +130,7 @@ def sweep_routes(sweeps: SweepService, operator_token: str) -> list[tuple[str, A
         assert sweep is not None  # an operator's sweep takes no slot
         return json_response(_sweep_body(sweep, []), status=202)
 
-    handler = HttpHandler(sweeps_endpoint, include_in_schema=False, methods=("GET", "HEAD", "POST"))
+    handler = api_route(sweeps_endpoint, ("GET", "HEAD", "POST"))
     return [("/sweeps", handler)]
 
 
@@ -161,7 +161,7 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
       signature: with the key, `openssl pkeyutl -verify -rawin` checks them offline.
     """
 
-    @get(include_in_schema=False)
+    @api_route
     async def signing_key(scope: Any) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         key_id = query.get("key_id", [service.signing_key.key_id])[-1]
@@ -174,7 +174,7 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
             headers={"content-type": "application/x-pem-file", "key-id": key_id},
         )
 
-    @get(include_in_schema=False)
+    @api_route
     async def signing_keys(scope: Any) -> AsgiResponse:
         current = service.signing_key.key_id
         return json_response(
@@ -184,7 +184,7 @@ def certificate_routes(service: RetentionService) -> list[tuple[str, Any]]:
             ]
         )
 
-    @get(include_in_schema=False)
+    @api_route
     async def certificate(scope: Any) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         part = query.get("part", ["envelope"])[-1]
@@ -257,7 +257,8 @@ def export_routes(service: RetentionService) -> list[tuple[str, Any]]:
 
     async def download(scope: Any, receive: Any, send: Any) -> None:
         if scope.get("method") != "GET":  # a HEAD would count as a download without one
-            await problem(405, "Method not allowed", "use GET")(scope, receive, send)
+            refused = problem(405, "Method not allowed", "use GET", headers={"allow": "GET"})
+            await refused(scope, receive, send)
             return
         parsed = _link_from(parse_qs(scope.get("query_string", b"").decode("latin-1")))
         if isinstance(parsed, AsgiResponse):
