@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .DEFAULT_GOAL := help
-.PHONY: help install up chaos k8s test conformance scan security-lint audit test-system test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
+.PHONY: help install up chaos k8s test conformance scan security-lint audit audit-offline advisories test-system test-unit test-integration test-e2e fuzz lint typecheck asyncapi bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,13 @@ security-lint: install ## Static security lint (ruff's bandit rules) over the pr
 
 audit: install ## Vulnerability audit of uv.lock's pins (pip-audit, PyPI's advisory data): fails on a fixable one
 	$(RUN) python -m devstack.security_scan audit
+
+audit-offline: install ## The same audit against the advisories kept in security/advisories (what CI runs: no network needed)
+	$(RUN) python -m devstack.security_scan audit --offline
+
+advisories: install ## Take a new advisory snapshot for every locked package: make advisories ADVISORY_DB=<clone of pypa/advisory-database>
+	@test -n "$(ADVISORY_DB)" || { echo "set ADVISORY_DB to a clone of https://github.com/pypa/advisory-database"; exit 2; }
+	$(RUN) python -m devstack.security_scan advisories "$(ADVISORY_DB)"
 
 test-system: install ## The runs of minutes: `make up` as a user runs it, the dashboard in Chromium, the stack in TLS mode, two consumer instances
 	$(RUN) pytest -m system

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from devstack import security_scan
 from devstack.security_scan import parse_audit
@@ -130,3 +131,84 @@ def test_a_known_vulnerable_pin_fails_the_audit() -> None:
     result = security_scan.audit("jinja2==2.10\n")
     assert not result.unaudited, result.unaudited
     assert "PYSEC-2019-217" in {f.vulnerability for f in result.fixable}
+
+
+def test_a_known_vulnerable_pin_fails_the_offline_audit() -> None:
+    """Against the advisories kept in security/advisories (the PyPA database's entries for
+    every locked package): jinja2 2.10 has PYSEC-2019-217, fixed in 2.10.1, and fails; the
+    release that fixes it does not."""
+    vulnerable = security_scan.offline_audit("jinja2==2.10 \\\n    --hash=sha256:00\n")
+    assert not vulnerable.passed
+    assert ("PYSEC-2019-217", ("2.10.1",)) in {
+        (f.vulnerability, f.fixed_in) for f in vulnerable.fixable
+    }
+    assert "PYSEC-2019-217" not in {
+        f.vulnerability for f in security_scan.offline_audit("jinja2==2.10.1\n").findings
+    }
+
+
+def test_the_locked_pins_pass_the_offline_audit_and_every_one_is_covered() -> None:
+    """What CI runs (`make audit-offline`): every pin of uv.lock is in the snapshot, and none
+    has a vulnerability with a fix."""
+    result = security_scan.offline_audit(security_scan.locked_requirements())
+    assert not result.unaudited, result.unaudited
+    assert result.passed, result.fixable
+
+
+def test_a_package_the_snapshot_was_not_taken_for_is_not_audited_and_fails() -> None:
+    """A dependency added after the snapshot: no advisory known is not no advisory."""
+    result = security_scan.offline_audit("leftpad-for-python==1.0\n")
+    assert not result.passed
+    assert result.unaudited == ["leftpad-for-python: not in the advisory snapshot (take a new one)"]
+
+
+TWO_STRETCHES = [{"introduced": "0"}, {"fixed": "1.0"}, {"introduced": "2.0"}, {"fixed": "2.1"}]
+
+
+@pytest.mark.parametrize(
+    ("events", "version", "affected"),
+    [
+        ([{"introduced": "0"}, {"fixed": "2.0"}], "1.9", True),
+        ([{"introduced": "0"}, {"fixed": "2.0"}], "2.0", False),
+        ([{"introduced": "1.5"}, {"fixed": "2.0"}], "1.4", False),
+        ([{"introduced": "1.0"}, {"last_affected": "1.3"}], "1.3", True),
+        ([{"introduced": "1.0"}, {"last_affected": "1.3"}], "1.3.1", False),
+        ([{"introduced": "3.0"}], "9.9", True),  # no release fixes it yet
+        (
+            [{"introduced": "0"}, {"fixed": "1.0"}, {"introduced": "2.0"}, {"fixed": "2.1"}],
+            "1.5",
+            False,
+        ),
+        (
+            [{"introduced": "0"}, {"fixed": "1.0"}, {"introduced": "2.0"}, {"fixed": "2.1"}],
+            "2.0.5",
+            True,
+        ),
+    ],
+)
+def test_the_offline_audit_reads_osv_ranges_as_the_database_means_them(
+    events: list[dict[str, str]], version: str, affected: bool
+) -> None:
+    """OSV ECOSYSTEM ranges: from `introduced` up to (not including) `fixed`, or up to and
+    including `last_affected`; several stretches in one range."""
+    hit, _ = security_scan._affects({"ranges": [{"type": "ECOSYSTEM", "events": events}]}, version)
+    assert hit is affected
+
+
+def test_a_withdrawn_advisory_does_not_fail_the_offline_audit(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "SOURCE.json").write_text('{"packages": ["demo"]}', encoding="utf-8")
+    advisory = {
+        "id": "PYSEC-0000-1",
+        "affected": [
+            {
+                "package": {"name": "demo", "ecosystem": "PyPI"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2"}]}],
+            }
+        ],
+    }
+    (tmp_path / "demo" / "PYSEC-0000-1.yaml").write_text(yaml.safe_dump(advisory), "utf-8")
+    assert not security_scan.offline_audit("demo==1\n", tmp_path).passed
+    advisory["withdrawn"] = "2024-01-01T00:00:00Z"
+    (tmp_path / "demo" / "PYSEC-0000-1.yaml").write_text(yaml.safe_dump(advisory), "utf-8")
+    assert security_scan.offline_audit("demo==1\n", tmp_path).passed

@@ -6,11 +6,19 @@ project. `python -m devstack.security_scan audit [REQUIREMENTS]` audits uv.lock'
 requirements file's) with pip-audit against the Python Packaging Advisory Database: it fails on
 a known vulnerability that has a fixed release, lists those without a fix, and fails too when a
 dependency could not be audited (an audit that could not look is no clean audit).
+
+`audit --offline [REQUIREMENTS]` gives the same verdict from the advisories kept in
+`security/advisories/` (the PyPA database's entries for every locked package, at the commit
+`security/advisories/SOURCE` names), for machines that cannot reach PyPI's vulnerability API;
+a pin of a package the snapshot was not taken for is not audited, and fails. `advisories
+DATABASE` takes a new snapshot from a clone of github.com/pypa/advisory-database.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,8 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
+ADVISORIES = ROOT / "security" / "advisories"
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,118 @@ def audit(requirements: str) -> AuditResult:
     return parse_audit(json.loads(run.stdout))
 
 
+def normalized(name: str) -> str:
+    """A package name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(requirements: str) -> dict[str, str]:
+    """`name==version` pins of a requirements file (hashes, markers and comments ignored)."""
+    found = {}
+    for line in requirements.splitlines():
+        match = re.match(
+            r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)", line
+        )
+        if match:
+            found[normalized(match.group(1))] = match.group(2)
+    return found
+
+
+def _affects(affected: dict[str, Any], version: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether an OSV `affected` entry covers the version, and the releases that fix it."""
+    from packaging.version import InvalidVersion, Version
+
+    fixed = tuple(
+        str(event["fixed"])
+        for ranges in affected.get("ranges", [])
+        for event in ranges.get("events", [])
+        if "fixed" in event
+    )
+    if version in {str(listed) for listed in affected.get("versions", [])}:
+        return True, fixed
+    try:
+        pinned = Version(version)
+    except InvalidVersion:
+        return False, fixed
+    for ranges in affected.get("ranges", []):
+        if ranges.get("type") != "ECOSYSTEM":
+            continue
+        introduced: Version | None = None
+        for event in ranges.get("events", []):
+            if "introduced" in event:
+                introduced = Version(str(event["introduced"]))
+            elif introduced is not None and "fixed" in event:
+                if introduced <= pinned < Version(str(event["fixed"])):
+                    return True, fixed
+                introduced = None
+            elif introduced is not None and "last_affected" in event:
+                if introduced <= pinned <= Version(str(event["last_affected"])):
+                    return True, fixed
+                introduced = None
+        if introduced is not None and pinned >= introduced:
+            return True, fixed  # introduced and never fixed
+    return False, fixed
+
+
+def offline_audit(requirements: str, advisories: Path = ADVISORIES) -> AuditResult:
+    """Audit the pins against the kept snapshot of the PyPA advisory database."""
+    covered = set(json.loads((advisories / "SOURCE.json").read_text(encoding="utf-8"))["packages"])
+    findings: list[Finding] = []
+    unaudited: list[str] = []
+    for name, version in sorted(pins(requirements).items()):
+        if name not in covered:
+            unaudited.append(f"{name}: not in the advisory snapshot (take a new one)")
+            continue
+        folder = advisories / name
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            advisory = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if advisory.get("withdrawn"):
+                continue
+            for affected in advisory.get("affected", []):
+                package = affected.get("package", {})
+                if package.get("ecosystem") != "PyPI" or normalized(package["name"]) != name:
+                    continue
+                hit, fixed = _affects(affected, version)
+                if hit:
+                    findings.append(Finding(name, version, advisory["id"], fixed))
+                    break
+    return AuditResult(findings, unaudited)
+
+
+def take_snapshot(database: Path, requirements: str, advisories: Path = ADVISORIES) -> int:
+    """Copy the database's advisories of every locked package into `advisories`; how many."""
+    commit = subprocess.run(
+        ["git", "-C", str(database), "log", "-1", "--format=%H %cI"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    packages = sorted(pins(requirements))
+    if advisories.exists():
+        shutil.rmtree(advisories)
+    advisories.mkdir(parents=True)
+    copied = 0
+    folders = {normalized(f.name): f for f in (database / "vulns").iterdir() if f.is_dir()}
+    for name in packages:
+        if name in folders:
+            shutil.copytree(folders[name], advisories / name)
+            copied += len(list((advisories / name).glob("*.yaml")))
+    (advisories / "SOURCE.json").write_text(
+        json.dumps(
+            {
+                "database": "https://github.com/pypa/advisory-database (CC-BY-4.0)",
+                "commit": commit[0],
+                "committed": commit[1],
+                "packages": packages,
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return copied
+
+
 def print_audit(result: AuditResult) -> None:
     """Say what the audit found, in the order a person acts on it."""
     for finding in result.fixable:
@@ -131,8 +254,9 @@ def print_audit(result: AuditResult) -> None:
         print(f"NOT AUDITED {line}")
     if result.unaudited:
         print(
-            "the vulnerability service did not answer for these dependencies "
-            "(pip-audit asks https://pypi.org/pypi/<name>/<version>/json)"
+            "these dependencies could not be audited (pip-audit asks "
+            "https://pypi.org/pypi/<name>/<version>/json; the offline audit knows only the "
+            "packages its snapshot was taken for)"
         )
     print("dependency audit: " + ("passed" if result.passed else "FAILED"))
 
@@ -150,13 +274,30 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["lint"]:
         return lint()
     if args[:1] == ["audit"]:
+        offline = "--offline" in args
+        files = [arg for arg in args[1:] if arg != "--offline"]
         requirements = (
-            Path(args[1]).read_text(encoding="utf-8") if len(args) > 1 else locked_requirements()
+            Path(files[0]).read_text(encoding="utf-8") if files else locked_requirements()
         )
-        result = audit(requirements)
+        if offline:
+            source = json.loads((ADVISORIES / "SOURCE.json").read_text(encoding="utf-8"))
+            print(
+                f"advisories as of {source['committed'][:10]} (PyPA database commit "
+                f"{source['commit'][:12]}, kept in security/advisories): later ones are not "
+                "known to this audit; `make audit` asks the live database"
+            )
+        result = offline_audit(requirements) if offline else audit(requirements)
         print_audit(result)
         return 0 if result.passed else 1
-    print("usage: python -m devstack.security_scan lint | audit [REQUIREMENTS]", file=sys.stderr)
+    if args[:1] == ["advisories"] and len(args) == 2:
+        copied = take_snapshot(Path(args[1]), locked_requirements())
+        print(f"{copied} advisories kept in {ADVISORIES}")
+        return 0
+    print(
+        "usage: python -m devstack.security_scan lint | audit [--offline] [REQUIREMENTS]"
+        " | advisories DATABASE",
+        file=sys.stderr,
+    )
     return 2
 
 
