@@ -75,8 +75,8 @@ lint: install ## ruff and the services-never-import-each-other check
 typecheck: install ## mypy, strict
 	$(RUN) mypy
 
-chaos: install ## Load with kill -9 of every service and PostgreSQL for CHAOS_MINUTES (5), then check nothing was lost or doubled
-	$(RUN) python -m devstack.chaos --minutes $${CHAOS_MINUTES:-5} $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+chaos: install ## Load with kill -9 of every service and PostgreSQL for CHAOS_MINUTES (5), then check nothing was lost or doubled (CHAOS_INSTANCES=2: two instances of each service)
+	$(RUN) python -m devstack.chaos --minutes $${CHAOS_MINUTES:-5} --instances $${CHAOS_INSTANCES:-1} $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 k8s: install ## Regenerate deploy/k8s (Kubernetes and Strimzi manifests) from the services and topics
 	$(RUN) python -m devstack.k8s deploy/k8s

@@ -29,7 +29,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -188,9 +190,17 @@ class Chaos:
     """One run: the load, the faults, then the checks."""
 
     def __init__(
-        self, stack: Stack, *, seconds: float, seed: int, customers: int = 3, log: Any = print
+        self,
+        stack: Stack,
+        *,
+        seconds: float,
+        seed: int,
+        customers: int = 3,
+        workers: int = 1,
+        log: Any = print,
     ) -> None:
         self.stack = stack
+        self.workers = workers  # instances of each service, in one consumer group
         self.seconds = seconds
         self.random = random.Random(seed)  # noqa: S311 - repeatable load, not security
         self.customers = customers
@@ -439,6 +449,9 @@ class Chaos:
             if time.monotonic() >= self.deadline:
                 return
             victim = self.random.choice(VICTIMS)
+            if victim != "postgres" and self.workers > 1 and self.random.random() < 0.5:
+                await self._kill_one_instance(victim)
+                continue
             self.findings.kills[victim] += 1
             self.log(f"  kill -9 {victim}")
             if victim == "postgres":
@@ -451,7 +464,25 @@ class Chaos:
             else:
                 self.stack.services[victim].kill()
                 await asyncio.sleep(self.random.uniform(0.5, 3))
-                await asyncio.to_thread(self.stack.start_service, victim, wait=False)
+                await asyncio.to_thread(
+                    self.stack.start_service, victim, wait=False, workers=self.workers
+                )
+
+    async def _kill_one_instance(self, service: str) -> None:
+        """kill -9 of one of the service's instances; the others go on, and the server starts
+        a new one in its place (a pod's container restarted)."""
+        supervisor = self.stack.services[service].pid
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+        try:
+            instances = [int(pid) for pid in (await asyncio.to_thread(children.read_text)).split()]
+        except OSError:
+            instances = []
+        if not instances:
+            return
+        self.findings.kills[f"{service} (one instance)"] += 1
+        self.log(f"  kill -9 one instance of {service}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.random.choice(instances), signal.SIGKILL)
 
     # Settling, then the checks.
 
@@ -683,13 +714,15 @@ def chaos_stack(var_dir: Path) -> Stack:
     )
 
 
-async def run_chaos(seconds: float, seed: int, var_dir: Path, log: Any = print) -> Findings:
-    """Start a stack, run the chaos on it, stop it."""
+async def run_chaos(
+    seconds: float, seed: int, var_dir: Path, log: Any = print, workers: int = 1
+) -> Findings:
+    """Start a stack (each service as `workers` instances), run the chaos on it, stop it."""
     stack = chaos_stack(var_dir)
     try:
         await asyncio.to_thread(stack.start_infrastructure)
-        await asyncio.to_thread(stack.start_services)
-        return await Chaos(stack, seconds=seconds, seed=seed, log=log).run()
+        await asyncio.to_thread(stack.start_services, workers)
+        return await Chaos(stack, seconds=seconds, seed=seed, workers=workers, log=log).run()
     finally:
         await asyncio.to_thread(stack.stop)
 
@@ -699,11 +732,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.chaos", description=__doc__)
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--instances", type=int, default=1, help="instances of each service (one consumer group)"
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)  # noqa: S311
-    print(f"chaos: {args.minutes} min, seed {seed}")
+    print(f"chaos: {args.minutes} min, seed {seed}, {args.instances} instance(s) of each service")
     with tempfile.TemporaryDirectory(prefix="quittance-chaos-") as folder:
-        findings = asyncio.run(run_chaos(args.minutes * 60, seed, Path(folder)))
+        findings = asyncio.run(
+            run_chaos(args.minutes * 60, seed, Path(folder), workers=args.instances)
+        )
     print(findings.summary())
     for metric, value in (
         ("chaos_effects_lost", findings.lost),

@@ -439,8 +439,9 @@ class Stack:
         )
         asyncio.run(ensure_topics(kafka, [topic.name for topic in TOPICS]))
 
-    def start_services(self) -> None:
-        """Create topics and databases, migrate, and start the four services."""
+    def start_services(self, workers: int = 1) -> None:
+        """Create topics and databases, migrate, and start the four services (each as N worker
+        processes: instances of the service in one consumer group)."""
         self.create_topics()
         self.create_databases(s.name for s in SERVICES)
         self.create_databases(["keystore"])
@@ -448,7 +449,7 @@ class Stack:
         with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
             list(pool.map(self.migrate, [spec.name for spec in SERVICES]))
         for spec in SERVICES:
-            self.start_service(spec.name, wait=False)
+            self.start_service(spec.name, wait=False, workers=workers)
         for spec in SERVICES:
             self.wait_healthy(spec.name)
 

@@ -54,6 +54,9 @@ def served_app() -> ASGIApp:
     return StrictTransportSecurity(app) if os.environ.get(_SERVED_OVER_HTTPS) == "1" else app
 
 
+WORKER_PING_TIMEOUT_S = 60
+
+
 def serve(factory: str, tls: TlsSettings, *, host: str, port: int, workers: int = 1) -> None:
     """Run the app factory (`package.main:create_app`) under uvicorn: HTTPS with HSTS when a
     certificate is set, plain HTTP otherwise."""
@@ -75,6 +78,10 @@ def serve(factory: str, tls: TlsSettings, *, host: str, port: int, workers: int 
         proxy_headers=True,
         access_log=False,  # it would log paths and query strings, which can hold personal data
         server_header=False,
+        # With workers, uvicorn kills a worker that does not answer its ping in time (5 s by
+        # default) and starts another: on a busy machine one still importing was killed over
+        # and over (found by the two-instance chaos run).
+        timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S,
     )
 
 
