@@ -201,7 +201,12 @@ class Chaos:
     ) -> None:
         self.stack = stack
         self.workers = workers  # instances of each service, in one consumer group
+        self.services = [spec.name for spec in SERVICES]
+        # The broker is killed too when its topics outlive it (a durable broker).
+        durable = stack.broker is not None and stack.broker.durable
+        self.victims = [*VICTIMS, "kafka"] if durable else list(VICTIMS)
         self.seconds = seconds
+        self.seed = seed
         self.random = random.Random(seed)  # noqa: S311 - repeatable load, not security
         self.customers = customers
         self.log = log
@@ -444,17 +449,28 @@ class Chaos:
     # The faults.
 
     async def _faults(self) -> None:
+        # The victims in a shuffled order, again and again: every one is killed once before
+        # any twice, and a seed gives the same kills whatever the load did with its own draws.
+        draws = random.Random(self.seed)  # noqa: S311 - repeatable faults, not security
+        order: list[str] = []
         while time.monotonic() < self.deadline:
-            await asyncio.sleep(self.random.uniform(3, 8))
+            await asyncio.sleep(draws.uniform(3, 8))
             if time.monotonic() >= self.deadline:
                 return
-            victim = self.random.choice(VICTIMS)
-            if victim != "postgres" and self.workers > 1 and self.random.random() < 0.5:
+            if not order:
+                order = draws.sample(self.victims, len(self.victims))
+            victim = order.pop()
+            if victim in self.services and self.workers > 1 and draws.random() < 0.5:
                 await self._kill_one_instance(victim)
                 continue
             self.findings.kills[victim] += 1
             self.log(f"  kill -9 {victim}")
-            if victim == "postgres":
+            if victim == "kafka":
+                assert self.stack.broker is not None
+                await asyncio.to_thread(self.stack.broker.kill)
+                await asyncio.sleep(self.random.uniform(0.5, 3))
+                await asyncio.to_thread(self.stack.broker.start)
+            elif victim == "postgres":
                 postgres = self.stack.postgres
                 if postgres is None or postgres.process is None:
                     raise RuntimeError("the chaos stack runs its own PostgreSQL")
@@ -704,21 +720,29 @@ class Chaos:
         return self.findings
 
 
-def chaos_stack(var_dir: Path) -> Stack:
-    """A stack of its own on free ports: its PostgreSQL is the one the run kills."""
+def chaos_stack(var_dir: Path, *, durable_broker: bool = False) -> Stack:
+    """A stack of its own on free ports: its PostgreSQL (and its broker, when durable) are the
+    ones the run kills."""
     return Stack(
         var_dir=var_dir,
         ports=StackPorts.free(),
+        durable_broker=durable_broker,
         service_ports={spec.name: free_port() for spec in SERVICES},
         topic_prefix=f"chaos{uuid.uuid4().hex[:6]}.",
     )
 
 
 async def run_chaos(
-    seconds: float, seed: int, var_dir: Path, log: Any = print, workers: int = 1
+    seconds: float,
+    seed: int,
+    var_dir: Path,
+    log: Any = print,
+    workers: int = 1,
+    durable_broker: bool = False,
 ) -> Findings:
-    """Start a stack (each service as `workers` instances), run the chaos on it, stop it."""
-    stack = chaos_stack(var_dir)
+    """Start a stack (each service as `workers` instances; a durable broker, which the run
+    kills too, if asked), run the chaos on it, stop it."""
+    stack = chaos_stack(var_dir, durable_broker=durable_broker)
     try:
         await asyncio.to_thread(stack.start_infrastructure)
         await asyncio.to_thread(stack.start_services, workers)
@@ -735,12 +759,23 @@ def main() -> None:
     parser.add_argument(
         "--instances", type=int, default=1, help="instances of each service (one consumer group)"
     )
+    parser.add_argument(
+        "--memory-broker",
+        action="store_true",
+        help="keep the broker's topics in memory, and never kill it (default: durable, killed)",
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)  # noqa: S311
     print(f"chaos: {args.minutes} min, seed {seed}, {args.instances} instance(s) of each service")
     with tempfile.TemporaryDirectory(prefix="quittance-chaos-") as folder:
         findings = asyncio.run(
-            run_chaos(args.minutes * 60, seed, Path(folder), workers=args.instances)
+            run_chaos(
+                args.minutes * 60,
+                seed,
+                Path(folder),
+                workers=args.instances,
+                durable_broker=not args.memory_broker,
+            )
         )
     print(findings.summary())
     for metric, value in (

@@ -110,6 +110,9 @@ class Stack:
     database_suffix: str = ""
     postgres_admin_url: str | None = None  # an external server instead of the embedded one
     kafka_bootstrap: str | None = None  # an external broker instead of the embedded one
+    # The embedded broker keeps its topics in an S3 store on loopback (it survives kill -9)
+    # instead of in memory.
+    durable_broker: bool = False
     service_ports: dict[str, int] = field(
         default_factory=lambda: {s.name: s.port for s in SERVICES}
     )
@@ -223,7 +226,9 @@ class Stack:
             self.postgres.start()
         if self.kafka_bootstrap is None:
             _require_free(self.ports.kafka, "the Kafka broker")
-            self.broker = EmbeddedBroker(port=self.ports.kafka, log_dir=self.log_dir)
+            self.broker = EmbeddedBroker(
+                port=self.ports.kafka, log_dir=self.log_dir, durable=self.durable_broker
+            )
             self.broker.start()
         _require_free(self.ports.smtp, "SMTP")
         _require_free(self.ports.mail_web, "the web inbox")
