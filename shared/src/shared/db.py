@@ -6,11 +6,13 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import ExecuteStyle
@@ -21,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.telemetry import SpanRecorder
 
 SessionFactory = async_sessionmaker[AsyncSession]
 CONNECT_TIMEOUT_S = 10.0
@@ -51,8 +55,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 _OPERATION = re.compile(r"\s*(\w+)")
 _TARGET = re.compile(r"\b(?:INTO|UPDATE|FROM|TABLE)\s+(?:ONLY\s+)?\"?(\w+)", re.IGNORECASE)
-# Transaction control and session settings: no span (a span costs ~50 µs of a 2-core host's
-# CPU, and an issued invoice runs three of them); a commit's time shows as the gap between the
+# Transaction control and session settings: no span (each span costs CPU on every request,
+# and an issued invoice runs three of them); a commit's time shows as the gap between the
 # last statement's span and the end of the operation's.
 _UNTRACED = frozenset(
     {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "SET", "SHOW", "SAVEPOINT", "RELEASE", "LISTEN"}
@@ -82,8 +86,8 @@ class StatementSpans:
     relay's polling, a sweep's bookkeeping) starts no trace of its own.
     """
 
-    def __init__(self, tracer: trace.Tracer, *, url: str) -> None:
-        self.tracer = tracer
+    def __init__(self, spans: SpanRecorder, *, url: str) -> None:
+        self.spans = spans
         self.namespace = make_url(url).database or ""
 
     def attach(self, engine: AsyncEngine) -> None:
@@ -97,7 +101,7 @@ class StatementSpans:
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(self._logged)
 
-    def _start(self, statement: str, start_time: int | None = None) -> trace.Span | None:
+    def _statement(self, statement: str) -> _Statement | None:
         # Sampled, not "recording": the driver's logger runs just after the statement, when
         # the operation's span may have ended; a child of an ended span is still its child.
         parent = trace.get_current_span().get_span_context()
@@ -106,20 +110,29 @@ class StatementSpans:
         operation, table = statement_summary(statement)
         if operation in _UNTRACED:
             return None
-        attributes: dict[str, str] = {
+        attributes: dict[str, Any] = {
             "db.system.name": "postgresql",
             "db.namespace": self.namespace,
             "db.operation.name": operation,
         }
         if table is not None:
             attributes["db.collection.name"] = table
-        return self.tracer.start_span(
-            f"{operation} {table or self.namespace}",
+        return _Statement(f"{operation} {table or self.namespace}", attributes, parent)
+
+    def _record(
+        self, statement: _Statement, start: int, end: int, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            statement.attributes["error.type"] = type(error).__name__
+        # Nothing of the error but its type: a database error can quote the row's values.
+        self.spans.child(
+            statement.name,
             kind=trace.SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=start_time,
-            record_exception=False,  # a database error can quote the row's values
-            set_status_on_exception=False,
+            start_time=start,
+            end_time=end,
+            attributes=statement.attributes,
+            error=error is not None,
+            parent=statement.parent,
         )
 
     def _before(
@@ -128,35 +141,39 @@ class StatementSpans:
         # A plain executemany goes through asyncpg's own executemany, which its query logger
         # sees; SQLAlchemy's own batches (insertmanyvalues) are prepared statements it does not.
         if context is not None and context.execute_style is not ExecuteStyle.EXECUTEMANY:
-            context._quittance_span = self._start(statement)
+            traced = self._statement(statement)
+            context._quittance_statement = None if traced is None else (traced, time.time_ns())
 
     def _after(
         self, _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
-        span = getattr(context, "_quittance_span", None)
-        if span is not None:
-            span.end()
-            context._quittance_span = None
+        self._finish(context, None)
 
     def _failed(self, exception_context: Any) -> None:
-        context = exception_context.execution_context
-        span = getattr(context, "_quittance_span", None)
-        if span is not None:
-            span.set_attribute("error.type", type(exception_context.original_exception).__name__)
-            span.set_status(trace.StatusCode.ERROR)
-            span.end()
-            context._quittance_span = None
+        self._finish(exception_context.execution_context, exception_context.original_exception)
+
+    def _finish(self, context: Any, error: BaseException | None) -> None:
+        started = getattr(context, "_quittance_statement", None)
+        if started is not None:
+            context._quittance_statement = None
+            traced, start = started
+            self._record(traced, start, time.time_ns(), error)
 
     def _logged(self, record: Any) -> None:
         # Called soon after the statement, in the caller's context: the span is dated back.
-        now = time.time_ns()
-        span = self._start(record.query, start_time=now - int(record.elapsed * 1e9))
-        if span is None:
-            return
-        if record.exception is not None:
-            span.set_attribute("error.type", type(record.exception).__name__)
-            span.set_status(trace.StatusCode.ERROR)
-        span.end(end_time=now)
+        traced = self._statement(record.query)
+        if traced is not None:
+            now = time.time_ns()
+            self._record(traced, now - int(record.elapsed * 1e9), now, record.exception)
+
+
+@dataclass
+class _Statement:
+    """A traced statement's span name, attributes and parent."""
+
+    name: str
+    attributes: dict[str, Any]
+    parent: SpanContext
 
 
 def driver_dsn(url: str | URL) -> str:

@@ -218,7 +218,7 @@ def create_runtime(
         name, otlp_endpoint=settings.otlp_endpoint, tracing=settings.tracing
     )
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-    StatementSpans(telemetry.tracer("shared.db"), url=settings.database_url).attach(engine)
+    StatementSpans(telemetry.recorder("shared.db"), url=settings.database_url).attach(engine)
     dead_letters = DeadLetterPolicy(
         consumer=name,
         telemetry=telemetry,

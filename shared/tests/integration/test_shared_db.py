@@ -55,7 +55,7 @@ async def test_every_statement_of_a_traced_operation_is_a_postgres_span_without_
     telemetry = create_telemetry("unit", exporter=exporter)
     url = infrastructure.database_url("x").rsplit("/", 1)[0] + "/postgres"
     engine = create_engine(url)
-    StatementSpans(telemetry.tracer("test"), url=url).attach(engine)
+    StatementSpans(telemetry.recorder("test"), url=url).attach(engine)
     marked = "ada.lovelace@example.com"
     try:
         async with engine.begin() as connection:  # outside any span: the relay's polling

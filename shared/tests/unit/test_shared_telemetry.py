@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -264,3 +265,107 @@ def test_without_a_collector_the_latest_spans_are_kept_in_process_through_the_al
     assert telemetry.recent.recent(1) == [parent_row]
     assert create_telemetry("collector-test", otlp_endpoint="http://127.0.0.1:9").recent is None
     assert create_telemetry("off-test", tracing=False).recent is None
+
+
+def test_a_finished_span_is_recorded_under_the_current_span_through_the_allow_list() -> None:
+    """What a statement's span is: the current span's child, dated as given, with only the
+    allowed attributes; nothing outside a span or under one that is not sampled."""
+    exporter = InMemorySpanExporter()
+    telemetry = create_telemetry("unit", exporter=exporter)
+    spans = telemetry.recorder("test.scope")
+    with telemetry.tracer("test").start_as_current_span("operation") as operation:
+        spans.child(
+            "SELECT invoice",
+            kind=SpanKind.CLIENT,
+            start_time=10,
+            end_time=20,
+            attributes={"db.operation.name": "SELECT", "email": MARK},
+            error=True,
+        )
+    spans.child("SELECT outside", kind=SpanKind.CLIENT, start_time=1, end_time=2, attributes={})
+    child, parent = exporter.get_finished_spans()
+    assert child.parent is not None
+    assert child.parent.span_id == operation.get_span_context().span_id
+    assert child.context is not None
+    assert parent.context is not None
+    assert child.context.trace_id == parent.context.trace_id
+    assert child.context.span_id not in {0, parent.context.span_id}
+    assert (child.name, child.kind, child.start_time, child.end_time) == (
+        "SELECT invoice",
+        SpanKind.CLIENT,
+        10,
+        20,
+    )
+    assert child.status.status_code is StatusCode.ERROR
+    assert dict(child.attributes or {}) == {"db.operation.name": "SELECT"}
+    assert child.resource.attributes["service.name"] == "unit"
+    assert child.instrumentation_scope is not None
+    assert child.instrumentation_scope.name == "test.scope"
+
+    off_exporter = InMemorySpanExporter()
+    off = create_telemetry("off-test", exporter=off_exporter, tracing=False)
+    with off.tracer("test").start_as_current_span("operation"):
+        off.recorder("test").child(
+            "SELECT x", kind=SpanKind.CLIENT, start_time=1, end_time=2, attributes={}
+        )
+    assert off_exporter.get_finished_spans() == ()
+
+
+def test_a_current_span_parents_what_runs_inside_it_and_is_recorded_as_the_block_left_it() -> None:
+    """What a request's span is: current inside the request, named and described by what the
+    request found out, continuing a caller's sampled trace and dropping an unsampled one."""
+    exporter = InMemorySpanExporter()
+    telemetry = create_telemetry("unit", exporter=exporter)
+    spans = telemetry.recorder("test")
+    with spans.current("GET", kind=SpanKind.SERVER) as span:
+        current = trace.get_current_span().get_span_context()
+        with telemetry.tracer("test").start_as_current_span("inside"):
+            pass
+        span.name = "GET /x"
+        span.attributes["http.route"] = "/x"
+    assert not trace.get_current_span().get_span_context().is_valid, "detached after"
+    inside, outer = exporter.get_finished_spans()
+    assert (outer.name, outer.kind, outer.parent) == ("GET /x", SpanKind.SERVER, None)
+    assert outer.context == current
+    assert current.trace_flags.sampled
+    assert inside.parent is not None
+    assert inside.parent.span_id == current.span_id
+    assert outer.start_time is not None
+    assert inside.start_time is not None
+    assert outer.end_time is not None
+    assert inside.end_time is not None
+    assert outer.start_time <= inside.start_time <= inside.end_time <= outer.end_time
+    assert outer.status.status_code is StatusCode.UNSET
+
+    trace_id, caller = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    sampled = propagate.extract({"traceparent": f"00-{trace_id}-{caller}-01"})
+
+    def failing_request() -> None:
+        with spans.current("POST", kind=SpanKind.SERVER, parent=sampled) as span:
+            span.error = True
+            raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError):
+        failing_request()
+    continued = exporter.get_finished_spans()[-1]
+    assert continued.context is not None
+    assert continued.parent is not None
+    assert format(continued.context.trace_id, "032x") == trace_id
+    assert format(continued.parent.span_id, "016x") == caller
+    assert continued.parent.is_remote
+    assert continued.status.status_code is StatusCode.ERROR
+
+    unsampled = propagate.extract({"traceparent": f"00-{trace_id}-{caller}-00"})
+    with spans.current("POST", kind=SpanKind.SERVER, parent=unsampled):
+        carried = trace.get_current_span().get_span_context()
+        spans.child("SELECT x", kind=SpanKind.CLIENT, start_time=1, end_time=2, attributes={})
+    assert carried.is_valid
+    assert not carried.trace_flags.sampled
+    assert format(carried.trace_id, "032x") == trace_id
+    assert len(exporter.get_finished_spans()) == 3, "nothing of an unsampled trace"
+
+    off_exporter = InMemorySpanExporter()
+    off = create_telemetry("off-test", exporter=off_exporter, tracing=False).recorder("test")
+    with off.current("GET", kind=SpanKind.SERVER):
+        assert trace.get_current_span().get_span_context().is_valid
+    assert off_exporter.get_finished_spans() == ()
