@@ -207,13 +207,19 @@ async def _recent_spans(system: Stack, service: str) -> list[dict[str, Any]]:
 async def _termination_is_one_trace(system: Stack) -> None:
     """The termination, from the owner's request to the certificate's email, is one trace
     with a span per step in every service, and PostgreSQL spans in each."""
-    requests = [
-        span
-        for span in await _recent_spans(system, "billing")
-        if span["name"] == "POST /account/termination"
-        and span["attributes"].get("http.response.status_code") == 202
-    ]
-    assert requests, "billing's span of the termination request"
+
+    async def termination_requests() -> list[dict[str, Any]]:
+        return [
+            span
+            for span in await _recent_spans(system, "billing")
+            if span["name"] == "POST /account/termination"
+            and span["attributes"].get("http.response.status_code") == 202
+        ]
+
+    # Billing exports its spans a second or so after they end, and the flow can be quicker.
+    requests = await eventually(
+        termination_requests, timeout=10, interval=0.5, what="billing's termination request span"
+    )
     trace_id = requests[-1]["trace_id"]
 
     async def spans_of_the_trace() -> dict[str, list[dict[str, Any]]]:

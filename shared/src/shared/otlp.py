@@ -22,10 +22,14 @@ from opentelemetry.exporter.otlp.proto.common._internal import (
     _encode_resource,
 )
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
-from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http._common import (
+    RequestPayloadTooLargeError,
+    _is_request_too_large,
+)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanKind
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags masks
 _RESOURCE_SPANS = _RESOURCE = _SCOPE = b"\x0a"
 _SCOPE_SPANS = _SPANS = b"\x12"
 _SCHEMA_URL = b"\x1a"
+_UNSEEN = object()
 _REUSED = (str, int, bool)
 _CACHE_LIMIT = 4096  # names and attributes kept encoded; ids and offsets would grow it forever
 
@@ -118,7 +123,14 @@ def _status(span: ReadableSpan) -> bytes:
 def _span(span: ReadableSpan, encoded: _Encoded) -> bytes:
     """A span's Span message, as the SDK's encoder would write it."""
     context, parent = span.context, span.parent
-    if context is None or span.events or span.links or context.trace_state:
+    if (
+        context is None
+        or context.trace_state
+        or span.events
+        or span.links
+        or span.dropped_events
+        or span.dropped_links
+    ):
         return bytes(_encode_span(span).SerializeToString())
     parts = [_TRACE_ID, context.trace_id.to_bytes(16, "big"), _SPAN_ID]
     parts.append(context.span_id.to_bytes(8, "big"))
@@ -145,8 +157,8 @@ class _FirstEqual:
         self._seen: list[Any] = []
 
     def __call__(self, obj: Any) -> Any:
-        found = self._by_id.get(id(obj))
-        if found is None:
+        found = self._by_id.get(id(obj), _UNSEEN)
+        if found is _UNSEEN:
             found = next((seen for seen in self._seen if seen == obj), obj)
             if found is obj:
                 self._seen.append(obj)
@@ -188,8 +200,9 @@ def _resource_spans(resource: Any, scopes: Any) -> bytes:
 
 
 class OtlpHttpSpanExporter(OTLPSpanExporter):
-    """OpenTelemetry's OTLP/HTTP exporter (its transport, retries and limits) with the leaner
-    encoder."""
+    """OpenTelemetry's OTLP/HTTP exporter (its transport, retries, limits and own metrics) with
+    the leaner encoder; its `export` is the SDK's with the encoder swapped, which ties it to the
+    SDK's minor release (pinned in shared's pyproject, and checked by the tests)."""
 
     def __init__(self, endpoint: str, **options: Any) -> None:
         super().__init__(endpoint=endpoint, **options)
@@ -198,6 +211,7 @@ class OtlpHttpSpanExporter(OTLPSpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Encode the batch and post it as the SDK's exporter does."""
         if self._shutdown:
+            log.warning("the span exporter is shut down: batch ignored")
             return SpanExportResult.FAILURE
         with self._metrics.export_operation(len(spans)) as result:
             try:
@@ -208,9 +222,14 @@ class OtlpHttpSpanExporter(OTLPSpanExporter):
                 return SpanExportResult.FAILURE
             if _is_request_too_large(data, self._max_request_size):
                 log.warning("dropped a span batch of %d bytes: over the size limit", len(data))
+                result.error = RequestPayloadTooLargeError(
+                    f"span batch of {len(data)} bytes over {self._max_request_size}"
+                )
                 return SpanExportResult.FAILURE
             sent = self._client.export(data)
             if not sent.success:
                 result.error = sent.error
+                if sent.status_code is not None:
+                    result.error_attrs = {HTTP_RESPONSE_STATUS_CODE: sent.status_code}
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

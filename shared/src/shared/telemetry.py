@@ -288,7 +288,9 @@ class SpanRecorder:
     The SDK's live span (a lock, bounded containers, a check per attribute) costs ~15 µs of
     this project's 2-core host each, a finished span ~3: these are the spans every request
     makes. Each still passes the provider's sampler and leaves through the processors, so
-    through the allow-list, like any other.
+    through the allow-list, like any other. A child follows its parent's sampling, as the
+    services' ParentBased sampler does. Inside `current`, the current span is not recording:
+    what the block wants on its span, it sets on the FinishedSpan it is given.
     """
 
     def __init__(self, provider: TracerProvider, processors: SpanProcessor, scope: str) -> None:

@@ -89,12 +89,36 @@ spans = st.builds(
 )
 
 
+# What the services' spans look like (no events, links or trace state): the encoder writes
+# these itself, where it hands the others to the SDK's encoder.
+plain_contexts = st.builds(
+    SpanContext,
+    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+    span_id=ids,
+    is_remote=st.booleans(),
+    trace_flags=st.sampled_from([TraceFlags(0), TraceFlags(1)]),
+)
+plain_spans = st.builds(
+    ReadableSpan,
+    name=texts,
+    context=plain_contexts,
+    parent=st.one_of(st.none(), plain_contexts),
+    resource=resources,
+    attributes=attributes,
+    kind=st.sampled_from(list(SpanKind)),
+    status=statuses,
+    start_time=st.integers(min_value=0, max_value=2**64 - 1),
+    end_time=st.integers(min_value=0, max_value=2**64 - 1),
+    instrumentation_scope=scopes,
+)
+
+
 def _decoded(data: bytes) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(data)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.lists(spans, max_size=8))
+@given(batch=st.lists(st.one_of(plain_spans, plain_spans, spans), max_size=8))
 def test_any_batch_encodes_to_what_the_sdk_encoder_writes(batch: list[ReadableSpan]) -> None:
     """Ids, parent, name, kind, times, attributes of every type, events, links, trace state,
     status, flags (a remote parent), grouping by equal resources and scopes: all as the SDK
@@ -105,7 +129,8 @@ def test_any_batch_encodes_to_what_the_sdk_encoder_writes(batch: list[ReadableSp
 
 
 def test_spans_from_the_sdk_tracer_encode_as_the_sdk_encodes_them() -> None:
-    """Live SDK spans: bounded attributes, a dropped attribute counted, exceptions as events."""
+    """Live SDK spans: bounded attributes, exceptions as events, and what limits dropped (a
+    dropped attribute, event or link) counted."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -116,8 +141,17 @@ def test_spans_from_the_sdk_tracer_encode_as_the_sdk_encodes_them() -> None:
     ):
         child.set_attribute("db.system.name", "postgresql")
         child.record_exception(ValueError("bad"))
+    # Limits of nothing at all: no event or link is kept, but their counts are written.
+    bare = TracerProvider(span_limits=SpanLimits(max_events=0, max_links=0))
+    bare.add_span_processor(SimpleSpanProcessor(exporter))
+    link = Link(SpanContext(5, 6, is_remote=True))
+    with bare.get_tracer("bare").start_as_current_span("bare", links=[link]) as span:
+        span.record_exception(ValueError("bad"))
     finished = exporter.get_finished_spans()
     assert finished[1].dropped_attributes == 1
+    assert (finished[2].dropped_events, finished[2].dropped_links) == (1, 1)
+    assert not finished[2].events
+    assert not finished[2].links
     assert _decoded(SpanEncoder().encode(finished)) == encode_spans(finished)
 
 
