@@ -83,6 +83,28 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
     return any(_says_server_unavailable(cause) for cause in _wrapped_chain(exc))
 
 
+# How long a starting service waits for a server that is restarting (or not up yet).
+STARTUP_WAIT_S = 120.0
+
+
+async def waiting_out_outages(
+    what: str, attempt: Callable[[], Awaitable[Any]], *, wait_s: float = STARTUP_WAIT_S
+) -> None:
+    """Run a start-up step until it succeeds, waiting while the server it needs is unavailable:
+    a service (or one instance of it) started while the broker restarts must not exit. Any
+    other error, or an outage longer than `wait_s`, is raised."""
+    give_up = time.monotonic() + wait_s
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as error:
+            if not is_infrastructure_outage(error) or time.monotonic() > give_up:
+                raise
+            log.warning("%s is not reachable yet (%s); waiting", what, type(error).__name__)
+            await asyncio.sleep(0.5)
+
+
 def _wrapped_chain(exc: BaseException) -> list[BaseException]:
     """The error and, when it wraps a driver's, SQLAlchemy's `orig` (the adapter's error) and
     the causes beneath it (asyncpg's own); other errors' causes are their own business."""

@@ -413,8 +413,13 @@ class OutboxRelay:
     async def start(self) -> None:
         """Connect the producer and start relaying once this relay leads."""
         self._stopping = False
-        self._producer = create_producer(self.kafka, client_id=f"{self.telemetry.service}-relay")
-        await self._producer.start()
+        producer = create_producer(self.kafka, client_id=f"{self.telemetry.service}-relay")
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # its connections, before another attempt makes new ones
+            raise
+        self._producer = producer
         self._task = asyncio.create_task(self._run(), name=f"{self.telemetry.service}-relay")
 
     @property

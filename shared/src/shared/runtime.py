@@ -38,7 +38,7 @@ from shared.health import (
 )
 from shared.http import SecurityHeadersMiddleware, UnhandledErrorMiddleware
 from shared.inbox import prune_inbox
-from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics
+from shared.kafka import DeadLetterPolicy, create_broker, ensure_topics, waiting_out_outages
 from shared.keystore import KeyStore, create_key_store
 from shared.legal_holds import LegalHolds
 from shared.outbox import Outbox, OutboxRelay
@@ -92,9 +92,10 @@ class ServiceRuntime(Generic[SettingsT]):
 
     async def start(self) -> None:
         """Create missing topics, connect the broker (and its subscribers), start the relay."""
-        await ensure_topics(self.settings.kafka, self.topics)
+        kafka = self.settings.kafka
+        await waiting_out_outages("the broker", lambda: ensure_topics(kafka, self.topics))
         await self.keys.start()
-        await self.broker.start()
+        await waiting_out_outages("the broker", self.broker.start)
         await self.start_background()
         if self.settings.environment != "test":
             # What startup made lives as long as the process: the collector stops scanning it
@@ -105,7 +106,7 @@ class ServiceRuntime(Generic[SettingsT]):
 
     async def start_background(self) -> None:
         """Start the relay, housekeeping and the service's own background jobs."""
-        await self.relay.start()
+        await waiting_out_outages("the broker", self.relay.start)
         jobs = [self.housekeeping, *self.background]
         self._tasks.extend(asyncio.create_task(job(), name=job.__name__) for job in jobs)
 
@@ -353,8 +354,12 @@ def create_consumer_app(
 
     @app.on_startup
     async def create_topics() -> None:
-        await ensure_topics(runtime.settings.kafka, runtime.topics)
+        # FastStream starts the broker after this: connected here, while waiting out an
+        # outage as `ServiceRuntime.start` does, so an instance started meanwhile does not exit.
+        kafka = runtime.settings.kafka
+        await waiting_out_outages("the broker", lambda: ensure_topics(kafka, runtime.topics))
         await runtime.keys.start()
+        await waiting_out_outages("the broker", runtime.broker.connect)
 
     @app.after_startup
     async def start_relay() -> None:

@@ -4,14 +4,18 @@ coming back are reported, not only whether the database and broker answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from devstack.broker import EmbeddedBroker
+from devstack.processes import free_port
 from devstack.stack import Stack
 from devstack.testing import eventually, produce
 from shared.contracts import Envelope, PurgeRequested, new_envelope
@@ -19,7 +23,7 @@ from shared.db import create_engine
 from shared.delivery import CREATE_OUTBOX_NOTIFY_SQL, DeliveryTable
 from shared.health import ConsumerProgress
 from shared.routing import EventRoutes
-from shared.runtime import ServiceRuntime, create_runtime
+from shared.runtime import ServiceRuntime, create_consumer_app, create_runtime
 from shared.settings import KafkaSettings, KeyStoreSettings, ServiceSettings
 from shared.unit_of_work import Work
 
@@ -45,15 +49,24 @@ async def runtime_with(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, keystore_settings: KeyStoreSettings
 ) -> AsyncIterator[Callable[[Any], Any]]:
     started: list[ServiceRuntime[ServiceSettings]] = []
+    served: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(handler: Any, *, own_prefix: bool = False) -> ServiceRuntime[ServiceSettings]:
+    async def start(
+        handler: Any,
+        *,
+        own_prefix: bool = False,
+        bootstrap: str | None = None,
+        as_consumer_app: bool = False,
+    ) -> ServiceRuntime[ServiceSettings]:
         # Its own prefix: its own topics and consumer group, with nothing left by other tests.
         prefix = f"{topic_prefix}{uuid.uuid4().hex[:6]}." if own_prefix else topic_prefix
         settings = ServiceSettings(
             environment="test",
             database_url=database_url,
             kafka=KafkaSettings(
-                bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, retry_backoff_s=0.01
+                bootstrap_servers=bootstrap or kafka_bootstrap,
+                topic_prefix=prefix,
+                retry_backoff_s=0.01,
             ),
             keystore=keystore_settings,
             operator_token="test-operator-token",  # type: ignore[arg-type]
@@ -65,6 +78,22 @@ async def runtime_with(
         routes = EventRoutes("billing", runtime.telemetry)
         routes.on(PurgeRequested)(handler)
         runtime.consume(routes)
+        if as_consumer_app:  # started as the consumer services start: FastStream's app
+            ready, stop = asyncio.Event(), asyncio.Event()
+
+            async def serve() -> None:  # the app's lifespan, entered and left in one task
+                async with create_consumer_app(runtime).start_lifespan_context():
+                    ready.set()
+                    await stop.wait()
+
+            task = asyncio.create_task(serve())
+            served.append((stop, task))
+            readied = asyncio.create_task(ready.wait())
+            await asyncio.wait([task, readied], return_when=asyncio.FIRST_COMPLETED)
+            readied.cancel()
+            if task.done():
+                task.result()  # a start that failed fails the test with its error
+            return runtime
         await runtime.start()
         started.append(runtime)
         return runtime
@@ -72,6 +101,10 @@ async def runtime_with(
     yield start
     for runtime in started:
         await runtime.stop()
+    for stop, task in served:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
 
 
 async def _purges(settings: ServiceSettings, count: int) -> None:
@@ -200,3 +233,39 @@ async def test_consumer_lag_is_exported_per_partition_and_falls_to_zero_once_con
     finally:
         release.set()  # a handler left waiting would keep the consumer from ever stopping
     await eventually(caught_up, timeout=30, what="the lag fell to zero")
+
+
+@pytest.mark.parametrize("as_consumer_app", [False, True], ids=["billing", "consumer-service"])
+async def test_a_service_started_while_the_broker_is_down_waits_for_it_and_consumes(
+    runtime_with: Callable[..., Any], tmp_path: Path, as_consumer_app: bool
+) -> None:
+    """A service (or one instance of it) started while the broker restarts must not exit:
+    uvicorn stops every instance of a service when one fails to start (a chaos run lost
+    billing that way). Its start waits for the broker, then it consumes as usual."""
+    broker = EmbeddedBroker(port=free_port(), log_dir=tmp_path / "tansu")
+    handled: list[uuid.UUID] = []
+
+    async def on_purge_requested(event: Envelope[PurgeRequested], work: Work) -> None:
+        handled.append(event.data.saga_id)
+
+    starting = asyncio.create_task(
+        runtime_with(
+            on_purge_requested,
+            own_prefix=True,
+            bootstrap=broker.bootstrap_servers,
+            as_consumer_app=as_consumer_app,
+        )
+    )
+    try:
+        await asyncio.sleep(3)
+        assert not starting.done(), "the start waits while the broker is down"
+        await asyncio.to_thread(broker.start)
+        runtime = await asyncio.wait_for(starting, timeout=60)
+        await _purges(runtime.settings, 1)
+        await eventually(lambda: handled, timeout=30, what="the event was consumed")
+        assert runtime.relay.health()["publishing"]
+    finally:
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
+        broker.stop()

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from shared import runtime as runtime_module
+from shared.kafka import waiting_out_outages
 from shared.runtime import create_runtime
 from shared.settings import ServiceSettings
 
@@ -51,3 +53,32 @@ async def test_a_background_job_that_ignores_cancellation_is_left_behind_at_shut
     assert "polite" not in caplog.text
     released.set()  # the test's own cleanup
     await stuck
+
+
+async def test_a_start_up_step_waits_out_an_outage_and_nothing_else() -> None:
+    """What a service's start does with each step that needs the broker: an outage is waited
+    for (within a bound), any other error fails the start at once."""
+    attempts: list[int] = []
+
+    async def broker_back_on_the_third_try() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9)]")
+
+    await waiting_out_outages("the broker", broker_back_on_the_third_try)
+    assert len(attempts) == 3
+
+    async def misconfigured() -> None:
+        attempts.append(1)
+        raise ValueError("no such topic prefix")
+
+    attempts.clear()
+    with pytest.raises(ValueError, match="no such topic prefix"):
+        await waiting_out_outages("the broker", misconfigured)
+    assert len(attempts) == 1
+
+    async def never_back() -> None:
+        raise KafkaConnectionError("Unable to bootstrap")
+
+    with pytest.raises(KafkaConnectionError):
+        await waiting_out_outages("the broker", never_back, wait_s=0.6)
