@@ -6,6 +6,7 @@ import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,14 +39,6 @@ values = st.one_of(
 )
 attributes = st.dictionaries(st.sampled_from(["a", "b.c", "http.route", "k"]), values, max_size=4)
 ids = st.integers(min_value=1, max_value=2**64 - 1)
-contexts = st.builds(
-    SpanContext,
-    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
-    span_id=ids,
-    is_remote=st.booleans(),
-    trace_flags=st.sampled_from([TraceFlags(0), TraceFlags(1)]),
-    trace_state=st.one_of(st.none(), st.just(TraceState([("vendor", "v1")]))),
-)
 resources = st.sampled_from(
     [
         Resource({"service.name": "billing"}),
@@ -69,48 +62,49 @@ statuses = st.sampled_from(
         Status(StatusCode.ERROR, "broken"),
     ]
 )
-spans = st.builds(
-    ReadableSpan,
-    name=texts,
-    context=contexts,
-    parent=st.one_of(st.none(), contexts),
-    resource=resources,
-    attributes=attributes,
-    events=st.lists(
-        st.builds(Event, name=texts, attributes=attributes, timestamp=st.integers(0, 2**63)),
-        max_size=2,
-    ),
-    links=st.lists(st.builds(Link, context=contexts, attributes=attributes), max_size=2),
-    kind=st.sampled_from(list(SpanKind)),
-    status=statuses,
-    start_time=st.integers(min_value=0, max_value=2**64 - 1),
-    end_time=st.integers(min_value=0, max_value=2**64 - 1),
-    instrumentation_scope=scopes,
-)
 
 
-# What the services' spans look like (no events, links or trace state): the encoder writes
-# these itself, where it hands the others to the SDK's encoder.
-plain_contexts = st.builds(
-    SpanContext,
-    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
-    span_id=ids,
-    is_remote=st.booleans(),
-    trace_flags=st.sampled_from([TraceFlags(0), TraceFlags(1)]),
-)
-plain_spans = st.builds(
-    ReadableSpan,
-    name=texts,
-    context=plain_contexts,
-    parent=st.one_of(st.none(), plain_contexts),
-    resource=resources,
-    attributes=attributes,
-    kind=st.sampled_from(list(SpanKind)),
-    status=statuses,
-    start_time=st.integers(min_value=0, max_value=2**64 - 1),
-    end_time=st.integers(min_value=0, max_value=2**64 - 1),
-    instrumentation_scope=scopes,
-)
+def _contexts(trace_states: st.SearchStrategy[TraceState | None]) -> st.SearchStrategy[Any]:
+    return st.builds(
+        SpanContext,
+        trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+        span_id=ids,
+        is_remote=st.booleans(),
+        trace_flags=st.sampled_from([TraceFlags(0), TraceFlags(1)]),
+        trace_state=trace_states,
+    )
+
+
+def _spans(*, plain: bool) -> st.SearchStrategy[ReadableSpan]:
+    """Spans as the services make them (`plain`: no events, links or trace state, which the
+    encoder writes itself) or with everything (which it hands to the SDK's encoder)."""
+    if plain:
+        contexts, events, links = _contexts(st.none()), st.just(()), st.just(())
+    else:
+        contexts = _contexts(st.one_of(st.none(), st.just(TraceState([("vendor", "v1")]))))
+        events = st.lists(
+            st.builds(Event, name=texts, attributes=attributes, timestamp=st.integers(0, 2**63)),
+            max_size=2,
+        )
+        links = st.lists(st.builds(Link, context=contexts, attributes=attributes), max_size=2)
+    return st.builds(
+        ReadableSpan,
+        name=texts,
+        context=contexts,
+        parent=st.one_of(st.none(), contexts),
+        resource=resources,
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=st.sampled_from(list(SpanKind)),
+        status=statuses,
+        start_time=st.integers(min_value=0, max_value=2**64 - 1),
+        end_time=st.integers(min_value=0, max_value=2**64 - 1),
+        instrumentation_scope=scopes,
+    )
+
+
+PLAIN_SPANS, FULL_SPANS = _spans(plain=True), _spans(plain=False)
 
 
 def _decoded(data: bytes) -> ExportTraceServiceRequest:
@@ -118,7 +112,11 @@ def _decoded(data: bytes) -> ExportTraceServiceRequest:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.lists(st.one_of(plain_spans, plain_spans, spans), max_size=8))
+@given(
+    batch=st.lists(
+        st.one_of(_spans(plain=True), _spans(plain=True), _spans(plain=False)), max_size=8
+    )
+)
 def test_any_batch_encodes_to_what_the_sdk_encoder_writes(batch: list[ReadableSpan]) -> None:
     """Ids, parent, name, kind, times, attributes of every type, events, links, trace state,
     status, flags (a remote parent), grouping by equal resources and scopes: all as the SDK
