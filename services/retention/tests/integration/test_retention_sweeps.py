@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,7 +86,12 @@ async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instance
     async with running(create_app(settings)), running(create_app(settings)):
         await eventually(known, what="retention learning the account's plan")
         began = datetime.now(UTC)
-        await asyncio.sleep(2.5)
+
+        async def three_slots_taken() -> bool:
+            return len(await sweep_ids(began)) >= 3
+
+        # However busy the machine: a fixed window once saw two sweeps when CI was loaded.
+        await eventually(three_slots_taken, timeout=30, what="three half-second sweeps")
         ended = datetime.now(UTC)
         slots = await sweep_ids(began, ended)
 
@@ -104,7 +108,7 @@ async def test_plan_retention_each_scheduled_sweep_runs_once_across_two_instance
         await connection.execute("DELETE FROM account_plan WHERE account_id = $1", account_id)
     finally:
         await connection.close()
-    assert len(slots) >= 3, "a sweep every half second"
+    assert len(slots) >= 3, "a sweep in each half-second slot"
     window = (ended - began).total_seconds()
     assert len(slots) <= window / 0.5 + 1, "one sweep per slot, not one per instance or look"
     # One more than were made: a duplicate request would show up.
