@@ -267,6 +267,7 @@ def test_without_a_collector_the_latest_spans_are_kept_in_process_through_the_al
     assert create_telemetry("off-test", tracing=False).recent is None
 
 
+@pytest.mark.clause("USE")
 def test_a_finished_span_is_recorded_under_the_current_span_through_the_allow_list() -> None:
     """What a statement's span is: the current span's child, dated as given, with only the
     allowed attributes; nothing outside a span or under one that is not sampled."""
